@@ -1,0 +1,93 @@
+"""The exception tree of rediscache.
+
+Every error the library raises on purpose derives from :class:`RediscacheError`, so
+``except rediscache.RediscacheError`` catches all of them. Errors caused by bad input
+also derive from :class:`ValueError`; lookups of things that do not exist also derive
+from :class:`LookupError`::
+
+    RediscacheError
+    +-- InvalidInputError (ValueError)      bad argument: dim, dtype, NaN, key, filter...
+    |   +-- SchemaMismatchError             create_space(exist_ok=True) with another schema
+    +-- NotFoundError (LookupError)
+    |   +-- SpaceNotFoundError              the space does not exist
+    |   +-- KeyNotFoundError                an embedding key does not exist
+    +-- CorruptDataError                    stored bytes that cannot be decoded
+    +-- ServerError                         Redis side problems
+        +-- ConnectionFailedError           cannot reach or authenticate to Redis
+        +-- SearchModuleMissingError        the server has no RediSearch
+        +-- EmbeddedServerError             the local embedded server cannot start
+            +-- RedisBinaryNotFoundError    no usable redis-server binary
+            +-- PortInUseError              the requested port is taken
+
+Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionFailedError",
+    "CorruptDataError",
+    "EmbeddedServerError",
+    "InvalidInputError",
+    "KeyNotFoundError",
+    "NotFoundError",
+    "PortInUseError",
+    "RedisBinaryNotFoundError",
+    "RediscacheError",
+    "SchemaMismatchError",
+    "SearchModuleMissingError",
+    "ServerError",
+    "SpaceNotFoundError",
+]
+
+
+class RediscacheError(Exception):
+    """Root of every error raised by rediscache."""
+
+
+class InvalidInputError(RediscacheError, ValueError):
+    """An argument is invalid (shape, dtype, value, key, filter...). Nothing was written."""
+
+
+class SchemaMismatchError(InvalidInputError):
+    """A space exists with a different schema than the one requested."""
+
+
+class NotFoundError(RediscacheError, LookupError):
+    """Something that was asked for does not exist."""
+
+
+class SpaceNotFoundError(NotFoundError):
+    """The named space does not exist."""
+
+
+class KeyNotFoundError(NotFoundError):
+    """An embedding key does not exist in the space."""
+
+
+class CorruptDataError(RediscacheError):
+    """Stored data cannot be decoded (for example a vector of the wrong byte length)."""
+
+
+class ServerError(RediscacheError):
+    """A problem on the Redis side."""
+
+
+class ConnectionFailedError(ServerError):
+    """Redis cannot be reached, or refused the credentials."""
+
+
+class SearchModuleMissingError(ServerError):
+    """The Redis server has no search module (RediSearch / Redis query engine)."""
+
+
+class EmbeddedServerError(ServerError):
+    """The local embedded Redis server cannot be started or stopped."""
+
+
+class RedisBinaryNotFoundError(EmbeddedServerError):
+    """No redis-server binary able to load the search module was found."""
+
+
+class PortInUseError(EmbeddedServerError):
+    """The TCP port requested for the embedded server is already in use."""

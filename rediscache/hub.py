@@ -1,0 +1,353 @@
+"""The hub: a connection to Redis (embedded or remote) and the registry of spaces."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from . import query
+from .codec import DTYPES
+from .errors import (
+    ConnectionFailedError,
+    InvalidInputError,
+    SchemaMismatchError,
+    SearchModuleMissingError,
+    ServerError,
+    SpaceNotFoundError,
+)
+from .keys import REGISTRY, SpaceKeys, validate_space_name
+from .server import ServerConfig, ServerInfo, ensure_running, search_version
+from .space import Space, SpaceConfig
+
+__all__ = ["Hub", "connect"]
+
+_METRICS = ("cosine", "l2", "ip")
+_ALGORITHMS = ("hnsw", "flat")
+
+
+def _redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_client(client: redis.Redis) -> None:
+    kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("decode_responses"):
+        raise InvalidInputError("pass a redis client with decode_responses=False")
+    if str(kwargs.get("protocol", 2)) == "3":
+        raise InvalidInputError("pass a redis client with protocol=2 (rediscache parses RESP2)")
+
+
+def _verify(client: redis.Redis, where: str) -> None:
+    """PING and check for the search module, with one clear error for each failure."""
+    try:
+        client.ping()
+    except redis.AuthenticationError as exc:
+        raise ConnectionFailedError(
+            f"authentication to {where} failed: check the password (and user) in the URL"
+        ) from exc
+    except redis.ResponseError as exc:
+        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+            raise ConnectionFailedError(
+                f"authentication to {where} failed: {exc}; put the password in the URL "
+                "(redis://:PASSWORD@host:port)"
+            ) from exc
+        raise ServerError(f"{where}: {exc}") from exc
+    except redis.ConnectionError as exc:
+        raise ConnectionFailedError(
+            f"cannot connect to {where}: {exc}; is the server running and the URL right?"
+        ) from exc
+    try:
+        present = search_version(client) is not None
+    except redis.exceptions.NoPermissionError:
+        # Users scoped by ACL may not run MODULE LIST; ask whether FT.SEARCH exists instead.
+        present = bool(client.execute_command("COMMAND", "INFO", "FT.SEARCH")[0])
+    if not present:
+        version = client.info("server").get("redis_version", "?")
+        raise SearchModuleMissingError(
+            f"{where} (Redis {version}) has no search module: use Redis Stack / Redis >= 8 "
+            "with the query engine, or the embedded server (rediscache.connect() with no URL)"
+        )
+
+
+def connect(
+    url: str | None = None,
+    *,
+    client: redis.Redis | None = None,
+    data_dir: str | Path | None = None,
+    server: ServerConfig | None = None,
+    **redis_kwargs: Any,
+) -> Hub:
+    """Connect to a Redis with the search module and return a :class:`Hub`.
+
+    * ``connect()``: the embedded local server (started first if it is not running; see
+      :mod:`rediscache.server`). ``data_dir`` or ``server`` choose its data directory/config.
+    * ``connect("redis://:pw@host:6379/0")`` (also ``rediss://`` and ``unix://``): any Redis;
+      ``redis_kwargs`` go to ``redis.Redis.from_url``.
+    * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies); the hub
+      never closes a client it did not create.
+
+    Round trips: two (PING, MODULE LIST), plus the server start when needed.
+
+    Raises:
+        ConnectionFailedError: unreachable server or wrong password.
+        SearchModuleMissingError: the server has no search module.
+        EmbeddedServerError: the embedded server cannot start (see its subclasses).
+    """
+    info: ServerInfo | None = None
+    if client is not None:
+        _check_client(client)
+        owns = False
+        where = "the given client's server"
+    elif url is not None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise InvalidInputError(
+                f"unsupported URL {_redact(url)!r}: use redis://, rediss:// or unix://"
+            )
+        try:
+            client = redis.Redis.from_url(url, protocol=2, **redis_kwargs)
+        except ValueError as exc:
+            raise InvalidInputError(f"invalid Redis URL {_redact(url)!r}: {exc}") from exc
+        owns = True
+        where = _redact(url)
+    else:
+        config = server or ServerConfig()
+        if data_dir is not None:
+            config = ServerConfig(**{**config.__dict__, "data_dir": Path(data_dir)})
+        info = ensure_running(config)
+        client = info.client(protocol=2)
+        owns = True
+        where = f"the embedded server in {info.data_dir}"
+    try:
+        _verify(client, where)
+    except BaseException:
+        if owns:
+            client.close()
+        raise
+    return Hub(client, owns_client=owns, server=info)
+
+
+class Hub:
+    """A connection to Redis and the spaces stored in it. Create with :func:`connect`.
+
+    Use as a context manager (or call :meth:`close`) to release the connection.
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, owns_client: bool = False, server: ServerInfo | None = None
+    ) -> None:
+        self.client = client
+        self.server = server
+        self._owns = owns_client
+
+    # ------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connection if the hub created it (clients passed in stay open)."""
+        if self._owns:
+            self.client.close()
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ spaces
+
+    def create_space(
+        self,
+        name: str,
+        dim: int,
+        *,
+        metric: str = "cosine",
+        algorithm: str = "hnsw",
+        dtype: str = "float32",
+        fields: Mapping[str, str] | None = None,
+        hnsw: Mapping[str, int] | None = None,
+        exist_ok: bool = False,
+    ) -> Space:
+        """Create a space: an index over embeddings of ``dim`` floats, plus metadata ``fields``.
+
+        ``fields`` maps metadata names to ``"tag"``, ``"numeric"`` or ``"text"`` (indexed for
+        filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
+        ``ef_construction`` and ``ef_runtime`` (defaults 16, 200, 100).
+
+        Round trips: three or four (config read, FT.CREATE, one transaction). Atomic enough for
+        concurrent creators: one wins, the others see the same schema (or an error).
+
+        Raises:
+            InvalidInputError: bad name, dim, metric, algorithm, dtype, fields or hnsw.
+            SchemaMismatchError: the space exists with another schema (even with exist_ok),
+                or it exists and ``exist_ok`` is False.
+        """
+        keys = SpaceKeys.for_space(name)
+        config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw)
+        existing = self._read_config(keys)
+        if existing is None:
+            try:
+                self.client.execute_command(
+                    "FT.CREATE",
+                    keys.index,
+                    "ON",
+                    "HASH",
+                    "PREFIX",
+                    1,
+                    keys.doc_prefix,
+                    # index stop words too: a text filter on "the who" must match
+                    "STOPWORDS",
+                    0,
+                    "SCHEMA",
+                    *config.schema_args(),
+                )
+            except redis.ResponseError as exc:
+                if "already exists" not in str(exc).lower():
+                    raise ServerError(f"creating the index of space {name!r}: {exc}") from exc
+                existing = self._wait_config(keys)
+            else:
+                pipe = self.client.pipeline(transaction=True)
+                pipe.hset(keys.config, mapping=config.to_hash())
+                pipe.sadd(REGISTRY, name)
+                pipe.execute()
+                return Space(self, config)
+        if existing is not None:
+            if existing.schema() != config.schema():
+                raise SchemaMismatchError(
+                    f"space {name!r} exists with another schema ({existing.describe()}); "
+                    f"asked for ({config.describe()}): drop it first or use another name"
+                )
+            if not exist_ok:
+                raise SchemaMismatchError(
+                    f"space {name!r} already exists; pass exist_ok=True to reuse it"
+                )
+            return Space(self, existing)
+        raise ServerError(f"space {name!r}: index exists but its config never appeared")
+
+    def _wait_config(self, keys: SpaceKeys) -> SpaceConfig | None:
+        # Another client created the index an instant ago; its config follows in ~1 RTT.
+        for _ in range(50):
+            cfg = self._read_config(keys)
+            if cfg is not None:
+                return cfg
+            time.sleep(0.01)
+        return None
+
+    def _read_config(self, keys: SpaceKeys) -> SpaceConfig | None:
+        raw = self.client.hgetall(keys.config)
+        if not raw:
+            return None
+        return SpaceConfig.from_hash(keys.name, raw)
+
+    def space(self, name: str) -> Space:
+        """The existing space ``name``. One round trip (its config).
+
+        Raises:
+            SpaceNotFoundError: no such space.
+        """
+        keys = SpaceKeys.for_space(name)
+        config = self._read_config(keys)
+        if config is None:
+            raise SpaceNotFoundError(
+                f"space {name!r} does not exist; create it with create_space() "
+                "or `rediscache space create`"
+            )
+        return Space(self, config)
+
+    def spaces(self) -> list[str]:
+        """Names of all spaces, sorted. One round trip."""
+        return sorted(m.decode() for m in self.client.smembers(REGISTRY))
+
+    def drop_space(self, name: str, *, missing_ok: bool = False) -> int:
+        """Delete the space ``name``: its index and every key under its prefix.
+
+        Returns the number of keys deleted. Round trips: one per 1,000 keys (SCAN + UNLINK in
+        pipelines). Not atomic: readers may see a partly deleted space while it runs; the
+        config and registry entry go first so the space disappears from listings at once.
+
+        Raises:
+            SpaceNotFoundError: the space does not exist and ``missing_ok`` is False.
+        """
+        keys = SpaceKeys.for_space(name)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.config)
+        pipe.srem(REGISTRY, name)
+        existed = pipe.execute()[0]
+        try:
+            self.client.execute_command("FT.DROPINDEX", keys.index)
+            existed = 1
+        except redis.ResponseError as exc:
+            if "unknown index" not in str(exc).lower() and "no such index" not in str(exc).lower():
+                raise ServerError(f"dropping the index of space {name!r}: {exc}") from exc
+        if not existed and not missing_ok:
+            raise SpaceNotFoundError(f"space {name!r} does not exist")
+        deleted = 0
+        batch: list[bytes] = []
+        for key in self.client.scan_iter(match=keys.all_scan_pattern(), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(self.client.unlink(*batch))
+                batch = []
+        if batch:
+            deleted += int(self.client.unlink(*batch))
+        return deleted
+
+    def server_versions(self) -> dict[str, str]:
+        """Redis and search module versions of the connected server. Two round trips."""
+        version = str(self.client.info("server").get("redis_version", "?"))
+        return {"redis": version, "search": search_version(self.client) or "none"}
+
+
+def _build_config(
+    name: str,
+    dim: int,
+    metric: str,
+    algorithm: str,
+    dtype: str,
+    fields: Mapping[str, str] | None,
+    hnsw: Mapping[str, int] | None,
+) -> SpaceConfig:
+    validate_space_name(name)
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 32768:
+        raise InvalidInputError(f"dim must be an integer in 1..32768, got {dim!r}")
+    metric = str(metric).lower()
+    if metric not in _METRICS:
+        raise InvalidInputError(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
+    algorithm = str(algorithm).lower()
+    if algorithm not in _ALGORITHMS:
+        raise InvalidInputError(
+            f"unknown algorithm {algorithm!r}: use one of {', '.join(_ALGORITHMS)}"
+        )
+    if dtype not in DTYPES:
+        raise InvalidInputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    checked_fields = query.validate_fields(fields)
+    params = query.hnsw_params(hnsw) if algorithm == "hnsw" else {}
+    if algorithm == "flat" and hnsw:
+        raise InvalidInputError("hnsw parameters given for a flat space")
+    return SpaceConfig(
+        name=name,
+        dim=dim,
+        metric=metric,
+        algorithm=algorithm,
+        dtype=dtype,
+        fields=checked_fields,
+        hnsw=params,
+        created_at=time.time(),
+    )

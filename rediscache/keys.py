@@ -1,0 +1,113 @@
+"""Every Redis key name rediscache uses is built here, and only here.
+
+Layout of a space named ``items``::
+
+    rc:spaces                     SET   names of all spaces (the hub's registry)
+    rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...)
+    rc:{items}:idx                      the RediSearch index over the space's documents
+    rc:{items}:d:<key>            HASH  one embedding: ``vec`` (raw little-endian floats),
+                                        ``meta`` (msgpack of all metadata) and one plain
+                                        field per indexed metadata field
+
+Why this shape:
+
+* Every key of a space, and its index name, carries the hash tag ``{items}``: in a Redis
+  Cluster the whole space lives on one shard (RediSearch 2.10 has no coordinator) and a
+  Lua script touching several keys of a space stays in one slot.
+* Every key of a space lies under its own prefix ``rc:{items}:``, so the ACL key pattern
+  ``~rc:{items}:*`` scopes a user to exactly one space. The index name lies under that
+  prefix too, because RediSearch checks ACL patterns against the index name.
+* Documents sit under ``d:``; versions (a later feature) will add their own sub-prefixes
+  beside it without touching existing keys.
+
+Space names are restricted to ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`` so that they can never
+contain glob characters (``* ? [ ]``), braces or ``:``, which would break hash tags,
+ACL patterns or SCAN patterns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidInputError
+
+__all__ = ["REGISTRY", "ROOT", "SpaceKeys", "validate_space_name"]
+
+#: Prefix shared by every key rediscache writes.
+ROOT = "rc:"
+#: The set holding the names of all spaces.
+REGISTRY = ROOT + "spaces"
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: Glob metacharacters that must be escaped in a SCAN MATCH pattern.
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+#: Hash field holding the raw vector bytes.
+VECTOR_FIELD = "vec"
+#: Hash field holding all metadata as msgpack.
+META_FIELD = "meta"
+
+
+def validate_space_name(name: object) -> str:
+    """Return ``name`` if it is a valid space name, else raise :class:`InvalidInputError`."""
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise InvalidInputError(
+            f"invalid space name {name!r}: use 1-64 characters from A-Z a-z 0-9 _ . - "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class SpaceKeys:
+    """Key names of one space. Build with ``SpaceKeys.for_space(name)``."""
+
+    name: str
+    prefix: str
+    doc_prefix: str
+    index: str
+    config: str
+
+    @classmethod
+    def for_space(cls, name: str) -> SpaceKeys:
+        """Key names for the space ``name`` (validated)."""
+        validate_space_name(name)
+        prefix = f"{ROOT}{{{name}}}:"
+        return cls(
+            name=name,
+            prefix=prefix,
+            doc_prefix=prefix + "d:",
+            index=prefix + "idx",
+            config=prefix + "cfg",
+        )
+
+    @property
+    def acl_pattern(self) -> str:
+        """The ACL key pattern (``~`` form without the tilde) covering the whole space."""
+        return self.prefix + "*"
+
+    def doc(self, key: str) -> str:
+        """Redis key of the embedding ``key``."""
+        return self.doc_prefix + key
+
+    def docs(self, keys: list[str]) -> list[str]:
+        """Redis keys of several embeddings, in order."""
+        p = self.doc_prefix
+        return [p + k for k in keys]
+
+    def user_key(self, redis_key: str | bytes) -> str:
+        """The user's key of a document key (inverse of :meth:`doc`)."""
+        if isinstance(redis_key, bytes):
+            redis_key = redis_key.decode()
+        if not redis_key.startswith(self.doc_prefix):
+            raise InvalidInputError(f"{redis_key!r} is not a document of space {self.name!r}")
+        return redis_key[len(self.doc_prefix) :]
+
+    def doc_scan_pattern(self) -> str:
+        """SCAN MATCH pattern for all documents of the space."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.doc_prefix) + "*"
+
+    def all_scan_pattern(self) -> str:
+        """SCAN MATCH pattern for every key of the space."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"

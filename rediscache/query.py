@@ -1,0 +1,791 @@
+"""Pure builders and parsers for the RediSearch side of a space; no I/O happens here.
+
+What lives here:
+
+* **Field schema**: :data:`FieldType` and :func:`validate_fields` for the metadata fields a
+  space indexes, :func:`schema_args` for ``FT.CREATE ... SCHEMA``, and
+  :func:`encode_field_value` / :func:`encode_tag_value` for writing indexed hash fields.
+* **Filters**: :class:`Tag`, :class:`Num`, :class:`Text` combined with :class:`And`,
+  :class:`Or`, :class:`Not` (or ``&``, ``|``, ``~``), a dict shorthand read by
+  :func:`parse_filter`, and :func:`render_filter`, which turns a filter into DIALECT 2 query
+  syntax. Every user value is escaped: a value always matches literally and can never change
+  the shape of the query.
+* **Vector queries**: :func:`knn_query` and :func:`range_query` prepare everything of an
+  ``FT.SEARCH`` call except the query vector, so the hot path only adds the blob.
+* **Replies**: :func:`parse_search_reply` reads a RESP2 ``FT.SEARCH`` reply.
+
+Matching semantics:
+
+* Tags are indexed ``CASESENSITIVE`` (:data:`TAG_CASESENSITIVE`), so ``{"genre": "Drama"}``
+  does not match ``"drama"``. RediSearch trims spaces around tags when indexing, so tag
+  values with leading or trailing whitespace are refused on both the write and the query
+  side rather than silently never matching.
+* Multi-valued tags are stored joined by :data:`TAG_SEPARATOR` (``"\\x1f"``), a character
+  nobody types, so a tag such as ``"rock, pop"`` is one tag.
+* Text filters match a phrase word by word, in order (RediSearch exact phrase). Words are the
+  phrase split on ASCII punctuation and whitespace, which is how RediSearch tokenizes the
+  indexed text. Matching is case-insensitive; stop words are not indexed, so a phrase made
+  only of stop words matches nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import types
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NamedTuple, TypeAlias, cast
+
+from .errors import CorruptDataError, InvalidInputError
+from .keys import META_FIELD, VECTOR_FIELD
+
+__all__ = [
+    "DEFAULT_HNSW",
+    "DISTANCE_FIELD",
+    "FIELD_TYPES",
+    "MAX_RESULTS",
+    "RESERVED_FIELDS",
+    "TAG_CASESENSITIVE",
+    "TAG_SEPARATOR",
+    "And",
+    "FieldType",
+    "Filter",
+    "FilterLike",
+    "KnnQuery",
+    "Not",
+    "Num",
+    "Or",
+    "RangeQuery",
+    "RawHit",
+    "Tag",
+    "Text",
+    "encode_field_value",
+    "encode_tag_value",
+    "hnsw_params",
+    "knn_query",
+    "parse_filter",
+    "parse_search_reply",
+    "range_query",
+    "render_filter",
+    "schema_args",
+    "validate_fields",
+]
+
+# --------------------------------------------------------------------------- field schema
+
+#: Type of an indexed metadata field.
+FieldType = Literal["tag", "numeric", "text"]
+#: The accepted field types.
+FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric", "text")
+#: Names a metadata field cannot take: the hash fields and result aliases rediscache uses.
+#: Names starting with two underscores are reserved as well.
+RESERVED_FIELDS: frozenset[str] = frozenset({VECTOR_FIELD, META_FIELD, "__dist", "__key"})
+#: Alias under which FT.SEARCH returns the vector distance.
+DISTANCE_FIELD = "__dist"
+#: RediSearch's default MAXSEARCHRESULTS: a query cannot reach past this many results.
+MAX_RESULTS = 10_000
+#: Separator of the TAG fields; values are stored joined by it.
+TAG_SEPARATOR = "\x1f"
+#: Tag fields are created CASESENSITIVE, so a tag filter matches the stored value exactly.
+TAG_CASESENSITIVE = True
+
+_FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def validate_fields(fields: Mapping[str, str] | None) -> dict[str, FieldType]:
+    """Check the indexed metadata fields of a space; return them with lowercase types.
+
+    Names must match ``[A-Za-z_][A-Za-z0-9_]{0,63}``, must not be reserved
+    (:data:`RESERVED_FIELDS`, compared case-insensitively) and must not start with ``__``.
+    Types are ``"tag"``, ``"numeric"`` or ``"text"`` in any case. ``None`` means no fields.
+
+    Raises:
+        InvalidInputError: a bad name or type.
+    """
+    if fields is None:
+        return {}
+    if not isinstance(fields, Mapping):
+        raise InvalidInputError(
+            f"fields must be a mapping of name to type, got {type(fields).__name__}"
+        )
+    out: dict[str, FieldType] = {}
+    for name, ftype in fields.items():
+        if not isinstance(name, str) or not _FIELD_NAME_RE.fullmatch(name):
+            raise InvalidInputError(
+                f"invalid field name {name!r}: use 1-64 characters from A-Z a-z 0-9 _, "
+                "not starting with a digit"
+            )
+        if name.lower() in RESERVED_FIELDS or name.startswith("__"):
+            raise InvalidInputError(
+                f"field name {name!r} is reserved ({', '.join(sorted(RESERVED_FIELDS))} "
+                "and names starting with '__'); pick another name"
+            )
+        lowered = ftype.lower() if isinstance(ftype, str) else None
+        if lowered not in FIELD_TYPES:
+            raise InvalidInputError(
+                f"invalid type {ftype!r} for field {name!r}: use one of {', '.join(FIELD_TYPES)}"
+            )
+        out[name] = lowered
+    return out
+
+
+# --------------------------------------------------------------------------- escaping
+
+# Every ASCII character that is neither alphanumeric nor "_" is a query operator or a
+# separator for the DIALECT 2 lexer; a backslash before it makes it part of the term.
+# "_" is a plain term character and non-ASCII characters are always term characters, so
+# both pass as they are. ASCII control characters cannot be escaped at all (the lexer
+# skips them), which is why tag values refuse them.
+_ESCAPES: dict[int, str] = {
+    c: "\\" + chr(c) for c in range(0x20, 0x7F) if not chr(c).isalnum() and chr(c) != "_"
+}
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Text words: runs of characters that are not ASCII punctuation, whitespace or controls.
+_TEXT_SPLIT_RE = re.compile(r"[\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]+")
+
+
+def _escape(value: str) -> str:
+    return value.translate(_ESCAPES)
+
+
+def _check_tag(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(
+            f"{where}: tag values must be str, got {type(value).__name__} {value!r} "
+            "(numbers are not converted; store and filter them as str, or use a numeric field)"
+        )
+    if not value:
+        raise InvalidInputError(f"{where}: empty tag value (RediSearch cannot match empty tags)")
+    if _CONTROL_RE.search(value):
+        raise InvalidInputError(
+            f"{where}: tag value {value!r} contains a control character "
+            "(including the tag separator \\x1f); remove it"
+        )
+    if value[0] == " " or value[-1] == " ":
+        raise InvalidInputError(
+            f"{where}: tag value {value!r} has leading or trailing spaces, which RediSearch "
+            "strips when indexing; strip them"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- filters
+
+
+class Filter:
+    """Base of all filters. Combine with ``a & b`` (and), ``a | b`` (or), ``~a`` (not)."""
+
+    __slots__ = ()
+
+    def __and__(self, other: Filter) -> And:
+        if not isinstance(other, Filter):
+            return NotImplemented
+        left = self.filters if isinstance(self, And) else (self,)
+        right = other.filters if isinstance(other, And) else (other,)
+        return And(*left, *right)
+
+    def __or__(self, other: Filter) -> Or:
+        if not isinstance(other, Filter):
+            return NotImplemented
+        left = self.filters if isinstance(self, Or) else (self,)
+        right = other.filters if isinstance(other, Or) else (other,)
+        return Or(*left, *right)
+
+    def __invert__(self) -> Filter:
+        if isinstance(self, Not):
+            return self.filter
+        return Not(self)
+
+
+@dataclass(frozen=True, init=False, slots=True)
+class Tag(Filter):
+    """Tag ``field`` equals any of ``values`` (one str or a sequence of str).
+
+    Values must be non-empty str without control characters or surrounding spaces; numbers
+    are not converted (checked when the filter is parsed or rendered). Raises
+    :class:`InvalidInputError` at once if ``values`` is neither a str nor a sequence.
+    """
+
+    field: str
+    values: tuple[str, ...]
+
+    def __init__(self, field: str, values: str | Sequence[str]) -> None:
+        object.__setattr__(self, "field", field)
+        object.__setattr__(self, "values", _as_tuple(values, f"Tag({field!r})"))
+
+
+@dataclass(frozen=True, slots=True)
+class Num(Filter):
+    """Numeric ``field`` in the inclusive range ``[low, high]``; None leaves an end open."""
+
+    field: str
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Text(Filter):
+    """Text ``field`` contains the words of ``phrase``, adjacent and in order."""
+
+    field: str
+    phrase: str
+
+
+@dataclass(frozen=True, init=False, slots=True)
+class And(Filter):
+    """All of ``filters`` match."""
+
+    filters: tuple[Filter, ...]
+
+    def __init__(self, *filters: Filter) -> None:
+        object.__setattr__(self, "filters", filters)
+
+
+@dataclass(frozen=True, init=False, slots=True)
+class Or(Filter):
+    """Any of ``filters`` matches."""
+
+    filters: tuple[Filter, ...]
+
+    def __init__(self, *filters: Filter) -> None:
+        object.__setattr__(self, "filters", filters)
+
+
+@dataclass(frozen=True, slots=True)
+class Not(Filter):
+    """``filter`` does not match."""
+
+    filter: Filter
+
+
+#: What search methods accept as a filter: a filter object, the dict form, or None.
+FilterLike: TypeAlias = Filter | Mapping[str, object] | None
+
+
+def _as_tuple(values: object, where: str) -> tuple[Any, ...]:
+    if isinstance(values, str):
+        return (values,)
+    if isinstance(values, (bytes, bytearray, Mapping)) or not isinstance(values, Iterable):
+        raise InvalidInputError(
+            f"{where}: expected a str or a list of str, got {type(values).__name__}"
+        )
+    return tuple(values)
+
+
+def parse_filter(filter: FilterLike, fields: Mapping[str, FieldType]) -> Filter | None:
+    """Turn a filter object or its dict form into a checked :class:`Filter` (None if empty).
+
+    Dict form, one entry per field, entries ANDed:
+
+    * tag field: ``"drama"`` (equals) or ``["drama", "comedy"]`` (any of);
+    * numeric field: ``1999`` (equals) or ``(1990, 2000)`` (inclusive, None for an open end);
+    * text field: ``"new york"`` (phrase).
+
+    Filter objects are checked the same way. ``None`` and ``{}`` mean no filter.
+
+    Raises:
+        InvalidInputError: unknown field, a value of the wrong kind for the field's type,
+            NaN bounds, ``low > high``, empty value lists, bad tag values, empty phrases.
+    """
+    if filter is None:
+        return None
+    if isinstance(filter, Filter):
+        _render(filter, fields)
+        return filter
+    if not isinstance(filter, Mapping):
+        raise InvalidInputError(
+            f"filter must be a rediscache.query filter, a dict or None, got {type(filter).__name__}"
+        )
+    parts: list[Filter] = []
+    for name, value in filter.items():
+        ftype = _field_type(name, fields)
+        parts.append(_from_dict_entry(name, ftype, value))
+    if not parts:
+        return None
+    result = parts[0] if len(parts) == 1 else And(*parts)
+    _render(result, fields)
+    return result
+
+
+def _from_dict_entry(name: str, ftype: FieldType, value: object) -> Filter:
+    where = f"filter on {ftype} field {name!r}"
+    if ftype == "tag":
+        if isinstance(value, (str, list, tuple)):
+            return Tag(name, value)
+        raise InvalidInputError(
+            f"{where}: expected a str or a list of str, got {type(value).__name__} {value!r}"
+        )
+    if ftype == "numeric":
+        if _is_number(value):
+            return Num(name, cast(float, value), cast(float, value))
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return Num(name, value[0], value[1])
+        raise InvalidInputError(
+            f"{where}: expected a number or a (low, high) pair with None for an open end, "
+            f"got {value!r}"
+        )
+    if isinstance(value, str):
+        return Text(name, value)
+    raise InvalidInputError(f"{where}: expected a str phrase, got {type(value).__name__}")
+
+
+def render_filter(f: Filter, fields: Mapping[str, FieldType]) -> str:
+    """The DIALECT 2 query fragment of ``f``, checked against ``fields``.
+
+    Examples: ``@genre:{drama}``, ``@genre:{a | b}``, ``@year:[1990 2000]``,
+    ``@title:"new york"``, ``(A B)`` for And, ``(A | B)`` for Or, ``(-A)`` for Not. And, Or
+    and Not are always parenthesized, so any rendering (a lone Not included) is a valid
+    whole query and a valid KNN prefilter.
+
+    Raises:
+        InvalidInputError: as :func:`parse_filter`.
+    """
+    return _render(f, fields)
+
+
+def _field_type(name: object, fields: Mapping[str, FieldType]) -> FieldType:
+    if not isinstance(name, str) or name not in fields:
+        known = ", ".join(sorted(fields)) if fields else "none (this space indexes no fields)"
+        raise InvalidInputError(f"unknown filter field {name!r}; indexed fields: {known}")
+    return fields[name]
+
+
+def _render(f: Filter, fields: Mapping[str, FieldType]) -> str:
+    if isinstance(f, Tag):
+        where = f"filter on tag field {f.field!r}"
+        _expect(f.field, "tag", fields, "Tag")
+        if not f.values:
+            raise InvalidInputError(f"{where}: empty list of values")
+        terms = " | ".join(_escape(_check_tag(v, where)) for v in f.values)
+        return f"@{f.field}:{{{terms}}}"
+    if isinstance(f, Num):
+        _expect(f.field, "numeric", fields, "Num")
+        low = _bound(f.low, -math.inf, f.field)
+        high = _bound(f.high, math.inf, f.field)
+        if low > high:
+            raise InvalidInputError(
+                f"filter on numeric field {f.field!r}: low {f.low!r} is greater than "
+                f"high {f.high!r}"
+            )
+        return f"@{f.field}:[{_num(low)} {_num(high)}]"
+    if isinstance(f, Text):
+        _expect(f.field, "text", fields, "Text")
+        if not isinstance(f.phrase, str):
+            raise InvalidInputError(
+                f"filter on text field {f.field!r}: phrase must be str, "
+                f"got {type(f.phrase).__name__}"
+            )
+        words = [_escape(w) for w in _TEXT_SPLIT_RE.split(f.phrase) if w]
+        if not words:
+            raise InvalidInputError(
+                f"filter on text field {f.field!r}: phrase {f.phrase!r} has no words"
+            )
+        return f'@{f.field}:"{" ".join(words)}"'
+    if isinstance(f, (And, Or)):
+        kind = type(f).__name__
+        if not f.filters:
+            raise InvalidInputError(f"{kind}() needs at least one filter")
+        parts = [_render(_check_filter(c, kind), fields) for c in f.filters]
+        if len(parts) == 1:
+            return parts[0]
+        return "(" + (" " if kind == "And" else " | ").join(parts) + ")"
+    if isinstance(f, Not):
+        return f"(-{_render(_check_filter(f.filter, 'Not'), fields)})"
+    raise InvalidInputError(
+        f"unsupported filter object {type(f).__name__}: use Tag, Num, Text, And, Or or Not"
+    )
+
+
+def _check_filter(f: object, parent: str) -> Filter:
+    if not isinstance(f, Filter):
+        raise InvalidInputError(f"{parent}() takes filter objects, got {type(f).__name__} {f!r}")
+    return f
+
+
+def _expect(name: str, want: FieldType, fields: Mapping[str, FieldType], kind: str) -> None:
+    have = _field_type(name, fields)
+    if have != want:
+        hint = {"tag": "Tag", "numeric": "Num", "text": "Text"}[have]
+        raise InvalidInputError(
+            f"{kind} filter on field {name!r}, which is a {have} field; use {hint}"
+        )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bound(value: object, default: float, field: str) -> float:
+    if value is None:
+        return default
+    if not _is_number(value):
+        raise InvalidInputError(
+            f"filter on numeric field {field!r}: bounds must be numbers or None, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    try:
+        out = float(cast(float, value))
+    except OverflowError:
+        raise InvalidInputError(
+            f"filter on numeric field {field!r}: bound {value!r} is too large for a double"
+        ) from None
+    if math.isnan(out):
+        raise InvalidInputError(f"filter on numeric field {field!r}: bound is NaN")
+    return out
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "+inf" if x > 0 else "-inf"
+    # The query lexer reads exponents without a sign ("1e20", "1e-05"), not "1e+20".
+    text = repr(x).replace("e+", "e")
+    return text[:-2] if text.endswith(".0") else text
+
+
+# --------------------------------------------------------------------------- schema
+
+_METRICS = {"cosine": "COSINE", "l2": "L2", "ip": "IP"}
+_ALGORITHMS = {"hnsw": "HNSW", "flat": "FLAT"}
+_DTYPES = {"float32": "FLOAT32", "float64": "FLOAT64", "float16": "FLOAT16", "bfloat16": "BFLOAT16"}
+
+#: HNSW parameters used unless overridden. RediSearch's own EF_RUNTIME default (10) gave a
+#: recall of 0.82 on our data; 100 gives 0.99.
+DEFAULT_HNSW: Mapping[str, int] = types.MappingProxyType(
+    {"M": 16, "EF_CONSTRUCTION": 200, "EF_RUNTIME": 100}
+)
+
+
+def hnsw_params(hnsw: Mapping[str, int] | None) -> dict[str, int]:
+    """:data:`DEFAULT_HNSW` overridden by ``hnsw`` (keys M, ef_construction, ef_runtime in
+    any case), with uppercase keys in the order M, EF_CONSTRUCTION, EF_RUNTIME.
+
+    Raises:
+        InvalidInputError: unknown keys or values that are not positive integers.
+    """
+    out = dict(DEFAULT_HNSW)
+    if hnsw is None:
+        return out
+    if not isinstance(hnsw, Mapping):
+        raise InvalidInputError(f"hnsw must be a mapping, got {type(hnsw).__name__}")
+    for key, value in hnsw.items():
+        upper = key.upper() if isinstance(key, str) else None
+        if upper not in out:
+            raise InvalidInputError(
+                f"unknown hnsw parameter {key!r}: use M, ef_construction or ef_runtime"
+            )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInputError(f"hnsw parameter {key!r} must be a positive int, got {value!r}")
+        out[upper] = value
+    return out
+
+
+def schema_args(
+    dim: int,
+    *,
+    metric: str,
+    algorithm: str,
+    dtype: str,
+    fields: Mapping[str, FieldType],
+    hnsw: Mapping[str, int] | None = None,
+) -> list[str | int]:
+    """The ``FT.CREATE`` arguments after ``SCHEMA``: the vector field, then each field.
+
+    ``vec VECTOR HNSW 12 TYPE FLOAT32 DIM d DISTANCE_METRIC COSINE M 16 EF_CONSTRUCTION 200
+    EF_RUNTIME 100`` (FLAT: no M/EF_*), then ``name TAG SEPARATOR \\x1f CASESENSITIVE``,
+    ``name NUMERIC`` or ``name TEXT`` in the order of ``fields``.
+
+    Raises:
+        InvalidInputError: bad dim, metric, algorithm, dtype, fields, or hnsw parameters
+            (including any given for ``algorithm="flat"``).
+    """
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise InvalidInputError(f"dim must be a positive int, got {dim!r}")
+    metric_arg = _choice(metric, _METRICS, "metric")
+    algorithm_arg = _choice(algorithm, _ALGORITHMS, "algorithm")
+    dtype_arg = _choice(dtype, _DTYPES, "dtype")
+    attrs: list[str | int] = ["TYPE", dtype_arg, "DIM", dim, "DISTANCE_METRIC", metric_arg]
+    if algorithm_arg == "HNSW":
+        for key, value in hnsw_params(hnsw).items():
+            attrs += [key, value]
+    elif hnsw:
+        raise InvalidInputError("hnsw parameters only apply to algorithm 'hnsw', not 'flat'")
+    args: list[str | int] = [VECTOR_FIELD, "VECTOR", algorithm_arg, len(attrs), *attrs]
+    for name, ftype in validate_fields(fields).items():
+        if ftype == "tag":
+            args += [name, "TAG", "SEPARATOR", TAG_SEPARATOR]
+            if TAG_CASESENSITIVE:
+                args.append("CASESENSITIVE")
+        else:
+            args += [name, ftype.upper()]
+    return args
+
+
+def _choice(value: object, allowed: Mapping[str, str], what: str) -> str:
+    key = value.lower() if isinstance(value, str) else None
+    if key not in allowed:
+        raise InvalidInputError(f"unknown {what} {value!r}: use one of {', '.join(allowed)}")
+    return allowed[cast(str, key)]
+
+
+def encode_tag_value(value: str | Sequence[str]) -> str:
+    """The hash field string of a tag value: one str, or a list of str joined by
+    :data:`TAG_SEPARATOR`. An empty list gives ``""`` (the document has no tag).
+
+    Raises:
+        InvalidInputError: values that are not str, are empty, contain control characters
+            (the separator among them) or have surrounding spaces.
+    """
+    if isinstance(value, str):
+        return _check_tag(value, "tag metadata")
+    items = _as_tuple(value, "tag metadata")
+    return TAG_SEPARATOR.join(_check_tag(v, "tag metadata") for v in items)
+
+
+def encode_field_value(ftype: FieldType, value: object) -> str:
+    """The hash field string of an indexed metadata value.
+
+    numeric: a finite int or float (numpy scalars too; bool refused), written with ``repr``;
+    text: a str as is; tag: see :func:`encode_tag_value`.
+
+    Raises:
+        InvalidInputError: a value of the wrong type for ``ftype``, or an unknown ``ftype``.
+    """
+    if ftype == "numeric":
+        if not _is_number(value):
+            raise InvalidInputError(
+                f"numeric field value must be an int or float, got {type(value).__name__} {value!r}"
+            )
+        if isinstance(value, numbers.Integral):
+            return repr(int(value))
+        try:
+            number = float(cast(float, value))
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise InvalidInputError(f"numeric field value must be finite, got {value!r}")
+        return repr(number)
+    if ftype == "text":
+        if not isinstance(value, str):
+            raise InvalidInputError(
+                f"text field value must be str, got {type(value).__name__} {value!r}"
+            )
+        return value
+    if ftype == "tag":
+        if not isinstance(value, (str, list, tuple)):
+            raise InvalidInputError(
+                f"tag field value must be a str or a list of str, got {type(value).__name__}"
+            )
+        return encode_tag_value(value)
+    raise InvalidInputError(f"unknown field type {ftype!r}: use one of {', '.join(FIELD_TYPES)}")
+
+
+# --------------------------------------------------------------------------- vector queries
+
+
+@dataclass(frozen=True, slots=True)
+class _PreparedSearch:
+    query: str
+    head: tuple[str | int, ...]
+    tail: tuple[str | int, ...]
+
+    def args(self, blob: bytes) -> list[str | int | bytes]:
+        """``FT.SEARCH`` arguments after the index name, with ``blob`` as the query vector."""
+        return [*self.head, blob, *self.tail]
+
+
+@dataclass(frozen=True, slots=True)
+class KnnQuery(_PreparedSearch):
+    """A prepared KNN search: ``query`` is the query string, :meth:`args` adds the vector."""
+
+
+@dataclass(frozen=True, slots=True)
+class RangeQuery(_PreparedSearch):
+    """A prepared range search: ``query`` is the query string, :meth:`args` adds the vector."""
+
+
+def _int_arg(value: object, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInputError(f"{name} must be an int in {low}..{high}, got {value!r}")
+    return value
+
+
+def _return_clause(with_metadata: bool, with_vectors: bool) -> tuple[str | int, ...]:
+    names = [DISTANCE_FIELD]
+    if with_metadata:
+        names.append(META_FIELD)
+    if with_vectors:
+        names.append(VECTOR_FIELD)
+    return ("RETURN", len(names), *names)
+
+
+def knn_query(
+    k: int,
+    *,
+    filter_str: str | None = None,
+    ef: int | None = None,
+    with_vectors: bool = False,
+    with_metadata: bool = True,
+    offset: int = 0,
+) -> KnnQuery:
+    """Prepare ``FT.SEARCH`` for the ``k`` nearest neighbours after skipping ``offset``.
+
+    Query: ``(<filter_str>)=>[KNN $k @vec $vec EF_RUNTIME $ef AS __dist]`` (``*=>[...]``
+    without a filter, no ``EF_RUNTIME`` without ``ef``), then ``PARAMS``, ``SORTBY __dist
+    ASC``, ``LIMIT offset k``, ``RETURN`` (``__dist``, ``meta`` if ``with_metadata``, ``vec``
+    if ``with_vectors``) and ``DIALECT 2``. The KNN asks for ``offset + k`` neighbours so that
+    the page after ``offset`` is complete; ``offset + k`` must stay within
+    :data:`MAX_RESULTS`. Pass ``ef`` for HNSW spaces only: RediSearch rejects ``EF_RUNTIME``
+    on a FLAT index.
+
+    Raises:
+        InvalidInputError: k, ef or offset out of range.
+    """
+    k = _int_arg(k, "k", 1, MAX_RESULTS)
+    offset = _int_arg(offset, "offset", 0, MAX_RESULTS - k)
+    ef_part = ""
+    params: list[str | int] = ["k", k + offset]
+    if ef is not None:
+        ef = _int_arg(ef, "ef", 1, 2**31 - 1)
+        ef_part = " EF_RUNTIME $ef"
+    prefilter = f"({filter_str})" if filter_str else "*"
+    query = f"{prefilter}=>[KNN $k @{VECTOR_FIELD} $vec{ef_part} AS {DISTANCE_FIELD}]"
+    tail: list[str | int] = []
+    if ef is not None:
+        tail += ["ef", ef]
+    nparams = 4 + (2 if ef is not None else 0)
+    return KnnQuery(
+        query=query,
+        head=(query, "PARAMS", nparams, *params, "vec"),
+        tail=(
+            *tail,
+            "SORTBY",
+            DISTANCE_FIELD,
+            "ASC",
+            "LIMIT",
+            offset,
+            k,
+            *_return_clause(with_metadata, with_vectors),
+            "DIALECT",
+            2,
+        ),
+    )
+
+
+def range_query(
+    radius: float,
+    *,
+    filter_str: str | None = None,
+    with_vectors: bool = False,
+    with_metadata: bool = True,
+    limit: int = 100,
+    offset: int = 0,
+) -> RangeQuery:
+    """Prepare ``FT.SEARCH`` for the embeddings within distance ``radius``, nearest first.
+
+    Query: ``@vec:[VECTOR_RANGE $r $vec]=>{$YIELD_DISTANCE_AS: __dist}``, followed by
+    ``(<filter_str>)`` when there is a filter (an intersection; ``=>{...}`` binds tighter than
+    the implicit AND in the DIALECT 2 grammar, so the attribute stays on the range node).
+    Then ``PARAMS 4 r <radius> vec <blob>``, ``SORTBY __dist ASC``, ``LIMIT offset limit``,
+    ``RETURN`` as :func:`knn_query` and ``DIALECT 2``.
+
+    Raises:
+        InvalidInputError: radius not finite or negative; limit or offset out of range.
+    """
+    try:
+        r = float(radius) if _is_number(radius) else math.nan
+    except OverflowError:
+        r = math.inf
+    if not math.isfinite(r) or r < 0:
+        raise InvalidInputError(f"radius must be a finite number >= 0, got {radius!r}")
+    limit = _int_arg(limit, "limit", 1, MAX_RESULTS)
+    offset = _int_arg(offset, "offset", 0, MAX_RESULTS - limit)
+    query = f"@{VECTOR_FIELD}:[VECTOR_RANGE $r $vec]=>{{$YIELD_DISTANCE_AS: {DISTANCE_FIELD}}}"
+    if filter_str:
+        query += f" ({filter_str})"
+    return RangeQuery(
+        query=query,
+        head=(query, "PARAMS", 4, "r", repr(r), "vec"),
+        tail=(
+            "SORTBY",
+            DISTANCE_FIELD,
+            "ASC",
+            "LIMIT",
+            offset,
+            limit,
+            *_return_clause(with_metadata, with_vectors),
+            "DIALECT",
+            2,
+        ),
+    )
+
+
+# --------------------------------------------------------------------------- replies
+
+
+class RawHit(NamedTuple):
+    """One FT.SEARCH result before decoding: user key, distance, raw meta and vector bytes."""
+
+    key: str
+    distance: float
+    meta: bytes | None
+    vec: bytes | None
+
+
+_DIST_B = DISTANCE_FIELD.encode()
+_META_B = META_FIELD.encode()
+_VEC_B = VECTOR_FIELD.encode()
+
+
+def parse_search_reply(reply: list[Any], *, doc_prefix: str) -> tuple[int, list[RawHit]]:
+    """Parse a RESP2 ``FT.SEARCH`` reply (redis-py, ``decode_responses=False``).
+
+    The reply is ``[total, id, [field, value, ...], id, [...], ...]`` with bytes everywhere;
+    fields may come in any order. Returns the server's total and the hits in reply order,
+    keys with ``doc_prefix`` removed. A missing ``meta`` or ``vec`` gives None. A hit without
+    fields or without a distance is skipped: its document was deleted while the query ran.
+
+    Raises:
+        CorruptDataError: the reply does not have the FT.SEARCH shape, or a document id lies
+            outside ``doc_prefix``.
+    """
+    try:
+        total = int(reply[0])
+        n = len(reply)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise CorruptDataError(f"unexpected FT.SEARCH reply: {reply!r:.200}") from exc
+    if n % 2 != 1:
+        raise CorruptDataError(f"unexpected FT.SEARCH reply length {n}: expected ids with fields")
+    prefix = doc_prefix.encode()
+    plen = len(prefix)
+    hits: list[RawHit] = []
+    for i in range(1, n, 2):
+        doc_id = reply[i]
+        values = reply[i + 1]
+        if not values:
+            continue
+        dist: bytes | None = None
+        meta: bytes | None = None
+        vec: bytes | None = None
+        for j in range(0, len(values) - 1, 2):
+            name = values[j]
+            if name == _DIST_B:
+                dist = values[j + 1]
+            elif name == _META_B:
+                meta = values[j + 1]
+            elif name == _VEC_B:
+                vec = values[j + 1]
+        if dist is None:
+            continue
+        if not isinstance(doc_id, bytes) or not doc_id.startswith(prefix):
+            raise CorruptDataError(
+                f"FT.SEARCH returned document {doc_id!r} outside the prefix {doc_prefix!r}"
+            )
+        try:
+            hits.append(RawHit(doc_id[plen:].decode("utf-8"), float(dist), meta, vec))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CorruptDataError(
+                f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"
+            ) from exc
+    return total, hits

