@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from . import query
+from . import query, scripts
 from .codec import VectorCodec, check_keys, pack_metadata, unpack_metadata
 from .errors import InvalidInputError, KeyNotFoundError, ServerError
 from .keys import META_FIELD, VECTOR_FIELD, SpaceKeys
@@ -442,6 +442,55 @@ class Space:
             )
             for h in raw
         ]
+
+    # ------------------------------------------------------------ server-side math
+
+    def average(
+        self, keys: Sequence[str], *, weights: Any = None, normalize: bool = False
+    ) -> npt.NDArray[Any]:
+        """The (weighted) mean of the stored vectors of ``keys``, computed on the server.
+
+        One round trip (``average.lua``), atomic: the inputs are read in one instant.
+        ``weights`` (one finite number per key, summing to > 0) default to equal weights;
+        ``normalize`` scales the result to unit length.
+
+        Raises:
+            InvalidInputError: empty ``keys``, bad weights, a zero result with ``normalize``,
+                or a float16/bfloat16 space (not supported by the script yet).
+            KeyNotFoundError: a key does not exist (nothing is computed).
+        """
+        key_list = check_keys(keys)
+        if not key_list:
+            raise InvalidInputError("average needs at least one key")
+        if self.config.dtype not in ("float32", "float64"):
+            raise InvalidInputError(
+                f"average supports float32 and float64 spaces; {self.name!r} is {self.config.dtype}"
+            )
+        w = None
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.shape != (len(key_list),):
+                raise InvalidInputError(f"{len(key_list)} keys but weights of shape {w.shape}")
+            if not np.isfinite(w).all() or w.sum() <= 0:
+                raise InvalidInputError("weights must be finite and sum to more than 0")
+        res = scripts.average(
+            self._client,
+            self.keys.docs(key_list),
+            field=VECTOR_FIELD,
+            dim=self.dim,
+            element="d" if self.config.dtype == "float64" else "f",
+            skip_missing=False,
+            weights=w,
+            user_keys=key_list,
+        )
+        mean = res.mean
+        if normalize:
+            norm = float(np.linalg.norm(mean))
+            if norm == 0.0:
+                raise InvalidInputError("the average is the zero vector; it cannot be normalized")
+            mean = mean / norm
+        out: npt.NDArray[Any] = mean.astype(self.codec.out_dtype)
+        return out
 
     # ------------------------------------------------------------ streaming
 

@@ -18,7 +18,8 @@ SEED = 20261124
 
 def main(dev: Path, out: Path) -> None:
     vectors = np.load(dev / "vectors.npy", mmap_mode="r")
-    meta = [json.loads(line) for line in (dev / "meta.jsonl").open()]
+    with (dev / "meta.jsonl").open() as fh:
+        meta = [json.loads(line) for line in fh]
     rows = np.sort(np.random.default_rng(SEED).choice(len(meta), ROWS, replace=False))
     np.savez_compressed(
         out,

@@ -1,0 +1,138 @@
+"""Spaces on a real Redis with RediSearch: create, put/get, search, filters, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rediscache
+from rediscache import Hub, Tag
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_create_get_and_list(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", fields={"genre": "tag"})
+    assert space_name in hub.spaces()
+    assert hub.space(space_name).config == space.config
+    again = hub.create_space(space_name, 4, metric="l2", fields={"genre": "tag"}, exist_ok=True)
+    assert again.config == space.config
+    with pytest.raises(rediscache.SchemaMismatchError, match="already exists"):
+        hub.create_space(space_name, 4, metric="l2", fields={"genre": "tag"})
+    with pytest.raises(rediscache.SchemaMismatchError, match="another schema"):
+        hub.create_space(space_name, 8, metric="l2", exist_ok=True)
+
+
+def test_unknown_space(hub: Hub) -> None:
+    with pytest.raises(rediscache.SpaceNotFoundError, match="does not exist"):
+        hub.space("no-such-space-here")
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        hub.drop_space("no-such-space-here")
+
+
+def test_put_get_round_trip(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 8, fields={"genre": "tag", "year": "numeric"})
+    vecs = _unit(np.random.default_rng(1), 20, 8)
+    keys = [f"item:{i}" for i in range(20)]
+    meta = [
+        {"genre": "drama" if i % 2 else "comedy", "year": 1990 + i, "x": [i]} for i in range(20)
+    ]
+    assert space.put_many(keys, vecs, meta) == 20
+    np.testing.assert_array_equal(space.get("item:3"), vecs[3])
+    np.testing.assert_array_equal(space.get_many(keys[::-1]), vecs[::-1])
+    rec = space.get_record("item:5")
+    assert rec is not None and rec.metadata == meta[5]
+    assert space.get("nope") is None and space.get_record("nope") is None
+    assert len(space) == 20
+    with pytest.raises(rediscache.KeyNotFoundError, match="'nope'"):
+        space.get_many(["item:1", "nope"])
+    out = space.get_many(["item:1", "nope"], missing="nan")
+    np.testing.assert_array_equal(out[0], vecs[1])
+    assert np.isnan(out[1]).all()
+    assert space.delete("item:1", "nope") == 1
+    assert space.get("item:1") is None
+
+
+def test_search_filters_and_similar(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 16, fields={"genre": "tag", "year": "numeric"})
+    vecs = _unit(np.random.default_rng(2), 200, 16)
+    keys = [f"k{i}" for i in range(200)]
+    genres = ["a b|c", "x-y", "plain"]
+    meta = [{"genre": genres[i % 3], "year": i} for i in range(200)]
+    space.put_many(keys, vecs, meta)
+    q = vecs[7]
+    exact = np.argsort(1 - vecs @ q)
+    hits = space.search(q, 5)
+    assert [h.key for h in hits] == [keys[i] for i in exact[:5]]
+    assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
+    assert all(a.distance <= b.distance for a, b in zip(hits, hits[1:]))
+    # tag values with query syntax in them match literally
+    for g in genres:
+        got = space.search(q, 10, filter={"genre": g})
+        want = [keys[i] for i in exact if meta[i]["genre"] == g][:10]
+        assert [h.key for h in got] == want
+    got = space.search(q, 300, filter={"year": (10, 19)})
+    assert sorted(h.key for h in got) == sorted(keys[10:20])
+    got = space.search(q, 300, filter=Tag("genre", "plain") & ~Tag("genre", "x-y"))
+    assert {h.metadata["genre"] for h in got} == {"plain"}
+    sim = space.similar("k7", 4)
+    assert [h.key for h in sim] == [keys[i] for i in exact[1:5]]
+    many = space.search_many(vecs[:3], 3, with_vectors=True)
+    assert [m[0].key for m in many] == keys[:3]
+    np.testing.assert_array_equal(many[0][0].vector, vecs[0])
+    with pytest.raises(rediscache.InvalidInputError, match="unknown|genre2"):
+        space.search(q, 5, filter={"genre2": "a"})
+
+
+def test_bad_input_writes_nothing(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 3)
+    good = np.ones((2, 3), dtype=np.float32)
+    cases = [
+        (["a", "b"], np.ones((2, 4)), "shape"),
+        (["a", "b"], [[1, 2, 3], [np.nan, 1, 1]], "NaN"),
+        (["a", "b"], [[1, 2, 3], [0, 0, 0]], "zero vector"),
+        (["a", ""], good, "non-empty"),
+        (["a", 1], good, "non-empty"),
+        (["a"], good, "1 keys but 2 vectors"),
+        (["a", "a"], good, "duplicates"),
+    ]
+    for keys, vecs, match in cases:
+        with pytest.raises(rediscache.InvalidInputError, match=match):
+            space.put_many(keys, vecs)
+    with pytest.raises(rediscache.InvalidInputError, match="metadata"):
+        space.put_many(["a", "b"], good, [{"x": 1}])
+    assert space.get_many(["a", "b"], missing="nan").shape == (2, 3)
+    assert len(space) == 0
+
+
+def test_wrong_byte_length_detected_on_read(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    hub.client.hset(space.keys.doc("bad"), "vec", b"\0" * 12)  # written by another tool
+    with pytest.raises(rediscache.CorruptDataError, match="12 bytes"):
+        space.get("bad")
+
+
+def test_drop_space_removes_keys_and_index(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2")
+    space.put_many(["a", "b"], [[1, 2], [3, 4]])
+    assert hub.drop_space(space_name) == 2
+    assert space_name not in hub.spaces()
+    assert not list(hub.client.scan_iter(match=space.keys.all_scan_pattern()))
+
+
+def test_iter_batches_streams_everything(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    vecs = np.random.default_rng(3).standard_normal((250, 4)).astype(np.float32)
+    keys = [f"r{i}" for i in range(250)]
+    space.put_many(keys, vecs, [{"i": i} for i in range(250)])
+    seen: dict[str, np.ndarray] = {}
+    for ks, vs, ms in space.iter_batches(64, with_metadata=True):
+        assert len(ks) <= 64 + 64 and ms is not None
+        for k, v, m in zip(ks, vs, ms):
+            assert m == {"i": int(k[1:])}
+            seen[k] = v
+    assert sorted(seen) == sorted(keys)
+    np.testing.assert_array_equal(seen["r17"], vecs[17])

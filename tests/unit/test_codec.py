@@ -1,0 +1,80 @@
+"""Vector and metadata encoding: round trips and every kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rediscache.codec import VectorCodec, check_keys, pack_metadata, unpack_metadata
+from rediscache.errors import CorruptDataError, InvalidInputError
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_round_trip(dtype: str) -> None:
+    codec = VectorCodec(5, dtype, "l2")
+    m = np.array([[1.0, -2.5, 0.0, 3.25, 1e-3], [7, 8, 9, 10, 11]], dtype=np.float64)
+    blobs = codec.encode_matrix(codec.as_matrix(m))
+    assert [len(b) for b in blobs] == [codec.nbytes] * 2
+    back = codec.decode_many(blobs, ["a", "b"])
+    tol = {"float32": 1e-7, "float64": 0, "float16": 1e-3, "bfloat16": 1e-2}[dtype]
+    np.testing.assert_allclose(back, m, rtol=tol, atol=tol)
+    np.testing.assert_allclose(codec.decode(blobs[0]), back[0])
+
+
+def test_float32_bytes_are_little_endian() -> None:
+    codec = VectorCodec(2, "float32", "l2")
+    assert codec.encode(codec.as_vector([1.0, 2.0])) == np.array([1, 2], "<f4").tobytes()
+
+
+def test_bfloat16_rounds_to_nearest() -> None:
+    codec = VectorCodec(1, "bfloat16", "l2")
+    x = np.float32(1.0) + np.float32(2**-8) * 1.5  # between two bf16 values, nearer the upper
+    assert codec.decode(codec.encode(codec.as_vector([x])))[0] == np.float32(1 + 2**-7)
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [
+        ([[1, 2]], "shape"),
+        ([1, 2, 3], "shape"),
+        ([[1, 2, np.nan]], "NaN"),
+        ([[1, np.inf, 2]], "NaN or Inf"),
+        ([["a", "b", "c"]], "real numbers"),
+        ([[0, 0, 0]], "zero vector"),
+        ([[1, 2], [3]], "not an array|real numbers"),
+    ],
+)
+def test_bad_vectors(value: object, match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        VectorCodec(3, "float32", "cosine").as_matrix(value)
+
+
+def test_zero_vector_allowed_in_l2() -> None:
+    assert VectorCodec(3, "float32", "l2").as_matrix([[0, 0, 0]]).shape == (1, 3)
+
+
+def test_wrong_byte_length_is_detected() -> None:
+    with pytest.raises(CorruptDataError, match="'k' has 8 bytes, expected 12"):
+        VectorCodec(3, "float32", "l2").decode(b"\0" * 8, "k")
+    with pytest.raises(CorruptDataError, match="'b'"):
+        VectorCodec(3, "float32", "l2").decode_many([b"\0" * 12, b"\0"], ["a", "b"])
+
+
+def test_keys_checked() -> None:
+    assert check_keys(("a", "b")) == ["a", "b"]
+    for bad in ("abc", ["a", ""], ["a", 3], [b"x"], 5):
+        with pytest.raises(InvalidInputError):
+            check_keys(bad)
+
+
+def test_metadata_round_trip_and_errors() -> None:
+    meta = {"genre": "drama", "year": 1999, "tags": ["a", "b"], "score": 0.5, "x": None}
+    assert unpack_metadata(pack_metadata(meta)) == meta
+    assert pack_metadata(None) is None and pack_metadata({}) is None
+    assert unpack_metadata(None) == {}
+    with pytest.raises(InvalidInputError):
+        pack_metadata({1: "a"})  # type: ignore[dict-item]
+    with pytest.raises(InvalidInputError):
+        pack_metadata({"a": object()})
+    with pytest.raises(CorruptDataError):
+        unpack_metadata(b"\xc1")
