@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -68,7 +70,7 @@ def test_search_filters_and_similar(hub: Hub, space_name: str) -> None:
     hits = space.search(q, 5)
     assert [h.key for h in hits] == [keys[i] for i in exact[:5]]
     assert hits[0].distance == pytest.approx(0.0, abs=1e-5)
-    assert all(a.distance <= b.distance for a, b in zip(hits, hits[1:]))
+    assert all(a.distance <= b.distance for a, b in itertools.pairwise(hits))
     # tag values with query syntax in them match literally
     for g in genres:
         got = space.search(q, 10, filter={"genre": g})
@@ -83,7 +85,7 @@ def test_search_filters_and_similar(hub: Hub, space_name: str) -> None:
     many = space.search_many(vecs[:3], 3, with_vectors=True)
     assert [m[0].key for m in many] == keys[:3]
     np.testing.assert_array_equal(many[0][0].vector, vecs[0])
-    with pytest.raises(rediscache.InvalidInputError, match="unknown|genre2"):
+    with pytest.raises(rediscache.InvalidInputError, match=r"unknown|genre2"):
         space.search(q, 5, filter={"genre2": "a"})
 
 

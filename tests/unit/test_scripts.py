@@ -25,5 +25,5 @@ def test_header_and_no_key_building(name: str) -> None:
 
 
 def test_missing_script_names_where_it_looked() -> None:
-    with pytest.raises(FileNotFoundError, match="nope.lua"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.lua"):
         scripts.source("nope")
