@@ -99,6 +99,13 @@ def run_demo(hub: Hub, echo: Callable[[str], None] = print) -> Space:
     for h in space.search(vec, 5, filter=flt):
         echo(_row(h.key, h.distance, h.metadata))
 
+    liked = probes[:2]
+    if len(liked) == 2:
+        echo(f"\na user who liked {liked[0]!r} and {liked[1]!r} (their mean, on the server):")
+        user = space.average(liked, normalize=True)
+        for h in [h for h in space.search(user, 7) if h.key not in liked][:5]:
+            echo(_row(h.key, h.distance, h.metadata))
+
     latencies = []
     for q in sample.vectors[:200]:
         t = time.perf_counter()

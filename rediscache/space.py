@@ -381,6 +381,36 @@ class Space:
             pipe.execute_command("FT.SEARCH", self.keys.index, *q.args(blob))
         return [self._hits(r, with_vectors) for r in pipe.execute()]
 
+    def within(
+        self,
+        vector: Any,
+        radius: float,
+        *,
+        filter: query.FilterLike = None,
+        limit: int = 100,
+        offset: int = 0,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> list[Hit]:
+        """Embeddings within distance ``radius`` of ``vector``, nearest first (range search).
+
+        Returns at most ``limit`` hits starting at ``offset`` (page with both). Distances are
+        those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH VECTOR_RANGE).
+        """
+        vec = self.codec.as_vector(vector)
+        q = query.range_query(
+            radius,
+            filter_str=self._filter_str(filter),
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            limit=limit,
+            offset=offset,
+        )
+        reply = self._client.execute_command(
+            "FT.SEARCH", self.keys.index, *q.args(self.codec.encode(vec))
+        )
+        return self._hits(reply, with_vectors)
+
     def similar(
         self,
         key: str,
@@ -417,16 +447,18 @@ class Space:
             raise InvalidInputError(
                 f"ef applies to HNSW spaces; {self.name!r} is {self.config.algorithm}"
             )
-        parsed = query.parse_filter(filter, self.config.fields)
-        filter_str = query.render_filter(parsed, self.config.fields) if parsed else None
         return query.knn_query(
             k,
-            filter_str=filter_str,
+            filter_str=self._filter_str(filter),
             ef=ef,
             with_vectors=with_vectors,
             with_metadata=with_metadata,
             offset=offset,
         )
+
+    def _filter_str(self, filter: query.FilterLike) -> str | None:
+        parsed = query.parse_filter(filter, self.config.fields)
+        return query.render_filter(parsed, self.config.fields) if parsed else None
 
     def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
         if isinstance(reply, redis.ResponseError):
