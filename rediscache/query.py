@@ -620,6 +620,23 @@ def _return_clause(with_metadata: bool, with_vectors: bool) -> tuple[str | int, 
     return ("RETURN", len(names), *names)
 
 
+def _sorted_page(
+    offset: int, count: int, with_metadata: bool, with_vectors: bool
+) -> tuple[str | int, ...]:
+    """The arguments after PARAMS: nearest first, one page, the fields to return, DIALECT 2."""
+    return (
+        "SORTBY",
+        DISTANCE_FIELD,
+        "ASC",
+        "LIMIT",
+        offset,
+        count,
+        *_return_clause(with_metadata, with_vectors),
+        "DIALECT",
+        2,
+    )
+
+
 def knn_query(
     k: int,
     *,
@@ -658,18 +675,7 @@ def knn_query(
     return KnnQuery(
         query=query,
         head=(query, "PARAMS", nparams, *params, "vec"),
-        tail=(
-            *tail,
-            "SORTBY",
-            DISTANCE_FIELD,
-            "ASC",
-            "LIMIT",
-            offset,
-            k,
-            *_return_clause(with_metadata, with_vectors),
-            "DIALECT",
-            2,
-        ),
+        tail=(*tail, *_sorted_page(offset, k, with_metadata, with_vectors)),
     )
 
 
@@ -707,17 +713,7 @@ def range_query(
     return RangeQuery(
         query=query,
         head=(query, "PARAMS", 4, "r", repr(r), "vec"),
-        tail=(
-            "SORTBY",
-            DISTANCE_FIELD,
-            "ASC",
-            "LIMIT",
-            offset,
-            limit,
-            *_return_clause(with_metadata, with_vectors),
-            "DIALECT",
-            2,
-        ),
+        tail=_sorted_page(offset, limit, with_metadata, with_vectors),
     )
 
 
