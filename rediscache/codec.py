@@ -6,6 +6,7 @@ and (for cosine spaces) a non-zero norm.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -91,6 +92,19 @@ class VectorCodec:
 
     def as_vector(self, vector: Any, what: str = "vector") -> npt.NDArray[Any]:
         """Check one vector of length ``dim`` and return it as a 1-D float array."""
+        if (
+            isinstance(vector, np.ndarray)
+            and vector.shape == (self.dim,)
+            and vector.dtype.kind == "f"
+        ):
+            # Hot path (every search): two reductions instead of the general checks. A float64
+            # sum of floats is finite iff every element is; the float32 dot is 0 only for a
+            # vector that is zero in float32 terms (what the server computes with).
+            arr = np.ascontiguousarray(vector, dtype=self.out_dtype)
+            if math.isfinite(float(arr.sum(dtype=np.float64))) and (
+                self.metric != "cosine" or float(np.dot(arr, arr)) != 0.0
+            ):
+                return arr
         try:
             arr = np.asarray(vector)
         except (ValueError, TypeError) as exc:

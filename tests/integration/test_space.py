@@ -198,3 +198,18 @@ def test_recall_at_10_on_dev_data(hub: Hub, space_name: str, dev_data: Path) -> 
     print(f"recall@10 default={recall:.3f} ef10={recall_ef10:.3f}")
     assert recall >= 0.95
     assert recall_ef10 < recall  # the explicit default matters
+
+
+def test_put_replaces_the_whole_record(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2", fields={"genre": "tag", "y": "numeric"})
+    space.put("a", [1, 2], {"genre": "drama", "y": 3, "note": "x"})
+    space.put("a", [3, 4], {"y": 5})
+    rec = space.get_record("a")
+    assert rec is not None and rec.metadata == {"y": 5} and rec.vector.tolist() == [3, 4]
+    assert space.search([3, 4], 5, filter={"genre": "drama"}) == []
+    assert [h.key for h in space.search([3, 4], 5, filter={"y": 5})] == ["a"]
+    space.put("a", [5, 6])
+    rec = space.get_record("a")
+    assert rec is not None and rec.metadata == {}
+    assert space.search([5, 6], 5, filter={"y": 5}) == []
+    assert hub.client.hkeys(space.keys.doc("a")) == [b"vec"]

@@ -78,3 +78,18 @@ def test_metadata_round_trip_and_errors() -> None:
         pack_metadata({"a": object()})
     with pytest.raises(CorruptDataError):
         unpack_metadata(b"\xc1")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_ndarray_fast_path_still_checks(dtype: type) -> None:
+    codec = VectorCodec(3, "float32", "cosine")
+    ok = codec.as_vector(np.array([1, 2, 3], dtype=dtype))
+    assert ok.dtype == np.float32 and ok.tolist() == [1, 2, 3]
+    for bad, match in (([1, np.nan, 3], "NaN"), ([np.inf, 0, 0], "Inf"), ([0, 0, 0], "zero")):
+        with pytest.raises(InvalidInputError, match=match):
+            codec.as_vector(np.array(bad, dtype=dtype))
+    with pytest.raises(InvalidInputError, match="shape"):
+        codec.as_vector(np.ones(4, dtype=dtype))
+    # huge but finite values are not mistaken for overflow
+    big = VectorCodec(2, "float32", "l2").as_vector(np.array([3e38, 3e38], dtype=np.float32))
+    assert np.isfinite(big).all()
