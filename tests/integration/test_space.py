@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rediscache
-from rediscache import Hub, Tag
+from rediscache import Hub, Num, Tag
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
@@ -63,8 +63,8 @@ def test_search_filters_and_similar(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 16, fields={"genre": "tag", "year": "numeric"})
     vecs = _unit(np.random.default_rng(2), 200, 16)
     keys = [f"k{i}" for i in range(200)]
-    genres = ["a b|c", "x-y", "plain"]
-    meta = [{"genre": genres[i % 3], "year": i} for i in range(200)]
+    genres = ["a b|c", "x-y", "plain", "a@b{c}(d)\"e'*f g -h:~!"]
+    meta = [{"genre": genres[i % 4], "year": i} for i in range(200)]
     space.put_many(keys, vecs, meta)
     q = vecs[7]
     exact = np.argsort(1 - vecs @ q)
@@ -81,6 +81,10 @@ def test_search_filters_and_similar(hub: Hub, space_name: str) -> None:
     assert sorted(h.key for h in got) == sorted(keys[10:20])
     got = space.search(q, 300, filter=Tag("genre", "plain") & ~Tag("genre", "x-y"))
     assert {h.metadata["genre"] for h in got} == {"plain"}
+    got = space.search(q, 300, filter=Tag("genre", "x-y") | Num("year", None, 3))
+    assert {h.key for h in got} == {keys[i] for i in range(200) if i % 4 == 1 or i <= 3}
+    got = space.search(q, 300, filter=~Tag("genre", ["plain", "x-y", "a b|c"]))
+    assert {h.metadata["genre"] for h in got} == {genres[3]}
     sim = space.similar("k7", 4)
     assert [h.key for h in sim] == [keys[i] for i in exact[1:5]]
     many = space.search_many(vecs[:3], 3, with_vectors=True)
@@ -213,3 +217,14 @@ def test_put_replaces_the_whole_record(hub: Hub, space_name: str) -> None:
     assert rec is not None and rec.metadata == {}
     assert space.search([5, 6], 5, filter={"y": 5}) == []
     assert hub.client.hkeys(space.keys.doc("a")) == [b"vec"]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+def test_other_dtypes(hub: Hub, space_name: str, dtype: str) -> None:
+    space = hub.create_space(space_name, 8, dtype=dtype)
+    vecs = _unit(np.random.default_rng(4), 50, 8)
+    space.put_many([f"v{i}" for i in range(50)], vecs)
+    tol = {"float16": 1e-3, "bfloat16": 1e-2, "float64": 1e-7}[dtype]
+    np.testing.assert_allclose(space.get_many(["v3", "v4"]), vecs[3:5], atol=tol)
+    assert space.search(vecs[9], 1)[0].key == "v9"
+    assert space.info().dtype == dtype
