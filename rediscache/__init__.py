@@ -26,6 +26,7 @@ from .errors import (
     SpaceNotFoundError,
 )
 from .hub import Hub, connect
+from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import Hit, Record, Space, SpaceConfig, SpaceInfo
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "And",
+    "Averaged",
     "ConnectionFailedError",
     "CorruptDataError",
     "EmbeddedServerError",

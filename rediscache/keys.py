@@ -6,8 +6,9 @@ Layout of a space named ``items``::
     rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...)
     rc:{items}:idx                      the RediSearch index over the space's documents
     rc:{items}:d:<key>            HASH  one embedding: ``vec`` (raw little-endian floats),
-                                        ``meta`` (msgpack of all metadata) and one plain
-                                        field per indexed metadata field
+                                        ``meta`` (msgpack of all metadata), one plain
+                                        field per indexed metadata field, and ``cnt`` for
+                                        running means (update_mean)
 
 Why this shape:
 
@@ -47,6 +48,8 @@ _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 VECTOR_FIELD = "vec"
 #: Hash field holding all metadata as msgpack.
 META_FIELD = "meta"
+#: Hash field of a running mean: "<items folded in>:<sha1 of the vector bytes>".
+COUNT_FIELD = "cnt"
 
 
 def validate_space_name(name: object) -> str:

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple, TypeAlias, cast
 
 from .errors import CorruptDataError, InvalidInputError
-from .keys import META_FIELD, VECTOR_FIELD
+from .keys import COUNT_FIELD, META_FIELD, VECTOR_FIELD
 
 __all__ = [
     "DEFAULT_HNSW",
@@ -81,7 +81,9 @@ FieldType = Literal["tag", "numeric", "text"]
 FIELD_TYPES: tuple[FieldType, ...] = ("tag", "numeric", "text")
 #: Names a metadata field cannot take: the hash fields and result aliases rediscache uses.
 #: Names starting with two underscores are reserved as well.
-RESERVED_FIELDS: frozenset[str] = frozenset({VECTOR_FIELD, META_FIELD, "__dist", "__key"})
+RESERVED_FIELDS: frozenset[str] = frozenset(
+    {VECTOR_FIELD, META_FIELD, COUNT_FIELD, "__dist", "__key"}
+)
 #: Alias under which FT.SEARCH returns the vector distance.
 DISTANCE_FIELD = "__dist"
 #: RediSearch's default MAXSEARCHRESULTS: a query cannot reach past this many results.

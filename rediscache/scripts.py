@@ -23,7 +23,17 @@ from .errors import CorruptDataError, InvalidInputError, KeyNotFoundError, Serve
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
-__all__ = ["AverageResult", "available", "average", "lua_dir", "source"]
+__all__ = [
+    "Combined",
+    "Folded",
+    "Gathered",
+    "available",
+    "combine",
+    "gather",
+    "lua_dir",
+    "source",
+    "update_mean",
+]
 
 #: Every script's header must mention these words (see STYLE.md: purpose, KEYS, ARGV, reply,
 #: errors, cost, why atomic).
@@ -58,50 +68,170 @@ def _script(client: redis.Redis, name: str) -> Any:
     return client.register_script(source(name))
 
 
-class AverageResult(NamedTuple):
-    """Reply of ``average.lua``: the mean (float64), vectors used and keys skipped."""
+def _script_error(
+    exc: redis.ResponseError, script: str, names: Sequence[str], first: int = 1
+) -> Exception:
+    """Map a script's ``RC_*`` error reply to the library's exception.
 
-    mean: npt.NDArray[np.float64]
-    used: int
-    missing: int
+    ``names[0]`` is the user's name of the key the script numbers ``first``.
+    """
+    msg = str(exc)
+    code, _, rest = msg.partition(" ")
+    args = rest.split()
+    if code == "RC_MISSING":
+        return KeyNotFoundError(
+            f"{names[int(args[0]) - first]!r} does not exist (nothing was computed or stored)"
+        )
+    if code == "RC_BADLEN":
+        return CorruptDataError(
+            f"stored vector of {names[int(args[0]) - first]!r} has {args[1]} bytes, which does not "
+            "match the space's dim and dtype"
+        )
+    if code == "RC_NOWEIGHT":
+        return InvalidInputError(
+            "nothing to average: no input was found, or the weights of the inputs found sum "
+            "to <= 0 (nothing stored)"
+        )
+    if code == "RC_ZERO":
+        return InvalidInputError(
+            "the result is the zero vector, which cannot be normalized or stored in a cosine "
+            "space (nothing stored)"
+        )
+    return ServerError(f"{script}.lua failed: {msg}")
 
 
-def average(
+def _f64(values: npt.NDArray[np.float64] | None) -> bytes:
+    return b"" if values is None else np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+class Gathered(NamedTuple):
+    """Reply of ``gather.lua``: which keys were found, and their vectors' bytes concatenated."""
+
+    found: list[bool]
+    blobs: bytes
+
+
+def gather(
     client: redis.Redis,
     doc_keys: Sequence[str],
     *,
     field: str,
-    dim: int,
-    element: str,
+    nbytes: int,
     skip_missing: bool,
-    weights: npt.NDArray[np.float64] | None,
-    user_keys: Sequence[str],
-) -> AverageResult:
-    """Run ``average.lua``: the weighted mean of the vectors in ``doc_keys``. One round trip.
+    names: Sequence[str],
+) -> Gathered:
+    """Run ``gather.lua``: one atomic read of many vectors. One round trip.
 
-    ``element`` is ``"f"`` (float32) or ``"d"`` (float64); ``user_keys`` name the keys in
-    errors. Raises KeyNotFoundError, CorruptDataError or InvalidInputError (zero weight).
+    ``names`` are the user's keys (for error messages). Raises KeyNotFoundError (a key is
+    missing and ``skip_missing`` is False) or CorruptDataError (wrong byte length).
     """
-    packed = b"" if weights is None else np.asarray(weights, dtype="<f8").tobytes()
     try:
-        used, missing, raw = _script(client, "average")(
-            keys=list(doc_keys),
-            args=[field, dim, element, "skip" if skip_missing else "raise", packed],
+        found, blobs = _script(client, "gather")(
+            keys=list(doc_keys), args=[field, nbytes, "skip" if skip_missing else "raise"]
         )
     except redis.ResponseError as exc:
-        msg = str(exc)
-        if msg.startswith("RC_MISSING"):
-            key = user_keys[int(msg.split()[1]) - 1]
-            raise KeyNotFoundError(f"{key!r} does not exist (pass missing='skip' to skip)") from exc
-        if msg.startswith("RC_BADLEN"):
-            _, i, n = msg.split()
-            raise CorruptDataError(
-                f"stored vector of {user_keys[int(i) - 1]!r} has {n} bytes; expected {dim} floats"
-            ) from exc
-        if msg.startswith("RC_NOWEIGHT"):
-            raise InvalidInputError(
-                "nothing to average: no key was found, or the weights of the found keys sum to <= 0"
-            ) from exc
-        raise ServerError(f"average.lua failed: {msg}") from exc
-    mean = np.frombuffer(raw, dtype="<f8").copy()
-    return AverageResult(mean, int(used), int(missing))
+        raise _script_error(exc, "gather", names) from exc
+    return Gathered([c == 0x31 for c in found], blobs)
+
+
+class Combined(NamedTuple):
+    """Reply of ``combine.lua``: the result (float64), inputs used and inputs skipped."""
+
+    vector: npt.NDArray[np.float64]
+    used: int
+    missing: int
+
+
+def combine(
+    client: redis.Redis,
+    doc_keys: Sequence[str],
+    target: str,
+    *,
+    field: str,
+    dim: int,
+    element: str,
+    coefs: npt.NDArray[np.float64],
+    constant: npt.NDArray[np.float64] | None,
+    mean: bool,
+    normalize: bool,
+    nonzero: bool,
+    skip_missing: bool,
+    names: Sequence[str],
+) -> Combined:
+    """Run ``combine.lua``: ``sum(coefs[i] * v_i) + constant`` (divided by the coefficients
+    used when ``mean``), optionally normalized, stored in ``target``. One round trip, atomic.
+
+    ``element`` is ``"f"`` (float32) or ``"d"`` (float64). Raises KeyNotFoundError,
+    CorruptDataError or InvalidInputError (zero result, zero weight); nothing is stored then.
+    """
+    try:
+        used, missing, raw = _script(client, "combine")(
+            keys=[*doc_keys, target],
+            args=[
+                field,
+                dim,
+                element,
+                "skip" if skip_missing else "raise",
+                _f64(coefs),
+                _f64(constant),
+                "mean" if mean else "sum",
+                int(normalize),
+                int(nonzero),
+            ],
+        )
+    except redis.ResponseError as exc:
+        raise _script_error(exc, "combine", names) from exc
+    return Combined(np.frombuffer(raw, dtype="<f8").copy(), int(used), int(missing))
+
+
+class Folded(NamedTuple):
+    """Reply of ``update_mean.lua``: items folded in so far and the new vector (float64)."""
+
+    items: int
+    vector: npt.NDArray[np.float64]
+
+
+def update_mean(
+    client: redis.Redis,
+    target: str,
+    item_keys: Sequence[str],
+    *,
+    field: str,
+    count_field: str,
+    dim: int,
+    element: str,
+    items: int,
+    ema: bool,
+    old_coef: float,
+    with_old: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None],
+    without_old: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None],
+    nonzero: bool,
+    names: Sequence[str],
+) -> Folded:
+    """Run ``update_mean.lua``: fold ``items`` new items into the running embedding ``target``.
+
+    ``with_old`` / ``without_old`` are (coefficients of the key items, constant term) for when
+    a stored vector exists or not (see the script's header). One round trip, atomic.
+    ``names[0]`` names the target, ``names[1:]`` the item keys.
+    """
+    try:
+        count, raw = _script(client, "update_mean")(
+            keys=[target, *item_keys],
+            args=[
+                field,
+                count_field,
+                dim,
+                element,
+                items,
+                "ema" if ema else "mean",
+                repr(float(old_coef)),
+                _f64(with_old[0]),
+                _f64(with_old[1]),
+                _f64(without_old[0]),
+                _f64(without_old[1]),
+                int(nonzero),
+            ],
+        )
+    except redis.ResponseError as exc:
+        raise _script_error(exc, "update_mean", names, first=0) from exc
+    return Folded(int(count), np.frombuffer(raw, dtype="<f8").copy())

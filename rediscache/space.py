@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
@@ -12,10 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from . import query, scripts
+from . import query
 from .codec import VectorCodec, check_keys, pack_metadata, unpack_metadata
 from .errors import InvalidInputError, KeyNotFoundError, ServerError
 from .keys import META_FIELD, VECTOR_FIELD, SpaceKeys
+from .operations import VectorOps
 
 if TYPE_CHECKING:
     from .hub import Hub
@@ -149,7 +150,7 @@ def _unfiltered_knn(
     )
 
 
-class Space:
+class Space(VectorOps):
     """Embeddings of one dim/dtype/metric, their metadata and their vector index.
 
     Get one from :meth:`Hub.create_space` or :meth:`Hub.space`.
@@ -378,19 +379,24 @@ class Space:
         with_vectors: bool = False,
         with_metadata: bool = True,
         offset: int = 0,
+        exclude: Collection[str] | None = None,
     ) -> list[Hit]:
         """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH).
 
         ``filter`` restricts the candidates (dict form or :mod:`rediscache.query` filter
         objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``offset`` pages
-        through results (the query asks for ``offset + k`` neighbours and returns the last k).
+        through results (the query asks for ``offset + k`` neighbours and returns the last k);
+        ``exclude`` drops these keys from the hits (e.g. the inputs of an average) while still
+        returning ``k`` hits when the space has them.
         """
         vec = self.codec.as_vector(vector)
-        q = self._knn(k, filter, ef, with_vectors, with_metadata, offset)
+        skip = set(check_keys(exclude, "exclude")) if exclude else set()
+        q = self._knn(k + len(skip), filter, ef, with_vectors, with_metadata, offset)
         reply = self._client.execute_command(
             "FT.SEARCH", self.keys.index, *q.args(self.codec.encode(vec))
         )
-        return self._hits(reply, with_vectors)
+        hits = self._hits(reply, with_vectors)
+        return [h for h in hits if h.key not in skip][:k] if skip else hits
 
     def search_many(
         self,
@@ -459,9 +465,15 @@ class Space:
         if vec is None:
             raise KeyNotFoundError(f"{key!r} is not in space {self.name!r}")
         hits = self.search(
-            vec, k + 1, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
+            vec,
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            exclude=(key,),
         )
-        return [h for h in hits if h.key != key][:k]
+        return hits
 
     def _knn(
         self,
@@ -510,55 +522,6 @@ class Space:
             )
             for h in raw
         ]
-
-    # ------------------------------------------------------------ server-side math
-
-    def average(
-        self, keys: Sequence[str], *, weights: Any = None, normalize: bool = False
-    ) -> npt.NDArray[Any]:
-        """The (weighted) mean of the stored vectors of ``keys``, computed on the server.
-
-        One round trip (``average.lua``), atomic: the inputs are read in one instant.
-        ``weights`` (one finite number per key, summing to > 0) default to equal weights;
-        ``normalize`` scales the result to unit length.
-
-        Raises:
-            InvalidInputError: empty ``keys``, bad weights, a zero result with ``normalize``,
-                or a float16/bfloat16 space (not supported by the script yet).
-            KeyNotFoundError: a key does not exist (nothing is computed).
-        """
-        key_list = check_keys(keys)
-        if not key_list:
-            raise InvalidInputError("average needs at least one key")
-        if self.config.dtype not in ("float32", "float64"):
-            raise InvalidInputError(
-                f"average supports float32 and float64 spaces; {self.name!r} is {self.config.dtype}"
-            )
-        w = None
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64)
-            if w.shape != (len(key_list),):
-                raise InvalidInputError(f"{len(key_list)} keys but weights of shape {w.shape}")
-            if not np.isfinite(w).all() or w.sum() <= 0:
-                raise InvalidInputError("weights must be finite and sum to more than 0")
-        res = scripts.average(
-            self._client,
-            self.keys.docs(key_list),
-            field=VECTOR_FIELD,
-            dim=self.dim,
-            element="d" if self.config.dtype == "float64" else "f",
-            skip_missing=False,
-            weights=w,
-            user_keys=key_list,
-        )
-        mean = res.mean
-        if normalize:
-            norm = float(np.linalg.norm(mean))
-            if norm == 0.0:
-                raise InvalidInputError("the average is the zero vector; it cannot be normalized")
-            mean = mean / norm
-        out: npt.NDArray[Any] = mean.astype(self.codec.out_dtype)
-        return out
 
     # ------------------------------------------------------------ streaming
 

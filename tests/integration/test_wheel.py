@@ -29,7 +29,7 @@ def test_wheel_in_fresh_venv(tmp_path: Path) -> None:
     wheel = next(dist.glob("rediscache-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
-        "rediscache/lua/average.lua",
+        "rediscache/lua/combine.lua",
         "rediscache/py.typed",
         "rediscache/data/sample.npz",
     } <= names
@@ -50,7 +50,9 @@ def test_wheel_in_fresh_venv(tmp_path: Path) -> None:
     )
     found = json.loads(_run(py, "-c", probe, cwd=tmp_path))
     assert found["file"].startswith(str(venv))
-    assert found["lua"].startswith(str(venv)) and "average" in found["scripts"]
+    assert found["lua"].startswith(str(venv)) and {"gather", "combine", "update_mean"} <= set(
+        found["scripts"]
+    )
 
     data = tmp_path / "srv"
     cli = venv / "bin" / "rediscache"

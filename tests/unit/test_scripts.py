@@ -10,7 +10,7 @@ from rediscache import scripts
 
 
 def test_scripts_are_found() -> None:
-    assert "average" in scripts.available()
+    assert {"gather", "combine", "update_mean"} <= set(scripts.available())
 
 
 @pytest.mark.parametrize("name", scripts.available())

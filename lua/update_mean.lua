@@ -1,0 +1,98 @@
+-- update_mean.lua: fold new items into a stored running embedding (exact mean or EMA).
+--
+-- KEYS[1]       the running embedding's document hash (created if absent)
+-- KEYS[2..m+1]  document hashes of items given by key (same space, same hash tag)
+-- ARGV[1]       name of the hash field holding the raw vector ("vec")
+-- ARGV[2]       name of the hash field holding "<count>:<sha1 of the vector bytes>"
+-- ARGV[3]       dim: number of floats per vector
+-- ARGV[4]       element format of stored vectors: "f" (float32) or "d" (float64)
+-- ARGV[5]       number of new items in all (keys and vector literals)
+-- ARGV[6]       "mean" (exact running mean) or "ema" (exponential moving average)
+-- ARGV[7]       EMA: coefficient of the stored vector when one exists ((1-alpha)^items)
+-- ARGV[8]       coefficients of the key items when a stored vector exists (packed float64)
+-- ARGV[9]       constant term (literal items, weighted) when a stored vector exists, or ""
+-- ARGV[10]      coefficients of the key items when none exists (packed float64)
+-- ARGV[11]      constant term when none exists, or ""
+-- ARGV[12]      "1": refuse a zero result (cosine space)
+--   For "mean" the client passes coefficients 1 and the plain sum of the literals in both
+--   sets; the script weighs the stored vector by its count and divides.
+--
+-- Reply: { count, result }: items folded in so far, and the new vector as dim packed float64.
+-- Errors: "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
+--         "RC_BADLEN <i> <bytes>" (vector i has the wrong byte length; i = 0 is the target),
+--         "RC_ZERO" (the new vector is zero in a cosine space). Nothing is written then.
+-- Cost: O((m + 1) * dim), about 20 us of server time per 384-d vector.
+-- Atomic because: concurrent updates of one running embedding must not lose each other's
+--       items: read, fold and write happen in one step.
+-- The count is trusted only while the stored vector is the one it was written with (its
+-- SHA1 matches): a vector replaced by put() counts as one item.
+
+local field, count_field = ARGV[1], ARGV[2]
+local dim, fmt, items, kind = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5]), ARGV[6]
+local nonzero = ARGV[12] == "1"
+local width = (fmt == "d") and 8 or 4
+local CHUNK = 4096
+
+-- add w * (vector in blob) to acc, chunked below Lua's unpack limit
+local function add(acc, blob, elem, w)
+  local size = (elem == "d") and 8 or 4
+  local j = 0
+  while j < dim do
+    local count = math.min(CHUNK, dim - j)
+    local vals = { struct.unpack("<" .. string.rep(elem, count), blob, j * size + 1) }
+    for c = 1, count do acc[j + c] = acc[j + c] + w * vals[c] end
+    j = j + count
+  end
+end
+
+local target = KEYS[1]
+local old = redis.call("HGET", target, field)
+local prev = 0
+if old then
+  if #old ~= dim * width then return redis.error_reply("RC_BADLEN 0 " .. #old) end
+  prev = 1
+  local tag = redis.call("HGET", target, count_field)
+  if tag then
+    local n, digest = string.match(tag, "^(%d+):(%x+)$")
+    if n and digest == redis.sha1hex(old) then prev = tonumber(n) end
+  end
+end
+
+local coefs, offset
+if old then coefs, offset = ARGV[8], ARGV[9] else coefs, offset = ARGV[10], ARGV[11] end
+local acc = {}
+for c = 1, dim do acc[c] = 0.0 end
+if offset ~= "" then add(acc, offset, "d", 1.0) end
+for i = 2, #KEYS do
+  local blob = redis.call("HGET", KEYS[i], field)
+  if not blob then return redis.error_reply("RC_MISSING " .. (i - 1)) end
+  if #blob ~= dim * width then return redis.error_reply("RC_BADLEN " .. (i - 1) .. " " .. #blob) end
+  add(acc, blob, fmt, struct.unpack("<d", coefs, (i - 2) * 8 + 1))
+end
+
+if kind == "mean" then
+  if old then add(acc, old, fmt, prev) end
+  local inv = 1.0 / (prev + items)
+  for c = 1, dim do acc[c] = acc[c] * inv end
+elseif old then
+  add(acc, old, fmt, tonumber(ARGV[7]))
+end
+
+if nonzero then
+  local sq = 0.0
+  for c = 1, dim do sq = sq + acc[c] * acc[c] end
+  if sq == 0 then return redis.error_reply("RC_ZERO") end
+end
+
+local stored, result, j = {}, {}, 0
+while j < dim do
+  local count = math.min(CHUNK, dim - j)
+  local part = { unpack(acc, j + 1, j + count) }
+  stored[#stored + 1] = struct.pack("<" .. string.rep(fmt, count), unpack(part))
+  result[#result + 1] = struct.pack("<" .. string.rep("d", count), unpack(part))
+  j = j + count
+end
+local blob = table.concat(stored)
+local total = prev + items
+redis.call("HSET", target, field, blob, count_field, total .. ":" .. redis.sha1hex(blob))
+return { total, table.concat(result) }
