@@ -101,9 +101,11 @@ def run_demo(hub: Hub, echo: Callable[[str], None] = print) -> Space:
 
     liked = probes[:2]
     if len(liked) == 2:
-        echo(f"\na user who liked {liked[0]!r} and {liked[1]!r} (their mean, on the server):")
-        user = space.average(liked, normalize=True)
-        for h in [h for h in space.search(user, 7) if h.key not in liked][:5]:
+        echo(f"\na user who clicked {liked[0]!r}, then {liked[1]!r} (a running mean, atomic):")
+        for item in liked:
+            user = space.update_mean("user:demo", [item])
+        space.delete("user:demo")
+        for h in space.search(user, 5, exclude=liked):
             echo(_row(h.key, h.distance, h.metadata))
 
     latencies = []
