@@ -201,8 +201,8 @@ class Space(VectorOps):
 
         Raises:
             InvalidInputError: bad keys, vectors or metadata (nothing written).
-            ServerError: Redis failed mid-way; the message says how many rows were written
-                (always whole chunks, in input order).
+            ServerError: Redis failed mid-way; the message says which rows were stored
+                (chunks are written in input order, each in one MULTI/EXEC).
         """
         key_list = check_keys(keys)
         arr = self.codec.as_matrix(vectors)
@@ -220,20 +220,35 @@ class Space(VectorOps):
         rkeys = self.keys.docs(key_list)
         written = 0
         for start in range(0, n, CHUNK):
+            end = min(start + CHUNK, n)
             pipe = self._client.pipeline(transaction=True)
-            for i in range(start, min(start + CHUNK, n)):
+            owner: list[int] = []  # row of each queued command
+            for i in range(start, end):
                 fields, stale = rows[i]
                 if stale:
                     pipe.execute_command("HDEL", rkeys[i], *stale)
+                    owner.append(i)
                 pipe.execute_command("HSET", rkeys[i], *fields)
+                owner.append(i)
             try:
-                pipe.execute()
+                results = pipe.execute(raise_on_error=False)
             except redis.RedisError as exc:
+                # EXEC's fate is unknown when the connection broke: say so.
                 raise ServerError(
-                    f"put_many into {self.name!r} failed after {written} of {n} rows "
-                    f"(rows 0..{written - 1} are stored): {exc}"
+                    f"put_many into {self.name!r} failed: rows before {start} are stored, "
+                    f"rows {start}..{end - 1} may or may not be, later rows are not: {exc}"
                 ) from exc
-            written = min(start + CHUNK, n)
+            failed = sorted({owner[j] for j, r in enumerate(results) if isinstance(r, Exception)})
+            if failed:
+                # Redis applies a transaction's other commands when one fails at run time
+                # (e.g. a key holding another type): every other row up to `end` is stored.
+                first = next(r for r in results if isinstance(r, Exception))
+                shown = ", ".join(repr(key_list[i]) for i in failed[:5])
+                raise ServerError(
+                    f"put_many into {self.name!r}: {len(failed)} rows failed ({shown}): {first}; "
+                    f"every other row before {end} is stored, rows from {end} on are not"
+                )
+            written = end
         return written
 
     def _row(

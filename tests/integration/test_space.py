@@ -228,3 +228,11 @@ def test_other_dtypes(hub: Hub, space_name: str, dtype: str) -> None:
     np.testing.assert_allclose(space.get_many(["v3", "v4"]), vecs[3:5], atol=tol)
     assert space.search(vecs[9], 1)[0].key == "v9"
     assert space.info().dtype == dtype
+
+
+def test_failed_rows_are_reported_exactly(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2")
+    hub.client.set(space.keys.doc("b"), "not a hash")  # written by another tool
+    with pytest.raises(rediscache.ServerError, match=r"1 rows failed \('b'\).*before 3 is stored"):
+        space.put_many(["a", "b", "c"], [[1, 2], [3, 4], [5, 6]])
+    assert space.get("a") is not None and space.get("c") is not None
