@@ -21,7 +21,8 @@
 -- Errors: "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
 --         "RC_BADLEN <i> <bytes>" (vector i has the wrong byte length; i = 0 is the target),
 --         "RC_ZERO" (the new vector is zero in a cosine space). Nothing is written then.
--- Cost: O((m + 1) * dim), about 20 us of server time per 384-d vector.
+-- Cost: O((m + 1) * dim), about 30 us of server time per 384-d vector and 110 us per 1536-d
+--       vector (docs/lua.md); the server is blocked meanwhile.
 -- Atomic because: concurrent updates of one running embedding must not lose each other's
 --       items: read, fold and write happen in one step.
 -- The count is trusted only while the stored vector is the one it was written with (its

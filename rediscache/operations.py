@@ -141,10 +141,7 @@ class VectorOps:
         found = np.array(g.found, dtype=bool)
         n = int(found.sum())
         stored = (
-            self.codec.decode_many(
-                [g.blobs[i * self.codec.nbytes : (i + 1) * self.codec.nbytes] for i in range(n)],
-                [k for k, f in zip(key_list, g.found) if f],
-            )
+            self.codec.decode_many(g.blobs, [k for k, f in zip(key_list, g.found) if f])
             if n
             else np.empty((0, self.codec.dim))
         )

@@ -105,10 +105,10 @@ def _f64(values: npt.NDArray[np.float64] | None) -> bytes:
 
 
 class Gathered(NamedTuple):
-    """Reply of ``gather.lua``: which keys were found, and their vectors' bytes concatenated."""
+    """Reply of ``gather.lua``: which keys were found, and the found vectors' bytes in order."""
 
     found: list[bool]
-    blobs: bytes
+    blobs: list[bytes]
 
 
 def gather(
@@ -126,12 +126,12 @@ def gather(
     missing and ``skip_missing`` is False) or CorruptDataError (wrong byte length).
     """
     try:
-        found, blobs = _script(client, "gather")(
+        reply = _script(client, "gather")(
             keys=list(doc_keys), args=[field, nbytes, "skip" if skip_missing else "raise"]
         )
     except redis.ResponseError as exc:
         raise _script_error(exc, "gather", names) from exc
-    return Gathered([c == 0x31 for c in found], blobs)
+    return Gathered([c == 0x31 for c in reply[0]], reply[1:])
 
 
 class Combined(NamedTuple):
