@@ -76,8 +76,8 @@ BIG_NS = (1000, 5000, 10_000)
 ROUNDS = 5
 ALT_DIR = HERE / "lua_alternatives"
 ALTERNATIVES = {
-    "a_chunked": "(a) chunked struct.unpack (4096) + accumulate [combine.lua's loop]",
-    "b_whole": "(b) one struct.unpack per vector, accumulate into the first",
+    "a_chunked": "(a) chunked struct.unpack (4096) + accumulate [combine.lua above 4096]",
+    "b_whole": "(b) one struct.unpack per vector, accumulate [combine.lua up to 4096]",
     "c_unrolled": "(c) as (b), inner loop unrolled by 8",
     "d_gather": "(d) read only: HGET + table.concat of the blobs, no math",
     "e_gather_array": "(e) read only: HGET, blobs returned as an array [gather.lua]",

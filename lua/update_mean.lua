@@ -21,7 +21,7 @@
 -- Errors: "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
 --         "RC_BADLEN <i> <bytes>" (vector i has the wrong byte length; i = 0 is the target),
 --         "RC_ZERO" (the new vector is zero in a cosine space). Nothing is written then.
--- Cost: O((m + 1) * dim), about 30 us of server time per 384-d vector and 110 us per 1536-d
+-- Cost: O((m + 1) * dim), about 23 us of server time per 384-d vector and 85 us per 1536-d
 --       vector (docs/lua.md); the server is blocked meanwhile.
 -- Atomic because: concurrent updates of one running embedding must not lose each other's
 --       items: read, fold and write happen in one step.
@@ -34,9 +34,21 @@ local nonzero = ARGV[12] == "1"
 local width = (fmt == "d") and 8 or 4
 local CHUNK = 4096
 
--- add w * (vector in blob) to acc, chunked below Lua's unpack limit
+-- acc += w * (vector in blob). One struct.unpack for dims up to CHUNK (formulation (b) in
+-- docs/lua.md, ~25% cheaper than chunking); chunks below Lua's unpack limit above that.
+local whole = {}
 local function add(acc, blob, elem, w)
   local size = (elem == "d") and 8 or 4
+  if dim <= CHUNK then
+    whole[elem] = whole[elem] or ("<" .. string.rep(elem, dim))
+    local vals = { struct.unpack(whole[elem], blob) }
+    if w == 1 then
+      for c = 1, dim do acc[c] = acc[c] + vals[c] end
+    else
+      for c = 1, dim do acc[c] = acc[c] + w * vals[c] end
+    end
+    return
+  end
   local j = 0
   while j < dim do
     local count = math.min(CHUNK, dim - j)
