@@ -241,6 +241,11 @@ def format_table(rows: Sequence[Row]) -> str:
         )
         for r in rows
     ]
+    return grid(head, body)
+
+
+def grid(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A plain-text table, first column left-aligned, the others right-aligned."""
     widths = [max(len(line[c]) for line in (head, *body)) for c in range(len(head))]
 
     def fmt(line: Sequence[str]) -> str:

@@ -55,6 +55,7 @@ from bench_core import (  # noqa: E402
     Call,
     Row,
     format_table,
+    grid,
     latency_row,
     measure,
     open_hub,
@@ -175,19 +176,6 @@ class ServerRow:
     wall_median_us: float
     rel_err: float | None = None
     note: str = ""
-
-
-def grid(head: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """A plain-text table, first column left-aligned, the others right-aligned."""
-    widths = [max(len(line[c]) for line in (head, *body)) for c in range(len(head))]
-
-    def fmt(line: Sequence[str]) -> str:
-        cells = [line[0].ljust(widths[0])]
-        cells += [cell.rjust(w) for cell, w in zip(line[1:], widths[1:])]
-        return " | ".join(cells)
-
-    rule = "-+-".join("-" * w for w in widths)
-    return "\n".join([fmt(head), rule, *(fmt(line) for line in body)])
 
 
 def server_table(rows: Sequence[ServerRow], *, ms: bool = False, errors: bool = False) -> str:
