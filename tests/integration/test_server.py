@@ -229,3 +229,15 @@ def test_debian_redis_7_0_is_refused() -> None:
         pytest.skip(f"/usr/bin/redis-server is not 7.0: {version.strip()}")
     with pytest.raises(rediscache.RedisBinaryNotFoundError, match=r"needs >= 7\.2"):
         server.find_binaries(server.ServerConfig(redis_server=exe))
+
+
+def test_connect_by_unix_and_redis_urls(server_dir: Path | None) -> None:
+    if server_dir is None:
+        pytest.skip("needs the session's embedded server")
+    info = server.status(server_dir).info
+    assert info is not None and info.unix_socket is not None
+    for url in (f"unix://{info.unix_socket}?password={info.password}", info.url):
+        with rediscache.connect(url) as hub:
+            assert hub.server_versions()["search"].startswith("2.")
+    with pytest.raises(rediscache.InvalidInputError, match="unsupported URL"):
+        rediscache.connect("http://localhost:6379")
