@@ -1,0 +1,51 @@
+"""Pure parts of the embedded server: config text, log classification, URL redaction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rediscache import server
+from rediscache.errors import EmbeddedServerError, PortInUseError, SearchModuleMissingError
+from rediscache.hub import _redact
+
+
+def _bins() -> server.Binaries:
+    return server.Binaries(Path("/x/redis-server"), Path("/x/redisearch.so"), (8, 2, 3), "test")
+
+
+def test_conf_is_private_and_persistent(tmp_path: Path) -> None:
+    cfg = server.ServerConfig(data_dir=tmp_path, appendfsync="always", maxmemory="1gb")
+    text = server._conf_text(cfg, _bins(), 6400, 'pa"ss', str(tmp_path / "r.sock"))
+    lines = text.splitlines()
+    assert "bind 127.0.0.1" in lines and "port 6400" in lines and "protected-mode yes" in lines
+    assert "appendonly yes" in lines and "appendfsync always" in lines
+    assert 'requirepass "pa\\"ss"' in lines and "unixsocketperm 700" in lines
+    assert "maxmemory 1gb" in lines and 'loadmodule "/x/redisearch.so"' in lines
+
+
+def test_startup_failures_are_classified(tmp_path: Path) -> None:
+    cfg = server.ServerConfig(data_dir=tmp_path)
+    busy = server._startup_failure(
+        cfg,
+        _bins(),
+        7,
+        [
+            "1:M 24 Nov 2026 10:00:00.000 # Warning: "
+            "Could not create server TCP listening "
+            "socket *:7: bind: Address already in use"
+        ],
+    )
+    assert isinstance(busy, PortInUseError)
+    module = server._startup_failure(
+        cfg, _bins(), 7, ["1:M 24 Nov 2026 10:00:00.000 # Module /x/redisearch.so failed to load"]
+    )
+    assert isinstance(module, SearchModuleMissingError)
+    assert "Module /x/redisearch.so failed to load" in str(module)
+    other = server._startup_failure(cfg, _bins(), 7, ["1:M 24 Nov 2026 10:00:00.000 # boom"])
+    assert type(other) is EmbeddedServerError and "boom" in str(other)
+
+
+def test_passwords_are_redacted() -> None:
+    assert _redact("redis://:secret@h:1/0") == "redis://:***@h:1/0"
+    assert _redact("redis://u:secret@h/0") == "redis://u:***@h/0"
+    assert _redact("redis://h:1/0") == "redis://h:1/0"
