@@ -24,8 +24,8 @@ Matching semantics:
   nobody types, so a tag such as ``"rock, pop"`` is one tag.
 * Text filters match a phrase word by word, in order (RediSearch exact phrase). Words are the
   phrase split on ASCII punctuation and whitespace, which is how RediSearch tokenizes the
-  indexed text. Matching is case-insensitive; stop words are not indexed, so a phrase made
-  only of stop words matches nothing.
+  indexed text. Matching is case-insensitive. Spaces are created with ``STOPWORDS 0``, so
+  stop words are indexed too and a phrase such as "the who" matches.
 """
 
 from __future__ import annotations

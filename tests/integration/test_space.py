@@ -236,3 +236,14 @@ def test_failed_rows_are_reported_exactly(hub: Hub, space_name: str) -> None:
     with pytest.raises(rediscache.ServerError, match=r"1 rows failed \('b'\).*before 3 is stored"):
         space.put_many(["a", "b", "c"], [[1, 2], [3, 4], [5, 6]])
     assert space.get("a") is not None and space.get("c") is not None
+
+
+def test_text_filter_matches_stop_words_and_phrases(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2", fields={"title": "text"})
+    space.put_many(
+        ["a", "b", "c"],
+        [[1, 0], [0, 1], [1, 1]],
+        [{"title": "The Who"}, {"title": "who the"}, {"title": "New-York city (1999)"}],
+    )
+    assert [h.key for h in space.search([1, 0], 3, filter={"title": "the who"})] == ["a"]
+    assert [h.key for h in space.search([1, 0], 3, filter={"title": "york city"})] == ["c"]
