@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
-from . import query
+from . import ftsearch, query
 from .codec import VectorCodec, check_keys, pack_metadata, unpack_metadata
 from .errors import InvalidInputError, KeyNotFoundError, ServerError
 from .keys import META_FIELD, VECTOR_FIELD, SpaceKeys
@@ -143,9 +143,9 @@ class SpaceInfo:
 @functools.lru_cache(maxsize=256)
 def _unfiltered_knn(
     k: int, ef: int | None, with_vectors: bool, with_metadata: bool, offset: int
-) -> query.KnnQuery:
+) -> ftsearch.KnnQuery:
     # The common query shapes are prepared once (KnnQuery is immutable).
-    return query.knn_query(
+    return ftsearch.knn_query(
         k, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata, offset=offset
     )
 
@@ -448,7 +448,7 @@ class Space(VectorOps):
         those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH VECTOR_RANGE).
         """
         vec = self.codec.as_vector(vector)
-        q = query.range_query(
+        q = ftsearch.range_query(
             radius,
             filter_str=self._filter_str(filter),
             with_vectors=with_vectors,
@@ -498,7 +498,7 @@ class Space(VectorOps):
         with_vectors: bool,
         with_metadata: bool,
         offset: int,
-    ) -> query.KnnQuery:
+    ) -> ftsearch.KnnQuery:
         if ef is not None and self.config.algorithm != "hnsw":
             raise InvalidInputError(
                 f"ef applies to HNSW spaces; {self.name!r} is {self.config.algorithm}"
@@ -510,7 +510,7 @@ class Space(VectorOps):
             and type(ef) in (int, type(None))
         ):
             return _unfiltered_knn(k, ef, bool(with_vectors), bool(with_metadata), offset)
-        return query.knn_query(
+        return ftsearch.knn_query(
             k,
             filter_str=self._filter_str(filter),
             ef=ef,
@@ -526,7 +526,7 @@ class Space(VectorOps):
     def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
         if isinstance(reply, redis.ResponseError):
             raise ServerError(f"search in space {self.name!r} failed: {reply}")
-        _total, raw = query.parse_search_reply(reply, doc_prefix=self.keys.doc_prefix)
+        _total, raw = ftsearch.parse_search_reply(reply, doc_prefix=self.keys.doc_prefix)
         decode = self.codec.decode
         return [
             Hit(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rediscache.errors import CorruptDataError, InvalidInputError
+from rediscache.ftsearch import RawHit, knn_query, parse_search_reply, range_query
 from rediscache.query import (
     DEFAULT_HNSW,
     TAG_SEPARATOR,
@@ -16,16 +17,12 @@ from rediscache.query import (
     Not,
     Num,
     Or,
-    RawHit,
     Tag,
     Text,
     encode_field_value,
     encode_tag_value,
     hnsw_params,
-    knn_query,
     parse_filter,
-    parse_search_reply,
-    range_query,
     render_filter,
     schema_args,
     validate_fields,
