@@ -84,7 +84,7 @@ def cli(
 ) -> None:
     """rediscache: an embedding hub on Redis.
 
-    Store, fetch, search, average and version embeddings in Redis with vector search.
+    Store, fetch, search and average embeddings in Redis with vector search.
     Without --url, commands use the embedded local server, started on demand.
 
     \b
