@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 import redis
+from redis.commands.core import Script
 
 from .errors import CorruptDataError, InvalidInputError, KeyNotFoundError, ServerError
 
@@ -63,9 +64,16 @@ def source(name: str) -> str:
     return text
 
 
-def _script(client: redis.Redis, name: str) -> Any:
-    # register_script only hashes the text; the SHA is loaded lazily and on NOSCRIPT.
-    return client.register_script(source(name))
+def _run(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA script ``name`` on ``client`` (loading it on NOSCRIPT). One round trip."""
+    return _script(name)(keys=keys, args=args, client=client)
+
+
+@cache
+def _script(name: str) -> Any:
+    # One Script object per script, hashed once; the client is given at call time. The SHA
+    # is loaded into the server lazily and again after NOSCRIPT (restart, SCRIPT FLUSH).
+    return Script(None, source(name).encode("utf-8"))
 
 
 def _script_error(
@@ -126,8 +134,8 @@ def gather(
     missing and ``skip_missing`` is False) or CorruptDataError (wrong byte length).
     """
     try:
-        reply = _script(client, "gather")(
-            keys=list(doc_keys), args=[field, nbytes, "skip" if skip_missing else "raise"]
+        reply = _run(
+            client, "gather", list(doc_keys), [field, nbytes, "skip" if skip_missing else "raise"]
         )
     except redis.ResponseError as exc:
         raise _script_error(exc, "gather", names) from exc
@@ -165,9 +173,11 @@ def combine(
     CorruptDataError or InvalidInputError (zero result, zero weight); nothing is stored then.
     """
     try:
-        used, missing, raw = _script(client, "combine")(
-            keys=[*doc_keys, target],
-            args=[
+        used, missing, raw = _run(
+            client,
+            "combine",
+            [*doc_keys, target],
+            [
                 field,
                 dim,
                 element,
@@ -215,9 +225,11 @@ def update_mean(
     ``names[0]`` names the target, ``names[1:]`` the item keys.
     """
     try:
-        count, raw = _script(client, "update_mean")(
-            keys=[target, *item_keys],
-            args=[
+        count, raw = _run(
+            client,
+            "update_mean",
+            [target, *item_keys],
+            [
                 field,
                 count_field,
                 dim,
