@@ -32,10 +32,9 @@ class State:
         self._hub: Hub | None = None
 
     def server_config(self, **overrides: Any) -> srv.ServerConfig:
-        base = srv.ServerConfig()
         if self.data_dir is not None:
-            base = srv.ServerConfig(data_dir=self.data_dir)
-        return srv.ServerConfig(**{**base.__dict__, **overrides})
+            overrides["data_dir"] = self.data_dir
+        return srv.ServerConfig(**overrides)
 
     def hub(self) -> Hub:
         if self._hub is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,7 +127,7 @@ def connect(
     else:
         config = server or ServerConfig()
         if data_dir is not None:
-            config = ServerConfig(**{**config.__dict__, "data_dir": Path(data_dir)})
+            config = dataclasses.replace(config, data_dir=Path(data_dir))
         info = ensure_running(config)
         client = info.client(protocol=2)
         owns = True
