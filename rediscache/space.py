@@ -407,9 +407,7 @@ class Space(VectorOps):
         vec = self.codec.as_vector(vector)
         skip = set(check_keys(exclude, "exclude")) if exclude else set()
         q = self._knn(k + len(skip), filter, ef, with_vectors, with_metadata, offset)
-        reply = self._client.execute_command(
-            "FT.SEARCH", self.keys.index, *q.args(self.codec.encode(vec))
-        )
+        reply = self._ft_search(q.args(self.codec.encode(vec)))
         hits = self._hits(reply, with_vectors)
         return [h for h in hits if h.key not in skip][:k] if skip else hits
 
@@ -429,7 +427,7 @@ class Space(VectorOps):
         pipe = self._client.pipeline(transaction=False)
         for blob in self.codec.encode_matrix(arr):
             pipe.execute_command("FT.SEARCH", self.keys.index, *q.args(blob))
-        return [self._hits(r, with_vectors) for r in pipe.execute()]
+        return [self._hits(r, with_vectors) for r in pipe.execute(raise_on_error=False)]
 
     def within(
         self,
@@ -456,9 +454,7 @@ class Space(VectorOps):
             limit=limit,
             offset=offset,
         )
-        reply = self._client.execute_command(
-            "FT.SEARCH", self.keys.index, *q.args(self.codec.encode(vec))
-        )
+        reply = self._ft_search(q.args(self.codec.encode(vec)))
         return self._hits(reply, with_vectors)
 
     def similar(
@@ -522,6 +518,12 @@ class Space(VectorOps):
     def _filter_str(self, filter: query.FilterLike) -> str | None:
         parsed = query.parse_filter(filter, self.config.fields)
         return query.render_filter(parsed, self.config.fields) if parsed else None
+
+    def _ft_search(self, args: list[Any]) -> Any:
+        try:
+            return self._client.execute_command("FT.SEARCH", self.keys.index, *args)
+        except redis.ResponseError as exc:
+            raise ServerError(f"search in space {self.name!r} failed: {exc}") from exc
 
     def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
         if isinstance(reply, redis.ResponseError):

@@ -247,3 +247,15 @@ def test_text_filter_matches_stop_words_and_phrases(hub: Hub, space_name: str) -
     )
     assert [h.key for h in space.search([1, 0], 3, filter={"title": "the who"})] == ["a"]
     assert [h.key for h in space.search([1, 0], 3, filter={"title": "york city"})] == ["c"]
+
+
+def test_search_errors_are_wrapped(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2")
+    space.put("a", [1, 2])
+    hub.client.execute_command("FT.DROPINDEX", space.keys.index)  # dropped behind our back
+    with pytest.raises(rediscache.ServerError, match="search in space"):
+        space.search([1, 2], 1)
+    with pytest.raises(rediscache.ServerError, match="search in space"):
+        space.search_many([[1, 2]], 1)
+    with pytest.raises(rediscache.ServerError, match="search in space"):
+        space.within([1, 2], 1.0)
