@@ -3,6 +3,7 @@
 --
 -- KEYS[1..n]  input document hashes of one space (all share the space's hash tag)
 -- KEYS[n+1]   the document hash that receives the result
+-- KEYS[n+2]   the space's config hash (state and document counts)
 -- ARGV[1]     name of the hash field holding the raw vector ("vec")
 -- ARGV[2]     dim: number of floats per vector
 -- ARGV[3]     element format of stored vectors: "f" (float32) or "d" (float64), little-endian
@@ -12,10 +13,13 @@
 -- ARGV[7]     "mean": divide by the sum of the coefficients of the inputs found; "sum": don't
 -- ARGV[8]     "1": scale the result to unit length
 -- ARGV[9]     "1": refuse a zero result (the target space is cosine)
+-- ARGV[10]    the state string the client built the key names from (must be writable)
+-- ARGV[11]    the config field counting the live generation's documents ("n:<g>")
 --
 -- Reply: { used, missing, result } where result is dim little-endian float64 packed together
 --        (the values stored, before rounding to the stored element format).
--- Errors: "RC_MISSING <i>" (input i, 1-based, is absent and mode is raise),
+-- Errors: "RC_STALE" (the space's state changed: reload, retry),
+--         "RC_MISSING <i>" (input i, 1-based, is absent and mode is raise),
 --         "RC_BADLEN <i> <bytes>" (stored vector i has the wrong byte length),
 --         "RC_NOWEIGHT" (mean of nothing, or the coefficients used sum to <= 0),
 --         "RC_ZERO" (the result is the zero vector and ARGV[8] or ARGV[9] is "1").
@@ -29,7 +33,9 @@
 local field, dim, fmt, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local coefs, offset, divide = ARGV[5], ARGV[6], ARGV[7]
 local normalize, nonzero = ARGV[8] == "1", ARGV[9] == "1"
-local n = #KEYS - 1
+local n = #KEYS - 2
+local cfg = KEYS[n + 2]
+if redis.call("HGET", cfg, "state") ~= ARGV[10] then return redis.error_reply("RC_STALE") end
 local width = (fmt == "d") and 8 or 4
 -- struct.unpack / unpack of more than ~7,990 values overflows the Lua stack: use chunks.
 local CHUNK = 4096
@@ -100,5 +106,6 @@ while j < dim do
   result[#result + 1] = struct.pack("<" .. string.rep("d", count), unpack(part))
   j = j + count
 end
+if redis.call("EXISTS", KEYS[n + 1]) == 0 then redis.call("HINCRBY", cfg, ARGV[11], 1) end
 redis.call("HSET", KEYS[n + 1], field, table.concat(stored))
 return { used, missing, table.concat(result) }

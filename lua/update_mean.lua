@@ -2,6 +2,7 @@
 --
 -- KEYS[1]       the running embedding's document hash (created if absent)
 -- KEYS[2..m+1]  document hashes of items given by key (same space, same hash tag)
+-- KEYS[m+2]     the space's config hash (state and document counts)
 -- ARGV[1]       name of the hash field holding the raw vector ("vec")
 -- ARGV[2]       name of the hash field holding "<count>:<sha1 of the vector bytes>"
 -- ARGV[3]       dim: number of floats per vector
@@ -14,11 +15,14 @@
 -- ARGV[10]      coefficients of the key items when none exists (packed float64)
 -- ARGV[11]      constant term when none exists, or ""
 -- ARGV[12]      "1": refuse a zero result (cosine space)
+-- ARGV[13]      the state string the client built the key names from (must be writable)
+-- ARGV[14]      the config field counting the live generation's documents ("n:<g>")
 --   For "mean" the client passes coefficients 1 and the plain sum of the literals in both
 --   sets; the script weighs the stored vector by its count and divides.
 --
 -- Reply: { count, result }: items folded in so far, and the new vector as dim packed float64.
--- Errors: "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
+-- Errors: "RC_STALE" (the space's state changed: reload, retry),
+--         "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
 --         "RC_BADLEN <i> <bytes>" (vector i has the wrong byte length; i = 0 is the target),
 --         "RC_ZERO" (the new vector is zero in a cosine space). Nothing is written then.
 -- Cost: O((m + 1) * dim), about 23 us of server time per 384-d vector and 85 us per 1536-d
@@ -58,7 +62,8 @@ local function add(acc, blob, elem, w)
   end
 end
 
-local target = KEYS[1]
+local target, cfg = KEYS[1], KEYS[#KEYS]
+if redis.call("HGET", cfg, "state") ~= ARGV[13] then return redis.error_reply("RC_STALE") end
 local old = redis.call("HGET", target, field)
 local prev = 0
 if old then
@@ -76,7 +81,7 @@ if old then coefs, offset = ARGV[8], ARGV[9] else coefs, offset = ARGV[10], ARGV
 local acc = {}
 for c = 1, dim do acc[c] = 0.0 end
 if offset ~= "" then add(acc, offset, "d", 1.0) end
-for i = 2, #KEYS do
+for i = 2, #KEYS - 1 do
   local blob = redis.call("HGET", KEYS[i], field)
   if not blob then return redis.error_reply("RC_MISSING " .. (i - 1)) end
   if #blob ~= dim * width then return redis.error_reply("RC_BADLEN " .. (i - 1) .. " " .. #blob) end
@@ -107,5 +112,6 @@ while j < dim do
 end
 local blob = table.concat(stored)
 local total = prev + items
+if not old and redis.call("EXISTS", target) == 0 then redis.call("HINCRBY", cfg, ARGV[14], 1) end
 redis.call("HSET", target, field, blob, count_field, total .. ":" .. redis.sha1hex(blob))
 return { total, table.concat(result) }

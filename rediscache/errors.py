@@ -8,11 +8,14 @@ from :class:`LookupError`::
     RediscacheError
     +-- InvalidInputError (ValueError)      bad argument: dim, dtype, NaN, key, filter...
     |   +-- SchemaMismatchError             create_space(exist_ok=True) with another schema
+    |   +-- ReadOnlyError                   a write through a read-only version view
     +-- NotFoundError (LookupError)
     |   +-- SpaceNotFoundError              the space does not exist
     |   +-- KeyNotFoundError                an embedding key does not exist
+    |   +-- VersionNotFoundError            no version with that id or label
     +-- CorruptDataError                    stored bytes that cannot be decoded
     +-- ServerError                         Redis side problems
+        +-- StaleStateError                 the space kept changing under a call; retry
         +-- ConnectionFailedError           cannot reach or authenticate to Redis
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
@@ -32,12 +35,15 @@ __all__ = [
     "KeyNotFoundError",
     "NotFoundError",
     "PortInUseError",
+    "ReadOnlyError",
     "RedisBinaryNotFoundError",
     "RediscacheError",
     "SchemaMismatchError",
     "SearchModuleMissingError",
     "ServerError",
     "SpaceNotFoundError",
+    "StaleStateError",
+    "VersionNotFoundError",
 ]
 
 
@@ -65,12 +71,28 @@ class KeyNotFoundError(NotFoundError):
     """An embedding key does not exist in the space."""
 
 
+class VersionNotFoundError(NotFoundError):
+    """No version of the space has the given id or label."""
+
+
+class ReadOnlyError(InvalidInputError):
+    """A write was attempted through a read-only view of a version (``space.at(v)``)."""
+
+
 class CorruptDataError(RediscacheError):
     """Stored data cannot be decoded (for example a vector of the wrong byte length)."""
 
 
 class ServerError(RediscacheError):
     """A problem on the Redis side."""
+
+
+class StaleStateError(ServerError):
+    """The space's state (live generation, versions) changed during every attempt of a call.
+
+    Calls retry a few times after a snapshot, rollback or copy changes the state; this is
+    raised only when the space keeps changing. Nothing was written by the failed attempts.
+    """
 
 
 class ConnectionFailedError(ServerError):

@@ -183,17 +183,19 @@ _META_B = META_FIELD.encode()
 _VEC_B = VECTOR_FIELD.encode()
 
 
-def parse_search_reply(reply: list[Any], *, doc_prefix: str) -> tuple[int, list[RawHit]]:
+def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, list[RawHit]]:
     """Parse a RESP2 ``FT.SEARCH`` reply (redis-py, ``decode_responses=False``).
 
     The reply is ``[total, id, [field, value, ...], id, [...], ...]`` with bytes everywhere;
     fields may come in any order. Returns the server's total and the hits in reply order,
-    keys with ``doc_prefix`` removed. A missing ``meta`` or ``vec`` gives None. A hit without
-    fields or without a distance is skipped: its document was deleted while the query ran.
+    keys with ``<space_prefix>g<generation>:d:`` removed (a live search through the alias
+    may answer from a generation the client has not seen yet). A missing ``meta`` or ``vec``
+    gives None. A hit without fields or without a distance is skipped: its document was
+    deleted while the query ran.
 
     Raises:
         CorruptDataError: the reply does not have the FT.SEARCH shape, or a document id lies
-            outside ``doc_prefix``.
+            outside ``space_prefix`` or not under a generation.
     """
     try:
         total = int(reply[0])
@@ -202,7 +204,7 @@ def parse_search_reply(reply: list[Any], *, doc_prefix: str) -> tuple[int, list[
         raise CorruptDataError(f"unexpected FT.SEARCH reply: {reply!r:.200}") from exc
     if n % 2 != 1:
         raise CorruptDataError(f"unexpected FT.SEARCH reply length {n}: expected ids with fields")
-    prefix = doc_prefix.encode()
+    prefix = space_prefix.encode()
     plen = len(prefix)
     hits: list[RawHit] = []
     for i in range(1, n, 2):
@@ -223,12 +225,13 @@ def parse_search_reply(reply: list[Any], *, doc_prefix: str) -> tuple[int, list[
                 vec = values[j + 1]
         if dist is None:
             continue
-        if not isinstance(doc_id, bytes) or not doc_id.startswith(prefix):
+        start = doc_id.find(b":d:", plen) if isinstance(doc_id, bytes) else -1
+        if start < 0 or not doc_id.startswith(prefix) or doc_id[plen : plen + 1] != b"g":
             raise CorruptDataError(
-                f"FT.SEARCH returned document {doc_id!r} outside the prefix {doc_prefix!r}"
+                f"FT.SEARCH returned document {doc_id!r} outside the prefix {space_prefix!r}"
             )
         try:
-            hits.append(RawHit(doc_id[plen:].decode("utf-8"), float(dist), meta, vec))
+            hits.append(RawHit(doc_id[start + 3 :].decode("utf-8"), float(dist), meta, vec))
         except (UnicodeDecodeError, ValueError) as exc:
             raise CorruptDataError(
                 f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from .errors import (
 from .keys import REGISTRY, SpaceKeys, validate_space_name
 from .server import ServerConfig, ServerInfo, ensure_running, search_version
 from .space import Space, SpaceConfig
+from .state import STATE_FIELD, SpaceState
+from .versions import create_index, unlink_matching
 
 __all__ = ["Hub", "connect"]
 
@@ -192,7 +195,8 @@ class Hub:
         filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
         ``ef_construction`` and ``ef_runtime`` (defaults 16, 200, 100).
 
-        Round trips: three or four (config read, FT.CREATE, one transaction). Atomic enough for
+        Round trips: three or four (config read, FT.CREATE of generation 1's index, one
+        transaction adding the live alias, config and registry entry). Atomic enough for
         concurrent creators: one wins, the others see the same schema (or an error).
 
         Raises:
@@ -202,34 +206,34 @@ class Hub:
         """
         keys = SpaceKeys.for_space(name)
         config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw)
-        existing = self._read_config(keys)
-        if existing is None:
+        found = self._read_config(keys)
+        if found is None:
+            state = SpaceState.initial()
+            gen = keys.gen(state.live)
             try:
-                self.client.execute_command(
-                    "FT.CREATE",
-                    keys.index,
-                    "ON",
-                    "HASH",
-                    "PREFIX",
-                    1,
-                    keys.doc_prefix,
-                    # index stop words too: a text filter on "the who" must match
-                    "STOPWORDS",
-                    0,
-                    "SCHEMA",
-                    *config.schema_args(),
-                )
+                create_index(self.client, config, gen)
             except redis.ResponseError as exc:
                 if "already exists" not in str(exc).lower():
                     raise ServerError(f"creating the index of space {name!r}: {exc}") from exc
-                existing = self._wait_config(keys)
+                found = self._wait_config(keys)
             else:
                 pipe = self.client.pipeline(transaction=True)
-                pipe.hset(keys.config, mapping=config.to_hash())
+                pipe.execute_command("FT.ALIASADD", keys.index, gen.index)
+                pipe.hset(
+                    keys.config,
+                    mapping={
+                        **config.to_hash(),
+                        STATE_FIELD: state.raw,
+                        gen.count_field: "0",
+                        "next_gen": str(state.live),
+                        "next_ver": "0",
+                    },
+                )
                 pipe.sadd(REGISTRY, name)
                 pipe.execute()
-                return Space(self, config)
-        if existing is not None:
+                return Space(self, config, state)
+        if found is not None:
+            existing, state = found
             if existing.schema() != config.schema():
                 raise SchemaMismatchError(
                     f"space {name!r} exists with another schema ({existing.describe()}); "
@@ -239,10 +243,10 @@ class Hub:
                 raise SchemaMismatchError(
                     f"space {name!r} already exists; pass exist_ok=True to reuse it"
                 )
-            return Space(self, existing)
+            return Space(self, existing, state)
         raise ServerError(f"space {name!r}: index exists but its config never appeared")
 
-    def _wait_config(self, keys: SpaceKeys) -> SpaceConfig | None:
+    def _wait_config(self, keys: SpaceKeys) -> tuple[SpaceConfig, SpaceState] | None:
         # Another client created the index an instant ago; its config follows in ~1 RTT.
         for _ in range(50):
             cfg = self._read_config(keys)
@@ -251,11 +255,13 @@ class Hub:
             time.sleep(0.01)
         return None
 
-    def _read_config(self, keys: SpaceKeys) -> SpaceConfig | None:
+    def _read_config(self, keys: SpaceKeys) -> tuple[SpaceConfig, SpaceState] | None:
         raw = self.client.hgetall(keys.config)
         if not raw:
             return None
-        return SpaceConfig.from_hash(keys.name, raw)
+        return SpaceConfig.from_hash(keys.name, raw), SpaceState.parse(
+            raw.get(STATE_FIELD.encode())
+        )
 
     def space(self, name: str) -> Space:
         """The existing space ``name``. One round trip (its config).
@@ -264,24 +270,25 @@ class Hub:
             SpaceNotFoundError: no such space.
         """
         keys = SpaceKeys.for_space(name)
-        config = self._read_config(keys)
-        if config is None:
+        found = self._read_config(keys)
+        if found is None:
             raise SpaceNotFoundError(
                 f"space {name!r} does not exist; create it with create_space() "
                 "or `rediscache space create`"
             )
-        return Space(self, config)
+        return Space(self, *found)
 
     def spaces(self) -> list[str]:
         """Names of all spaces, sorted. One round trip."""
         return sorted(m.decode() for m in self.client.smembers(REGISTRY))
 
     def drop_space(self, name: str, *, missing_ok: bool = False) -> int:
-        """Delete the space ``name``: its index and every key under its prefix.
+        """Delete the space ``name``: its versions, indexes and every key under its prefix.
 
-        Returns the number of keys deleted. Round trips: one per 1,000 keys (SCAN + UNLINK in
-        pipelines). Not atomic: readers may see a partly deleted space while it runs; the
-        config and registry entry go first so the space disappears from listings at once.
+        Returns the number of keys deleted. Round trips: one per index and one per 1,000
+        keys (SCAN + UNLINK). Not atomic: readers may see a partly deleted space while it
+        runs; the config and registry entry go first so the space disappears from listings
+        at once.
 
         Raises:
             SpaceNotFoundError: the space does not exist and ``missing_ok`` is False.
@@ -291,24 +298,21 @@ class Hub:
         pipe.delete(keys.config)
         pipe.srem(REGISTRY, name)
         existed = pipe.execute()[0]
-        try:
-            self.client.execute_command("FT.DROPINDEX", keys.index)
-            existed = 1
-        except redis.ResponseError as exc:
-            if "unknown index" not in str(exc).lower() and "no such index" not in str(exc).lower():
-                raise ServerError(f"dropping the index of space {name!r}: {exc}") from exc
+        with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
+            self.client.execute_command("FT.ALIASDEL", keys.index)
+        for index in self.client.execute_command("FT._LIST"):
+            if index.decode().startswith(keys.prefix):
+                try:
+                    self.client.execute_command("FT.DROPINDEX", index)
+                except redis.ResponseError as exc:
+                    if "unknown index" not in str(exc).lower():
+                        raise ServerError(
+                            f"dropping index {index!r} of space {name!r}: {exc}"
+                        ) from exc
+                existed = 1
         if not existed and not missing_ok:
             raise SpaceNotFoundError(f"space {name!r} does not exist")
-        deleted = 0
-        batch: list[bytes] = []
-        for key in self.client.scan_iter(match=keys.all_scan_pattern(), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                deleted += int(self.client.unlink(*batch))
-                batch = []
-        if batch:
-            deleted += int(self.client.unlink(*batch))
-        return deleted
+        return unlink_matching(self.client, keys.all_scan_pattern())
 
     def server_versions(self) -> dict[str, str]:
         """Redis and search module versions of the connected server. Two round trips."""

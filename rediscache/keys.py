@@ -1,14 +1,26 @@
 """Every Redis key name rediscache uses is built here, and only here.
 
-Layout of a space named ``items``::
+Layout of a space named ``items`` (layout 2, with versions)::
 
     rc:spaces                     SET   names of all spaces (the hub's registry)
-    rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...)
-    rc:{items}:idx                      the RediSearch index over the space's documents
-    rc:{items}:d:<key>            HASH  one embedding: ``vec`` (raw little-endian floats),
-                                        ``meta`` (msgpack of all metadata), one plain
-                                        field per indexed metadata field, and ``cnt`` for
-                                        running means (update_mean)
+    rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...),
+                                        its ``state`` (see :mod:`rediscache.state`) and the
+                                        number of documents of each generation (``n:<g>``)
+    rc:{items}:idx                      alias of the live generation's index (what searches
+                                        of the live space use)
+    rc:{items}:g<g>:idx                 the RediSearch index of generation ``g``
+    rc:{items}:g<g>:d:<key>       HASH  one embedding of generation ``g``: ``vec`` (raw
+                                        little-endian floats), ``meta`` (msgpack of all
+                                        metadata), one plain field per indexed metadata
+                                        field, and ``cnt`` for running means (update_mean)
+    rc:{items}:ver                HASH  versions: id -> JSON (label, created_at, count, gen)
+    rc:{items}:garbage            SET   generations no longer referenced, to be deleted
+    rc:{items}:lock               STRING  lease of the client copying a generation (fork)
+
+A *generation* is one complete set of documents with its own index. The live space is one
+generation (``state.live``); every version points at one generation. Versions and the live
+space share a generation until the live space is written, when the version moves to a copy
+(docs/versions.md).
 
 Why this shape:
 
@@ -18,8 +30,8 @@ Why this shape:
 * Every key of a space lies under its own prefix ``rc:{items}:``, so the ACL key pattern
   ``~rc:{items}:*`` scopes a user to exactly one space. The index name lies under that
   prefix too, because RediSearch checks ACL patterns against the index name.
-* Documents sit under ``d:``; versions (a later feature) will add their own sub-prefixes
-  beside it without touching existing keys.
+* Documents sit under ``g<g>:d:`` so a generation's index covers exactly its own documents,
+  and switching the live generation is one alias update (no key is renamed or copied).
 
 Space names are restricted to ``[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`` so that they can never
 contain glob characters (``* ? [ ]``), braces or ``:``, which would break hash tags,
@@ -33,7 +45,7 @@ from dataclasses import dataclass
 
 from .errors import InvalidInputError
 
-__all__ = ["REGISTRY", "ROOT", "SpaceKeys", "validate_space_name"]
+__all__ = ["REGISTRY", "ROOT", "GenKeys", "SpaceKeys", "count_field", "validate_space_name"]
 
 #: Prefix shared by every key rediscache writes.
 ROOT = "rc:"
@@ -68,9 +80,11 @@ class SpaceKeys:
 
     name: str
     prefix: str
-    doc_prefix: str
     index: str
     config: str
+    versions: str
+    garbage: str
+    lock: str
 
     @classmethod
     def for_space(cls, name: str) -> SpaceKeys:
@@ -80,15 +94,53 @@ class SpaceKeys:
         return cls(
             name=name,
             prefix=prefix,
-            doc_prefix=prefix + "d:",
             index=prefix + "idx",
             config=prefix + "cfg",
+            versions=prefix + "ver",
+            garbage=prefix + "garbage",
+            lock=prefix + "lock",
         )
+
+    def gen(self, gen: int) -> GenKeys:
+        """Key names of generation ``gen`` of this space."""
+        return GenKeys.make(self, gen)
 
     @property
     def acl_pattern(self) -> str:
         """The ACL key pattern (``~`` form without the tilde) covering the whole space."""
         return self.prefix + "*"
+
+    def all_scan_pattern(self) -> str:
+        """SCAN MATCH pattern for every key of the space."""
+        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"
+
+
+def count_field(gen: int) -> str:
+    """Field of the config hash counting the documents of generation ``gen``."""
+    return f"n:{gen}"
+
+
+@dataclass(frozen=True)
+class GenKeys:
+    """Key names of one generation of a space. Build with ``SpaceKeys.gen(g)``."""
+
+    space: SpaceKeys
+    gen: int
+    doc_prefix: str
+    index: str
+
+    @classmethod
+    def make(cls, space: SpaceKeys, gen: int) -> GenKeys:
+        """Key names of generation ``gen`` (a positive integer) of ``space``."""
+        if isinstance(gen, bool) or not isinstance(gen, int) or gen < 1:
+            raise InvalidInputError(f"generation must be a positive integer, got {gen!r}")
+        base = f"{space.prefix}g{gen}:"
+        return cls(space=space, gen=gen, doc_prefix=base + "d:", index=base + "idx")
+
+    @property
+    def count_field(self) -> str:
+        """Field of the config hash counting this generation's documents."""
+        return count_field(self.gen)
 
     def doc(self, key: str) -> str:
         """Redis key of the embedding ``key``."""
@@ -104,13 +156,9 @@ class SpaceKeys:
         if isinstance(redis_key, bytes):
             redis_key = redis_key.decode()
         if not redis_key.startswith(self.doc_prefix):
-            raise InvalidInputError(f"{redis_key!r} is not a document of space {self.name!r}")
+            raise InvalidInputError(f"{redis_key!r} is not a document of space {self.space.name!r}")
         return redis_key[len(self.doc_prefix) :]
 
     def doc_scan_pattern(self) -> str:
         """SCAN MATCH pattern for all documents of the space."""
         return _GLOB_SPECIAL.sub(r"\\\1", self.doc_prefix) + "*"
-
-    def all_scan_pattern(self) -> str:
-        """SCAN MATCH pattern for every key of the space."""
-        return _GLOB_SPECIAL.sub(r"\\\1", self.prefix) + "*"

@@ -9,8 +9,8 @@ arithmetic runs in Lua so that reading and storing happen in one step (``combine
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -18,12 +18,15 @@ import numpy.typing as npt
 from . import scripts, vecmath
 from .codec import VectorCodec, check_keys
 from .errors import InvalidInputError
-from .keys import COUNT_FIELD, VECTOR_FIELD, SpaceKeys
+from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 
 if TYPE_CHECKING:
     import redis
 
     from .space import SpaceConfig
+    from .state import SpaceState
+
+T = TypeVar("T")
 
 __all__ = ["Averaged", "VectorOps"]
 
@@ -43,6 +46,14 @@ class VectorOps:
     keys: SpaceKeys
     codec: VectorCodec
     _client: redis.Redis
+
+    # Provided by Space: run a read / a write with the space's current state (retrying when
+    # a snapshot or rollback changed it).
+    def _attempts(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
+        raise NotImplementedError
+
+    def _writing(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
+        raise NotImplementedError
 
     def _lua_element(self, op: str) -> str:
         """struct format of the space's stored floats, for operations that compute in Lua."""
@@ -130,13 +141,17 @@ class VectorOps:
         return Averaged(out, used, len(key_list) - used) if skip else out
 
     def _gather(self, key_list: list[str], skip: bool) -> tuple[npt.NDArray[np.bool_], Any]:
-        g = scripts.gather(
-            self._client,
-            self.keys.docs(key_list),
-            field=VECTOR_FIELD,
-            nbytes=self.codec.nbytes,
-            skip_missing=skip,
-            names=key_list,
+        g = self._attempts(
+            lambda state, gen: scripts.gather(
+                self._client,
+                gen.docs(key_list),
+                self.keys.config,
+                state=state.raw,
+                field=VECTOR_FIELD,
+                nbytes=self.codec.nbytes,
+                skip_missing=skip,
+                names=key_list,
+            )
         )
         found = np.array(g.found, dtype=bool)
         n = int(found.sum())
@@ -159,20 +174,26 @@ class VectorOps:
         skip: bool,
     ) -> scripts.Combined:
         target = check_keys([into], "into")[0]
-        return scripts.combine(
-            self._client,
-            self.keys.docs(key_list),
-            self.keys.doc(target),
-            field=VECTOR_FIELD,
-            dim=self.codec.dim,
-            element=self._lua_element("storing a result with into="),
-            coefs=coefs,
-            constant=constant,
-            mean=mean,
-            normalize=normalize,
-            nonzero=self.config.metric == "cosine",
-            skip_missing=skip,
-            names=key_list,
+        element = self._lua_element("storing a result with into=")
+        return self._writing(
+            lambda state, gen: scripts.combine(
+                self._client,
+                gen.docs(key_list),
+                gen.doc(target),
+                self.keys.config,
+                state=state.raw,
+                count_field=gen.count_field,
+                field=VECTOR_FIELD,
+                dim=self.codec.dim,
+                element=element,
+                coefs=coefs,
+                constant=constant,
+                mean=mean,
+                normalize=normalize,
+                nonzero=self.config.metric == "cosine",
+                skip_missing=skip,
+                names=key_list,
+            )
         )
 
     # ------------------------------------------------------------ combine
@@ -264,20 +285,25 @@ class VectorOps:
             t_new = vecmath.split_terms(item_list, c_new, self.codec, "items")
             terms = t_old
             with_old, without_old = (t_old.coefs, t_old.constant), (t_new.coefs, t_new.constant)
-        res = scripts.update_mean(
-            self._client,
-            self.keys.doc(target),
-            self.keys.docs(terms.keys),
-            field=VECTOR_FIELD,
-            count_field=COUNT_FIELD,
-            dim=self.codec.dim,
-            element=element,
-            items=m,
-            ema=alpha is not None,
-            old_coef=old_coef,
-            with_old=with_old,
-            without_old=without_old,
-            nonzero=self.config.metric == "cosine",
-            names=[target, *terms.keys],
+        res = self._writing(
+            lambda state, gen: scripts.update_mean(
+                self._client,
+                gen.doc(target),
+                gen.docs(terms.keys),
+                self.keys.config,
+                state=state.raw,
+                doc_count_field=gen.count_field,
+                field=VECTOR_FIELD,
+                count_field=COUNT_FIELD,
+                dim=self.codec.dim,
+                element=element,
+                items=m,
+                ema=alpha is not None,
+                old_coef=old_coef,
+                with_old=with_old,
+                without_old=without_old,
+                nonzero=self.config.metric == "cosine",
+                names=[target, *terms.keys],
+            )
         )
         return self._result(res.vector)

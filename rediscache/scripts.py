@@ -9,6 +9,7 @@ restart or ``SCRIPT FLUSH``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -19,7 +20,14 @@ import numpy.typing as npt
 import redis
 from redis.commands.core import Script
 
-from .errors import CorruptDataError, InvalidInputError, KeyNotFoundError, ServerError
+from .errors import (
+    CorruptDataError,
+    InvalidInputError,
+    KeyNotFoundError,
+    ServerError,
+    StaleStateError,
+    VersionNotFoundError,
+)
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
@@ -28,12 +36,19 @@ __all__ = [
     "Combined",
     "Folded",
     "Gathered",
+    "Snapshotted",
     "available",
     "combine",
+    "drop_version",
+    "fork_begin",
+    "fork_commit",
     "gather",
     "lua_dir",
+    "rollback",
+    "snapshot",
     "source",
     "update_mean",
+    "write",
 ]
 
 #: Every script's header must mention these words (see STYLE.md: purpose, KEYS, ARGV, reply,
@@ -86,6 +101,15 @@ def _script_error(
     msg = str(exc)
     code, _, rest = msg.partition(" ")
     args = rest.split()
+    if code == "RC_STALE":
+        return StaleStateError(f"the space's state changed during {script}.lua (nothing written)")
+    if code == "RC_WRONGTYPE":
+        return ServerError(
+            f"{names[int(args[0]) - first]!r} is stored under a Redis key of another type "
+            "(something outside rediscache wrote it); nothing was written"
+        )
+    if code == "RC_NOVERSION":
+        return VersionNotFoundError(f"version {names[0]!r} does not exist")
     if code == "RC_MISSING":
         return KeyNotFoundError(
             f"{names[int(args[0]) - first]!r} does not exist (nothing was computed or stored)"
@@ -122,7 +146,9 @@ class Gathered(NamedTuple):
 def gather(
     client: redis.Redis,
     doc_keys: Sequence[str],
+    config_key: str,
     *,
+    state: str,
     field: str,
     nbytes: int,
     skip_missing: bool,
@@ -130,12 +156,16 @@ def gather(
 ) -> Gathered:
     """Run ``gather.lua``: one atomic read of many vectors. One round trip.
 
-    ``names`` are the user's keys (for error messages). Raises KeyNotFoundError (a key is
-    missing and ``skip_missing`` is False) or CorruptDataError (wrong byte length).
+    ``names`` are the user's keys (for error messages). Raises StaleStateError (the space is
+    no longer in ``state``), KeyNotFoundError (a key is missing and ``skip_missing`` is
+    False) or CorruptDataError (wrong byte length).
     """
     try:
         reply = _run(
-            client, "gather", list(doc_keys), [field, nbytes, "skip" if skip_missing else "raise"]
+            client,
+            "gather",
+            [*doc_keys, config_key],
+            [field, nbytes, "skip" if skip_missing else "raise", state],
         )
     except redis.ResponseError as exc:
         raise _script_error(exc, "gather", names) from exc
@@ -154,7 +184,10 @@ def combine(
     client: redis.Redis,
     doc_keys: Sequence[str],
     target: str,
+    config_key: str,
     *,
+    state: str,
+    count_field: str,
     field: str,
     dim: int,
     element: str,
@@ -176,7 +209,7 @@ def combine(
         used, missing, raw = _run(
             client,
             "combine",
-            [*doc_keys, target],
+            [*doc_keys, target, config_key],
             [
                 field,
                 dim,
@@ -187,6 +220,8 @@ def combine(
                 "mean" if mean else "sum",
                 int(normalize),
                 int(nonzero),
+                state,
+                count_field,
             ],
         )
     except redis.ResponseError as exc:
@@ -205,7 +240,10 @@ def update_mean(
     client: redis.Redis,
     target: str,
     item_keys: Sequence[str],
+    config_key: str,
     *,
+    state: str,
+    doc_count_field: str,
     field: str,
     count_field: str,
     dim: int,
@@ -228,7 +266,7 @@ def update_mean(
         count, raw = _run(
             client,
             "update_mean",
-            [target, *item_keys],
+            [target, *item_keys, config_key],
             [
                 field,
                 count_field,
@@ -242,8 +280,158 @@ def update_mean(
                 _f64(without_old[0]),
                 _f64(without_old[1]),
                 int(nonzero),
+                state,
+                doc_count_field,
             ],
         )
     except redis.ResponseError as exc:
         raise _script_error(exc, "update_mean", names, first=0) from exc
     return Folded(int(count), np.frombuffer(raw, dtype="<f8").copy())
+
+
+# --------------------------------------------------------------------------- writes
+
+
+def write(
+    client: redis.Redis,
+    config_key: str,
+    doc_keys: Sequence[str],
+    *,
+    state: str,
+    count_field: str,
+    rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]] | None,
+    names: Sequence[str],
+) -> int:
+    """Run ``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``,
+    or delete the documents when ``rows`` is None. One round trip, atomic.
+
+    Returns the number of documents created (put) or deleted (delete). Raises
+    StaleStateError (the space left ``state``) or ServerError (a key of another type);
+    nothing is written then.
+    """
+    args: list[Any] = [state, count_field, "del" if rows is None else "put"]
+    if rows is not None:
+        for fields, stale in rows:
+            args.append(len(fields) // 2)
+            args.extend(fields)
+            args.append(len(stale))
+            args.extend(stale)
+    try:
+        return int(_run(client, "write", [config_key, *doc_keys], args))
+    except redis.ResponseError as exc:
+        raise _script_error(exc, "write", names) from exc
+
+
+# --------------------------------------------------------------------------- versions
+
+
+@dataclass(frozen=True)
+class Snapshotted:
+    """Reply of ``snapshot.lua``."""
+
+    id: int
+    count: int
+    gen: int
+    state: str
+
+
+def snapshot(
+    client: redis.Redis, config_key: str, versions_key: str, *, label: str, created_at: float
+) -> Snapshotted:
+    """Run ``snapshot.lua``: record the live generation as a new version. One round trip,
+    atomic. Raises InvalidInputError when another version has ``label``."""
+    try:
+        vid, count, gen, state = _run(
+            client, "snapshot", [config_key, versions_key], [label, repr(created_at)]
+        )
+    except redis.ResponseError as exc:
+        if str(exc).startswith("RC_LABEL"):
+            raise InvalidInputError(
+                f"a version labelled {label!r} exists already: pick another label or delete "
+                "that version first"
+            ) from exc
+        raise _script_error(exc, "snapshot", [label]) from exc
+    return Snapshotted(int(vid), int(count), int(gen), state.decode())
+
+
+def rollback(
+    client: redis.Redis,
+    keys: Sequence[str],
+    *,
+    version: int,
+    gen: int,
+) -> tuple[int, bool, str] | None:
+    """Run ``rollback.lua``; ``keys`` are config, versions, alias, the version's index and
+    the garbage set. Returns (old live generation, whether it became garbage, new state),
+    or None while a copy of the live generation is in progress (nothing done: wait).
+
+    One round trip, atomic. Raises VersionNotFoundError or StaleStateError (the version
+    moved to another generation meanwhile).
+    """
+    try:
+        old, dropped, state = _run(client, "rollback", list(keys), [version, gen])
+    except redis.ResponseError as exc:
+        if str(exc).startswith("RC_BUSY"):
+            return None
+        raise _script_error(exc, "rollback", [str(version)]) from exc
+    return int(old), bool(dropped), state.decode()
+
+
+def drop_version(
+    client: redis.Redis, config_key: str, versions_key: str, garbage_key: str, *, version: int
+) -> tuple[int, str]:
+    """Run ``drop_version.lua``: returns (generation that became garbage or 0, new state).
+    One round trip, atomic. Raises VersionNotFoundError."""
+    try:
+        freed, state = _run(
+            client, "drop_version", [config_key, versions_key, garbage_key], [version]
+        )
+    except redis.ResponseError as exc:
+        raise _script_error(exc, "drop_version", [str(version)]) from exc
+    return int(freed), state.decode()
+
+
+def fork_begin(
+    client: redis.Redis,
+    config_key: str,
+    lock_key: str,
+    garbage_key: str,
+    *,
+    state: str,
+    token: str,
+    lease_ms: int,
+) -> tuple[int, int, str] | str:
+    """Run ``fork_begin.lua``. Returns (source generation, new generation, new state), or the
+    error code "RC_STALE", "RC_BUSY" or "RC_NOTSHARED" for the caller to act on.
+    One round trip, atomic."""
+    try:
+        src, dst, new = _run(
+            client, "fork_begin", [config_key, lock_key, garbage_key], [state, token, lease_ms]
+        )
+    except redis.ResponseError as exc:
+        code = str(exc).split(" ")[0]
+        if code in ("RC_STALE", "RC_BUSY", "RC_NOTSHARED"):
+            return code
+        raise _script_error(exc, "fork_begin", []) from exc
+    return int(src), int(dst), new.decode()
+
+
+def fork_commit(client: redis.Redis, keys: Sequence[str], *, token: str, copied: int) -> str | None:
+    """Run ``fork_commit.lua``; ``keys`` are config, versions, lease and garbage set.
+
+    Returns the new state, or None when the lease was lost (another client took the copy
+    over). One round trip, atomic. Raises CorruptDataError when the copy's size is wrong
+    (the copy is dropped; the versions stay where they were).
+    """
+    try:
+        return str(_run(client, "fork_commit", list(keys), [token, copied]).decode())
+    except redis.ResponseError as exc:
+        msg = str(exc)
+        if msg.startswith("RC_LOST"):
+            return None
+        if msg.startswith("RC_COUNT"):
+            raise CorruptDataError(
+                f"copying the live generation for its versions found {copied} documents "
+                f"where the space counts {msg.split()[1]}; the copy was dropped"
+            ) from exc
+        raise _script_error(exc, "fork_commit", []) from exc

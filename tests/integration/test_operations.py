@@ -243,7 +243,7 @@ def test_concurrent_update_mean_loses_nothing(hub: Hub, space_name: str) -> None
     stored = space.get("shared")
     assert stored is not None
     assert rel_err(stored, vecs.reshape(-1, 8).astype(np.float64).mean(axis=0)) <= 1e-5
-    count = hub.client.hget(space.keys.doc("shared"), "cnt")
+    count = hub.client.hget(space.live_keys.doc("shared"), "cnt")
     assert count.split(b":")[0] == str(threads * per_thread).encode()
 
 

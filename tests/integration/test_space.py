@@ -117,7 +117,7 @@ def test_bad_input_writes_nothing(hub: Hub, space_name: str) -> None:
 
 def test_wrong_byte_length_detected_on_read(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 4, metric="l2")
-    hub.client.hset(space.keys.doc("bad"), "vec", b"\0" * 12)  # written by another tool
+    hub.client.hset(space.live_keys.doc("bad"), "vec", b"\0" * 12)  # written by another tool
     with pytest.raises(rediscache.CorruptDataError, match="12 bytes"):
         space.get("bad")
 
@@ -216,7 +216,7 @@ def test_put_replaces_the_whole_record(hub: Hub, space_name: str) -> None:
     rec = space.get_record("a")
     assert rec is not None and rec.metadata == {}
     assert space.search([5, 6], 5, filter={"y": 5}) == []
-    assert hub.client.hkeys(space.keys.doc("a")) == [b"vec"]
+    assert hub.client.hkeys(space.live_keys.doc("a")) == [b"vec"]
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
@@ -232,10 +232,18 @@ def test_other_dtypes(hub: Hub, space_name: str, dtype: str) -> None:
 
 def test_failed_rows_are_reported_exactly(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 2, metric="l2")
-    hub.client.set(space.keys.doc("b"), "not a hash")  # written by another tool
-    with pytest.raises(rediscache.ServerError, match=r"1 rows failed \('b'\).*before 3 is stored"):
+    hub.client.set(space.live_keys.doc("b"), "not a hash")  # written by another tool
+    with pytest.raises(rediscache.ServerError, match=r"rows 0\.\.2 were not stored.*'b'"):
         space.put_many(["a", "b", "c"], [[1, 2], [3, 4], [5, 6]])
-    assert space.get("a") is not None and space.get("c") is not None
+    # a chunk is one Lua script: it checks every key first and writes all rows or none
+    assert space.get("a") is None and space.get("c") is None and len(space) == 0
+    keys = [f"k{i}" for i in range(2500)]
+    hub.client.delete(space.live_keys.doc("b"))
+    hub.client.set(space.live_keys.doc("k1500"), "not a hash")
+    with pytest.raises(rediscache.ServerError, match=r"rows 1000\.\.1999 were not stored.*"
+                       r"'k1500'.*rows before 1000 are stored; rows from 2000 on were not sent"):
+        space.put_many(keys, np.ones((2500, 2)))
+    assert len(space) == 1000 and space.get("k999") is not None and space.get("k1000") is None
 
 
 def test_text_filter_matches_stop_words_and_phrases(hub: Hub, space_name: str) -> None:

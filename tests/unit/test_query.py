@@ -480,24 +480,24 @@ def test_range_query_validates_limit() -> None:
 
 # ------------------------------------------------------------------ reply parsing
 
-PREFIX = "rc:{items}:d:"
+PREFIX = "rc:{items}:"
 
 
 def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
     reply = [
         7,
-        b"rc:{items}:d:a",
+        b"rc:{items}:g1:d:a",
         [b"__dist", b"0.125", b"meta", b"\x81\xa1x\x01", b"vec", b"\x00\x00\x80?"],
-        b"rc:{items}:d:b",
+        b"rc:{items}:g27:d:b",
         [b"vec", b"VV", b"__dist", b"0.5"],
-        b"rc:{items}:d:c\xc3\xa9",
+        b"rc:{items}:g1:d:c\xc3\xa9",
         [b"meta", b"M", b"__dist", b"1"],
-        b"rc:{items}:d:gone",
+        b"rc:{items}:g1:d:gone",
         None,
-        b"rc:{items}:d:d",
+        b"rc:{items}:g1:d:d",
         [b"__dist", b"-1.5e-07", b"other", b"zzz"],
     ]
-    total, hits = parse_search_reply(reply, doc_prefix=PREFIX)
+    total, hits = parse_search_reply(reply, space_prefix=PREFIX)
     assert total == 7
     assert hits == [
         RawHit("a", 0.125, b"\x81\xa1x\x01", b"\x00\x00\x80?"),
@@ -509,8 +509,8 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
 
 
 def test_parse_search_reply_empty_and_hit_without_distance() -> None:
-    assert parse_search_reply([0], doc_prefix=PREFIX) == (0, [])
-    total, hits = parse_search_reply([1, b"rc:{items}:d:a", [b"meta", b"M"]], doc_prefix=PREFIX)
+    assert parse_search_reply([0], space_prefix=PREFIX) == (0, [])
+    total, hits = parse_search_reply([1, b"rc:{items}:g1:d:a", [b"meta", b"M"]], space_prefix=PREFIX)
     assert (total, hits) == (1, [])
 
 
@@ -520,12 +520,12 @@ def test_parse_search_reply_empty_and_hit_without_distance() -> None:
         [],
         None,
         [b"x"],
-        [1, b"rc:{items}:d:a"],
-        [1, b"rc:{other}:d:a", [b"__dist", b"0.1"]],
-        [1, b"rc:{items}:d:a", [b"__dist", b"nope"]],
-        [1, b"rc:{items}:d:\xff", [b"__dist", b"0.1"]],
+        [1, b"rc:{items}:g1:d:a"],
+        [1, b"rc:{other}:g1:d:a", [b"__dist", b"0.1"]],
+        [1, b"rc:{items}:g1:d:a", [b"__dist", b"nope"]],
+        [1, b"rc:{items}:g1:d:\xff", [b"__dist", b"0.1"]],
     ],
 )
 def test_parse_search_reply_refuses_malformed(reply: object) -> None:
     with pytest.raises(CorruptDataError):
-        parse_search_reply(reply, doc_prefix=PREFIX)  # type: ignore[arg-type]
+        parse_search_reply(reply, space_prefix=PREFIX)  # type: ignore[arg-type]

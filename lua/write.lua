@@ -1,0 +1,48 @@
+-- write.lua: store or delete documents of the live generation of a space, provided the
+-- space is in the state the client built the key names from.
+--
+-- KEYS[1]       the space's config hash (state and document counts)
+-- KEYS[2..n+1]  document hashes of the live generation (all share the space's hash tag)
+-- ARGV[1]       the state string the client built the key names from (must be writable:
+--               not shared with a version, no copy in progress)
+-- ARGV[2]       the config field counting the live generation's documents ("n:<g>")
+-- ARGV[3]       "put" or "del"
+-- ARGV[4..]     put only, for each document in KEYS order: the number of field/value pairs
+--               to set, the pairs, the number of fields to delete, their names
+--
+-- Reply: put: how many documents were created (did not exist before); del: how many existed.
+-- Errors: "RC_STALE" (the state changed: the client reloads it, copies the generation for
+--         the versions that share it if needed, and retries), "RC_WRONGTYPE <i>" (document
+--         i, 1-based, holds a key that is not a hash). Nothing is written then.
+-- Cost: O(n) commands; each document write also updates the search index synchronously
+--       (the HNSW insert dominates: about 0.2-0.4 ms per 384-d vector).
+-- Atomic because: the state check and the writes must be one step, or a rollback or
+--       snapshot between them would let a write land in a generation a version owns.
+
+local cfg = KEYS[1]
+if redis.call("HGET", cfg, "state") ~= ARGV[1] then return redis.error_reply("RC_STALE") end
+local n = #KEYS - 1
+for i = 1, n do
+  local t = redis.call("TYPE", KEYS[i + 1]).ok
+  if t ~= "hash" and t ~= "none" then return redis.error_reply("RC_WRONGTYPE " .. i) end
+end
+local changed = 0
+if ARGV[3] == "del" then
+  for i = 1, n do changed = changed + redis.call("DEL", KEYS[i + 1]) end
+  if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], -changed) end
+  return changed
+end
+local a = 4
+for i = 1, n do
+  local key = KEYS[i + 1]
+  if redis.call("EXISTS", key) == 0 then changed = changed + 1 end
+  local nset = tonumber(ARGV[a])
+  local nstale = tonumber(ARGV[a + 1 + 2 * nset])
+  if nstale > 0 then
+    redis.call("HDEL", key, unpack(ARGV, a + 2 + 2 * nset, a + 1 + 2 * nset + nstale))
+  end
+  redis.call("HSET", key, unpack(ARGV, a + 1, a + 2 * nset))
+  a = a + 2 + 2 * nset + nstale
+end
+if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], changed) end
+return changed
