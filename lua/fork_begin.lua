@@ -3,23 +3,25 @@
 -- KEYS[1]  the space's config hash (state, counters)
 -- KEYS[2]  the space's fork lease (a string key with an expiry)
 -- KEYS[3]  the space's garbage set
--- ARGV[1]  the state string the client saw (it must still hold)
--- ARGV[2]  a random token naming this copy
--- ARGV[3]  lease in milliseconds: if the copying client dies, another may take over after it
+-- ARGV[1]  a random token naming this copy
+-- ARGV[2]  lease in milliseconds: if the copying client dies, another may take over after it
 --
 -- Reply: { live generation, new generation to copy into, new state }
--- Errors: "RC_STALE" (the state changed: reload), "RC_BUSY" (another client holds a live
---         lease on a copy: wait for it), "RC_NOTSHARED" (no version shares the live
---         generation: nothing to copy). Nothing is written then.
+-- Errors: "RC_BUSY" (another client holds a live lease on a copy: wait for it),
+--         "RC_NOTSHARED" (no version shares the live generation: nothing to copy),
+--         "RC_NOSTATE". Nothing is written then.
 -- Cost: O(1). The copy itself (COPY of every document, pipelined by the client) and the new
 --       generation's index follow; writers wait until fork_commit.lua publishes the result.
--- Atomic because: the state check, the lease and the state change that stops writers must
---       be one step, or a writer could slip a write in between and into the copy's source.
+-- Atomic because: the check, the lease and the state change that stops writers must be
+--       one step, or a writer could slip a write in between and into the copy's source.
+--       The state is read here rather than compared with the client's, so that snapshots
+--       taken meanwhile (which only add versions sharing the same generation) do not make
+--       the copy start over.
 
 local cfg, lock, garbage = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call("HGET", cfg, "state")
-if state ~= ARGV[1] then return redis.error_reply("RC_STALE") end
-local epoch, live, shared, fork = string.match(state, "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, shared, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+if not epoch then return redis.error_reply("RC_NOSTATE") end
 if shared == "0" and fork == "-" then return redis.error_reply("RC_NOTSHARED") end
 if fork ~= "-" then
   if redis.call("EXISTS", lock) == 1 then return redis.error_reply("RC_BUSY") end
@@ -29,7 +31,7 @@ if fork ~= "-" then
 end
 local gen = redis.call("HINCRBY", cfg, "next_gen", 1)
 redis.call("HSET", cfg, "fork_gen", gen)
-redis.call("SET", lock, ARGV[2], "PX", ARGV[3])
-local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[2]
+redis.call("SET", lock, ARGV[1], "PX", ARGV[2])
+local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[1]
 redis.call("HSET", cfg, "state", new)
 return { tonumber(live), gen, new }

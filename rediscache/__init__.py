@@ -8,6 +8,7 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> items = hub.create_space("items", 384, fields={"genre": "tag"})
     >>> items.put_many(keys, vectors, metadata)
     >>> items.search(query_vector, k=10, filter={"genre": "drama"})
+    >>> v = items.snapshot("before-retrain")        # O(1); rollback(v) is a pointer switch
 """
 
 from .errors import (
@@ -18,26 +19,33 @@ from .errors import (
     KeyNotFoundError,
     NotFoundError,
     PortInUseError,
+    ReadOnlyError,
     RedisBinaryNotFoundError,
     RediscacheError,
     SchemaMismatchError,
     SearchModuleMissingError,
     ServerError,
     SpaceNotFoundError,
+    StaleStateError,
+    VersionNotFoundError,
 )
 from .hub import Hub, connect
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import Hit, Record, Space, SpaceConfig, SpaceInfo
+from .versions import LIVE, Diff, Drift, Version, VersionView
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LIVE",
     "And",
     "Averaged",
     "ConnectionFailedError",
     "CorruptDataError",
+    "Diff",
+    "Drift",
     "EmbeddedServerError",
     "Filter",
     "Hit",
@@ -49,6 +57,7 @@ __all__ = [
     "Num",
     "Or",
     "PortInUseError",
+    "ReadOnlyError",
     "Record",
     "RedisBinaryNotFoundError",
     "RediscacheError",
@@ -62,8 +71,12 @@ __all__ = [
     "SpaceConfig",
     "SpaceInfo",
     "SpaceNotFoundError",
+    "StaleStateError",
     "Tag",
     "Text",
+    "Version",
+    "VersionNotFoundError",
+    "VersionView",
     "__version__",
     "connect",
 ]

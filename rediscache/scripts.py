@@ -397,20 +397,18 @@ def fork_begin(
     lock_key: str,
     garbage_key: str,
     *,
-    state: str,
     token: str,
     lease_ms: int,
 ) -> tuple[int, int, str] | str:
     """Run ``fork_begin.lua``. Returns (source generation, new generation, new state), or the
-    error code "RC_STALE", "RC_BUSY" or "RC_NOTSHARED" for the caller to act on.
-    One round trip, atomic."""
+    error code "RC_BUSY" or "RC_NOTSHARED" for the caller to act on. One round trip, atomic."""
     try:
         src, dst, new = _run(
-            client, "fork_begin", [config_key, lock_key, garbage_key], [state, token, lease_ms]
+            client, "fork_begin", [config_key, lock_key, garbage_key], [token, lease_ms]
         )
     except redis.ResponseError as exc:
         code = str(exc).split(" ")[0]
-        if code in ("RC_STALE", "RC_BUSY", "RC_NOTSHARED"):
+        if code in ("RC_BUSY", "RC_NOTSHARED"):
             return code
         raise _script_error(exc, "fork_begin", []) from exc
     return int(src), int(dst), new.decode()

@@ -7,9 +7,12 @@ its own space (a unique name) and drops it afterwards; nothing is flushed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,36 @@ def space_name(hub: rediscache.Hub) -> Iterator[str]:
     name = "t-" + uuid.uuid4().hex[:12]
     yield name
     hub.drop_space(name, missing_ok=True)
+
+
+@pytest.fixture()
+def own_dir(tmp_path: Path) -> Iterator[Path]:
+    """A data dir for a private server; whatever runs there is stopped afterwards."""
+    data = tmp_path / "srv"
+    yield data
+    server.stop(data, timeout=20)
+
+
+def _wait_dead(pid: int) -> None:
+    for _ in range(200):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} did not exit")
+
+
+def _kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    _wait_dead(pid)
+
+
+@pytest.fixture()
+def kill_server() -> Callable[[int], None]:
+    """A function that SIGKILLs a server by pid and waits until it is gone."""
+    return _kill

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +18,6 @@ from click.testing import CliRunner
 import rediscache
 from rediscache import server
 from rediscache.cli import cli
-
-
-@pytest.fixture()
-def own_dir(tmp_path: Path) -> Iterator[Path]:
-    """A data dir for a private server; whatever runs there is stopped afterwards."""
-    data = tmp_path / "srv"
-    yield data
-    server.stop(data, timeout=20)
-
-
-def _wait_dead(pid: int) -> None:
-    for _ in range(200):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"pid {pid} did not exit")
 
 
 def test_start_reuse_status_stop(own_dir: Path) -> None:
@@ -76,7 +51,7 @@ def test_private_by_default(own_dir: Path) -> None:
         anon.get("x")
 
 
-def test_data_survives_sigkill(own_dir: Path) -> None:
+def test_data_survives_sigkill(own_dir: Path, kill_server: Callable[[int], None]) -> None:
     """AOF (everysec): what was acknowledged before a SIGKILL is there after the next start."""
     config = server.ServerConfig(data_dir=own_dir)
     info, _ = server.start(config)
@@ -84,8 +59,7 @@ def test_data_survives_sigkill(own_dir: Path) -> None:
         space = hub.create_space("persist", 8, metric="l2", fields={"genre": "tag"})
         vecs = np.arange(40, dtype=np.float32).reshape(5, 8)
         space.put_many([f"k{i}" for i in range(5)], vecs, [{"genre": "a"}] * 5)
-    os.kill(info.pid, signal.SIGKILL)
-    _wait_dead(info.pid)
+    kill_server(info.pid)
     assert not server.status(own_dir).running
 
     info2, started = server.start(config)

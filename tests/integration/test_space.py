@@ -240,8 +240,11 @@ def test_failed_rows_are_reported_exactly(hub: Hub, space_name: str) -> None:
     keys = [f"k{i}" for i in range(2500)]
     hub.client.delete(space.live_keys.doc("b"))
     hub.client.set(space.live_keys.doc("k1500"), "not a hash")
-    with pytest.raises(rediscache.ServerError, match=r"rows 1000\.\.1999 were not stored.*"
-                       r"'k1500'.*rows before 1000 are stored; rows from 2000 on were not sent"):
+    with pytest.raises(
+        rediscache.ServerError,
+        match=r"rows 1000\.\.1999 were not stored.*"
+        r"'k1500'.*rows before 1000 are stored; rows from 2000 on were not sent",
+    ):
         space.put_many(keys, np.ones((2500, 2)))
     assert len(space) == 1000 and space.get("k999") is not None and space.get("k1000") is None
 

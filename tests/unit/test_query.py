@@ -510,7 +510,9 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
 
 def test_parse_search_reply_empty_and_hit_without_distance() -> None:
     assert parse_search_reply([0], space_prefix=PREFIX) == (0, [])
-    total, hits = parse_search_reply([1, b"rc:{items}:g1:d:a", [b"meta", b"M"]], space_prefix=PREFIX)
+    total, hits = parse_search_reply(
+        [1, b"rc:{items}:g1:d:a", [b"meta", b"M"]], space_prefix=PREFIX
+    )
     assert (total, hits) == (1, [])
 
 

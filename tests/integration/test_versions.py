@@ -1,0 +1,409 @@
+"""Versions: snapshot, read-only views, rollback, diff, retention, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
+
+import rediscache
+from rediscache import Hub, Space, Version
+from rediscache.versions import drift_stats
+
+TAGS = {"g": "tag", "n": "numeric"}
+
+
+def _space(hub: Hub, name: str, n: int = 40, dim: int = 4, seed: int = 0) -> tuple[Space, Any]:
+    space = hub.create_space(name, dim, metric="cosine", fields=TAGS)
+    vecs = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    space.put_many([f"k{i}" for i in range(n)], vecs, [{"g": "old", "n": i} for i in range(n)])
+    return space, vecs
+
+
+def _contents(reader: Any) -> dict[str, tuple[bytes, dict[str, Any]]]:
+    out: dict[str, tuple[bytes, dict[str, Any]]] = {}
+    for keys, vectors, metas in reader.iter_batches(7, with_metadata=True):
+        for key, vec, meta in zip(keys, vectors, metas):
+            out[key] = (vec.tobytes(), meta)
+    return out
+
+
+def _doc_keys(hub: Hub, space: Space) -> set[bytes]:
+    # a set: SCAN may return a key twice while the keyspace is rehashing
+    return set(hub.client.scan_iter(match=space.keys.prefix.replace("{", "[{]") + "g[0-9]*"))
+
+
+def _indexes(hub: Hub, space: Space) -> list[str]:
+    return sorted(
+        i.decode()
+        for i in hub.client.execute_command("FT._LIST")
+        if i.decode().startswith(space.keys.prefix)
+    )
+
+
+def test_snapshot_copies_nothing_until_the_live_space_is_written(hub: Hub, space_name: str) -> None:
+    space, _ = _space(hub, space_name)
+    before = _contents(space)
+    keys_before, indexes_before = len(_doc_keys(hub, space)), _indexes(hub, space)
+
+    v1 = space.snapshot("v1")
+    v2 = space.snapshot()  # two versions of the same contents share one generation
+    assert (v1.id, v1.label, v1.count) == (1, "v1", 40)
+    assert (v2.id, v2.label, v2.count) == (2, None, 40)
+    assert len(_doc_keys(hub, space)) == keys_before == 40
+    assert _indexes(hub, space) == indexes_before
+
+    space.put("k0", np.ones(4), {"g": "new"})  # first write: the versions get a copy
+    assert len(_doc_keys(hub, space)) == 80
+    assert len(_indexes(hub, space)) == 2
+    for v in (v1, v2):
+        assert _contents(space.at(v)) == before
+    after = _contents(space)
+    assert after["k0"][1] == {"g": "new"} and after.keys() == before.keys()
+    space.put("k1", np.ones(4))  # later writes copy nothing more
+    assert len(_doc_keys(hub, space)) == 80
+
+
+def test_version_view_reads_everything_and_refuses_writes(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name)
+    v = space.snapshot("base")
+    space.put_many([f"k{i}" for i in range(40)], -vecs, [{"g": "new", "n": -1}] * 40)
+    space.put("extra", vecs[0])
+    view = space.at("base")
+    assert len(view) == 40 and view.version == v
+    np.testing.assert_array_equal(view.get_many([f"k{i}" for i in range(40)]), vecs)
+    np.testing.assert_array_equal(view.get("k3"), vecs[3])
+    assert view.get("extra") is None
+    rec = view.get_record("k5")
+    assert rec is not None and rec.metadata == {"g": "old", "n": 5}
+    hits = view.search(vecs[7], 3, filter={"g": "old"})
+    assert hits[0].key == "k7" and hits[0].metadata["g"] == "old"
+    assert view.search(vecs[7], 3, filter={"g": "new"}) == []
+    assert [h[0].key for h in view.search_many(vecs[:3], 1)] == ["k0", "k1", "k2"]
+    assert view.similar("k7", 2)[0].key != "k7"
+    assert view.within(vecs[9], 1e-4)[0].key == "k9"
+    assert space.search(vecs[7], 1)[0].key != "k7"  # the live space did change
+    with pytest.raises(rediscache.KeyNotFoundError):
+        view.get_many(["k1", "extra"])
+    for write in (
+        lambda: view.put("a", vecs[0]),
+        lambda: view.put_many(["a"], vecs[:1]),
+        lambda: view.delete("k1"),
+        lambda: view.update_mean("k1", ["k2"]),
+    ):
+        with pytest.raises(rediscache.ReadOnlyError, match="read-only"):
+            write()
+    assert view.get("k1") is not None and view.get("a") is None
+
+
+def test_rollback_restores_exactly_by_switching(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name)
+    good = _contents(space)
+    space.snapshot("good")
+    space.put_many([f"k{i}" for i in range(20)], -vecs[:20], [{"g": "bad"}] * 20)
+    space.delete("k30", "k31")
+    space.put("intruder", vecs[0], {"g": "bad"})
+    space.update_mean("k35", ["k36"])
+    assert len(space) == 39
+
+    docs_before = len(_doc_keys(hub, space))
+    restored = space.rollback("good", collect=False)
+    # a switch: no document was copied or re-indexed (the old live generation is garbage)
+    assert len(_doc_keys(hub, space)) == docs_before
+    assert restored.label == "good"
+    assert _contents(space) == good
+    assert len(space) == 40 and space.get("intruder") is None
+    assert space.search(vecs[3], 1)[0].key == "k3"
+    assert space.search(vecs[3], 40, filter={"g": "bad"}) == []
+    np.testing.assert_array_equal(space.get("k30"), vecs[30])
+    space._collect_garbage()
+    assert len(_doc_keys(hub, space)) == 40  # the replaced generation was deleted
+    assert len(_indexes(hub, space)) == 1
+
+    # the version stays immutable when the restored space is written again
+    space.put("k0", np.ones(4), {"g": "after"})
+    assert _contents(space.at("good")) == good
+    space.rollback("good")
+    assert _contents(space) == good
+
+
+def test_rollback_keeps_the_replaced_state_when_snapshotted(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name)
+    a = space.snapshot("a")
+    space.put("k0", -vecs[0])
+    b = space.snapshot("b")
+    space.rollback(a)
+    np.testing.assert_array_equal(space.get("k0"), vecs[0])
+    space.rollback(b)
+    np.testing.assert_array_equal(space.get("k0"), -vecs[0])
+    assert [v.label for v in space.versions()] == ["a", "b"]
+
+
+def test_labels_ids_and_errors(hub: Hub, space_name: str) -> None:
+    space, _ = _space(hub, space_name, n=3)
+    v = space.snapshot("one")
+    assert space.version(1) == space.version("one") == space.version(v) == v
+    with pytest.raises(rediscache.InvalidInputError, match="exists already"):
+        space.snapshot("one")
+    for bad in ("", "123", "live", "a\nb", "x" * 101, 5):
+        with pytest.raises(rediscache.InvalidInputError, match="label"):
+            space.snapshot(bad)  # type: ignore[arg-type]
+    for missing in (7, "nope", Version(9, None, 0.0, 0)):
+        with pytest.raises(rediscache.VersionNotFoundError, match="one"):
+            space.at(missing)
+        with pytest.raises(rediscache.VersionNotFoundError):
+            space.rollback(missing)
+    with pytest.raises(rediscache.InvalidInputError):
+        space.at(1.5)  # type: ignore[arg-type]
+    with pytest.raises(rediscache.InvalidInputError, match="keep_last"):
+        space.snapshot("two", keep_last=0)
+    assert [x.label for x in space.versions()] == ["one"]  # nothing half-written
+
+
+def test_delete_version_and_keep_last_reclaim_memory(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name)
+    made = []
+    for i in range(4):
+        made.append(space.snapshot(f"s{i}"))
+        space.put(f"k{i}", -vecs[i])  # each version gets its own generation
+    assert len(_indexes(hub, space)) == 5 and len(_doc_keys(hub, space)) == 200
+    gone = space.prune_versions(keep_last=2)
+    assert [v.label for v in gone] == ["s0", "s1"]
+    assert [v.label for v in space.versions()] == ["s2", "s3"]
+    assert len(_indexes(hub, space)) == 3 and len(_doc_keys(hub, space)) == 120
+    space.delete_version("s2")
+    assert len(_indexes(hub, space)) == 2 and len(_doc_keys(hub, space)) == 80
+    np.testing.assert_array_equal(space.at("s3").get("k3"), vecs[3])
+    space.snapshot("s4", keep_last=1)
+    assert [v.label for v in space.versions()] == ["s4"]
+    assert len(_doc_keys(hub, space)) == 40  # s4 shares the live generation
+    with pytest.raises(rediscache.VersionNotFoundError):
+        space.delete_version("s3")
+    space.delete_version("s4")
+    assert not space._state.shared
+    space.put("k0", vecs[0])  # no version left: written in place, nothing copied
+    assert len(_doc_keys(hub, space)) == 40
+
+
+def test_diff_reports_changes_and_drift(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name, n=60, dim=8)
+    space.snapshot("a")
+    rng = np.random.default_rng(1)
+    moved = vecs[:10] + 0.5 * rng.normal(size=(10, 8)).astype(np.float32)
+    space.put_many([f"k{i}" for i in range(10)], moved, [{"g": "old", "n": i} for i in range(10)])
+    space.put("k10", vecs[10], {"g": "relabelled", "n": 10})
+    space.delete("k59")
+    space.put("fresh", vecs[0])
+    space.snapshot("b")
+
+    d = space.diff("a", "b")
+    assert (d.a, d.b) == ("v1 (a)", "v2 (b)")
+    assert d.added == ["fresh"] and d.removed == ["k59"]
+    assert d.changed == sorted([f"k{i}" for i in range(11)])
+    assert d.unchanged == 48 and d.drift.count == 59
+    common = np.vstack([moved, vecs[10:59]])
+    dist, want = drift_stats(vecs[:59], common)
+    assert d.drift.mean == pytest.approx(want.mean, rel=1e-5) and d.drift.max > 0
+    assert d.drift.p99 == pytest.approx(want.p99, rel=1e-5)
+    assert dist[10:].max() == pytest.approx(0.0, abs=1e-6)
+    assert d.neighbour_overlap is not None and 0 < d.neighbour_overlap < 1
+    assert d.overlap_sample == 59 and d.k == 10
+
+    same = space.diff("b")  # against the live space, identical to b
+    assert same.added == same.removed == same.changed == []
+    assert same.drift.max == pytest.approx(0.0, abs=1e-6)
+    assert same.neighbour_overlap == 1.0
+    with pytest.raises(rediscache.InvalidInputError):
+        space.diff("a", "b", k=0)
+
+
+def test_writers_during_snapshots_land_wholly_before_or_after(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 2, metric="l2")
+    total = 300
+    done = threading.Event()
+
+    def writer() -> None:
+        writer_space = hub.space(space_name)
+        for i in range(total):
+            writer_space.put(f"w{i}", [float(i), 1.0], {"i": i})
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    taken = []
+    while not done.is_set():
+        taken.append(space.snapshot())
+        time.sleep(0.01)  # each snapshot makes the next write copy the space
+    thread.join()
+    assert len(taken) >= 3
+    for v in taken:
+        seen = _contents(space.at(v))
+        m = len(seen)
+        assert v.count == m
+        assert sorted(seen) == sorted(f"w{i}" for i in range(m))  # a prefix of the writes
+        for key, (raw, meta) in seen.items():
+            i = int(key[1:])
+            assert np.frombuffer(raw, np.float32).tolist() == [i, 1.0] and meta == {"i": i}
+
+
+def test_readers_never_see_a_mix_during_rollbacks(hub: Hub, space_name: str) -> None:
+    n = 200
+    space = hub.create_space(space_name, 4, metric="l2", fields={"g": "tag"})
+    keys = [f"k{i}" for i in range(n)]
+    space.put_many(keys, np.tile([1.0, 0, 0, 0], (n, 1)), [{"g": "a"}] * n)
+    va = space.snapshot("a")
+    space.put_many(keys, np.tile([0.0, 1, 0, 0], (n, 1)), [{"g": "b"}] * n)
+    vb = space.snapshot("b")
+    stop = threading.Event()
+    problems: list[str] = []
+    reads = [0]
+
+    def reader() -> None:
+        r = hub.space(space_name)
+        while not stop.is_set():
+            rows = r.get_many(keys)
+            if len({tuple(row) for row in rows.tolist()}) != 1:
+                problems.append("get_many mixed generations")
+            tags = {h.metadata["g"] for h in r.search([1.0, 1.0, 0, 0], 50)}
+            if len(tags) != 1:
+                problems.append(f"search mixed {tags}")
+            reads[0] += 1
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(30):
+        space.rollback(va if i % 2 == 0 else vb)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not problems, problems[:3]
+    assert reads[0] > 10
+
+
+def test_concurrent_first_writes_copy_once(hub: Hub, space_name: str) -> None:
+    space, vecs = _space(hub, space_name, n=500)
+    before = _contents(space)
+    v = space.snapshot("v")
+    errors: list[BaseException] = []
+
+    def write(t: int) -> None:
+        try:
+            s = hub.space(space_name)
+            for i in range(10):
+                s.put(f"t{t}-{i}", vecs[i])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(space) == 540
+    assert _contents(space.at(v)) == before
+    assert len(_indexes(hub, space)) == 2  # exactly one copy was kept
+    assert len(_doc_keys(hub, space)) == 1040
+
+
+# ----------------------------------------------------------------- stateful property test
+
+KEYS = st.sampled_from(["a", "b", "c", "d", "e"])
+VECS = st.lists(st.integers(-3, 3), min_size=3, max_size=3).map(
+    lambda v: np.array(v, dtype=np.float32)
+)
+TAG_VALUES = st.sampled_from(["x", "y"])
+
+
+class VersionsMachine(RuleBasedStateMachine):
+    """Random put / delete / snapshot / rollback / delete_version against a dict model."""
+
+    hub: Hub
+
+    versions = Bundle("versions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "sm-" + uuid.uuid4().hex[:10]
+        self.space = self.hub.create_space(self.name, 3, metric="l2", fields={"t": "tag"})
+        self.live: dict[str, tuple[bytes, dict[str, Any]]] = {}
+        self.models: dict[int, dict[str, tuple[bytes, dict[str, Any]]]] = {}
+
+    @rule(key=KEYS, vec=VECS, tag=TAG_VALUES)
+    def put(self, key: str, vec: Any, tag: str) -> None:
+        self.space.put(key, vec, {"t": tag})
+        self.live[key] = (vec.tobytes(), {"t": tag})
+
+    @rule(keys=st.lists(KEYS, min_size=1, max_size=3, unique=True), vec=VECS)
+    def put_many(self, keys: list[str], vec: Any) -> None:
+        self.space.put_many(keys, np.tile(vec, (len(keys), 1)))
+        for key in keys:
+            self.live[key] = (vec.tobytes(), {})
+
+    @rule(key=KEYS)
+    def delete(self, key: str) -> None:
+        assert self.space.delete(key) == (key in self.live)
+        self.live.pop(key, None)
+
+    @rule(target=versions, labelled=st.booleans())
+    def snapshot(self, labelled: bool) -> int:
+        label = f"l{len(self.models)}-{uuid.uuid4().hex[:4]}" if labelled else None
+        v = self.space.snapshot(label)
+        assert v.count == len(self.live)
+        self.models[v.id] = dict(self.live)
+        return v.id
+
+    @rule(vid=versions)
+    def rollback(self, vid: int) -> None:
+        self.space.rollback(vid)
+        self.live = dict(self.models[vid])
+
+    @rule(vid=consumes(versions))
+    def delete_version(self, vid: int) -> None:
+        self.space.delete_version(vid)
+        del self.models[vid]
+
+    @rule(vid=versions, vec=VECS)
+    def search_version(self, vid: int, vec: Any) -> None:
+        hits = self.space.at(vid).search(vec, 10)
+        assert {h.key for h in hits} == set(self.models[vid])
+
+    @invariant()
+    def live_matches(self) -> None:
+        assert _contents(self.space) == self.live
+        assert len(self.space) == len(self.live)
+        hits = self.space.search([0.0, 0.0, 0.0], 10)
+        assert {h.key for h in hits} == set(self.live)
+
+    @invariant()
+    def versions_match(self) -> None:
+        assert [v.id for v in self.space.versions()] == sorted(self.models)
+        for vid, model in self.models.items():
+            view = self.space.at(vid)
+            assert _contents(view) == model and len(view) == len(model)
+
+    def teardown(self) -> None:
+        self.hub.drop_space(self.name)
+
+
+def test_versions_match_a_dict_model(hub: Hub) -> None:
+    VersionsMachine.hub = hub
+    run_state_machine_as_test(
+        VersionsMachine,
+        settings=settings(max_examples=50, stateful_step_count=25, deadline=None),
+    )

@@ -1,0 +1,160 @@
+"""Versions survive restarts, and a SIGKILL of the server in the middle of a snapshot,
+rollback or copy leaves the previous or the new state, never a mix (real server, AOF)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+import rediscache
+from rediscache import scripts, server, versions
+from rediscache.state import SpaceState
+
+N = 2000
+
+
+def _contents(reader: Any) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for keys, vectors, metas in reader.iter_batches(500, with_metadata=True):
+        for key, vec, meta in zip(keys, vectors, metas):
+            out[key] = vec.tobytes() + repr(sorted(meta.items())).encode()
+    return out
+
+
+def _wait_indexed(space: rediscache.Space) -> None:
+    for _ in range(600):
+        if not space.info().indexing:
+            return
+        time.sleep(0.05)
+    raise AssertionError("index never finished")
+
+
+def _live_index(hub: rediscache.Hub, space: rediscache.Space) -> str:
+    info = hub.client.execute_command("FT.INFO", space.keys.index)
+    return dict(zip(info[::2], info[1::2]))[b"index_name"].decode()
+
+
+def test_sigkill_during_snapshots_and_rollbacks(
+    own_dir: Path, kill_server: Callable[[int], None]
+) -> None:
+    config = server.ServerConfig(data_dir=own_dir)
+    info, _ = server.start(config)
+    vecs = np.random.default_rng(0).normal(size=(N, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(N)]
+    with rediscache.connect(data_dir=own_dir) as hub:
+        space = hub.create_space("crash", 8, metric="l2", fields={"g": "tag"})
+        space.put_many(keys, vecs, [{"g": "a"}] * N)
+        a = space.snapshot("a")
+        space.put_many(keys, -vecs, [{"g": "b"}] * N)
+        b = space.snapshot("b")
+        want = {"a": _contents(space.at(a)), "b": _contents(space.at(b))}
+        assert want["a"] != want["b"]
+    for round_ in range(3):
+        with rediscache.connect(data_dir=own_dir) as hub:
+            space = hub.space("crash")
+            stop = threading.Event()
+
+            def churn(space: rediscache.Space = space, stop: threading.Event = stop) -> None:
+                i = 0
+                while not stop.is_set():
+                    try:
+                        space.rollback(a if i % 2 else b)
+                        space.snapshot()
+                    except (rediscache.RediscacheError, redis.RedisError):
+                        return  # the server is gone
+                    i += 1
+
+            thread = threading.Thread(target=churn)
+            thread.start()
+            time.sleep(random.uniform(0.3, 1.5))  # lands at a random point of a switch
+            kill_server(info.pid)
+            stop.set()
+            thread.join()
+        info, started = server.start(config)
+        assert started
+        with rediscache.connect(data_dir=own_dir) as hub:
+            space = hub.space("crash")
+            state = space._state
+            assert state.fork is None
+            assert _live_index(hub, space) == space.keys.gen(state.live).index
+            live = _contents(space)
+            assert live in (want["a"], want["b"]), f"round {round_}: live is a mix"
+            assert len(space) == N
+            for v in space.versions():
+                seen = _contents(space.at(v))
+                assert seen in (want["a"], want["b"]), f"round {round_}: {v} is a mix"
+                if v.label:
+                    assert seen == want[v.label]
+            _wait_indexed(space)
+            tag = "a" if live == want["a"] else "b"
+            hits = space.search(vecs[5] if tag == "a" else -vecs[5], 3)
+            assert hits[0].key == "k5" and hits[0].metadata == {"g": tag}
+            space.prune_versions(keep_last=2)  # keep the rounds small
+
+
+def test_a_copy_cut_by_sigkill_is_taken_over(
+    own_dir: Path, kill_server: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versions, "FORK_LEASE_MS", 300)
+    config = server.ServerConfig(data_dir=own_dir)
+    info, _ = server.start(config)
+    vecs = np.random.default_rng(1).normal(size=(N, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(N)]
+    with rediscache.connect(data_dir=own_dir) as hub:
+        space = hub.create_space("cut", 8, metric="l2")
+        space.put_many(keys, vecs)
+        v = space.snapshot("v")
+        before = _contents(space.at(v))
+        # A client starts the copy for the version, copies half, and dies with the server.
+        begun = scripts.fork_begin(
+            hub.client,
+            space.keys.config,
+            space.keys.lock,
+            space.keys.garbage,
+            token=uuid.uuid4().hex,
+            lease_ms=500,
+        )
+        assert not isinstance(begun, str)
+        src, dst = space.keys.gen(begun[0]), space.keys.gen(begun[1])
+        pipe = hub.client.pipeline(transaction=False)
+        for key in keys[: N // 2]:
+            pipe.execute_command("COPY", src.doc(key), dst.doc(key))
+        pipe.execute()
+        time.sleep(1.2)  # appendfsync everysec
+    kill_server(info.pid)
+
+    info, _ = server.start(config)
+    with rediscache.connect(data_dir=own_dir) as hub:
+        space = hub.space("cut")
+        assert space._state.fork is not None  # the cut copy is still recorded
+        assert _contents(space.at(v)) == before  # readers are not blocked by it
+        space.put("new", np.ones(8))  # waits for the lease, takes the copy over
+        assert (
+            space._state == SpaceState.parse(hub.client.hget(space.keys.config, "state"))
+            and space._state.writable
+        )
+        assert _contents(space.at(v)) == before
+        assert len(space) == N + 1 and space.at(v).get("new") is None
+        gens = {k.split(b":")[2] for k in hub.client.scan_iter(match="rc:[{]cut}:g*:d:*")}
+        assert len(gens) == 2  # the half-made generation was collected
+        assert not hub.client.smembers(space.keys.garbage)
+
+    # and everything survives a clean restart
+    server.stop(own_dir)
+    server.start(config)
+    with rediscache.connect(data_dir=own_dir) as hub:
+        space = hub.space("cut")
+        assert [x.label for x in space.versions()] == ["v"]
+        assert _contents(space.at("v")) == before
+        assert len(space) == N + 1
+        space.rollback("v")
+        assert _contents(space) == before

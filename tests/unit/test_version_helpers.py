@@ -1,0 +1,59 @@
+"""Pure helpers of versions: state strings, labels, drift statistics, version records."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rediscache.errors import CorruptDataError, InvalidInputError
+from rediscache.state import SpaceState
+from rediscache.versions import Version, check_label, drift_stats, parse_versions
+
+
+def test_drift_stats_match_numpy() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(100, 16)), rng.normal(size=(100, 16))
+    a[0] = b[0] = 0.0  # both zero: no drift
+    a[1] = 0.0  # one zero: orthogonal
+    dist, d = drift_stats(a, b)
+    x, y = a[2:], b[2:]
+    cos = np.sum(x * y, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+    np.testing.assert_allclose(dist[2:], 1 - cos, rtol=1e-12)
+    assert dist[0] == 0.0 and dist[1] == 1.0
+    assert d.count == 100 and d.mean == pytest.approx(dist.mean())
+    assert d.p50 == pytest.approx(np.percentile(dist, 50)) and d.max == dist.max()
+    assert d.p90 <= d.p99 <= d.max
+    assert drift_stats(np.empty((0, 4)), np.empty((0, 4)))[1].count == 0
+
+
+def test_state_strings() -> None:
+    s = SpaceState.parse(b"12 3 1 abc")
+    assert (s.epoch, s.live, s.shared, s.fork, s.raw) == (12, 3, True, "abc", "12 3 1 abc")
+    assert not s.writable
+    assert SpaceState.initial().writable and SpaceState.initial().raw == "1 1 0 -"
+    assert not SpaceState.parse("2 1 1 -").writable
+    assert not SpaceState.parse("2 1 0 tok").writable
+    for bad in (None, b"", "1 1 0", "x 1 0 -", "1 1 2 -", "0 1 0 -", "1 0 0 -", "1 1 0 - x"):
+        with pytest.raises(CorruptDataError):
+            SpaceState.parse(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "42", "live", "a\tb", "x" * 101, None, 3])
+def test_bad_labels(bad: object) -> None:
+    with pytest.raises(InvalidInputError, match="label"):
+        check_label(bad)
+
+
+def test_good_labels_and_records() -> None:
+    assert check_label("model-2026-11 (retrain)") == "model-2026-11 (retrain)"
+    raw = {
+        b"2": json.dumps({"label": None, "created_at": "2.5", "count": 7, "gen": 4}).encode(),
+        b"1": json.dumps({"label": "a", "created_at": "1.0", "count": 3, "gen": 1}).encode(),
+    }
+    table = parse_versions(raw)
+    assert list(table) == [1, 2]
+    assert table[1] == (Version(1, "a", 1.0, 3), 1)
+    assert table[2] == (Version(2, None, 2.5, 7), 4)
+    assert str(table[1][0]) == "v1 (a)" and str(table[2][0]) == "v2"
