@@ -151,10 +151,12 @@ class Space(Reader, VectorOps, Versioned):
         return self._state, self._gen
 
     def _refresh(self) -> None:
-        raw = self._client.hget(self.keys.config, STATE_FIELD)
-        if raw is None:
+        self._adopt(self._client.hget(self.keys.config, STATE_FIELD))
+
+    def _adopt(self, raw_state: bytes | None) -> None:
+        if not isinstance(raw_state, bytes):
             raise ServerError(f"space {self.name!r} was dropped")
-        self._set_state(SpaceState.parse(raw))
+        self._set_state(SpaceState.parse(raw_state))
 
     def _search_index(self, gen: GenKeys) -> str:
         return self.keys.index

@@ -618,11 +618,9 @@ def _describe(side: Reader) -> str:
 def _records(side: Reader, names: list[str]) -> list[tuple[bytes | None, bytes | None]]:
     """Raw vector and metadata of ``names`` on one side, checked against its state."""
 
-    def build(pipe: Any, gen: GenKeys) -> None:
-        for name in names:
-            pipe.execute_command("HMGET", gen.doc(name), VECTOR_FIELD, META_FIELD)
-
-    replies = side._attempts(lambda state, gen: side._checked(build, state, gen))
+    replies = side._read(
+        lambda gen: [("HMGET", gen.doc(name), VECTOR_FIELD, META_FIELD) for name in names]
+    )
     return [(r[0], r[1]) for r in replies]
 
 
