@@ -304,12 +304,14 @@ class Bench:
         self.raw_space = hub.create_space(
             RAW_SPACE, DIM, metric="cosine", algorithm="hnsw", fields=FIELDS
         )
-        self.index = self.space.keys.index
+        # the raw baseline searches the live generation's own index; rediscache goes through
+        # the alias that rollback() switches (docs/versions.md)
+        self.index = self.space.live_keys.index
         self.ef = int(self.space.config.hnsw.get("EF_RUNTIME", 100))
         # A fixed shuffle: successive calls touch unrelated keys, the same ones on every side.
         order = np.random.default_rng(7).permutation(len(data.keys))
         self.keys = [data.keys[int(i)] for i in order]
-        self.docs = [self.space.keys.doc(k) for k in self.keys]
+        self.docs = [self.space.live_keys.doc(k) for k in self.keys]
         self.blobs = [q.astype("<f4").tobytes() for q in data.queries]
         self.rows: list[Row] = []
         self.notes: list[str] = []
@@ -322,7 +324,7 @@ class Bench:
 
     def _put_raw(self, start: int, stop: int) -> None:
         d = self.data
-        doc = self.raw_space.keys.doc
+        doc = self.raw_space.live_keys.doc
         pipe = self.client.pipeline(transaction=False)
         for i in range(start, stop):
             meta = d.metadata[i]
@@ -461,7 +463,7 @@ class Bench:
     def _fetch_per_key(self, batches: list[list[str]]) -> tuple[Call, str]:
         """RedisVL's ``SearchIndex.fetch`` for each key, or 100 sequential HGETALL."""
         nb = len(batches)
-        prefix = self.space.keys.doc_prefix
+        prefix = self.space.live_keys.doc_prefix
         try:
             # Optional, and untyped: imported by name so the script runs without it.
             search_index: Any = importlib.import_module("redisvl.index").SearchIndex
@@ -492,7 +494,7 @@ class Bench:
             }
             rvl = search_index.from_dict(schema, redis_client=self.client)
             probe = batches[0][0]
-            if rvl.key(probe) != self.space.keys.doc(probe) or not rvl.fetch(probe):
+            if rvl.key(probe) != self.space.live_keys.doc(probe) or not rvl.fetch(probe):
                 raise SystemExit("RedisVL SearchIndex does not address the bench documents")
 
             def fetch(i: int) -> object:
@@ -567,7 +569,7 @@ class Bench:
         tail: list[Any],
     ) -> None:
         reply = client.execute_command("FT.SEARCH", *head, blob, *tail)
-        raw_keys = _reply_keys(reply, self.space.keys.doc_prefix)
+        raw_keys = _reply_keys(reply, self.space.live_keys.doc_prefix)
         if [h.key for h in hits] != raw_keys:
             self.notes.append(f"{what}: rediscache and raw FT.SEARCH returned different keys")
 

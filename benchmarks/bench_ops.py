@@ -319,7 +319,7 @@ class Bench:
         size = 10
         starts = self.windows(dim, size)
         batches = [self.keys[s : s + size] for s in starts]
-        docs = [space.keys.docs(b) for b in batches]
+        docs = [space.live_keys.docs(b) for b in batches]
         nb = len(batches)
 
         def raw(i: int) -> object:
@@ -406,7 +406,7 @@ class Bench:
         space, client = self.spaces[dim], self.client
         starts = self.windows(dim, n)
         batches = [self.keys[s : s + n] for s in starts]
-        docs = [space.keys.docs(b) for b in batches]
+        docs = [space.live_keys.docs(b) for b in batches]
         nb = len(batches)
         ref = self.mean_of(dim, starts[0], n)
         got = {
@@ -463,7 +463,7 @@ class Bench:
     def _alternatives_case(self, dim: int, n: int, scripts: dict[str, Any]) -> None:
         space = self.spaces[dim]
         starts = self.windows(dim, n)
-        docs = [space.keys.docs(self.keys[s : s + n]) for s in starts]
+        docs = [space.live_keys.docs(self.keys[s : s + n]) for s in starts]
         ref = self.mean_of(dim, starts[0], n)
         errors: dict[str, float] = {}
         sides: dict[str, Side] = {}

@@ -211,14 +211,15 @@ class Space(Reader, VectorOps, Versioned):
         """Store many embeddings; returns how many were written.
 
         ``vectors`` is an (n, dim) array-like; ``metadata`` is None or n dicts (or None
-        entries). Everything is checked before anything is sent. Writes go in pipelined
-        MULTI/EXEC chunks of 1,000 rows: one round trip per chunk, each chunk atomic. A row
-        replaces any previous record under its key (fields it does not set are removed).
+        entries). Everything is checked before anything is sent. Writes go in chunks of 1,000
+        rows, each one call of ``write.lua``: one round trip per chunk, each chunk atomic
+        (all of its rows or none). A row replaces any previous record under its key (fields
+        it does not set are removed).
 
         Raises:
             InvalidInputError: bad keys, vectors or metadata (nothing written).
             ServerError: Redis failed mid-way; the message says which rows were stored
-                (chunks are written in input order, each in one MULTI/EXEC).
+                (chunks are written in input order, each in one script).
         """
         key_list = check_keys(keys)
         arr = self.codec.as_matrix(vectors)

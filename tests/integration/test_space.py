@@ -270,3 +270,10 @@ def test_search_errors_are_wrapped(hub: Hub, space_name: str) -> None:
         space.search_many([[1, 2]], 1)
     with pytest.raises(rediscache.ServerError, match="search in space"):
         space.within([1, 2], 1.0)
+
+
+def test_space_of_another_key_layout_is_refused(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4)
+    hub.client.hset(space.keys.config, "layout", "1")  # as rediscache before versions wrote
+    with pytest.raises(rediscache.CorruptDataError, match="key layout '1'"):
+        hub.space(space_name)
