@@ -9,6 +9,7 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> items.put_many(keys, vectors, metadata)
     >>> items.search(query_vector, k=10, filter={"genre": "drama"})
     >>> v = items.snapshot("before-retrain")        # O(1); rollback(v) is a pointer switch
+    >>> rediscache.import_file(items, "vectors.npy", meta="meta.jsonl")
 """
 
 from .errors import (
@@ -29,11 +30,12 @@ from .errors import (
     StaleStateError,
     VersionNotFoundError,
 )
-from .hub import Hub, connect
+from .hub import Hub, ServerStats, connect
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import Hit, Record, Space, SpaceConfig, SpaceInfo
+from .transfer import ExportReport, ImportReport, Rejected, export_file, import_file
 from .versions import LIVE, Diff, Drift, Version, VersionView
 
 __version__ = "0.1.0"
@@ -47,9 +49,11 @@ __all__ = [
     "Diff",
     "Drift",
     "EmbeddedServerError",
+    "ExportReport",
     "Filter",
     "Hit",
     "Hub",
+    "ImportReport",
     "InvalidInputError",
     "KeyNotFoundError",
     "Not",
@@ -61,11 +65,13 @@ __all__ = [
     "Record",
     "RedisBinaryNotFoundError",
     "RediscacheError",
+    "Rejected",
     "SchemaMismatchError",
     "SearchModuleMissingError",
     "ServerConfig",
     "ServerError",
     "ServerInfo",
+    "ServerStats",
     "ServerStatus",
     "Space",
     "SpaceConfig",
@@ -79,4 +85,6 @@ __all__ = [
     "VersionView",
     "__version__",
     "connect",
+    "export_file",
+    "import_file",
 ]

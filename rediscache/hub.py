@@ -29,7 +29,7 @@ from .space import Space, SpaceConfig
 from .state import STATE_FIELD, SpaceState
 from .versions import create_index, unlink_matching
 
-__all__ = ["Hub", "connect"]
+__all__ = ["Hub", "ServerStats", "connect"]
 
 _METRICS = ("cosine", "l2", "ip")
 _ALGORITHMS = ("hnsw", "flat")
@@ -318,6 +318,35 @@ class Hub:
         """Redis and search module versions of the connected server. Two round trips."""
         version = str(self.client.info("server").get("redis_version", "?"))
         return {"redis": version, "search": search_version(self.client) or "none"}
+
+    def server_stats(self) -> ServerStats:
+        """Versions, memory, keys and clients of the connected server. Three round trips
+        (INFO, MODULE LIST, DBSIZE)."""
+        info = self.client.info()
+        return ServerStats(
+            redis_version=str(info.get("redis_version", "?")),
+            search_version=search_version(self.client) or "none",
+            used_memory=int(info.get("used_memory", 0)),
+            used_memory_peak=int(info.get("used_memory_peak", 0)),
+            maxmemory=int(info.get("maxmemory", 0)),
+            keys=int(self.client.dbsize()),
+            connected_clients=int(info.get("connected_clients", 0)),
+            uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerStats:
+    """What :meth:`Hub.server_stats` reports (memory in bytes; maxmemory 0 = no limit)."""
+
+    redis_version: str
+    search_version: str
+    used_memory: int
+    used_memory_peak: int
+    maxmemory: int
+    keys: int
+    connected_clients: int
+    uptime_seconds: int
 
 
 def _build_config(

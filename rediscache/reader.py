@@ -135,6 +135,10 @@ class Reader:
         """The index searches use: the live alias, or a version generation's own index."""
         raise NotImplementedError
 
+    def __len__(self) -> int:
+        """Number of embeddings in the generation read."""
+        raise NotImplementedError
+
     #: Whether searches must check the state (a version view: its generation may move).
     _checked_search = False
 

@@ -221,19 +221,8 @@ class Space(Reader, VectorOps, Versioned):
             ServerError: Redis failed mid-way; the message says which rows were stored
                 (chunks are written in input order, each in one script).
         """
-        key_list = check_keys(keys)
-        arr = self.codec.as_matrix(vectors)
+        key_list, rows = self._prepare(keys, vectors, metadata)
         n = len(key_list)
-        if arr.shape[0] != n:
-            raise InvalidInputError(f"{n} keys but {arr.shape[0]} vectors")
-        if metadata is not None and len(metadata) != n:
-            raise InvalidInputError(f"{n} keys but {len(metadata)} metadata entries")
-        if len(set(key_list)) != n:
-            raise InvalidInputError("keys contain duplicates")
-        blobs = self.codec.encode_matrix(arr)
-        rows = [
-            self._row(blobs[i], metadata[i] if metadata else None, key_list[i]) for i in range(n)
-        ]
         written = 0
         for start in range(0, n, CHUNK):
             end = min(start + CHUNK, n)
@@ -268,6 +257,41 @@ class Space(Reader, VectorOps, Versioned):
             written = end
         return written
 
+    def validate(
+        self,
+        keys: Sequence[str],
+        vectors: Any,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        """Check a batch exactly as :meth:`put_many` would, without writing. No round trip.
+
+        Raises:
+            InvalidInputError: what put_many would refuse (bad keys, vectors or metadata).
+        """
+        self._prepare(keys, vectors, metadata)
+
+    def _prepare(
+        self,
+        keys: Sequence[str],
+        vectors: Any,
+        metadata: Sequence[Mapping[str, Any] | None] | None,
+    ) -> tuple[list[str], list[tuple[list[bytes | str], list[str]]]]:
+        """Checked keys and the HSET/HDEL arguments of each row (pure)."""
+        key_list = check_keys(keys)
+        arr = self.codec.as_matrix(vectors)
+        n = len(key_list)
+        if arr.shape[0] != n:
+            raise InvalidInputError(f"{n} keys but {arr.shape[0]} vectors")
+        if metadata is not None and len(metadata) != n:
+            raise InvalidInputError(f"{n} keys but {len(metadata)} metadata entries")
+        if len(set(key_list)) != n:
+            raise InvalidInputError("keys contain duplicates")
+        blobs = self.codec.encode_matrix(arr)
+        rows = [
+            self._row(blobs[i], metadata[i] if metadata else None, key_list[i]) for i in range(n)
+        ]
+        return key_list, rows
+
     def _row(
         self, blob: bytes, meta: Mapping[str, Any] | None, key: str
     ) -> tuple[list[bytes | str], list[str]]:
@@ -293,7 +317,7 @@ class Space(Reader, VectorOps, Versioned):
             try:
                 fields += [name, query.encode_field_value(ftype, value)]
             except InvalidInputError as exc:
-                raise InvalidInputError(f"metadata of {key!r}: {exc}") from exc
+                raise InvalidInputError(f"metadata of {key!r}, field {name!r}: {exc}") from exc
         return fields, stale
 
     def delete(self, *keys: str) -> int:

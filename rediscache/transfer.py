@@ -1,0 +1,594 @@
+"""Import and export of embeddings as files: ``.npy`` (+ ``.jsonl`` metadata), ``.jsonl``
+with vectors, and ``.parquet`` (when pyarrow is installed).
+
+File formats (the same for import and export, so an export imports back unchanged):
+
+* ``.npy``: an (n, dim) float array; row ``i``'s key and metadata are line ``i`` of a
+  ``.jsonl`` metadata file (``{"id": ..., <metadata fields>}``), which import requires.
+* ``.jsonl``: one JSON object per line, ``{"id": ..., "vector": [...], <metadata fields>}``.
+* ``.parquet``: columns ``id``, ``vector`` (list of floats) and one column per metadata
+  field; a null cell means the record has no such field.
+
+Keys are strings: numeric ids in a file become their decimal strings (``7`` -> ``"7"``) and
+are exported as strings. The id and vector field names can be changed (``id_field``,
+``vector_field``).
+
+Import writes through :meth:`Space.put_many` in chunks (each chunk atomic), so it is
+idempotent: running it again replaces the same records. Rows that cannot be stored (not
+JSON, no id, a vector of the wrong length or with NaN, a key seen earlier in the file, bad
+metadata) are skipped and reported with their row number and reason; the others are written.
+Export writes to a temporary file beside the target and renames it at the end, so a failed
+export leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InvalidInputError, ServerError
+
+if TYPE_CHECKING:
+    from .reader import Reader
+    from .space import Space
+
+__all__ = [
+    "FORMATS",
+    "ExportReport",
+    "ImportReport",
+    "Progress",
+    "Rejected",
+    "export_file",
+    "file_format",
+    "import_file",
+]
+
+#: File formats by suffix.
+FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+#: Rows per put_many call / per export batch.
+BATCH = 1000
+#: Called with (rows done, total rows or None) as an import or export advances.
+Progress = Callable[[int, "int | None"], None]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A row of an imported file that was not stored: its 1-based row (line) number, its key
+    when it had one, and why."""
+
+    row: int
+    key: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What :func:`import_file` did."""
+
+    path: str
+    space: str
+    rows: int
+    written: int
+    rejected: list[Rejected] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        """Rows written per second."""
+        return self.written / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export_file` wrote."""
+
+    path: str
+    meta_path: str | None
+    rows: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Rows written per second."""
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+def file_format(path: str | os.PathLike[str]) -> str:
+    """``"npy"``, ``"jsonl"`` or ``"parquet"`` from the file's suffix.
+
+    Raises:
+        InvalidInputError: another suffix.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise InvalidInputError(
+            f"{os.fspath(path)!r}: unknown file type {suffix or '(none)'!r}; "
+            "use .npy (with a .jsonl of ids and metadata), .jsonl or .parquet"
+        )
+    return FORMATS[suffix]
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise InvalidInputError(
+            "parquet files need pyarrow: pip install 'rediscache[parquet]'"
+        ) from exc
+    return pq
+
+
+# ---------------------------------------------------------------- reading files
+
+
+@dataclass
+class _Batch:
+    """Parsed rows of a file: row numbers, keys, vectors, metadata; and rows rejected while
+    parsing."""
+
+    rows: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    vectors: list[Any] = field(default_factory=list)
+    metadata: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+
+    def add(self, row: int, record: dict[str, Any], vector: Any, id_field: str) -> None:
+        key = _key_of(record.pop(id_field, None))
+        if key is None:
+            self.rejected.append(Rejected(row, None, f"no {id_field!r} (a string or integer)"))
+            return
+        self.rows.append(row)
+        self.keys.append(key)
+        self.vectors.append(vector)
+        self.metadata.append(record)
+
+
+def _key_of(value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _json_lines(f: IO[bytes], what: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, parsed object or the reason it is not one) for each non-blank line."""
+    for number, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            yield number, f"line {number} of {what} is not JSON: {exc}"
+            continue
+        if not isinstance(obj, dict):
+            yield number, f"line {number} of {what} is not a JSON object"
+            continue
+        yield number, obj
+
+
+def _count_records(path: Path) -> int:
+    """Non-blank lines of a text file (one JSON record each)."""
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def _read_npy(
+    path: Path, meta: Path, dim: int, id_field: str, batch: int
+) -> tuple[int, Iterator[_Batch]]:
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"cannot read {str(path)!r} as a .npy array: {exc}") from exc
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InvalidInputError(
+            f"{str(path)!r} holds an array of shape {arr.shape}; this space needs (n, {dim})"
+        )
+    n = int(arr.shape[0])
+    # Checked before anything is written: a metadata file that does not line up with the
+    # array would attach every row's metadata to the wrong vector.
+    records = _count_records(meta)
+    if records != n:
+        raise InvalidInputError(
+            f"{str(meta)!r} has {records} records for the {n} rows of {str(path)!r}"
+        )
+
+    def batches() -> Iterator[_Batch]:
+        with meta.open("rb") as f:
+            b = _Batch()
+            i = 0
+            for _, obj in _json_lines(f, str(meta)):
+                if i >= n:
+                    raise InvalidInputError(f"{str(meta)!r} changed during the import")
+                if isinstance(obj, str):
+                    b.rejected.append(Rejected(i + 1, None, obj))
+                else:
+                    b.add(i + 1, obj, arr[i], id_field)
+                i += 1
+                if len(b.rows) + len(b.rejected) >= batch:
+                    yield b
+                    b = _Batch()
+            if i < n:
+                raise InvalidInputError(f"{str(meta)!r} changed during the import")
+            yield b
+
+    return n, batches()
+
+
+def _read_jsonl(
+    path: Path, id_field: str, vector_field: str, batch: int
+) -> tuple[int, Iterator[_Batch]]:
+    total = _count_records(path)
+
+    def batches() -> Iterator[_Batch]:
+        with path.open("rb") as f:
+            b = _Batch()
+            for number, obj in _json_lines(f, str(path)):
+                if isinstance(obj, str):
+                    b.rejected.append(Rejected(number, None, obj))
+                else:
+                    b.add(number, obj, obj.pop(vector_field, None), id_field)
+                if len(b.rows) + len(b.rejected) >= batch:
+                    yield b
+                    b = _Batch()
+            yield b
+
+    return total, batches()
+
+
+def _read_parquet(
+    path: Path, id_field: str, vector_field: str, batch: int
+) -> tuple[int, Iterator[_Batch]]:
+    pq = _pyarrow()
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid / OSError types
+        raise InvalidInputError(f"cannot read {str(path)!r} as parquet: {exc}") from exc
+    names = set(pf.schema_arrow.names)
+    for needed in (id_field, vector_field):
+        if needed not in names:
+            raise InvalidInputError(
+                f"{str(path)!r} has no column {needed!r} (columns: {', '.join(sorted(names))})"
+            )
+
+    def batches() -> Iterator[_Batch]:
+        row = 0
+        for record_batch in pf.iter_batches(batch_size=batch):
+            b = _Batch()
+            for record in record_batch.to_pylist():
+                row += 1
+                vector = record.pop(vector_field)
+                clean = {k: v for k, v in record.items() if v is not None or k == id_field}
+                b.add(row, clean, vector, id_field)
+            yield b
+
+    return int(pf.metadata.num_rows), batches()
+
+
+# ---------------------------------------------------------------- import
+
+
+def import_file(
+    space: Space,
+    path: str | os.PathLike[str],
+    *,
+    meta: str | os.PathLike[str] | None = None,
+    id_field: str = "id",
+    vector_field: str = "vector",
+    batch_size: int = BATCH,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Store the embeddings of a file in ``space``; returns an :class:`ImportReport`.
+
+    ``path`` is a ``.npy`` (keys and metadata from the ``.jsonl`` ``meta``), a ``.jsonl``
+    or a ``.parquet`` file (see the module docstring). One round trip
+    per ``batch_size`` rows (each batch atomic, written with put_many); ``progress`` is
+    called after each batch. Idempotent: importing the same file again replaces the same
+    records. Bad rows are skipped and listed in the report's ``rejected``.
+
+    Raises:
+        InvalidInputError: an unreadable file, an unknown format, a ``.npy`` whose dim is not
+            the space's, a metadata file with fewer or more records than the array.
+        ServerError: Redis failed; the message says how many rows were written before.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    src = Path(path)
+    fmt = file_format(src)
+    meta_path = None if meta is None else Path(meta)
+    for p in (src, meta_path):
+        if p is not None and not p.is_file():
+            raise InvalidInputError(f"cannot read {str(p)!r}: no such file")
+    if meta_path is not None and fmt != "npy":
+        raise InvalidInputError("a metadata file (meta) goes with a .npy file only")
+    if meta_path is None and fmt == "npy":
+        raise InvalidInputError(
+            "a .npy file holds vectors only: give the .jsonl with an id (and metadata) per row "
+            "as meta (--meta on the command line)"
+        )
+    dim = space.config.dim
+    try:
+        if meta_path is not None:
+            total, batches = _read_npy(src, meta_path, dim, id_field, batch_size)
+        elif fmt == "jsonl":
+            total, batches = _read_jsonl(src, id_field, vector_field, batch_size)
+        else:
+            total, batches = _read_parquet(src, id_field, vector_field, batch_size)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read {str(src)!r}: {exc}") from exc
+
+    started = time.perf_counter()
+    seen: dict[str, int] = {}
+    rejected: list[Rejected] = []
+    rows = written = 0
+    try:
+        for b in batches:
+            rows += len(b.rows) + len(b.rejected)
+            rejected.extend(b.rejected)
+            written += _store(space, b, seen, rejected, dim, vector_field)
+            if progress is not None:
+                progress(rows, total)
+    except ServerError as exc:
+        raise ServerError(
+            f"import of {str(src)!r} stopped after {written} rows were written: {exc}. "
+            "Importing the file again is safe (it replaces the same records)."
+        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(
+            f"reading {str(src)!r} failed after {written} rows were written: {exc}"
+        ) from exc
+    rejected.sort(key=lambda r: r.row)
+    return ImportReport(
+        str(src), space.name, rows, written, rejected, time.perf_counter() - started
+    )
+
+
+def _store(
+    space: Space,
+    b: _Batch,
+    seen: dict[str, int],
+    rejected: list[Rejected],
+    dim: int,
+    vector_field: str,
+) -> int:
+    """Write the good rows of one batch; reject the others. Returns rows written."""
+    keys: list[str] = []
+    vectors: list[Any] = []
+    metas: list[dict[str, Any]] = []
+    for row, key, vector, meta in zip(b.rows, b.keys, b.vectors, b.metadata):
+        reason = _vector_problem(vector, dim, vector_field)
+        if reason is None and key in seen:
+            reason = f"key {key!r} already appeared at row {seen[key]}"
+        if reason is not None:
+            rejected.append(Rejected(row, key, reason))
+            continue
+        seen[key] = row
+        keys.append(key)
+        vectors.append(vector)
+        metas.append(meta)
+    if not keys:
+        return 0
+    matrix = np.array(vectors, dtype=np.float64 if space.config.dtype == "float64" else np.float32)
+    try:
+        return space.put_many(keys, matrix, metas)  # checks everything before writing
+    except InvalidInputError:
+        pass
+    # Some row is refused (NaN, a zero vector in a cosine space, bad metadata): find them
+    # one by one (only for a batch that has some) and write the others.
+    good = []
+    for i, (key, meta) in enumerate(zip(keys, metas)):
+        try:
+            space.validate([key], matrix[i : i + 1], [meta])
+            good.append(i)
+        except InvalidInputError as exc:
+            rejected.append(Rejected(seen.pop(key), key, str(exc)))
+    if not good:
+        return 0
+    return space.put_many([keys[i] for i in good], matrix[good], [metas[i] for i in good])
+
+
+def _vector_problem(vector: Any, dim: int, vector_field: str) -> str | None:
+    if isinstance(vector, np.ndarray):
+        return None  # a row of a checked .npy array
+    if not isinstance(vector, list):
+        return f"no {vector_field!r} list of numbers"
+    if len(vector) != dim:
+        return f"{vector_field!r} has {len(vector)} values; the space's dim is {dim}"
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
+        return f"{vector_field!r} holds something other than numbers"
+    return None
+
+
+# ---------------------------------------------------------------- export
+
+
+@contextmanager
+def _atomic_target(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed to it when the block succeeds."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _record(
+    key: str, meta: dict[str, Any], id_field: str, vector_field: str | None
+) -> dict[str, Any]:
+    for name in (id_field, vector_field):
+        if name is not None and name in meta:
+            raise InvalidInputError(
+                f"the metadata of {key!r} has a field {name!r}, which the file format uses "
+                f"for the {'id' if name == id_field else 'vector'}: choose another "
+                f"{'id_field' if name == id_field else 'vector_field'}"
+            )
+    return {id_field: key, **meta}
+
+
+def _dumps(obj: dict[str, Any], key: str) -> bytes:
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(
+            f"the metadata of {key!r} cannot be written as JSON ({exc}); export to .parquet"
+        ) from exc
+
+
+def export_file(
+    source: Reader,
+    path: str | os.PathLike[str],
+    *,
+    meta: str | os.PathLike[str] | None = None,
+    id_field: str = "id",
+    vector_field: str = "vector",
+    batch_size: int = BATCH,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write every embedding of a space (or of a version: ``space.at(v)``) to a file.
+
+    The format follows the suffix of ``path`` (see the module docstring). A ``.npy`` export
+    also writes the keys and metadata to ``meta`` (default: ``path`` with the suffix
+    ``.jsonl``). Reads in batches of ``batch_size`` (one round trip each, via
+    ``iter_batches``); rows come in the server's SCAN order. An export of the live space
+    reads it as it is during the scan; export a version for an exact snapshot. A ``.npy`` or
+    ``.parquet`` export holds the vectors in memory until the file is written.
+
+    Raises:
+        InvalidInputError: an unknown format, a missing directory, metadata that the format
+            cannot hold, or a metadata field named like the id or vector field.
+    """
+    dst = Path(path)
+    fmt = file_format(dst)
+    meta_path = None
+    if fmt == "npy":
+        meta_path = Path(meta) if meta is not None else dst.with_suffix(".jsonl")
+        if meta_path.resolve() == dst.resolve():
+            raise InvalidInputError("the metadata file must differ from the .npy file")
+    elif meta is not None:
+        raise InvalidInputError("a metadata file (meta) goes with a .npy file only")
+    for p in (dst, meta_path):
+        if p is not None and not p.parent.is_dir():
+            raise InvalidInputError(f"cannot write {str(p)!r}: no such directory")
+    total = len(source)
+    started = time.perf_counter()
+    batches = source.iter_batches(batch_size, with_metadata=True)
+    try:
+        if fmt == "jsonl":
+            rows = _export_jsonl(batches, dst, id_field, vector_field, total, progress)
+        elif fmt == "npy":
+            assert meta_path is not None
+            rows = _export_npy(batches, dst, meta_path, source.codec.dim, id_field, total, progress)
+        else:
+            rows = _export_parquet(batches, dst, id_field, vector_field, total, progress)
+    except OSError as exc:
+        raise InvalidInputError(f"writing {str(dst)!r} failed: {exc}") from exc
+    return ExportReport(
+        str(dst),
+        None if meta_path is None else str(meta_path),
+        rows,
+        time.perf_counter() - started,
+    )
+
+
+_Batches = Iterator[tuple[list[str], npt.NDArray[Any], "list[dict[str, Any]] | None"]]
+
+
+def _export_jsonl(
+    batches: _Batches,
+    dst: Path,
+    id_field: str,
+    vector_field: str,
+    total: int,
+    progress: Progress | None,
+) -> int:
+    rows = 0
+    with _atomic_target(dst) as tmp, tmp.open("wb") as f:
+        for keys, vectors, metas in batches:
+            for key, vector, meta in zip(keys, vectors.tolist(), metas or [{}] * len(keys)):
+                record = _record(key, meta, id_field, vector_field)
+                record[vector_field] = vector
+                f.write(_dumps(record, key))
+            rows += len(keys)
+            if progress is not None:
+                progress(rows, total)
+    return rows
+
+
+def _export_npy(
+    batches: _Batches,
+    dst: Path,
+    meta_path: Path,
+    dim: int,
+    id_field: str,
+    total: int,
+    progress: Progress | None,
+) -> int:
+    parts: list[npt.NDArray[Any]] = []
+    rows = 0
+    with _atomic_target(meta_path) as tmp_meta, _atomic_target(dst) as tmp:
+        with tmp_meta.open("wb") as f:
+            for keys, vectors, metas in batches:
+                for key, meta in zip(keys, metas or [{}] * len(keys)):
+                    f.write(_dumps(_record(key, meta, id_field, None), key))
+                parts.append(vectors)
+                rows += len(keys)
+                if progress is not None:
+                    progress(rows, total)
+        arr = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+        with tmp.open("wb") as out:
+            np.save(out, arr, allow_pickle=False)
+    return rows
+
+
+def _export_parquet(
+    batches: _Batches,
+    dst: Path,
+    id_field: str,
+    vector_field: str,
+    total: int,
+    progress: Progress | None,
+) -> int:
+    pq = _pyarrow()
+    import pyarrow as pa
+
+    records: list[dict[str, Any]] = []
+    parts: list[npt.NDArray[Any]] = []
+    for keys, vectors, metas in batches:
+        for key, meta in zip(keys, metas or [{}] * len(keys)):
+            records.append(_record(key, meta, id_field, vector_field))
+        parts.append(vectors)
+        if progress is not None:
+            progress(len(records), total)
+    if not records:
+        raise InvalidInputError("the space is empty: nothing to write to parquet")
+    arr = np.concatenate(parts)
+    columns: dict[str, Any] = {}
+    for name in dict.fromkeys(n for r in records for n in r):
+        try:
+            columns[name] = pa.array([r.get(name) for r in records])
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise InvalidInputError(
+                f"metadata field {name!r} mixes types that parquet cannot hold in one column "
+                f"({exc}); export to .jsonl"
+            ) from exc
+    dtype = pa.float64() if arr.dtype == np.float64 else pa.float32()
+    flat = pa.array(arr.reshape(-1), type=dtype)
+    columns[vector_field] = pa.FixedSizeListArray.from_arrays(flat, arr.shape[1])
+    table = pa.table(columns)
+    with _atomic_target(dst) as tmp:
+        pq.write_table(table, tmp)
+    return len(records)
