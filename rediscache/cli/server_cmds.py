@@ -1,102 +1,17 @@
-"""The ``rediscache`` command line: a thin layer over the library (the only module using click)."""
+"""``rediscache server``, ``demo`` and ``stats``."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from . import server as srv
-from .errors import RediscacheError
-from .hub import Hub, connect
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-__all__ = ["main"]
-
-
-class State:
-    """Global options, resolved lazily so that ``--help`` never connects."""
-
-    def __init__(self, url: str | None, data_dir: Path | None, as_json: bool) -> None:
-        self.url = url
-        self.data_dir = data_dir
-        self.as_json = as_json
-        self._hub: Hub | None = None
-
-    def server_config(self, **overrides: Any) -> srv.ServerConfig:
-        if self.data_dir is not None:
-            overrides["data_dir"] = self.data_dir
-        return srv.ServerConfig(**overrides)
-
-    def hub(self) -> Hub:
-        if self._hub is None:
-            self._hub = connect(self.url, server=self.server_config())
-        return self._hub
-
-    def close(self) -> None:
-        if self._hub is not None:
-            self._hub.close()
-
-
-def _friendly(fn: F) -> F:
-    """Turn expected library errors into one clean line on stderr and exit status 1."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RediscacheError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--url",
-    envvar="REDISCACHE_URL",
-    metavar="URL",
-    help="Redis with the search module (redis://, rediss://, unix://). "
-    "Default: the embedded local server. Env: REDISCACHE_URL.",
-)
-@click.option(
-    "--data-dir",
-    envvar="REDISCACHE_DATA_DIR",
-    type=click.Path(path_type=Path),
-    help="Data directory of the embedded server (default ~/.local/share/rediscache/server). "
-    "Env: REDISCACHE_DATA_DIR.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-@click.pass_context
-def cli(
-    ctx: click.Context, url: str | None, data_dir: Path | None, as_json: bool, verbose: int
-) -> None:
-    """rediscache: an embedding hub on Redis.
-
-    Store, fetch, search and average embeddings in Redis with vector search.
-    Without --url, commands use the embedded local server, started on demand.
-
-    \b
-    Example:
-      rediscache demo                      # load sample embeddings and search them
-      rediscache server status             # versions, address, memory
-    """
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    state = State(url, data_dir, as_json)
-    ctx.obj = state
-    ctx.call_on_close(state.close)
-
+from .. import server as srv
+from .base import State, cli, emit, friendly, human_bytes, json_option, wants_json
 
 # ---------------------------------------------------------------- server
 
@@ -125,8 +40,9 @@ def server() -> None:
 @click.option("--redis-server", type=click.Path(path_type=Path), help="redis-server to run.")
 @click.option("--search-module", type=click.Path(path_type=Path), help="redisearch.so to load.")
 @click.option("--maxmemory", help="Memory limit, e.g. 2gb (default: none).")
+@json_option
 @click.pass_obj
-@_friendly
+@friendly
 def server_start(
     state: State,
     port: int | None,
@@ -134,6 +50,7 @@ def server_start(
     redis_server: Path | None,
     search_module: Path | None,
     maxmemory: str | None,
+    as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
 
@@ -150,7 +67,7 @@ def server_start(
         maxmemory=maxmemory,
     )
     info, started = srv.start(config)
-    if state.as_json:
+    if wants_json(state, as_json):
         out = _info_dict(info)
         out["started"] = started
         click.echo(json.dumps(out, indent=2))
@@ -164,7 +81,7 @@ def server_start(
 
 @server.command("stop")
 @click.pass_obj
-@_friendly
+@friendly
 def server_stop(state: State) -> None:
     """Stop the embedded server cleanly (the AOF is flushed first).
 
@@ -178,9 +95,10 @@ def server_stop(state: State) -> None:
 
 @server.command("status")
 @click.option("--show-password", is_flag=True, help="Include the password in the URL.")
+@json_option
 @click.pass_obj
-@_friendly
-def server_status(state: State, show_password: bool) -> None:
+@friendly
+def server_status(state: State, show_password: bool, as_json: bool) -> None:
     """Is the embedded server running? Versions, address, memory, keys.
 
     Exit status 0 when running, 3 when not.
@@ -191,7 +109,7 @@ def server_status(state: State, show_password: bool) -> None:
       rediscache server status --json
     """
     st = srv.status(state.server_config().data_dir)
-    if state.as_json:
+    if wants_json(state, as_json):
         out: dict[str, Any] = {"running": st.running, "data_dir": st.data_dir}
         if st.info is not None:
             out.update(_info_dict(st.info, show_password))
@@ -230,7 +148,7 @@ def _info_dict(info: srv.ServerInfo, show_password: bool = False) -> dict[str, A
 
 @cli.command()
 @click.pass_obj
-@_friendly
+@friendly
 def demo(state: State) -> None:
     """Load 2,000 sample embeddings into the space 'demo' and run searches.
 
@@ -241,11 +159,54 @@ def demo(state: State) -> None:
       rediscache demo
       rediscache --url redis://:secret@localhost:6379 demo
     """
-    from .demo import run_demo
+    from ..demo import run_demo
 
     run_demo(state.hub(), click.echo)
 
 
-def main() -> None:
-    """Entry point of the ``rediscache`` console script."""
-    cli(prog_name="rediscache")
+# ---------------------------------------------------------------- stats
+
+
+@cli.command()
+@click.argument("space", required=False)
+@json_option
+@click.pass_obj
+@friendly
+def stats(state: State, space: str | None, as_json: bool) -> None:
+    """Server and space statistics: counts, memory, index size, indexing failures, versions.
+
+    Without SPACE: the server (Redis and search module versions, memory, keys) and one line
+    per space. With SPACE: that space in detail.
+
+    \b
+    Example:
+      rediscache stats
+      rediscache stats items --json
+    """
+    hub = state.hub()
+    server = hub.server_stats()
+    names = [space] if space else hub.spaces()
+    spaces = []
+    for name in names:
+        sp = hub.space(name)
+        info = sp.info()
+        spaces.append({**asdict(info), "versions": len(sp.versions())})
+    if wants_json(state, as_json):
+        emit({"server": server, "spaces": spaces})
+        return
+    click.echo(
+        f"server: Redis {server.redis_version}, search {server.search_version}; "
+        f"memory {human_bytes(server.used_memory)} (peak {human_bytes(server.used_memory_peak)}"
+        f"{', limit ' + human_bytes(server.maxmemory) if server.maxmemory else ''}); "
+        f"{server.keys:,} keys; {server.connected_clients} clients; up {server.uptime_seconds}s"
+    )
+    if not spaces:
+        click.echo("no spaces")
+    for s in spaces:
+        state_text = f", indexing {s['percent_indexed'] * 100:.0f}%" if s["indexing"] else ""
+        click.echo(
+            f"{s['name']}: {s['count']:,} embeddings, dim {s['dim']} {s['metric']} "
+            f"{s['algorithm']} {s['dtype']}; memory {human_bytes(s['memory_bytes'])} "
+            f"(vector index {human_bytes(s['vector_index_bytes'])}); "
+            f"{s['index_failures']} indexing failures; {s['versions']} versions{state_text}"
+        )

@@ -1,0 +1,208 @@
+"""The root ``rediscache`` group and what every command shares: lazy connection, clean
+errors, JSON output, confirmations and progress bars."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import numpy as np
+import redis
+
+from .. import server as srv
+from ..errors import RediscacheError
+from ..hub import Hub, connect
+from ..space import Space
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["State", "cli", "emit", "friendly", "json_option", "progress"]
+
+
+class State:
+    """Global options, resolved lazily so that ``--help`` never connects."""
+
+    def __init__(self, url: str | None, data_dir: Path | None, as_json: bool) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.as_json = as_json
+        self._hub: Hub | None = None
+
+    def server_config(self, **overrides: Any) -> srv.ServerConfig:
+        if self.data_dir is not None:
+            overrides["data_dir"] = self.data_dir
+        return srv.ServerConfig(**overrides)
+
+    def hub(self) -> Hub:
+        if self._hub is None:
+            self._hub = connect(self.url, server=self.server_config())
+        return self._hub
+
+    def space(self, name: str) -> Space:
+        return self.hub().space(name)
+
+    def close(self) -> None:
+        if self._hub is not None:
+            self._hub.close()
+
+
+def friendly(fn: F) -> F:
+    """Turn expected failures into one clean line on stderr and exit status 1."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RediscacheError as exc:
+            fail(str(exc))
+        except redis.RedisError as exc:  # a server that went away mid-command
+            fail(f"redis: {exc}")
+        except OSError as exc:
+            fail(str(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` on stderr and exit with status 1."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def json_option(fn: F) -> F:
+    """``--json`` on a read command (the same as the global ``rediscache --json``)."""
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
+
+
+def wants_json(state: State, as_json: bool) -> bool:
+    return state.as_json or as_json
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready form of dataclasses, numpy values and tuples."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return _plain(asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def emit(value: Any) -> None:
+    """Print ``value`` as stable, indented JSON on stdout."""
+    click.echo(json.dumps(_plain(value), indent=2, ensure_ascii=False))
+
+
+def confirm(yes: bool, question: str) -> None:
+    """Ask ``question`` unless ``--yes``; stop with status 1 when declined or not asked."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{question.rstrip('?')}: refusing without --yes (no terminal to ask on)")
+    if not click.confirm(question, default=False, err=True):
+        fail("aborted")
+
+
+@contextmanager
+def progress(label: str, total: int | None = None) -> Iterator[Callable[[int, int | None], None]]:
+    """A callback ``(done, total)`` drawing a progress bar with rate and ETA on stderr when
+    it is a terminal; silent otherwise (pipes, CI, tests). The bar appears at the first
+    call, sized by the total it reports (or ``total``)."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    started = time.perf_counter()
+    shown = [0]
+    bars: list[Any] = []
+
+    def rate(_: Any) -> str:
+        elapsed = time.perf_counter() - started
+        return f"{shown[0] / elapsed:,.0f} rows/s" if elapsed > 0 and shown[0] else ""
+
+    def update(done: int, reported: int | None) -> None:
+        if not bars:
+            bar = click.progressbar(
+                length=reported or total or 0,
+                label=label,
+                file=sys.stderr,
+                show_pos=True,
+                item_show_func=rate,
+            )
+            bars.append(bar.__enter__())
+        delta, shown[0] = done - shown[0], done
+        bars[0].update(delta, done)
+
+    try:
+        yield update
+    finally:
+        if bars:
+            bars[0].__exit__(None, None, None)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--url",
+    envvar="REDISCACHE_URL",
+    metavar="URL",
+    help="Redis with the search module (redis://, rediss://, unix://). "
+    "Default: the embedded local server. Env: REDISCACHE_URL.",
+)
+@click.option(
+    "--data-dir",
+    envvar="REDISCACHE_DATA_DIR",
+    type=click.Path(path_type=Path),
+    help="Data directory of the embedded server (default ~/.local/share/rediscache/server). "
+    "Env: REDISCACHE_DATA_DIR.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.version_option(package_name="rediscache", prog_name="rediscache")
+@click.pass_context
+def cli(
+    ctx: click.Context, url: str | None, data_dir: Path | None, as_json: bool, verbose: int
+) -> None:
+    """rediscache: an embedding hub on Redis.
+
+    Store, fetch, search, average and version embeddings in Redis with vector search.
+    Without --url, commands use the embedded local server, started on demand. Read
+    commands print JSON with --json (here or after the command). Expected failures print
+    one line and exit 1; usage errors exit 2.
+
+    \b
+    Example:
+      rediscache demo                                  # sample embeddings, searched
+      rediscache space create items --dim 384 --field genre:tag
+      rediscache import items vectors.npy --meta meta.jsonl
+      rediscache search items --key item:7 -k 5 --filter genre=drama
+      rediscache snapshot items --label before-retrain
+    """
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    state = State(url, data_dir, as_json)
+    ctx.obj = state
+    ctx.call_on_close(state.close)

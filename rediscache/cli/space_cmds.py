@@ -1,0 +1,382 @@
+"""``rediscache space ...``, ``import`` and ``export``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import transfer
+from ..versions import VersionView
+from .base import (
+    State,
+    cli,
+    confirm,
+    emit,
+    friendly,
+    human_bytes,
+    json_option,
+    progress,
+    wants_json,
+)
+from .parse import parse_fields, version_ref
+
+# ---------------------------------------------------------------- space
+
+
+@cli.group()
+def space() -> None:
+    """Create, list, inspect and drop spaces (collections of embeddings of one dim).
+
+    \b
+    Example:
+      rediscache space create items --dim 384 --field genre:tag --field year:numeric
+      rediscache space list
+      rediscache space info items
+      rediscache space drop items --yes
+    """
+
+
+@space.command("create")
+@click.argument("name")
+@click.option("--dim", type=click.IntRange(1, 32768), required=True, help="Vector length.")
+@click.option(
+    "--metric",
+    type=click.Choice(["cosine", "l2", "ip"]),
+    default="cosine",
+    show_default=True,
+    help="Distance: cosine (1 - cos), l2 (squared euclidean), ip (1 - dot).",
+)
+@click.option(
+    "--algorithm",
+    type=click.Choice(["hnsw", "flat"]),
+    default="hnsw",
+    show_default=True,
+    help="hnsw (approximate, fast) or flat (exact brute force).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float64", "float16", "bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="How vectors are stored.",
+)
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="NAME:TYPE",
+    help="A metadata field to index for filters: TYPE is tag, numeric or text. Repeatable.",
+)
+@click.option("--m", "hnsw_m", type=click.IntRange(2, 512), help="HNSW M (default 16).")
+@click.option(
+    "--ef-construction", type=click.IntRange(1, 4096), help="HNSW EF_CONSTRUCTION (default 200)."
+)
+@click.option("--ef-runtime", type=click.IntRange(1, 4096), help="HNSW EF_RUNTIME (default 100).")
+@click.option("--exist-ok", is_flag=True, help="Succeed if the same space already exists.")
+@json_option
+@click.pass_obj
+@friendly
+def space_create(
+    state: State,
+    name: str,
+    dim: int,
+    metric: str,
+    algorithm: str,
+    dtype: str,
+    fields: tuple[str, ...],
+    hnsw_m: int | None,
+    ef_construction: int | None,
+    ef_runtime: int | None,
+    exist_ok: bool,
+    as_json: bool,
+) -> None:
+    """Create the space NAME for vectors of --dim values.
+
+    \b
+    Example:
+      rediscache space create items --dim 384 --field genre:tag --field year:numeric
+      rediscache space create faces --dim 512 --metric l2 --algorithm flat
+    """
+    hnsw = {
+        k: v
+        for k, v in (
+            ("M", hnsw_m),
+            ("ef_construction", ef_construction),
+            ("ef_runtime", ef_runtime),
+        )
+        if v is not None
+    }
+    sp = state.hub().create_space(
+        name,
+        dim,
+        metric=metric,
+        algorithm=algorithm,
+        dtype=dtype,
+        fields=parse_fields(fields),
+        hnsw=hnsw or None,
+        exist_ok=exist_ok,
+    )
+    if wants_json(state, as_json):
+        emit(sp.config)
+    else:
+        click.echo(f"created {sp!r}")
+
+
+@space.command("list")
+@json_option
+@click.pass_obj
+@friendly
+def space_list(state: State, as_json: bool) -> None:
+    """List the spaces with their size and schema.
+
+    \b
+    Example:
+      rediscache space list
+      rediscache space list --json
+    """
+    hub = state.hub()
+    rows: list[dict[str, Any]] = []
+    for name in hub.spaces():
+        sp = hub.space(name)
+        c = sp.config
+        rows.append(
+            {
+                "name": name,
+                "count": len(sp),
+                "dim": c.dim,
+                "metric": c.metric,
+                "algorithm": c.algorithm,
+                "dtype": c.dtype,
+                "fields": dict(c.fields),
+            }
+        )
+    if wants_json(state, as_json):
+        emit(rows)
+        return
+    if not rows:
+        click.echo("no spaces (create one with: rediscache space create NAME --dim N)")
+    for r in rows:
+        fields = " ".join(f"{k}:{v}" for k, v in r["fields"].items())
+        click.echo(
+            f"{r['name']}  {r['count']:,} x {r['dim']}  {r['metric']} {r['algorithm']} "
+            f"{r['dtype']}  {fields}".rstrip()
+        )
+
+
+@space.command("info")
+@click.argument("name")
+@json_option
+@click.pass_obj
+@friendly
+def space_info(state: State, name: str, as_json: bool) -> None:
+    """Schema, count, memory, index state and versions of a space.
+
+    \b
+    Example:
+      rediscache space info items
+    """
+    sp = state.space(name)
+    info = asdict(sp.info())
+    info["versions"] = [asdict(v) for v in sp.versions()]
+    if wants_json(state, as_json):
+        emit(info)
+        return
+    for key in ("name", "dim", "metric", "algorithm", "dtype", "fields", "hnsw", "count"):
+        click.echo(f"{key + ':':18}{info[key]}")
+    click.echo(f"{'memory:':18}{human_bytes(info['memory_bytes'])}")
+    click.echo(f"{'vector index:':18}{human_bytes(info['vector_index_bytes'])}")
+    indexing = f"yes ({info['percent_indexed'] * 100:.0f}%)" if info["indexing"] else "no"
+    click.echo(f"{'indexing:':18}{indexing}")
+    click.echo(f"{'index failures:':18}{info['index_failures']}")
+    click.echo(f"{'versions:':18}{len(info['versions'])}")
+
+
+@space.command("drop")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+@friendly
+def space_drop(state: State, name: str, yes: bool) -> None:
+    """Delete a space: its embeddings, versions and indexes. Asks first unless --yes.
+
+    \b
+    Example:
+      rediscache space drop items --yes
+    """
+    sp = state.space(name)  # fails cleanly for an unknown space before asking
+    confirm(yes, f"Drop space {name!r} with {len(sp):,} embeddings and all its versions?")
+    deleted = state.hub().drop_space(name)
+    click.echo(f"dropped {name!r} ({deleted:,} keys deleted)")
+
+
+# ---------------------------------------------------------------- import / export
+
+_FILE_HELP = """\b
+Formats (by suffix):
+  .npy      an (n, dim) array; ids and metadata from --meta FILE.jsonl, one JSON
+            object per row: {"id": ..., <metadata fields>}
+  .jsonl    one object per line: {"id": ..., "vector": [...], <metadata fields>}
+  .parquet  columns id, vector and one per metadata field (needs pyarrow:
+            pip install 'rediscache[parquet]')"""
+
+
+@cli.command("import")
+@click.argument("space_name", metavar="SPACE")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--meta",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Ids and metadata of a .npy file (.jsonl).",
+)
+@click.option("--id-field", default="id", show_default=True, help="Field holding the key.")
+@click.option(
+    "--vector-field", default="vector", show_default=True, help="Field holding the vector."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Rows per atomic write.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write every rejected row (row, key, reason) to this .jsonl file.",
+)
+@json_option
+@click.pass_obj
+@friendly
+def import_(
+    state: State,
+    space_name: str,
+    file: Path,
+    meta: Path | None,
+    id_field: str,
+    vector_field: str,
+    batch_size: int,
+    rejects: Path | None,
+    as_json: bool,
+) -> None:
+    """Load embeddings from FILE into SPACE, in atomic batches, with a progress bar.
+
+    Re-running is safe: a row replaces the record with the same id. Rows that cannot be
+    stored (bad JSON, no id, wrong vector length, NaN, duplicate id, bad metadata) are
+    skipped and reported; the exit status is then 1.
+
+    \b
+    Example:
+      rediscache import items vectors.npy --meta meta.jsonl
+      rediscache import items items.jsonl --rejects rejected.jsonl
+    """
+    sp = state.space(space_name)
+    with progress(f"importing {file.name}", None) as update:
+        report = transfer.import_file(
+            sp,
+            file,
+            meta=meta,
+            id_field=id_field,
+            vector_field=vector_field,
+            batch_size=batch_size,
+            progress=update,
+        )
+    if rejects is not None:
+        with rejects.open("w") as f:
+            for r in report.rejected:
+                f.write(json.dumps(asdict(r)) + "\n")
+    if wants_json(state, as_json):
+        emit({**asdict(report), "rate": report.rate})
+    else:
+        click.echo(
+            f"imported {report.written:,} of {report.rows:,} rows into {space_name!r} in "
+            f"{report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
+            f"{len(report.rejected):,} rejected"
+        )
+        for r in report.rejected[:10]:
+            key = f" {r.key!r}" if r.key is not None else ""
+            click.echo(f"  row {r.row}{key}: {r.reason}", err=True)
+        if len(report.rejected) > 10:
+            more = f" (all in {str(rejects)!r})" if rejects else " (--rejects FILE lists all)"
+            click.echo(f"  ... and {len(report.rejected) - 10:,} more{more}", err=True)
+    if report.rejected:
+        raise SystemExit(1)
+
+
+import_.help = (import_.help or "") + "\n\n" + _FILE_HELP
+
+
+@cli.command("export")
+@click.argument("space_name", metavar="SPACE")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--meta",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where a .npy export writes ids and metadata (default: FILE with .jsonl).",
+)
+@click.option(
+    "--version",
+    "version",
+    metavar="VERSION",
+    help="Export this version (id or label) instead of the live space.",
+)
+@click.option("--id-field", default="id", show_default=True, help="Field holding the key.")
+@click.option(
+    "--vector-field", default="vector", show_default=True, help="Field holding the vector."
+)
+@click.option("--yes", "-y", is_flag=True, help="Overwrite FILE without asking.")
+@json_option
+@click.pass_obj
+@friendly
+def export(
+    state: State,
+    space_name: str,
+    file: Path,
+    meta: Path | None,
+    version: str | None,
+    id_field: str,
+    vector_field: str,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Write every embedding of SPACE (or of one of its versions) to FILE.
+
+    The file imports back unchanged (ids become strings). The file appears only when
+    complete. Export a version (--version) for an exact snapshot of a space being written.
+
+    \b
+    Example:
+      rediscache export items items.jsonl
+      rediscache export items items.npy --meta items-meta.jsonl --version before-retrain
+    """
+    sp = state.space(space_name)
+    source = sp if version is None else sp.at(version_ref(version))
+    if transfer.file_format(file) == "npy" and meta is None:
+        meta = file.with_suffix(".jsonl")
+    for target in (file, meta):
+        if target is not None and target.exists():
+            confirm(yes, f"Overwrite {str(target)!r}?")
+    with progress(f"exporting {space_name}", len(source)) as update:
+        report = transfer.export_file(
+            source,
+            file,
+            meta=meta,
+            id_field=id_field,
+            vector_field=vector_field,
+            progress=update,
+        )
+    if wants_json(state, as_json):
+        emit({**asdict(report), "rate": report.rate})
+        return
+    what = f"version {source.version}" if isinstance(source, VersionView) else "live"
+    also = f" (ids and metadata: {report.meta_path})" if report.meta_path else ""
+    click.echo(
+        f"exported {report.rows:,} rows of {space_name!r} ({what}) to {report.path}{also} "
+        f"in {report.seconds:.1f} s ({report.rate:,.0f} rows/s)"
+    )
+
+
+__all__ = ["export", "import_", "space"]
