@@ -253,7 +253,7 @@ def _read_parquet(
     pq = _pyarrow()
     try:
         pf = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid / OSError types
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InvalidInputError(f"cannot read {str(path)!r} as parquet: {exc}") from exc
     names = set(pf.schema_arrow.names)
     for needed in (id_field, vector_field):
@@ -334,6 +334,8 @@ def import_file(
     rows = written = 0
     try:
         for b in batches:
+            if rows == 0:
+                _check_dim(b, dim, space.name, src)
             rows += len(b.rows) + len(b.rejected)
             rejected.extend(b.rejected)
             written += _store(space, b, seen, rejected, dim, vector_field)
@@ -344,7 +346,9 @@ def import_file(
             f"import of {str(src)!r} stopped after {written} rows were written: {exc}. "
             "Importing the file again is safe (it replaces the same records)."
         ) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except InvalidInputError:
+        raise
+    except (OSError, ValueError) as exc:  # a file cut short or corrupt mid-way (pyarrow too)
         raise InvalidInputError(
             f"reading {str(src)!r} failed after {written} rows were written: {exc}"
         ) from exc
@@ -396,6 +400,18 @@ def _store(
     if not good:
         return 0
     return space.put_many([keys[i] for i in good], matrix[good], [metas[i] for i in good])
+
+
+def _check_dim(b: _Batch, dim: int, name: str, src: Path) -> None:
+    """Refuse, before anything is written, a file whose vectors all have another length
+    (the wrong file for this space) rather than rejecting every row."""
+    lengths = {len(v) for v in b.vectors if isinstance(v, list)}
+    if len(lengths) == 1 and len(b.vectors) == sum(isinstance(v, list) for v in b.vectors):
+        (length,) = lengths
+        if length != dim:
+            raise InvalidInputError(
+                f"the vectors in {str(src)!r} have {length} values; space {name!r} has dim {dim}"
+            )
 
 
 def _vector_problem(vector: Any, dim: int, vector_field: str) -> str | None:

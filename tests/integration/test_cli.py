@@ -3,6 +3,7 @@ installed console script, and one under a pseudo-terminal for the progress bar).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -124,6 +125,12 @@ def test_expected_failures_are_one_line(run: Run, space_name: str, tmp_path: Pat
     line = _one_line_error(run("import", space_name, str(bad), "--meta", str(meta)))
     assert "(3, 5)" in line and "(n, 8)" in line
     assert "--meta" in _one_line_error(run("import", space_name, str(bad)))
+    five = _write_jsonl(tmp_path / "five.jsonl", _records(3, dim=5))
+    assert "have 5 values" in _one_line_error(run("import", space_name, str(five)))
+    if importlib.util.find_spec("pyarrow") is not None:
+        fake = tmp_path / "fake.parquet"
+        fake.write_text("not parquet")
+        assert "as parquet" in _one_line_error(run("import", space_name, str(fake)))
     assert "unknown file type" in _one_line_error(
         run("export", space_name, str(tmp_path / "x.csv"))
     )
