@@ -437,10 +437,19 @@ class Bench:
                 pipe.hget(d, VECTOR_FIELD)
             return np.frombuffer(b"".join(pipe.execute()), dtype="<f4").reshape(-1, DIM)
 
+        def hmget(i: int) -> object:
+            pipe = client.pipeline(transaction=False)
+            for d in doc_batches[i % nb]:
+                pipe.hmget(d, VECTOR_FIELD, META_FIELD)
+            replies = pipe.execute()
+            vecs = np.frombuffer(b"".join(r[0] for r in replies), dtype="<f4").reshape(-1, DIM)
+            return vecs, [msgpack.unpackb(r[1]) for r in replies]
+
         if not np.array_equal(np.asarray(ours(0)), np.asarray(theirs(0))):
             raise SystemExit("get_many: rediscache and the raw pipeline disagree")
         fetch, fetch_label = self._fetch_per_key(batches)
-        t = measure({"ours": ours, "raw": theirs, "fetch": fetch}, self.calls, block=10)
+        sides = {"ours": ours, "raw": theirs, "hmget": hmget, "fetch": fetch}
+        t = measure(sides, self.calls, block=10)
         self.rows.append(
             latency_row(
                 "get_many(100)",
@@ -448,6 +457,14 @@ class Bench:
                 t["ours"],
                 t["raw"],
                 1.3,
+            )
+        )
+        self.rows.append(
+            latency_row(
+                "get_many(100) vs HMGET vec+meta",
+                "pipeline of 100 HMGET vec meta + np.frombuffer + msgpack (fetches metadata too)",
+                t["ours"],
+                t["hmget"],
             )
         )
         self.rows.append(
@@ -621,9 +638,12 @@ class Bench:
         )
 
     def average(self) -> None:
-        """average(10 keys) (one Lua call, atomic) vs a pipeline of 10 HGET + numpy mean."""
+        """average(10) and average(100) (one Lua read, atomic) vs a pipeline of HGET + numpy."""
+        for size, limit, block in ((10, 1.5, BLOCK), (100, None, 10)):
+            self._average(size, limit, block)
+
+    def _average(self, size: int, limit: float | None, block: int) -> None:
         space, client = self.space, self.client
-        size = 10
         batches = [self.keys[j : j + size] for j in range(0, len(self.keys) - size + 1, size)]
         doc_batches = [self.docs[j : j + size] for j in range(0, len(self.docs) - size + 1, size)]
         nb = len(batches)
@@ -639,15 +659,15 @@ class Bench:
             return rows.mean(axis=0)
 
         if not np.allclose(np.asarray(ours(0)), np.asarray(theirs(0)), atol=1e-6):
-            raise SystemExit("average: rediscache and numpy disagree")
-        t = measure({"ours": ours, "raw": theirs}, self.calls)
+            raise SystemExit(f"average({size}): rediscache and numpy disagree")
+        t = measure({"ours": ours, "raw": theirs}, self.calls, block=block)
         self.rows.append(
             latency_row(
-                "average(10)",
-                "pipeline of 10 HGET + numpy mean (client side, not atomic)",
+                f"average({size})",
+                f"pipeline of {size} HGET + numpy mean (client side, not atomic)",
                 t["ours"],
                 t["raw"],
-                1.5,
+                limit,
             )
         )
 

@@ -67,11 +67,13 @@ class SizeResult:
     load_s: float
     memory_mb: float
     snapshot: Timing
+    snapshot_raw: Timing
     memory_after_snapshots_mb: float
     first_write_s: float
     version_index_s: float
     memory_after_copy_mb: float
     rollback: Timing
+    rollback_raw: Timing
     search_live: Timing
     search_version: Timing
     search_raw: Timing
@@ -108,17 +110,6 @@ def wait_indexed(hub: rediscache.Hub, index: str) -> None:
         time.sleep(0.05)
 
 
-def timed(calls: int, fn: Any) -> Timing:
-    """Median and p99 of ``calls`` sequential calls of ``fn(i)``."""
-    samples = []
-    for i in range(calls):
-        t0 = time.perf_counter_ns()
-        fn(i)
-        samples.append(time.perf_counter_ns() - t0)
-    us = np.asarray(samples, dtype=np.float64) / 1e3
-    return Timing(float(np.median(us)), float(np.percentile(us, 99)), calls)
-
-
 def run_size(
     hub: rediscache.Hub, vectors: Vectors, queries: Vectors, n: int, calls: int
 ) -> SizeResult:
@@ -137,7 +128,21 @@ def run_size(
         say(f"  loaded {n} in {load_s:.1f} s")
         mem0 = used_mb(hub)
 
-        snap = timed(SNAPSHOTS, lambda i: space.snapshot())
+        client = hub.client
+        scratch = f"rc:{{{name}}}:bench-raw"
+        # Baselines: recording a version is at least one hash write; a switch is at least
+        # one FT.ALIASUPDATE. The sides alternate in blocks (measure).
+        t = measure(
+            {
+                "ours": lambda i: space.snapshot(),
+                "raw": lambda i: client.hset(scratch, str(i), '{"label": null}'),
+            },
+            SNAPSHOTS,
+            block=10,
+            warmup=0,
+        )
+        snap, snap_raw = t["ours"], t["raw"]
+        client.delete(scratch)
         mem1 = used_mb(hub)
         space.prune_versions(0)
         old = space.snapshot("old")
@@ -154,13 +159,30 @@ def run_size(
 
         new = space.snapshot("new")
         targets = (old, new)
-        rollback = timed(ROLLBACKS, lambda i: space.rollback(targets[i % 2]))
+        live_index = space.live_keys.index
+        indexes = (space.at(old).gen_keys.index, live_index)
+        alias = f"rc:{{{name}}}:bench-alias"
+        client.execute_command("FT.ALIASADD", alias, live_index)
+        try:
+            t = measure(
+                {
+                    "ours": lambda i: space.rollback(targets[i % 2]),
+                    "raw": lambda i: client.execute_command(
+                        "FT.ALIASUPDATE", alias, indexes[i % 2]
+                    ),
+                },
+                ROLLBACKS,
+                block=20,
+                warmup=0,
+            )
+        finally:
+            client.execute_command("FT.ALIASDEL", alias)
+        rollback, rollback_raw = t["ours"], t["raw"]
         space.rollback(new)
 
         head, tail = _search_args(space.live_keys.index, K, 100)
         blobs = [q.astype("<f4").tobytes() for q in queries]
         nq = len(queries)
-        client = hub.client
         t = measure(
             {
                 "live": lambda i: space.search(queries[i % nq], K),
@@ -175,11 +197,13 @@ def run_size(
             load_s=load_s,
             memory_mb=mem0,
             snapshot=snap,
+            snapshot_raw=snap_raw,
             memory_after_snapshots_mb=mem1,
             first_write_s=first_write,
             version_index_s=index_s,
             memory_after_copy_mb=mem2,
             rollback=rollback,
+            rollback_raw=rollback_raw,
             search_live=t["live"],
             search_version=t["version"],
             search_raw=t["raw"],
@@ -202,6 +226,13 @@ def table(results: Sequence[SizeResult]) -> str:
             lambda r: f"{r.snapshot.median_us:,.0f} / {r.snapshot.p99_us:,.0f}",
         ),
         line(
+            "  raw HSET median / p99, us (ratio)",
+            lambda r: (
+                f"{r.snapshot_raw.median_us:,.0f} / {r.snapshot_raw.p99_us:,.0f} "
+                f"(x{r.snapshot.median_us / r.snapshot_raw.median_us:.2f})"
+            ),
+        ),
+        line(
             f"used_memory after {SNAPSHOTS} snapshots, MB",
             lambda r: (
                 f"{r.memory_after_snapshots_mb:,.0f} "
@@ -219,6 +250,13 @@ def table(results: Sequence[SizeResult]) -> str:
         line(
             "rollback median / p99, us",
             lambda r: f"{r.rollback.median_us:,.0f} / {r.rollback.p99_us:,.0f}",
+        ),
+        line(
+            "  raw FT.ALIASUPDATE median / p99, us (ratio)",
+            lambda r: (
+                f"{r.rollback_raw.median_us:,.0f} / {r.rollback_raw.p99_us:,.0f} "
+                f"(x{r.rollback.median_us / r.rollback_raw.median_us:.2f})"
+            ),
         ),
         line(
             "search raw FT.SEARCH median / p99, us",

@@ -209,6 +209,13 @@ class VersionView(Reader):
         """Number of embeddings in the version (no round trip)."""
         return self.version.count
 
+    @property
+    def gen_keys(self) -> GenKeys:
+        """Key names of the generation holding this version, as last seen (no round trip).
+        For tools that inspect Redis directly; a later write to the live space may move the
+        version to a copy."""
+        return self._gen
+
     def _where(self) -> str:
         return f"version {self.version} of space {self.keys.name!r}"
 
@@ -342,7 +349,8 @@ class Versioned:
         deleted afterwards in batches (``collect=False`` leaves that to a later call) unless
         a version still uses it: snapshot() before a rollback to be able to undo it.
 
-        Round trips: three or four for the switch, plus the deletion.
+        Round trips: two for the switch (three the first time a version's index is
+        checked), plus the deletion when the replaced generation became garbage.
 
         Raises:
             VersionNotFoundError: no such version.
@@ -367,7 +375,7 @@ class Versioned:
                 self._wait_for_copy()
                 continue
             self._set_state(SpaceState.parse(done[2]))
-            if collect:
+            if collect and done[1]:  # the replaced generation became garbage
                 self._collect_garbage()
             return version
         raise StaleStateError(f"space {self.keys.name!r} kept changing during rollback; retry")

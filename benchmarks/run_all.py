@@ -1,0 +1,257 @@
+"""Run every benchmark, then write one report: a table, markdown and JSON (run by hand).
+
+    python benchmarks/run_all.py [--out benchmarks/results] [--only core,ops,...] [--docs]
+    python benchmarks/run_all.py --report-only          # rebuild the report from saved JSON
+
+Runs, one after another (each starts its own private embedded server, so they never compete
+for the two cores): ``bench_core`` (core operations against raw redis-py, recall by ef),
+``bench_ops`` (average / combine / update_mean and their Lua scripts), ``bench_versions``
+(snapshot and rollback at 1k, 20k, 100k), ``bench_redisvl`` (RedisVL's load, fetch, queries
+and memory), ``bench_recall`` (recall-latency curves for HNSW and FLAT, the scaling run; PNG
+plots when matplotlib is installed) and ``bench_import`` (the import command against
+put_many). Each writes ``<out>/<name>.json`` and ``<out>/<name>.txt`` (its printed output).
+
+The report gathers every operation with its baseline, median and p99, ratio and target into
+``<out>/report.md`` and ``<out>/report.json``; ``--docs`` also replaces the generated part of
+``docs/benchmarks.md`` (between its ``<!-- report:start -->`` and ``<!-- report:end -->``
+marks). Install: ``pip install -e '.[server,bench]'`` (RedisVL and matplotlib live only in the
+``bench`` extra). About 25 minutes on the 2-core dev box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- report:start -->", "<!-- report:end -->"
+
+#: name -> extra arguments; each script takes --json PATH.
+BENCHES: dict[str, list[str]] = {
+    "core": [],
+    "ops": [],
+    "versions": [],
+    "redisvl": [],
+    "recall": ["--png-dir", str(ROOT / "docs" / "img")],
+    "import": [],
+}
+
+
+def run(name: str, out: Path) -> bool:
+    """Run ``bench_<name>.py``; its output goes to <out>/<name>.txt (and the terminal)."""
+    script = HERE / f"bench_{name}.py"
+    cmd = [sys.executable, str(script), "--json", str(out / f"{name}.json"), *BENCHES[name]]
+    print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+    t0 = time.perf_counter()
+    with (out / f"{name}.txt").open("w") as log:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+        code = proc.wait()
+    print(f"== {name}: exit {code} after {time.perf_counter() - t0:.0f} s", flush=True)
+    return code == 0
+
+
+def _load(out: Path, name: str) -> Any:
+    path = out / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _fmt(v: float | None, unit: str = "us") -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.0f}/s" if unit == "vec/s" else f"{v:,.1f}"
+
+
+def _row(op: str, base: str, rc: Any, raw: Any, ratio: float, target: str | None) -> dict[str, Any]:
+    met = None
+    if target:
+        limit = float(target.split()[-1])
+        met = ratio <= limit if target.startswith("<=") else ratio >= limit
+    return {
+        "op": op,
+        "baseline": base,
+        "rc_median": rc[0],
+        "rc_p99": rc[1],
+        "base_median": raw[0],
+        "base_p99": raw[1],
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "unit": rc[2] if len(rc) > 2 else "us",
+    }
+
+
+def gather(out: Path) -> dict[str, Any]:
+    """Every operation's row, plus the sections of the other benchmarks, from saved JSON."""
+    rows: list[dict[str, Any]] = []
+    core, ops, versions = _load(out, "core"), _load(out, "ops"), _load(out, "versions")
+    redisvl, recall, imp = _load(out, "redisvl"), _load(out, "recall"), _load(out, "import")
+    for source in (core["rows"] if core else []) + (ops["latency"] if ops else []):
+        rows.append(
+            _row(
+                source["op"],
+                source["baseline"],
+                (source["rc_median"], source["rc_p99"], source.get("unit", "us")),
+                (source["raw_median"], source["raw_p99"]),
+                source["ratio"],
+                source["target"],
+            )
+        )
+    for size in versions or []:
+        n = f"{size['n']:,}"
+        for op, ours, raw, base in (
+            ("snapshot", "snapshot", "snapshot_raw", "HSET of one field (a minimal write)"),
+            ("rollback", "rollback", "rollback_raw", "FT.ALIASUPDATE alone (the switch itself)"),
+        ):
+            if raw not in size:
+                continue
+            o, r = size[ours], size[raw]
+            rows.append(
+                _row(
+                    f"{op} ({n} vectors)",
+                    base,
+                    (o["median_us"], o["p99_us"]),
+                    (r["median_us"], r["p99_us"]),
+                    o["median_us"] / r["median_us"],
+                    None,
+                )
+            )
+    return {
+        "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": (core or {}).get("machine", ""),
+        "rows": rows,
+        "recall_by_ef": (core or {}).get("recall"),
+        "versions": versions,
+        "redisvl": redisvl,
+        "recall": recall,
+        "import": imp,
+    }
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def markdown(rep: dict[str, Any]) -> str:
+    """The report as markdown (the generated part of docs/benchmarks.md)."""
+    parts = [f"Generated {rep['generated']} by `benchmarks/run_all.py`. {rep['machine']}."]
+    body = []
+    for r in rep["rows"]:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "**NO**")
+        body.append(
+            [
+                r["op"],
+                _fmt(r["rc_median"], r["unit"]),
+                _fmt(r["rc_p99"], r["unit"]),
+                _fmt(r["base_median"], r["unit"]),
+                _fmt(r["base_p99"], r["unit"]),
+                f"{r['ratio']:.2f}",
+                r["target"] or "-",
+                met,
+            ]
+        )
+    parts.append(
+        "### Every operation against its raw baseline\n\nMicroseconds per call "
+        "(put_many: vectors per second); ratio = rediscache / baseline medians.\n\n"
+        + _table(["op", "median", "p99", "baseline median", "p99", "ratio", "target", "met"], body)
+    )
+    parts.append("Baselines:\n\n" + "\n".join(f"- {r['op']}: {r['baseline']}" for r in rep["rows"]))
+    rvl = rep.get("redisvl")
+    if rvl:
+        body = [
+            [
+                r["op"],
+                _fmt(r["rc_median"]),
+                _fmt(r["rc_p99"]),
+                _fmt(r["raw_median"]),
+                _fmt(r["raw_p99"]),
+                f"{r['ratio']:.2f}",
+            ]
+            for r in rvl["rows"]
+        ]
+        parts.append(
+            "### Against RedisVL\n\n"
+            + _table(["op", "rediscache median", "p99", "RedisVL median", "p99", "ratio"], body)
+        )
+        parts.append(
+            "```\n"
+            + json.dumps({k: rvl[k] for k in ("load", "memory", "overlap") if k in rvl}, indent=2)
+            + "\n```"
+        )
+    rec = rep.get("recall")
+    if rec:
+        parts.append(
+            "### Recall and scaling\n\n![recall-latency](img/recall_latency.png)\n\n"
+            "![scaling](img/scaling.png)\n\n```\n"
+            + json.dumps(
+                {k: rec[k] for k in ("curve", "raw_default", "scaling") if k in rec}, indent=1
+            )[:6000]
+            + "\n```"
+        )
+    imp = rep.get("import")
+    if imp:
+        m = imp["medians"]
+        parts.append(
+            f"### Import\n\n`rediscache import` of the dev set: {m['cli_rate']:,.0f} rows/s "
+            f"({m['cli_wall_rate']:,.0f} with process start-up); put_many from memory "
+            f"{m['put_many_rate']:,.0f} rows/s (x{m['cli_rate'] / m['put_many_rate']:.2f})."
+        )
+    missed = [r["op"] for r in rep["rows"] if r["met"] is False]
+    parts.append("Targets missed in this run: " + (", ".join(missed) if missed else "none") + ".")
+    return "\n\n".join(parts) + "\n"
+
+
+def main() -> int:
+    """Run the benchmarks and write the report."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=HERE / "results")
+    p.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHES)}")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the report")
+    p.add_argument("--docs", action="store_true", help="also update docs/benchmarks.md")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    names = args.only.split(",") if args.only else list(BENCHES)
+    failed = []
+    if not args.report_only:
+        failed = [name for name in names if not run(name, args.out)]
+    rep = gather(args.out)
+    md = markdown(rep)
+    (args.out / "report.json").write_text(json.dumps(rep, indent=2) + "\n")
+    (args.out / "report.md").write_text(md)
+    print(md)
+    if args.docs:
+        text = DOCS.read_text()
+        if START not in text or END not in text:
+            sys.exit(f"{DOCS} has no {START} ... {END} section")
+        head, rest = text.split(START, 1)
+        tail = rest.split(END, 1)[1]
+        DOCS.write_text(f"{head}{START}\n{md}{END}{tail}")
+        print(f"updated {DOCS}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
