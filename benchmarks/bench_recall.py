@@ -7,18 +7,18 @@
 
 Two parts, on one server (a private embedded one unless ``--url`` is given):
 
-* Recall-latency curve. The first ``--n`` dev vectors go into two cosine spaces holding the
-  same data, one HNSW (M 16, EF_CONSTRUCTION 200, EF_RUNTIME 100) and one FLAT. For the first
-  ``--queries`` held-out queries: recall@10 of ``space.search(q, 10, ef=EF)`` against the exact
-  top-10 (``gt_ids.npy`` for the full 20k set, else numpy brute force), at ef 10 ... 400 and the
-  index default, and FLAT (exact search, one point). Per-query median / p99 latency comes from
-  ``--calls`` calls per point (the queries cycle), every point and a raw redis-py FT.SEARCH
-  baseline at the default ef timed in alternating blocks (bench_core's ``measure``).
-* Scaling. HNSW spaces of ``--sizes`` vectors, one at a time (each dropped before the next):
-  the dev vectors, and above their count noisy copies of them (Gaussian noise sigma 0.01, then
-  renormalised; bench_versions' ``grow``). For each size: load time (put_many in chunks of
-  1000 until FT.INFO shows nothing left to index), search median / p99 at the default ef beside
-  raw FT.SEARCH, and recall@10 against a numpy brute-force top-10 over that size's vectors.
+* Recall-latency curve: the first ``--n`` dev vectors in two cosine spaces with the same data,
+  HNSW (M 16, EF_CONSTRUCTION 200, EF_RUNTIME 100) and FLAT. recall@10 of
+  ``space.search(q, 10, ef=EF)`` over the first ``--queries`` held-out queries against the
+  exact top-10 (``gt_ids.npy`` for the full 20k, else numpy brute force) at ef 10 ... 400 and
+  the default, and FLAT (exact; one point). Median / p99 per query over ``--calls`` calls per
+  point (queries cycling), all points and raw redis-py FT.SEARCH at the default ef timed in
+  alternating blocks (bench_core's ``measure``), which gives the rediscache / raw ratios.
+* Scaling: HNSW spaces of ``--sizes`` vectors, loaded one at a time and dropped after: the dev
+  vectors, and beyond their count noisy copies (Gaussian noise sigma 0.01, renormalised;
+  bench_versions' ``grow``; the output says so). Per size: load time (put_many, chunks of 1000,
+  until FT.INFO shows nothing left to index), search median / p99 at the default ef beside raw
+  FT.SEARCH, and recall@10 against a numpy brute-force top-10 over that size's vectors.
 
 Plots (``recall_latency.png``, ``scaling.png``) need matplotlib and are skipped without it.
 Spaces ``recall_*`` are dropped before and after. Not part of the test suite.
@@ -29,10 +29,11 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,9 +50,10 @@ if str(HERE) not in sys.path:
 
 from bench_core import (  # noqa: E402
     DIM,
-    K,
     Call,
     Dataset,
+    K,
+    Timing,
     _reply_keys,
     _search_args,
     exact_top,
@@ -90,10 +92,8 @@ class ScalePoint:
     n: int
     grown: bool
     load_s: float
-    median_us: float
-    p99_us: float
-    raw_median_us: float
-    raw_p99_us: float
+    search: Timing
+    raw: Timing
     ratio: float
     recall: float
 
@@ -106,11 +106,14 @@ def recall_at(found: Sequence[Sequence[str]], truth: Sequence[Sequence[str]]) ->
 
 def brute_top(vectors: Vectors, queries: Vectors, k: int) -> list[list[str]]:
     """Row numbers (as keys) of the exact ``k`` nearest rows by cosine, for each query."""
-    norms = np.linalg.norm(vectors, axis=1)
-    sims = (queries @ vectors.T) / norms[None, :]  # the query's own norm does not change ranks
-    part = np.argpartition(-sims, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
-    return [[str(int(r)) for r in row] for row in np.take_along_axis(part, order, axis=1)]
+    inv = 1.0 / np.linalg.norm(vectors, axis=1)  # a query's own norm does not change its ranks
+    out: list[list[str]] = []
+    for s in range(0, len(queries), 50):  # in slices: (200, 100k) float + int64 is ~250 MB
+        sims = (queries[s : s + 50] @ vectors.T) * inv
+        part = np.argpartition(-sims, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(sims, part, axis=1), axis=1, kind="stable")
+        out += [[str(int(r)) for r in row] for row in np.take_along_axis(part, order, axis=1)]
+    return out
 
 
 def load_space(
@@ -133,7 +136,7 @@ def load_space(
 
 
 def hits_keys(stored: list[Any]) -> list[list[str]]:
-    """Keys of the hits each stored ``space.search`` result holds."""
+    """Keys of the hits in each stored ``space.search`` result."""
     return [[h.key for h in hits] for hits in stored]
 
 
@@ -159,59 +162,53 @@ def run_curve(
     fhead, ftail = _search_args(flat.live_keys.index, K, default_ef)
     fhead[1] = str(fhead[1]).replace(f" EF_RUNTIME {default_ef}", "")  # FLAT rejects it
 
-    stored: dict[str, list[Any]] = {}
-    sides: dict[str, Call] = {}
+    def at(ef: int | None) -> Call:
+        return lambda i: hnsw.search(queries[i], K, ef=ef)
 
-    def side(label: str, fn: Call) -> None:
-        out: list[Any] = [None] * nq
-        stored[label] = out
+    fns: dict[str, Call] = {("default" if ef is None else str(ef)): at(ef) for ef in (*EFS, None)}
+    fns["flat"] = lambda i: flat.search(queries[i], K)
+    fns["raw"] = lambda i: client.execute_command("FT.SEARCH", *head, blobs[i], *tail)
+    fns["raw_flat"] = lambda i: client.execute_command("FT.SEARCH", *fhead, blobs[i], *ftail)
+    stored: dict[str, list[Any]] = {label: [None] * nq for label in fns}
+
+    def keep(label: str) -> Call:
+        """fns[label], its result kept per query (a list store: ~no cost in the timing)."""
+        fn, out = fns[label], stored[label]
 
         def call(i: int) -> object:
             out[i % nq] = fn(i % nq)
             return None
 
-        sides[label] = call
+        return call
 
-    for ef in (*EFS, None):
-        label = "default" if ef is None else str(ef)
-        side(label, lambda i, ef=ef: hnsw.search(queries[i], K, ef=ef))
-    side("flat", lambda i: flat.search(queries[i], K))
-    side("raw", lambda i: client.execute_command("FT.SEARCH", *head, blobs[i], *tail))
-    side("raw_flat", lambda i: client.execute_command("FT.SEARCH", *fhead, blobs[i], *ftail))
     gc.collect()
-    t = measure(sides, calls, block=min(50, calls))
+    t = measure({label: keep(label) for label in fns}, calls, block=min(50, calls))
 
-    def point(algorithm: str, label: str, found: list[list[str]], ef: str) -> CurvePoint:
-        tm = t[label]
-        return CurvePoint(algorithm, ef, recall_at(found, truth), tm.median_us, tm.p99_us, tm.calls)
+    def point(algorithm: str, label: str, shown: str) -> CurvePoint:
+        tm, found = t[label], hits_keys(stored[label])
+        return CurvePoint(
+            algorithm, shown, recall_at(found, truth), tm.median_us, tm.p99_us, tm.calls
+        )
 
+    shown = {str(ef): str(ef) for ef in EFS} | {"default": f"default ({default_ef})"}
     curve = {
-        "hnsw": [
-            point(
-                "hnsw",
-                label,
-                hits_keys(stored[label]),
-                f"default ({default_ef})" if label == "default" else label,
-            )
-            for label in (*map(str, EFS), "default")
-        ],
-        "flat": [point("flat", "flat", hits_keys(stored["flat"]), "-")],
+        "hnsw": [point("hnsw", label, text) for label, text in shown.items()],
+        "flat": [point("flat", "flat", "-")],
     }
-    raw: dict[str, Any] = {}
-    for algorithm, label, ours, space in (
-        ("hnsw", "raw", t["default"], hnsw),
-        ("flat", "raw_flat", t["flat"], flat),
+    raw: dict[str, Any] = {"load_s": {"hnsw": hnsw_s, "flat": flat_s}}
+    for algorithm, ours, space, ef in (
+        ("hnsw", "default", hnsw, default_ef),
+        ("flat", "flat", flat, None),
     ):
+        label = "raw" if algorithm == "hnsw" else "raw_flat"
         found = [_reply_keys(r, space.live_keys.doc_prefix) for r in stored[label]]
+        ratio = t[ours].median_us / t[label].median_us
         raw[algorithm] = {
-            "median_us": t[label].median_us,
-            "p99_us": t[label].p99_us,
-            "calls": t[label].calls,
+            **asdict(t[label]),
             "recall": recall_at(found, truth),
-            "ratio": ours.median_us / t[label].median_us,
-            "ef": default_ef if algorithm == "hnsw" else None,
+            "ratio": ratio,
+            "ef": ef,
         }
-    raw["load_s"] = {"hnsw": hnsw_s, "flat": flat_s}
     return curve, raw, f"{nq} queries, {len(data.keys):,} vectors, truth from {how}"
 
 
@@ -243,38 +240,21 @@ def run_size(
 
         gc.collect()
         t = measure({"ours": ours, "raw": theirs}, calls)
-        return ScalePoint(
-            n=n,
-            grown=grown,
-            load_s=load_s,
-            median_us=t["ours"].median_us,
-            p99_us=t["ours"].p99_us,
-            raw_median_us=t["raw"].median_us,
-            raw_p99_us=t["raw"].p99_us,
-            ratio=t["ours"].median_us / t["raw"].median_us,
-            recall=recall_at(hits_keys(found), truth),
-        )
+        ratio = t["ours"].median_us / t["raw"].median_us
+        recall = recall_at(hits_keys(found), truth)
+        return ScalePoint(n, grown, load_s, t["ours"], t["raw"], ratio, recall)
     finally:
         hub.drop_space(name, missing_ok=True)
 
 
 def curve_table(curve: dict[str, list[CurvePoint]], raw: dict[str, Any]) -> str:
-    """The curve as a plain-text table."""
-    body = [
-        [p.algorithm.upper(), p.ef, f"{p.recall:.3f}", f"{p.median_us:,.0f}", f"{p.p99_us:,.0f}"]
-        for p in (*curve["hnsw"], *curve["flat"])
-    ]
-    for algorithm in ("hnsw", "flat"):
-        r = raw[algorithm]
-        body.append(
-            [
-                f"raw FT.SEARCH {algorithm.upper()}",
-                "-" if r["ef"] is None else f"default ({r['ef']})",
-                f"{r['recall']:.3f}",
-                f"{r['median_us']:,.0f}",
-                f"{r['p99_us']:,.0f}",
-            ]
-        )
+    """The curve and the raw baselines as a plain-text table."""
+    rows = [(p.algorithm.upper(), p.ef, p.recall, p.median_us, p.p99_us) for p in curve["hnsw"]]
+    rows += [("FLAT", "-", p.recall, p.median_us, p.p99_us) for p in curve["flat"]]
+    for a, ef in (("hnsw", f"{raw['hnsw']['ef']} (= default)"), ("flat", "-")):
+        r = raw[a]
+        rows.append((f"raw FT.SEARCH {a.upper()}", ef, r["recall"], r["median_us"], r["p99_us"]))
+    body = [[name, ef, f"{r:.3f}", f"{m:,.0f}", f"{q:,.0f}"] for name, ef, r, m, q in rows]
     return grid(["", "ef", "recall@10", "median us", "p99 us"], body)
 
 
@@ -285,8 +265,8 @@ def scaling_table(points: Sequence[ScalePoint]) -> str:
             f"{p.n:,}" + (" (grown)" if p.grown else ""),
             f"{p.load_s:.1f}",
             f"{p.n / p.load_s:,.0f}",
-            f"{p.median_us:,.0f} / {p.p99_us:,.0f}",
-            f"{p.raw_median_us:,.0f} / {p.raw_p99_us:,.0f}",
+            f"{p.search.median_us:,.0f} / {p.search.p99_us:,.0f}",
+            f"{p.raw.median_us:,.0f} / {p.raw.p99_us:,.0f}",
             f"{p.ratio:.2f}",
             f"{p.recall:.3f}",
         ]
@@ -296,8 +276,19 @@ def scaling_table(points: Sequence[ScalePoint]) -> str:
     return grid(head, body)
 
 
+def _tick_labels(lo: float, hi: float) -> Callable[[float, object], str]:
+    """Tick labels for a log latency axis: every tick within a decade, else 1, 2 and 5."""
+    keep = range(1, 10) if hi < 10 * lo else (1, 2, 5)
+
+    def label(value: float, _pos: object = None) -> str:
+        lead = round(value / 10 ** math.floor(math.log10(value)), 6) if value > 0 else 0
+        return f"{value:,.0f}" if lead in keep else ""
+
+    return label
+
+
 def plot(
-    png_dir: Path, curve: dict[str, list[CurvePoint]] | None, points: Sequence[ScalePoint]
+    png_dir: Path, curve: dict[str, list[CurvePoint]], points: Sequence[ScalePoint]
 ) -> list[Path]:
     """recall_latency.png and scaling.png (small, Agg backend); [] without matplotlib."""
     try:
@@ -305,50 +296,51 @@ def plot(
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         say("NOTE: matplotlib is not installed: no plots (pip install matplotlib)")
         return []
     png_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    if curve is not None:
-        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        pts = sorted(curve["hnsw"], key=lambda p: p.median_us)
-        ax.plot([p.median_us for p in pts], [p.recall for p in pts], "o-", label="HNSW")
-        for p in curve["hnsw"]:
-            ax.annotate(
-                f"ef {p.ef}",
-                (p.median_us, p.recall),
-                textcoords="offset points",
-                xytext=(4, -10),
-                fontsize=8,
-            )
-        f = curve["flat"][0]
-        ax.plot([f.median_us], [f.recall], "s", color="tab:red", markersize=8, label="FLAT")
-        ax.set_xscale("log")
-        ax.set_xlabel("median latency per query (us, log)")
-        ax.set_ylabel("recall@10")
-        ax.set_title("space.search k=10: recall vs latency")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        written.append(png_dir / "recall_latency.png")
-        fig.savefig(written[-1])
-        plt.close(fig)
+    offset: dict[str, Any] = {"textcoords": "offset points", "fontsize": 8}
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    line = [p for p in curve["hnsw"] if not p.ef.startswith("default")]  # in ef order
+    ax.plot([p.median_us for p in line], [p.recall for p in line], "o-", label="HNSW, by ef")
+    for p in line:
+        ax.annotate(p.ef, (p.median_us, p.recall), xytext=(4, -11), **offset)
+    for p in curve["hnsw"]:
+        if p.ef.startswith("default"):
+            ax.plot([p.median_us], [p.recall], "o", mfc="none", ms=11, label=f"HNSW ef {p.ef}")
+    f = curve["flat"][0]
+    ax.plot([f.median_us], [f.recall], "s", color="tab:red", ms=8, label="FLAT (exact)")
+    ax.set(xscale="log", xlabel="median latency per query (us, log)", ylabel="recall@10")
+    xs = [p.median_us for p in (*curve["hnsw"], f)]
+    for axis in (ax.xaxis.set_major_formatter, ax.xaxis.set_minor_formatter):
+        axis(FuncFormatter(_tick_labels(min(xs), max(xs))))
+    ax.set_title("space.search k=10: recall@10 vs latency")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    written = [png_dir / "recall_latency.png"]
+    fig.savefig(written[-1])
+    plt.close(fig)
     if points:
         fig, (left, right) = plt.subplots(1, 2, figsize=(7, 4), dpi=100)
         ns = [p.n for p in points]
-        left.plot(ns, [p.median_us for p in points], "o-", label="median")
-        left.plot(ns, [p.p99_us for p in points], "^--", label="p99")
-        left.plot(ns, [p.raw_median_us for p in points], "x:", label="raw median")
-        left.set_xlabel("vectors")
-        left.set_ylabel("latency per query (us)")
+        ticks = [f"{p.n / 1000:g}k" + ("*" if p.grown else "") for p in points]
+        left.plot(ns, [p.search.median_us for p in points], "o-", label="median")
+        left.plot(ns, [p.search.p99_us for p in points], "^--", label="p99")
+        left.plot(ns, [p.raw.median_us for p in points], "x:", label="raw FT.SEARCH median")
+        left.set(ylabel="latency per query (us)", ylim=(0, None))
         left.legend(fontsize=8)
-        right.plot(ns, [p.recall for p in points], "o-", color="tab:green")
-        right.set_xlabel("vectors")
-        right.set_ylabel("recall@10 (default ef)")
-        for ax in (left, right):
-            ax.grid(True, alpha=0.3)
-        fig.suptitle(f"HNSW search vs size (sizes above the data grown, noise sigma {SIGMA})")
+        recalls = [p.recall for p in points]
+        right.plot(ns, recalls, "o-", color="tab:green")
+        right.set(ylabel="recall@10", ylim=(min(0.9, min(recalls) - 0.02), 1.005))
+        for side in (left, right):
+            side.set_xticks(ns, ticks)
+            side.set_xlabel("vectors")
+            side.grid(True, alpha=0.3)
+        grown = f"; * grown: noise sigma {SIGMA}" if any(p.grown for p in points) else ""
+        fig.suptitle(f"HNSW space.search k=10 at the default ef vs size{grown}", fontsize=10)
         fig.tight_layout()
         written.append(png_dir / "scaling.png")
         fig.savefig(written[-1])
@@ -383,10 +375,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     del full
     nq = len(queries)
     grown_sizes = [n for n in sizes if n > len(base)]
-    grown_note = (
-        f"sizes above {len(base):,} ({', '.join(f'{n:,}' for n in grown_sizes)}) are GROWN: the "
-        f"{len(base):,} data vectors plus copies with Gaussian noise sigma {SIGMA}, renormalised"
-    )
+    grown_note = "none (every size fits in the data)"
+    if grown_sizes:
+        grown_note = (
+            f"sizes above {len(base):,} ({', '.join(f'{n:,}' for n in grown_sizes)}) are GROWN: "
+            f"the {len(base):,} data vectors plus copies with Gaussian noise sigma {SIGMA}, "
+            "renormalised"
+        )
+    grown = {"sigma": SIGMA, "base_rows": len(base), "sizes": grown_sizes, "note": grown_note}
     say(f"data: {data.source}")
     names = [HNSW_SPACE, FLAT_SPACE, *(f"{SIZE_PREFIX}{n}" for n in sizes)]
     with open_hub(args.url) as (hub, where):
@@ -443,12 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "curve_how": curve_how,
             "raw_default": raw,
             "scaling": [asdict(s) for s in points],
-            "grown": {
-                "sigma": SIGMA,
-                "base_rows": len(base),
-                "sizes": grown_sizes,
-                "note": grown_note,
-            },
+            "grown": grown,
             "queries": nq,
             "calls": args.calls,
         }
