@@ -14,8 +14,9 @@ put_many). Each writes ``<out>/<name>.json`` and ``<out>/<name>.txt`` (its print
 The report gathers every operation with its baseline, median and p99, ratio and target into
 ``<out>/report.md`` and ``<out>/report.json``; ``--docs`` also replaces the generated part of
 ``docs/benchmarks.md`` (between its ``<!-- report:start -->`` and ``<!-- report:end -->``
-marks). Install: ``pip install -e '.[server,bench]'`` (RedisVL and matplotlib live only in the
-``bench`` extra). About 25 minutes on the 2-core dev box.
+marks) and writes the JSON beside it as ``docs/benchmarks.json``. Install:
+``pip install -e '.[server,bench]'`` (RedisVL and matplotlib live only in the ``bench``
+extra). About 15-25 minutes on the 2-core dev box.
 """
 
 from __future__ import annotations
@@ -105,10 +106,12 @@ def gather(out: Path) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     core, ops, versions = _load(out, "core"), _load(out, "ops"), _load(out, "versions")
     redisvl, recall, imp = _load(out, "redisvl"), _load(out, "recall"), _load(out, "import")
-    for source in (core["rows"] if core else []) + (ops["latency"] if ops else []):
+    tagged = [(r, "") for r in (core["rows"] if core else [])]
+    tagged += [(r, " [bench_ops]") for r in (ops["latency"] if ops else [])]
+    for source, tag in tagged:
         rows.append(
             _row(
-                source["op"],
+                source["op"] + tag,
                 source["baseline"],
                 (source["rc_median"], source["rc_p99"], source.get("unit", "us")),
                 (source["raw_median"], source["raw_p99"]),
@@ -180,35 +183,83 @@ def markdown(rep: dict[str, Any]) -> str:
     rvl = rep.get("redisvl")
     if rvl:
         body = [
-            [
-                r["op"],
-                _fmt(r["rc_median"]),
-                _fmt(r["rc_p99"]),
-                _fmt(r["raw_median"]),
-                _fmt(r["raw_p99"]),
-                f"{r['ratio']:.2f}",
-            ]
+            [r["op"], _fmt(r["rc_median"]), _fmt(r["rc_p99"]), _fmt(r["raw_median"]),
+             _fmt(r["raw_p99"]), f"{r['ratio']:.2f}"]
             for r in rvl["rows"]
-        ]
+        ]  # fmt: skip
+        head = ["op", "rediscache median", "p99", "RedisVL median", "p99", "ratio"]
+        parts.append(f"### Against RedisVL ({rvl['n']:,} vectors)\n\n" + _table(head, body))
+        load = rvl["load"]
         parts.append(
-            "### Against RedisVL\n\n"
-            + _table(["op", "rediscache median", "p99", "RedisVL median", "p99", "ratio"], body)
+            f"Load (until indexed): rediscache {load['rediscache_rows_per_s']:,.0f} rows/s, "
+            f"RedisVL {load['redisvl_rows_per_s']:,.0f} rows/s (x{load['ratio_rc_over_rvl']:.2f}"
+            f" throughput). {load['how']}."
         )
+        mem = rvl["memory"]
+        per = 10_000 / rvl["n"] / 2**20
+        body = [
+            [side, f"{m['used_memory_load_delta'] * per:,.1f}",
+             f"{m['lua_vm_load_delta'] * per:,.1f}", f"{m.get('drop_freed', 0) * per:,.1f}",
+             f"{m.get('vector_index_sz_mb', 0) * 10_000 / rvl['n']:,.1f}"]
+            for side, m in (("rediscache", mem["rediscache"]), ("RedisVL", mem["redisvl"]))
+        ]  # fmt: skip
         parts.append(
-            "```\n"
-            + json.dumps({k: rvl[k] for k in ("load", "memory", "overlap") if k in rvl}, indent=2)
-            + "\n```"
-        )
+            "Memory per 10k vectors, MB: "
+            + "\n\n"
+            + _table(
+                ["side", "used_memory growth on load", "of it Lua VM", "freed by drop",
+                 "FT.INFO vector_index_sz_mb"],
+                body,
+            )
+        )  # fmt: skip
+        parts.append(f"Top-10 overlap with RedisVL's results: {rvl['overlap']}.")
     rec = rep.get("recall")
     if rec:
+        body = [
+            [p["algorithm"].upper(), p["ef"], f"{p['recall']:.3f}", _fmt(p["median_us"]),
+             _fmt(p["p99_us"])]
+            for p in rec["curve"]["hnsw"] + rec["curve"]["flat"]
+        ]  # fmt: skip
+        raw = rec["raw_default"]
         parts.append(
-            "### Recall and scaling\n\n![recall-latency](img/recall_latency.png)\n\n"
-            "![scaling](img/scaling.png)\n\n```\n"
-            + json.dumps(
-                {k: rec[k] for k in ("curve", "raw_default", "scaling") if k in rec}, indent=1
-            )[:6000]
-            + "\n```"
+            "### Recall and latency by ef (HNSW) and FLAT\n\n"
+            + f"{rec.get('curve_how', '')}\n\n"
+            + _table(["index", "ef", "recall@10", "median us", "p99 us"], body)
+            + f"\n\nrediscache / raw FT.SEARCH: HNSW at the default ef x{raw['hnsw']['ratio']:.2f}"
+            + f", FLAT x{raw['flat']['ratio']:.2f}.\n\n![recall-latency](img/recall_latency.png)"
         )
+        body = [
+            [f"{s['n']:,}" + (" (grown)" if s["grown"] else ""), f"{s['load_s']:.1f}",
+             _fmt(s["search"]["median_us"]), _fmt(s["search"]["p99_us"]),
+             _fmt(s["raw"]["median_us"]), f"{s['ratio']:.2f}", f"{s['recall']:.3f}"]
+            for s in rec["scaling"]
+        ]  # fmt: skip
+        parts.append(
+            "### Scaling (HNSW, default ef)\n\n"
+            + _table(["n", "load s", "search median us", "p99 us", "raw median us", "ratio",
+                      "recall@10"], body)
+            + f"\n\nGrown data: {rec['grown'].get('note', rec['grown'])}.\n\n"
+            + "![scaling](img/scaling.png)"
+        )  # fmt: skip
+    versions = rep.get("versions")
+    if versions:
+        body = [
+            [f"{v['n']:,}" + (" (grown)" if v["grown"] else ""),
+             f"{v['snapshot']['median_us']:,.0f} / {v['snapshot']['p99_us']:,.0f}",
+             f"{v['rollback']['median_us']:,.0f} / {v['rollback']['p99_us']:,.0f}",
+             f"{v['first_write_s']:.2f}", f"{v['version_index_s']:.1f}",
+             f"x{v['memory_after_copy_mb'] / v['memory_mb']:.2f}",
+             f"x{v['search_live']['median_us'] / v['search_raw']['median_us']:.2f}",
+             f"x{v['search_version']['median_us'] / v['search_raw']['median_us']:.2f}"]
+            for v in versions
+        ]  # fmt: skip
+        parts.append(
+            "### Versions\n\n"
+            + _table(["n", "snapshot med / p99 us", "rollback med / p99 us", "first write s",
+                      "version index s", "memory with the copy", "search live / raw",
+                      "search old version / raw"], body)
+            + "\n\nDetails and the design: [versions.md](versions.md)."
+        )  # fmt: skip
     imp = rep.get("import")
     if imp:
         m = imp["medians"]
@@ -247,7 +298,8 @@ def main() -> int:
         head, rest = text.split(START, 1)
         tail = rest.split(END, 1)[1]
         DOCS.write_text(f"{head}{START}\n{md}{END}{tail}")
-        print(f"updated {DOCS}")
+        DOCS.with_suffix(".json").write_text(json.dumps(rep, indent=2) + "\n")
+        print(f"updated {DOCS} and {DOCS.with_suffix('.json')}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
