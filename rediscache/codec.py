@@ -23,6 +23,7 @@ __all__ = [
     "VectorCodec",
     "check_keys",
     "pack_metadata",
+    "ttl_to_ms",
     "unpack_metadata",
 ]
 
@@ -209,3 +210,18 @@ def unpack_metadata(raw: bytes | None) -> dict[str, Any]:
     if not isinstance(out, dict):
         raise CorruptDataError("stored metadata is not a map")
     return out
+
+
+def ttl_to_ms(ttl: object, what: str = "ttl") -> int:
+    """Seconds to live as whole milliseconds (0 stays 0: no expiry).
+
+    Raises:
+        InvalidInputError: not a finite number >= 0, or a positive one under 1 ms.
+    """
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+        raise InvalidInputError(f"{what} must be a number of seconds >= 0, got {ttl!r}")
+    if ttl < 0 or 0 < ttl < 0.001:
+        raise InvalidInputError(
+            f"{what} must be 0 (never expires) or at least 0.001 s, got {ttl!r}"
+        )
+    return round(ttl * 1000)

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from . import query
-from .codec import DTYPES
+from .codec import DTYPES, ttl_to_ms
 from .errors import (
     ConnectionFailedError,
     InvalidInputError,
@@ -187,9 +187,13 @@ class Hub:
         dtype: str = "float32",
         fields: Mapping[str, str] | None = None,
         hnsw: Mapping[str, int] | None = None,
+        ttl: float | None = None,
         exist_ok: bool = False,
     ) -> Space:
         """Create a space: an index over embeddings of ``dim`` floats, plus metadata ``fields``.
+
+        ``ttl``: default seconds to live of the embeddings written (a cache; None: forever;
+        each write may override it).
 
         ``fields`` maps metadata names to ``"tag"``, ``"numeric"`` or ``"text"`` (indexed for
         filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
@@ -205,7 +209,7 @@ class Hub:
                 or it exists and ``exist_ok`` is False.
         """
         keys = SpaceKeys.for_space(name)
-        config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw)
+        config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl)
         found = self._read_config(keys)
         if found is None:
             state = SpaceState.initial()
@@ -357,8 +361,11 @@ def _build_config(
     dtype: str,
     fields: Mapping[str, str] | None,
     hnsw: Mapping[str, int] | None,
+    ttl: float | None = None,
 ) -> SpaceConfig:
     validate_space_name(name)
+    if ttl is not None and ttl_to_ms(ttl) == 0:
+        raise InvalidInputError("ttl must be a positive number of seconds (or None: forever)")
     if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 32768:
         raise InvalidInputError(f"dim must be an integer in 1..32768, got {dim!r}")
     metric = str(metric).lower()
@@ -384,4 +391,5 @@ def _build_config(
         fields=checked_fields,
         hnsw=params,
         created_at=time.time(),
+        ttl=None if ttl is None else float(ttl),
     )

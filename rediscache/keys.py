@@ -16,6 +16,7 @@ Layout of a space named ``items`` (layout 2, with versions)::
     rc:{items}:ver                HASH  versions: id -> JSON (label, created_at, count, gen)
     rc:{items}:garbage            SET   generations no longer referenced, to be deleted
     rc:{items}:lock               STRING  lease of the client copying a generation (fork)
+    rc:{items}:cl:<key>           STRING  short lock of a client computing <key> (get_or_compute)
 
 A *generation* is one complete set of documents with its own index. The live space is one
 generation (``state.live``); every version points at one generation. Versions and the live
@@ -100,6 +101,10 @@ class SpaceKeys:
             garbage=prefix + "garbage",
             lock=prefix + "lock",
         )
+
+    def compute_lock(self, key: str) -> str:
+        """The short lock of a client computing the embedding ``key`` (get_or_compute)."""
+        return f"{self.prefix}cl:{key}"
 
     def gen(self, gen: int) -> GenKeys:
         """Key names of generation ``gen`` of this space."""

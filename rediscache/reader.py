@@ -23,7 +23,7 @@ import numpy.typing as npt
 import redis
 
 from . import ftsearch, query
-from .codec import VectorCodec, check_keys, unpack_metadata
+from .codec import VectorCodec, check_keys, ttl_to_ms, unpack_metadata
 from .errors import InvalidInputError, KeyNotFoundError, ServerError, StaleStateError
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
@@ -191,28 +191,61 @@ class Reader:
 
     # ------------------------------------------------------------ reading
 
-    def get(self, key: str) -> npt.NDArray[Any] | None:
+    def get(self, key: str, *, refresh_ttl: bool | float = False) -> npt.NDArray[Any] | None:
         """The vector stored under ``key``, or None. One round trip (HGET, plus an HGET of
-        the space's state in the same write: a rollback in between makes it read again)."""
-        check_keys([key])
+        the space's state in the same write: a rollback in between makes it read again).
 
-        raw = self._read(lambda gen: [("HGET", gen.doc_prefix + key, VECTOR_FIELD)])[0]
+        ``refresh_ttl``: also restart the embedding's time to live in the same round trip
+        (True: the space's ``ttl``; a number: that many seconds).
+        """
+        check_keys([key])
+        ms = self._refresh_ms(refresh_ttl)
+
+        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
+            doc = gen.doc_prefix + key
+            return (
+                [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ms)]
+                if ms
+                else [("HGET", doc, VECTOR_FIELD)]
+            )
+
+        raw = self._read(make)[0]
         return None if raw is None else self.codec.decode(raw, key)
 
+    def _refresh_ms(self, refresh_ttl: bool | float) -> int:
+        """Milliseconds a read sets as the time to live (0: no refresh)."""
+        if refresh_ttl is False:
+            return 0
+        if refresh_ttl is True:
+            if not self.config.ttl:
+                raise InvalidInputError(
+                    f"refresh_ttl=True needs a space with a default ttl; {self._where()} has "
+                    "none: pass the seconds instead"
+                )
+            refresh_ttl = self.config.ttl
+        ms = ttl_to_ms(refresh_ttl, "refresh_ttl")
+        if ms == 0:
+            raise InvalidInputError("refresh_ttl must be True or a positive number of seconds")
+        return ms
+
     def get_many(
-        self, keys: Sequence[str], *, missing: Literal["raise", "nan"] = "raise"
+        self,
+        keys: Sequence[str],
+        *,
+        missing: Literal["raise", "nan"] = "raise",
+        refresh_ttl: bool | float = False,
     ) -> npt.NDArray[Any]:
         """Vectors of ``keys`` as an (n, dim) array, in input order. One round trip.
 
         Missing keys: ``missing="raise"`` (default) raises :class:`KeyNotFoundError` naming
         them; ``missing="nan"`` returns NaN rows for them (test with ``np.isnan(out[:, 0])``).
         Every row comes from one generation (never half before and half after a rollback);
-        rows written concurrently may be old or new.
+        rows written concurrently may be old or new. ``refresh_ttl`` as in :meth:`get`.
         """
         key_list = check_keys(keys)
         if missing not in ("raise", "nan"):
             raise InvalidInputError("missing must be 'raise' or 'nan'")
-        raws = self._fetch(key_list)
+        raws = self._fetch(key_list, self._refresh_ms(refresh_ttl))
         absent = [i for i, r in enumerate(raws) if r is None]
         if absent and missing == "raise":
             shown = ", ".join(repr(key_list[i]) for i in absent[:5])
@@ -230,11 +263,18 @@ class Reader:
     def _where(self) -> str:
         return f"space {self.keys.name!r}"
 
-    def _fetch(self, key_list: list[str]) -> list[bytes | None]:
+    def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> list[bytes | None]:
         if not key_list:
             return []
 
-        replies = self._read(lambda gen: [("HGET", rk, VECTOR_FIELD) for rk in gen.docs(key_list)])
+        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
+            docs = gen.docs(key_list)
+            commands: list[tuple[Any, ...]] = [("HGET", rk, VECTOR_FIELD) for rk in docs]
+            if ttl_ms:  # after the reads, so the replies' first n are the vectors
+                commands += [("PEXPIRE", rk, ttl_ms) for rk in docs]
+            return commands
+
+        replies = self._read(make)[: len(key_list)]
         for r in replies:
             if isinstance(r, Exception):
                 raise ServerError(f"get_many in {self._where()} failed: {r}")

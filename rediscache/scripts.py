@@ -301,9 +301,11 @@ def write(
     count_field: str,
     rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]] | None,
     names: Sequence[str],
+    ttl_ms: int = 0,
 ) -> int:
-    """Run ``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``,
-    or delete the documents when ``rows`` is None. One round trip, atomic.
+    """Run ``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
+    with a time to live of ``ttl_ms`` (0: none), or delete the documents when ``rows`` is
+    None. One round trip, atomic.
 
     Returns the number of documents created (put) or deleted (delete). Raises
     StaleStateError (the space left ``state``) or ServerError (a key of another type);
@@ -311,6 +313,7 @@ def write(
     """
     args: list[Any] = [state, count_field, "del" if rows is None else "put"]
     if rows is not None:
+        args.append(ttl_ms)
         for fields, stale in rows:
             args.append(len(fields) // 2)
             args.extend(fields)

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from . import query, scripts
-from .codec import VectorCodec, check_keys, pack_metadata
+from .caching import Caching
+from .codec import VectorCodec, check_keys, pack_metadata, ttl_to_ms
 from .errors import CorruptDataError, InvalidInputError, ServerError, StaleStateError
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .operations import VectorOps
@@ -27,6 +28,10 @@ __all__ = ["CHUNK", "Hit", "Record", "Space", "SpaceConfig", "SpaceInfo"]
 LAYOUT = "2"
 
 
+#: Config field set once a write used a time to live (see lua/write.lua).
+TTL_USED_FIELD = "ttl_used"
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     """The schema of a space, stored in its ``cfg`` hash."""
@@ -39,6 +44,8 @@ class SpaceConfig:
     fields: dict[str, query.FieldType]
     hnsw: dict[str, int]
     created_at: float = 0.0
+    #: Default time to live of embeddings written to the space, in seconds (None: forever).
+    ttl: float | None = None
 
     def schema(self) -> tuple[Any, ...]:
         """What must match for two configs to describe the same space."""
@@ -49,14 +56,16 @@ class SpaceConfig:
             self.dtype,
             tuple(sorted(self.fields.items())),
             tuple(sorted(self.hnsw.items())),
+            self.ttl,
         )
 
     def describe(self) -> str:
         """A short human-readable summary of the schema."""
         fields = ", ".join(f"{k}:{v}" for k, v in sorted(self.fields.items())) or "none"
+        ttl = f" ttl={self.ttl:g}s" if self.ttl else ""
         return (
             f"dim={self.dim} metric={self.metric} algorithm={self.algorithm} "
-            f"dtype={self.dtype} fields={fields}"
+            f"dtype={self.dtype} fields={fields}{ttl}"
         )
 
     def schema_args(self) -> list[str | int]:
@@ -80,6 +89,7 @@ class SpaceConfig:
             "fields": json.dumps(self.fields, sort_keys=True),
             "hnsw": json.dumps(self.hnsw, sort_keys=True),
             "created_at": repr(self.created_at),
+            "ttl": "" if self.ttl is None else repr(self.ttl),
             "layout": LAYOUT,
         }
 
@@ -101,6 +111,7 @@ class SpaceConfig:
             fields=json.loads(d["fields"]),
             hnsw=json.loads(d["hnsw"]),
             created_at=float(d.get("created_at", 0.0)),
+            ttl=float(d["ttl"]) if d.get("ttl") else None,
         )
 
 
@@ -123,7 +134,7 @@ class SpaceInfo:
     memory_bytes: int
 
 
-class Space(Reader, VectorOps, Versioned):
+class Space(Reader, VectorOps, Versioned, Caching):
     """Embeddings of one dim/dtype/metric, their metadata and their vector index.
 
     Get one from :meth:`Hub.create_space` or :meth:`Hub.space`. Reads are in
@@ -194,19 +205,29 @@ class Space(Reader, VectorOps, Versioned):
 
     # ------------------------------------------------------------ writing
 
-    def put(self, key: str, vector: Any, metadata: Mapping[str, Any] | None = None) -> None:
-        """Store one embedding (replacing any previous one under ``key``).
+    def put(
+        self,
+        key: str,
+        vector: Any,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        ttl: float | None = None,
+    ) -> None:
+        """Store one embedding (replacing any previous one under ``key``, its time to live
+        included). ``ttl``: seconds until it expires (default: the space's ``ttl``; 0: never).
 
         One round trip; atomic (the old record and its index entry are replaced in one Lua
-        script). Raises InvalidInputError for a bad key, vector or metadata.
+        script). Raises InvalidInputError for a bad key, vector, metadata or ttl.
         """
-        self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata])
+        self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata], ttl=ttl)
 
     def put_many(
         self,
         keys: Sequence[str],
         vectors: Any,
         metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        *,
+        ttl: float | None = None,
     ) -> int:
         """Store many embeddings; returns how many were written.
 
@@ -214,13 +235,16 @@ class Space(Reader, VectorOps, Versioned):
         entries). Everything is checked before anything is sent. Writes go in chunks of 1,000
         rows, each one call of ``write.lua``: one round trip per chunk, each chunk atomic
         (all of its rows or none). A row replaces any previous record under its key (fields
-        it does not set are removed).
+        it does not set are removed, and its expiry). ``ttl``: seconds until the rows expire
+        (default: the space's ``ttl``; 0: never); expired embeddings disappear from reads and
+        searches.
 
         Raises:
             InvalidInputError: bad keys, vectors or metadata (nothing written).
             ServerError: Redis failed mid-way; the message says which rows were stored
                 (chunks are written in input order, each in one script).
         """
+        ttl_ms = self._ttl_ms(ttl)
         key_list, rows = self._prepare(keys, vectors, metadata)
         n = len(key_list)
         written = 0
@@ -239,6 +263,7 @@ class Space(Reader, VectorOps, Versioned):
                     count_field=gen.count_field,
                     rows=rows[start : start + len(names)],
                     names=names,
+                    ttl_ms=ttl_ms,
                 )
 
             try:
@@ -256,6 +281,12 @@ class Space(Reader, VectorOps, Versioned):
                 ) from exc
             written = end
         return written
+
+    def _ttl_ms(self, ttl: float | None) -> int:
+        """Milliseconds to live of a write (0: none) from a per-write ``ttl`` or the default."""
+        if ttl is None:
+            ttl = self.config.ttl or 0
+        return ttl_to_ms(ttl)
 
     def validate(
         self,
@@ -340,12 +371,18 @@ class Space(Reader, VectorOps, Versioned):
         return int(self._writing(call))
 
     def __len__(self) -> int:
-        """Number of embeddings stored (kept exact by every write). One round trip."""
+        """Number of embeddings stored: a count every write keeps exact, one round trip. In a
+        space where embeddings were written with a time to live, the index's document count
+        (two round trips), which drops expired embeddings once Redis deletes them."""
 
         def call(state: SpaceState, gen: GenKeys) -> int:
-            raw_state, count = self._client.hmget(self.keys.config, [STATE_FIELD, gen.count_field])
+            raw_state, count, ttl_used = self._client.hmget(
+                self.keys.config, [STATE_FIELD, gen.count_field, TTL_USED_FIELD]
+            )
             if raw_state != state.raw.encode():
                 raise StaleStateError("state changed")
+            if ttl_used:  # expiries do not update the count: ask the index
+                return int(self.info().count)
             return int(count or 0)
 
         return self._attempts(call)

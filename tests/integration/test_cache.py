@@ -1,0 +1,229 @@
+"""Feature-store caching on a real server: time to live, read-through get_or_compute."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+import rediscache
+from rediscache import Hub
+
+
+def _vectors(n: int, dim: int = 4, seed: int = 0) -> np.ndarray[Any, Any]:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def _pttl(hub: Hub, space: rediscache.Space, key: str) -> int:
+    return int(hub.client.pttl(space.live_keys.doc(key)))
+
+
+# ---------------------------------------------------------------- time to live
+
+
+def test_default_and_per_write_ttl(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", ttl=30)
+    assert space.config.ttl == 30.0
+    assert hub.space(space_name).config.ttl == 30.0  # stored with the schema
+    vecs = _vectors(4)
+    space.put_many(["a", "b"], vecs[:2])
+    assert 25_000 < _pttl(hub, space, "a") <= 30_000
+    space.put("c", vecs[2], ttl=5)
+    assert 0 < _pttl(hub, space, "c") <= 5_000
+    space.put("d", vecs[3], ttl=0)  # never expires
+    assert _pttl(hub, space, "d") == -1
+    space.put("a", vecs[0], ttl=0)  # a put replaces the record, its expiry included
+    assert _pttl(hub, space, "a") == -1
+    for bad in (-1, float("nan"), "10", 0.0001, True):
+        with pytest.raises(rediscache.InvalidInputError):
+            space.put("e", vecs[0], ttl=bad)  # type: ignore[arg-type]
+    with pytest.raises(rediscache.InvalidInputError):
+        hub.create_space(space_name + "x", 4, ttl=0)
+
+
+def test_expired_embeddings_vanish_from_reads_search_and_len(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    vecs = _vectors(20)
+    space.put_many([f"k{i}" for i in range(20)], vecs)
+    space.put_many(["short0", "short1"], vecs[:2] + 0.001, ttl=0.2)
+    assert len(space) == 22
+    assert {"short0", "k0"} <= {h.key for h in space.search(vecs[0], 4)}
+    time.sleep(0.4)
+    assert space.get("short0") is None
+    assert np.isnan(space.get_many(["short1", "k1"], missing="nan")[0, 0])
+    hits = {h.key for h in space.search(vecs[0], 4)}
+    assert "short0" not in hits and "short1" not in hits and "k0" in hits
+    assert len(space) == 20  # counted by the index once a time to live was used
+
+
+def test_reads_refresh_the_ttl_in_the_same_round_trip(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", ttl=2)
+    vecs = _vectors(3)
+    space.put_many(["a", "b", "c"], vecs, ttl=1)
+    assert _pttl(hub, space, "a") <= 1000
+    assert np.array_equal(space.get("a", refresh_ttl=True), vecs[0])
+    assert 1000 < _pttl(hub, space, "a") <= 2000
+    out = space.get_many(["b", "c", "zz"], missing="nan", refresh_ttl=60)
+    assert np.array_equal(out[:2], vecs[1:]) and np.isnan(out[2, 0])
+    assert 50_000 < _pttl(hub, space, "b") <= 60_000
+    assert not hub.client.exists(space.live_keys.doc("zz"))  # a miss creates nothing
+    plain = hub.create_space(space_name + "p", 4, metric="l2")
+    try:
+        with pytest.raises(rediscache.InvalidInputError, match="default ttl"):
+            plain.get("a", refresh_ttl=True)
+    finally:
+        hub.drop_space(space_name + "p")
+
+
+def test_versions_of_a_space_with_ttl(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", ttl=60)
+    vecs = _vectors(10)
+    space.put_many([f"k{i}" for i in range(10)], vecs)
+    space.put_many(["gone"], vecs[:1], ttl=0.2)
+    v = space.snapshot("v")
+    time.sleep(0.4)
+    # the first write copies the generation: expired documents are not counted against it
+    space.put("new", vecs[1])
+    assert len(space.at(v)) == 11  # recorded at snapshot time
+    assert space.at(v).get("gone") is None and np.array_equal(space.at(v).get("k3"), vecs[3])
+    assert space.get("new") is not None
+
+
+# ---------------------------------------------------------------- get_or_compute
+
+
+class Model:
+    """A slow embedding model that counts what it computes."""
+
+    def __init__(self, dim: int = 4, delay: float = 0.0) -> None:
+        self.dim, self.delay = dim, delay
+        self.calls: list[list[str]] = []
+        self.lock = threading.Lock()
+
+    def vector(self, key: str) -> np.ndarray[Any, Any]:
+        seed = int.from_bytes(key.encode()[:8].ljust(8, b"\0"), "little") % 2**32
+        return np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+
+    def __call__(self, keys: list[str]) -> np.ndarray[Any, Any]:
+        with self.lock:
+            self.calls.append(list(keys))
+        time.sleep(self.delay)
+        return np.stack([self.vector(k) for k in keys])
+
+    def computed(self) -> list[str]:
+        return [k for call in self.calls for k in call]
+
+
+def test_get_or_compute_reads_hits_and_stores_misses(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", ttl=60)
+    model = Model()
+    space.put_many(["a", "c"], np.stack([model.vector("a"), model.vector("c")]))
+    out = space.get_or_compute(["a", "b", "c", "d", "b"], model)
+    assert model.calls == [["b", "d"]]  # only the misses, each once
+    expected = np.stack([model.vector(k) for k in ["a", "b", "c", "d", "b"]])
+    assert np.array_equal(out, expected)
+    assert np.array_equal(space.get("d"), model.vector("d"))  # stored ...
+    assert 50_000 < _pttl(hub, space, "d") <= 60_000  # ... with the space's ttl
+    space.get_or_compute(["e"], model, ttl=5)
+    assert 0 < _pttl(hub, space, "e") <= 5_000
+    again = space.get_or_compute(["a", "b", "c", "d"], model)
+    assert len(model.calls) == 2 and np.array_equal(again, expected[:4])  # all hits
+    assert not hub.client.keys(space.keys.compute_lock("*"))  # no lock left behind
+
+
+def test_get_or_compute_checks_what_compute_returns(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    with pytest.raises(rediscache.InvalidInputError, match="returned 1 vectors"):
+        space.get_or_compute(["a", "b"], lambda keys: np.ones((1, 4)))
+    with pytest.raises(rediscache.InvalidInputError):
+        space.get_or_compute(["a"], lambda keys: np.ones((1, 3)))
+    with pytest.raises(rediscache.InvalidInputError):
+        space.get_or_compute(["a"], lambda keys: [[np.nan, 1, 1, 1]])
+    assert len(space) == 0  # nothing stored
+    assert not hub.client.keys(space.keys.compute_lock("*"))
+
+
+def test_no_stampede_across_threads(hub: Hub, space_name: str) -> None:
+    hub.create_space(space_name, 4, metric="l2")
+    model = Model(delay=0.2)
+    keys = [f"item:{i}" for i in range(5)]
+    results: list[np.ndarray[Any, Any]] = []
+    errors: list[BaseException] = []
+    pool = hub.client.connection_pool
+    other = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **pool.connection_kwargs
+        )
+    )
+    other_hub = rediscache.connect(client=other)
+
+    def call(h: Hub) -> None:
+        try:
+            results.append(h.space(space_name).get_or_compute(keys, model))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(hub if i % 2 else other_hub,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert not errors, errors
+    assert sorted(model.computed()) == sorted(keys)  # every key computed exactly once
+    expected = np.stack([model.vector(k) for k in keys])
+    assert len(results) == 8 and all(np.array_equal(r, expected) for r in results)
+
+
+def test_outage_fails_open_or_raises(hub: Hub, space_name: str) -> None:
+    space = hub.space(hub.create_space(space_name, 4, metric="l2").name)
+    # the server goes away after the space was opened
+    space._client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    model = Model()
+    out = space.get_or_compute(["a", "b"], model, on_error="compute")
+    assert np.array_equal(out, np.stack([model.vector("a"), model.vector("b")]))
+    with pytest.raises(redis.ConnectionError):
+        space.get_or_compute(["a"], model)
+
+
+def _worker(kwargs: dict[str, Any], space_name: str, keys: list[str], counter: str) -> None:
+    """In a forked process: its own client and its own in-process table."""
+    client = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
+    model = Model(delay=0.3)
+
+    def compute(missing: list[str]) -> np.ndarray[Any, Any]:
+        for key in missing:
+            client.hincrby(counter, key, 1)
+        return model(missing)
+
+    rediscache.connect(client=client).space(space_name).get_or_compute(keys, compute)
+    client.close()
+
+
+def test_no_stampede_across_processes(hub: Hub, space_name: str) -> None:
+    import multiprocessing
+
+    hub.create_space(space_name, 4, metric="l2")
+    keys = [f"item:{i}" for i in range(6)]
+    counter = f"rc:{{{space_name}}}:test-computed"
+    pool = hub.client.connection_pool
+    kwargs = {"connection_class": pool.connection_class, **pool.connection_kwargs}
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_worker, args=(kwargs, space_name, keys, counter)) for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    counts = {k.decode(): int(v) for k, v in hub.client.hgetall(counter).items()}
+    hub.client.delete(counter)
+    assert counts == {k: 1 for k in keys}  # the Redis locks kept the others waiting
+    model = Model()
+    got = hub.space(space_name).get_many(keys)
+    assert np.array_equal(got, np.stack([model.vector(k) for k in keys]))
