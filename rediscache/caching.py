@@ -32,6 +32,7 @@ from .errors import InvalidInputError, ServerError
 
 if TYPE_CHECKING:
     from .codec import VectorCodec
+    from .hub import Hub
     from .keys import SpaceKeys
 
 __all__ = ["Caching", "ComputeFn"]
@@ -90,6 +91,7 @@ class Caching:
     """The read-through cache operations, mixed into :class:`rediscache.Space`."""
 
     if TYPE_CHECKING:  # provided by Space
+        hub: Hub
         keys: SpaceKeys
         codec: VectorCodec
         _client: redis.Redis
@@ -149,6 +151,9 @@ class Caching:
                 raise
             return _computed(self.codec, key_list, compute)
         missing = [key_list[i] for i in np.flatnonzero(np.isnan(out[:, 0]))] if len(out) else []
+        self.hub._metrics.count(
+            "get_or_compute", hits=len(key_list) - len(missing), misses=len(missing)
+        )
         if not missing:
             return out
         fresh = self._fill(missing, compute, ttl, on_error, lock_ms)

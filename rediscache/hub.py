@@ -24,6 +24,7 @@ from .errors import (
     SpaceNotFoundError,
 )
 from .keys import REGISTRY, SpaceKeys, validate_space_name
+from .metrics import Metrics, OpStats
 from .server import ServerConfig, ServerInfo, ensure_running, search_version
 from .space import Space, SpaceConfig
 from .state import STATE_FIELD, SpaceState
@@ -156,6 +157,13 @@ class Hub:
         self.client = client
         self.server = server
         self._owns = owns_client
+        self._metrics = Metrics()
+
+    def metrics(self, *, reset: bool = False) -> dict[str, OpStats]:
+        """Per-operation counters and latency (calls, errors, hits, misses, p50/p99/mean in
+        microseconds) of every space opened through this hub; no round trip. ``reset``
+        starts new counters. See :mod:`rediscache.metrics`."""
+        return self._metrics.snapshot(reset=reset)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -29,6 +29,7 @@ from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
 
 if TYPE_CHECKING:
+    from .hotcache import HotCache
     from .space import SpaceConfig
 
 __all__ = ["CHUNK", "Hit", "Reader", "Record", "roundtrip"]
@@ -139,6 +140,9 @@ class Reader:
         """Number of embeddings in the generation read."""
         raise NotImplementedError
 
+    #: The in-process hot cache of get / get_many (Space.enable_hot_cache), or None.
+    _hot: HotCache | None = None
+
     #: Whether searches must check the state (a version view: its generation may move).
     _checked_search = False
 
@@ -200,9 +204,18 @@ class Reader:
         """
         check_keys([key])
         ms = self._refresh_ms(refresh_ttl)
+        hot = self._hot if not ms else None
+        seq = 0
+        if hot is not None:
+            cached = hot.get((self._target()[1].doc_prefix + key).encode())
+            if cached is not None:
+                return self.codec.decode(cached, key)
+            seq = hot.seq()
+        used: list[str] = []
 
         def make(gen: GenKeys) -> list[tuple[Any, ...]]:
             doc = gen.doc_prefix + key
+            used[:] = [doc]
             return (
                 [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ms)]
                 if ms
@@ -210,7 +223,12 @@ class Reader:
             )
 
         raw = self._read(make)[0]
-        return None if raw is None else self.codec.decode(raw, key)
+        if raw is None:
+            return None
+        vec = self.codec.decode(raw, key)
+        if hot is not None:
+            hot.insert(used[0].encode(), raw, seq)
+        return vec
 
     def _refresh_ms(self, refresh_ttl: bool | float) -> int:
         """Milliseconds a read sets as the time to live (0: no refresh)."""
@@ -245,7 +263,9 @@ class Reader:
         key_list = check_keys(keys)
         if missing not in ("raise", "nan"):
             raise InvalidInputError("missing must be 'raise' or 'nan'")
-        raws = self._fetch(key_list, self._refresh_ms(refresh_ttl))
+        ms = self._refresh_ms(refresh_ttl)
+        hot = self._hot if not ms else None
+        raws = self._fetch(key_list, ms) if hot is None else self._fetch_hot(key_list, hot)
         absent = [i for i, r in enumerate(raws) if r is None]
         if absent and missing == "raise":
             shown = ", ".join(repr(key_list[i]) for i in absent[:5])
@@ -262,6 +282,22 @@ class Reader:
 
     def _where(self) -> str:
         return f"space {self.keys.name!r}"
+
+    def _fetch_hot(self, key_list: list[str], hot: HotCache) -> list[bytes | None]:
+        """Raw vectors from the hot cache, the misses in one round trip (then cached)."""
+        prefix = self._target()[1].doc_prefix
+        raws: list[bytes | None] = [hot.get((prefix + k).encode()) for k in key_list]
+        todo = [i for i, r in enumerate(raws) if r is None]
+        if not todo:
+            return raws
+        seq = hot.seq()
+        fetched = self._fetch([key_list[i] for i in todo])
+        prefix = self._target()[1].doc_prefix  # the generation the fetch read
+        for i, raw in zip(todo, fetched):
+            raws[i] = raw
+            if raw is not None:
+                hot.insert((prefix + key_list[i]).encode(), raw, seq)
+        return raws
 
     def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> list[bytes | None]:
         if not key_list:

@@ -12,8 +12,16 @@ import redis
 from . import query, scripts
 from .caching import Caching
 from .codec import VectorCodec, check_keys, pack_metadata, ttl_to_ms
-from .errors import CorruptDataError, InvalidInputError, ServerError, StaleStateError
+from .errors import (
+    ConnectionFailedError,
+    CorruptDataError,
+    InvalidInputError,
+    ServerError,
+    StaleStateError,
+)
+from .hotcache import HotCache
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
+from .metrics import Metrics, instrument
 from .operations import VectorOps
 from .reader import CHUNK, Hit, Reader, Record
 from .state import STATE_FIELD, SpaceState
@@ -255,16 +263,20 @@ class Space(Reader, VectorOps, Versioned, Caching):
             def call(
                 state: SpaceState, gen: GenKeys, names: list[str] = names, start: int = start
             ) -> int:
-                return scripts.write(
-                    self._client,
-                    self.keys.config,
-                    gen.docs(names),
-                    state=state.raw,
-                    count_field=gen.count_field,
-                    rows=rows[start : start + len(names)],
-                    names=names,
-                    ttl_ms=ttl_ms,
-                )
+                docs = gen.docs(names)
+                try:
+                    return scripts.write(
+                        self._client,
+                        self.keys.config,
+                        docs,
+                        state=state.raw,
+                        count_field=gen.count_field,
+                        rows=rows[start : start + len(names)],
+                        names=names,
+                        ttl_ms=ttl_ms,
+                    )
+                finally:
+                    self._forget(docs)
 
             try:
                 self._writing(call)
@@ -358,17 +370,74 @@ class Space(Reader, VectorOps, Versioned, Caching):
         names = check_keys(keys)
 
         def call(state: SpaceState, gen: GenKeys) -> int:
-            return scripts.write(
-                self._client,
-                self.keys.config,
-                gen.docs(names),
-                state=state.raw,
-                count_field=gen.count_field,
-                rows=None,
-                names=names,
-            )
+            docs = gen.docs(names)
+            try:
+                return scripts.write(
+                    self._client,
+                    self.keys.config,
+                    docs,
+                    state=state.raw,
+                    count_field=gen.count_field,
+                    rows=None,
+                    names=names,
+                )
+            finally:
+                self._forget(docs)
 
         return int(self._writing(call))
+
+    def _forget(self, docs: list[str]) -> None:
+        """Drop written documents from the hot cache at once (read your own writes)."""
+        if self._hot is not None:
+            self._hot.invalidate([d.encode() for d in docs])
+
+    # ------------------------------------------------------------ hot cache
+
+    def enable_hot_cache(self, *, max_items: int = 10_000, max_bytes: int = 64 << 20) -> HotCache:
+        """Keep vectors read by ``get`` / ``get_many`` in this process, up to ``max_items``
+        entries and ``max_bytes`` bytes (least recently used out first), kept correct by
+        server-assisted invalidation (:mod:`rediscache.hotcache`). Returns the cache (its
+        ``stats()`` count hits and misses). Opens one extra connection and a listener thread;
+        ``disable_hot_cache()`` closes them. Reads with ``refresh_ttl`` bypass the cache.
+
+        Raises:
+            InvalidInputError: bounds below 1. ConnectionFailedError: the listener could not
+                subscribe (e.g. a server without CLIENT TRACKING).
+        """
+        for name, value in (("max_items", max_items), ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        self.disable_hot_cache()
+        config = self.keys.config
+
+        def state_of() -> bytes | None:
+            raw: bytes | None = self._client.hget(config, STATE_FIELD)
+            return raw
+
+        try:
+            self._hot = HotCache(
+                self._client,
+                self.keys.prefix,
+                config_key=config,
+                doc_marker=":d:",
+                state_of=state_of,
+                max_items=max_items,
+                max_bytes=max_bytes,
+            )
+        except redis.RedisError as exc:
+            raise ConnectionFailedError(f"hot cache of {self.name!r}: {exc}") from exc
+        return self._hot
+
+    def disable_hot_cache(self) -> None:
+        """Stop and drop the hot cache, if any."""
+        if self._hot is not None:
+            self._hot.close()
+            self._hot = None
+
+    @property
+    def hot_cache(self) -> HotCache | None:
+        """The hot cache (see :meth:`enable_hot_cache`), or None."""
+        return self._hot
 
     def __len__(self) -> int:
         """Number of embeddings stored: a count every write keeps exact, one round trip. In a
@@ -429,3 +498,18 @@ class Space(Reader, VectorOps, Versioned, Caching):
             vector_index_bytes=int(num("vector_index_sz_mb") * mb),
             memory_bytes=int(memory * mb + num("num_docs") * self.codec.nbytes),
         )
+
+
+#: The data-plane methods counted and timed in the hub's metrics (rediscache.metrics).
+INSTRUMENTED = (
+    "put", "put_many", "delete", "get", "get_many", "get_record", "search", "search_many",
+    "similar", "within", "average", "combine", "update_mean", "get_or_compute",
+)  # fmt: skip
+
+
+def _hub_metrics(space: Space) -> Metrics:
+    return space.hub._metrics
+
+
+for _op in INSTRUMENTED:
+    setattr(Space, _op, instrument(_hub_metrics, _op, getattr(Space, _op)))

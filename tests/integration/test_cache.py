@@ -227,3 +227,110 @@ def test_no_stampede_across_processes(hub: Hub, space_name: str) -> None:
     model = Model()
     got = hub.space(space_name).get_many(keys)
     assert np.array_equal(got, np.stack([model.vector(k) for k in keys]))
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_metrics_count_calls_hits_errors_and_latency(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    hub.metrics(reset=True)
+    vecs = _vectors(3)
+    space.put_many(["a", "b"], vecs[:2])
+    space.put("c", vecs[2])  # counted once, as put (not also as put_many)
+    assert space.get("a") is not None and space.get("zz") is None
+    space.get_many(["a", "zz", "b"], missing="nan")
+    with pytest.raises(rediscache.KeyNotFoundError):
+        space.get_many(["zz"])
+    space.search(vecs[0], 2)
+    space.get_or_compute(["a", "new"], lambda keys: np.ones((len(keys), 4)))
+    m = hub.metrics()
+    assert m["put_many"].calls == 1 and m["put"].calls == 1
+    assert (m["get"].calls, m["get"].hits, m["get"].misses) == (2, 1, 1)
+    assert (m["get_many"].calls, m["get_many"].errors) == (2, 1)
+    assert (m["get_many"].hits, m["get_many"].misses) == (2, 1)
+    assert (m["get_or_compute"].hits, m["get_or_compute"].misses) == (1, 1)
+    assert m["search"].calls == 1 and 0 < m["search"].p50_us <= m["search"].p99_us
+    assert "get" in hub.metrics(reset=True) and hub.metrics() == {}
+
+
+# ---------------------------------------------------------------- hot cache
+
+
+def _eventually(check: Any, seconds: float = 3.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.005)
+    return bool(check())
+
+
+def test_hot_cache_hits_and_sees_other_clients_writes(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    other = hub.space(space_name)  # another client's view (its own Space object)
+    vecs = _vectors(6)
+    space.put_many(["a", "b", "c"], vecs[:3])
+    cache = space.enable_hot_cache(max_items=100)
+    try:
+        assert np.array_equal(space.get("a"), vecs[0])  # a miss, then cached
+        hub.client.config_set("loglevel", "notice")  # any command: the server is reachable
+        assert np.array_equal(space.get("a"), vecs[0])
+        s = cache.stats()
+        assert (s.hits, s.misses, s.items, s.active) == (1, 1, 1, True)
+
+        other.put("a", vecs[3])  # another client's write: invalidated by the server
+        assert _eventually(lambda: np.array_equal(space.get("a"), vecs[3]))
+        assert cache.stats().invalidations >= 1
+
+        space.put("a", vecs[4])  # our own write: seen at once
+        assert np.array_equal(space.get("a"), vecs[4])
+
+        out = space.get_many(["a", "b", "zz"], missing="nan")  # hit, miss, absent
+        assert np.array_equal(out[:2], np.stack([vecs[4], vecs[1]])) and np.isnan(out[2, 0])
+        assert np.array_equal(space.get_many(["a", "b"]), np.stack([vecs[4], vecs[1]]))
+
+        other.delete("b")
+        assert _eventually(lambda: space.get("b") is None)
+    finally:
+        space.disable_hot_cache()
+    assert space.hot_cache is None and not cache.active
+
+
+def test_hot_cache_follows_rollbacks_and_expiry(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    other = hub.space(space_name)
+    vecs = _vectors(4)
+    space.put("a", vecs[0])
+    v = space.snapshot("v")
+    space.put("a", vecs[1])
+    space.enable_hot_cache()
+    try:
+        assert np.array_equal(space.get("a"), vecs[1])
+        assert np.array_equal(space.get("a"), vecs[1])  # cached
+        other.rollback(v)  # another client switches the live generation
+        assert _eventually(lambda: np.array_equal(space.get("a"), vecs[0]))
+
+        space.put("t", vecs[2], ttl=0.2)
+        assert np.array_equal(space.get("t"), vecs[2])
+        assert np.array_equal(space.get("t"), vecs[2])  # cached
+        assert _eventually(lambda: space.get("t") is None, 5.0)  # expired on the server
+    finally:
+        space.disable_hot_cache()
+
+
+def test_hot_cache_bounds(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2")
+    space.put_many([f"k{i}" for i in range(5)], _vectors(5))
+    cache = space.enable_hot_cache(max_items=2)
+    try:
+        for i in range(5):
+            space.get(f"k{i}")
+        assert cache.stats().items == 2
+        small = space.enable_hot_cache(max_bytes=200)  # one 16-byte vector plus overhead
+        space.get_many(["k0", "k1", "k2"])
+        assert small.stats().items == 1 and not cache.active
+        with pytest.raises(rediscache.InvalidInputError):
+            space.enable_hot_cache(max_items=0)
+    finally:
+        space.disable_hot_cache()

@@ -1,0 +1,244 @@
+"""An in-process hot cache for ``get`` / ``get_many``, kept correct by the server.
+
+A model server asks for the same popular embeddings again and again; a hit served from the
+process's memory costs a dictionary lookup instead of a round trip. Entries are the raw
+vector bytes keyed by their Redis key, bounded by an item count and a byte budget (least
+recently used first out).
+
+Correctness comes from Redis server-assisted client-side caching (``CLIENT TRACKING`` in
+broadcast mode): a dedicated connection subscribes to ``__redis__:invalidate`` and asks the
+server for an invalidation message for every key written under the space's prefix, by any
+client (writes, deletes, expiries, evictions). The listener thread drops those entries; a
+write of the space's config (a snapshot, rollback or copy changes its state) clears the
+cache when the state changed. Writes made through the same Space object are dropped from
+the cache at once, so a client reads its own writes.
+
+Guarantees and limits: another client's write is seen once its invalidation message arrives
+(asynchronous: typically well under a millisecond on a local server). A value read from the
+server is cached only if no invalidation of its key (and no full clear) arrived since the
+read began. If the listener's connection breaks, the cache is cleared and bypassed until
+the listener is back. The server keeps no per-key state for broadcast tracking (its cost is
+proportional to the writes under the prefix, not to what clients cache).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import redis
+
+__all__ = ["HotCache", "HotCacheStats"]
+
+log = logging.getLogger(__name__)
+
+#: The channel RESP2 clients receive invalidation messages on.
+INVALIDATE_CHANNEL = "__redis__:invalidate"
+#: Keys whose last invalidation is remembered (to refuse inserting values read before it).
+_REMEMBERED = 65_536
+
+
+@dataclass(frozen=True)
+class HotCacheStats:
+    """Counters of a :class:`HotCache` since it was created."""
+
+    hits: int
+    misses: int
+    invalidations: int
+    clears: int
+    items: int
+    bytes: int
+    max_items: int
+    max_bytes: int
+    active: bool
+
+
+class HotCache:
+    """Raw vectors of one space's documents, invalidated by the server (see the module doc).
+
+    Created by :meth:`rediscache.Space.enable_hot_cache`; ``close()`` stops its listener.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        *,
+        config_key: str,
+        doc_marker: str,
+        state_of: Callable[[], bytes | None],
+        max_items: int = 10_000,
+        max_bytes: int = 64 << 20,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._config_key = config_key.encode()
+        self._doc_marker = doc_marker.encode()
+        self._state_of = state_of
+        self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+        self._seq = 0  # grows at every invalidation
+        self._clear_seq = 0  # seq of the last full clear
+        self._floor_seq = 0  # invalidations older than the remembered ones are <= this
+        self._last: OrderedDict[bytes, int] = OrderedDict()  # key -> seq of its invalidation
+        self._hits = self._misses = self._invalidations = self._clears = 0
+        self._state = state_of()
+        self._active = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._listen, name="rediscache-hotcache", daemon=True
+        )
+        self._thread.start()
+        if not self._active.wait(5.0):
+            self.close()
+            raise redis.ConnectionError("the hot cache's invalidation listener did not start")
+
+    # ------------------------------------------------------------ lookups
+
+    @property
+    def active(self) -> bool:
+        """True while invalidations are being received (the cache is then used)."""
+        return self._active.is_set()
+
+    def seq(self) -> int:
+        """The invalidation sequence number; take it before a read to insert its result."""
+        return self._seq
+
+    def get(self, key: bytes) -> bytes | None:
+        """The cached bytes of ``key`` (and a hit), or None (a miss)."""
+        if not self._active.is_set():
+            return None
+        with self._lock:
+            raw = self._entries.get(key)
+            if raw is None:
+                self._misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self._hits += 1
+            return raw
+
+    def insert(self, key: bytes, raw: bytes, seq: int) -> None:
+        """Cache ``raw`` read from the server after ``seq()`` returned ``seq``, unless ``key``
+        was invalidated (or the cache cleared) since."""
+        size = len(raw) + len(key) + 64
+        if size > self.max_bytes or not self._active.is_set():
+            return
+        with self._lock:
+            last = self._last.get(key, self._floor_seq if self._floor_seq > seq else 0)
+            if last > seq or self._clear_seq > seq:
+                return
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= len(old) + len(key) + 64
+            self._entries[key] = raw
+            self._bytes += size
+            while self._entries and (
+                len(self._entries) > self.max_items or self._bytes > self.max_bytes
+            ):
+                k, v = self._entries.popitem(last=False)
+                self._bytes -= len(v) + len(k) + 64
+
+    def invalidate(self, keys: Iterable[bytes]) -> None:
+        """Drop ``keys`` (own writes, and the listener's messages)."""
+        with self._lock:
+            self._seq += 1
+            for key in keys:
+                self._invalidations += 1
+                old = self._entries.pop(key, None)
+                if old is not None:
+                    self._bytes -= len(old) + len(key) + 64
+                self._last[key] = self._seq
+                self._last.move_to_end(key)
+            while len(self._last) > _REMEMBERED:
+                _, seq = self._last.popitem(last=False)
+                self._floor_seq = max(self._floor_seq, seq)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._seq += 1
+            self._clear_seq = self._seq
+            self._clears += 1
+            self._entries.clear()
+            self._bytes = 0
+
+    def stats(self) -> HotCacheStats:
+        """The counters (no round trip)."""
+        with self._lock:
+            return HotCacheStats(
+                self._hits, self._misses, self._invalidations, self._clears,
+                len(self._entries), self._bytes, self.max_items, self.max_bytes,
+                self._active.is_set(),
+            )  # fmt: skip
+
+    def close(self) -> None:
+        """Stop the listener and drop the cache."""
+        self._stop.set()
+        self._active.clear()
+        self._thread.join(timeout=2.0)  # the listener checks the flag every 0.1 s
+        self.clear()
+
+    # ------------------------------------------------------------ the listener
+
+    def _listen(self) -> None:
+        pause = 0.05
+        while not self._stop.is_set():
+            try:
+                self._session()
+                pause = 0.05
+            except (redis.RedisError, OSError) as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("hot cache: invalidation listener lost (%s); retrying", exc)
+            # Whatever happened while nobody listened is unknown: start empty.
+            self._active.clear()
+            self.clear()
+            self._stop.wait(pause)
+            pause = min(pause * 2, 2.0)
+
+    def _session(self) -> None:
+        conn = self._client.connection_pool.make_connection()
+        try:
+            conn.connect()
+            conn.send_command("CLIENT", "ID")
+            client_id = conn.read_response()
+            conn.send_command(
+                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
+            )
+            conn.read_response()
+            conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            conn.read_response()
+            self._state = self._state_of()  # anything before this is covered by the clear
+            self.clear()
+            self._active.set()
+            while not self._stop.is_set():
+                if not conn.can_read(timeout=0.1):
+                    continue
+                message = conn.read_response()
+                if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
+                    continue
+                self._on_message(message[2])
+        finally:
+            self._active.clear()
+            with contextlib.suppress(redis.RedisError, OSError):
+                conn.disconnect()
+
+    def _on_message(self, keys: list[bytes] | None) -> None:
+        if keys is None:  # the server flushed its tracking table (FLUSHDB, ...)
+            self.clear()
+            return
+        docs = [k for k in keys if self._doc_marker in k]
+        if docs:
+            self.invalidate(docs)
+        if self._config_key in keys:
+            state = self._state_of()
+            if state != self._state:
+                self._state = state
+                self.clear()
