@@ -30,7 +30,9 @@ from .errors import (
     StaleStateError,
     VersionNotFoundError,
 )
+from .hotcache import HotCache, HotCacheStats
 from .hub import Hub, ServerStats, connect
+from .metrics import OpStats
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
@@ -52,6 +54,8 @@ __all__ = [
     "ExportReport",
     "Filter",
     "Hit",
+    "HotCache",
+    "HotCacheStats",
     "Hub",
     "ImportReport",
     "InvalidInputError",
@@ -59,6 +63,7 @@ __all__ = [
     "Not",
     "NotFoundError",
     "Num",
+    "OpStats",
     "Or",
     "PortInUseError",
     "ReadOnlyError",
