@@ -13,13 +13,16 @@ from rediscache import Hub
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def test_readme_python_example_runs(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_python_examples_run(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     assert blocks, "README has no python example"
     # the example connects to the default embedded server; give it the test session's hub
     monkeypatch.setattr(rediscache, "connect", lambda *args, **kwargs: hub)
-    hub.drop_space("items", missing_ok=True)
+    for name in ("items", "text-emb"):
+        hub.drop_space(name, missing_ok=True)
     try:
-        exec(compile(blocks[0], "README.md", "exec"), {})
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), {})
     finally:
-        hub.drop_space("items", missing_ok=True)
+        for name in ("items", "text-emb"):
+            hub.drop_space(name, missing_ok=True)
