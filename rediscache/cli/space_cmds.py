@@ -76,6 +76,12 @@ def space() -> None:
     "--ef-construction", type=click.IntRange(1, 4096), help="HNSW EF_CONSTRUCTION (default 200)."
 )
 @click.option("--ef-runtime", type=click.IntRange(1, 4096), help="HNSW EF_RUNTIME (default 100).")
+@click.option(
+    "--ttl",
+    type=click.FloatRange(0.001),
+    metavar="SECONDS",
+    help="Default time to live of the embeddings written (a cache). Default: forever.",
+)
 @click.option("--exist-ok", is_flag=True, help="Succeed if the same space already exists.")
 @json_option
 @click.pass_obj
@@ -91,6 +97,7 @@ def space_create(
     hnsw_m: int | None,
     ef_construction: int | None,
     ef_runtime: int | None,
+    ttl: float | None,
     exist_ok: bool,
     as_json: bool,
 ) -> None:
@@ -100,6 +107,7 @@ def space_create(
     Example:
       rediscache space create items --dim 384 --field genre:tag --field year:numeric
       rediscache space create faces --dim 512 --metric l2 --algorithm flat
+      rediscache space create text-cache --dim 384 --ttl 3600
     """
     hnsw = {
         k: v
@@ -118,6 +126,7 @@ def space_create(
         dtype=dtype,
         fields=parse_fields(fields),
         hnsw=hnsw or None,
+        ttl=ttl,
         exist_ok=exist_ok,
     )
     if wants_json(state, as_json):

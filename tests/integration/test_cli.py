@@ -91,6 +91,7 @@ def test_space_lifecycle(run: Run, space_name: str, hub: Hub) -> None:
                   "--field", "genre:tag", "--m", "8", "--json"))  # fmt: skip
     config = json.loads(out)
     assert config["dim"] == 8 and config["metric"] == "l2" and config["hnsw"]["M"] == 8
+    assert config["ttl"] is None
     listed = json.loads(_ok(run("space", "list", "--json")))
     assert {"name": space_name, "count": 0}.items() <= next(
         r for r in listed if r["name"] == space_name
@@ -105,6 +106,8 @@ def test_space_lifecycle(run: Run, space_name: str, hub: Hub) -> None:
     assert space_name in hub.spaces()
     assert "dropped" in _ok(run("space", "drop", space_name, "--yes"))
     assert space_name not in hub.spaces()
+    out = _ok(run("space", "create", space_name, "--dim", "4", "--ttl", "60", "--json"))
+    assert json.loads(out)["ttl"] == 60.0 and hub.space(space_name).config.ttl == 60.0
 
 
 def test_usage_errors_exit_2(run: Run, space_name: str) -> None:
