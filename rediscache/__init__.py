@@ -12,6 +12,7 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> rediscache.import_file(items, "vectors.npy", meta="meta.jsonl")
 """
 
+from .asyncio import AsyncHub, AsyncSpace, connect_async
 from .errors import (
     ConnectionFailedError,
     CorruptDataError,
@@ -45,6 +46,8 @@ __version__ = "0.1.0"
 __all__ = [
     "LIVE",
     "And",
+    "AsyncHub",
+    "AsyncSpace",
     "Averaged",
     "ConnectionFailedError",
     "CorruptDataError",
@@ -90,6 +93,7 @@ __all__ = [
     "VersionView",
     "__version__",
     "connect",
+    "connect_async",
     "export_file",
     "import_file",
 ]

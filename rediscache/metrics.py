@@ -9,6 +9,7 @@ calls, errors, hits and misses (for reads), and the latency of the last
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["WINDOW", "Metrics", "OpStats", "instrument"]
+__all__ = ["WINDOW", "Metrics", "OpStats", "instrument", "instrument_async"]
 
 #: Latencies kept per operation for the percentiles (the most recent calls).
 WINDOW = 2048
@@ -111,19 +112,21 @@ def _hits_of(op: str, result: Any, kwargs: dict[str, Any]) -> tuple[int, int]:
     return 0, 0
 
 
-_depth = threading.local()
+#: Set while an instrumented call runs in this context (thread or asyncio task), so that
+#: inner instrumented calls are not counted again.
+_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("rediscache_metrics", default=False)
 
 
 def instrument(metrics_of: Callable[[Any], Metrics], op: str, fn: F) -> F:
     """``fn`` (a method) timed and counted under ``op`` in ``metrics_of(self)``. Only the
-    outermost instrumented call of a thread counts (put -> put_many counts once, as put)."""
+    outermost instrumented call counts (put -> put_many counts once, as put)."""
     clock = time.perf_counter
 
     @functools.wraps(fn)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(_depth, "n", 0):
+        if _inside.get():
             return fn(self, *args, **kwargs)
-        _depth.n = 1
+        token = _inside.set(True)
         t0 = clock()
         try:
             result = fn(self, *args, **kwargs)
@@ -131,7 +134,31 @@ def instrument(metrics_of: Callable[[Any], Metrics], op: str, fn: F) -> F:
             metrics_of(self).record(op, clock() - t0, error=True)
             raise
         finally:
-            _depth.n = 0
+            _inside.reset(token)
+        hits, misses = _hits_of(op, result, kwargs)
+        metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
+        return result
+
+    return wrapper  # type: ignore[return-value]
+
+
+def instrument_async(metrics_of: Callable[[Any], Metrics], op: str, fn: F) -> F:
+    """:func:`instrument` for a coroutine method (each asyncio task has its own context)."""
+    clock = time.perf_counter
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _inside.get():
+            return await fn(self, *args, **kwargs)
+        token = _inside.set(True)
+        t0 = clock()
+        try:
+            result = await fn(self, *args, **kwargs)
+        except BaseException:
+            metrics_of(self).record(op, clock() - t0, error=True)
+            raise
+        finally:
+            _inside.reset(token)
         hits, misses = _hits_of(op, result, kwargs)
         metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
         return result

@@ -10,7 +10,8 @@ arithmetic runs in Lua so that reading and storing happen in one step (``combine
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +27,10 @@ if TYPE_CHECKING:
     from .space import SpaceConfig
     from .state import SpaceState
 
+R = TypeVar("R")
 T = TypeVar("T")
 
-__all__ = ["Averaged", "VectorOps"]
+__all__ = ["Averaged", "Planned", "VectorOps"]
 
 
 class Averaged(NamedTuple):
@@ -39,8 +41,28 @@ class Averaged(NamedTuple):
     skipped: int
 
 
+@dataclass(frozen=True)
+class Planned(Generic[R, T]):
+    """An operation reduced to one script call and the pure code around it (no I/O).
+
+    ``script(state, gen)`` builds the call for the space's current state (None: nothing to
+    send); ``writes`` says whether it needs a writable live generation (run through
+    ``_writing``) or only reads (``_attempts``); ``finish`` turns the script's parsed reply
+    (None when nothing was sent) into the operation's result. The sync :class:`VectorOps`
+    and :class:`rediscache.asyncio.AsyncSpace` run the same plans.
+    """
+
+    script: Callable[[SpaceState, GenKeys], scripts.ScriptCall[R]] | None
+    writes: bool
+    finish: Callable[[R | None], T]
+
+
 class VectorOps:
-    """The embedding operations, mixed into :class:`rediscache.Space`."""
+    """The embedding operations, mixed into :class:`rediscache.Space`.
+
+    Each public method is a plan (``_*_plan``: validation, the script call to make, the
+    arithmetic on its reply; all pure) run by :meth:`_perform`, the only part doing I/O.
+    """
 
     config: SpaceConfig
     keys: SpaceKeys
@@ -54,6 +76,17 @@ class VectorOps:
 
     def _writing(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
         raise NotImplementedError
+
+    def _perform(self, plan: Planned[R, T]) -> T:
+        """Run ``plan``: its script (one round trip per attempt), then its finish."""
+        build = plan.script
+        if build is None:
+            return plan.finish(None)
+
+        def run(state: SpaceState, gen: GenKeys) -> R:
+            return scripts.call(self._client, build(state, gen))
+
+        return plan.finish(self._writing(run) if plan.writes else self._attempts(run))
 
     def _lua_element(self, op: str) -> str:
         """struct format of the space's stored floats, for operations that compute in Lua."""
@@ -119,6 +152,17 @@ class VectorOps:
                 mean with ``normalize`` (or stored into a cosine space).
             KeyNotFoundError: a key is missing (default ``missing="raise"``); nothing stored.
         """
+        return self._perform(self._average_plan(keys, weights, into, normalize, missing))
+
+    def _average_plan(
+        self,
+        keys: Sequence[str],
+        weights: Any,
+        into: str | None,
+        normalize: bool,
+        missing: str,
+    ) -> Planned[Any, npt.NDArray[Any] | Averaged]:
+        """The plan of :meth:`average` (pure; raises its input errors at once)."""
         key_list = check_keys(keys)
         if not key_list:
             raise InvalidInputError("average needs at least one key")
@@ -126,33 +170,49 @@ class VectorOps:
             raise InvalidInputError("missing must be 'raise' or 'skip'")
         w = vecmath.check_weights(weights, len(key_list), positive_sum=True)
         skip = missing == "skip"
-        if into is None:
-            found, stored = self._gather(key_list, skip)
-            vec, _ = vecmath.evaluate(stored, w[found], None, mean=True)
-            used = int(found.sum())
-            if normalize:
-                vec = vecmath.unit(vec)
-        else:
-            res = self._combine_into(
-                key_list, w, None, into, mean=True, normalize=normalize, skip=skip
-            )
-            vec, used = res.vector, res.used
-        out = self._result(vec)
-        return Averaged(out, used, len(key_list) - used) if skip else out
 
-    def _gather(self, key_list: list[str], skip: bool) -> tuple[npt.NDArray[np.bool_], Any]:
-        g = self._attempts(
-            lambda state, gen: scripts.gather(
-                self._client,
-                gen.docs(key_list),
-                self.keys.config,
-                state=state.raw,
-                field=VECTOR_FIELD,
-                nbytes=self.codec.nbytes,
-                skip_missing=skip,
-                names=key_list,
-            )
+        def result(vec: npt.NDArray[np.float64], used: int) -> npt.NDArray[Any] | Averaged:
+            out = self._result(vec)
+            return Averaged(out, used, len(key_list) - used) if skip else out
+
+        if into is None:
+
+            def mean(g: scripts.Gathered | None) -> npt.NDArray[Any] | Averaged:
+                found, stored = self._gathered(key_list, g)
+                vec, _ = vecmath.evaluate(stored, w[found], None, mean=True)
+                return result(vecmath.unit(vec) if normalize else vec, int(found.sum()))
+
+            return Planned(self._gather_script(key_list, skip), False, mean)
+
+        def stored(res: scripts.Combined | None) -> npt.NDArray[Any] | Averaged:
+            assert res is not None
+            return result(res.vector, res.used)
+
+        script = self._combine_script(
+            key_list, w, None, into, mean=True, normalize=normalize, skip=skip
         )
+        return Planned(script, True, stored)
+
+    def _gather_script(
+        self, key_list: list[str], skip: bool
+    ) -> Callable[[SpaceState, GenKeys], scripts.ScriptCall[scripts.Gathered]]:
+        """The gather.lua call reading ``key_list`` in a given state."""
+        return lambda state, gen: scripts.gather_call(
+            gen.docs(key_list),
+            self.keys.config,
+            state=state.raw,
+            field=VECTOR_FIELD,
+            nbytes=self.codec.nbytes,
+            skip_missing=skip,
+            names=key_list,
+        )
+
+    def _gathered(
+        self, key_list: list[str], g: scripts.Gathered | None
+    ) -> tuple[npt.NDArray[np.bool_], Any]:
+        """Which keys were found, and their decoded vectors (``g`` None: no key was read)."""
+        if g is None:
+            return np.zeros(0, dtype=bool), np.empty((0, self.codec.dim))
         found = np.array(g.found, dtype=bool)
         n = int(found.sum())
         stored = (
@@ -162,7 +222,7 @@ class VectorOps:
         )
         return found, stored
 
-    def _combine_into(
+    def _combine_script(
         self,
         key_list: list[str],
         coefs: npt.NDArray[np.float64],
@@ -172,28 +232,26 @@ class VectorOps:
         mean: bool,
         normalize: bool,
         skip: bool,
-    ) -> scripts.Combined:
+    ) -> Callable[[SpaceState, GenKeys], scripts.ScriptCall[scripts.Combined]]:
+        """The combine.lua call storing into ``into`` (checked now) in a given state."""
         target = check_keys([into], "into")[0]
         element = self._lua_element("storing a result with into=")
-        return self._writing(
-            lambda state, gen: scripts.combine(
-                self._client,
-                gen.docs(key_list),
-                gen.doc(target),
-                self.keys.config,
-                state=state.raw,
-                count_field=gen.count_field,
-                field=VECTOR_FIELD,
-                dim=self.codec.dim,
-                element=element,
-                coefs=coefs,
-                constant=constant,
-                mean=mean,
-                normalize=normalize,
-                nonzero=self.config.metric == "cosine",
-                skip_missing=skip,
-                names=key_list,
-            )
+        return lambda state, gen: scripts.combine_call(
+            gen.docs(key_list),
+            gen.doc(target),
+            self.keys.config,
+            state=state.raw,
+            count_field=gen.count_field,
+            field=VECTOR_FIELD,
+            dim=self.codec.dim,
+            element=element,
+            coefs=coefs,
+            constant=constant,
+            mean=mean,
+            normalize=normalize,
+            nonzero=self.config.metric == "cosine",
+            skip_missing=skip,
+            names=key_list,
         )
 
     # ------------------------------------------------------------ combine
@@ -214,7 +272,8 @@ class VectorOps:
         ``subtract``) scale the items. ``normalize`` (default True) returns a unit vector.
         ``into`` also stores the result as an embedding of this space.
 
-        One round trip, atomic. To search from the result without its inputs:
+        One round trip (none when every item is a literal and there is no ``into``), atomic.
+        To search from the result without its inputs:
         ``space.search(space.combine(add=[a, c], subtract=[b]), k, exclude=[a, b, c])``.
 
         Raises:
@@ -222,6 +281,17 @@ class VectorOps:
                 a zero result with ``normalize`` (or stored into a cosine space).
             KeyNotFoundError: a key does not exist; nothing stored.
         """
+        return self._perform(self._combine_plan(add, subtract, weights, into, normalize))
+
+    def _combine_plan(
+        self,
+        add: Sequence[Any],
+        subtract: Sequence[Any],
+        weights: Any,
+        into: str | None,
+        normalize: bool,
+    ) -> Planned[Any, npt.NDArray[Any]]:
+        """The plan of :meth:`combine` (pure; raises its input errors at once)."""
         items = [*add, *subtract]
         if not items:
             raise InvalidInputError("combine needs at least one item in add or subtract")
@@ -229,7 +299,7 @@ class VectorOps:
         w = vecmath.check_weights(weights, len(items), positive_sum=False)
         terms = vecmath.split_terms(items, signs * w, self.codec, "items")
         if into is not None:
-            res = self._combine_into(
+            script = self._combine_script(
                 terms.keys,
                 terms.coefs,
                 terms.constant,
@@ -238,13 +308,20 @@ class VectorOps:
                 normalize=normalize,
                 skip=False,
             )
-            return self._result(res.vector)
-        if terms.keys:
-            _, stored = self._gather(terms.keys, False)
-        else:
-            stored = np.empty((0, self.codec.dim))
-        vec, _ = vecmath.evaluate(stored, terms.coefs, terms.constant, mean=False)
-        return self._result(vecmath.unit(vec) if normalize else vec)
+            return Planned(script, True, self._folded_result)
+
+        def evaluate(g: scripts.Gathered | None) -> npt.NDArray[Any]:
+            _, stored = self._gathered(terms.keys, g)
+            vec, _ = vecmath.evaluate(stored, terms.coefs, terms.constant, mean=False)
+            return self._result(vecmath.unit(vec) if normalize else vec)
+
+        gather = self._gather_script(terms.keys, False) if terms.keys else None
+        return Planned(gather, False, evaluate)
+
+    def _folded_result(self, res: scripts.Combined | scripts.Folded | None) -> npt.NDArray[Any]:
+        """The vector a combine.lua / update_mean.lua reply carries, in the output dtype."""
+        assert res is not None
+        return self._result(res.vector)
 
     # ------------------------------------------------------------ running means
 
@@ -266,6 +343,12 @@ class VectorOps:
                 bfloat16 space, a zero result in a cosine space.
             KeyNotFoundError: an item key does not exist; nothing stored.
         """
+        return self._perform(self._update_mean_plan(key, items, alpha))
+
+    def _update_mean_plan(
+        self, key: str, items: Sequence[Any], alpha: float | None
+    ) -> Planned[scripts.Folded, npt.NDArray[Any]]:
+        """The plan of :meth:`update_mean` (pure; raises its input errors at once)."""
         target = check_keys([key], "key")[0]
         item_list = list(items)
         if isinstance(items, (str, bytes)) or not item_list:
@@ -285,9 +368,9 @@ class VectorOps:
             t_new = vecmath.split_terms(item_list, c_new, self.codec, "items")
             terms = t_old
             with_old, without_old = (t_old.coefs, t_old.constant), (t_new.coefs, t_new.constant)
-        res = self._writing(
-            lambda state, gen: scripts.update_mean(
-                self._client,
+
+        def script(state: SpaceState, gen: GenKeys) -> scripts.ScriptCall[scripts.Folded]:
+            return scripts.update_mean_call(
                 gen.doc(target),
                 gen.docs(terms.keys),
                 self.keys.config,
@@ -305,5 +388,5 @@ class VectorOps:
                 nonzero=self.config.metric == "cosine",
                 names=[target, *terms.keys],
             )
-        )
-        return self._result(res.vector)
+
+        return Planned(script, True, self._folded_result)

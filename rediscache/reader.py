@@ -32,7 +32,17 @@ if TYPE_CHECKING:
     from .hotcache import HotCache
     from .space import SpaceConfig
 
-__all__ = ["CHUNK", "Hit", "Reader", "Record", "roundtrip"]
+__all__ = [
+    "CHUNK",
+    "Hit",
+    "Reader",
+    "Record",
+    "SearchPlan",
+    "fetch_commands",
+    "get_commands",
+    "roundtrip",
+    "vector_rows",
+]
 
 #: Rows per pipeline in put_many / get_many / iter_batches.
 CHUNK = 1000
@@ -112,6 +122,56 @@ def _unfiltered_knn(
     return ftsearch.knn_query(
         k, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata, offset=offset
     )
+
+
+class SearchPlan(NamedTuple):
+    """A search reduced to its ``FT.SEARCH`` arguments after the index name (one list per
+    query) and what to keep of each reply: vectors or not, keys to drop, how many hits then."""
+
+    args: list[list[Any]]
+    with_vectors: bool
+    exclude: frozenset[str]
+    k: int
+
+
+# ------------------------------------------------------------ pure parts shared with asyncio
+
+
+def get_commands(gen: GenKeys, key: str, ttl_ms: int) -> list[tuple[Any, ...]]:
+    """The reads of ``get``: HGET of the vector, then PEXPIRE when refreshing the ttl."""
+    doc = gen.doc(key)
+    if ttl_ms:
+        return [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ttl_ms)]
+    return [("HGET", doc, VECTOR_FIELD)]
+
+
+def fetch_commands(gen: GenKeys, keys: list[str], ttl_ms: int) -> list[tuple[Any, ...]]:
+    """The reads of ``get_many``: n HGETs, then n PEXPIREs when refreshing (so the first n
+    replies are the vectors)."""
+    docs = gen.docs(keys)
+    commands: list[tuple[Any, ...]] = [("HGET", rk, VECTOR_FIELD) for rk in docs]
+    if ttl_ms:
+        commands += [("PEXPIRE", rk, ttl_ms) for rk in docs]
+    return commands
+
+
+def vector_rows(
+    codec: VectorCodec, keys: list[str], raws: list[bytes | None], missing: str, where: str
+) -> npt.NDArray[Any]:
+    """``get_many``'s result from the raw vectors (None: absent) of ``keys``."""
+    absent = [i for i, r in enumerate(raws) if r is None]
+    if absent and missing == "raise":
+        shown = ", ".join(repr(keys[i]) for i in absent[:5])
+        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+        raise KeyNotFoundError(f"{len(absent)} keys not in {where}: {shown}{more}")
+    found = [r for r in raws if r is not None]
+    if not absent:
+        return codec.decode_many(found, keys)
+    present = [i for i, r in enumerate(raws) if r is not None]
+    out = np.full((len(keys), codec.dim), np.nan, dtype=codec.out_dtype)
+    if present:
+        out[present] = codec.decode_many(found, [keys[i] for i in present])
+    return out
 
 
 class Reader:
@@ -214,15 +274,12 @@ class Reader:
         used: list[str] = []
 
         def make(gen: GenKeys) -> list[tuple[Any, ...]]:
-            doc = gen.doc_prefix + key
-            used[:] = [doc]
-            return (
-                [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ms)]
-                if ms
-                else [("HGET", doc, VECTOR_FIELD)]
-            )
+            used[:] = [gen.doc(key)]
+            return get_commands(gen, key, ms)
 
         raw = self._read(make)[0]
+        if isinstance(raw, Exception):
+            raise ServerError(f"get in {self._where()} failed: {raw}")
         if raw is None:
             return None
         vec = self.codec.decode(raw, key)
@@ -266,19 +323,7 @@ class Reader:
         ms = self._refresh_ms(refresh_ttl)
         hot = self._hot if not ms else None
         raws = self._fetch(key_list, ms) if hot is None else self._fetch_hot(key_list, hot)
-        absent = [i for i, r in enumerate(raws) if r is None]
-        if absent and missing == "raise":
-            shown = ", ".join(repr(key_list[i]) for i in absent[:5])
-            more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-            raise KeyNotFoundError(f"{len(absent)} keys not in {self._where()}: {shown}{more}")
-        present = [i for i, r in enumerate(raws) if r is not None]
-        found: list[bytes] = [r for r in raws if r is not None]
-        if not absent:
-            return self.codec.decode_many(found, key_list)
-        out = np.full((len(key_list), self.codec.dim), np.nan, dtype=self.codec.out_dtype)
-        if present:
-            out[present] = self.codec.decode_many(found, [key_list[i] for i in present])
-        return out
+        return vector_rows(self.codec, key_list, raws, missing, self._where())
 
     def _where(self) -> str:
         return f"space {self.keys.name!r}"
@@ -302,15 +347,7 @@ class Reader:
     def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> list[bytes | None]:
         if not key_list:
             return []
-
-        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
-            docs = gen.docs(key_list)
-            commands: list[tuple[Any, ...]] = [("HGET", rk, VECTOR_FIELD) for rk in docs]
-            if ttl_ms:  # after the reads, so the replies' first n are the vectors
-                commands += [("PEXPIRE", rk, ttl_ms) for rk in docs]
-            return commands
-
-        replies = self._read(make)[: len(key_list)]
+        replies = self._read(lambda gen: fetch_commands(gen, key_list, ttl_ms))[: len(key_list)]
         for r in replies:
             if isinstance(r, Exception):
                 raise ServerError(f"get_many in {self._where()} failed: {r}")
@@ -350,12 +387,17 @@ class Reader:
         ``exclude`` drops these keys from the hits (e.g. the inputs of an average) while still
         returning ``k`` hits when the space has them.
         """
-        vec = self.codec.as_vector(vector)
-        skip = set(check_keys(exclude, "exclude")) if exclude else set()
-        q = self._knn(k + len(skip), filter, ef, with_vectors, with_metadata, offset)
-        reply = self._ft_search(q.args(self.codec.encode(vec)))
-        hits = self._hits(reply, with_vectors)
-        return [h for h in hits if h.key not in skip][:k] if skip else hits
+        plan = self._search_plan(
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            offset=offset,
+            exclude=exclude,
+        )
+        return self._search_hits(plan, self._ft_search(plan.args[0]))
 
     def search_many(
         self,
@@ -368,19 +410,19 @@ class Reader:
         with_metadata: bool = True,
     ) -> list[list[Hit]]:
         """:meth:`search` for each row of an (n, dim) array, in one pipelined round trip."""
-        arr = self.codec.as_matrix(vectors)
-        q = self._knn(k, filter, ef, with_vectors, with_metadata, 0)
-        blobs = self.codec.encode_matrix(arr)
+        plan = self._search_many_plan(
+            vectors, k, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
+        )
 
         def make(gen: GenKeys) -> list[tuple[Any, ...]]:
             index = self._search_index(gen)
-            return [("FT.SEARCH", index, *q.args(blob)) for blob in blobs]
+            return [("FT.SEARCH", index, *args) for args in plan.args]
 
         if self._checked_search:
             replies = self._read(make)
         else:
             replies = roundtrip(self._client, make(self._target()[1]))
-        return [self._hits(r, with_vectors) for r in replies]
+        return [self._search_hits(plan, r) for r in replies]
 
     def within(
         self,
@@ -398,17 +440,16 @@ class Reader:
         Returns at most ``limit`` hits starting at ``offset`` (page with both). Distances are
         those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH VECTOR_RANGE).
         """
-        vec = self.codec.as_vector(vector)
-        q = ftsearch.range_query(
+        plan = self._within_plan(
+            vector,
             radius,
-            filter_str=self._filter_str(filter),
-            with_vectors=with_vectors,
-            with_metadata=with_metadata,
+            filter=filter,
             limit=limit,
             offset=offset,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
         )
-        reply = self._ft_search(q.args(self.codec.encode(vec)))
-        return self._hits(reply, with_vectors)
+        return self._search_hits(plan, self._ft_search(plan.args[0]))
 
     def similar(
         self,
@@ -425,16 +466,99 @@ class Reader:
         Raises:
             KeyNotFoundError: ``key`` is not stored.
         """
-        vec = self.get(key)
-        if vec is None:
-            raise KeyNotFoundError(f"{key!r} is not in {self._where()}")
-        return self.search(
-            vec,
+        plan = self._similar_plan(
+            key,
+            self.get(key),
             k,
             filter=filter,
             ef=ef,
             with_vectors=with_vectors,
             with_metadata=with_metadata,
+        )
+        return self._search_hits(plan, self._ft_search(plan.args[0]))
+
+    # The pure halves of the searches, shared with rediscache.asyncio: a plan holds the
+    # FT.SEARCH arguments (after the index name), _search_hits reads a reply.
+
+    def _search_plan(
+        self,
+        vector: Any,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+        offset: int,
+        exclude: Collection[str] | None,
+    ) -> SearchPlan:
+        """The plan of :meth:`search` (raises its input errors)."""
+        vec = self.codec.as_vector(vector)
+        skip = frozenset(check_keys(exclude, "exclude")) if exclude else frozenset()
+        q = self._knn(k + len(skip), filter, ef, with_vectors, with_metadata, offset)
+        return SearchPlan([q.args(self.codec.encode(vec))], bool(with_vectors), skip, k)
+
+    def _search_many_plan(
+        self,
+        vectors: Any,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> SearchPlan:
+        """The plan of :meth:`search_many`: one argument list per row (raises input errors)."""
+        arr = self.codec.as_matrix(vectors)
+        q = self._knn(k, filter, ef, with_vectors, with_metadata, 0)
+        blobs = self.codec.encode_matrix(arr)
+        return SearchPlan([q.args(blob) for blob in blobs], bool(with_vectors), frozenset(), k)
+
+    def _within_plan(
+        self,
+        vector: Any,
+        radius: float,
+        *,
+        filter: query.FilterLike,
+        limit: int,
+        offset: int,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> SearchPlan:
+        """The plan of :meth:`within` (raises its input errors)."""
+        vec = self.codec.as_vector(vector)
+        q = ftsearch.range_query(
+            radius,
+            filter_str=self._filter_str(filter),
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            limit=limit,
+            offset=offset,
+        )
+        return SearchPlan([q.args(self.codec.encode(vec))], bool(with_vectors), frozenset(), 0)
+
+    def _similar_plan(
+        self,
+        key: str,
+        vector: npt.NDArray[Any] | None,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> SearchPlan:
+        """The plan of :meth:`similar`, once ``vector`` (the stored one of ``key``) is read."""
+        if vector is None:
+            raise KeyNotFoundError(f"{key!r} is not in {self._where()}")
+        return self._search_plan(
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            offset=0,
             exclude=(key,),
         )
 
@@ -477,11 +601,22 @@ class Reader:
         try:
             return self._client.execute_command("FT.SEARCH", self.keys.index, *args)
         except redis.ResponseError as exc:
-            raise ServerError(f"search in {self._where()} failed: {exc}") from exc
+            raise self._search_error(exc) from exc
+
+    def _search_error(self, exc: Exception) -> ServerError:
+        """The error of a failed FT.SEARCH."""
+        return ServerError(f"search in {self._where()} failed: {exc}")
+
+    def _search_hits(self, plan: SearchPlan, reply: Any) -> list[Hit]:
+        """The hits of one FT.SEARCH reply of ``plan`` (excluded keys dropped, at most k)."""
+        hits = self._hits(reply, plan.with_vectors)
+        if plan.exclude:
+            return [h for h in hits if h.key not in plan.exclude][: plan.k]
+        return hits
 
     def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
         if isinstance(reply, redis.ResponseError):
-            raise ServerError(f"search in {self._where()} failed: {reply}")
+            raise self._search_error(reply)
         _total, raw = ftsearch.parse_search_reply(reply, space_prefix=self.keys.prefix)
         decode = self.codec.decode
         return [

@@ -1,24 +1,39 @@
 """The Lua scripts in ``lua/`` and one typed wrapper per script.
 
 Scripts are read from ``rediscache/lua/`` inside an installed wheel, or from the top-level
-``lua/`` folder of a source checkout. Each runs through redis-py's ``Script`` object, which
-uses EVALSHA and reloads the script on NOSCRIPT, so scripts keep working after a server
-restart or ``SCRIPT FLUSH``.
+``lua/`` folder of a source checkout.
+
+Each wrapper is split in two so that sync and asyncio code share it: ``<script>_call(...)``
+(pure) builds a :class:`ScriptCall` (the script's KEYS and ARGV, the parser of its reply and
+the mapping of its ``RC_*`` error replies), and a runner sends it: :func:`call` on a
+``redis.Redis`` client, :func:`call_async` on a ``redis.asyncio.Redis`` one. ``<script>(client,
+...)`` is the sync shorthand ``call(client, <script>_call(...))``. Both runners use EVALSHA and
+reload the script on NOSCRIPT, so scripts keep working after a server restart or
+``SCRIPT FLUSH``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Concatenate,
+    Generic,
+    NamedTuple,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+)
 
 import numpy as np
 import numpy.typing as npt
 import redis
-from redis.commands.core import Script
+from redis.commands.core import AsyncScript, Script
 
 from .errors import (
     CorruptDataError,
@@ -32,24 +47,41 @@ from .errors import (
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
+    import redis.asyncio
+
 __all__ = [
     "Combined",
     "Folded",
     "Gathered",
+    "ScriptCall",
     "Snapshotted",
     "available",
+    "call",
+    "call_async",
     "combine",
+    "combine_call",
     "drop_version",
+    "drop_version_call",
     "fork_begin",
+    "fork_begin_call",
     "fork_commit",
+    "fork_commit_call",
     "gather",
+    "gather_call",
     "lua_dir",
     "rollback",
+    "rollback_call",
     "snapshot",
+    "snapshot_call",
     "source",
     "update_mean",
+    "update_mean_call",
     "write",
+    "write_call",
 ]
+
+R = TypeVar("R")
+P = ParamSpec("P")
 
 #: Every script's header must mention these words (see STYLE.md: purpose, KEYS, ARGV, reply,
 #: errors, cost, why atomic).
@@ -79,16 +111,65 @@ def source(name: str) -> str:
     return text
 
 
-def _run(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA script ``name`` on ``client`` (loading it on NOSCRIPT). One round trip."""
-    return _script(name)(keys=keys, args=args, client=client)
-
-
 @cache
 def _script(name: str) -> Any:
     # One Script object per script, hashed once; the client is given at call time. The SHA
     # is loaded into the server lazily and again after NOSCRIPT (restart, SCRIPT FLUSH).
     return Script(None, source(name).encode("utf-8"))
+
+
+@cache
+def _async_script(name: str) -> Any:
+    # The asyncio twin of _script (same SHA; redis.asyncio reloads on NOSCRIPT the same way).
+    return AsyncScript(None, source(name).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class ScriptCall(Generic[R]):
+    """One planned run of a script, built by a ``<script>_call`` function (no I/O).
+
+    ``keys`` and ``args`` are its KEYS and ARGV; ``parse`` turns the reply into the wrapper's
+    result; ``failed`` maps an error reply: it raises the library's exception (``from`` the
+    redis error) or returns a result (for replies such as ``RC_BUSY`` that callers act on).
+    """
+
+    name: str
+    keys: list[Any]
+    args: list[Any]
+    parse: Callable[[Any], R]
+    failed: Callable[[redis.ResponseError], R]
+
+
+def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
+    """Run ``planned`` on a sync client: EVALSHA (loading the script on NOSCRIPT). One round
+    trip; the script itself is atomic."""
+    try:
+        reply = _script(planned.name)(keys=planned.keys, args=planned.args, client=client)
+    except redis.ResponseError as exc:
+        return planned.failed(exc)
+    return planned.parse(reply)
+
+
+async def call_async(client: redis.asyncio.Redis, planned: ScriptCall[R]) -> R:
+    """Run ``planned`` on a ``redis.asyncio`` client; otherwise exactly :func:`call`."""
+    try:
+        reply = await _async_script(planned.name)(
+            keys=planned.keys, args=planned.args, client=client
+        )
+    except redis.ResponseError as exc:
+        return planned.failed(exc)
+    return planned.parse(reply)
+
+
+def _sync(builder: Callable[P, ScriptCall[R]]) -> Callable[Concatenate[redis.Redis, P], R]:
+    """The sync shorthand of a ``<script>_call`` builder: ``f(client, ...)`` runs the call."""
+
+    def run(client: redis.Redis, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return call(client, builder(*args, **kwargs))
+
+    run.__name__ = run.__qualname__ = builder.__name__.removesuffix("_call")
+    run.__doc__ = f"``call(client, {builder.__name__}(...))``: see :func:`{builder.__name__}`."
+    return run
 
 
 def _script_error(
@@ -132,6 +213,17 @@ def _script_error(
     return ServerError(f"{script}.lua failed: {msg}")
 
 
+def _raiser(
+    script: str, names: Sequence[str], first: int = 1
+) -> Callable[[redis.ResponseError], NoReturn]:
+    """A ``failed`` mapping that raises :func:`_script_error`'s exception."""
+
+    def failed(exc: redis.ResponseError) -> NoReturn:
+        raise _script_error(exc, script, names, first) from exc
+
+    return failed
+
+
 def _f64(values: npt.NDArray[np.float64] | None) -> bytes:
     return b"" if values is None else np.ascontiguousarray(values, dtype="<f8").tobytes()
 
@@ -143,8 +235,7 @@ class Gathered(NamedTuple):
     blobs: list[bytes]
 
 
-def gather(
-    client: redis.Redis,
+def gather_call(
     doc_keys: Sequence[str],
     config_key: str,
     *,
@@ -153,23 +244,20 @@ def gather(
     nbytes: int,
     skip_missing: bool,
     names: Sequence[str],
-) -> Gathered:
-    """Run ``gather.lua``: one atomic read of many vectors. One round trip.
+) -> ScriptCall[Gathered]:
+    """``gather.lua``: one atomic read of many vectors. One round trip.
 
     ``names`` are the user's keys (for error messages). Raises StaleStateError (the space is
     no longer in ``state``), KeyNotFoundError (a key is missing and ``skip_missing`` is
     False) or CorruptDataError (wrong byte length).
     """
-    try:
-        reply = _run(
-            client,
-            "gather",
-            [*doc_keys, config_key],
-            [field, nbytes, "skip" if skip_missing else "raise", state],
-        )
-    except redis.ResponseError as exc:
-        raise _script_error(exc, "gather", names) from exc
-    return Gathered([c == 0x31 for c in reply[0]], reply[1:])
+    return ScriptCall(
+        "gather",
+        [*doc_keys, config_key],
+        [field, nbytes, "skip" if skip_missing else "raise", state],
+        lambda reply: Gathered([c == 0x31 for c in reply[0]], reply[1:]),
+        _raiser("gather", names),
+    )
 
 
 class Combined(NamedTuple):
@@ -180,8 +268,12 @@ class Combined(NamedTuple):
     missing: int
 
 
-def combine(
-    client: redis.Redis,
+def _combined(reply: Any) -> Combined:
+    used, missing, raw = reply
+    return Combined(np.frombuffer(raw, dtype="<f8").copy(), int(used), int(missing))
+
+
+def combine_call(
     doc_keys: Sequence[str],
     target: str,
     config_key: str,
@@ -198,35 +290,32 @@ def combine(
     nonzero: bool,
     skip_missing: bool,
     names: Sequence[str],
-) -> Combined:
-    """Run ``combine.lua``: ``sum(coefs[i] * v_i) + constant`` (divided by the coefficients
-    used when ``mean``), optionally normalized, stored in ``target``. One round trip, atomic.
+) -> ScriptCall[Combined]:
+    """``combine.lua``: ``sum(coefs[i] * v_i) + constant`` (divided by the coefficients used
+    when ``mean``), optionally normalized, stored in ``target``. One round trip, atomic.
 
     ``element`` is ``"f"`` (float32) or ``"d"`` (float64). Raises KeyNotFoundError,
     CorruptDataError or InvalidInputError (zero result, zero weight); nothing is stored then.
     """
-    try:
-        used, missing, raw = _run(
-            client,
-            "combine",
-            [*doc_keys, target, config_key],
-            [
-                field,
-                dim,
-                element,
-                "skip" if skip_missing else "raise",
-                _f64(coefs),
-                _f64(constant),
-                "mean" if mean else "sum",
-                int(normalize),
-                int(nonzero),
-                state,
-                count_field,
-            ],
-        )
-    except redis.ResponseError as exc:
-        raise _script_error(exc, "combine", names) from exc
-    return Combined(np.frombuffer(raw, dtype="<f8").copy(), int(used), int(missing))
+    return ScriptCall(
+        "combine",
+        [*doc_keys, target, config_key],
+        [
+            field,
+            dim,
+            element,
+            "skip" if skip_missing else "raise",
+            _f64(coefs),
+            _f64(constant),
+            "mean" if mean else "sum",
+            int(normalize),
+            int(nonzero),
+            state,
+            count_field,
+        ],
+        _combined,
+        _raiser("combine", names),
+    )
 
 
 class Folded(NamedTuple):
@@ -236,8 +325,12 @@ class Folded(NamedTuple):
     vector: npt.NDArray[np.float64]
 
 
-def update_mean(
-    client: redis.Redis,
+def _folded(reply: Any) -> Folded:
+    count, raw = reply
+    return Folded(int(count), np.frombuffer(raw, dtype="<f8").copy())
+
+
+def update_mean_call(
     target: str,
     item_keys: Sequence[str],
     config_key: str,
@@ -255,45 +348,41 @@ def update_mean(
     without_old: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None],
     nonzero: bool,
     names: Sequence[str],
-) -> Folded:
-    """Run ``update_mean.lua``: fold ``items`` new items into the running embedding ``target``.
+) -> ScriptCall[Folded]:
+    """``update_mean.lua``: fold ``items`` new items into the running embedding ``target``.
 
     ``with_old`` / ``without_old`` are (coefficients of the key items, constant term) for when
     a stored vector exists or not (see the script's header). One round trip, atomic.
     ``names[0]`` names the target, ``names[1:]`` the item keys.
     """
-    try:
-        count, raw = _run(
-            client,
-            "update_mean",
-            [target, *item_keys, config_key],
-            [
-                field,
-                count_field,
-                dim,
-                element,
-                items,
-                "ema" if ema else "mean",
-                repr(float(old_coef)),
-                _f64(with_old[0]),
-                _f64(with_old[1]),
-                _f64(without_old[0]),
-                _f64(without_old[1]),
-                int(nonzero),
-                state,
-                doc_count_field,
-            ],
-        )
-    except redis.ResponseError as exc:
-        raise _script_error(exc, "update_mean", names, first=0) from exc
-    return Folded(int(count), np.frombuffer(raw, dtype="<f8").copy())
+    return ScriptCall(
+        "update_mean",
+        [target, *item_keys, config_key],
+        [
+            field,
+            count_field,
+            dim,
+            element,
+            items,
+            "ema" if ema else "mean",
+            repr(float(old_coef)),
+            _f64(with_old[0]),
+            _f64(with_old[1]),
+            _f64(without_old[0]),
+            _f64(without_old[1]),
+            int(nonzero),
+            state,
+            doc_count_field,
+        ],
+        _folded,
+        _raiser("update_mean", names, first=0),
+    )
 
 
 # --------------------------------------------------------------------------- writes
 
 
-def write(
-    client: redis.Redis,
+def write_call(
     config_key: str,
     doc_keys: Sequence[str],
     *,
@@ -302,8 +391,8 @@ def write(
     rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]] | None,
     names: Sequence[str],
     ttl_ms: int = 0,
-) -> int:
-    """Run ``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
+) -> ScriptCall[int]:
+    """``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
     with a time to live of ``ttl_ms`` (0: none), or delete the documents when ``rows`` is
     None. One round trip, atomic.
 
@@ -319,10 +408,7 @@ def write(
             args.extend(fields)
             args.append(len(stale))
             args.extend(stale)
-    try:
-        return int(_run(client, "write", [config_key, *doc_keys], args))
-    except redis.ResponseError as exc:
-        raise _script_error(exc, "write", names) from exc
+    return ScriptCall("write", [config_key, *doc_keys], args, int, _raiser("write", names))
 
 
 # --------------------------------------------------------------------------- versions
@@ -338,95 +424,104 @@ class Snapshotted:
     state: str
 
 
-def snapshot(
-    client: redis.Redis, config_key: str, versions_key: str, *, label: str, created_at: float
-) -> Snapshotted:
-    """Run ``snapshot.lua``: record the live generation as a new version. One round trip,
+def _snapshotted(reply: Any) -> Snapshotted:
+    vid, count, gen, state = reply
+    return Snapshotted(int(vid), int(count), int(gen), state.decode())
+
+
+def snapshot_call(
+    config_key: str, versions_key: str, *, label: str, created_at: float
+) -> ScriptCall[Snapshotted]:
+    """``snapshot.lua``: record the live generation as a new version. One round trip,
     atomic. Raises InvalidInputError when another version has ``label``."""
-    try:
-        vid, count, gen, state = _run(
-            client, "snapshot", [config_key, versions_key], [label, repr(created_at)]
-        )
-    except redis.ResponseError as exc:
+
+    def failed(exc: redis.ResponseError) -> NoReturn:
         if str(exc).startswith("RC_LABEL"):
             raise InvalidInputError(
                 f"a version labelled {label!r} exists already: pick another label or delete "
                 "that version first"
             ) from exc
         raise _script_error(exc, "snapshot", [label]) from exc
-    return Snapshotted(int(vid), int(count), int(gen), state.decode())
+
+    return ScriptCall(
+        "snapshot", [config_key, versions_key], [label, repr(created_at)], _snapshotted, failed
+    )
 
 
-def rollback(
-    client: redis.Redis,
-    keys: Sequence[str],
-    *,
-    version: int,
-    gen: int,
-) -> tuple[int, bool, str] | None:
-    """Run ``rollback.lua``; ``keys`` are config, versions, alias, the version's index and
-    the garbage set. Returns (old live generation, whether it became garbage, new state),
-    or None while a copy of the live generation is in progress (nothing done: wait).
+def _rolled_back(reply: Any) -> tuple[int, bool, str] | None:
+    old, dropped, state = reply
+    return int(old), bool(dropped), state.decode()
+
+
+def rollback_call(
+    keys: Sequence[str], *, version: int, gen: int
+) -> ScriptCall[tuple[int, bool, str] | None]:
+    """``rollback.lua``; ``keys`` are config, versions, alias, the version's index and the
+    garbage set. Returns (old live generation, whether it became garbage, new state), or None
+    while a copy of the live generation is in progress (nothing done: wait).
 
     One round trip, atomic. Raises VersionNotFoundError or StaleStateError (the version
     moved to another generation meanwhile).
     """
-    try:
-        old, dropped, state = _run(client, "rollback", list(keys), [version, gen])
-    except redis.ResponseError as exc:
+
+    def failed(exc: redis.ResponseError) -> None:
         if str(exc).startswith("RC_BUSY"):
             return None
         raise _script_error(exc, "rollback", [str(version)]) from exc
-    return int(old), bool(dropped), state.decode()
+
+    return ScriptCall("rollback", list(keys), [version, gen], _rolled_back, failed)
 
 
-def drop_version(
-    client: redis.Redis, config_key: str, versions_key: str, garbage_key: str, *, version: int
-) -> tuple[int, str]:
-    """Run ``drop_version.lua``: returns (generation that became garbage or 0, new state).
-    One round trip, atomic. Raises VersionNotFoundError."""
-    try:
-        freed, state = _run(
-            client, "drop_version", [config_key, versions_key, garbage_key], [version]
-        )
-    except redis.ResponseError as exc:
-        raise _script_error(exc, "drop_version", [str(version)]) from exc
+def _dropped(reply: Any) -> tuple[int, str]:
+    freed, state = reply
     return int(freed), state.decode()
 
 
-def fork_begin(
-    client: redis.Redis,
-    config_key: str,
-    lock_key: str,
-    garbage_key: str,
-    *,
-    token: str,
-    lease_ms: int,
-) -> tuple[int, int, str] | str:
-    """Run ``fork_begin.lua``. Returns (source generation, new generation, new state), or the
+def drop_version_call(
+    config_key: str, versions_key: str, garbage_key: str, *, version: int
+) -> ScriptCall[tuple[int, str]]:
+    """``drop_version.lua``: returns (generation that became garbage or 0, new state).
+    One round trip, atomic. Raises VersionNotFoundError."""
+    return ScriptCall(
+        "drop_version",
+        [config_key, versions_key, garbage_key],
+        [version],
+        _dropped,
+        _raiser("drop_version", [str(version)]),
+    )
+
+
+def _begun(reply: Any) -> tuple[int, int, str] | str:
+    src, dst, new = reply
+    return int(src), int(dst), new.decode()
+
+
+def fork_begin_call(
+    config_key: str, lock_key: str, garbage_key: str, *, token: str, lease_ms: int
+) -> ScriptCall[tuple[int, int, str] | str]:
+    """``fork_begin.lua``. Returns (source generation, new generation, new state), or the
     error code "RC_BUSY" or "RC_NOTSHARED" for the caller to act on. One round trip, atomic."""
-    try:
-        src, dst, new = _run(
-            client, "fork_begin", [config_key, lock_key, garbage_key], [token, lease_ms]
-        )
-    except redis.ResponseError as exc:
+
+    def failed(exc: redis.ResponseError) -> str:
         code = str(exc).split(" ")[0]
         if code in ("RC_BUSY", "RC_NOTSHARED"):
             return code
         raise _script_error(exc, "fork_begin", []) from exc
-    return int(src), int(dst), new.decode()
+
+    return ScriptCall(
+        "fork_begin", [config_key, lock_key, garbage_key], [token, lease_ms], _begun, failed
+    )
 
 
-def fork_commit(client: redis.Redis, keys: Sequence[str], *, token: str, copied: int) -> str | None:
-    """Run ``fork_commit.lua``; ``keys`` are config, versions, lease and garbage set.
+def fork_commit_call(keys: Sequence[str], *, token: str, copied: int) -> ScriptCall[str | None]:
+    """``fork_commit.lua``; ``keys`` are config, versions, lease and garbage set.
 
     Returns the new state, or None when the lease was lost (another client took the copy
     over). One round trip, atomic. Raises CorruptDataError when the copy's size is wrong
     (the copy is dropped; the versions stay where they were).
     """
-    try:
-        return str(_run(client, "fork_commit", list(keys), [token, copied]).decode())
-    except redis.ResponseError as exc:
+
+    def failed(exc: redis.ResponseError) -> None:
         msg = str(exc)
         if msg.startswith("RC_LOST"):
             return None
@@ -436,3 +531,20 @@ def fork_commit(client: redis.Redis, keys: Sequence[str], *, token: str, copied:
                 f"where the space counts {msg.split()[1]}; the copy was dropped"
             ) from exc
         raise _script_error(exc, "fork_commit", []) from exc
+
+    return ScriptCall(
+        "fork_commit", list(keys), [token, copied], lambda reply: str(reply.decode()), failed
+    )
+
+
+# --------------------------------------------------------------------------- sync shorthands
+
+gather = _sync(gather_call)
+combine = _sync(combine_call)
+update_mean = _sync(update_mean_call)
+write = _sync(write_call)
+snapshot = _sync(snapshot_call)
+rollback = _sync(rollback_call)
+drop_version = _sync(drop_version_call)
+fork_begin = _sync(fork_begin_call)
+fork_commit = _sync(fork_commit_call)

@@ -40,6 +40,19 @@ LAYOUT = "2"
 TTL_USED_FIELD = "ttl_used"
 
 
+def chunk_failed(name: str, exc: Exception, start: int, end: int, n: int) -> ServerError:
+    """The error of a put_many whose chunk ``start..end-1`` (of ``n`` rows) failed: which
+    rows are stored. A script writes all of its chunk or nothing; only a broken connection
+    leaves the chunk's fate unknown."""
+    unknown = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+    fate = "may or may not be stored" if unknown else "were not stored"
+    before = f"; rows before {start} are stored" if start else ""
+    after = f"; rows from {end} on were not sent" if end < n else ""
+    return ServerError(
+        f"put_many into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}"
+    )
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     """The schema of a space, stored in its ``cfg`` hash."""
@@ -281,16 +294,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
             try:
                 self._writing(call)
             except (redis.RedisError, ServerError) as exc:
-                # A script writes all of its chunk or nothing; only a broken connection leaves
-                # the chunk's fate unknown.
-                unknown = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
-                fate = "may or may not be stored" if unknown else "were not stored"
-                before = f"; rows before {start} are stored" if start else ""
-                after = f"; rows from {end} on were not sent" if end < n else ""
-                raise ServerError(
-                    f"put_many into {self.name!r}: rows {start}..{end - 1} {fate} "
-                    f"({exc}){before}{after}"
-                ) from exc
+                raise chunk_failed(self.name, exc, start, end, n) from exc
             written = end
         return written
 

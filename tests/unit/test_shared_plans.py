@@ -1,0 +1,220 @@
+"""The pure halves shared by the sync and asyncio APIs, exercised without a server: script
+call builders and their error mapping, and the get_or_compute flow driven by a fake store."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from rediscache import scripts
+from rediscache.caching import (
+    Caching,
+    Compute,
+    Effect,
+    InFlight,
+    Read,
+    Send,
+    Sleep,
+    Store,
+    WaitFlights,
+    drive,
+)
+from rediscache.codec import VectorCodec
+from rediscache.errors import (
+    CorruptDataError,
+    InvalidInputError,
+    KeyNotFoundError,
+    StaleStateError,
+)
+from rediscache.keys import SpaceKeys
+from rediscache.metrics import Metrics
+
+# ---------------------------------------------------------------- script calls
+
+
+def test_write_call_packs_rows_and_maps_errors() -> None:
+    call = scripts.write_call(
+        "cfg",
+        ["d:a", "d:b"],
+        state="1 1 0 -",
+        count_field="n:1",
+        rows=[(["vec", b"\x00"], ["meta"]), (["vec", b"\x01", "meta", b"m"], [])],
+        names=["a", "b"],
+        ttl_ms=500,
+    )
+    assert (call.name, call.keys) == ("write", ["cfg", "d:a", "d:b"])
+    assert call.args == [
+        "1 1 0 -", "n:1", "put", 500,
+        1, "vec", b"\x00", 1, "meta",
+        2, "vec", b"\x01", "meta", b"m", 0,
+    ]  # fmt: skip
+    assert call.parse(2) == 2
+    with pytest.raises(StaleStateError):
+        call.failed(redis.ResponseError("RC_STALE"))
+    with pytest.raises(Exception, match="'b' is stored under a Redis key of another type"):
+        call.failed(redis.ResponseError("RC_WRONGTYPE 2"))
+    delete = scripts.write_call("cfg", ["d:a"], state="s", count_field="n:1", rows=None, names=[])
+    assert delete.args == ["s", "n:1", "del"]
+
+
+def test_gather_and_combine_calls_parse_replies() -> None:
+    g = scripts.gather_call(
+        ["d:a", "d:b"], "cfg", state="s", field="vec", nbytes=8, skip_missing=True, names=["a"]
+    )
+    assert g.keys == ["d:a", "d:b", "cfg"] and g.args == ["vec", 8, "skip", "s"]
+    assert g.parse([b"10", b"blob"]) == scripts.Gathered([True, False], [b"blob"])
+    with pytest.raises(CorruptDataError, match="'a' has 3 bytes"):
+        g.failed(redis.ResponseError("RC_BADLEN 1 3"))
+    c = scripts.combine_call(
+        ["d:a"],
+        "d:t",
+        "cfg",
+        state="s",
+        count_field="n:1",
+        field="vec",
+        dim=2,
+        element="f",
+        coefs=np.array([0.5]),
+        constant=None,
+        mean=True,
+        normalize=False,
+        nonzero=True,
+        skip_missing=False,
+        names=["a"],
+    )
+    res = c.parse([1, 0, np.array([1.0, 2.0], dtype="<f8").tobytes()])
+    assert (res.used, res.missing) == (1, 0) and res.vector.tolist() == [1.0, 2.0]
+    with pytest.raises(KeyNotFoundError, match="'a' does not exist"):
+        c.failed(redis.ResponseError("RC_MISSING 1"))
+    with pytest.raises(InvalidInputError, match="zero vector"):
+        c.failed(redis.ResponseError("RC_ZERO"))
+
+
+def test_calls_that_return_error_codes() -> None:
+    begin = scripts.fork_begin_call("cfg", "lock", "garbage", token="t", lease_ms=10)
+    assert begin.failed(redis.ResponseError("RC_BUSY")) == "RC_BUSY"
+    assert begin.parse([1, 2, b"3 1 0 t"]) == (1, 2, "3 1 0 t")
+    busy = scripts.rollback_call(["k"], version=1, gen=2).failed(redis.ResponseError("RC_BUSY"))
+    lost = scripts.fork_commit_call(["k"], token="t", copied=3).failed(
+        redis.ResponseError("RC_LOST")
+    )
+    assert busy is None and lost is None  # "wait" / "lease lost": results, not errors
+    with pytest.raises(InvalidInputError, match="labelled 'v'"):
+        scripts.snapshot_call("cfg", "ver", label="v", created_at=0.0).failed(
+            redis.ResponseError("RC_LABEL")
+        )
+
+
+def test_sync_shorthands_take_the_client_first() -> None:
+    assert scripts.write.__name__ == "write" and "write_call" in (scripts.write.__doc__ or "")
+
+
+# ---------------------------------------------------------------- the get_or_compute flow
+
+
+class _FakeSpace(Caching):
+    """Just what the flow reads: keys, codec and the hub's metrics."""
+
+    def __init__(self) -> None:
+        self.keys = SpaceKeys.for_space("flow")
+        self.codec = VectorCodec(2, "float32", "l2")
+        self.hub = SimpleNamespace(_metrics=Metrics())
+
+
+class _Store:
+    """A dict standing in for Redis; ``down`` makes every Redis effect fail."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, np.ndarray] = {}
+        self.locks: dict[str, str] = {}
+        self.down = False
+        self.computed: list[list[str]] = []
+        self.effects: list[str] = []
+
+    def compute(self, keys: list[str]) -> np.ndarray:
+        self.computed.append(keys)
+        return np.array([[float(len(k)), 1.0] for k in keys])
+
+    def perform(self, effect: Effect) -> Any:
+        self.effects.append(type(effect).__name__)
+        if isinstance(effect, Compute):
+            return self.compute(effect.keys)
+        if isinstance(effect, Sleep | WaitFlights):
+            return None
+        if self.down:
+            raise redis.ConnectionError("down")
+        if isinstance(effect, Read):
+            nan = np.full(2, np.nan, dtype=np.float32)
+            return np.stack([self.data.get(k, nan) for k in effect.keys])
+        if isinstance(effect, Store):
+            self.data.update(zip(effect.keys, effect.vectors.astype(np.float32)))
+            return len(effect.keys)
+        assert isinstance(effect, Send)
+        replies: list[Any] = []
+        for command in effect.commands:
+            if command[0] == "SET":
+                taken = command[1] in self.locks
+                self.locks.setdefault(command[1], command[2])
+                replies.append(None if taken else True)
+            else:
+                for lock in command[1:]:
+                    self.locks.pop(lock, None)
+                replies.append(len(command) - 1)
+        return replies
+
+
+def _run(space: _FakeSpace, store: _Store, keys: list[str], **kwargs: Any) -> np.ndarray:
+    flow = space._cache_flow(
+        keys,
+        ttl=kwargs.get("ttl"),
+        on_error=kwargs.get("on_error", "raise"),
+        lock_seconds=kwargs.get("lock_seconds", 1.0),
+        inflight=InFlight(threading.Event),
+    )
+    return drive(flow, store.perform)
+
+
+def test_flow_computes_missing_keys_once_under_locks() -> None:
+    space, store = _FakeSpace(), _Store()
+    store.data["a"] = np.array([9.0, 9.0], dtype=np.float32)
+    got = _run(space, store, ["a", "bb", "a", "ccc"])
+    assert got.tolist() == [[9.0, 9.0], [2.0, 1.0], [9.0, 9.0], [3.0, 1.0]]
+    assert store.computed == [["bb", "ccc"]] and store.locks == {}  # unlocked afterwards
+    assert store.effects == ["Read", "Send", "Compute", "Store", "Send"]
+    assert _run(space, store, ["bb"]).tolist() == [[2.0, 1.0]] and len(store.computed) == 1
+
+
+def test_flow_waits_for_a_key_locked_elsewhere_then_computes_it() -> None:
+    space, store = _FakeSpace(), _Store()
+    store.locks[space.keys.compute_lock("k")] = "another process"
+    got = _run(space, store, ["k"], lock_seconds=0.01)
+    assert got.tolist() == [[1.0, 1.0]] and store.computed == [["k"]]
+    assert "Sleep" in store.effects and store.effects[-1] == "Store"
+
+
+def test_flow_fails_open_or_raises_on_outages() -> None:
+    space, store = _FakeSpace(), _Store()
+    store.down = True
+    assert _run(space, store, ["x"], on_error="compute").tolist() == [[1.0, 1.0]]
+    with pytest.raises(redis.ConnectionError):
+        _run(space, store, ["x"])
+
+
+def test_flow_releases_its_claims_when_compute_fails() -> None:
+    space, store = _FakeSpace(), _Store()
+    table: InFlight[threading.Event] = InFlight(threading.Event)
+
+    def broken(effect: Effect) -> Any:
+        if isinstance(effect, Compute):
+            raise RuntimeError("model crashed")
+        return store.perform(effect)
+
+    flow = space._cache_flow(["k"], ttl=None, on_error="raise", lock_seconds=1.0, inflight=table)
+    with pytest.raises(RuntimeError, match="model crashed"):
+        drive(flow, broken)
+    assert table.events == {} and store.locks == {}  # claim released, lock deleted
