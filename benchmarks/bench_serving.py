@@ -179,7 +179,7 @@ def asyncio_part(
     """Async get_many latency against sync, and throughput at 32 concurrent requests."""
     loop = asyncio.new_event_loop()
     try:
-        ahub = loop.run_until_complete(_async_hub(space))
+        ahub = loop.run_until_complete(_async_hub(space, args.url))
         aspace = loop.run_until_complete(ahub.space(SPACE))
         nb = len(batches)
         t = measure(
@@ -208,26 +208,19 @@ def asyncio_part(
     }
 
 
-async def _async_hub(space: Space) -> Any:
+async def _async_hub(space: Space, url: str | None) -> Any:
     """An AsyncHub on the same server as ``space``'s hub."""
     import redis.asyncio as aioredis
 
-    pool = space.hub.client.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    if "path" in kwargs:
-        client = aioredis.Redis(
-            unix_socket_path=kwargs.pop("path"),
-            **{k: v for k, v in kwargs.items() if k in ("password", "username", "db")},
-        )
+    if url is not None:
+        client = aioredis.Redis.from_url(url, protocol=2)
     else:
+        info = space.hub.server
+        assert info is not None and info.unix_socket
         client = aioredis.Redis(
-            **{
-                k: v
-                for k, v in kwargs.items()
-                if k in ("host", "port", "password", "username", "db")
-            }
+            unix_socket_path=info.unix_socket, password=info.password, protocol=2
         )
-    return await rediscache.connect_async(client=client)  # type: ignore[attr-defined]
+    return await rediscache.connect_async(client=client)
 
 
 if __name__ == "__main__":

@@ -82,6 +82,13 @@ if TYPE_CHECKING:
     from .server import ServerConfig, ServerInfo
     from .space import Space, SpaceConfig
 
+_hiredis: Any
+try:  # installed with redis[hiredis]; the fallback reads reply by reply
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover
+    _hiredis = None
+
+
 __all__ = ["AsyncHub", "AsyncSpace", "connect_async"]
 
 R = TypeVar("R")
@@ -288,6 +295,61 @@ class AsyncHub:
 # --------------------------------------------------------------------------- the space
 
 
+async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
+    """``n`` RESP2 replies parsed by hiredis from whatever the socket holds: one await per
+    chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each)."""
+    assert _hiredis is not None
+    parser = _hiredis.Reader()
+    replies: list[Any] = []
+    while len(replies) < n:
+        data = await stream.read(1 << 16)
+        if not data:
+            raise redis.ConnectionError("connection closed while reading replies")
+        parser.feed(data)
+        while len(replies) < n:
+            reply = parser.gets()
+            if reply is False:
+                break
+            if isinstance(reply, _hiredis.ReplyError):
+                reply = redis.ResponseError(str(reply))
+            replies.append(reply)
+    return replies
+
+
+async def roundtrip_async(
+    client: redis.asyncio.Redis, commands: list[tuple[Any, ...]]
+) -> list[Any]:
+    """:func:`rediscache.reader.roundtrip` for an asyncio client: send ``commands`` in one
+    write and read every reply on one pooled connection, without redis.asyncio's pipeline
+    bookkeeping (which made a get_many(100) cost 2.5x the sync one). Error replies are
+    returned as exceptions; a broken connection is retried once (the commands are reads)."""
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            stream = getattr(conn, "_reader", None)
+            if _hiredis is not None and isinstance(stream, asyncio.StreamReader):
+                return await _read_replies(stream, len(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except (redis.ConnectionError, redis.TimeoutError):
+            await conn.disconnect()
+            if attempt == 2:
+                raise
+        except BaseException:
+            await conn.disconnect()  # a reply may be half read (cancellation too)
+            raise
+        finally:
+            await pool.release(conn)
+    raise AssertionError("unreachable")
+
+
 async def _drive(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) -> T:
     """:func:`rediscache.caching.drive` with ``await``: run ``flow``, performing its effects."""
     reply: Any = None
@@ -353,11 +415,8 @@ class AsyncSpace:
         self._adopt(await self._client.hget(self.keys.config, STATE_FIELD))
 
     async def _roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """``commands`` in one pipelined round trip; error replies come back as exceptions."""
-        pipe = self._client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(await pipe.execute(raise_on_error=False))
+        """``commands`` in one round trip; error replies come back as exceptions."""
+        return await roundtrip_async(self._client, commands)
 
     async def _checked(self, commands: list[tuple[Any, ...]], state: SpaceState) -> list[Any]:
         """``commands`` plus a trailing read of the state, in one round trip; StaleStateError

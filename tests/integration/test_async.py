@@ -499,3 +499,22 @@ def test_async_space_works_while_a_thread_writes(hub: Hub, space_name: str) -> N
         stop.set()
         thread.join()
     assert all(np.array_equal(r, v) for r in results)
+
+
+def test_round_trip_without_hiredis(
+    server_dir: Path | None, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rediscache.asyncio as rca
+
+    monkeypatch.setattr(rca, "_hiredis", None)  # the reply-by-reply fallback
+    v = _vectors(20, seed=3)
+    keys = [f"k{i}" for i in range(20)]
+
+    async def main() -> np.ndarray:
+        async with await connect_async(**_async_hub_args(server_dir)) as hub:
+            space = await hub.create_space(space_name, **CREATE)
+            await space.put_many(keys, v)
+            got: np.ndarray = await space.get_many(keys)
+            return got
+
+    assert np.array_equal(asyncio.run(main()), v)
