@@ -8,8 +8,9 @@ for the two cores): ``bench_core`` (core operations against raw redis-py, recall
 ``bench_ops`` (average / combine / update_mean and their Lua scripts), ``bench_versions``
 (snapshot and rollback at 1k, 20k, 100k), ``bench_redisvl`` (RedisVL's load, fetch, queries
 and memory), ``bench_recall`` (recall-latency curves for HNSW and FLAT, the scaling run; PNG
-plots when matplotlib is installed) and ``bench_import`` (the import command against
-put_many). Each writes ``<out>/<name>.json`` and ``<out>/<name>.txt`` (its printed output).
+plots when matplotlib is installed), ``bench_import`` (the import command against
+put_many) and ``bench_serving`` (hot cache, get_or_compute, metrics, asyncio). Each writes
+``<out>/<name>.json`` and ``<out>/<name>.txt`` (its printed output).
 
 The report gathers every operation with its baseline, median and p99, ratio and target into
 ``<out>/report.md`` and ``<out>/report.json``; ``--docs`` also replaces the generated part of
@@ -44,6 +45,7 @@ BENCHES: dict[str, list[str]] = {
     "redisvl": [],
     "recall": ["--png-dir", str(ROOT / "docs" / "img")],
     "import": [],
+    "serving": [],
 }
 
 
@@ -108,6 +110,8 @@ def gather(out: Path) -> dict[str, Any]:
     redisvl, recall, imp = _load(out, "redisvl"), _load(out, "recall"), _load(out, "import")
     tagged = [(r, "") for r in (core["rows"] if core else [])]
     tagged += [(r, " [bench_ops]") for r in (ops["latency"] if ops else [])]
+    serving = _load(out, "serving")
+    tagged += [(r, "") for r in (serving["rows"] if serving else [])]
     for source, tag in tagged:
         rows.append(
             _row(
