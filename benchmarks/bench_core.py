@@ -721,10 +721,14 @@ def open_hub(url: str | None) -> Iterator[tuple[rediscache.Hub, str]]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options."""
+def parse_args(
+    argv: Sequence[str] | None,
+    description: str = "rediscache vs raw redis-py benchmarks",
+    calls: int = 2000,
+) -> argparse.Namespace:
+    """Command-line options shared by bench_core and bench_redisvl."""
     here = Path(__file__).resolve().parent.parent
-    p = argparse.ArgumentParser(description="rediscache vs raw redis-py benchmarks")
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--url", help="redis:// URL (default: a private embedded server)")
     p.add_argument(
         "--data",
@@ -733,7 +737,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="dev data directory (default: <repo>/../shared/data/dev; else the bundled sample)",
     )
     p.add_argument("--n", type=int, default=20000, help="vectors to load (default 20000)")
-    p.add_argument("--calls", type=int, default=2000, help="calls per measured op (default 2000)")
+    p.add_argument(
+        "--calls", type=int, default=calls, help=f"calls per measured op (default {calls})"
+    )
     p.add_argument("--json", type=Path, help="also write the results to this file")
     args = p.parse_args(argv)
     if args.n < 500:
@@ -743,15 +749,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run every measurement, print the table, optionally write JSON."""
-    args = parse_args(argv)
+def load_data(args: argparse.Namespace) -> Dataset:
+    """The dev data of ``--data``, or the bundled sample when it is absent."""
     if (args.data / "vectors.npy").is_file():
         data = load_dev(args.data, args.n)
     else:
         say(f"{args.data} not found: using the bundled sample instead (2,000 rows at most)")
         data = load_bundled(args.n)
     say(f"data: {data.source}")
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run every measurement, print the table, optionally write JSON."""
+    args = parse_args(argv)
+    data = load_data(args)
 
     with open_hub(args.url) as (hub, where):
         versions = hub.server_versions()

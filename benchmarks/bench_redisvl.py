@@ -28,7 +28,6 @@ after. A quick check takes seconds: ``--n 2000 --calls 100``. Not part of the te
 
 from __future__ import annotations
 
-import argparse
 import gc
 import importlib.metadata
 import json
@@ -366,34 +365,11 @@ def report(run: Run, n: int, calls: int, machine: str) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """Command-line options."""
-    here = Path(__file__).resolve().parent.parent
-    p = argparse.ArgumentParser(description="rediscache vs RedisVL on the same server")
-    p.add_argument("--url", help="redis:// URL (default: a private embedded server)")
-    dev = here.parent / "shared" / "data" / "dev"
-    p.add_argument("--data", type=Path, default=dev, help="dev data (default ../shared/data/dev)")
-    p.add_argument("--n", type=int, default=20000, help="vectors to load (default 20000)")
-    p.add_argument("--calls", type=int, default=1000, help="calls per measured op (default 1000)")
-    p.add_argument("--json", type=Path, help="also write the results to this file")
-    args = p.parse_args(argv)
-    if args.n < 500:
-        p.error("--n must be at least 500")
-    if args.calls < 10:
-        p.error("--calls must be at least 10")
-    return args
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Load both sides, measure, print the tables, optionally write JSON."""
-    args = parse_args(argv)
-    if (args.data / "vectors.npy").is_file():
-        data = bc.load_dev(args.data, args.n)
-    else:
-        bc.say(f"{args.data} not found: using the bundled sample instead (2,000 rows at most)")
-        data = bc.load_bundled(args.n)
+    args = bc.parse_args(argv, "rediscache vs RedisVL on the same server", calls=1000)
+    data = bc.load_data(args)
     n = len(data.keys)
-    bc.say(f"data: {data.source}")
 
     with bc.open_hub(args.url) as (hub, where):
         versions = hub.server_versions() | {"redis-py": redis.__version__, "numpy": np.__version__}
