@@ -504,9 +504,9 @@ def test_async_space_works_while_a_thread_writes(hub: Hub, space_name: str) -> N
 def test_round_trip_without_hiredis(
     server_dir: Path | None, space_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rediscache.asyncio as rca
+    import rediscache.asyncio.space as rca_space
 
-    monkeypatch.setattr(rca, "_hiredis", None)  # the reply-by-reply fallback
+    monkeypatch.setattr(rca_space, "_hiredis", None)  # the reply-by-reply fallback
     v = _vectors(20, seed=3)
     keys = [f"k{i}" for i in range(20)]
 
