@@ -32,9 +32,10 @@ from ..errors import InvalidInputError, ServerError, StaleStateError
 from ..keys import GenKeys
 from ..metrics import Metrics, instrument_async
 from ..operations import Averaged, Planned
-from ..reader import ATTEMPTS, CHUNK, STALE_SECONDS, Hit, fetch_commands, get_commands, vector_rows
+from ..reader import ATTEMPTS, CHUNK, STALE_SECONDS, Hit
 from ..space import INSTRUMENTED, chunk_failed
 from ..state import STATE_FIELD, SpaceState
+from ..wire import fetch_commands, get_commands, vector_rows
 
 if TYPE_CHECKING:
     from ..space import Space, SpaceConfig
@@ -80,7 +81,7 @@ async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
 async def roundtrip_async(
     client: redis.asyncio.Redis, commands: list[tuple[Any, ...]]
 ) -> list[Any]:
-    """:func:`rediscache.reader.roundtrip` for an asyncio client: send ``commands`` in one
+    """:func:`rediscache.wire.roundtrip` for an asyncio client: send ``commands`` in one
     write and read every reply on one pooled connection, without redis.asyncio's pipeline
     bookkeeping (which made a get_many(100) cost 2.5x the sync one). Error replies are
     returned as exceptions; a broken connection is retried once (the commands are reads)."""
