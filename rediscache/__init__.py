@@ -13,6 +13,7 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
 """
 
 from .asyncio import AsyncHub, AsyncSpace, connect_async
+from .diff import Diff, Drift
 from .errors import (
     ConnectionFailedError,
     CorruptDataError,
@@ -39,7 +40,7 @@ from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import Hit, Record, Space, SpaceConfig, SpaceInfo
 from .transfer import ExportReport, ImportReport, Rejected, export_file, import_file
-from .versions import LIVE, Diff, Drift, Version, VersionView
+from .versions import LIVE, Version, VersionView
 
 __version__ = "0.1.0"
 

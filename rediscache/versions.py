@@ -24,16 +24,13 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import numpy as np
-import numpy.typing as npt
 import redis
 
 from . import scripts
-from .codec import unpack_metadata
+from .diff import Diff, Drift, compare
 from .errors import (
     InvalidInputError,
     ReadOnlyError,
@@ -41,7 +38,7 @@ from .errors import (
     StaleStateError,
     VersionNotFoundError,
 )
-from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
+from .keys import GenKeys, SpaceKeys
 from .reader import ATTEMPTS, Reader
 from .state import STATE_FIELD, SpaceState
 
@@ -75,40 +72,6 @@ class Version:
 
 #: A version, its id, or its label.
 VersionRef = Version | int | str
-
-
-@dataclass(frozen=True)
-class Drift:
-    """Cosine distance between the old and new vectors of the keys two sides share."""
-
-    count: int
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    max: float
-
-
-@dataclass(frozen=True)
-class Diff:
-    """What changed from side ``a`` to side ``b`` (from :meth:`Versioned.diff`).
-
-    ``changed`` lists keys present in both whose vector or metadata differ; ``drift`` is over
-    every common key (unchanged ones count as 0). ``neighbour_overlap`` is the mean share of
-    a sampled common key's ``k`` nearest neighbours that are the same on both sides (1.0: the
-    neighbourhoods did not move), or None when fewer than 2 keys are common.
-    """
-
-    a: str
-    b: str
-    added: list[str]
-    removed: list[str]
-    changed: list[str]
-    unchanged: int
-    drift: Drift
-    neighbour_overlap: float | None
-    overlap_sample: int
-    k: int
 
 
 def create_index(client: redis.Redis, config: SpaceConfig, gen: GenKeys) -> None:
@@ -157,29 +120,6 @@ def parse_versions(raw: dict[bytes, bytes]) -> dict[int, tuple[Version, int]]:
             int(rec["gen"]),
         )
     return dict(sorted(out.items()))
-
-
-def drift_stats(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], Drift]:
-    """Cosine distance of each row of ``a`` to the same row of ``b``, and its summary.
-
-    Rows that are zero on both sides count as distance 0; a zero row on one side as 1.
-    """
-    a64 = np.asarray(a, dtype=np.float64)
-    b64 = np.asarray(b, dtype=np.float64)
-    if a64.shape[0] == 0:
-        return np.empty(0), Drift(0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    na = np.linalg.norm(a64, axis=1)
-    nb = np.linalg.norm(b64, axis=1)
-    dots = np.einsum("ij,ij->i", a64, b64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cos = dots / (na * nb)
-    both_zero = (na == 0) & (nb == 0)
-    cos = np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
-    dist = np.clip(1.0 - cos, 0.0, 2.0)
-    p50, p90, p99 = np.percentile(dist, [50, 90, 99])
-    return dist, Drift(
-        int(dist.size), float(dist.mean()), float(p50), float(p90), float(p99), float(dist.max())
-    )
 
 
 class VersionView(Reader):
@@ -567,50 +507,8 @@ class Versioned:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
         side_a, side_b = self._side(a), self._side(b)
-        b_keys: set[str] = set()
-        for keys, _, _ in side_b.iter_batches():
-            b_keys.update(keys)
-        removed: list[str] = []
-        changed: list[str] = []
-        common: list[str] = []
-        va: list[npt.NDArray[Any]] = []
-        vb: list[npt.NDArray[Any]] = []
-        for keys, vectors, metas in side_a.iter_batches(with_metadata=True):
-            shared = [i for i, key in enumerate(keys) if key in b_keys]
-            removed.extend(key for key in keys if key not in b_keys)
-            if not shared:
-                continue
-            names = [keys[i] for i in shared]
-            other = _records(side_b, names)
-            assert metas is not None
-            for i, name, (raw, meta) in zip(shared, names, other):
-                if raw is None:  # deleted from the live side meanwhile
-                    removed.append(name)
-                    continue
-                vec = side_b.codec.decode(raw, name)
-                if not np.array_equal(vec, vectors[i]) or unpack_metadata(meta) != metas[i]:
-                    changed.append(name)
-                common.append(name)
-                va.append(vectors[i])
-                vb.append(vec)
-        a_keys = set(common) | set(removed)
-        added = sorted(b_keys - a_keys)
-        dim = self.config.dim
-        mat_a = np.array(va).reshape(-1, dim)
-        mat_b = np.array(vb).reshape(-1, dim)
-        _, drift = drift_stats(mat_a, mat_b)
-        overlap, used = _neighbour_overlap(side_a, side_b, common, mat_a, mat_b, sample, k, seed)
-        return Diff(
-            a=_describe(side_a),
-            b=_describe(side_b),
-            added=added,
-            removed=sorted(removed),
-            changed=sorted(changed),
-            unchanged=len(common) - len(changed),
-            drift=drift,
-            neighbour_overlap=overlap,
-            overlap_sample=used,
-            k=k,
+        return compare(
+            side_a, side_b, _describe(side_a), _describe(side_b), sample=sample, k=k, seed=seed
         )
 
     def _side(self, ref: VersionRef) -> Reader:
@@ -621,41 +519,6 @@ class Versioned:
 
 def _describe(side: Reader) -> str:
     return str(side.version) if isinstance(side, VersionView) else LIVE
-
-
-def _records(side: Reader, names: list[str]) -> list[tuple[bytes | None, bytes | None]]:
-    """Raw vector and metadata of ``names`` on one side, checked against its state."""
-
-    replies = side._read(
-        lambda gen: [("HMGET", gen.doc(name), VECTOR_FIELD, META_FIELD) for name in names]
-    )
-    return [(r[0], r[1]) for r in replies]
-
-
-def _neighbour_overlap(
-    side_a: Reader,
-    side_b: Reader,
-    common: Sequence[str],
-    mat_a: npt.NDArray[Any],
-    mat_b: npt.NDArray[Any],
-    sample: int,
-    k: int,
-    seed: int,
-) -> tuple[float | None, int]:
-    n = len(common)
-    kk = min(k, n - 1)
-    if n < 2 or sample == 0:
-        return None, 0
-    rows = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
-    hits_a = side_a.search_many(mat_a[rows], kk + 1, with_metadata=False)
-    hits_b = side_b.search_many(mat_b[rows], kk + 1, with_metadata=False)
-    shares = []
-    for row, ha, hb in zip(rows, hits_a, hits_b):
-        me = common[row]
-        na = [h.key for h in ha if h.key != me][:kk]
-        nb = [h.key for h in hb if h.key != me][:kk]
-        shares.append(len(set(na) & set(nb)) / kk)
-    return float(np.mean(shares)), len(shares)
 
 
 def _copy_generation(client: redis.Redis, src: GenKeys, dst: GenKeys) -> int:

@@ -22,7 +22,7 @@ from hypothesis.stateful import (
 
 import rediscache
 from rediscache import Hub, Space, Version
-from rediscache.versions import drift_stats
+from rediscache.diff import drift_stats
 
 TAGS = {"g": "tag", "n": "numeric"}
 

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from rediscache.diff import drift_stats
 from rediscache.errors import CorruptDataError, InvalidInputError
 from rediscache.state import SpaceState
-from rediscache.versions import Version, check_label, drift_stats, parse_versions
+from rediscache.versions import Version, check_label, parse_versions
 
 
 def test_drift_stats_match_numpy() -> None:
