@@ -15,6 +15,8 @@
 -- ARGV[9]     "1": refuse a zero result (the target space is cosine)
 -- ARGV[10]    the state string the client built the key names from (must be writable)
 -- ARGV[11]    the config field counting the live generation's documents ("n:<g>")
+-- ARGV[12]    time to live of the stored result in ms (the space's default), or "0": leave
+--             the target's expiry as it is
 --
 -- Reply: { used, missing, result } where result is dim little-endian float64 packed together
 --        (the values stored, before rounding to the stored element format).
@@ -108,4 +110,9 @@ while j < dim do
 end
 if redis.call("EXISTS", KEYS[n + 1]) == 0 then redis.call("HINCRBY", cfg, ARGV[11], 1) end
 redis.call("HSET", KEYS[n + 1], field, table.concat(stored))
+local ttl = tonumber(ARGV[12]) or 0
+if ttl > 0 then
+  redis.call("PEXPIRE", KEYS[n + 1], ttl)
+  redis.call("HSET", cfg, "ttl_used", "1")
+end
 return { used, missing, table.concat(result) }

@@ -17,6 +17,8 @@
 -- ARGV[12]      "1": refuse a zero result (cosine space)
 -- ARGV[13]      the state string the client built the key names from (must be writable)
 -- ARGV[14]      the config field counting the live generation's documents ("n:<g>")
+-- ARGV[15]      time to live of the running embedding in ms (the space's default: each
+--               update restarts it), or "0": leave its expiry as it is
 --   For "mean" the client passes coefficients 1 and the plain sum of the literals in both
 --   sets; the script weighs the stored vector by its count and divides.
 --
@@ -114,4 +116,9 @@ local blob = table.concat(stored)
 local total = prev + items
 if not old and redis.call("EXISTS", target) == 0 then redis.call("HINCRBY", cfg, ARGV[14], 1) end
 redis.call("HSET", target, field, blob, count_field, total .. ":" .. redis.sha1hex(blob))
+local ttl = tonumber(ARGV[15]) or 0
+if ttl > 0 then
+  redis.call("PEXPIRE", target, ttl)
+  redis.call("HSET", cfg, "ttl_used", "1")
+end
 return { total, table.concat(result) }

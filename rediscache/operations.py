@@ -77,6 +77,11 @@ class VectorOps:
     def _writing(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
         raise NotImplementedError
 
+    def _default_ttl_ms(self) -> int:
+        """The space's default time to live in ms, given to results stored by into= and
+        update_mean (0: none, their expiry is left as it is)."""
+        return round(self.config.ttl * 1000) if self.config.ttl else 0
+
     def _perform(self, plan: Planned[R, T]) -> T:
         """Run ``plan``: its script (one round trip per attempt), then its finish."""
         build = plan.script
@@ -252,6 +257,7 @@ class VectorOps:
             nonzero=self.config.metric == "cosine",
             skip_missing=skip,
             names=key_list,
+            ttl_ms=self._default_ttl_ms(),
         )
 
     # ------------------------------------------------------------ combine
@@ -387,6 +393,7 @@ class VectorOps:
                 without_old=without_old,
                 nonzero=self.config.metric == "cosine",
                 names=[target, *terms.keys],
+                ttl_ms=self._default_ttl_ms(),
             )
 
         return Planned(script, True, self._folded_result)

@@ -290,9 +290,11 @@ def combine_call(
     nonzero: bool,
     skip_missing: bool,
     names: Sequence[str],
+    ttl_ms: int = 0,
 ) -> ScriptCall[Combined]:
     """``combine.lua``: ``sum(coefs[i] * v_i) + constant`` (divided by the coefficients used
-    when ``mean``), optionally normalized, stored in ``target``. One round trip, atomic.
+    when ``mean``), optionally normalized, stored in ``target`` (with a time to live of
+    ``ttl_ms`` when positive). One round trip, atomic.
 
     ``element`` is ``"f"`` (float32) or ``"d"`` (float64). Raises KeyNotFoundError,
     CorruptDataError or InvalidInputError (zero result, zero weight); nothing is stored then.
@@ -312,6 +314,7 @@ def combine_call(
             int(nonzero),
             state,
             count_field,
+            ttl_ms,
         ],
         _combined,
         _raiser("combine", names),
@@ -348,12 +351,14 @@ def update_mean_call(
     without_old: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64] | None],
     nonzero: bool,
     names: Sequence[str],
+    ttl_ms: int = 0,
 ) -> ScriptCall[Folded]:
     """``update_mean.lua``: fold ``items`` new items into the running embedding ``target``.
 
     ``with_old`` / ``without_old`` are (coefficients of the key items, constant term) for when
     a stored vector exists or not (see the script's header). One round trip, atomic.
-    ``names[0]`` names the target, ``names[1:]`` the item keys.
+    ``names[0]`` names the target, ``names[1:]`` the item keys. ``ttl_ms`` > 0 restarts the
+    target's time to live.
     """
     return ScriptCall(
         "update_mean",
@@ -373,6 +378,7 @@ def update_mean_call(
             int(nonzero),
             state,
             doc_count_field,
+            ttl_ms,
         ],
         _folded,
         _raiser("update_mean", names, first=0),

@@ -348,3 +348,23 @@ def test_hot_cache_bounds(hub: Hub, space_name: str) -> None:
             space.enable_hot_cache(max_items=0)
     finally:
         space.disable_hot_cache()
+
+
+def test_stored_results_get_the_default_ttl(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", ttl=30)
+    vecs = _vectors(3)
+    space.put_many(["a", "b", "c"], vecs, ttl=0)
+    space.average(["a", "b"], into="avg")
+    space.combine(add=["a"], subtract=["b"], into="comb")
+    space.update_mean("user", ["c"])
+    for key in ("avg", "comb", "user"):
+        assert 25_000 < _pttl(hub, space, key) <= 30_000, key
+    plain = hub.create_space(space_name + "p", 4, metric="l2")
+    try:
+        plain.put("a", vecs[0], ttl=5)
+        plain.update_mean("a", [vecs[1]])  # no default: the expiry is left as it is
+        assert 0 < _pttl(hub, plain, "a") <= 5_000
+        plain.average(["a"], into="avg")
+        assert _pttl(hub, plain, "avg") == -1
+    finally:
+        hub.drop_space(space_name + "p")
