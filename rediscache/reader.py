@@ -164,7 +164,14 @@ class Reader:
     def _read(self, make: Callable[[GenKeys], list[tuple[Any, ...]]]) -> list[Any]:
         """Replies of the commands ``make(gen)`` builds, checked against the state and
         retried with a fresh state when it changed. One round trip per attempt."""
-        return self._attempts(lambda state, gen: self._checked(make(gen), state))
+        return self._read_at(make)[0]
+
+    def _read_at(
+        self, make: Callable[[GenKeys], list[tuple[Any, ...]]]
+    ) -> tuple[list[Any], GenKeys]:
+        """:meth:`_read`, and the generation the replies come from (the hot cache files
+        them under its key names; the object's cached state may have moved on since)."""
+        return self._attempts(lambda state, gen: (self._checked(make(gen), state), gen))
 
     # ------------------------------------------------------------ reading
 
@@ -184,20 +191,15 @@ class Reader:
             if cached is not None:
                 return self.codec.decode(cached, key)
             seq = hot.seq()
-        used: list[str] = []
-
-        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
-            used[:] = [gen.doc(key)]
-            return get_commands(gen, key, ms)
-
-        raw = self._read(make)[0]
+        replies, gen = self._read_at(lambda gen: get_commands(gen, key, ms))
+        raw = replies[0]
         if isinstance(raw, Exception):
             raise ServerError(f"get in {self._where()} failed: {raw}")
         if raw is None:
             return None
         vec = self.codec.decode(raw, key)
         if hot is not None:
-            hot.insert(used[0].encode(), raw, seq)
+            hot.insert(gen.doc(key).encode(), raw, seq)
         return vec
 
     def _refresh_ms(self, refresh_ttl: bool | float) -> int:
@@ -235,7 +237,7 @@ class Reader:
             raise InvalidInputError("missing must be 'raise' or 'nan'")
         ms = self._refresh_ms(refresh_ttl)
         hot = self._hot if not ms else None
-        raws = self._fetch(key_list, ms) if hot is None else self._fetch_hot(key_list, hot)
+        raws = self._fetch(key_list, ms)[0] if hot is None else self._fetch_hot(key_list, hot)
         return vector_rows(self.codec, key_list, raws, missing, self._where())
 
     def _where(self) -> str:
@@ -249,22 +251,23 @@ class Reader:
         if not todo:
             return raws
         seq = hot.seq()
-        fetched = self._fetch([key_list[i] for i in todo])
-        prefix = self._target()[1].doc_prefix  # the generation the fetch read
+        fetched, gen = self._fetch([key_list[i] for i in todo])
         for i, raw in zip(todo, fetched):
             raws[i] = raw
             if raw is not None:
-                hot.insert((prefix + key_list[i]).encode(), raw, seq)
+                hot.insert(gen.doc(key_list[i]).encode(), raw, seq)
         return raws
 
-    def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> list[bytes | None]:
+    def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> tuple[list[bytes | None], GenKeys]:
+        """Raw vectors of ``key_list`` (None: absent) and the generation they come from."""
         if not key_list:
-            return []
-        replies = self._read(lambda gen: fetch_commands(gen, key_list, ttl_ms))[: len(key_list)]
+            return [], self._target()[1]
+        replies, gen = self._read_at(lambda gen: fetch_commands(gen, key_list, ttl_ms))
+        replies = replies[: len(key_list)]
         for r in replies:
             if isinstance(r, Exception):
                 raise ServerError(f"get_many in {self._where()} failed: {r}")
-        return replies
+        return replies, gen
 
     def get_record(self, key: str) -> Record | None:
         """Vector and metadata of ``key``, or None. One round trip (HMGET)."""

@@ -276,20 +276,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
             def call(
                 state: SpaceState, gen: GenKeys, names: list[str] = names, start: int = start
             ) -> int:
-                docs = gen.docs(names)
-                try:
-                    return scripts.write(
-                        self._client,
-                        self.keys.config,
-                        docs,
-                        state=state.raw,
-                        count_field=gen.count_field,
-                        rows=rows[start : start + len(names)],
-                        names=names,
-                        ttl_ms=ttl_ms,
-                    )
-                finally:
-                    self._forget(docs)
+                return self._write(state, gen, names, rows[start : start + len(names)], ttl_ms)
 
             try:
                 self._writing(call)
@@ -373,27 +360,33 @@ class Space(Reader, VectorOps, Versioned, Caching):
             return 0
         names = check_keys(keys)
 
-        def call(state: SpaceState, gen: GenKeys) -> int:
-            docs = gen.docs(names)
-            try:
-                return scripts.write(
-                    self._client,
-                    self.keys.config,
-                    docs,
-                    state=state.raw,
-                    count_field=gen.count_field,
-                    rows=None,
-                    names=names,
-                )
-            finally:
-                self._forget(docs)
+        return int(self._writing(lambda state, gen: self._write(state, gen, names, None, 0)))
 
-        return int(self._writing(call))
-
-    def _forget(self, docs: list[str]) -> None:
-        """Drop written documents from the hot cache at once (read your own writes)."""
-        if self._hot is not None:
-            self._hot.invalidate([d.encode() for d in docs])
+    def _write(
+        self,
+        state: SpaceState,
+        gen: GenKeys,
+        names: list[str],
+        rows: list[tuple[list[bytes | str], list[str]]] | None,
+        ttl_ms: int,
+    ) -> int:
+        """One write.lua call in ``state`` (rows None: delete), then the written documents
+        leave the hot cache at once (read your own writes)."""
+        docs = gen.docs(names)
+        try:
+            return scripts.write(
+                self._client,
+                self.keys.config,
+                docs,
+                state=state.raw,
+                count_field=gen.count_field,
+                rows=rows,
+                names=names,
+                ttl_ms=ttl_ms,
+            )
+        finally:
+            if self._hot is not None:
+                self._hot.invalidate([d.encode() for d in docs])
 
     # ------------------------------------------------------------ hot cache
 
