@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import CorruptDataError, InvalidInputError
-from .keys import META_FIELD, VECTOR_FIELD
+from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD
 from .query import DISTANCE_FIELD, MAX_RESULTS
+
+_DOC_MARKER_B = DOC_MARKER.encode()
 
 __all__ = [
     "KnnQuery",
@@ -225,13 +227,14 @@ def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, lis
                 vec = values[j + 1]
         if dist is None:
             continue
-        start = doc_id.find(b":d:", plen) if isinstance(doc_id, bytes) else -1
+        start = doc_id.find(_DOC_MARKER_B, plen) if isinstance(doc_id, bytes) else -1
         if start < 0 or not doc_id.startswith(prefix) or doc_id[plen : plen + 1] != b"g":
             raise CorruptDataError(
                 f"FT.SEARCH returned document {doc_id!r} outside the prefix {space_prefix!r}"
             )
         try:
-            hits.append(RawHit(doc_id[start + 3 :].decode("utf-8"), float(dist), meta, vec))
+            key = doc_id[start + len(_DOC_MARKER_B) :]
+            hits.append(RawHit(key.decode("utf-8"), float(dist), meta, vec))
         except (UnicodeDecodeError, ValueError) as exc:
             raise CorruptDataError(
                 f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"

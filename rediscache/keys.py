@@ -46,8 +46,20 @@ from dataclasses import dataclass
 
 from .errors import InvalidInputError
 
-__all__ = ["REGISTRY", "ROOT", "GenKeys", "SpaceKeys", "count_field", "validate_space_name"]
+__all__ = [
+    "DOC_MARKER",
+    "REGISTRY",
+    "ROOT",
+    "GenKeys",
+    "SpaceKeys",
+    "count_field",
+    "validate_space_name",
+]
 
+#: What every document key holds between its generation and its user key
+#: (``rc:{s}:g<g>:d:<key>``): how readers of raw key names (search replies, invalidation
+#: messages) tell documents from the space's other keys.
+DOC_MARKER = ":d:"
 #: Prefix shared by every key rediscache writes.
 ROOT = "rc:"
 #: The set holding the names of all spaces.
@@ -139,8 +151,8 @@ class GenKeys:
         """Key names of generation ``gen`` (a positive integer) of ``space``."""
         if isinstance(gen, bool) or not isinstance(gen, int) or gen < 1:
             raise InvalidInputError(f"generation must be a positive integer, got {gen!r}")
-        base = f"{space.prefix}g{gen}:"
-        return cls(space=space, gen=gen, doc_prefix=base + "d:", index=base + "idx")
+        base = f"{space.prefix}g{gen}"
+        return cls(space=space, gen=gen, doc_prefix=base + DOC_MARKER, index=base + ":idx")
 
     @property
     def count_field(self) -> str:

@@ -20,7 +20,7 @@ from .errors import (
     StaleStateError,
 )
 from .hotcache import HotCache
-from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
+from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .metrics import Metrics, instrument
 from .operations import VectorOps
 from .reader import CHUNK, Hit, Reader, Record
@@ -416,7 +416,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
                 self._client,
                 self.keys.prefix,
                 config_key=config,
-                doc_marker=":d:",
+                doc_marker=DOC_MARKER,
                 state_of=state_of,
                 max_items=max_items,
                 max_bytes=max_bytes,
