@@ -12,7 +12,7 @@
 -- ARGV[6]     constant term: dim packed float64 (vector literals summed by the client), or ""
 -- ARGV[7]     "mean": divide by the sum of the coefficients of the inputs found; "sum": don't
 -- ARGV[8]     "1": scale the result to unit length
--- ARGV[9]     "1": refuse a zero result (the target space is cosine)
+-- ARGV[9]     "1": the target space is cosine: refuse a result too small to have a direction
 -- ARGV[10]    the state string the client built the key names from (must be writable)
 -- ARGV[11]    the config field counting the live generation's documents ("n:<g>")
 -- ARGV[12]    time to live of the stored result in ms (the space's default), or "0": leave
@@ -24,7 +24,11 @@
 --         "RC_MISSING <i>" (input i, 1-based, is absent and mode is raise),
 --         "RC_BADLEN <i> <bytes>" (stored vector i has the wrong byte length),
 --         "RC_NOWEIGHT" (mean of nothing, or the coefficients used sum to <= 0),
---         "RC_ZERO" (the result is the zero vector and ARGV[8] or ARGV[9] is "1").
+--         "RC_ZERO" (the result is the zero vector and ARGV[8] is "1", or its squared norm is
+--         below the smallest normal float of ARGV[3] and ARGV[9] is "1"),
+--         "RC_RANGE <i> <value>" (element i, 1-based, of the result is out of the range of
+--         ARGV[3]'s format; i = 0: the squared norm is above a quarter of the largest float,
+--         so distances to it would overflow).
 --         Nothing is written when an error is returned.
 -- Cost: about 23 us of server time per 384-d input and 85 us per 1536-d input on the 2-core
 --       dev box (docs/lua.md), all of it blocking the server: keep n * dim below about
@@ -93,12 +97,39 @@ if divide == "mean" then
 end
 
 local sq = 0.0
-for c = 1, dim do sq = sq + acc[c] * acc[c] end
-if sq == 0 and (normalize or nonzero) then return redis.error_reply("RC_ZERO") end
 if normalize then
+  -- scaled by the largest magnitude first: the norm of a huge or tiny vector must not
+  -- overflow or underflow on the way to the unit vector
+  local big = 0.0
+  for c = 1, dim do
+    local a = math.abs(acc[c])
+    if a > big or a ~= a then big = a end
+  end
+  if big == 0 then return redis.error_reply("RC_ZERO") end
+  if big ~= big or big == math.huge then return redis.error_reply("RC_RANGE 0 " .. tostring(big)) end
+  for c = 1, dim do
+    acc[c] = acc[c] / big
+    sq = sq + acc[c] * acc[c]
+  end
   local inv = 1.0 / math.sqrt(sq)
   for c = 1, dim do acc[c] = acc[c] * inv end
+  sq = 1.0
+else
+  for c = 1, dim do sq = sq + acc[c] * acc[c] end
 end
+-- The result must be storable like any written vector (rediscache.codec.VectorCodec):
+-- finite in the stored format, squared norm at most a quarter of the largest float, and
+-- for cosine at least the smallest normal one.
+local largest = (fmt == "d") and 1.7976931348623157e308 or 3.4028234663852886e38
+local smallest = (fmt == "d") and 2.2250738585072014e-308 or 1.1754943508222875e-38
+for c = 1, dim do
+  local x = acc[c]
+  if x ~= x or x > largest or x < -largest then
+    return redis.error_reply("RC_RANGE " .. c .. " " .. tostring(x))
+  end
+end
+if not (sq <= largest / 4) then return redis.error_reply("RC_RANGE 0 " .. tostring(sq)) end
+if nonzero and sq < smallest then return redis.error_reply("RC_ZERO") end
 
 local stored, result, j = {}, {}, 0
 while j < dim do
@@ -111,8 +142,5 @@ end
 if redis.call("EXISTS", KEYS[n + 1]) == 0 then redis.call("HINCRBY", cfg, ARGV[11], 1) end
 redis.call("HSET", KEYS[n + 1], field, table.concat(stored))
 local ttl = tonumber(ARGV[12]) or 0
-if ttl > 0 then
-  redis.call("PEXPIRE", KEYS[n + 1], ttl)
-  redis.call("HSET", cfg, "ttl_used", "1")
-end
+if ttl > 0 then redis.call("PEXPIRE", KEYS[n + 1], ttl) end
 return { used, missing, table.concat(result) }

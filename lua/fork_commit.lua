@@ -11,8 +11,8 @@
 -- Reply: the new state string.
 -- Errors: "RC_LOST" (the lease expired and another client took the copy over: this copy is
 --         garbage), "RC_COUNT <expected>" (the copy has a different number of documents
---         than the source (checked unless documents have a time to live): it is dropped, the versions stay where they were, and writers
---         may retry the copy).
+--         than the source: it is dropped, the versions stay where they were, and writers
+--         may retry the copy; not checked in expiring spaces, config field "expiring").
 -- Cost: O(number of versions).
 -- Atomic because: the versions must move to the copy in the same instant as writers are
 --       let back into the source generation, or a version would see a write.
@@ -27,8 +27,8 @@ local gen = redis.call("HGET", cfg, "fork_gen")
 redis.call("HDEL", cfg, "fork_gen")
 redis.call("DEL", lock)
 local expected = tonumber(redis.call("HGET", cfg, "n:" .. live) or "0")
--- With time to live, documents expire unseen by the counts: the copy holds what was there.
-if redis.call("HGET", cfg, "ttl_used") == "1" then expected = tonumber(ARGV[2]) end
+-- In an expiring space documents expire unseen by the counts: the copy holds what was there.
+if redis.call("HGET", cfg, "expiring") == "1" then expected = tonumber(ARGV[2]) end
 if tonumber(ARGV[2]) ~= expected then
   redis.call("SADD", garbage, gen)
   redis.call("HSET", cfg, "state", (epoch + 1) .. " " .. live .. " " .. shared .. " -")

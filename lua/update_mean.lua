@@ -14,7 +14,7 @@
 -- ARGV[9]       constant term (literal items, weighted) when a stored vector exists, or ""
 -- ARGV[10]      coefficients of the key items when none exists (packed float64)
 -- ARGV[11]      constant term when none exists, or ""
--- ARGV[12]      "1": refuse a zero result (cosine space)
+-- ARGV[12]      "1": the space is cosine: refuse a result too small to have a direction
 -- ARGV[13]      the state string the client built the key names from (must be writable)
 -- ARGV[14]      the config field counting the live generation's documents ("n:<g>")
 -- ARGV[15]      time to live of the running embedding in ms (the space's default: each
@@ -26,7 +26,10 @@
 -- Errors: "RC_STALE" (the space's state changed: reload, retry),
 --         "RC_MISSING <i>" (item key i, 1-based among the items, is absent),
 --         "RC_BADLEN <i> <bytes>" (vector i has the wrong byte length; i = 0 is the target),
---         "RC_ZERO" (the new vector is zero in a cosine space). Nothing is written then.
+--         "RC_ZERO" (the new vector's squared norm is below the smallest normal float of
+--         ARGV[4] in a cosine space), "RC_RANGE <i> <value>" (element i of the new vector
+--         is out of ARGV[4]'s range; i = 0: its squared norm is above a quarter of the
+--         largest float). Nothing is written then.
 -- Cost: O((m + 1) * dim), about 23 us of server time per 384-d vector and 85 us per 1536-d
 --       vector (docs/lua.md); the server is blocked meanwhile.
 -- Atomic because: concurrent updates of one running embedding must not lose each other's
@@ -98,11 +101,21 @@ elseif old then
   add(acc, old, fmt, tonumber(ARGV[7]))
 end
 
-if nonzero then
-  local sq = 0.0
-  for c = 1, dim do sq = sq + acc[c] * acc[c] end
-  if sq == 0 then return redis.error_reply("RC_ZERO") end
+-- The new vector must be storable like any written vector (rediscache.codec.VectorCodec):
+-- finite in the stored format, squared norm at most a quarter of the largest float, and for
+-- cosine at least the smallest normal one.
+local largest = (fmt == "d") and 1.7976931348623157e308 or 3.4028234663852886e38
+local smallest = (fmt == "d") and 2.2250738585072014e-308 or 1.1754943508222875e-38
+local sq = 0.0
+for c = 1, dim do
+  local x = acc[c]
+  if x ~= x or x > largest or x < -largest then
+    return redis.error_reply("RC_RANGE " .. c .. " " .. tostring(x))
+  end
+  sq = sq + x * x
 end
+if not (sq <= largest / 4) then return redis.error_reply("RC_RANGE 0 " .. tostring(sq)) end
+if nonzero and sq < smallest then return redis.error_reply("RC_ZERO") end
 
 local stored, result, j = {}, {}, 0
 while j < dim do
@@ -117,8 +130,5 @@ local total = prev + items
 if not old and redis.call("EXISTS", target) == 0 then redis.call("HINCRBY", cfg, ARGV[14], 1) end
 redis.call("HSET", target, field, blob, count_field, total .. ":" .. redis.sha1hex(blob))
 local ttl = tonumber(ARGV[15]) or 0
-if ttl > 0 then
-  redis.call("PEXPIRE", target, ttl)
-  redis.call("HSET", cfg, "ttl_used", "1")
-end
+if ttl > 0 then redis.call("PEXPIRE", target, ttl) end
 return { total, table.concat(result) }

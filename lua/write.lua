@@ -7,8 +7,9 @@
 --               not shared with a version, no copy in progress)
 -- ARGV[2]       the config field counting the live generation's documents ("n:<g>")
 -- ARGV[3]       "put" or "del"
--- ARGV[4]       put only: the documents' time to live in ms, or "0" for none (a put replaces
---               a record, its expiry included: PEXPIRE or PERSIST each document)
+-- ARGV[4]       put only: the documents' time to live in ms; "0": none (a put replaces a
+--               record, its expiry included: PERSIST each document); "-": the space never
+--               expires entries (leave expiries alone, nothing to undo)
 -- ARGV[5..]     put only, for each document in KEYS order: the number of field/value pairs
 --               to set, the pairs, the number of fields to delete, their names
 --
@@ -16,8 +17,6 @@
 -- Errors: "RC_STALE" (the state changed: the client reloads it, copies the generation for
 --         the versions that share it if needed, and retries), "RC_WRONGTYPE <i>" (document
 --         i, 1-based, holds a key that is not a hash). Nothing is written then.
--- Side effect: a put with a time to live sets the config field "ttl_used" (counts of such a
---       space cannot follow expiries, so len() asks the index instead).
 -- Cost: O(n) commands; each document write also updates the search index synchronously
 --       (the HNSW insert dominates: about 0.2-0.4 ms per 384-d vector).
 -- Atomic because: the state check and the writes must be one step, or a rollback or
@@ -36,7 +35,7 @@ if ARGV[3] == "del" then
   if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], -changed) end
   return changed
 end
-local ttl = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[4])  -- nil for "-"
 local a = 5
 for i = 1, n do
   local key = KEYS[i + 1]
@@ -47,9 +46,10 @@ for i = 1, n do
     redis.call("HDEL", key, unpack(ARGV, a + 2 + 2 * nset, a + 1 + 2 * nset + nstale))
   end
   redis.call("HSET", key, unpack(ARGV, a + 1, a + 2 * nset))
-  if ttl > 0 then redis.call("PEXPIRE", key, ttl) else redis.call("PERSIST", key) end
+  if ttl then
+    if ttl > 0 then redis.call("PEXPIRE", key, ttl) else redis.call("PERSIST", key) end
+  end
   a = a + 2 + 2 * nset + nstale
 end
-if ttl > 0 then redis.call("HSET", cfg, "ttl_used", "1") end
 if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], changed) end
 return changed

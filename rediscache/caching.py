@@ -67,6 +67,7 @@ LOCK_SECONDS = 10.0
 
 
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 class _Settable(Protocol):
@@ -170,8 +171,9 @@ Effect = Read | Store | Send | Compute | Sleep | WaitFlights
 Flow = Generator[Effect, Any, T]
 
 
-def drive(flow: Flow[T], perform: Callable[[Effect], Any]) -> T:
-    """Run ``flow`` to its result, performing each effect it yields with ``perform``.
+def drive(flow: Generator[X, Any, T], perform: Callable[[X], Any]) -> T:
+    """Run ``flow`` to its result, performing each effect it yields with ``perform`` (a
+    caching flow's effects here; ``ftsearch.search_rounds``' rounds too).
 
     An exception raised while performing an effect is thrown into the flow at its ``yield``,
     so the flow's own ``except`` and ``finally`` clauses (fail open, unlock, release the
@@ -190,6 +192,15 @@ def drive(flow: Flow[T], perform: Callable[[Effect], Any]) -> T:
             reply = perform(effect)
         except BaseException as exc:  # handed to the flow, which re-raises what it does not handle
             error = exc
+
+
+def check_compute(compute: object) -> ComputeFn:
+    """``compute`` if it is callable, else InvalidInputError."""
+    if not callable(compute):
+        raise InvalidInputError(
+            f"compute must be a function of a list of keys, got {type(compute).__name__}"
+        )
+    return compute
 
 
 class Caching:
@@ -217,6 +228,8 @@ class Caching:
             *,
             ttl: float | None = None,
         ) -> int: ...
+
+        def _ttl_ms(self, ttl: object) -> int | None: ...
 
     def get_or_compute(
         self,
@@ -251,7 +264,7 @@ class Caching:
             lock_seconds=lock_seconds,
             inflight=_inflight_for(self.keys.prefix),
         )
-        return drive(flow, functools.partial(self._perform_effect, compute))
+        return drive(flow, functools.partial(self._perform_effect, check_compute(compute)))
 
     def _perform_effect(self, compute: ComputeFn, effect: Effect) -> Any:
         """Perform one effect of a caching flow on this (sync) space."""
@@ -296,6 +309,7 @@ class Caching:
         key_list = check_keys(keys)
         if on_error not in ("raise", "compute"):
             raise InvalidInputError("on_error must be 'raise' or 'compute'")
+        self._ttl_ms(ttl)  # refused before anything is computed
         lock_ms = ttl_to_ms(lock_seconds, "lock_seconds")
         if lock_ms == 0:
             raise InvalidInputError("lock_seconds must be positive")
@@ -318,14 +332,16 @@ class Caching:
         return out
 
     def _computed(self, keys: list[str]) -> Flow[npt.NDArray[Any]]:
-        """``compute(keys)`` checked: (len(keys), dim) finite numbers."""
+        """``compute(keys)`` checked like a write ((len(keys), dim), storable), as a read
+        will return it once stored (rounded in float16/bfloat16 spaces), so that a miss and
+        the next hit give the same values."""
         result = yield Compute(list(keys))
         arr = self.codec.as_matrix(result, f"compute({len(keys)} keys) result")
         if arr.shape[0] != len(keys):
             raise InvalidInputError(
                 f"compute got {len(keys)} keys but returned {arr.shape[0]} vectors"
             )
-        return arr
+        return self.codec.as_stored(arr)
 
     def _fill(
         self,

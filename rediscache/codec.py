@@ -7,6 +7,7 @@ and (for cosine spaces) a non-zero norm.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -18,10 +19,14 @@ from .errors import CorruptDataError, InvalidInputError
 
 __all__ = [
     "DTYPES",
+    "MAX_TTL",
     "DType",
     "Vector",
     "VectorCodec",
+    "check_flag",
+    "check_int",
     "check_keys",
+    "check_text",
     "pack_metadata",
     "ttl_to_ms",
     "unpack_metadata",
@@ -38,18 +43,44 @@ DTYPES: dict[str, str] = {
 Vector = npt.NDArray[np.floating[Any]]
 
 
-def _check_finite(arr: npt.NDArray[Any], what: str) -> None:
-    if not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))
-        where = tuple(int(i) for i in bad[0])
-        raise InvalidInputError(f"{what} contains NaN or Inf (first at index {where})")
+#: What RediSearch computes distances in, per storage dtype: float32 for the 16- and 32-bit
+#: types, float64 for float64 (VecSim widens float16/bfloat16 to float32 first).
+_COMPUTE: dict[str, type[np.floating[Any]]] = {
+    "float32": np.float32,
+    "float64": np.float64,
+    "float16": np.float32,
+    "bfloat16": np.float32,
+}
+
+
+#: Largest finite value of each storage dtype.
+_LARGEST = {
+    "float32": float(np.finfo(np.float32).max),
+    "float64": float(np.finfo(np.float64).max),
+    "float16": float(np.finfo(np.float16).max),
+    "bfloat16": 3.3895313892515355e38,  # 0x7f7f: float32's exponent, 7 bits of mantissa
+}
 
 
 class VectorCodec:
-    """Encodes and decodes vectors of one space (``dim``, ``dtype``, ``metric``).
+    """Encodes, decodes and checks the vectors of one space (``dim``, ``dtype``, ``metric``).
 
     Vectors are returned as float32 arrays for float32/float16/bfloat16 spaces and as float64
-    for float64 spaces. bfloat16 is stored as the upper 16 bits of float32 (round to nearest even).
+    for float64 spaces. bfloat16 is stored as the upper 16 bits of float32 (round to nearest
+    even).
+
+    Every vector that is stored or used as a query is judged as it will be stored (after the
+    cast to the space's dtype), because that is what RediSearch computes with:
+
+    * every stored value is finite: 70000 overflows float16 (largest 65504) and is refused;
+    * its squared L2 norm, in the precision RediSearch computes distances in (float32, or
+      float64 for float64 spaces), is at most :attr:`max_norm_sq` (a quarter of the largest
+      float), so every L2 distance (``|a-b|^2 <= 2|a|^2 + 2|b|^2``) and every inner product
+      (``|a.b| <= |a||b|``) between two accepted vectors is finite;
+    * in a cosine space its squared norm is at least the smallest normal float of that
+      precision, so it has a direction: 1e-8 in float16 stores as zeros and is refused.
+
+    Raises :class:`InvalidInputError` naming the row (and value) at fault.
     """
 
     def __init__(self, dim: int, dtype: str, metric: str) -> None:
@@ -63,33 +94,30 @@ class VectorCodec:
         )
         self.out_dtype: np.dtype[Any] = np.dtype("<f8" if dtype == "float64" else "<f4")
         self.nbytes = dim * self.store_dtype.itemsize
+        compute = np.finfo(_COMPUTE[dtype])
+        #: Largest squared L2 norm accepted (see the class docstring).
+        self.max_norm_sq = float(compute.max) / 4
+        #: Smallest squared L2 norm accepted (0, or the smallest normal float for cosine).
+        self.min_norm_sq = float(compute.tiny) if metric == "cosine" else 0.0
+        # float32/float64 store exactly what as_matrix returns: no cast to judge.
+        self._exact = dtype in ("float32", "float64")
 
     # ------------------------------------------------------------ checking
 
     def as_matrix(self, vectors: Any, what: str = "vectors") -> npt.NDArray[Any]:
-        """Check an (n, dim) array-like and return it as a C-contiguous float array."""
-        try:
-            arr = np.asarray(vectors)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{what} is not an array of numbers: {exc}") from exc
-        if arr.dtype == object or not (
-            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-        ):
-            raise InvalidInputError(
-                f"{what} must hold real numbers, got dtype {arr.dtype}; pass floats"
-            )
+        """Check an (n, dim) array-like and return it as a C-contiguous float array.
+
+        An empty sequence is an empty batch of shape (0, dim).
+        """
+        arr = self._numbers(vectors, what)
+        if arr.ndim == 1 and arr.size == 0:
+            arr = arr.reshape(0, self.dim)
         if arr.ndim != 2 or arr.shape[1] != self.dim:
             raise InvalidInputError(f"{what} must have shape (n, {self.dim}), got {arr.shape}")
-        arr = arr.astype(self.out_dtype, copy=False)
-        _check_finite(arr, what)
-        if self.metric == "cosine" and arr.shape[0]:
-            zero = np.flatnonzero(~np.any(arr != 0, axis=1))
-            if zero.size:
-                raise InvalidInputError(
-                    f"{what}: row {int(zero[0])} is a zero vector, which has no direction in a "
-                    "cosine space"
-                )
-        return np.ascontiguousarray(arr)
+        with np.errstate(all="ignore"):  # overflow in the cast is reported below, by row
+            cast = np.ascontiguousarray(arr, dtype=self.out_dtype)
+        self.check_stored(cast, what, given=arr)
+        return cast
 
     def as_vector(self, vector: Any, what: str = "vector") -> npt.NDArray[Any]:
         """Check one vector of length ``dim`` and return it as a 1-D float array."""
@@ -97,25 +125,105 @@ class VectorCodec:
             isinstance(vector, np.ndarray)
             and vector.shape == (self.dim,)
             and vector.dtype.kind == "f"
+            and self._exact
         ):
-            # Hot path (every search): two reductions instead of the general checks. A float64
-            # sum of floats is finite iff every element is; the float32 dot is 0 only for a
-            # vector that is zero in float32 terms (what the server computes with).
-            arr = np.ascontiguousarray(vector, dtype=self.out_dtype)
-            if math.isfinite(float(arr.sum(dtype=np.float64))) and (
-                self.metric != "cosine" or float(np.dot(arr, arr)) != 0.0
-            ):
+            # Hot path (every search): one reduction. The squared norm in the compute
+            # precision is NaN or inf when any element is, and above max_norm_sq when the
+            # vector is too large, so one comparison covers every check.
+            with np.errstate(all="ignore"):
+                arr = np.ascontiguousarray(vector, dtype=self.out_dtype)
+                sq = float(np.dot(arr, arr))
+            if self.min_norm_sq <= sq <= self.max_norm_sq:
                 return arr
-        try:
-            arr = np.asarray(vector)
-        except (ValueError, TypeError) as exc:
-            raise InvalidInputError(f"{what} is not an array of numbers: {exc}") from exc
+        arr = self._numbers(vector, what)
         if arr.ndim != 1:
             raise InvalidInputError(
                 f"{what} must be 1-D of length {self.dim}, got shape {arr.shape}"
             )
         row: npt.NDArray[Any] = self.as_matrix(arr.reshape(1, -1), what)[0]
         return row
+
+    def as_operand(self, vector: Any, what: str = "vector") -> npt.NDArray[np.float64]:
+        """Check a vector literal of an arithmetic operation (``combine``, ``update_mean``):
+        length ``dim`` and finite in float64. Not judged as stored: only the result of the
+        operation is (:meth:`check_stored`), so a zero or a huge operand is fine."""
+        arr = self._numbers(vector, what)
+        if arr.ndim != 1 or arr.shape[0] != self.dim:
+            raise InvalidInputError(
+                f"{what} must be 1-D of length {self.dim}, got shape {arr.shape}"
+            )
+        with np.errstate(all="ignore"):
+            out: npt.NDArray[np.float64] = arr.astype(np.float64)
+        if not np.isfinite(out).all():
+            i = int(np.flatnonzero(~np.isfinite(out))[0])
+            raise InvalidInputError(f"{what} contains NaN or Inf (first at index {i})")
+        return out
+
+    def _numbers(self, values: Any, what: str) -> npt.NDArray[Any]:
+        try:
+            arr = np.asarray(values)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise InvalidInputError(f"{what} is not an array of numbers: {exc}") from exc
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+        ):
+            raise InvalidInputError(
+                f"{what} must hold real numbers, got dtype {arr.dtype}; pass floats"
+            )
+        return arr
+
+    def check_stored(
+        self, arr: npt.NDArray[Any], what: str = "vectors", given: npt.NDArray[Any] | None = None
+    ) -> None:
+        """Raise :class:`InvalidInputError` unless every row of the (n, dim) float array
+        ``arr`` is acceptable once stored in this space's dtype (see the class docstring).
+        ``given``: the values as the caller gave them, for the message."""
+        if arr.shape[0] == 0:
+            return
+        if self._exact:
+            stored = arr
+        else:
+            with np.errstate(all="ignore"):
+                stored = self._from_store(self._to_store(arr))
+        finite = np.isfinite(stored)
+        if not finite.all():
+            row, col = (int(i) for i in np.argwhere(~finite)[0])
+            value = float((arr if given is None else given)[row, col])
+            if math.isfinite(value):
+                wider = "float64" if self._exact else "float32"
+                raise InvalidInputError(
+                    f"{what}: value {value:g} at {(row, col)} is out of range for "
+                    f"{self.dtype} (largest {_LARGEST[self.dtype]:.5g}): scale the vectors "
+                    f"or use a {wider} space"
+                )
+            raise InvalidInputError(f"{what} contains NaN or Inf (first at index {(row, col)})")
+        with np.errstate(all="ignore"):
+            compute = stored.astype(_COMPUTE[self.dtype], copy=False)
+            sq = np.einsum("ij,ij->i", compute, compute)
+        big = np.flatnonzero(~(sq <= self.max_norm_sq))
+        if big.size:
+            raise InvalidInputError(
+                f"{what}: row {int(big[0])} is too large (squared norm above "
+                f"{self.max_norm_sq:.3g}): distances to it would overflow "
+                f"{np.dtype(_COMPUTE[self.dtype]).name}; scale the vectors"
+            )
+        if self.metric == "cosine":
+            small = np.flatnonzero(sq < self.min_norm_sq)
+            if small.size:
+                row = int(small[0])
+                cast = "" if self._exact else f" once stored as {self.dtype}"
+                raise InvalidInputError(
+                    f"{what}: row {row} is a zero vector{cast} (or too small to normalize), "
+                    "which has no direction in a cosine space"
+                )
+
+    def as_stored(self, arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """The values a read returns once the checked (n, dim) array ``arr`` is stored: the
+        same array in float32/float64 spaces, the values rounded to float16/bfloat16 (and
+        widened to float32) in the others."""
+        if self._exact:
+            return arr
+        return self._from_store(self._to_store(arr))
 
     # ------------------------------------------------------------ encoding
 
@@ -171,7 +279,8 @@ class VectorCodec:
 
 
 def check_keys(keys: Any, what: str = "keys") -> list[str]:
-    """Check that ``keys`` is a sequence of non-empty str; return it as a list."""
+    """Check that ``keys`` is a sequence of non-empty str that UTF-8 can encode (no lone
+    surrogates) and without NUL; return it as a list."""
     if isinstance(keys, (str, bytes)):
         raise InvalidInputError(f"{what} must be a sequence of strings, not a single string")
     try:
@@ -181,11 +290,75 @@ def check_keys(keys: Any, what: str = "keys") -> list[str]:
     for i, k in enumerate(out):
         if not isinstance(k, str) or not k:
             raise InvalidInputError(f"{what}[{i}] = {k!r}: keys must be non-empty strings")
+        if not k.isascii():
+            check_text(k, f"{what}[{i}]")
+        if "\x00" in k:
+            raise InvalidInputError(
+                f"{what}[{i}] = {k!r}: keys cannot contain NUL (RediSearch cannot load such "
+                "a document for a search)"
+            )
     return out
 
 
+def check_int(value: object, what: str, *, low: int = 1, high: int = 2**63 - 1) -> int:
+    """An integer argument (numpy's too; bool refused) in ``low..high``, as an int.
+
+    Raises:
+        InvalidInputError: naming ``what``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInputError(f"{what} must be an int, got {type(value).__name__} {value!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise InvalidInputError(f"{what} must be in {low}..{high:,}, got {value!r}")
+    return number
+
+
+def check_flag(value: object, what: str) -> bool:
+    """A bool argument (numpy's bool too), as a bool.
+
+    Raises:
+        InvalidInputError: anything else, naming ``what``.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InvalidInputError(f"{what} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def check_text(text: str, what: str) -> str:
+    """Return ``text`` if UTF-8 can encode it (Redis stores bytes), else raise
+    :class:`InvalidInputError` (a lone surrogate such as ``"\\ud800"`` cannot be stored)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} = {text[:40]!r} cannot be stored: it is not valid Unicode text "
+            f"({exc.reason} at position {exc.start})"
+        ) from None
+    return text
+
+
+def _plain(value: Any) -> Any:
+    """msgpack's fallback for values it cannot pack: numpy scalars as their Python values,
+    numpy arrays as lists."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
 def pack_metadata(meta: Mapping[str, Any] | None, what: str = "metadata") -> bytes | None:
-    """Metadata dict as msgpack bytes (None or empty: None)."""
+    """Metadata dict as msgpack bytes (None or empty: None).
+
+    Values may be None, bool, int (64-bit), float, str, bytes, lists/tuples and dicts of
+    those; numpy scalars are stored as their Python values (``np.int64(3)`` as 3) and numpy
+    arrays as lists.
+
+    Raises:
+        InvalidInputError: not a dict, a key that is not a str, or a value that cannot be
+            stored (naming ``what``).
+    """
     if meta is None or (isinstance(meta, Mapping) and not meta):
         return None
     if not isinstance(meta, Mapping):
@@ -194,7 +367,7 @@ def pack_metadata(meta: Mapping[str, Any] | None, what: str = "metadata") -> byt
         if not isinstance(k, str):
             raise InvalidInputError(f"{what} keys must be strings, got {k!r}")
     try:
-        return bytes(msgpack.packb(dict(meta), use_bin_type=True))
+        return bytes(msgpack.packb(dict(meta), use_bin_type=True, default=_plain))
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(f"{what} cannot be stored: {exc}") from exc
 
@@ -212,16 +385,27 @@ def unpack_metadata(raw: bytes | None) -> dict[str, Any]:
     return out
 
 
+#: Longest time to live accepted, in seconds (about 31,700 years): its expiry time in
+#: milliseconds stays below 2**53, exact in the double an index stores, and far below the
+#: 64-bit limit Redis checks (PEXPIRE refuses anything past it, mid-script).
+MAX_TTL = 1e12
+
+
 def ttl_to_ms(ttl: object, what: str = "ttl") -> int:
     """Seconds to live as whole milliseconds (0 stays 0: no expiry).
 
     Raises:
-        InvalidInputError: not a finite number >= 0, or a positive one under 1 ms.
+        InvalidInputError: not a finite real number (bool excluded) in 0 or 0.001..MAX_TTL.
     """
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl):
+    if isinstance(ttl, bool) or not isinstance(ttl, numbers.Real):
         raise InvalidInputError(f"{what} must be a number of seconds >= 0, got {ttl!r}")
-    if ttl < 0 or 0 < ttl < 0.001:
+    seconds = float(ttl)
+    if not math.isfinite(seconds) or seconds < 0 or 0 < seconds < 0.001:
         raise InvalidInputError(
             f"{what} must be 0 (never expires) or at least 0.001 s, got {ttl!r}"
         )
-    return round(ttl * 1000)
+    if seconds > MAX_TTL:
+        raise InvalidInputError(
+            f"{what} of {ttl!r} s is too long: at most {MAX_TTL:.0e} s (about 31,700 years)"
+        )
+    return round(seconds * 1000)

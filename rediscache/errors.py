@@ -16,6 +16,8 @@ from :class:`LookupError`::
     +-- CorruptDataError                    stored bytes that cannot be decoded
     +-- ServerError                         Redis side problems
         +-- StaleStateError                 the space kept changing under a call; retry
+        +-- ServerBusyError                 Redis is blocked by a long script (BUSY)
+        +-- OutcomeUnknownError             a write was sent but its reply never came
         +-- ConnectionFailedError           cannot reach or authenticate to Redis
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
@@ -34,12 +36,14 @@ __all__ = [
     "InvalidInputError",
     "KeyNotFoundError",
     "NotFoundError",
+    "OutcomeUnknownError",
     "PortInUseError",
     "ReadOnlyError",
     "RedisBinaryNotFoundError",
     "RediscacheError",
     "SchemaMismatchError",
     "SearchModuleMissingError",
+    "ServerBusyError",
     "ServerError",
     "SpaceNotFoundError",
     "StaleStateError",
@@ -93,6 +97,39 @@ class StaleStateError(ServerError):
     Calls retry a few times after a snapshot, rollback or copy changes the state; this is
     raised only when the space keeps changing. Nothing was written by the failed attempts.
     """
+
+
+class ServerBusyError(ServerError):
+    """Redis answered ``BUSY``: it is running a long script (another client's, or an earlier
+    call's) and serves nobody until the script ends. Nothing of the refused call was done;
+    retry once the server is free. A busy server is alive: it is never reported as a missing
+    space or a dead server."""
+
+
+class OutcomeUnknownError(ServerError):
+    """A write was sent but no reply came (the connection broke or the socket timed out).
+
+    The write may or may not have been applied; rediscache never sends such a write again by
+    itself, because repeating it could apply it twice (an ``update_mean`` would count its
+    items twice). Check the data (``get``) before retrying.
+    """
+
+
+def reply_error(message: str, context: str) -> ServerError:
+    """The library's error for an error reply ``message`` of Redis, during ``context`` (e.g.
+    "search in space 'items'"): :class:`ServerBusyError` for ``BUSY``, a
+    :class:`ServerError` saying so for ``LOADING``, a plain :class:`ServerError` otherwise."""
+    if message.startswith("BUSY"):
+        return ServerBusyError(
+            f"{context}: Redis is busy running a script (BUSY) and answers nobody until it "
+            "ends; nothing was done: retry later"
+        )
+    if message.startswith("LOADING"):
+        return ServerError(
+            f"{context}: Redis is loading its data after a restart (LOADING); nothing was "
+            "done: retry once it is ready"
+        )
+    return ServerError(f"{context} failed: {message}")
 
 
 class ConnectionFailedError(ServerError):

@@ -1,20 +1,26 @@
-"""Prepared ``FT.SEARCH`` commands (KNN and range) and the parser of their replies. No I/O.
+"""FT.SEARCH for a space: prepared commands (KNN and range), the plan of a search, the
+rounds that run it, and the parser of the replies. No I/O.
 
 :func:`knn_query` and :func:`range_query` prepare everything of an ``FT.SEARCH`` call except
 the query vector, so the hot path only adds the blob; :func:`parse_search_reply` reads a
-RESP2 reply. Filters are rendered by :mod:`rediscache.query`.
+RESP2 reply. A :class:`SearchPlan` is one search (of one or many query vectors) as the user
+asked for it; :func:`search_rounds` turns it into rounds of commands until every query has
+its complete page, whatever vanished meanwhile (see its docstring). Filters are rendered by
+:mod:`rediscache.query`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import CorruptDataError, InvalidInputError
 from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD
-from .query import DISTANCE_FIELD, MAX_RESULTS
+from .query import DISTANCE_FIELD, PROBE_FIELD
 
 _DOC_MARKER_B = DOC_MARKER.encode()
 
@@ -22,9 +28,12 @@ __all__ = [
     "KnnQuery",
     "RangeQuery",
     "RawHit",
+    "SearchPlan",
+    "SearchRound",
     "knn_query",
     "parse_search_reply",
     "range_query",
+    "search_rounds",
 ]
 
 
@@ -53,22 +62,27 @@ class RangeQuery(_PreparedSearch):
 
 
 def _int_arg(value: object, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    number = int(value)
+    if not low <= number <= high:
         raise InvalidInputError(f"{name} must be an int in {low}..{high}, got {value!r}")
-    return value
+    return number
 
 
-def _return_clause(with_metadata: bool, with_vectors: bool) -> tuple[str | int, ...]:
+def _return_clause(with_metadata: bool, with_vectors: bool, probe: bool) -> tuple[str | int, ...]:
     names = [DISTANCE_FIELD]
     if with_metadata:
         names.append(META_FIELD)
     if with_vectors:
         names.append(VECTOR_FIELD)
+    if probe and not (with_metadata or with_vectors):
+        names.append(PROBE_FIELD)
     return ("RETURN", len(names), *names)
 
 
 def _sorted_page(
-    offset: int, count: int, with_metadata: bool, with_vectors: bool
+    start: int, count: int, with_metadata: bool, with_vectors: bool, probe: bool
 ) -> tuple[str | int, ...]:
     """The arguments after PARAMS: nearest first, one page, the fields to return, DIALECT 2."""
     return (
@@ -76,40 +90,44 @@ def _sorted_page(
         DISTANCE_FIELD,
         "ASC",
         "LIMIT",
-        offset,
+        start,
         count,
-        *_return_clause(with_metadata, with_vectors),
+        *_return_clause(with_metadata, with_vectors, probe),
         "DIALECT",
         2,
     )
 
 
+@functools.lru_cache(maxsize=512)
 def knn_query(
-    k: int,
+    depth: int,
     *,
+    start: int = 0,
     filter_str: str | None = None,
     ef: int | None = None,
     with_vectors: bool = False,
     with_metadata: bool = True,
-    offset: int = 0,
+    probe: bool = False,
 ) -> KnnQuery:
-    """Prepare ``FT.SEARCH`` for the ``k`` nearest neighbours after skipping ``offset``.
+    """Prepare ``FT.SEARCH`` for the ``depth`` nearest neighbours, returning those from
+    position ``start`` on (a page of ``depth - start`` hits).
 
     Query: ``(<filter_str>)=>[KNN $k @vec $vec EF_RUNTIME $ef AS __dist]`` (``*=>[...]``
     without a filter, no ``EF_RUNTIME`` without ``ef``), then ``PARAMS``, ``SORTBY __dist
-    ASC``, ``LIMIT offset k``, ``RETURN`` (``__dist``, ``meta`` if ``with_metadata``, ``vec``
-    if ``with_vectors``) and ``DIALECT 2``. The KNN asks for ``offset + k`` neighbours so that
-    the page after ``offset`` is complete; ``offset + k`` must stay within
-    :data:`MAX_RESULTS`. Pass ``ef`` for HNSW spaces only: RediSearch rejects ``EF_RUNTIME``
-    on a FLAT index.
+    ASC``, ``LIMIT start depth-start``, ``RETURN`` (``__dist``, ``meta`` if
+    ``with_metadata``, ``vec`` if ``with_vectors``, and :data:`PROBE_FIELD` when ``probe``
+    and neither: a field no document has, whose lookup makes the server load each hit, so
+    that an expired one comes back without fields) and ``DIALECT 2``. Pass ``ef`` for HNSW
+    spaces only: RediSearch rejects ``EF_RUNTIME`` on a FLAT index. Prepared queries are
+    immutable and cached.
 
     Raises:
-        InvalidInputError: k, ef or offset out of range.
+        InvalidInputError: depth, start or ef out of range.
     """
-    k = _int_arg(k, "k", 1, MAX_RESULTS)
-    offset = _int_arg(offset, "offset", 0, MAX_RESULTS - k)
+    depth = _int_arg(depth, "k", 1, 2**31 - 1)
+    start = _int_arg(start, "offset", 0, depth - 1)
     ef_part = ""
-    params: list[str | int] = ["k", k + offset]
+    params: list[str | int] = ["k", depth]
     if ef is not None:
         ef = _int_arg(ef, "ef", 1, 2**31 - 1)
         ef_part = " EF_RUNTIME $ef"
@@ -122,10 +140,26 @@ def knn_query(
     return KnnQuery(
         query=query,
         head=(query, "PARAMS", nparams, *params, "vec"),
-        tail=(*tail, *_sorted_page(offset, k, with_metadata, with_vectors)),
+        tail=(*tail, *_sorted_page(start, depth - start, with_metadata, with_vectors, probe)),
     )
 
 
+def check_radius(radius: object) -> float:
+    """``radius`` as a float; InvalidInputError unless it is a finite real number >= 0."""
+    try:
+        r = (
+            float(radius)
+            if isinstance(radius, numbers.Real) and not isinstance(radius, bool)
+            else math.nan
+        )
+    except OverflowError:
+        r = math.inf
+    if not math.isfinite(r) or r < 0:
+        raise InvalidInputError(f"radius must be a finite number >= 0, got {radius!r}")
+    return r
+
+
+@functools.lru_cache(maxsize=512)
 def range_query(
     radius: float,
     *,
@@ -134,6 +168,7 @@ def range_query(
     with_metadata: bool = True,
     limit: int = 100,
     offset: int = 0,
+    probe: bool = False,
 ) -> RangeQuery:
     """Prepare ``FT.SEARCH`` for the embeddings within distance ``radius``, nearest first.
 
@@ -146,26 +181,115 @@ def range_query(
     Raises:
         InvalidInputError: radius not finite or negative; limit or offset out of range.
     """
-    try:
-        r = (
-            float(radius)
-            if isinstance(radius, numbers.Real) and not isinstance(radius, bool)
-            else math.nan
-        )
-    except OverflowError:
-        r = math.inf
-    if not math.isfinite(r) or r < 0:
-        raise InvalidInputError(f"radius must be a finite number >= 0, got {radius!r}")
-    limit = _int_arg(limit, "limit", 1, MAX_RESULTS)
-    offset = _int_arg(offset, "offset", 0, MAX_RESULTS - limit)
+    r = check_radius(radius)
+    limit = _int_arg(limit, "limit", 1, 2**31 - 1)
+    offset = _int_arg(offset, "offset", 0, 2**31 - 1)
     query = f"@{VECTOR_FIELD}:[VECTOR_RANGE $r $vec]=>{{$YIELD_DISTANCE_AS: {DISTANCE_FIELD}}}"
     if filter_str:
         query += f" ({filter_str})"
     return RangeQuery(
         query=query,
         head=(query, "PARAMS", 4, "r", repr(r), "vec"),
-        tail=_sorted_page(offset, limit, with_metadata, with_vectors),
+        tail=_sorted_page(offset, limit, with_metadata, with_vectors, probe),
     )
+
+
+# --------------------------------------------------------------------------- plans and rounds
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPlan:
+    """A search as the user asked for it, before any I/O: one query per blob, each wanting
+    ``count`` hits after skipping ``offset`` of its ranked list (keys in ``exclude`` left
+    out of that list). ``prepare(depth, start)`` is the prepared query reaching ``depth``
+    hits deep and returning them from ``start`` on.
+
+    ``vanishing``: hits may vanish between the index and the documents (the space's entries
+    expire: RediSearch keeps expired documents indexed until Redis deletes them, and a hit
+    whose document is gone comes back without fields), so pages are taken from the top of
+    the list (an entry that vanished above the page must not shift it) and expired hits are
+    deleted (``EXISTS`` makes Redis expire them) before the query is repeated.
+    """
+
+    blobs: tuple[bytes, ...]
+    offset: int
+    count: int
+    exclude: frozenset[str]
+    with_vectors: bool
+    vanishing: bool
+    prepare: Callable[[int, int], _PreparedSearch]
+
+    def window(self) -> tuple[int, int]:
+        """(depth, start) of the first attempt."""
+        depth = self.offset + self.count + len(self.exclude)
+        if self.exclude or self.vanishing:
+            return depth, 0
+        return depth, self.offset
+
+
+class SearchRound(NamedTuple):
+    """One round trip of a search: the ``FT.SEARCH`` arguments (after the index name) of the
+    queries still open, and document keys to ``EXISTS`` first (expired hits: reading them
+    makes Redis delete them, and RediSearch with them). The round's result: one reply per
+    query, in order."""
+
+    queries: list[list[Any]]
+    purge: list[bytes]
+
+
+#: Rounds after which a search returns what it has, should documents keep vanishing: in an
+#: expiring space (each round deletes every expired hit it saw, and a busy round doubles its
+#: depth), and elsewhere (hits vanish only when deleted while a search runs).
+MAX_ROUNDS = 32
+MAX_ROUNDS_STABLE = 4
+
+
+def search_rounds(
+    plan: SearchPlan, space_prefix: str
+) -> Generator[SearchRound, list[Any], list[list[RawHit]]]:
+    """Run ``plan``: yield rounds of commands, receive their replies, return each query's
+    hits (its page of the ranked list: excluded keys left out, at most ``plan.count``).
+
+    A reply in which hits vanished (their documents expired or were deleted after the index
+    found them) is not final: the query is sent again (with the expired documents deleted
+    first when ``plan.vanishing``), as deep again or, when half its window vanished, twice
+    as deep. So a page holds ``count`` live hits whenever the space has them. Error replies
+    must not reach the flow: the caller raises them from the round's replies.
+    """
+    n = len(plan.blobs)
+    results: list[list[RawHit]] = [[] for _ in range(n)]
+    depth, start = plan.window()
+    depths = [depth] * n
+    pending = list(range(n))
+    purge: list[bytes] = []
+    rounds = MAX_ROUNDS if plan.vanishing else MAX_ROUNDS_STABLE
+    for attempt in range(rounds):
+        replies = yield SearchRound(
+            [plan.prepare(depths[i], start).args(plan.blobs[i]) for i in pending], purge
+        )
+        purge = []
+        still: list[int] = []
+        for i, reply in zip(pending, replies):
+            _total, hits, vanished = parse_search_reply(reply, space_prefix=space_prefix)
+            if vanished and attempt < rounds - 1:
+                still.append(i)
+                if plan.vanishing:
+                    purge.extend(vanished)
+                if 2 * len(vanished) >= depths[i] - start:
+                    depths[i] *= 2
+                continue
+            results[i] = _page(plan, hits, start)
+        pending = still
+        if not pending:
+            break
+    return results
+
+
+def _page(plan: SearchPlan, hits: list[RawHit], start: int) -> list[RawHit]:
+    if plan.exclude:
+        hits = [h for h in hits if h.key not in plan.exclude]
+    skip = plan.offset - start
+    return hits[skip : skip + plan.count]
 
 
 # --------------------------------------------------------------------------- replies
@@ -185,15 +309,17 @@ _META_B = META_FIELD.encode()
 _VEC_B = VECTOR_FIELD.encode()
 
 
-def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, list[RawHit]]:
+def parse_search_reply(
+    reply: list[Any], *, space_prefix: str
+) -> tuple[int, list[RawHit], list[bytes]]:
     """Parse a RESP2 ``FT.SEARCH`` reply (redis-py, ``decode_responses=False``).
 
     The reply is ``[total, id, [field, value, ...], id, [...], ...]`` with bytes everywhere;
-    fields may come in any order. Returns the server's total and the hits in reply order,
-    keys with ``<space_prefix>g<generation>:d:`` removed (a live search through the alias
-    may answer from a generation the client has not seen yet). A missing ``meta`` or ``vec``
-    gives None. A hit without fields or without a distance is skipped: its document was
-    deleted while the query ran.
+    fields may come in any order. Returns the server's total, the hits in reply order (keys
+    with ``<space_prefix>g<generation>:d:`` removed: a live search through the alias may
+    answer from a generation the client has not seen yet) and the document ids of hits that
+    vanished: a hit without fields (its document expired or was deleted after the index
+    found it) or without a distance. A missing ``meta`` or ``vec`` gives None.
 
     Raises:
         CorruptDataError: the reply does not have the FT.SEARCH shape, or a document id lies
@@ -209,15 +335,19 @@ def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, lis
     prefix = space_prefix.encode()
     plen = len(prefix)
     hits: list[RawHit] = []
+    vanished: list[bytes] = []
     for i in range(1, n, 2):
         doc_id = reply[i]
+        start = doc_id.find(_DOC_MARKER_B, plen) if isinstance(doc_id, bytes) else -1
+        if start < 0 or not doc_id.startswith(prefix) or doc_id[plen : plen + 1] != b"g":
+            raise CorruptDataError(
+                f"FT.SEARCH returned document {doc_id!r} outside the prefix {space_prefix!r}"
+            )
         values = reply[i + 1]
-        if not values:
-            continue
         dist: bytes | None = None
         meta: bytes | None = None
         vec: bytes | None = None
-        for j in range(0, len(values) - 1, 2):
+        for j in range(0, len(values or ()) - 1, 2):
             name = values[j]
             if name == _DIST_B:
                 dist = values[j + 1]
@@ -226,12 +356,8 @@ def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, lis
             elif name == _VEC_B:
                 vec = values[j + 1]
         if dist is None:
+            vanished.append(doc_id)
             continue
-        start = doc_id.find(_DOC_MARKER_B, plen) if isinstance(doc_id, bytes) else -1
-        if start < 0 or not doc_id.startswith(prefix) or doc_id[plen : plen + 1] != b"g":
-            raise CorruptDataError(
-                f"FT.SEARCH returned document {doc_id!r} outside the prefix {space_prefix!r}"
-            )
         try:
             key = doc_id[start + len(_DOC_MARKER_B) :]
             hits.append(RawHit(key.decode("utf-8"), float(dist), meta, vec))
@@ -239,4 +365,4 @@ def parse_search_reply(reply: list[Any], *, space_prefix: str) -> tuple[int, lis
             raise CorruptDataError(
                 f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"
             ) from exc
-    return total, hits
+    return total, hits, vanished

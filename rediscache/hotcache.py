@@ -13,24 +13,40 @@ write of the space's config (a snapshot, rollback or copy changes its state) cle
 cache when the state changed. Writes made through the same Space object are dropped from
 the cache at once, so a client reads its own writes.
 
-Guarantees and limits: another client's write is seen once its invalidation message arrives
-(asynchronous: typically well under a millisecond on a local server). A value read from the
-server is cached only if no invalidation of its key (and no full clear) arrived since the
-read began. If the listener's connection breaks, the cache is cleared and bypassed until
-the listener is back. The server keeps no per-key state for broadcast tracking (its cost is
-proportional to the writes under the prefix, not to what clients cache).
+Expiry: Redis sends an invalidation for an expired key only when it deletes the key, which
+for a key nobody reads can be minutes later. So in an expiring space an entry is cached with
+its deadline (the key's PTTL, counted from before the read that fetched it, so never later
+than the real expiry) and a hit past the deadline is a miss: a hot-cache hit never returns
+an entry past its expiry time.
+
+Staleness: another client's write is seen once its invalidation message has reached this
+process. A listener thread alone would see it only when Python schedules it, and a reader
+thread busy in Python holds the GIL: measured on a 2-core box, the window then grew to tens
+of ms. So every lookup first polls the listener's socket (one ``select`` syscall with no
+timeout) and, when messages wait there, applies them itself before answering: a hit
+never returns a value whose invalidation had arrived when the lookup began, whatever the
+threads are doing. What remains is the message's flight from the server (docs/serving.md
+has the measured window). A value read from the server is cached only if no invalidation of
+its key (and no full clear) arrived since the read began. If the listener's connection
+breaks, the cache is cleared and bypassed until the listener is back. The server keeps no
+per-key state for broadcast tracking (its cost is proportional to the writes under the
+prefix, not to what clients cache).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
+
+from .wire import socket_fileno
 
 __all__ = ["HotCache", "HotCacheStats"]
 
@@ -82,13 +98,19 @@ class HotCache:
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._entries: OrderedDict[bytes, bytes] = OrderedDict()
+        # key -> (raw vector, monotonic deadline or None: no expiry)
+        self._entries: OrderedDict[bytes, tuple[bytes, float | None]] = OrderedDict()
         self._bytes = 0
         self._seq = 0  # grows at every invalidation
         self._clear_seq = 0  # seq of the last full clear
         self._floor_seq = 0  # invalidations older than the remembered ones are <= this
         self._last: OrderedDict[bytes, int] = OrderedDict()  # key -> seq of its invalidation
         self._hits = self._misses = self._invalidations = self._clears = 0
+        # The listener connection, its socket's poller, and the lock of reading from it (the
+        # listener thread and every lookup read invalidations from it).
+        self._conn: redis.connection.AbstractConnection | None = None
+        self._fd: int | None = None  # its socket, polled by lookups (None: not available)
+        self._io = threading.Lock()
         self._state = state_of()
         self._active = threading.Event()
         self._stop = threading.Event()
@@ -112,21 +134,30 @@ class HotCache:
         return self._seq
 
     def get(self, key: bytes) -> bytes | None:
-        """The cached bytes of ``key`` (and a hit), or None (a miss)."""
+        """The cached bytes of ``key`` (and a hit), or None (a miss; an entry past its
+        deadline is dropped and a miss). Applies the invalidations waiting on the listener's
+        socket first."""
         if not self._active.is_set():
             return None
+        fd = self._fd
+        if fd is not None and select.select((fd,), (), (), 0)[0]:
+            self._drain()
         with self._lock:
-            raw = self._entries.get(key)
-            if raw is None:
+            entry = self._entries.get(key)
+            if entry is not None and entry[1] is not None and time.monotonic() >= entry[1]:
+                self._drop(key)
+                entry = None
+            if entry is None:
                 self._misses += 1
                 return None
             self._entries.move_to_end(key)
             self._hits += 1
-            return raw
+            return entry[0]
 
-    def insert(self, key: bytes, raw: bytes, seq: int) -> None:
+    def insert(self, key: bytes, raw: bytes, seq: int, deadline: float | None = None) -> None:
         """Cache ``raw`` read from the server after ``seq()`` returned ``seq``, unless ``key``
-        was invalidated (or the cache cleared) since."""
+        was invalidated (or the cache cleared) since. ``deadline``: the ``time.monotonic()``
+        at which the entry expires (None: never)."""
         size = len(raw) + len(key) + 64
         if size > self.max_bytes or not self._active.is_set():
             return
@@ -134,16 +165,20 @@ class HotCache:
             last = self._last.get(key, self._floor_seq if self._floor_seq > seq else 0)
             if last > seq or self._clear_seq > seq:
                 return
-            old = self._entries.pop(key, None)
-            if old is not None:
-                self._bytes -= len(old) + len(key) + 64
-            self._entries[key] = raw
+            self._drop(key)
+            self._entries[key] = (raw, deadline)
             self._bytes += size
             while self._entries and (
                 len(self._entries) > self.max_items or self._bytes > self.max_bytes
             ):
-                k, v = self._entries.popitem(last=False)
+                k, (v, _) = self._entries.popitem(last=False)
                 self._bytes -= len(v) + len(k) + 64
+
+    def _drop(self, key: bytes) -> None:
+        """Remove ``key``'s entry, if any (the lock is held)."""
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old[0]) + len(key) + 64
 
     def invalidate(self, keys: Iterable[bytes]) -> None:
         """Drop ``keys`` (own writes, and the listener's messages)."""
@@ -151,9 +186,7 @@ class HotCache:
             self._seq += 1
             for key in keys:
                 self._invalidations += 1
-                old = self._entries.pop(key, None)
-                if old is not None:
-                    self._bytes -= len(old) + len(key) + 64
+                self._drop(key)
                 self._last[key] = self._seq
                 self._last.move_to_end(key)
             while len(self._last) > _REMEMBERED:
@@ -203,6 +236,29 @@ class HotCache:
             self._stop.wait(pause)
             pause = min(pause * 2, 2.0)
 
+    def _drain(self) -> None:
+        """Apply every invalidation waiting on the listener connection (any thread)."""
+        with self._io:
+            conn = self._conn
+            if conn is None:
+                return
+            try:
+                while conn.can_read(timeout=0):
+                    self._handle(conn.read_response())
+            except (redis.RedisError, OSError):
+                # The listener thread sees the broken connection too and starts over;
+                # meanwhile nothing may be served.
+                self._active.clear()
+                self.clear()
+
+    def _wait(self, poller: select.poll) -> bool:
+        """Block the listener until its socket is readable (or 0.1 s passed)."""
+        return bool(poller.poll(100))
+
+    def _handle(self, message: object) -> None:
+        if isinstance(message, list) and len(message) >= 3 and message[0] == b"message":
+            self._on_message(message[2])
+
     def _session(self) -> None:
         conn = self._client.connection_pool.make_connection()
         try:
@@ -217,18 +273,34 @@ class HotCache:
             conn.read_response()
             self._state = self._state_of()  # anything before this is covered by the clear
             self.clear()
+            fd = socket_fileno(conn)
+            poller = None
+            if fd is not None:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+            self._conn = conn
+            self._fd = fd
             self._active.set()
             while not self._stop.is_set():
-                if not conn.can_read(timeout=0.1):
+                if poller is not None:
+                    # wait outside the lock, so that lookups can drain meanwhile
+                    if self._wait(poller):
+                        self._drain()
+                    if not self._active.is_set():
+                        raise redis.ConnectionError("the invalidation connection broke")
                     continue
-                message = conn.read_response()
-                if not isinstance(message, list) or len(message) < 3 or message[0] != b"message":
-                    continue
-                self._on_message(message[2])
+                with self._io:  # no socket to poll: the listener alone reads
+                    ready = conn.can_read(timeout=0.1)
+                    while ready:
+                        self._handle(conn.read_response())
+                        ready = conn.can_read(timeout=0)
         finally:
             self._active.clear()
-            with contextlib.suppress(redis.RedisError, OSError):
-                conn.disconnect()
+            self._fd = None
+            with self._io:
+                self._conn = None
+                with contextlib.suppress(redis.RedisError, OSError):
+                    conn.disconnect()
 
     def _on_message(self, keys: list[bytes] | None) -> None:
         if keys is None:  # the server flushed its tracking table (FLUSHDB, ...)

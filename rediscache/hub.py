@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from . import query
-from .codec import DTYPES, ttl_to_ms
+from .codec import DTYPES, check_flag, check_int, ttl_to_ms
 from .errors import (
     ConnectionFailedError,
     InvalidInputError,
@@ -37,18 +38,24 @@ _ALGORITHMS = ("hnsw", "flat")
 
 
 def _redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for error messages)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """``url`` with any password replaced by ``***`` (for error messages); never raises,
+    whatever the URL."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:  # not even a URL: hide whatever lies between "//" and "@"
+        return re.sub(r"(//[^@/]*:)[^@/]*@", r"\1***@", url)
 
 
-def _check_client(client: redis.Redis) -> None:
+def _check_client(client: object, kind: type[Any] = redis.Redis) -> None:
+    if not isinstance(client, kind):
+        raise InvalidInputError(
+            f"client must be a {kind.__module__}.{kind.__name__}, got {type(client).__name__}"
+        )
     kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("decode_responses"):
         raise InvalidInputError("pass a redis client with decode_responses=False")
@@ -75,6 +82,8 @@ def _verify(client: redis.Redis, where: str) -> None:
         raise ConnectionFailedError(
             f"cannot connect to {where}: {exc}; is the server running and the URL right?"
         ) from exc
+    except redis.RedisError as exc:  # e.g. TLS settings the connection cannot use
+        raise ConnectionFailedError(f"cannot connect to {where}: {exc}") from exc
     try:
         present = search_version(client) is not None
     except redis.exceptions.NoPermissionError:
@@ -113,24 +122,30 @@ def connect(
         EmbeddedServerError: the embedded server cannot start (see its subclasses).
     """
     info: ServerInfo | None = None
+    if server is not None and not isinstance(server, ServerConfig):
+        raise InvalidInputError(f"server must be a ServerConfig, got {type(server).__name__}")
     if client is not None:
         _check_client(client)
         owns = False
         where = "the given client's server"
     elif url is not None:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInputError(
-                f"unsupported URL {_redact(url)!r}: use redis://, rediss:// or unix://"
+                f"unsupported URL {_redact(str(url))!r}: use redis://, rediss:// or unix://"
             )
         try:
             client = redis.Redis.from_url(url, protocol=2, **redis_kwargs)
-        except ValueError as exc:
-            raise InvalidInputError(f"invalid Redis URL {_redact(url)!r}: {exc}") from exc
+        except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
+            raise InvalidInputError(
+                f"invalid Redis URL or option for {_redact(url)!r}: {_redact(str(exc))}"
+            ) from exc
         owns = True
         where = _redact(url)
     else:
         config = server or ServerConfig()
         if data_dir is not None:
+            if not isinstance(data_dir, str | Path):
+                raise InvalidInputError(f"data_dir must be a path, got {type(data_dir).__name__}")
             config = dataclasses.replace(config, data_dir=Path(data_dir))
         info = ensure_running(config)
         client = info.client(protocol=2)
@@ -196,12 +211,15 @@ class Hub:
         fields: Mapping[str, str] | None = None,
         hnsw: Mapping[str, int] | None = None,
         ttl: float | None = None,
+        expiring: bool | None = None,
         exist_ok: bool = False,
     ) -> Space:
         """Create a space: an index over embeddings of ``dim`` floats, plus metadata ``fields``.
 
         ``ttl``: default seconds to live of the embeddings written (a cache; None: forever;
-        each write may override it).
+        each write may override it). ``expiring``: whether entries may expire at all (default:
+        whether ``ttl`` is given); only an expiring space takes per-write ttls and
+        ``refresh_ttl``, and its searches check every hit against expiry (docs/serving.md).
 
         ``fields`` maps metadata names to ``"tag"``, ``"numeric"`` or ``"text"`` (indexed for
         filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
@@ -217,7 +235,7 @@ class Hub:
                 or it exists and ``exist_ok`` is False.
         """
         keys = SpaceKeys.for_space(name)
-        config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl)
+        config = _build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
         found = self._read_config(keys)
         if found is None:
             state = SpaceState.initial()
@@ -370,12 +388,16 @@ def _build_config(
     fields: Mapping[str, str] | None,
     hnsw: Mapping[str, int] | None,
     ttl: float | None = None,
+    expiring: bool | None = None,
 ) -> SpaceConfig:
     validate_space_name(name)
     if ttl is not None and ttl_to_ms(ttl) == 0:
         raise InvalidInputError("ttl must be a positive number of seconds (or None: forever)")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 32768:
-        raise InvalidInputError(f"dim must be an integer in 1..32768, got {dim!r}")
+    if expiring is None:
+        expiring = ttl is not None
+    elif not check_flag(expiring, "expiring") and ttl is not None:
+        raise InvalidInputError("a space with a default ttl is expiring: drop expiring=False")
+    dim = check_int(dim, "dim", high=32768)
     metric = str(metric).lower()
     if metric not in _METRICS:
         raise InvalidInputError(f"unknown metric {metric!r}: use one of {', '.join(_METRICS)}")
@@ -384,7 +406,7 @@ def _build_config(
         raise InvalidInputError(
             f"unknown algorithm {algorithm!r}: use one of {', '.join(_ALGORITHMS)}"
         )
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise InvalidInputError(f"unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     checked_fields = query.validate_fields(fields)
     params = query.hnsw_params(hnsw) if algorithm == "hnsw" else {}
@@ -400,4 +422,5 @@ def _build_config(
         hnsw=params,
         created_at=time.time(),
         ttl=None if ttl is None else float(ttl),
+        expiring=bool(expiring),
     )

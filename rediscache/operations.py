@@ -5,19 +5,28 @@ reads the inputs (``gather.lua``, a consistent snapshot) and numpy does the arit
 float64: the server is blocked for the reads only. With ``into`` (and for ``update_mean``) the
 arithmetic runs in Lua so that reading and storing happen in one step (``combine.lua``,
 ``update_mean.lua``). docs/lua.md has the measurements behind this split.
+
+A script blocks every client of the server while it runs, so calls are bounded by the work
+they give one script (floats read, :data:`GATHER_FLOATS` and :data:`COMPUTE_FLOATS`, each about
+25 ms of server time here): a read-only call larger than that is read in several scripts
+(each atomic, all within one generation of the space), a call that computes and stores on the
+server is refused with the limit. Every result is checked like a vector being stored
+(:meth:`rediscache.codec.VectorCodec.check_stored`): finite in the space's dtype, distances to
+it finite, a direction in a cosine space.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import numbers
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import scripts, vecmath
-from .codec import VectorCodec, check_keys
+from .codec import VectorCodec, check_flag, check_keys
 from .errors import InvalidInputError
 from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 
@@ -30,7 +39,14 @@ if TYPE_CHECKING:
 R = TypeVar("R")
 T = TypeVar("T")
 
-__all__ = ["Averaged", "Planned", "VectorOps"]
+__all__ = ["COMPUTE_FLOATS", "GATHER_FLOATS", "Averaged", "Planned", "VectorOps"]
+
+#: Floats one gather.lua call reads at most (keys x dim): about 20 ms of server time at
+#: 3.5 us per 384-d vector (docs/lua.md). average/combine without into= read more in chunks.
+GATHER_FLOATS = 2_000_000
+#: Floats one combine.lua / update_mean.lua call reads at most (inputs x dim): about 25 ms
+#: at 23 us per 384-d vector (docs/lua.md), i.e. 1,041 keys at dim 384 or 260 at 1536.
+COMPUTE_FLOATS = 400_000
 
 
 class Averaged(NamedTuple):
@@ -43,18 +59,19 @@ class Averaged(NamedTuple):
 
 @dataclass(frozen=True)
 class Planned(Generic[R, T]):
-    """An operation reduced to one script call and the pure code around it (no I/O).
+    """An operation reduced to script calls and the pure code around them (no I/O).
 
-    ``script(state, gen)`` builds the call for the space's current state (None: nothing to
-    send); ``writes`` says whether it needs a writable live generation (run through
-    ``_writing``) or only reads (``_attempts``); ``finish`` turns the script's parsed reply
-    (None when nothing was sent) into the operation's result. The sync :class:`VectorOps`
-    and :class:`rediscache.asyncio.AsyncSpace` run the same plans.
+    ``script(state, gen)`` builds the calls for the space's current state, run one after
+    another in that state (None: nothing to send); ``writes`` says whether they need a
+    writable live generation (run through ``_writing``) or only read (``_attempts``);
+    ``finish`` turns the calls' parsed replies (an empty list when nothing was sent) into the
+    operation's result. The sync :class:`VectorOps` and
+    :class:`rediscache.asyncio.AsyncSpace` run the same plans.
     """
 
-    script: Callable[[SpaceState, GenKeys], scripts.ScriptCall[R]] | None
+    script: Callable[[SpaceState, GenKeys], list[scripts.ScriptCall[R]]] | None
     writes: bool
-    finish: Callable[[R | None], T]
+    finish: Callable[[list[R]], T]
 
 
 class VectorOps:
@@ -83,13 +100,13 @@ class VectorOps:
         return round(self.config.ttl * 1000) if self.config.ttl else 0
 
     def _perform(self, plan: Planned[R, T]) -> T:
-        """Run ``plan``: its script (one round trip per attempt), then its finish."""
+        """Run ``plan``: its scripts (one round trip each per attempt), then its finish."""
         build = plan.script
         if build is None:
-            return plan.finish(None)
+            return plan.finish([])
 
-        def run(state: SpaceState, gen: GenKeys) -> R:
-            return scripts.call(self._client, build(state, gen))
+        def run(state: SpaceState, gen: GenKeys) -> list[R]:
+            return [scripts.call(self._client, c) for c in build(state, gen)]
 
         return plan.finish(self._writing(run) if plan.writes else self._attempts(run))
 
@@ -105,9 +122,25 @@ class VectorOps:
             "work on any dtype)"
         )
 
-    def _result(self, vec: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-        out: npt.NDArray[Any] = vec.astype(self.codec.out_dtype)
+    def _result(self, vec: npt.NDArray[np.float64], op: str) -> npt.NDArray[Any]:
+        """The result of ``op`` in the output dtype, checked like a vector being stored."""
+        with np.errstate(all="ignore"):  # overflow is reported by check_stored
+            out: npt.NDArray[Any] = vec.astype(self.codec.out_dtype)
+        self.codec.check_stored(out[None, :], f"the result of {op}", given=vec[None, :])
         return out
+
+    def _bounded(self, keys: int, op: str, into: bool, *, reserved: int = 0) -> None:
+        """Refuse a call whose one script would read more than COMPUTE_FLOATS (into=,
+        update_mean: ``keys`` stored inputs plus ``reserved`` vectors of its own, the target
+        and the constant term); read-only calls are split instead (GATHER_FLOATS)."""
+        if into and (keys + reserved) * self.codec.dim > COMPUTE_FLOATS:
+            most = max(1, COMPUTE_FLOATS // self.codec.dim - reserved)
+            raise InvalidInputError(
+                f"{op} computes on the server in one script, which blocks every other client "
+                f"while it runs: at most {most:,} stored inputs at dim {self.codec.dim} "
+                f"(about 25 ms; got {keys:,}). Compute the result without into= (read in "
+                "chunks) and put() it, or split the inputs (docs/lua.md)"
+            )
 
     # ------------------------------------------------------------ average
 
@@ -175,23 +208,24 @@ class VectorOps:
             raise InvalidInputError("missing must be 'raise' or 'skip'")
         w = vecmath.check_weights(weights, len(key_list), positive_sum=True)
         skip = missing == "skip"
+        normalize = check_flag(normalize, "normalize")
+        self._bounded(len(key_list), "average(..., into=)", into is not None)
 
         def result(vec: npt.NDArray[np.float64], used: int) -> npt.NDArray[Any] | Averaged:
-            out = self._result(vec)
+            out = self._result(vec, "average")
             return Averaged(out, used, len(key_list) - used) if skip else out
 
         if into is None:
 
-            def mean(g: scripts.Gathered | None) -> npt.NDArray[Any] | Averaged:
+            def mean(g: list[scripts.Gathered]) -> npt.NDArray[Any] | Averaged:
                 found, stored = self._gathered(key_list, g)
                 vec, _ = vecmath.evaluate(stored, w[found], None, mean=True)
                 return result(vecmath.unit(vec) if normalize else vec, int(found.sum()))
 
             return Planned(self._gather_script(key_list, skip), False, mean)
 
-        def stored(res: scripts.Combined | None) -> npt.NDArray[Any] | Averaged:
-            assert res is not None
-            return result(res.vector, res.used)
+        def stored(res: list[scripts.Combined]) -> npt.NDArray[Any] | Averaged:
+            return result(res[0].vector, res[0].used)
 
         script = self._combine_script(
             key_list, w, None, into, mean=True, normalize=normalize, skip=skip
@@ -200,32 +234,37 @@ class VectorOps:
 
     def _gather_script(
         self, key_list: list[str], skip: bool
-    ) -> Callable[[SpaceState, GenKeys], scripts.ScriptCall[scripts.Gathered]]:
-        """The gather.lua call reading ``key_list`` in a given state."""
-        return lambda state, gen: scripts.gather_call(
-            gen.docs(key_list),
-            self.keys.config,
-            state=state.raw,
-            field=VECTOR_FIELD,
-            nbytes=self.codec.nbytes,
-            skip_missing=skip,
-            names=key_list,
-        )
+    ) -> Callable[[SpaceState, GenKeys], list[scripts.ScriptCall[scripts.Gathered]]]:
+        """The gather.lua calls reading ``key_list`` in a given state: one per
+        :data:`GATHER_FLOATS` worth of vectors (each atomic; all in one generation, since
+        each checks the state)."""
+        size = max(1, GATHER_FLOATS // self.codec.dim)
+
+        def calls(state: SpaceState, gen: GenKeys) -> list[scripts.ScriptCall[scripts.Gathered]]:
+            return [
+                scripts.gather_call(
+                    gen.docs(part),
+                    self.keys.config,
+                    state=state.raw,
+                    field=VECTOR_FIELD,
+                    nbytes=self.codec.nbytes,
+                    skip_missing=skip,
+                    names=part,
+                )
+                for part in (key_list[i : i + size] for i in range(0, len(key_list), size))
+            ]
+
+        return calls
 
     def _gathered(
-        self, key_list: list[str], g: scripts.Gathered | None
+        self, key_list: list[str], parts: list[scripts.Gathered]
     ) -> tuple[npt.NDArray[np.bool_], Any]:
-        """Which keys were found, and their decoded vectors (``g`` None: no key was read)."""
-        if g is None:
-            return np.zeros(0, dtype=bool), np.empty((0, self.codec.dim))
-        found = np.array(g.found, dtype=bool)
-        n = int(found.sum())
-        stored = (
-            self.codec.decode_many(g.blobs, [k for k, f in zip(key_list, g.found) if f])
-            if n
-            else np.empty((0, self.codec.dim))
-        )
-        return found, stored
+        """Which keys were found, and their decoded vectors (no parts: no key was read)."""
+        found = np.array([f for g in parts for f in g.found], dtype=bool)
+        blobs = [b for g in parts for b in g.blobs]
+        if not blobs:
+            return found, np.empty((0, self.codec.dim))
+        return found, self.codec.decode_many(blobs, [k for k, f in zip(key_list, found) if f])
 
     def _combine_script(
         self,
@@ -237,28 +276,30 @@ class VectorOps:
         mean: bool,
         normalize: bool,
         skip: bool,
-    ) -> Callable[[SpaceState, GenKeys], scripts.ScriptCall[scripts.Combined]]:
+    ) -> Callable[[SpaceState, GenKeys], list[scripts.ScriptCall[scripts.Combined]]]:
         """The combine.lua call storing into ``into`` (checked now) in a given state."""
         target = check_keys([into], "into")[0]
         element = self._lua_element("storing a result with into=")
-        return lambda state, gen: scripts.combine_call(
-            gen.docs(key_list),
-            gen.doc(target),
-            self.keys.config,
-            state=state.raw,
-            count_field=gen.count_field,
-            field=VECTOR_FIELD,
-            dim=self.codec.dim,
-            element=element,
-            coefs=coefs,
-            constant=constant,
-            mean=mean,
-            normalize=normalize,
-            nonzero=self.config.metric == "cosine",
-            skip_missing=skip,
-            names=key_list,
-            ttl_ms=self._default_ttl_ms(),
-        )
+        return lambda state, gen: [
+            scripts.combine_call(
+                gen.docs(key_list),
+                gen.doc(target),
+                self.keys.config,
+                state=state.raw,
+                count_field=gen.count_field,
+                field=VECTOR_FIELD,
+                dim=self.codec.dim,
+                element=element,
+                coefs=coefs,
+                constant=constant,
+                mean=mean,
+                normalize=normalize,
+                nonzero=self.config.metric == "cosine",
+                skip_missing=skip,
+                names=key_list,
+                ttl_ms=self._default_ttl_ms(),
+            )
+        ]
 
     # ------------------------------------------------------------ combine
 
@@ -298,12 +339,15 @@ class VectorOps:
         normalize: bool,
     ) -> Planned[Any, npt.NDArray[Any]]:
         """The plan of :meth:`combine` (pure; raises its input errors at once)."""
-        items = [*add, *subtract]
+        plus, minus = _items(add, "add"), _items(subtract, "subtract")
+        items = [*plus, *minus]
         if not items:
             raise InvalidInputError("combine needs at least one item in add or subtract")
-        signs = np.array([1.0] * len(add) + [-1.0] * len(subtract))
+        normalize = check_flag(normalize, "normalize")
+        signs = np.array([1.0] * len(plus) + [-1.0] * len(minus))
         w = vecmath.check_weights(weights, len(items), positive_sum=False)
         terms = vecmath.split_terms(items, signs * w, self.codec, "items")
+        self._bounded(len(terms.keys), "combine(..., into=)", into is not None, reserved=1)
         if into is not None:
             script = self._combine_script(
                 terms.keys,
@@ -316,18 +360,22 @@ class VectorOps:
             )
             return Planned(script, True, self._folded_result)
 
-        def evaluate(g: scripts.Gathered | None) -> npt.NDArray[Any]:
+        def evaluate(g: list[scripts.Gathered]) -> npt.NDArray[Any]:
             _, stored = self._gathered(terms.keys, g)
             vec, _ = vecmath.evaluate(stored, terms.coefs, terms.constant, mean=False)
-            return self._result(vecmath.unit(vec) if normalize else vec)
+            return self._result(vecmath.unit(vec) if normalize else vec, "combine")
 
         gather = self._gather_script(terms.keys, False) if terms.keys else None
         return Planned(gather, False, evaluate)
 
-    def _folded_result(self, res: scripts.Combined | scripts.Folded | None) -> npt.NDArray[Any]:
-        """The vector a combine.lua / update_mean.lua reply carries, in the output dtype."""
-        assert res is not None
-        return self._result(res.vector)
+    def _folded_result(
+        self, res: list[scripts.Combined] | list[scripts.Folded]
+    ) -> npt.NDArray[Any]:
+        """The vector a combine.lua / update_mean.lua reply carries, in the output dtype
+        (checked by the script already; a cast cannot overflow it)."""
+        with np.errstate(all="ignore"):
+            out: npt.NDArray[Any] = res[0].vector.astype(self.codec.out_dtype)
+        return out
 
     # ------------------------------------------------------------ running means
 
@@ -356,8 +404,8 @@ class VectorOps:
     ) -> Planned[scripts.Folded, npt.NDArray[Any]]:
         """The plan of :meth:`update_mean` (pure; raises its input errors at once)."""
         target = check_keys([key], "key")[0]
-        item_list = list(items)
-        if isinstance(items, (str, bytes)) or not item_list:
+        item_list = _items(items, "items")
+        if not item_list:
             raise InvalidInputError("items must be a non-empty list of keys or vectors")
         m = len(item_list)
         element = self._lua_element("update_mean")
@@ -367,33 +415,58 @@ class VectorOps:
             with_old = without_old = (terms.coefs, terms.constant)
             old_coef = 1.0
         else:
-            if isinstance(alpha, bool) or not 0.0 < float(alpha) <= 1.0:
-                raise InvalidInputError(f"alpha must be in (0, 1], got {alpha!r}")
+            if (
+                isinstance(alpha, bool)
+                or not isinstance(alpha, numbers.Real)
+                or not 0.0 < float(alpha) <= 1.0
+            ):
+                raise InvalidInputError(f"alpha must be a number in (0, 1], got {alpha!r}")
             old_coef, c_old, c_new = vecmath.ema_coefficients(m, float(alpha))
             t_old = vecmath.split_terms(item_list, c_old, self.codec, "items")
             t_new = vecmath.split_terms(item_list, c_new, self.codec, "items")
             terms = t_old
             with_old, without_old = (t_old.coefs, t_old.constant), (t_new.coefs, t_new.constant)
 
-        def script(state: SpaceState, gen: GenKeys) -> scripts.ScriptCall[scripts.Folded]:
-            return scripts.update_mean_call(
-                gen.doc(target),
-                gen.docs(terms.keys),
-                self.keys.config,
-                state=state.raw,
-                doc_count_field=gen.count_field,
-                field=VECTOR_FIELD,
-                count_field=COUNT_FIELD,
-                dim=self.codec.dim,
-                element=element,
-                items=m,
-                ema=alpha is not None,
-                old_coef=old_coef,
-                with_old=with_old,
-                without_old=without_old,
-                nonzero=self.config.metric == "cosine",
-                names=[target, *terms.keys],
-                ttl_ms=self._default_ttl_ms(),
-            )
+        self._bounded(len(terms.keys), "update_mean", True, reserved=2)
+
+        def script(state: SpaceState, gen: GenKeys) -> list[scripts.ScriptCall[scripts.Folded]]:
+            return [
+                scripts.update_mean_call(
+                    gen.doc(target),
+                    gen.docs(terms.keys),
+                    self.keys.config,
+                    state=state.raw,
+                    doc_count_field=gen.count_field,
+                    field=VECTOR_FIELD,
+                    count_field=COUNT_FIELD,
+                    dim=self.codec.dim,
+                    element=element,
+                    items=m,
+                    ema=alpha is not None,
+                    old_coef=old_coef,
+                    with_old=with_old,
+                    without_old=without_old,
+                    nonzero=self.config.metric == "cosine",
+                    names=[target, *terms.keys],
+                    ttl_ms=self._default_ttl_ms(),
+                )
+            ]
 
         return Planned(script, True, self._folded_result)
+
+
+def _items(items: object, what: str) -> list[Any]:
+    """``items`` (keys and vector literals) as a list; a lone str or a mapping is refused
+    rather than taken apart."""
+    if isinstance(items, (str, bytes, Mapping)):
+        raise InvalidInputError(
+            f"{what} must be a list of keys and vectors, got {type(items).__name__} {items!r:.60}"
+        )
+    if isinstance(items, np.ndarray):
+        return list(items) if items.ndim > 1 else [items]
+    try:
+        return list(cast(Any, items))
+    except TypeError:
+        raise InvalidInputError(
+            f"{what} must be a list of keys and vectors, got {type(items).__name__}"
+        ) from None

@@ -22,8 +22,15 @@ Matching semantics:
   nobody types, so a tag such as ``"rock, pop"`` is one tag.
 * Text filters match a phrase word by word, in order (RediSearch exact phrase). Words are the
   phrase split on ASCII punctuation and whitespace, which is how RediSearch tokenizes the
-  indexed text. Matching is case-insensitive. Spaces are created with ``STOPWORDS 0``, so
+  indexed text. Matching is case-insensitive for all of Unicode: RediSearch 2.10 folds case
+  for ASCII only, so the indexed copy of a text field holds :func:`fold_text` of the value
+  (the original stays in the metadata) and phrases are folded the same way ("CAFÉ" matches
+  "Café de Flore", "STRASSE" matches "Straße"). Spaces are created with ``STOPWORDS 0``, so
   stop words are indexed too and a phrase such as "the who" matches.
+* Numeric fields are doubles in the index: a value the index cannot hold exactly (an
+  integer beyond 2**53 such as an 18-digit id) is refused, on writes and in filters, rather
+  than matched approximately; ids belong in tag fields.
+* Every str must be valid Unicode (no lone surrogates), since Redis stores UTF-8.
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ import math
 import numbers
 import re
 import types
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast
 
+from .codec import check_text
 from .errors import InvalidInputError
 from .keys import COUNT_FIELD, META_FIELD, VECTOR_FIELD
 
@@ -44,6 +53,9 @@ __all__ = [
     "DISTANCE_FIELD",
     "FIELD_TYPES",
     "MAX_RESULTS",
+    "MAX_TAG_BYTES",
+    "MAX_WORD_BYTES",
+    "PROBE_FIELD",
     "RESERVED_FIELDS",
     "TAG_CASESENSITIVE",
     "TAG_SEPARATOR",
@@ -58,6 +70,7 @@ __all__ = [
     "Text",
     "encode_field_value",
     "encode_tag_value",
+    "fold_text",
     "hnsw_params",
     "parse_filter",
     "render_filter",
@@ -78,12 +91,21 @@ RESERVED_FIELDS: frozenset[str] = frozenset(
 )
 #: Alias under which FT.SEARCH returns the vector distance.
 DISTANCE_FIELD = "__dist"
-#: RediSearch's default MAXSEARCHRESULTS: a query cannot reach past this many results.
+#: The deepest a search may reach: k (or within's limit) plus offset. RediSearch's own cap
+#: (MAXSEARCHRESULTS) is 1,000,000 by default; queries may reach past this by the size of
+#: ``exclude`` and by retries after vanished hits.
 MAX_RESULTS = 10_000
+#: A field no document has: returning it makes RediSearch load each hit's document, so a hit
+#: whose document expired comes back without fields (see ``ftsearch.search_rounds``).
+PROBE_FIELD = "__live"
 #: Separator of the TAG fields; values are stored joined by it.
 TAG_SEPARATOR = "\x1f"
 #: Tag fields are created CASESENSITIVE, so a tag filter matches the stored value exactly.
 TAG_CASESENSITIVE = True
+#: The longest tag RediSearch 2.10 matches (a longer one is indexed but never found), and
+#: the longest word it indexes in a text field (measured; see docs/core.md).
+MAX_TAG_BYTES = 4096
+MAX_WORD_BYTES = 128
 
 _FIELD_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -152,6 +174,8 @@ def _check_tag(value: object, where: str) -> str:
         )
     if not value:
         raise InvalidInputError(f"{where}: empty tag value (RediSearch cannot match empty tags)")
+    if not value.isascii():
+        check_text(value, where)
     if _CONTROL_RE.search(value):
         raise InvalidInputError(
             f"{where}: tag value {value!r} contains a control character "
@@ -161,6 +185,11 @@ def _check_tag(value: object, where: str) -> str:
         raise InvalidInputError(
             f"{where}: tag value {value!r} has leading or trailing spaces, which RediSearch "
             "strips when indexing; strip them"
+        )
+    if len(value) > MAX_TAG_BYTES // 4 and len(value.encode()) > MAX_TAG_BYTES:
+        raise InvalidInputError(
+            f"{where}: tag value of {len(value.encode()):,} bytes: RediSearch matches tags of "
+            f"at most {MAX_TAG_BYTES:,} bytes (a longer one is stored but never found)"
         )
     return value
 
@@ -346,7 +375,17 @@ def _field_type(name: object, fields: Mapping[str, FieldType]) -> FieldType:
     return fields[name]
 
 
-def _render(f: Filter, fields: Mapping[str, FieldType]) -> str:
+#: Deepest nesting of And / Or / Not accepted (RediSearch's query parser overflows its stack
+#: at about 200 levels; no real filter comes near this).
+MAX_FILTER_DEPTH = 32
+
+
+def _render(f: Filter, fields: Mapping[str, FieldType], depth: int = 0) -> str:
+    if depth > MAX_FILTER_DEPTH:
+        raise InvalidInputError(
+            f"filter nested deeper than {MAX_FILTER_DEPTH} levels of And / Or / Not; flatten it "
+            "(And and Or take any number of filters)"
+        )
     if isinstance(f, Tag):
         where = f"filter on tag field {f.field!r}"
         _expect(f.field, "tag", fields, "Tag")
@@ -371,7 +410,16 @@ def _render(f: Filter, fields: Mapping[str, FieldType]) -> str:
                 f"filter on text field {f.field!r}: phrase must be str, "
                 f"got {type(f.phrase).__name__}"
             )
-        words = [_escape(w) for w in _TEXT_SPLIT_RE.split(f.phrase) if w]
+        phrase = fold_text(check_text(f.phrase, f"filter on text field {f.field!r}"))
+        plain = [w for w in _TEXT_SPLIT_RE.split(phrase) if w]
+        for word in plain:
+            if len(word.encode()) > MAX_WORD_BYTES:
+                raise InvalidInputError(
+                    f"filter on text field {f.field!r}: the word {word[:20]!r}... has "
+                    f"{len(word.encode())} bytes; RediSearch does not index words longer than "
+                    f"{MAX_WORD_BYTES} bytes, so it can never match (use a tag field)"
+                )
+        words = [_escape(w) for w in plain]
         if not words:
             raise InvalidInputError(
                 f"filter on text field {f.field!r}: phrase {f.phrase!r} has no words"
@@ -381,12 +429,12 @@ def _render(f: Filter, fields: Mapping[str, FieldType]) -> str:
         kind = type(f).__name__
         if not f.filters:
             raise InvalidInputError(f"{kind}() needs at least one filter")
-        parts = [_render(_check_filter(c, kind), fields) for c in f.filters]
+        parts = [_render(_check_filter(c, kind), fields, depth + 1) for c in f.filters]
         if len(parts) == 1:
             return parts[0]
         return "(" + (" " if kind == "And" else " | ").join(parts) + ")"
     if isinstance(f, Not):
-        return f"(-{_render(_check_filter(f.filter, 'Not'), fields)})"
+        return f"(-{_render(_check_filter(f.filter, 'Not'), fields, depth + 1)})"
     raise InvalidInputError(
         f"unsupported filter object {type(f).__name__}: use Tag, Num, Text, And, Or or Not"
     )
@@ -419,14 +467,28 @@ def _bound(value: object, default: float, field: str) -> float:
             f"filter on numeric field {field!r}: bounds must be numbers or None, "
             f"got {type(value).__name__} {value!r}"
         )
+    out = exact_double(value, f"filter on numeric field {field!r}: bound")
+    if math.isnan(out):
+        raise InvalidInputError(f"filter on numeric field {field!r}: bound is NaN")
+    return out
+
+
+def exact_double(value: object, where: str) -> float:
+    """``value`` (a real number, bool excluded, checked by the caller) as the double the
+    index holds. Raises InvalidInputError when that double is not exactly ``value`` (an
+    integer beyond 2**53, a Fraction such as 1/3) or does not exist (beyond the double range):
+    a numeric field would then match neighbouring values too."""
     try:
         out = float(cast(float, value))
     except OverflowError:
+        out = math.inf
+    if isinstance(value, float):  # a double already (NaN and inf are the caller's business)
+        return out
+    if math.isinf(out) or out != value:
         raise InvalidInputError(
-            f"filter on numeric field {field!r}: bound {value!r} is too large for a double"
-        ) from None
-    if math.isnan(out):
-        raise InvalidInputError(f"filter on numeric field {field!r}: bound is NaN")
+            f"{where} {value!r} cannot be held exactly by a numeric field (a double: integers "
+            "are exact up to 2**53 = 9007199254740992); store ids in a tag field instead"
+        )
     return out
 
 
@@ -451,6 +513,11 @@ DEFAULT_HNSW: Mapping[str, int] = types.MappingProxyType(
 )
 
 
+#: Largest HNSW parameters accepted: RediSearch parses them as 32-bit and allocates M
+#: neighbours per node per layer, so an M beyond a few thousand only exhausts memory.
+_HNSW_MAX = {"M": 4096, "EF_CONSTRUCTION": 2**31 - 1, "EF_RUNTIME": 2**31 - 1}
+
+
 def hnsw_params(hnsw: Mapping[str, int] | None) -> dict[str, int]:
     """:data:`DEFAULT_HNSW` overridden by ``hnsw`` (keys M, ef_construction, ef_runtime in
     any case), with uppercase keys in the order M, EF_CONSTRUCTION, EF_RUNTIME.
@@ -469,9 +536,15 @@ def hnsw_params(hnsw: Mapping[str, int] | None) -> dict[str, int]:
             raise InvalidInputError(
                 f"unknown hnsw parameter {key!r}: use M, ef_construction or ef_runtime"
             )
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidInputError(f"hnsw parameter {key!r} must be a positive int, got {value!r}")
-        out[upper] = value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Integral)
+            or not 1 <= int(value) <= _HNSW_MAX[upper]
+        ):
+            raise InvalidInputError(
+                f"hnsw parameter {key!r} must be an int in 1..{_HNSW_MAX[upper]:,}, got {value!r}"
+            )
+        out[upper] = int(value)
     return out
 
 
@@ -537,11 +610,21 @@ def encode_tag_value(value: str | Sequence[str]) -> str:
     return TAG_SEPARATOR.join(_check_tag(v, "tag metadata") for v in items)
 
 
+def fold_text(text: str) -> str:
+    """The form of a text field's value (and of a text filter's phrase) that the index sees:
+    compatibility-normalized (NFKC) and case-folded for all of Unicode, so that matching is
+    case-insensitive beyond ASCII ("CAFÉ" and "café", "Straße" and "STRASSE")."""
+    if text.isascii():
+        return text.lower()
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFD", text).casefold())
+
+
 def encode_field_value(ftype: FieldType, value: object) -> str:
     """The hash field string of an indexed metadata value.
 
-    numeric: a finite int or float (numpy scalars too; bool refused), written with ``repr``;
-    text: a str as is; tag: see :func:`encode_tag_value`.
+    numeric: a finite int or float (numpy scalars too; bool refused) that a double holds
+    exactly, written with ``repr``; text: :func:`fold_text` of a str (the original stays in
+    the metadata); tag: see :func:`encode_tag_value`.
 
     Raises:
         InvalidInputError: a value of the wrong type for ``ftype``, or an unknown ``ftype``.
@@ -551,21 +634,18 @@ def encode_field_value(ftype: FieldType, value: object) -> str:
             raise InvalidInputError(
                 f"numeric field value must be an int or float, got {type(value).__name__} {value!r}"
             )
-        if isinstance(value, numbers.Integral):
-            return repr(int(value))
-        try:
-            number = float(cast(float, value))
-        except OverflowError:
-            number = math.inf
+        number = exact_double(value, "numeric field value")
         if not math.isfinite(number):
             raise InvalidInputError(f"numeric field value must be finite, got {value!r}")
+        if isinstance(value, numbers.Integral):
+            return repr(int(value))
         return repr(number)
     if ftype == "text":
         if not isinstance(value, str):
             raise InvalidInputError(
                 f"text field value must be str, got {type(value).__name__} {value!r}"
             )
-        return value
+        return fold_text(check_text(value, "text field value"))
     if ftype == "tag":
         if not isinstance(value, (str, list, tuple)):
             raise InvalidInputError(

@@ -11,7 +11,6 @@ check.
 
 from __future__ import annotations
 
-import functools
 import random
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -23,8 +22,22 @@ import numpy.typing as npt
 import redis
 
 from . import ftsearch, query
-from .codec import VectorCodec, check_keys, ttl_to_ms, unpack_metadata
-from .errors import InvalidInputError, KeyNotFoundError, ServerError, StaleStateError
+from .caching import drive
+from .codec import (
+    VectorCodec,
+    check_flag,
+    check_int,
+    check_keys,
+    ttl_to_ms,
+    unpack_metadata,
+)
+from .errors import (
+    InvalidInputError,
+    KeyNotFoundError,
+    ServerError,
+    StaleStateError,
+    reply_error,
+)
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
 from .wire import fetch_commands, get_commands, roundtrip, vector_rows
@@ -33,7 +46,7 @@ if TYPE_CHECKING:
     from .hotcache import HotCache
     from .space import SpaceConfig
 
-__all__ = ["CHUNK", "Hit", "Reader", "Record", "SearchPlan"]
+__all__ = ["CHUNK", "Hit", "Reader", "Record"]
 
 #: Rows per pipeline in put_many / get_many / iter_batches.
 CHUNK = 1000
@@ -65,26 +78,6 @@ class Record:
     key: str
     vector: npt.NDArray[Any]
     metadata: dict[str, Any]
-
-
-@functools.lru_cache(maxsize=256)
-def _unfiltered_knn(
-    k: int, ef: int | None, with_vectors: bool, with_metadata: bool, offset: int
-) -> ftsearch.KnnQuery:
-    # The common query shapes are prepared once (KnnQuery is immutable).
-    return ftsearch.knn_query(
-        k, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata, offset=offset
-    )
-
-
-class SearchPlan(NamedTuple):
-    """A search reduced to its ``FT.SEARCH`` arguments after the index name (one list per
-    query) and what to keep of each reply: vectors or not, keys to drop, how many hits then."""
-
-    args: list[list[Any]]
-    with_vectors: bool
-    exclude: frozenset[str]
-    k: int
 
 
 class Reader:
@@ -157,6 +150,8 @@ class Reader:
         states never repeat). Error replies come back as exceptions."""
         replies = roundtrip(self._client, [*commands, ("HGET", self.keys.config, STATE_FIELD)])
         if replies[-1] != state.raw.encode():
+            if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
+                raise reply_error(str(replies[-1]), f"reading {self._where()}")
             self._adopt(replies[-1])
             raise StaleStateError(f"the state of space {self.keys.name!r} changed")
         return replies[:-1]
@@ -179,10 +174,10 @@ class Reader:
         """The vector stored under ``key``, or None. One round trip (HGET, plus an HGET of
         the space's state in the same write: a rollback in between makes it read again).
 
-        ``refresh_ttl``: also restart the embedding's time to live in the same round trip
-        (True: the space's ``ttl``; a number: that many seconds).
+        ``refresh_ttl`` (expiring spaces): also restart the embedding's time to live in the
+        same round trip (True: the space's ``ttl``; a number: that many seconds).
         """
-        check_keys([key])
+        key = check_keys([key], "key")[0]
         ms = self._refresh_ms(refresh_ttl)
         hot = self._hot if not ms else None
         seq = 0
@@ -191,21 +186,31 @@ class Reader:
             if cached is not None:
                 return self.codec.decode(cached, key)
             seq = hot.seq()
-        replies, gen = self._read_at(lambda gen: get_commands(gen, key, ms))
+        expiry = hot is not None and self.config.expiring
+        began = time.monotonic()
+        replies, gen = self._read_at(lambda gen: get_commands(gen, key, ms, expiry))
+        for reply in replies:  # the value, and the PEXPIRE or PTTL beside it
+            if isinstance(reply, Exception):
+                raise reply_error(str(reply), f"get in {self._where()}")
         raw = replies[0]
-        if isinstance(raw, Exception):
-            raise ServerError(f"get in {self._where()} failed: {raw}")
         if raw is None:
             return None
         vec = self.codec.decode(raw, key)
         if hot is not None:
-            hot.insert(gen.doc(key).encode(), raw, seq)
+            hot.insert(
+                gen.doc(key).encode(), raw, seq, _deadline(began, replies[1]) if expiry else None
+            )
         return vec
 
-    def _refresh_ms(self, refresh_ttl: bool | float) -> int:
+    def _refresh_ms(self, refresh_ttl: object) -> int:
         """Milliseconds a read sets as the time to live (0: no refresh)."""
         if refresh_ttl is False:
             return 0
+        if not self.config.expiring:
+            raise InvalidInputError(
+                f"refresh_ttl needs an expiring space; {self._where()} was created without "
+                "expiry (create it with ttl= or expiring=True)"
+            )
         if refresh_ttl is True:
             if not self.config.ttl:
                 raise InvalidInputError(
@@ -244,38 +249,45 @@ class Reader:
         return f"space {self.keys.name!r}"
 
     def _fetch_hot(self, key_list: list[str], hot: HotCache) -> list[bytes | None]:
-        """Raw vectors from the hot cache, the misses in one round trip (then cached)."""
+        """Raw vectors from the hot cache, the misses in one round trip (then cached, with
+        their expiry in an expiring space)."""
         prefix = self._target()[1].doc_prefix
         raws: list[bytes | None] = [hot.get((prefix + k).encode()) for k in key_list]
         todo = [i for i, r in enumerate(raws) if r is None]
         if not todo:
             return raws
         seq = hot.seq()
-        fetched, gen = self._fetch([key_list[i] for i in todo])
-        for i, raw in zip(todo, fetched):
+        began = time.monotonic()
+        expiry = self.config.expiring
+        fetched, gen, ttls = self._fetch([key_list[i] for i in todo], expiry=expiry)
+        for j, (i, raw) in enumerate(zip(todo, fetched)):
             raws[i] = raw
             if raw is not None:
-                hot.insert(gen.doc(key_list[i]).encode(), raw, seq)
+                deadline = _deadline(began, ttls[j]) if expiry else None
+                hot.insert(gen.doc(key_list[i]).encode(), raw, seq, deadline)
         return raws
 
-    def _fetch(self, key_list: list[str], ttl_ms: int = 0) -> tuple[list[bytes | None], GenKeys]:
-        """Raw vectors of ``key_list`` (None: absent) and the generation they come from."""
+    def _fetch(
+        self, key_list: list[str], ttl_ms: int = 0, *, expiry: bool = False
+    ) -> tuple[list[bytes | None], GenKeys, list[Any]]:
+        """Raw vectors of ``key_list`` (None: absent), the generation they come from, and
+        (``expiry``) each key's PTTL reply."""
         if not key_list:
-            return [], self._target()[1]
-        replies, gen = self._read_at(lambda gen: fetch_commands(gen, key_list, ttl_ms))
-        replies = replies[: len(key_list)]
+            return [], self._target()[1], []
+        replies, gen = self._read_at(lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry))
+        n = len(key_list)
         for r in replies:
             if isinstance(r, Exception):
-                raise ServerError(f"get_many in {self._where()} failed: {r}")
-        return replies, gen
+                raise reply_error(str(r), f"get_many in {self._where()}")
+        return replies[:n], gen, replies[n:] if expiry else []
 
     def get_record(self, key: str) -> Record | None:
         """Vector and metadata of ``key``, or None. One round trip (HMGET)."""
-        check_keys([key])
+        key = check_keys([key], "key")[0]
 
         reply = self._read(lambda gen: [("HMGET", gen.doc(key), VECTOR_FIELD, META_FIELD)])[0]
         if isinstance(reply, Exception):
-            raise ServerError(f"get_record in {self._where()} failed: {reply}")
+            raise reply_error(str(reply), f"get_record in {self._where()}")
         raw, meta = reply
         if raw is None:
             return None
@@ -298,10 +310,24 @@ class Reader:
         """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH).
 
         ``filter`` restricts the candidates (dict form or :mod:`rediscache.query` filter
-        objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``offset`` pages
-        through results (the query asks for ``offset + k`` neighbours and returns the last k);
-        ``exclude`` drops these keys from the hits (e.g. the inputs of an average) while still
-        returning ``k`` hits when the space has them.
+        objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``exclude`` drops
+        these keys from the ranked list (e.g. the inputs of an average) while still returning
+        ``k`` hits when the space has them.
+
+        Paging: ``offset`` skips that many hits of the ranked list (after ``exclude``). Pages
+        of one query neither repeat nor skip hits when the space is not written between them
+        and, in an HNSW space, every page uses the same ``ef`` of at least the deepest page's
+        ``offset + k + len(exclude)`` (the default ef covers the first ``ef_runtime`` hits,
+        100 unless the space says otherwise); an HNSW page past its ef raises
+        InvalidInputError. FLAT spaces page exactly with any options.
+
+        In an expiring space a hit whose entry expired is never returned: it is deleted and
+        the query repeated (another round trip), so ``k`` live hits come back whenever the
+        space has them (docs/serving.md).
+
+        Raises:
+            InvalidInputError: a bad vector, k, offset, ef, filter or flag.
+            ServerError: the search failed (ServerBusyError while Redis runs a long script).
         """
         plan = self._search_plan(
             vector,
@@ -313,7 +339,7 @@ class Reader:
             offset=offset,
             exclude=exclude,
         )
-        return self._search_hits(plan, self._ft_search(plan.args[0]))
+        return self._searched(plan)[0]
 
     def search_many(
         self,
@@ -325,20 +351,12 @@ class Reader:
         with_vectors: bool = False,
         with_metadata: bool = True,
     ) -> list[list[Hit]]:
-        """:meth:`search` for each row of an (n, dim) array, in one pipelined round trip."""
+        """:meth:`search` for each row of an (n, dim) array, in one pipelined round trip (an
+        empty array gives an empty list)."""
         plan = self._search_many_plan(
             vectors, k, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
         )
-
-        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
-            index = self._search_index(gen)
-            return [("FT.SEARCH", index, *args) for args in plan.args]
-
-        if self._checked_search:
-            replies = self._read(make)
-        else:
-            replies = roundtrip(self._client, make(self._target()[1]))
-        return [self._search_hits(plan, r) for r in replies]
+        return self._searched(plan)
 
     def within(
         self,
@@ -353,8 +371,10 @@ class Reader:
     ) -> list[Hit]:
         """Embeddings within distance ``radius`` of ``vector``, nearest first (range search).
 
-        Returns at most ``limit`` hits starting at ``offset`` (page with both). Distances are
-        those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH VECTOR_RANGE).
+        Returns at most ``limit`` hits starting at ``offset`` (page with both: pages of one
+        radius neither repeat nor skip hits while the space is not written). Distances are
+        those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH
+        VECTOR_RANGE); expired entries as in :meth:`search`.
         """
         plan = self._within_plan(
             vector,
@@ -365,7 +385,7 @@ class Reader:
             with_vectors=with_vectors,
             with_metadata=with_metadata,
         )
-        return self._search_hits(plan, self._ft_search(plan.args[0]))
+        return self._searched(plan)[0]
 
     def similar(
         self,
@@ -384,17 +404,42 @@ class Reader:
         """
         plan = self._similar_plan(
             key,
-            self.get(key),
+            self.get(check_keys([key], "key")[0]),
             k,
             filter=filter,
             ef=ef,
             with_vectors=with_vectors,
             with_metadata=with_metadata,
         )
-        return self._search_hits(plan, self._ft_search(plan.args[0]))
+        return self._searched(plan)[0]
 
-    # The pure halves of the searches, shared with rediscache.asyncio: a plan holds the
-    # FT.SEARCH arguments (after the index name), _search_hits reads a reply.
+    def _searched(self, plan: ftsearch.SearchPlan) -> list[list[Hit]]:
+        """Run ``plan``'s rounds (one round trip each; one unless hits vanished)."""
+        rounds = ftsearch.search_rounds(plan, self.keys.prefix)
+        return self._hits(plan, drive(rounds, self._search_round))
+
+    def _search_round(self, rnd: ftsearch.SearchRound) -> list[Any]:
+        """One round of a search: the queries (and the purge of expired hits) in one round
+        trip; the live space through its alias, a version through its own index with the
+        state checked. Error replies raise."""
+
+        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
+            index = self._search_index(gen)
+            commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
+            return commands + [("FT.SEARCH", index, *args) for args in rnd.queries]
+
+        if self._checked_search:
+            replies = self._read(make)
+        else:
+            replies = roundtrip(self._client, make(self._target()[1]))
+        replies = replies[1:] if rnd.purge else replies
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise self._search_error(reply)
+        return replies
+
+    # The pure halves of the searches, shared with rediscache.asyncio: a plan holds what
+    # FT.SEARCH needs (ftsearch.SearchPlan), _hits decodes the rounds' results.
 
     def _search_plan(
         self,
@@ -407,12 +452,23 @@ class Reader:
         with_metadata: bool,
         offset: int,
         exclude: Collection[str] | None,
-    ) -> SearchPlan:
+    ) -> ftsearch.SearchPlan:
         """The plan of :meth:`search` (raises its input errors)."""
+        k = check_int(k, "k", high=query.MAX_RESULTS)
+        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
+        if offset + k > query.MAX_RESULTS:
+            raise InvalidInputError(
+                f"offset + k must be at most {query.MAX_RESULTS:,}, got {offset + k:,}"
+            )
         vec = self.codec.as_vector(vector)
-        skip = frozenset(check_keys(exclude, "exclude")) if exclude else frozenset()
-        q = self._knn(k + len(skip), filter, ef, with_vectors, with_metadata, offset)
-        return SearchPlan([q.args(self.codec.encode(vec))], bool(with_vectors), skip, k)
+        if exclude is None:
+            skip: frozenset[str] = frozenset()
+        elif isinstance(exclude, (str, bytes)):
+            raise InvalidInputError("exclude must be a collection of keys, not a single string")
+        else:
+            skip = frozenset(check_keys(exclude, "exclude"))
+        return self._knn_plan([self.codec.encode(vec)], k, offset, skip, filter, ef,
+                              with_vectors, with_metadata)  # fmt: skip
 
     def _search_many_plan(
         self,
@@ -423,12 +479,54 @@ class Reader:
         ef: int | None,
         with_vectors: bool,
         with_metadata: bool,
-    ) -> SearchPlan:
-        """The plan of :meth:`search_many`: one argument list per row (raises input errors)."""
+    ) -> ftsearch.SearchPlan:
+        """The plan of :meth:`search_many`: one query per row (raises input errors)."""
+        k = check_int(k, "k", high=query.MAX_RESULTS)
         arr = self.codec.as_matrix(vectors)
-        q = self._knn(k, filter, ef, with_vectors, with_metadata, 0)
         blobs = self.codec.encode_matrix(arr)
-        return SearchPlan([q.args(blob) for blob in blobs], bool(with_vectors), frozenset(), k)
+        return self._knn_plan(blobs, k, 0, frozenset(), filter, ef, with_vectors, with_metadata)
+
+    def _knn_plan(
+        self,
+        blobs: list[bytes],
+        k: int,
+        offset: int,
+        exclude: frozenset[str],
+        filter: query.FilterLike,
+        ef: object,
+        with_vectors: object,
+        with_metadata: object,
+    ) -> ftsearch.SearchPlan:
+        vectors, metadata = (
+            check_flag(with_vectors, "with_vectors"),
+            check_flag(with_metadata, "with_metadata"),
+        )
+        if ef is not None:
+            if self.config.algorithm != "hnsw":
+                raise InvalidInputError(
+                    f"ef applies to HNSW spaces; {self.keys.name!r} is {self.config.algorithm}"
+                )
+            ef = check_int(ef, "ef", high=2**31 - 1)
+        if offset and self.config.algorithm == "hnsw":
+            deepest = offset + k + len(exclude)
+            used = ef if ef is not None else self.config.hnsw.get("EF_RUNTIME", 10)
+            if deepest > used:
+                raise InvalidInputError(
+                    f"a page at offset {offset} with k={k}"
+                    + (f" and {len(exclude)} excluded keys" if exclude else "")
+                    + f" reaches {deepest} hits deep, past ef={used}: pages of one query are "
+                    "consistent only when every page (the first too) uses one ef at least as "
+                    f"deep as the deepest page: pass ef={deepest} or more on every page"
+                )
+        filter_str = self._filter_str(filter)
+        probe = self.config.expiring
+
+        def prepare(depth: int, start: int) -> ftsearch.KnnQuery:
+            return ftsearch.knn_query(depth, start=start, filter_str=filter_str, ef=ef,
+                                      with_vectors=vectors, with_metadata=metadata,
+                                      probe=probe)  # fmt: skip
+
+        return ftsearch.SearchPlan(tuple(blobs), offset, k, exclude, vectors, probe, prepare)
 
     def _within_plan(
         self,
@@ -440,18 +538,31 @@ class Reader:
         offset: int,
         with_vectors: bool,
         with_metadata: bool,
-    ) -> SearchPlan:
+    ) -> ftsearch.SearchPlan:
         """The plan of :meth:`within` (raises its input errors)."""
-        vec = self.codec.as_vector(vector)
-        q = ftsearch.range_query(
-            radius,
-            filter_str=self._filter_str(filter),
-            with_vectors=with_vectors,
-            with_metadata=with_metadata,
-            limit=limit,
-            offset=offset,
+        r = ftsearch.check_radius(radius)
+        limit = check_int(limit, "limit", high=query.MAX_RESULTS)
+        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
+        if offset + limit > query.MAX_RESULTS:
+            raise InvalidInputError(
+                f"offset + limit must be at most {query.MAX_RESULTS:,}, got {offset + limit:,}"
+            )
+        vectors, metadata = (
+            check_flag(with_vectors, "with_vectors"),
+            check_flag(with_metadata, "with_metadata"),
         )
-        return SearchPlan([q.args(self.codec.encode(vec))], bool(with_vectors), frozenset(), 0)
+        vec = self.codec.as_vector(vector)
+        filter_str = self._filter_str(filter)
+        probe = self.config.expiring
+
+        def prepare(depth: int, start: int) -> ftsearch.RangeQuery:
+            return ftsearch.range_query(r, filter_str=filter_str, with_vectors=vectors,
+                                        with_metadata=metadata, limit=depth - start,
+                                        offset=start, probe=probe)  # fmt: skip
+
+        return ftsearch.SearchPlan(
+            (self.codec.encode(vec),), offset, limit, frozenset(), vectors, probe, prepare
+        )
 
     def _similar_plan(
         self,
@@ -463,7 +574,7 @@ class Reader:
         ef: int | None,
         with_vectors: bool,
         with_metadata: bool,
-    ) -> SearchPlan:
+    ) -> ftsearch.SearchPlan:
         """The plan of :meth:`similar`, once ``vector`` (the stored one of ``key``) is read."""
         if vector is None:
             raise KeyNotFoundError(f"{key!r} is not in {self._where()}")
@@ -478,71 +589,31 @@ class Reader:
             exclude=(key,),
         )
 
-    def _knn(
-        self,
-        k: int,
-        filter: query.FilterLike,
-        ef: int | None,
-        with_vectors: bool,
-        with_metadata: bool,
-        offset: int,
-    ) -> ftsearch.KnnQuery:
-        if ef is not None and self.config.algorithm != "hnsw":
-            raise InvalidInputError(
-                f"ef applies to HNSW spaces; {self.keys.name!r} is {self.config.algorithm}"
-            )
-        if (
-            filter is None
-            and type(k) is int
-            and type(offset) is int
-            and type(ef) in (int, type(None))
-        ):
-            return _unfiltered_knn(k, ef, bool(with_vectors), bool(with_metadata), offset)
-        return ftsearch.knn_query(
-            k,
-            filter_str=self._filter_str(filter),
-            ef=ef,
-            with_vectors=with_vectors,
-            with_metadata=with_metadata,
-            offset=offset,
-        )
-
     def _filter_str(self, filter: query.FilterLike) -> str | None:
         parsed = query.parse_filter(filter, self.config.fields)
         return query.render_filter(parsed, self.config.fields) if parsed else None
 
-    def _ft_search(self, args: list[Any]) -> Any:
-        if self._checked_search:
-            return self._read(lambda gen: [("FT.SEARCH", self._search_index(gen), *args)])[0]
-        try:
-            return self._client.execute_command("FT.SEARCH", self.keys.index, *args)
-        except redis.ResponseError as exc:
-            raise self._search_error(exc) from exc
-
     def _search_error(self, exc: Exception) -> ServerError:
         """The error of a failed FT.SEARCH."""
-        return ServerError(f"search in {self._where()} failed: {exc}")
+        return reply_error(str(exc), f"search in {self._where()}")
 
-    def _search_hits(self, plan: SearchPlan, reply: Any) -> list[Hit]:
-        """The hits of one FT.SEARCH reply of ``plan`` (excluded keys dropped, at most k)."""
-        hits = self._hits(reply, plan.with_vectors)
-        if plan.exclude:
-            return [h for h in hits if h.key not in plan.exclude][: plan.k]
-        return hits
-
-    def _hits(self, reply: Any, with_vectors: bool) -> list[Hit]:
-        if isinstance(reply, redis.ResponseError):
-            raise self._search_error(reply)
-        _total, raw = ftsearch.parse_search_reply(reply, space_prefix=self.keys.prefix)
+    def _hits(
+        self, plan: ftsearch.SearchPlan, pages: list[list[ftsearch.RawHit]]
+    ) -> list[list[Hit]]:
+        """Decoded hits of each query's page."""
         decode = self.codec.decode
+        with_vectors = plan.with_vectors
         return [
-            Hit(
-                h.key,
-                h.distance,
-                unpack_metadata(h.meta),
-                decode(h.vec, h.key) if with_vectors and h.vec is not None else None,
-            )
-            for h in raw
+            [
+                Hit(
+                    h.key,
+                    h.distance,
+                    unpack_metadata(h.meta),
+                    decode(h.vec, h.key) if with_vectors and h.vec is not None else None,
+                )
+                for h in page
+            ]
+            for page in pages
         ]
 
     # ------------------------------------------------------------ streaming
@@ -561,8 +632,8 @@ class Reader:
         Raises:
             StaleStateError: a rollback switched the generation being read (restart).
         """
-        if batch_size < 1:
-            raise InvalidInputError("batch_size must be >= 1")
+        batch_size = check_int(batch_size, "batch_size", high=1_000_000)
+        with_metadata = check_flag(with_metadata, "with_metadata")
         _, gen = self._target()
         pending: list[bytes] = []
         for rkey in self._client.scan_iter(match=gen.doc_scan_pattern(), count=batch_size):
@@ -615,3 +686,12 @@ class Reader:
             else np.empty((0, self.codec.dim), dtype=self.codec.out_dtype)
         )
         return keys, vectors, (metas if with_metadata else None)
+
+
+def _deadline(began: float, pttl: Any) -> float | None:
+    """When a value read at ``began`` (``time.monotonic()``) stops being servable from the
+    hot cache: its ``pttl`` (ms, read with the value) counted from before the read, so the
+    deadline is never later than the real expiry. None: it does not expire."""
+    if isinstance(pttl, int) and pttl >= 0:
+        return began + pttl / 1000
+    return None if pttl == -1 else began  # -2: gone already

@@ -8,12 +8,20 @@ Each wrapper is split in two so that sync and asyncio code share it: ``<script>_
 the mapping of its ``RC_*`` error replies), and a runner sends it: :func:`call` on a
 ``redis.Redis`` client, :func:`call_async` on a ``redis.asyncio.Redis`` one. ``<script>(client,
 ...)`` is the sync shorthand ``call(client, <script>_call(...))``. Both runners use EVALSHA and
-reload the script on NOSCRIPT, so scripts keep working after a server restart or
+load the script on NOSCRIPT, so scripts keep working after a server restart or
 ``SCRIPT FLUSH``.
+
+A script call is sent once. The runners do not use redis-py's automatic retries, which
+re-send a command whose reply timed out: a script that writes may then run twice (an
+``update_mean`` counting its items twice) while the caller is told it failed. A call is
+sent again only when it provably never reached the server (the connection failed before
+or while it was written), or when it only reads; a write whose reply never came raises
+:class:`OutcomeUnknownError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -33,15 +41,17 @@ from typing import (
 import numpy as np
 import numpy.typing as npt
 import redis
-from redis.commands.core import AsyncScript, Script
 
 from .errors import (
+    ConnectionFailedError,
     CorruptDataError,
     InvalidInputError,
     KeyNotFoundError,
+    OutcomeUnknownError,
     ServerError,
     StaleStateError,
     VersionNotFoundError,
+    reply_error,
 )
 
 if TYPE_CHECKING:
@@ -112,16 +122,9 @@ def source(name: str) -> str:
 
 
 @cache
-def _script(name: str) -> Any:
-    # One Script object per script, hashed once; the client is given at call time. The SHA
-    # is loaded into the server lazily and again after NOSCRIPT (restart, SCRIPT FLUSH).
-    return Script(None, source(name).encode("utf-8"))
-
-
-@cache
-def _async_script(name: str) -> Any:
-    # The asyncio twin of _script (same SHA; redis.asyncio reloads on NOSCRIPT the same way).
-    return AsyncScript(None, source(name).encode("utf-8"))
+def sha(name: str) -> str:
+    """The SHA1 (hex) of script ``name``, as EVALSHA names it."""
+    return hashlib.sha1(source(name).encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class ScriptCall(Generic[R]):
     ``keys`` and ``args`` are its KEYS and ARGV; ``parse`` turns the reply into the wrapper's
     result; ``failed`` maps an error reply: it raises the library's exception (``from`` the
     redis error) or returns a result (for replies such as ``RC_BUSY`` that callers act on).
+    ``writes``: whether the script may write (then it is never sent twice blindly).
     """
 
     name: str
@@ -138,27 +142,133 @@ class ScriptCall(Generic[R]):
     args: list[Any]
     parse: Callable[[Any], R]
     failed: Callable[[redis.ResponseError], R]
+    writes: bool = True
+
+    def command(self) -> tuple[Any, ...]:
+        """The EVALSHA command of this call."""
+        return ("EVALSHA", sha(self.name), len(self.keys), *self.keys, *self.args)
+
+    def finish(self, reply: Any) -> R:
+        """The result of the call's reply (an error reply is mapped by ``failed``)."""
+        if isinstance(reply, redis.ResponseError):
+            return self.failed(reply)
+        return self.parse(reply)
+
+    def lost(self, exc: Exception, *, sent: bool) -> ServerError:
+        """The error of a call whose connection failed (``sent``: after it was written)."""
+        if not sent:
+            return ConnectionFailedError(f"{self.name}.lua was not run: {exc}")
+        if self.writes:
+            return OutcomeUnknownError(
+                f"{self.name}.lua was sent but no reply came ({exc}): it may or may not have "
+                "been applied, and it was not sent again; check the data before retrying"
+            )
+        return ConnectionFailedError(f"{self.name}.lua got no reply: {exc}")
+
+
+class _NotSent(Exception):
+    """The connection failed before the command was written whole: it never ran."""
+
+
+def _once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
+    """Send ``command`` on one pooled connection and read its reply, without redis-py's
+    retries. Returns an error reply as its exception; raises _NotSent when the connection
+    failed before the command was written, or the redis error when the reply was lost."""
+    if client.connection is not None:  # a single-connection client: let redis-py lock it
+        try:
+            return client.execute_command(*command)
+        except redis.ResponseError as exc:
+            return exc
+    pool = client.connection_pool
+    try:
+        conn = pool.get_connection()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise _NotSent(str(exc)) from exc
+    try:
+        try:
+            conn.send_packed_command(conn.pack_command(*command))
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            conn.disconnect()
+            raise _NotSent(str(exc)) from exc
+        try:
+            return conn.read_response()
+        except redis.ResponseError as exc:
+            return exc
+        except BaseException:
+            conn.disconnect()  # a reply may be half read: never reuse this connection
+            raise
+    finally:
+        pool.release(conn)
+
+
+async def _once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
+    """:func:`_once` for an asyncio client."""
+    pool = client.connection_pool
+    try:
+        conn = await pool.get_connection()
+    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+        raise _NotSent(str(exc)) from exc
+    try:
+        try:
+            await conn.send_packed_command(conn.pack_command(*command))
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            await conn.disconnect()
+            raise _NotSent(str(exc)) from exc
+        try:
+            return await conn.read_response()
+        except redis.ResponseError as exc:
+            return exc
+        except BaseException:
+            await conn.disconnect()
+            raise
+    finally:
+        await pool.release(conn)
 
 
 def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
-    """Run ``planned`` on a sync client: EVALSHA (loading the script on NOSCRIPT). One round
-    trip; the script itself is atomic."""
-    try:
-        reply = _script(planned.name)(keys=planned.keys, args=planned.args, client=client)
-    except redis.ResponseError as exc:
-        return planned.failed(exc)
-    return planned.parse(reply)
+    """Run ``planned`` on a sync client: EVALSHA, loading the script on NOSCRIPT. One round
+    trip (two the first time after a restart); the script itself is atomic. Sent again only
+    when it never reached the server, or when it only reads (see the module docstring).
+
+    Raises:
+        OutcomeUnknownError: a writing script was sent and its reply was lost.
+        ConnectionFailedError: the server could not be reached (nothing ran).
+        ServerBusyError: Redis is busy with another script. Plus ``planned``'s own errors.
+    """
+    command = planned.command()
+    for attempt in (1, 2):
+        try:
+            reply = _once(client, command)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                _once(client, ("SCRIPT", "LOAD", source(planned.name)))
+                reply = _once(client, command)
+            return planned.finish(reply)
+        except _NotSent as exc:
+            if attempt == 2:
+                raise planned.lost(exc, sent=False) from exc
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if planned.writes or attempt == 2:
+                raise planned.lost(exc, sent=True) from exc
+    raise AssertionError("unreachable")
 
 
 async def call_async(client: redis.asyncio.Redis, planned: ScriptCall[R]) -> R:
     """Run ``planned`` on a ``redis.asyncio`` client; otherwise exactly :func:`call`."""
-    try:
-        reply = await _async_script(planned.name)(
-            keys=planned.keys, args=planned.args, client=client
-        )
-    except redis.ResponseError as exc:
-        return planned.failed(exc)
-    return planned.parse(reply)
+    command = planned.command()
+    for attempt in (1, 2):
+        try:
+            reply = await _once_async(client, command)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                await _once_async(client, ("SCRIPT", "LOAD", source(planned.name)))
+                reply = await _once_async(client, command)
+            return planned.finish(reply)
+        except _NotSent as exc:
+            if attempt == 2:
+                raise planned.lost(exc, sent=False) from exc
+        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
+            if planned.writes or attempt == 2:
+                raise planned.lost(exc, sent=True) from exc
+    raise AssertionError("unreachable")
 
 
 def _sync(builder: Callable[P, ScriptCall[R]]) -> Callable[Concatenate[redis.Redis, P], R]:
@@ -207,10 +317,16 @@ def _script_error(
         )
     if code == "RC_ZERO":
         return InvalidInputError(
-            "the result is the zero vector, which cannot be normalized or stored in a cosine "
-            "space (nothing stored)"
+            "the result is the zero vector (or too small to normalize), which cannot be "
+            "normalized or stored in a cosine space (nothing stored)"
         )
-    return ServerError(f"{script}.lua failed: {msg}")
+    if code == "RC_RANGE":
+        where = "its squared norm" if args[0] == "0" else f"element {int(args[0]) - 1}"
+        return InvalidInputError(
+            f"the result leaves the range of the space's floats ({where} is {args[1]}): it "
+            "cannot be stored, and distances to it would overflow (nothing stored)"
+        )
+    return reply_error(msg, f"{script}.lua")
 
 
 def _raiser(
@@ -257,6 +373,7 @@ def gather_call(
         [field, nbytes, "skip" if skip_missing else "raise", state],
         lambda reply: Gathered([c == 0x31 for c in reply[0]], reply[1:]),
         _raiser("gather", names),
+        writes=False,
     )
 
 
@@ -396,11 +513,12 @@ def write_call(
     count_field: str,
     rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]] | None,
     names: Sequence[str],
-    ttl_ms: int = 0,
+    ttl_ms: int | None = 0,
 ) -> ScriptCall[int]:
     """``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
-    with a time to live of ``ttl_ms`` (0: none), or delete the documents when ``rows`` is
-    None. One round trip, atomic.
+    with a time to live of ``ttl_ms`` (0: none; None: leave expiries alone, for spaces whose
+    entries never expire), or delete the documents when ``rows`` is None. One round trip,
+    atomic.
 
     Returns the number of documents created (put) or deleted (delete). Raises
     StaleStateError (the space left ``state``) or ServerError (a key of another type);
@@ -408,7 +526,7 @@ def write_call(
     """
     args: list[Any] = [state, count_field, "del" if rows is None else "put"]
     if rows is not None:
-        args.append(ttl_ms)
+        args.append("-" if ttl_ms is None else ttl_ms)
         for fields, stale in rows:
             args.append(len(fields) // 2)
             args.extend(fields)

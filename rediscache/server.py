@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import numbers
 import os
 import re
 import secrets
@@ -45,6 +46,7 @@ from redis.retry import Retry
 
 from .errors import (
     EmbeddedServerError,
+    InvalidInputError,
     PortInUseError,
     RedisBinaryNotFoundError,
     SearchModuleMissingError,
@@ -75,6 +77,10 @@ SOCKET_FILE = "redis.sock"
 _NO_RETRY = Retry(NoBackoff(), 0)
 # AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
 _MAX_SOCKET_PATH = 107
+# What ServerConfig accepts (every value lands in redis.conf, one directive per line).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_HOST = re.compile(r"[A-Za-z0-9.:_-]{1,253}")
+_MEMORY = re.compile(r"[0-9]{1,15}(b|k|kb|m|mb|g|gb)?", re.IGNORECASE)
 
 
 def default_data_dir() -> Path:
@@ -112,6 +118,57 @@ class ServerConfig:
     search_module: Path | None = None
     maxmemory: str | None = None
     start_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        """Check every field (each ends up in redis.conf or on a command line), taking str
+        paths as Paths. Raises InvalidInputError naming the field."""
+        for name in ("data_dir", "redis_server", "search_module"):
+            value = getattr(self, name)
+            if value is None and name != "data_dir":
+                continue
+            if not isinstance(value, str | Path) or not str(value) or _CONTROL.search(str(value)):
+                raise InvalidInputError(f"ServerConfig.{name} must be a path, got {value!r}")
+            object.__setattr__(self, name, Path(value))
+        if self.port is not None and (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, numbers.Integral)
+            or not 1 <= int(self.port) <= 65535
+        ):
+            raise InvalidInputError(
+                f"ServerConfig.port must be 1..65535 or None, got {self.port!r}"
+            )
+        if not isinstance(self.host, str) or not _HOST.fullmatch(self.host):
+            raise InvalidInputError(
+                f"ServerConfig.host must be an IP address or a host name, got {self.host!r}"
+            )
+        if self.password is not None and (
+            not isinstance(self.password, str)
+            or not self.password
+            or _CONTROL.search(self.password)
+        ):
+            raise InvalidInputError(
+                "ServerConfig.password must be a non-empty str without control characters"
+            )
+        if self.appendfsync not in ("always", "everysec", "no"):
+            raise InvalidInputError(
+                f"ServerConfig.appendfsync must be always, everysec or no, got {self.appendfsync!r}"
+            )
+        if self.maxmemory is not None and (
+            not isinstance(self.maxmemory, str) or not _MEMORY.fullmatch(self.maxmemory)
+        ):
+            raise InvalidInputError(
+                "ServerConfig.maxmemory must be a size such as '2gb' or '512mb', "
+                f"got {self.maxmemory!r}"
+            )
+        timeout = self.start_timeout
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, numbers.Real)
+            or not 0 < timeout < 1e6
+        ):
+            raise InvalidInputError(
+                f"ServerConfig.start_timeout must be a positive number of seconds, got {timeout!r}"
+            )
 
 
 @dataclass(frozen=True)

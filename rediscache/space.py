@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +11,7 @@ import redis
 
 from . import query, scripts
 from .caching import Caching
-from .codec import VectorCodec, check_keys, pack_metadata, ttl_to_ms
+from .codec import VectorCodec, check_int, check_keys, pack_metadata, ttl_to_ms
 from .errors import (
     ConnectionFailedError,
     CorruptDataError,
@@ -32,12 +32,25 @@ if TYPE_CHECKING:
 
 __all__ = ["CHUNK", "Hit", "Record", "Space", "SpaceConfig", "SpaceInfo"]
 
-#: Layout of a space's keys (see rediscache.keys); spaces of another layout are refused.
-LAYOUT = "2"
+#: Layout of a space's keys and fields (see rediscache.keys); spaces of another layout are
+#: refused. 3: text fields are indexed case-folded (query.fold_text); expiring spaces.
+LAYOUT = "3"
+
+#: Server time a write script should take at most (seconds): put_many sizes its chunks so
+#: that an HNSW write stays near it, since a script blocks every other client meanwhile.
+WRITE_BUDGET = 0.025
+#: Server time of one HNSW insert per float of dim, measured (lua_limits in docs/lua.md):
+#: about 0.25 ms per 384-d vector at M 16, EF_CONSTRUCTION 200.
+HNSW_INSERT_PER_FLOAT = 0.25e-3 / 384
 
 
-#: Config field set once a write used a time to live (see lua/write.lua).
-TTL_USED_FIELD = "ttl_used"
+def write_chunk(config: SpaceConfig) -> int:
+    """Rows per write.lua call of put_many: CHUNK for FLAT spaces (indexing is a copy), and
+    for HNSW as many as fit :data:`WRITE_BUDGET` (104 rows at dim 384, 26 at 1536)."""
+    if config.algorithm != "hnsw":
+        return CHUNK
+    rows = int(WRITE_BUDGET / (HNSW_INSERT_PER_FLOAT * config.dim))
+    return max(8, min(CHUNK, rows))
 
 
 def chunk_failed(name: str, exc: Exception, start: int, end: int, n: int) -> ServerError:
@@ -67,6 +80,9 @@ class SpaceConfig:
     created_at: float = 0.0
     #: Default time to live of embeddings written to the space, in seconds (None: forever).
     ttl: float | None = None
+    #: Whether entries may expire (a default ttl, per-write ttls, refresh_ttl). Searches of
+    #: an expiring space check each hit against expiry (docs/serving.md); others need not.
+    expiring: bool = False
 
     def schema(self) -> tuple[Any, ...]:
         """What must match for two configs to describe the same space."""
@@ -78,12 +94,13 @@ class SpaceConfig:
             tuple(sorted(self.fields.items())),
             tuple(sorted(self.hnsw.items())),
             self.ttl,
+            self.expiring,
         )
 
     def describe(self) -> str:
         """A short human-readable summary of the schema."""
         fields = ", ".join(f"{k}:{v}" for k, v in sorted(self.fields.items())) or "none"
-        ttl = f" ttl={self.ttl:g}s" if self.ttl else ""
+        ttl = f" ttl={self.ttl:g}s" if self.ttl else (" expiring" if self.expiring else "")
         return (
             f"dim={self.dim} metric={self.metric} algorithm={self.algorithm} "
             f"dtype={self.dtype} fields={fields}{ttl}"
@@ -111,6 +128,7 @@ class SpaceConfig:
             "hnsw": json.dumps(self.hnsw, sort_keys=True),
             "created_at": repr(self.created_at),
             "ttl": "" if self.ttl is None else repr(self.ttl),
+            "expiring": "1" if self.expiring else "0",
             "layout": LAYOUT,
         }
 
@@ -121,7 +139,8 @@ class SpaceConfig:
         if d.get("layout") != LAYOUT:
             raise CorruptDataError(
                 f"space {name!r} has key layout {d.get('layout')!r}; this rediscache reads "
-                f"layout {LAYOUT}: export it with the version that wrote it and import it again"
+                f"layout {LAYOUT}: export it with the rediscache that wrote it "
+                "(`rediscache export`) and import it into a new space"
             )
         return cls(
             name=name,
@@ -133,12 +152,18 @@ class SpaceConfig:
             hnsw=json.loads(d["hnsw"]),
             created_at=float(d.get("created_at", 0.0)),
             ttl=float(d["ttl"]) if d.get("ttl") else None,
+            expiring=d.get("expiring") == "1",
         )
 
 
 @dataclass(frozen=True)
 class SpaceInfo:
-    """Schema and state of a space (from :meth:`Space.info`)."""
+    """Schema and state of a space (from :meth:`Space.info`).
+
+    ``count`` is the live index's document count. In an expiring space it includes entries
+    that expired but that Redis has not deleted yet (no read or search returns them; see
+    :meth:`Space.purge_expired`). ``memory_bytes`` estimates the index plus the raw vectors.
+    """
 
     name: str
     dim: int
@@ -153,6 +178,8 @@ class SpaceInfo:
     index_failures: int
     vector_index_bytes: int
     memory_bytes: int
+    ttl: float | None = None
+    expiring: bool = False
 
 
 class Space(Reader, VectorOps, Versioned, Caching):
@@ -235,11 +262,13 @@ class Space(Reader, VectorOps, Versioned, Caching):
         ttl: float | None = None,
     ) -> None:
         """Store one embedding (replacing any previous one under ``key``, its time to live
-        included). ``ttl``: seconds until it expires (default: the space's ``ttl``; 0: never).
+        included). ``ttl``: seconds until it expires (expiring spaces only; default: the
+        space's ``ttl``; 0: never).
 
         One round trip; atomic (the old record and its index entry are replaced in one Lua
         script). Raises InvalidInputError for a bad key, vector, metadata or ttl.
         """
+        key = check_keys([key], "key")[0]
         self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata], ttl=ttl)
 
     def put_many(
@@ -252,16 +281,19 @@ class Space(Reader, VectorOps, Versioned, Caching):
     ) -> int:
         """Store many embeddings; returns how many were written.
 
-        ``vectors`` is an (n, dim) array-like; ``metadata`` is None or n dicts (or None
-        entries). Everything is checked before anything is sent. Writes go in chunks of 1,000
-        rows, each one call of ``write.lua``: one round trip per chunk, each chunk atomic
-        (all of its rows or none). A row replaces any previous record under its key (fields
-        it does not set are removed, and its expiry). ``ttl``: seconds until the rows expire
-        (default: the space's ``ttl``; 0: never); expired embeddings disappear from reads and
-        searches.
+        ``vectors`` is an (n, dim) array-like; ``metadata`` is None or a list of n dicts (or
+        None entries). Everything is checked before anything is sent; an empty batch writes
+        nothing. Writes go in chunks, each one call of ``write.lua``: one round trip per
+        chunk, each chunk atomic (all of its rows or none). Chunks are 1,000 rows in FLAT
+        spaces and smaller in HNSW spaces (:func:`write_chunk`: about 25 ms of server time
+        each, 104 rows at dim 384), because a script blocks every other client while it
+        runs. A row replaces any previous record under its key (fields it does not set are
+        removed, and its expiry). ``ttl``: seconds until the rows expire (expiring spaces
+        only; default: the space's ``ttl``; 0: never); expired embeddings disappear from
+        reads and searches.
 
         Raises:
-            InvalidInputError: bad keys, vectors or metadata (nothing written).
+            InvalidInputError: bad keys, vectors, metadata or ttl (nothing written).
             ServerError: Redis failed mid-way; the message says which rows were stored
                 (chunks are written in input order, each in one script).
         """
@@ -269,8 +301,9 @@ class Space(Reader, VectorOps, Versioned, Caching):
         key_list, rows = self._prepare(keys, vectors, metadata)
         n = len(key_list)
         written = 0
-        for start in range(0, n, CHUNK):
-            end = min(start + CHUNK, n)
+        size = write_chunk(self.config)
+        for start in range(0, n, size):
+            end = min(start + size, n)
             names = key_list[start:end]
 
             def call(
@@ -285,10 +318,22 @@ class Space(Reader, VectorOps, Versioned, Caching):
             written = end
         return written
 
-    def _ttl_ms(self, ttl: float | None) -> int:
-        """Milliseconds to live of a write (0: none) from a per-write ``ttl`` or the default."""
+    def _ttl_ms(self, ttl: object) -> int | None:
+        """Milliseconds to live of a write (0: none; None: the space never expires entries,
+        leave expiries alone) from a per-write ``ttl`` or the space's default.
+
+        Raises:
+            InvalidInputError: a bad ttl, or a positive one in a space that is not expiring.
+        """
+        if not self.config.expiring:
+            if ttl is not None and ttl_to_ms(ttl) != 0:
+                raise InvalidInputError(
+                    f"space {self.name!r} was created without expiry, so its entries cannot "
+                    "get a ttl: create the space with ttl= (a default) or expiring=True"
+                )
+            return None
         if ttl is None:
-            ttl = self.config.ttl or 0
+            return round(self.config.ttl * 1000) if self.config.ttl else 0
         return ttl_to_ms(ttl)
 
     def validate(
@@ -316,14 +361,20 @@ class Space(Reader, VectorOps, Versioned, Caching):
         n = len(key_list)
         if arr.shape[0] != n:
             raise InvalidInputError(f"{n} keys but {arr.shape[0]} vectors")
-        if metadata is not None and len(metadata) != n:
-            raise InvalidInputError(f"{n} keys but {len(metadata)} metadata entries")
+        metas: list[Any] = [None] * n
+        if metadata is not None:
+            if isinstance(metadata, (Mapping, str, bytes)) or not isinstance(metadata, Iterable):
+                raise InvalidInputError(
+                    "metadata must be a list with one dict (or None) per row, got "
+                    f"{type(metadata).__name__}"
+                )
+            metas = list(metadata)
+            if len(metas) != n:
+                raise InvalidInputError(f"{n} keys but {len(metas)} metadata entries")
         if len(set(key_list)) != n:
             raise InvalidInputError("keys contain duplicates")
         blobs = self.codec.encode_matrix(arr)
-        rows = [
-            self._row(blobs[i], metadata[i] if metadata else None, key_list[i]) for i in range(n)
-        ]
+        rows = [self._row(blobs[i], metas[i], key_list[i]) for i in range(n)]
         return key_list, rows
 
     def _row(
@@ -360,7 +411,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
             return 0
         names = check_keys(keys)
 
-        return int(self._writing(lambda state, gen: self._write(state, gen, names, None, 0)))
+        return int(self._writing(lambda state, gen: self._write(state, gen, names, None, None)))
 
     def _write(
         self,
@@ -368,7 +419,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
         gen: GenKeys,
         names: list[str],
         rows: list[tuple[list[bytes | str], list[str]]] | None,
-        ttl_ms: int,
+        ttl_ms: int | None,
     ) -> int:
         """One write.lua call in ``state`` (rows None: delete), then the written documents
         leave the hot cache at once (read your own writes)."""
@@ -401,9 +452,8 @@ class Space(Reader, VectorOps, Versioned, Caching):
             InvalidInputError: bounds below 1. ConnectionFailedError: the listener could not
                 subscribe (e.g. a server without CLIENT TRACKING).
         """
-        for name, value in (("max_items", max_items), ("max_bytes", max_bytes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidInputError(f"{name} must be an integer >= 1, got {value!r}")
+        max_items = check_int(max_items, "max_items")
+        max_bytes = check_int(max_bytes, "max_bytes")
         self.disable_hot_cache()
         config = self.keys.config
 
@@ -437,21 +487,38 @@ class Space(Reader, VectorOps, Versioned, Caching):
         return self._hot
 
     def __len__(self) -> int:
-        """Number of embeddings stored: a count every write keeps exact, one round trip. In a
-        space where embeddings were written with a time to live, the index's document count
-        (two round trips), which drops expired embeddings once Redis deletes them."""
+        """Number of embeddings stored: a count every write keeps exact, one round trip.
+
+        In an expiring space, the live index's document count (one round trip, FT.INFO):
+        Redis deletes expired entries lazily (when read) and by sampling (seconds to minutes
+        when many keys carry a ttl), and until it does they are counted, though no read or
+        search returns them. :meth:`purge_expired` deletes them at once.
+        """
+        if self.config.expiring:
+            return self.info().count
 
         def call(state: SpaceState, gen: GenKeys) -> int:
-            raw_state, count, ttl_used = self._client.hmget(
-                self.keys.config, [STATE_FIELD, gen.count_field, TTL_USED_FIELD]
-            )
+            raw_state, count = self._client.hmget(self.keys.config, [STATE_FIELD, gen.count_field])
             if raw_state != state.raw.encode():
                 raise StaleStateError("state changed")
-            if ttl_used:  # expiries do not update the count: ask the index
-                return int(self.info().count)
             return int(count or 0)
 
         return self._attempts(call)
+
+    def purge_expired(self) -> int:
+        """Make Redis delete every expired entry of the live space now (a SCAN over its
+        documents: Redis deletes the expired keys a SCAN visits); returns how many entries
+        went, by the index's count before and after (writes meanwhile count too). Afterwards
+        ``len()`` is exact until the next entry expires. No-op in a space that is not
+        expiring. One round trip per 1,000 documents; not atomic.
+        """
+        if not self.config.expiring:
+            return 0
+        before = self.info().count
+        gen = self._target()[1]
+        for _ in self._client.scan_iter(match=gen.doc_scan_pattern(), count=CHUNK):
+            pass
+        return max(0, before - self.info().count)
 
     def _ft_info(self) -> dict[str, Any]:
         reply = self._client.execute_command("FT.INFO", self.keys.index)
@@ -494,6 +561,8 @@ class Space(Reader, VectorOps, Versioned, Caching):
             index_failures=int(num("hash_indexing_failures")),
             vector_index_bytes=int(num("vector_index_sz_mb") * mb),
             memory_bytes=int(memory * mb + num("num_docs") * self.codec.nbytes),
+            ttl=c.ttl,
+            expiring=c.expiring,
         )
 
 

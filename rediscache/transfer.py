@@ -36,10 +36,11 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from .errors import InvalidInputError, ServerError
+from .codec import check_int
+from .errors import InvalidInputError, ReadOnlyError, ServerError
+from .reader import Reader
 
 if TYPE_CHECKING:
-    from .reader import Reader
     from .space import Space
 
 __all__ = [
@@ -195,6 +196,10 @@ def _read_npy(
         raise InvalidInputError(
             f"{str(path)!r} holds an array of shape {arr.shape}; this space needs (n, {dim})"
         )
+    if arr.dtype.kind not in "iuf":
+        raise InvalidInputError(
+            f"{str(path)!r} holds {arr.dtype} values; vectors must be real numbers (float or int)"
+        )
     n = int(arr.shape[0])
     # Checked before anything is written: a metadata file that does not line up with the
     # array would attach every row's metadata to the wrong vector.
@@ -279,6 +284,28 @@ def _read_parquet(
 # ---------------------------------------------------------------- import
 
 
+def _path(value: object, what: str) -> Path:
+    """``value`` as a Path (a str or os.PathLike), else InvalidInputError."""
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        raise InvalidInputError(f"{what} must be a file path, got {value!r}")
+    text = os.fspath(value)
+    if not isinstance(text, str):
+        raise InvalidInputError(f"{what} must be a file path as str, got {value!r}")
+    return Path(text)
+
+
+def _check_names(id_field: object, vector_field: object, progress: object) -> None:
+    """The id and vector field names (two different non-empty str) and the progress
+    callback (None or callable)."""
+    for what, name in (("id_field", id_field), ("vector_field", vector_field)):
+        if not isinstance(name, str) or not name:
+            raise InvalidInputError(f"{what} must be a non-empty str, got {name!r}")
+    if id_field == vector_field:
+        raise InvalidInputError(f"id_field and vector_field are both {id_field!r}: pick two names")
+    if progress is not None and not callable(progress):
+        raise InvalidInputError(f"progress must be a function or None, got {progress!r}")
+
+
 def import_file(
     space: Space,
     path: str | os.PathLike[str],
@@ -302,11 +329,17 @@ def import_file(
             the space's, a metadata file with fewer or more records than the array.
         ServerError: Redis failed; the message says how many rows were written before.
     """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise InvalidInputError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    src = Path(path)
+    from .space import Space  # the concrete class: a version view cannot be written
+
+    if not isinstance(space, Space):
+        if isinstance(space, Reader):
+            raise ReadOnlyError("a version is read-only: import into the space itself")
+        raise InvalidInputError(f"import needs a Space, got {type(space).__name__}")
+    batch_size = check_int(batch_size, "batch_size", high=1_000_000)
+    _check_names(id_field, vector_field, progress)
+    src = _path(path, "path")
     fmt = file_format(src)
-    meta_path = None if meta is None else Path(meta)
+    meta_path = None if meta is None else _path(meta, "meta")
     for p in (src, meta_path):
         if p is not None and not p.is_file():
             raise InvalidInputError(f"cannot read {str(p)!r}: no such file")
@@ -423,6 +456,8 @@ def _vector_problem(vector: Any, dim: int, vector_field: str) -> str | None:
         return f"{vector_field!r} has {len(vector)} values; the space's dim is {dim}"
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in vector):
         return f"{vector_field!r} holds something other than numbers"
+    if any(isinstance(x, int) and not -(2**1023) < x < 2**1023 for x in vector):
+        return f"{vector_field!r} holds an integer too large for a float"
     return None
 
 
@@ -487,11 +522,17 @@ def export_file(
         InvalidInputError: an unknown format, a missing directory, metadata that the format
             cannot hold, or a metadata field named like the id or vector field.
     """
-    dst = Path(path)
+    if not isinstance(source, Reader):
+        raise InvalidInputError(
+            f"export needs a Space or a version view (space.at(v)), got {type(source).__name__}"
+        )
+    batch_size = check_int(batch_size, "batch_size", high=1_000_000)
+    _check_names(id_field, vector_field, progress)
+    dst = _path(path, "path")
     fmt = file_format(dst)
     meta_path = None
     if fmt == "npy":
-        meta_path = Path(meta) if meta is not None else dst.with_suffix(".jsonl")
+        meta_path = _path(meta, "meta") if meta is not None else dst.with_suffix(".jsonl")
         if meta_path.resolve() == dst.resolve():
             raise InvalidInputError("the metadata file must differ from the .npy file")
     elif meta is not None:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .codec import VectorCodec
+from .codec import VectorCodec, check_text
 from .errors import InvalidInputError
 
 __all__ = [
@@ -45,23 +45,31 @@ def check_weights(weights: Any, n: int, *, positive_sum: bool) -> F64:
     if weights is None:
         return np.ones(n, dtype=np.float64)
     try:
-        w = np.asarray(weights, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        raw = np.asarray(weights)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(f"weights must be numbers: {exc}") from exc
+    if raw.dtype.kind not in "iuf":  # no str, bool, object (ints beyond 64 bits)
+        raise InvalidInputError(f"weights must be numbers, got {raw.dtype} values: {weights!r:.60}")
+    w = raw.astype(np.float64)
     if w.shape != (n,):
         raise InvalidInputError(f"{n} items but weights of shape {w.shape}")
     if not np.isfinite(w).all():
         raise InvalidInputError("weights contain NaN or Inf")
-    if positive_sum and w.sum() <= 0:
-        raise InvalidInputError(f"weights must sum to more than 0, got {w.sum()!r}")
+    with np.errstate(all="ignore"):
+        total = float(np.abs(w).sum())
+    if not math.isfinite(total):
+        raise InvalidInputError("weights are too large: their sum overflows a double")
+    total = float(w.sum())
+    if positive_sum and not total > 0:
+        raise InvalidInputError(f"weights must sum to more than 0, got {total!r}")
     return w
 
 
 def split_terms(items: Sequence[Any], coefs: F64, codec: VectorCodec, what: str) -> Terms:
     """Split items (keys or vectors) with their coefficients into stored keys and a constant.
 
-    Every literal is checked against ``codec`` (dim, finite); a literal may be zero even in a
-    cosine space (only the result has to have a direction).
+    Every literal is checked against ``codec`` (dim, finite in float64); a literal may be zero
+    even in a cosine space (only the result has to have a direction and be storable).
     """
     keys: list[str] = []
     key_coefs: list[float] = []
@@ -70,21 +78,24 @@ def split_terms(items: Sequence[Any], coefs: F64, codec: VectorCodec, what: str)
         if isinstance(item, str):
             if not item:
                 raise InvalidInputError(f"{what}[{i}] is an empty key")
+            if not item.isascii():
+                check_text(item, f"{what}[{i}]")
             keys.append(item)
             key_coefs.append(float(c))
             continue
         if isinstance(item, bytes):
             raise InvalidInputError(f"{what}[{i}]: keys must be str, got bytes")
         vec = _literal(item, codec, f"{what}[{i}]")
-        term = float(c) * vec.astype(np.float64)
-        constant = term if constant is None else constant + term
+        with np.errstate(all="ignore"):  # an overflow is caught when the result is checked
+            term = float(c) * vec.astype(np.float64)
+            constant = term if constant is None else constant + term
     return Terms(keys, np.asarray(key_coefs, dtype=np.float64), constant)
 
 
 def _literal(item: Any, codec: VectorCodec, what: str) -> npt.NDArray[Any]:
-    # A zero literal is legitimate in a sum, so check it as an L2 vector would be checked.
-    plain = VectorCodec(codec.dim, codec.dtype, "l2")
-    return plain.as_vector(item, what)
+    # An operand only has to be finite: a zero or a huge literal is legitimate in a sum,
+    # whose result is checked as a stored vector.
+    return codec.as_operand(item, what)
 
 
 def ema_coefficients(m: int, alpha: float) -> tuple[float, F64, F64]:
@@ -111,9 +122,10 @@ def evaluate(
     whose coefficients sum to <= 0 (e.g. every key was skipped).
     """
     total = float(coefs.sum())
-    out = coefs @ stored.astype(np.float64) if len(coefs) else np.zeros(stored.shape[1])
-    if constant is not None:
-        out = out + constant
+    with np.errstate(all="ignore"):  # an overflow is caught when the result is checked
+        out = coefs @ stored.astype(np.float64) if len(coefs) else np.zeros(stored.shape[1])
+        if constant is not None:
+            out = out + constant
     if mean:
         if len(coefs) == 0 or total <= 0:
             raise InvalidInputError(
@@ -126,9 +138,13 @@ def evaluate(
 
 
 def unit(vec: F64) -> F64:
-    """``vec`` scaled to unit length; InvalidInputError for the zero vector."""
-    norm = math.sqrt(float(vec @ vec))
-    if norm == 0.0:
+    """``vec`` scaled to unit length; InvalidInputError for the zero vector (and for one
+    whose length is not finite in float64)."""
+    scale = float(np.max(np.abs(vec))) if len(vec) else 0.0
+    if scale == 0.0:
         raise InvalidInputError("the result is the zero vector; it cannot be normalized")
-    out: F64 = vec / norm
+    if not math.isfinite(scale):
+        raise InvalidInputError("the result is not finite; it cannot be normalized")
+    scaled = vec / scale  # no overflow or underflow in the norm of huge or tiny vectors
+    out: F64 = scaled / math.sqrt(float(scaled @ scaled))
     return out

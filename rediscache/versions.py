@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import redis
 
 from . import scripts
+from .codec import check_int
 from .diff import Diff, Drift, compare
 from .errors import (
     InvalidInputError,
@@ -59,12 +61,14 @@ INDEX_TIMEOUT = 600.0
 
 @dataclass(frozen=True)
 class Version:
-    """An immutable snapshot of a space (from :meth:`Versioned.snapshot`)."""
+    """An immutable snapshot of a space (from :meth:`Versioned.snapshot`). ``space`` names
+    the space it belongs to: passing it to another space raises VersionNotFoundError."""
 
     id: int
     label: str | None
     created_at: float
     count: int
+    space: str | None = None
 
     def __str__(self) -> str:
         return f"v{self.id}" + (f" ({self.label})" if self.label else "")
@@ -109,14 +113,14 @@ def check_label(label: object) -> str:
     return label
 
 
-def parse_versions(raw: dict[bytes, bytes]) -> dict[int, tuple[Version, int]]:
-    """Parse the versions hash: id -> (Version, generation)."""
+def parse_versions(raw: dict[bytes, bytes], space: str) -> dict[int, tuple[Version, int]]:
+    """Parse the versions hash of ``space``: id -> (Version, generation)."""
     out: dict[int, tuple[Version, int]] = {}
     for k, v in raw.items():
         rec = json.loads(v)
         vid = int(k)
         out[vid] = (
-            Version(vid, rec.get("label"), float(rec["created_at"]), int(rec["count"])),
+            Version(vid, rec.get("label"), float(rec["created_at"]), int(rec["count"]), space),
             int(rec["gen"]),
         )
     return dict(sorted(out.items()))
@@ -176,6 +180,14 @@ class VersionView(Reader):
         self.space._ensure_searchable(gen)
         return gen.index
 
+    def _refresh_ms(self, refresh_ttl: object) -> int:
+        """A version is read-only: refreshing a ttl through it would change its documents."""
+        if refresh_ttl is not False:
+            raise ReadOnlyError(
+                f"{self._where()} is read-only: refresh_ttl would change its entries' expiry"
+            )
+        return 0
+
     def _read_only(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         raise ReadOnlyError(
             f"{self._where()} is read-only: write to the space, or rollback() to this version"
@@ -203,7 +215,7 @@ class Versioned:
     # ------------------------------------------------------------ listing
 
     def _version_table(self) -> dict[int, tuple[Version, int]]:
-        return parse_versions(self._client.hgetall(self.keys.versions))
+        return parse_versions(self._client.hgetall(self.keys.versions), self.keys.name)
 
     def versions(self) -> list[Version]:
         """All versions, oldest first. One round trip."""
@@ -212,9 +224,13 @@ class Versioned:
     def _resolve(self, ref: VersionRef) -> tuple[Version, int]:
         table = self._version_table()
         if isinstance(ref, Version):
+            if ref.space is not None and ref.space != self.keys.name:
+                raise VersionNotFoundError(
+                    f"{ref} is a version of space {ref.space!r}, not of {self.keys.name!r}"
+                )
             found = table.get(ref.id)
-        elif isinstance(ref, int) and not isinstance(ref, bool):
-            found = table.get(ref)
+        elif isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
+            found = table.get(int(ref))
         elif isinstance(ref, str):
             found = next((t for t in table.values() if t[0].label == ref), None)
         else:
@@ -252,16 +268,14 @@ class Versioned:
             InvalidInputError: a bad or already used label, or keep_last < 1.
         """
         text = "" if label is None else check_label(label)
-        if keep_last is not None and (
-            isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1
-        ):
-            raise InvalidInputError(f"keep_last must be an integer >= 1, got {keep_last!r}")
+        if keep_last is not None:
+            keep_last = check_int(keep_last, "keep_last")
         created = time.time()
         snap = scripts.snapshot(
             self._client, self.keys.config, self.keys.versions, label=text, created_at=created
         )
         self._set_state(SpaceState.parse(snap.state))
-        version = Version(snap.id, label, created, snap.count)
+        version = Version(snap.id, label, created, snap.count, self.keys.name)
         if keep_last is not None:
             self.prune_versions(keep_last)
         return version
@@ -347,8 +361,7 @@ class Versioned:
         Raises:
             InvalidInputError: keep_last < 0.
         """
-        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0:
-            raise InvalidInputError(f"keep_last must be an integer >= 0, got {keep_last!r}")
+        keep_last = check_int(keep_last, "keep_last", low=0)
         old = self.versions()
         doomed = old[: max(0, len(old) - keep_last)]
         for v in doomed:
@@ -503,9 +516,9 @@ class Versioned:
         Raises:
             VersionNotFoundError: no such version. InvalidInputError: bad sample or k.
         """
-        for name, value, low in (("sample", sample, 0), ("k", k, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
+        sample = check_int(sample, "sample", low=0)
+        k = check_int(k, "k")
+        seed = check_int(seed, "seed", low=0)
         side_a, side_b = self._side(a), self._side(b)
         return compare(
             side_a, side_b, _describe(side_a), _describe(side_b), sample=sample, k=k, seed=seed

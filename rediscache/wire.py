@@ -14,7 +14,7 @@ from .codec import VectorCodec
 from .errors import KeyNotFoundError
 from .keys import VECTOR_FIELD, GenKeys
 
-__all__ = ["fetch_commands", "get_commands", "roundtrip", "vector_rows"]
+__all__ = ["fetch_commands", "get_commands", "roundtrip", "socket_fileno", "vector_rows"]
 
 
 def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -55,21 +55,46 @@ def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]
     raise AssertionError("unreachable")
 
 
-def get_commands(gen: GenKeys, key: str, ttl_ms: int) -> list[tuple[Any, ...]]:
-    """The reads of ``get``: HGET of the vector, then PEXPIRE when refreshing the ttl."""
+def socket_fileno(conn: Any) -> int | None:
+    """The file descriptor of a connected redis-py ``Connection``'s socket, or None when it
+    cannot be found. redis-py has no public accessor: this reads its ``_sock`` attribute
+    (present in redis-py 5 to 8, tested in tests/unit/test_wire.py); callers fall back to
+    redis-py's public ``can_read`` when it returns None."""
+    sock = getattr(conn, "_sock", None)
+    fileno = getattr(sock, "fileno", None)
+    if fileno is None:
+        return None
+    try:
+        fd = fileno()
+    except OSError:
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def get_commands(
+    gen: GenKeys, key: str, ttl_ms: int, expiry: bool = False
+) -> list[tuple[Any, ...]]:
+    """The reads of ``get``: HGET of the vector, then PEXPIRE when refreshing the ttl, or
+    PTTL when the hot cache needs the value's expiry (``expiry``)."""
     doc = gen.doc(key)
     if ttl_ms:
         return [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ttl_ms)]
+    if expiry:
+        return [("HGET", doc, VECTOR_FIELD), ("PTTL", doc)]
     return [("HGET", doc, VECTOR_FIELD)]
 
 
-def fetch_commands(gen: GenKeys, keys: list[str], ttl_ms: int) -> list[tuple[Any, ...]]:
-    """The reads of ``get_many``: n HGETs, then n PEXPIREs when refreshing (so the first n
-    replies are the vectors)."""
+def fetch_commands(
+    gen: GenKeys, keys: list[str], ttl_ms: int, expiry: bool = False
+) -> list[tuple[Any, ...]]:
+    """The reads of ``get_many``: n HGETs, then n PEXPIREs when refreshing or n PTTLs when
+    the hot cache needs expiries (so the first n replies are the vectors)."""
     docs = gen.docs(keys)
     commands: list[tuple[Any, ...]] = [("HGET", rk, VECTOR_FIELD) for rk in docs]
     if ttl_ms:
         commands += [("PEXPIRE", rk, ttl_ms) for rk in docs]
+    elif expiry:
+        commands += [("PTTL", rk) for rk in docs]
     return commands
 
 

@@ -57,7 +57,7 @@ async def connect_async(
             :func:`rediscache.connect`.
     """
     if client is not None:
-        _check_client(client)
+        _check_client(client, redis.asyncio.Redis)
         sync_hub = Hub(_twin(client, to_async=False), owns_client=True)
         try:
             await asyncio.to_thread(_verify, sync_hub.client, "the given client's server")
@@ -181,6 +181,7 @@ class AsyncHub:
         fields: Mapping[str, str] | None = None,
         hnsw: Mapping[str, int] | None = None,
         ttl: float | None = None,
+        expiring: bool | None = None,
         exist_ok: bool = False,
     ) -> AsyncSpace:
         """:meth:`rediscache.Hub.create_space`, run in a worker thread. Same arguments,
@@ -195,6 +196,7 @@ class AsyncHub:
             fields=fields,
             hnsw=hnsw,
             ttl=ttl,
+            expiring=expiring,
             exist_ok=exist_ok,
         )
         return AsyncSpace(self, space)

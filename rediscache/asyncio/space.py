@@ -8,32 +8,32 @@ import functools
 import inspect
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import numpy.typing as npt
 import redis
 import redis.asyncio
 
-from .. import query, scripts
+from .. import ftsearch, query, scripts
 from ..caching import (
     LOCK_SECONDS,
     Compute,
     ComputeFn,
     Effect,
-    Flow,
     Read,
     Send,
     Sleep,
     Store,
+    check_compute,
 )
 from ..codec import check_keys
-from ..errors import InvalidInputError, ServerError, StaleStateError
+from ..errors import InvalidInputError, ServerError, StaleStateError, reply_error
 from ..keys import GenKeys
 from ..metrics import Metrics, instrument_async
 from ..operations import Averaged, Planned
-from ..reader import ATTEMPTS, CHUNK, STALE_SECONDS, Hit
-from ..space import INSTRUMENTED, chunk_failed
+from ..reader import ATTEMPTS, STALE_SECONDS, Hit
+from ..space import INSTRUMENTED, chunk_failed, write_chunk
 from ..state import STATE_FIELD, SpaceState
 from ..wire import fetch_commands, get_commands, vector_rows
 
@@ -50,6 +50,7 @@ except ImportError:  # pragma: no cover
 
 R = TypeVar("R")
 T = TypeVar("T")
+X = TypeVar("X")
 
 
 __all__ = ["AsyncSpace", "roundtrip_async"]
@@ -112,7 +113,7 @@ async def roundtrip_async(
     raise AssertionError("unreachable")
 
 
-async def _drive(flow: Flow[T], perform: Callable[[Effect], Awaitable[Any]]) -> T:
+async def _drive(flow: Generator[X, Any, T], perform: Callable[[X], Awaitable[Any]]) -> T:
     """:func:`rediscache.caching.drive` with ``await``: run ``flow``, performing its effects."""
     reply: Any = None
     error: BaseException | None = None
@@ -185,6 +186,8 @@ class AsyncSpace:
         when the state is not ``state`` any more (see Reader._checked)."""
         replies = await self._roundtrip([*commands, ("HGET", self.keys.config, STATE_FIELD)])
         if replies[-1] != state.raw.encode():
+            if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
+                raise reply_error(str(replies[-1]), f"reading {self._where()}")
             self._adopt(replies[-1])
             raise StaleStateError(f"the state of space {self.name!r} changed")
         return replies[:-1]
@@ -237,13 +240,13 @@ class AsyncSpace:
         raise StaleStateError(f"space {self.name!r} kept changing during a write; retry")
 
     async def _perform(self, plan: Planned[R, T]) -> T:
-        """Run a plan of the sync VectorOps: its script with ``await``, then its finish."""
+        """Run a plan of the sync VectorOps: its scripts with ``await``, then its finish."""
         build = plan.script
         if build is None:
-            return plan.finish(None)
+            return plan.finish([])
 
-        async def run(state: SpaceState, gen: GenKeys) -> R:
-            return await scripts.call_async(self._client, build(state, gen))
+        async def run(state: SpaceState, gen: GenKeys) -> list[R]:
+            return [await scripts.call_async(self._client, c) for c in build(state, gen)]
 
         return plan.finish(await (self._writing(run) if plan.writes else self._attempts(run)))
 
@@ -258,6 +261,7 @@ class AsyncSpace:
         ttl: float | None = None,
     ) -> None:
         """:meth:`rediscache.Space.put`: store one embedding. One round trip, atomic."""
+        key = check_keys([key], "key")[0]
         await self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata], ttl=ttl)
 
     async def put_many(
@@ -269,7 +273,8 @@ class AsyncSpace:
         ttl: float | None = None,
     ) -> int:
         """:meth:`rediscache.Space.put_many`: store many embeddings; returns how many were
-        written. One round trip per 1,000 rows, each chunk atomic; checked before sending.
+        written. One round trip per chunk (:func:`rediscache.space.write_chunk` rows), each
+        chunk atomic; checked before sending.
 
         Raises:
             InvalidInputError: bad keys, vectors or metadata (nothing written).
@@ -278,8 +283,9 @@ class AsyncSpace:
         ttl_ms = self.sync._ttl_ms(ttl)
         key_list, rows = self.sync._prepare(keys, vectors, metadata)
         n = len(key_list)
-        for start in range(0, n, CHUNK):
-            end = min(start + CHUNK, n)
+        size = write_chunk(self.config)
+        for start in range(0, n, size):
+            end = min(start + size, n)
             names = key_list[start:end]
             chunk = rows[start:end]
 
@@ -322,6 +328,7 @@ class AsyncSpace:
                     count_field=gen.count_field,
                     rows=None,
                     names=names,
+                    ttl_ms=None,
                 ),
             )
 
@@ -332,11 +339,13 @@ class AsyncSpace:
     async def get(self, key: str, *, refresh_ttl: bool | float = False) -> npt.NDArray[Any] | None:
         """:meth:`rediscache.Space.get`: the vector stored under ``key``, or None. One round
         trip (with the state check)."""
-        check_keys([key])
+        key = check_keys([key], "key")[0]
         ms = self.sync._refresh_ms(refresh_ttl)
-        raw = (await self._read(lambda gen: get_commands(gen, key, ms)))[0]
-        if isinstance(raw, Exception):
-            raise ServerError(f"get in {self._where()} failed: {raw}")
+        replies = await self._read(lambda gen: get_commands(gen, key, ms))
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply_error(str(reply), f"get in {self._where()}")
+        raw = replies[0]
         return None if raw is None else self.codec.decode(raw, key)
 
     async def get_many(
@@ -360,9 +369,9 @@ class AsyncSpace:
         if key_list:
             replies = await self._read(lambda gen: fetch_commands(gen, key_list, ms))
             raws = replies[: len(key_list)]
-            for r in raws:
+            for r in replies:
                 if isinstance(r, Exception):
-                    raise ServerError(f"get_many in {self._where()} failed: {r}")
+                    raise reply_error(str(r), f"get_many in {self._where()}")
         return vector_rows(self.codec, key_list, raws, missing, self._where())
 
     def _where(self) -> str:
@@ -394,7 +403,7 @@ class AsyncSpace:
             offset=offset,
             exclude=exclude,
         )
-        return self.sync._search_hits(plan, await self._ft_search(plan.args[0]))
+        return (await self._searched(plan))[0]
 
     async def search_many(
         self,
@@ -411,10 +420,7 @@ class AsyncSpace:
         plan = self.sync._search_many_plan(
             vectors, k, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
         )
-        replies = await self._roundtrip(
-            [("FT.SEARCH", self.keys.index, *args) for args in plan.args]
-        )
-        return [self.sync._search_hits(plan, r) for r in replies]
+        return await self._searched(plan)
 
     async def within(
         self,
@@ -438,7 +444,7 @@ class AsyncSpace:
             with_vectors=with_vectors,
             with_metadata=with_metadata,
         )
-        return self.sync._search_hits(plan, await self._ft_search(plan.args[0]))
+        return (await self._searched(plan))[0]
 
     async def similar(
         self,
@@ -458,20 +464,30 @@ class AsyncSpace:
         """
         plan = self.sync._similar_plan(
             key,
-            await self.get(key),
+            await self.get(check_keys([key], "key")[0]),
             k,
             filter=filter,
             ef=ef,
             with_vectors=with_vectors,
             with_metadata=with_metadata,
         )
-        return self.sync._search_hits(plan, await self._ft_search(plan.args[0]))
+        return (await self._searched(plan))[0]
 
-    async def _ft_search(self, args: list[Any]) -> Any:
-        try:
-            return await self._client.execute_command("FT.SEARCH", self.keys.index, *args)
-        except redis.ResponseError as exc:
-            raise self.sync._search_error(exc) from exc
+    async def _searched(self, plan: ftsearch.SearchPlan) -> list[list[Hit]]:
+        """Run ``plan``'s rounds (see Reader._searched), each one round trip."""
+        rounds = ftsearch.search_rounds(plan, self.keys.prefix)
+        return self.sync._hits(plan, await _drive(rounds, self._search_round))
+
+    async def _search_round(self, rnd: ftsearch.SearchRound) -> list[Any]:
+        """One round of a search of the live space (see Reader._search_round)."""
+        commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
+        commands += [("FT.SEARCH", self.keys.index, *args) for args in rnd.queries]
+        replies = await self._roundtrip(commands)
+        replies = replies[1:] if rnd.purge else replies
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise self.sync._search_error(reply)
+        return replies
 
     # ------------------------------------------------------------ vector operations
 
@@ -555,7 +571,7 @@ class AsyncSpace:
             lock_seconds=lock_seconds,
             inflight=self.hub._inflight(self.keys.prefix),
         )
-        return await _drive(flow, functools.partial(self._perform_effect, compute))
+        return await _drive(flow, functools.partial(self._perform_effect, check_compute(compute)))
 
     async def _perform_effect(self, compute: ComputeFn, effect: Effect) -> Any:
         """Perform one effect of a caching flow with ``await``."""

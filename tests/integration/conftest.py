@@ -7,6 +7,7 @@ its own space (a unique name) and drops it afterwards; nothing is flushed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -14,11 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from both import MODES, Api, async_hub_args
 
 import rediscache
-from rediscache import server
+from rediscache import Hub, connect_async, server
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +88,33 @@ def _kill(pid: int) -> None:
 def kill_server() -> Callable[[int], None]:
     """A function that SIGKILLs a server by pid and waits until it is gone."""
     return _kill
+
+
+@pytest.fixture()
+def apis(hub: Hub, server_dir: Path | None) -> Iterator[dict[str, Callable[..., Api]]]:
+    """Makers of a fresh space ``name`` for each API: ``apis[mode](name, **create)``."""
+    loop = asyncio.new_event_loop()
+    ahub = loop.run_until_complete(connect_async(**async_hub_args(server_dir)))
+
+    def make_sync(name: str, *args: Any, **create: Any) -> Api:
+        hub.drop_space(name, missing_ok=True)
+        return Api(hub.create_space(name, *args, **create), lambda r: r)
+
+    def make_async(name: str, *args: Any, **create: Any) -> Api:
+        hub.drop_space(name, missing_ok=True)
+        return Api(
+            loop.run_until_complete(ahub.create_space(name, *args, **create)),
+            loop.run_until_complete,
+        )
+
+    try:
+        yield {"sync": make_sync, "async": make_async}
+    finally:
+        loop.run_until_complete(ahub.close())
+        loop.close()
+
+
+@pytest.fixture(params=MODES)
+def make(request: pytest.FixtureRequest, apis: dict[str, Callable[..., Api]]) -> Callable[..., Api]:
+    """A maker of a fresh space (``make(name, **create)``), once sync and once async."""
+    return apis[request.param]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import redis
 import redis.asyncio
+from both import Api, async_hub_args, norm, outcome
 
 import rediscache
-from rediscache import AsyncHub, AsyncSpace, Averaged, Hit, Hub, connect_async
+from rediscache import AsyncHub, Hub, connect_async
 
 CREATE: dict[str, Any] = {
     "dim": 8,
@@ -40,81 +41,6 @@ def _cosine_order(vecs: np.ndarray, q: np.ndarray) -> list[int]:
     return [int(i) for i in np.argsort(-sims, kind="stable")]
 
 
-def _norm(value: Any) -> Any:
-    """A comparable form of a result (NaN as a string, floats rounded)."""
-    if isinstance(value, np.ndarray):
-        floats = np.round(value.astype(np.float64), 5)
-        cells = [["nan" if np.isnan(x) else float(x) for x in np.atleast_1d(row)] for row in floats]
-        return ("array", str(value.dtype), value.shape, cells)
-    if isinstance(value, Averaged):
-        return ("Averaged", _norm(value.vector), value.used, value.skipped)
-    if isinstance(value, Hit):
-        return (value.key, round(value.distance, 5), value.metadata, _norm(value.vector))
-    if isinstance(value, (list, tuple)):
-        return [_norm(v) for v in value]
-    return value
-
-
-def _outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """The result of a call, or the library error it raised (type and message)."""
-    try:
-        return _norm(fn(*args, **kwargs))
-    except rediscache.RediscacheError as exc:
-        return ("raised", type(exc).__name__, str(exc))
-
-
-class Api:
-    """One space's methods with the sync signatures, whether it is a Space or an AsyncSpace:
-    what a method returns is awaited when it is awaitable."""
-
-    def __init__(self, space: rediscache.Space | AsyncSpace, run: Callable[[Any], Any]) -> None:
-        self._space = space
-        self._run = run
-
-    @property
-    def sync(self) -> rediscache.Space:
-        """The sync Space (for versions, which AsyncSpace reaches through ``.sync``)."""
-        space = self._space
-        return space.sync if isinstance(space, AsyncSpace) else space
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._space, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = method(*args, **kwargs)
-            return self._run(result) if asyncio.iscoroutine(result) else result
-
-        return call
-
-
-def _async_hub_args(server_dir: Path | None) -> dict[str, Any]:
-    url = os.environ.get("REDISCACHE_TEST_URL")
-    return {"url": url} if url else {"data_dir": server_dir}
-
-
-@pytest.fixture()
-def apis(hub: Hub, server_dir: Path | None) -> Iterator[dict[str, Callable[..., Api]]]:
-    """Makers of a fresh space ``name`` for each API: ``apis[mode](name, **create)``."""
-    loop = asyncio.new_event_loop()
-    ahub = loop.run_until_complete(connect_async(**_async_hub_args(server_dir)))
-
-    def make_sync(name: str, **create: Any) -> Api:
-        hub.drop_space(name, missing_ok=True)
-        return Api(hub.create_space(name, **create), lambda r: r)
-
-    def make_async(name: str, **create: Any) -> Api:
-        hub.drop_space(name, missing_ok=True)
-        return Api(
-            loop.run_until_complete(ahub.create_space(name, **create)), loop.run_until_complete
-        )
-
-    try:
-        yield {"sync": make_sync, "async": make_async}
-    finally:
-        loop.run_until_complete(ahub.close())
-        loop.close()
-
-
 # ---------------------------------------------------------------------------- the cases
 
 
@@ -129,12 +55,12 @@ def case_put_get(s: Api) -> Any:
         got,
         s.get("missing"),
         s.put_many([], np.empty((0, 8))),
-        _outcome(s.put, "bad", [1.0, 2.0]),
-        _outcome(s.put_many, ["x", "x"], v[:2]),
-        _outcome(s.put_many, ["x", "y"], v[:1]),
-        _outcome(s.put, "z", np.zeros(8)),
-        _outcome(s.put, "m", v[0], {"year": "not a number"}),
-        _outcome(s.get, ""),
+        outcome(s.put, "bad", [1.0, 2.0]),
+        outcome(s.put_many, ["x", "x"], v[:2]),
+        outcome(s.put_many, ["x", "y"], v[:1]),
+        outcome(s.put, "z", np.zeros(8)),
+        outcome(s.put, "m", v[0], {"year": "not a number"}),
+        outcome(s.get, ""),
     ]
 
 
@@ -149,10 +75,10 @@ def case_get_many(s: Api) -> Any:
         got,
         nan,
         s.get_many([]),
-        _outcome(s.get_many, ["k1", "nope", "nope2"]),
-        _outcome(s.get_many, ["k1"], missing="skip"),
-        _outcome(s.get_many, "k1"),
-        _outcome(s.get_many, ["k1"], refresh_ttl=True),  # the space has no default ttl
+        outcome(s.get_many, ["k1", "nope", "nope2"]),
+        outcome(s.get_many, ["k1"], missing="skip"),
+        outcome(s.get_many, "k1"),
+        outcome(s.get_many, ["k1"], refresh_ttl=True),  # the space has no default ttl
     ]
 
 
@@ -165,7 +91,7 @@ def case_ttl(s: Api) -> Any:
     assert client.pttl(doc) > 5000
     s.get("b", refresh_ttl=30)
     assert 5000 < client.pttl(s.sync.live_keys.doc("b")) <= 30000
-    return [got, _outcome(s.get, "a", refresh_ttl=0)]
+    return [got, outcome(s.get, "a", refresh_ttl=0)]
 
 
 def _search_data(s: Api) -> tuple[np.ndarray, list[str]]:
@@ -196,10 +122,10 @@ def case_search(s: Api) -> Any:
         paged,
         excluded,
         ranged,
-        _outcome(s.search, q, 3, filter={"nope": "x"}),
-        _outcome(s.search, q[:4], 3),
-        _outcome(s.search, q, 0),
-        _outcome(s.search, q, 3, ef=50),  # a flat space
+        outcome(s.search, q, 3, filter={"nope": "x"}),
+        outcome(s.search, q[:4], 3),
+        outcome(s.search, q, 0),
+        outcome(s.search, q, 3, ef=50),  # a flat space
     ]
 
 
@@ -210,7 +136,7 @@ def case_search_many(s: Api) -> Any:
     for q, hits in zip(qs, many):
         want = [i for i in _cosine_order(v, q) if 2000 <= 1990 + i <= 2020][:4]
         assert [h.key for h in hits] == [keys[i] for i in want]
-    return [many, s.search_many(np.empty((0, 8)), 2), _outcome(s.search_many, qs[:, :3], 2)]
+    return [many, s.search_many(np.empty((0, 8)), 2), outcome(s.search_many, qs[:, :3], 2)]
 
 
 def case_similar(s: Api) -> Any:
@@ -218,7 +144,7 @@ def case_similar(s: Api) -> Any:
     hits = s.similar("d0", 4, filter={"genre": "drama"})
     want = [i for i in _cosine_order(v, v[0]) if i % 2 == 0 and i != 0][:4]
     assert [h.key for h in hits] == [keys[i] for i in want]
-    return [hits, _outcome(s.similar, "nope", 3)]
+    return [hits, outcome(s.similar, "nope", 3)]
 
 
 def case_average(s: Api) -> Any:
@@ -240,10 +166,10 @@ def case_average(s: Api) -> Any:
         skipped,
         stored,
         s.get("m"),
-        _outcome(s.average, []),
-        _outcome(s.average, ["a", "zz"]),
-        _outcome(s.average, ["a"], weights=[0.0]),
-        _outcome(s.average, ["a", "zz"], into="m2"),
+        outcome(s.average, []),
+        outcome(s.average, ["a", "zz"]),
+        outcome(s.average, ["a"], weights=[0.0]),
+        outcome(s.average, ["a", "zz"], into="m2"),
     ]
 
 
@@ -263,9 +189,9 @@ def case_combine(s: Api) -> Any:
         got,
         stored,
         only_literals,
-        _outcome(s.combine),
-        _outcome(s.combine, add=["king", "zz"]),
-        _outcome(s.combine, add=["king"], subtract=["king"], into="zero"),
+        outcome(s.combine),
+        outcome(s.combine, add=["king", "zz"]),
+        outcome(s.combine, add=["king"], subtract=["king"], into="zero"),
     ]
 
 
@@ -283,9 +209,9 @@ def case_update_mean(s: Api) -> Any:
         second,
         ema,
         s.get("u"),
-        _outcome(s.update_mean, "u", []),
-        _outcome(s.update_mean, "u", ["zz"]),
-        _outcome(s.update_mean, "u", ["a"], alpha=2.0),
+        outcome(s.update_mean, "u", []),
+        outcome(s.update_mean, "u", ["zz"]),
+        outcome(s.update_mean, "u", ["a"], alpha=2.0),
     ]
 
 
@@ -307,10 +233,10 @@ def case_get_or_compute(s: Api) -> Any:
         got,
         again,
         asked,
-        _outcome(s.get_or_compute, ["x"], lambda keys: np.ones((2, 8))),
-        _outcome(s.get_or_compute, ["x"], lambda keys: [[1.0, 2.0]]),
-        _outcome(s.get_or_compute, ["x"], compute, on_error="ignore"),
-        _outcome(s.get_or_compute, ["x"], compute, lock_seconds=0),
+        outcome(s.get_or_compute, ["x"], lambda keys: np.ones((2, 8))),
+        outcome(s.get_or_compute, ["x"], lambda keys: [[1.0, 2.0]]),
+        outcome(s.get_or_compute, ["x"], compute, on_error="ignore"),
+        outcome(s.get_or_compute, ["x"], compute, lock_seconds=0),
         s.get("x"),
     ]
 
@@ -347,7 +273,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api], Any]]] = {
     "average": ({}, case_average),
     "combine": ({}, case_combine),
     "update_mean": ({}, case_update_mean),
-    "get_or_compute": ({}, case_get_or_compute),
+    "get_or_compute": ({"expiring": True}, case_get_or_compute),
     "delete": ({}, case_delete),
     "versions": ({}, case_versions),
 }
@@ -358,7 +284,7 @@ def test_sync_and_async_agree(
     case: str, apis: dict[str, Callable[..., Api]], space_name: str
 ) -> None:
     extra, run = CASES[case]
-    results = {m: _norm(run(make(space_name, **CREATE, **extra))) for m, make in apis.items()}
+    results = {m: norm(run(make(space_name, **CREATE, **extra))) for m, make in apis.items()}
     assert results["async"] == results["sync"]
 
 
@@ -372,7 +298,7 @@ def test_concurrent_get_many(server_dir: Path | None, space_name: str) -> None:
     picks = [rng.choice(300, size=int(rng.integers(1, 60)), replace=False) for _ in range(32)]
 
     async def main() -> list[np.ndarray]:
-        async with await connect_async(**_async_hub_args(server_dir)) as hub:
+        async with await connect_async(**async_hub_args(server_dir)) as hub:
             space = await hub.create_space(space_name, **CREATE)
             await space.put_many(keys, v)
             hub.metrics(reset=True)
@@ -400,7 +326,7 @@ def test_async_compute_runs_once_per_key(server_dir: Path | None, space_name: st
     keys = [f"k{i}" for i in range(1, 11)]
 
     async def main() -> list[np.ndarray]:
-        async with await connect_async(**_async_hub_args(server_dir)) as hub:
+        async with await connect_async(**async_hub_args(server_dir)) as hub:
             space = await hub.create_space(space_name, **CREATE)
             return await asyncio.gather(*(space.get_or_compute(keys, compute) for _ in range(16)))
 
@@ -511,7 +437,7 @@ def test_round_trip_without_hiredis(
     keys = [f"k{i}" for i in range(20)]
 
     async def main() -> np.ndarray:
-        async with await connect_async(**_async_hub_args(server_dir)) as hub:
+        async with await connect_async(**async_hub_args(server_dir)) as hub:
             space = await hub.create_space(space_name, **CREATE)
             await space.put_many(keys, v)
             got: np.ndarray = await space.get_many(keys)

@@ -46,7 +46,7 @@ def test_default_and_per_write_ttl(hub: Hub, space_name: str) -> None:
 
 
 def test_expired_embeddings_vanish_from_reads_search_and_len(hub: Hub, space_name: str) -> None:
-    space = hub.create_space(space_name, 4, metric="l2")
+    space = hub.create_space(space_name, 4, metric="l2", expiring=True)
     vecs = _vectors(20)
     space.put_many([f"k{i}" for i in range(20)], vecs)
     space.put_many(["short0", "short1"], vecs[:2] + 0.001, ttl=0.2)
@@ -57,7 +57,7 @@ def test_expired_embeddings_vanish_from_reads_search_and_len(hub: Hub, space_nam
     assert np.isnan(space.get_many(["short1", "k1"], missing="nan")[0, 0])
     hits = {h.key for h in space.search(vecs[0], 4)}
     assert "short0" not in hits and "short1" not in hits and "k0" in hits
-    assert len(space) == 20  # counted by the index once a time to live was used
+    assert len(space) == 20  # the reads made Redis delete them, and the index with them
 
 
 def test_reads_refresh_the_ttl_in_the_same_round_trip(hub: Hub, space_name: str) -> None:
@@ -71,12 +71,19 @@ def test_reads_refresh_the_ttl_in_the_same_round_trip(hub: Hub, space_name: str)
     assert np.array_equal(out[:2], vecs[1:]) and np.isnan(out[2, 0])
     assert 50_000 < _pttl(hub, space, "b") <= 60_000
     assert not hub.client.exists(space.live_keys.doc("zz"))  # a miss creates nothing
-    plain = hub.create_space(space_name + "p", 4, metric="l2")
+    plain = hub.create_space(space_name + "p", 4, metric="l2", expiring=True)
+    never = hub.create_space(space_name + "n", 4, metric="l2")
     try:
         with pytest.raises(rediscache.InvalidInputError, match="default ttl"):
             plain.get("a", refresh_ttl=True)
+        for bad in (True, 5):
+            with pytest.raises(rediscache.InvalidInputError, match="expiring space"):
+                never.get("a", refresh_ttl=bad)
+            with pytest.raises(rediscache.InvalidInputError, match="expiring space"):
+                never.get_many(["a"], refresh_ttl=bad)
     finally:
         hub.drop_space(space_name + "p")
+        hub.drop_space(space_name + "n")
 
 
 def test_versions_of_a_space_with_ttl(hub: Hub, space_name: str) -> None:
@@ -312,7 +319,7 @@ def test_hot_cache_hits_and_sees_other_clients_writes(hub: Hub, space_name: str)
 
 
 def test_hot_cache_follows_rollbacks_and_expiry(hub: Hub, space_name: str) -> None:
-    space = hub.create_space(space_name, 4, metric="l2")
+    space = hub.create_space(space_name, 4, metric="l2", expiring=True)
     other = hub.space(space_name)
     vecs = _vectors(4)
     space.put("a", vecs[0])
@@ -359,7 +366,7 @@ def test_stored_results_get_the_default_ttl(hub: Hub, space_name: str) -> None:
     space.update_mean("user", ["c"])
     for key in ("avg", "comb", "user"):
         assert 25_000 < _pttl(hub, space, key) <= 30_000, key
-    plain = hub.create_space(space_name + "p", 4, metric="l2")
+    plain = hub.create_space(space_name + "p", 4, metric="l2", expiring=True)
     try:
         plain.put("a", vecs[0], ttl=5)
         plain.update_mean("a", [vecs[1]])  # no default: the expiry is left as it is

@@ -90,6 +90,12 @@ def test_ndarray_fast_path_still_checks(dtype: type) -> None:
             codec.as_vector(np.array(bad, dtype=dtype))
     with pytest.raises(InvalidInputError, match="shape"):
         codec.as_vector(np.ones(4, dtype=dtype))
-    # huge but finite values are not mistaken for overflow
-    big = VectorCodec(2, "float32", "l2").as_vector(np.array([3e38, 3e38], dtype=np.float32))
-    assert np.isfinite(big).all()
+    # values whose distances would overflow float32 are refused on the fast path too ...
+    with pytest.raises(InvalidInputError, match="too large"):
+        VectorCodec(2, "float32", "l2").as_vector(np.array([3e38, 3e38], dtype=np.float32))
+    # ... while the largest accepted vectors keep every distance finite
+    l2 = VectorCodec(2, "float32", "l2")
+    edge = np.float32(np.sqrt(l2.max_norm_sq / 2) * 0.999)
+    a = l2.as_vector(np.array([edge, edge], dtype=np.float32))
+    b = l2.as_vector(np.array([-edge, -edge], dtype=np.float32))
+    assert np.isfinite(np.sum((a - b) ** 2, dtype=np.float32))

@@ -99,9 +99,9 @@ def test_injection_attempts_render_as_one_escaped_term() -> None:
 
 
 def test_text_phrase_is_split_into_plain_words() -> None:
-    assert render({"title": "New-York, city!"}) == '@title:"New York city"'
+    assert render({"title": "New-York, city!"}) == '@title:"new york city"'
     assert render(Text("title", '" | @x:{y} -(z')) == '@title:"x y z"'
-    assert render(Text("title", "x)=>[KNN 1000 @vec $vec]")) == '@title:"x KNN 1000 vec vec"'
+    assert render(Text("title", "x)=>[KNN 1000 @vec $vec]")) == '@title:"x knn 1000 vec vec"'
     assert render(Text("title", "naïve_word")) == '@title:"naïve_word"'
 
 
@@ -393,9 +393,9 @@ def test_knn_query_plain() -> None:
     ]  # fmt: skip
 
 
-def test_knn_query_with_filter_ef_vectors_offset() -> None:
+def test_knn_query_with_filter_ef_vectors_and_a_page() -> None:
     q = knn_query(
-        5, filter_str="@genre:{a}", ef=64, with_vectors=True, with_metadata=True, offset=20
+        25, start=20, filter_str="@genre:{a}", ef=64, with_vectors=True, with_metadata=True
     )
     assert q.args(b"\x00\x01") == [
         "(@genre:{a})=>[KNN $k @vec $vec EF_RUNTIME $ef AS __dist]",
@@ -416,6 +416,13 @@ def test_knn_query_without_metadata_and_args_are_fresh_lists() -> None:
     assert "junk" not in q.args(b"b")
 
 
+def test_knn_query_probe_loads_hits_only_when_nothing_else_does() -> None:
+    bare = knn_query(3, with_metadata=False, probe=True).args(b"a")
+    assert bare[-6:] == ["RETURN", 2, "__dist", "__live", "DIALECT", 2]
+    with_meta = knn_query(3, with_metadata=True, probe=True).args(b"a")
+    assert with_meta[-6:] == ["RETURN", 2, "__dist", "meta", "DIALECT", 2]
+
+
 def test_knn_query_with_a_lone_negation_prefilter() -> None:
     not_str = render_filter(Not(Tag("genre", "x")), FIELDS)
     q = knn_query(2, filter_str=not_str, ef=None, with_vectors=False, with_metadata=True)
@@ -425,23 +432,23 @@ def test_knn_query_with_a_lone_negation_prefilter() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"k": 0},
-        {"k": 10_001},
-        {"k": True},
-        {"k": 2.0},
+        {"depth": 0},
+        {"depth": True},
+        {"depth": 2.0},
+        {"depth": "5"},
         {"ef": 0},
         {"ef": -5},
-        {"offset": -1},
-        {"k": 10, "offset": 9_991},
+        {"ef": "10"},
+        {"start": -1},
+        {"depth": 10, "start": 10},
     ],
 )
 def test_knn_query_validates(kwargs: dict[str, object]) -> None:
-    args: dict[str, object] = {"k": 10, "filter_str": None, "ef": None,
-                               "with_vectors": False, "with_metadata": True}  # fmt: skip
+    args: dict[str, object] = {"depth": 10, "filter_str": None, "ef": None}
     args.update(kwargs)
-    k = args.pop("k")
+    depth = args.pop("depth")
     with pytest.raises(InvalidInputError):
-        knn_query(k, **args)  # type: ignore[arg-type]
+        knn_query(depth, **args)  # type: ignore[arg-type]
 
 
 def test_range_query() -> None:
@@ -497,8 +504,9 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
         b"rc:{items}:g1:d:d",
         [b"__dist", b"-1.5e-07", b"other", b"zzz"],
     ]
-    total, hits = parse_search_reply(reply, space_prefix=PREFIX)
+    total, hits, vanished = parse_search_reply(reply, space_prefix=PREFIX)
     assert total == 7
+    assert vanished == [b"rc:{items}:g1:d:gone"]
     assert hits == [
         RawHit("a", 0.125, b"\x81\xa1x\x01", b"\x00\x00\x80?"),
         RawHit("b", 0.5, None, b"VV"),
@@ -509,11 +517,11 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
 
 
 def test_parse_search_reply_empty_and_hit_without_distance() -> None:
-    assert parse_search_reply([0], space_prefix=PREFIX) == (0, [])
-    total, hits = parse_search_reply(
-        [1, b"rc:{items}:g1:d:a", [b"meta", b"M"]], space_prefix=PREFIX
-    )
-    assert (total, hits) == (1, [])
+    assert parse_search_reply([0], space_prefix=PREFIX) == (0, [], [])
+    reply = [2, b"rc:{items}:g1:d:a", [b"meta", b"M"], b"rc:{items}:g1:d:b", []]
+    total, hits, vanished = parse_search_reply(reply, space_prefix=PREFIX)
+    assert (total, hits) == (2, [])
+    assert vanished == [b"rc:{items}:g1:d:a", b"rc:{items}:g1:d:b"]
 
 
 @pytest.mark.parametrize(

@@ -125,6 +125,9 @@ class _FakeSpace(Caching):
         self.codec = VectorCodec(2, "float32", "l2")
         self.hub = SimpleNamespace(_metrics=Metrics())
 
+    def _ttl_ms(self, ttl: object) -> int | None:
+        return None
+
 
 class _Store:
     """A dict standing in for Redis; ``down`` makes every Redis effect fail."""

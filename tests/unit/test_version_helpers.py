@@ -53,8 +53,8 @@ def test_good_labels_and_records() -> None:
         b"2": json.dumps({"label": None, "created_at": "2.5", "count": 7, "gen": 4}).encode(),
         b"1": json.dumps({"label": "a", "created_at": "1.0", "count": 3, "gen": 1}).encode(),
     }
-    table = parse_versions(raw)
+    table = parse_versions(raw, "items")
     assert list(table) == [1, 2]
-    assert table[1] == (Version(1, "a", 1.0, 3), 1)
-    assert table[2] == (Version(2, None, 2.5, 7), 4)
+    assert table[1] == (Version(1, "a", 1.0, 3, "items"), 1)
+    assert table[2] == (Version(2, None, 2.5, 7, "items"), 4)
     assert str(table[1][0]) == "v1 (a)" and str(table[2][0]) == "v2"

@@ -1,0 +1,79 @@
+"""Helpers for tests that run one case on a sync Space and on an AsyncSpace.
+
+A case is written once against the sync signatures; :class:`Api` calls an AsyncSpace's
+methods through it and awaits them on one event loop. The ``apis`` fixture (conftest.py)
+makes spaces of either kind; ``outcome`` and ``norm`` give comparable results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import rediscache
+from rediscache import AsyncSpace, Averaged, Hit
+
+MODES = ("sync", "async")
+
+
+def norm(value: Any) -> Any:
+    """A comparable form of a result (NaN as a string, floats rounded)."""
+    if isinstance(value, np.ndarray):
+        floats = np.round(value.astype(np.float64), 5)
+        cells = [["nan" if np.isnan(x) else float(x) for x in np.atleast_1d(row)] for row in floats]
+        return ("array", str(value.dtype), value.shape, cells)
+    if isinstance(value, Averaged):
+        return ("Averaged", norm(value.vector), value.used, value.skipped)
+    if isinstance(value, Hit):
+        return (value.key, round(value.distance, 5), value.metadata, norm(value.vector))
+    if isinstance(value, (list, tuple)):
+        return [norm(v) for v in value]
+    return value
+
+
+def outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """The result of a call, or the library error it raised (type and message)."""
+    try:
+        return norm(fn(*args, **kwargs))
+    except rediscache.RediscacheError as exc:
+        return ("raised", type(exc).__name__, str(exc))
+
+
+class Api:
+    """One space's methods with the sync signatures, whether it is a Space or an AsyncSpace:
+    what a method returns is awaited when it is awaitable."""
+
+    def __init__(self, space: rediscache.Space | AsyncSpace, run: Callable[[Any], Any]) -> None:
+        self._space = space
+        self._run = run
+
+    @property
+    def sync(self) -> rediscache.Space:
+        """The sync Space (for versions, which AsyncSpace reaches through ``.sync``)."""
+        space = self._space
+        return space.sync if isinstance(space, AsyncSpace) else space
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the calls go to an AsyncSpace."""
+        return isinstance(self._space, AsyncSpace)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._space, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            return self._run(result) if asyncio.iscoroutine(result) else result
+
+        return call
+
+
+def async_hub_args(server_dir: Path | None) -> dict[str, Any]:
+    """Arguments of connect_async for the test session's server."""
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    return {"url": url} if url else {"data_dir": server_dir}
