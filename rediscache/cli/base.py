@@ -102,6 +102,8 @@ def _plain(value: Any) -> Any:
         return value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, bytes):  # metadata may hold bytes: shown as text, odd bytes escaped
+        return value.decode("utf-8", "backslashreplace")
     return value
 
 

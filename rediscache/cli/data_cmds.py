@@ -12,7 +12,7 @@ import numpy.typing as npt
 
 from ..errors import InvalidInputError, KeyNotFoundError
 from .base import State, cli, emit, friendly, json_option, wants_json
-from .parse import parse_filters, parse_keys, parse_vector, version_ref
+from .parse import parse_filters, parse_vector, version_ref
 
 
 def _vector_text(vec: npt.NDArray[Any], full: bool) -> str:
@@ -73,6 +73,13 @@ def get(
     "genre=drama|noir (any of), year=1999, year=1990..2000, year=1990.., title=new york.",
 )
 @click.option("--ef", type=click.IntRange(1, 100_000), help="HNSW EF_RUNTIME for this query.")
+@click.option(
+    "--offset",
+    type=click.IntRange(0, 9_999),
+    default=0,
+    help="Skip this many hits (paging). In an HNSW space every page must use one --ef of at "
+    "least the deepest offset + k.",
+)
 @click.option("--version", metavar="VERSION", help="Search this version (id or label).")
 @json_option
 @click.pass_obj
@@ -86,6 +93,7 @@ def search(
     k: int,
     filters: tuple[str, ...],
     ef: int | None,
+    offset: int,
     version: str | None,
     as_json: bool,
 ) -> None:
@@ -96,6 +104,7 @@ def search(
       rediscache search items --key item:7 -k 5
       rediscache search items --vector '[0.1, 0.2, 0.3]' --filter genre=drama
       rediscache search items --vector-file q.npy --filter year=1990..2000 --json
+      rediscache search items --key item:7 -k 10 --offset 10 --ef 20   # the second page
     """
     vector = parse_vector(vector_text, vector_file)
     if (vector is None) == (key is None):
@@ -104,9 +113,12 @@ def search(
     source = sp if version is None else sp.at(version_ref(version))
     flt = parse_filters(filters, dict(sp.config.fields))
     if key is not None:
-        hits = source.similar(key, k, filter=flt, ef=ef)
+        stored = source.get(key)
+        if stored is None:
+            raise KeyNotFoundError(f"no embedding {key!r} in space {space_name!r}")
+        hits = source.search(stored, k, filter=flt, ef=ef, offset=offset, exclude=[key])
     else:
-        hits = source.search(vector, k, filter=flt, ef=ef)
+        hits = source.search(vector, k, filter=flt, ef=ef, offset=offset)
     if wants_json(state, as_json):
         emit([{"key": h.key, "distance": h.distance, "metadata": h.metadata} for h in hits])
         return
@@ -181,11 +193,9 @@ def _weights(text: str | None) -> list[float] | None:
 
 @cli.command()
 @click.argument("space_name", metavar="SPACE")
+@click.option("--add", "add", multiple=True, metavar="KEY", help="A key to add (repeat for more).")
 @click.option(
-    "--add", "add", multiple=True, metavar="KEY[,KEY...]", help="Keys to add (repeatable)."
-)
-@click.option(
-    "--subtract", multiple=True, metavar="KEY[,KEY...]", help="Keys to subtract (repeatable)."
+    "--subtract", multiple=True, metavar="KEY", help="A key to subtract (repeat for more)."
 )
 @click.option("--weights", metavar="W,W,...", help="One weight per item, --add items first.")
 @click.option("--no-normalize", is_flag=True, help="Keep the raw sum (default: unit length).")
@@ -215,9 +225,12 @@ def combine(
     \b
     Example:
       rediscache combine words --add king --add woman --subtract man -k 5
-      rediscache combine items --add item:7,item:9 --subtract item:3 --into mix:1
+      rediscache combine items --add item:7 --add item:9 --subtract item:3 --into mix:1
+
+    Every --add and --subtract names one key, as every KEY of `average` does: keys are never
+    split at commas.
     """
-    plus, minus = parse_keys(add), parse_keys(subtract)
+    plus, minus = list(add), list(subtract)
     if not plus and not minus:
         raise click.UsageError("give at least one --add or --subtract key")
     sp = state.space(space_name)

@@ -7,6 +7,7 @@ text that cannot mean anything, and leaves checks that need the space to the lib
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy.typing as npt
 
 from .. import query
 
-__all__ = ["parse_fields", "parse_filters", "parse_keys", "parse_vector", "version_ref"]
+__all__ = ["parse_fields", "parse_filters", "parse_vector", "split_unescaped", "version_ref"]
 
 _FIELD_TYPES = ("tag", "numeric", "text")
 
@@ -37,20 +38,49 @@ def parse_fields(values: tuple[str, ...]) -> dict[str, str]:
     return fields
 
 
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def _number(text: str, spec: str) -> float | int:
+    """An integer exactly as written (the library refuses one a double cannot hold), or a
+    float."""
+    if _INT.fullmatch(text.strip()):
+        return int(text)
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise click.BadParameter(
             f"{spec!r}: {text!r} is not a number", param_hint="--filter"
         ) from None
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
+
+
+def split_unescaped(text: str, sep: str) -> list[str]:
+    """``text`` split at each ``sep`` not preceded by a backslash; ``\\<sep>`` stands for a
+    literal ``sep`` and ``\\\\`` for a backslash (other backslashes stay as they are)."""
+    parts: list[str] = []
+    current: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text) and text[i + 1] in (sep, "\\"):
+            current.append(text[i + 1])
+            i += 2
+            continue
+        if c == sep:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    parts.append("".join(current))
+    return parts
 
 
 def parse_filters(values: tuple[str, ...], fields: dict[str, str]) -> query.Filter | None:
     """``--filter`` values combined with AND, typed by the space's ``fields``.
 
-    * tag: ``genre=drama``; any of several: ``genre=drama|noir``
+    * tag: ``genre=drama``; any of several: ``genre=drama|noir``; a literal ``|`` in a
+      value is ``\\|`` and a literal backslash before it ``\\\\`` (``genre=rock\\|pop``)
     * numeric: ``year=1999``, ``year=1990..2000`` (inclusive), ``year=1990..``, ``year=..2000``
     * text: ``title=new york`` (a phrase)
     """
@@ -67,7 +97,7 @@ def parse_filters(values: tuple[str, ...], fields: dict[str, str]) -> query.Filt
                 param_hint="--filter",
             )
         if ftype == "tag":
-            parts.append(query.Tag(name, value.split("|")))
+            parts.append(query.Tag(name, split_unescaped(value, "|")))
         elif ftype == "numeric":
             low, dots, high = value.partition("..")
             if dots:
@@ -125,11 +155,6 @@ def _as_vector(values: Any, hint: str) -> npt.NDArray[Any]:
     return arr.astype(np.float64)
 
 
-def parse_keys(values: tuple[str, ...]) -> list[str]:
-    """Keys given as repeated options and/or comma-separated lists."""
-    return [k for value in values for k in value.split(",") if k]
-
-
 def version_ref(text: str) -> int | str:
-    """A version id (all digits) or a label (labels are never all digits)."""
-    return int(text) if text.isdigit() else text
+    """A version id (all ASCII digits) or a label (labels are never all digits)."""
+    return int(text) if text.isascii() and text.isdigit() else text

@@ -82,6 +82,11 @@ def space() -> None:
     metavar="SECONDS",
     help="Default time to live of the embeddings written (a cache). Default: forever.",
 )
+@click.option(
+    "--expiring",
+    is_flag=True,
+    help="Entries may expire (per-write ttls) although there is no default --ttl.",
+)
 @click.option("--exist-ok", is_flag=True, help="Succeed if the same space already exists.")
 @json_option
 @click.pass_obj
@@ -98,6 +103,7 @@ def space_create(
     ef_construction: int | None,
     ef_runtime: int | None,
     ttl: float | None,
+    expiring: bool,
     exist_ok: bool,
     as_json: bool,
 ) -> None:
@@ -127,6 +133,7 @@ def space_create(
         fields=parse_fields(fields),
         hnsw=hnsw or None,
         ttl=ttl,
+        expiring=expiring or None,
         exist_ok=exist_ok,
     )
     if wants_json(state, as_json):

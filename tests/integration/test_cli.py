@@ -10,6 +10,7 @@ import os
 import pty
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -304,12 +305,71 @@ def test_get_search_average_combine(run: Run, space_name: str, tmp_path: Path, h
                              "--json")))  # fmt: skip
     assert out["used"] == 1 and out["skipped"] == 1
 
-    out = json.loads(_ok(run("combine", space_name, "--add", "item:1,item:2", "--subtract",
-                             "item:3", "-k", "3", "--json")))  # fmt: skip
+    out = json.loads(_ok(run("combine", space_name, "--add", "item:1", "--add", "item:2",
+                             "--subtract", "item:3", "-k", "3", "--json")))  # fmt: skip
     raw = vec["item:1"].astype(np.float64) + vec["item:2"] - vec["item:3"]
     assert np.allclose(out["vector"], raw / np.linalg.norm(raw), rtol=1e-6, atol=1e-7)
     assert len(out["hits"]) == 3
     assert not {"item:1", "item:2", "item:3"} & {h["key"] for h in out["hits"]}
+
+
+def test_the_cli_expresses_every_value(run: Run, space_name: str, hub: Hub) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", algorithm="flat",
+                             fields={"g": "tag", "t": "text", "n": "numeric"})  # fmt: skip
+    vecs = np.eye(4, dtype=np.float32) + 0.1
+    space.put_many(
+        ["a,b", "plain", "x", "y"],
+        vecs,
+        [{"g": "rock|pop", "t": "Café de Flore", "raw": b"\xffz"}, {"g": "rock"},
+         {"g": "pop", "n": 2**60}, {"g": "a\\"}],
+    )  # fmt: skip
+    q = json.dumps([1.0, 0.0, 0.0, 0.0])
+
+    def keys(*args: str) -> list[str]:
+        out = _ok(run("search", space_name, "--vector", q, "-k", "4", *args, "--json"))
+        return sorted(h["key"] for h in json.loads(out))
+
+    assert keys("--filter", r"g=rock\|pop") == ["a,b"]  # a literal |
+    assert keys("--filter", "g=rock|pop") == ["plain", "x"]  # any of
+    assert keys("--filter", "g=a\\\\") == ["y"]  # a literal backslash
+    assert keys("--filter", "t=CAFÉ") == ["a,b"]  # case folded beyond ASCII
+    assert keys("--filter", f"n={2**60}") == ["x"]  # integers taken exactly
+    err = _one_line_error(
+        run("search", space_name, "--vector", q, "--filter", "n=232787661235170481")
+    )
+    assert "tag field" in err
+    # keys are never split at commas, in average and combine alike
+    out = json.loads(_ok(run("average", space_name, "a,b", "--json")))
+    assert np.allclose(out["vector"], vecs[0])
+    out = json.loads(_ok(run("combine", space_name, "--add", "a,b", "--no-normalize", "--json")))
+    assert np.allclose(out["vector"], vecs[0])
+    # bytes in metadata print as text in JSON
+    got = json.loads(_ok(run("get", space_name, "a,b", "--json")))
+    assert got["metadata"]["raw"] == "\\xffz"
+    # paging: --offset gives the next page of the same list
+    first = json.loads(_ok(run("search", space_name, "--vector", q, "-k", "2", "--json")))
+    second = json.loads(_ok(run("search", space_name, "--vector", q, "-k", "2", "--offset", "2",
+                                "--json")))  # fmt: skip
+    whole = json.loads(_ok(run("search", space_name, "--vector", q, "-k", "4", "--json")))
+    assert [h["key"] for h in first + second] == [h["key"] for h in whole]
+
+
+def test_cli_search_skips_expired_entries_and_refuses_bad_vectors(
+    run: Run, space_name: str, hub: Hub
+) -> None:
+    space = hub.create_space(space_name, 4, metric="l2", algorithm="flat", dtype="float16",
+                             ttl=3600)  # fmt: skip
+    space.put_many(
+        [f"live{i}" for i in range(2000)], np.full((2000, 4), 5.0) + np.arange(2000)[:, None] * 1e-3
+    )
+    space.put_many([f"gone{i}" for i in range(5)], np.zeros((5, 4)) + 0.01, ttl=0.3)
+    time.sleep(1.0)
+    out = json.loads(
+        _ok(run("search", space_name, "--vector", "[0, 0, 0, 0]", "-k", "5", "--json"))
+    )
+    assert len(out) == 5 and all(h["key"].startswith("live") for h in out)
+    err = _one_line_error(run("search", space_name, "--vector", "[70000, 0, 0, 0]"))
+    assert "out of range for float16" in err
 
 
 # ---------------------------------------------------------------- versions and stats

@@ -13,8 +13,8 @@ from rediscache import query
 from rediscache.cli.parse import (
     parse_fields,
     parse_filters,
-    parse_keys,
     parse_vector,
+    split_unescaped,
     version_ref,
 )
 
@@ -81,8 +81,25 @@ def test_vectors(tmp_path: Path) -> None:
         parse_vector("[1]", js)
 
 
-def test_keys_and_versions() -> None:
-    assert parse_keys(("a,b", "c", "")) == ["a", "b", "c"]
+def test_every_tag_value_can_be_written() -> None:
+    assert _q(parse_filters((r"genre=rock\|pop",), FIELDS)) == _q(query.Tag("genre", "rock|pop"))
+    assert _q(parse_filters((r"genre=a\|b|c",), FIELDS)) == _q(query.Tag("genre", ["a|b", "c"]))
+    assert _q(parse_filters((r"genre=a\\|b",), FIELDS)) == _q(query.Tag("genre", ["a\\", "b"]))
+    assert _q(parse_filters((r"genre=C:\dir",), FIELDS)) == _q(query.Tag("genre", r"C:\dir"))
+    assert split_unescaped(r"x\\\|y", "|") == ["x\\|y"]
+
+
+def test_numbers_are_taken_exactly() -> None:
+    # an 18-digit integer is not rounded on the way: the library refuses it with a hint
+    flt = parse_filters(("year=232787661235170481",), FIELDS)
+    assert isinstance(flt, query.Num) and flt.low == 232787661235170481
+    with pytest.raises(query.InvalidInputError, match="tag field"):
+        _q(flt)
+    assert _q(parse_filters(("year=-3..1e3",), FIELDS)) == _q(query.Num("year", -3, 1000.0))
+
+
+def test_versions() -> None:
     assert version_ref("12") == 12
+    assert version_ref("²") == "²"  # a Unicode digit: a label, not an id
     assert version_ref("before-retrain") == "before-retrain"
     assert version_ref("v2") == "v2"
