@@ -217,6 +217,23 @@ class VectorCodec:
                     "which has no direction in a cosine space"
                 )
 
+    def as_result(self, vec: npt.NDArray[np.float64], what: str) -> npt.NDArray[Any]:
+        """A computed float64 vector (an average, a combination) in the output dtype, checked
+        as :meth:`check_stored` would check it (raises InvalidInputError naming ``what``)."""
+        if self._exact:
+            # Fast path: a squared norm within bounds in float64 means no element can
+            # overflow the cast; the cast vector's own norm then decides.
+            with np.errstate(all="ignore"):
+                wide = float(np.dot(vec, vec))
+            if wide <= self.max_norm_sq:
+                out: npt.NDArray[Any] = vec.astype(self.out_dtype)
+                if self.min_norm_sq <= float(np.dot(out, out)) <= self.max_norm_sq:
+                    return out
+        with np.errstate(all="ignore"):  # overflow is reported by check_stored
+            out = vec.astype(self.out_dtype)
+        self.check_stored(out[None, :], what, given=vec[None, :])
+        return out
+
     def as_stored(self, arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """The values a read returns once the checked (n, dim) array ``arr`` is stored: the
         same array in float32/float64 spaces, the values rounded to float16/bfloat16 (and

@@ -140,7 +140,9 @@ class HotCache:
         if not self._active.is_set():
             return None
         fd = self._fd
-        if fd is not None and select.select((fd,), (), (), 0)[0]:
+        # Messages wait on the socket, or the listener thread is applying some it read (and
+        # may have been switched out mid-way): apply them before answering.
+        if fd is not None and (self._io.locked() or select.select((fd,), (), (), 0)[0]):
             self._drain()
         with self._lock:
             entry = self._entries.get(key)

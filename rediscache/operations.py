@@ -124,10 +124,7 @@ class VectorOps:
 
     def _result(self, vec: npt.NDArray[np.float64], op: str) -> npt.NDArray[Any]:
         """The result of ``op`` in the output dtype, checked like a vector being stored."""
-        with np.errstate(all="ignore"):  # overflow is reported by check_stored
-            out: npt.NDArray[Any] = vec.astype(self.codec.out_dtype)
-        self.codec.check_stored(out[None, :], f"the result of {op}", given=vec[None, :])
-        return out
+        return self.codec.as_result(vec, f"the result of {op}")
 
     def _bounded(self, keys: int, op: str, into: bool, *, reserved: int = 0) -> None:
         """Refuse a call whose one script would read more than COMPUTE_FLOATS (into=,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from .errors import (
     ConnectionFailedError,
     CorruptDataError,
     InvalidInputError,
+    OutcomeUnknownError,
     ServerError,
     StaleStateError,
 )
@@ -36,34 +38,48 @@ __all__ = ["CHUNK", "Hit", "Record", "Space", "SpaceConfig", "SpaceInfo"]
 #: refused. 3: text fields are indexed case-folded (query.fold_text); expiring spaces.
 LAYOUT = "3"
 
-#: Server time a write script should take at most (seconds): put_many sizes its chunks so
-#: that an HNSW write stays near it, since a script blocks every other client meanwhile.
-WRITE_BUDGET = 0.025
-#: Server time of one HNSW insert per float of dim, measured (lua_limits in docs/lua.md):
-#: about 0.25 ms per 384-d vector at M 16, EF_CONSTRUCTION 200.
-HNSW_INSERT_PER_FLOAT = 0.25e-3 / 384
+#: Time one write.lua call of put_many should take (seconds): a script blocks every other
+#: client while it runs, so HNSW writes (where each row is an index insert: 0.5 to 1.3 ms per
+#: 384-d row measured here, more as the index grows) go in chunks sized to about this long.
+#: Raw pipelined HSETs interleave with other clients every few commands; a 1,000-row script
+#: blocked them for over a second (docs/lua.md).
+WRITE_BUDGET = 0.1
+#: First guess of an HNSW insert's cost per float of dim, before a space's writes are timed.
+HNSW_INSERT_PER_FLOAT = 1e-3 / 384
 
 
-def write_chunk(config: SpaceConfig) -> int:
-    """Rows per write.lua call of put_many: CHUNK for FLAT spaces (indexing is a copy), and
-    for HNSW as many as fit :data:`WRITE_BUDGET` (104 rows at dim 384, 26 at 1536)."""
-    if config.algorithm != "hnsw":
-        return CHUNK
-    rows = int(WRITE_BUDGET / (HNSW_INSERT_PER_FLOAT * config.dim))
-    return max(8, min(CHUNK, rows))
+class WritePacer:
+    """Rows per write.lua call for one space: CHUNK in a FLAT space (indexing is a copy:
+    1,000 rows of 384 floats took 24 ms of server time), and in an HNSW space as many as take
+    about :data:`WRITE_BUDGET`, by the time the last calls took per row (a running average;
+    between 8 and CHUNK rows)."""
+
+    def __init__(self, config: SpaceConfig) -> None:
+        self.hnsw = config.algorithm == "hnsw"
+        self.row_seconds = HNSW_INSERT_PER_FLOAT * config.dim
+
+    def rows(self) -> int:
+        """Rows for the next call."""
+        if not self.hnsw:
+            return CHUNK
+        return max(8, min(CHUNK, int(WRITE_BUDGET / self.row_seconds)))
+
+    def record(self, rows: int, seconds: float) -> None:
+        """Account a call of ``rows`` rows that took ``seconds`` (round trip included)."""
+        if rows > 0 and seconds > 0:
+            self.row_seconds = 0.5 * self.row_seconds + 0.5 * seconds / rows
 
 
 def chunk_failed(name: str, exc: Exception, start: int, end: int, n: int) -> ServerError:
     """The error of a put_many whose chunk ``start..end-1`` (of ``n`` rows) failed: which
-    rows are stored. A script writes all of its chunk or nothing; only a broken connection
-    leaves the chunk's fate unknown."""
-    unknown = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+    rows are stored. A script writes all of its chunk or nothing; only a lost reply leaves
+    the chunk's fate unknown."""
+    unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
     fate = "may or may not be stored" if unknown else "were not stored"
     before = f"; rows before {start} are stored" if start else ""
     after = f"; rows from {end} on were not sent" if end < n else ""
-    return ServerError(
-        f"put_many into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}"
-    )
+    error = OutcomeUnknownError if unknown else ServerError
+    return error(f"put_many into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}")
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
         self._client: redis.Redis = hub.client
         self._set_state(state)
         self._ready: set[int] = set()  # generations whose index is known to be complete
+        self._pacer = WritePacer(config)  # rows per put_many chunk
 
     # ------------------------------------------------------------ state
 
@@ -301,9 +318,10 @@ class Space(Reader, VectorOps, Versioned, Caching):
         key_list, rows = self._prepare(keys, vectors, metadata)
         n = len(key_list)
         written = 0
-        size = write_chunk(self.config)
-        for start in range(0, n, size):
-            end = min(start + size, n)
+        pacer = self._pacer
+        start = 0
+        while start < n:
+            end = min(start + pacer.rows(), n)
             names = key_list[start:end]
 
             def call(
@@ -311,11 +329,13 @@ class Space(Reader, VectorOps, Versioned, Caching):
             ) -> int:
                 return self._write(state, gen, names, rows[start : start + len(names)], ttl_ms)
 
+            began = time.monotonic()
             try:
                 self._writing(call)
             except (redis.RedisError, ServerError) as exc:
                 raise chunk_failed(self.name, exc, start, end, n) from exc
-            written = end
+            pacer.record(end - start, time.monotonic() - began)
+            written = start = end
         return written
 
     def _ttl_ms(self, ttl: object) -> int | None:

@@ -33,7 +33,7 @@ from ..keys import GenKeys
 from ..metrics import Metrics, instrument_async
 from ..operations import Averaged, Planned
 from ..reader import ATTEMPTS, STALE_SECONDS, Hit
-from ..space import INSTRUMENTED, chunk_failed, write_chunk
+from ..space import INSTRUMENTED, chunk_failed
 from ..state import STATE_FIELD, SpaceState
 from ..wire import fetch_commands, get_commands, vector_rows
 
@@ -273,7 +273,7 @@ class AsyncSpace:
         ttl: float | None = None,
     ) -> int:
         """:meth:`rediscache.Space.put_many`: store many embeddings; returns how many were
-        written. One round trip per chunk (:func:`rediscache.space.write_chunk` rows), each
+        written. One round trip per chunk (:class:`rediscache.space.WritePacer` rows), each
         chunk atomic; checked before sending.
 
         Raises:
@@ -283,9 +283,10 @@ class AsyncSpace:
         ttl_ms = self.sync._ttl_ms(ttl)
         key_list, rows = self.sync._prepare(keys, vectors, metadata)
         n = len(key_list)
-        size = write_chunk(self.config)
-        for start in range(0, n, size):
-            end = min(start + size, n)
+        pacer = self.sync._pacer
+        start = 0
+        while start < n:
+            end = min(start + pacer.rows(), n)
             names = key_list[start:end]
             chunk = rows[start:end]
 
@@ -305,10 +306,13 @@ class AsyncSpace:
                     ),
                 )
 
+            began = time.monotonic()
             try:
                 await self._writing(write)
             except (redis.RedisError, ServerError) as exc:
                 raise chunk_failed(self.name, exc, start, end, n) from exc
+            pacer.record(end - start, time.monotonic() - began)
+            start = end
         return n
 
     async def delete(self, *keys: str) -> int:
