@@ -402,6 +402,12 @@ def _render(f: Filter, fields: Mapping[str, FieldType], depth: int = 0) -> str:
                 f"filter on numeric field {f.field!r}: low {f.low!r} is greater than "
                 f"high {f.high!r}"
             )
+        if low == math.inf or high == -math.inf:
+            # numeric fields hold finite values only: such a range could never match
+            raise InvalidInputError(
+                f"filter on numeric field {f.field!r}: [{f.low!r}, {f.high!r}] holds no finite "
+                "value, and numeric fields hold finite values only (use None for an open end)"
+            )
         return f"@{f.field}:[{_num(low)} {_num(high)}]"
     if isinstance(f, Text):
         _expect(f.field, "text", fields, "Text")

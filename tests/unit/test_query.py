@@ -21,6 +21,7 @@ from rediscache.query import (
     Text,
     encode_field_value,
     encode_tag_value,
+    fold_text,
     hnsw_params,
     parse_filter,
     render_filter,
@@ -539,3 +540,44 @@ def test_parse_search_reply_empty_and_hit_without_distance() -> None:
 def test_parse_search_reply_refuses_malformed(reply: object) -> None:
     with pytest.raises(CorruptDataError):
         parse_search_reply(reply, space_prefix=PREFIX)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "flt",
+    [
+        {"year": math.inf},
+        {"year": -math.inf},
+        {"year": (math.inf, None)},
+        {"year": (None, -math.inf)},
+    ],
+)
+def test_numeric_filters_that_can_match_no_finite_value_are_refused(flt: object) -> None:
+    with pytest.raises(InvalidInputError, match="finite"):
+        render(flt)
+    assert render({"year": (0, math.inf)}) == "@year:[0 +inf]"  # an open end spelled inf
+
+
+def test_numeric_values_a_double_cannot_hold_are_refused() -> None:
+    for value in (2**53 + 1, 232787661235170481, 10**400):
+        with pytest.raises(InvalidInputError, match="tag field"):
+            render({"year": value})
+        with pytest.raises(InvalidInputError, match="tag field"):
+            encode_field_value("numeric", value)
+    assert encode_field_value("numeric", 2**60) == str(2**60)  # exactly a double
+    assert encode_field_value("numeric", np.int64(7)) == "7"
+
+
+def test_text_is_folded_for_all_of_unicode() -> None:
+    assert fold_text("CAFÉ de Flore") == "café de flore"
+    assert fold_text("Straße") == fold_text("STRASSE") == "strasse"
+    assert fold_text("\uff21\uff22\uff23") == "abc"  # full-width letters (NFKC)
+    assert render({"title": "CAFÉ"}) == '@title:"café"'
+    assert encode_field_value("text", "Café") == "café"
+
+
+def test_long_tags_and_words_are_refused() -> None:
+    assert render({"genre": "x" * 4096}).startswith("@genre:{x")
+    with pytest.raises(InvalidInputError, match="4,096 bytes"):
+        render({"genre": "é" * 2049})  # 4,098 bytes
+    with pytest.raises(InvalidInputError, match="128 bytes"):
+        render({"title": "ok " + "y" * 129})
