@@ -18,6 +18,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .codec import check_int
 from .errors import CorruptDataError, InvalidInputError
 from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD
 from .query import DISTANCE_FIELD, PROBE_FIELD
@@ -59,15 +60,6 @@ class KnnQuery(_PreparedSearch):
 @dataclass(frozen=True, slots=True)
 class RangeQuery(_PreparedSearch):
     """A prepared range search: ``query`` is the query string, :meth:`args` adds the vector."""
-
-
-def _int_arg(value: object, name: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InvalidInputError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    number = int(value)
-    if not low <= number <= high:
-        raise InvalidInputError(f"{name} must be an int in {low}..{high}, got {value!r}")
-    return number
 
 
 def _return_clause(with_metadata: bool, with_vectors: bool, probe: bool) -> tuple[str | int, ...]:
@@ -124,12 +116,12 @@ def knn_query(
     Raises:
         InvalidInputError: depth, start or ef out of range.
     """
-    depth = _int_arg(depth, "k", 1, 2**31 - 1)
-    start = _int_arg(start, "offset", 0, depth - 1)
+    depth = check_int(depth, "k", high=2**31 - 1)
+    start = check_int(start, "offset", low=0, high=depth - 1)
     ef_part = ""
     params: list[str | int] = ["k", depth]
     if ef is not None:
-        ef = _int_arg(ef, "ef", 1, 2**31 - 1)
+        ef = check_int(ef, "ef", high=2**31 - 1)
         ef_part = " EF_RUNTIME $ef"
     prefilter = f"({filter_str})" if filter_str else "*"
     query = f"{prefilter}=>[KNN $k @{VECTOR_FIELD} $vec{ef_part} AS {DISTANCE_FIELD}]"
@@ -182,8 +174,8 @@ def range_query(
         InvalidInputError: radius not finite or negative; limit or offset out of range.
     """
     r = check_radius(radius)
-    limit = _int_arg(limit, "limit", 1, 2**31 - 1)
-    offset = _int_arg(offset, "offset", 0, 2**31 - 1)
+    limit = check_int(limit, "limit", high=2**31 - 1)
+    offset = check_int(offset, "offset", low=0, high=2**31 - 1)
     query = f"@{VECTOR_FIELD}:[VECTOR_RANGE $r $vec]=>{{$YIELD_DISTANCE_AS: {DISTANCE_FIELD}}}"
     if filter_str:
         query += f" ({filter_str})"
