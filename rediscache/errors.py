@@ -23,6 +23,7 @@ from :class:`LookupError`::
         +-- EmbeddedServerError             the local embedded server cannot start
             +-- RedisBinaryNotFoundError    no usable redis-server binary
             +-- PortInUseError              the requested port is taken
+            +-- ServerLoadingError          it is still loading its data (left running)
 
 Messages say what was wrong and what to do about it.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "SearchModuleMissingError",
     "ServerBusyError",
     "ServerError",
+    "ServerLoadingError",
     "SpaceNotFoundError",
     "StaleStateError",
     "VersionNotFoundError",
@@ -146,6 +148,12 @@ class EmbeddedServerError(ServerError):
 
 class RedisBinaryNotFoundError(EmbeddedServerError):
     """No redis-server binary able to load the search module was found."""
+
+
+class ServerLoadingError(EmbeddedServerError):
+    """The embedded server is still loading its data (replaying its AOF, rebuilding indexes)
+    when the start timeout ran out. It was left running: killing it would make the next start
+    load everything again. Retry later, or give a longer ``start_timeout``."""
 
 
 class PortInUseError(EmbeddedServerError):

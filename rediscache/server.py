@@ -50,6 +50,7 @@ from .errors import (
     PortInUseError,
     RedisBinaryNotFoundError,
     SearchModuleMissingError,
+    ServerLoadingError,
 )
 
 __all__ = [
@@ -208,6 +209,10 @@ class ServerStatus:
     used_memory_human: str | None = None
     keys: int | None = None
     uptime_seconds: int | None = None
+    #: Still loading its data (or not answering although its process runs).
+    loading: bool = False
+    #: How far the AOF replay is, when Redis says (INFO persistence ``loading_loaded_perc``).
+    loading_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -390,13 +395,31 @@ def _pairs(reply: Any) -> dict[str, Any]:
     }
 
 
+def _is_server_process(info: ServerInfo) -> bool:
+    """True when ``info.pid`` runs ``info.binary`` (a pid can be reused by another program)."""
+    if not _pid_alive(info.pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{info.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc to ask: trust the pid
+    return bool(cmdline) and os.path.basename(cmdline[0]) == os.path.basename(info.binary).encode()
+
+
 def _alive(info: ServerInfo) -> bool:
-    """True when ``info`` describes a server that answers PING with its password."""
+    """True when ``info`` describes a running server: it answers PING, or it answers that it
+    is loading its data or busy with a script, or it does not answer in time but its
+    process is the recorded redis-server. Busy or slow is not dead: starting a second server
+    on the same data directory would make two processes write one AOF."""
     try:
         with info.client(socket_timeout=2, socket_connect_timeout=2, retry=_NO_RETRY) as client:
             return bool(client.ping())
+    except redis.BusyLoadingError:
+        return True
+    except redis.ResponseError as exc:
+        return str(exc).startswith("BUSY") or _is_server_process(info)
     except redis.RedisError:
-        return False
+        return _is_server_process(info)
 
 
 # ---------------------------------------------------------------- start / stop
@@ -502,6 +525,11 @@ def start(config: ServerConfig | None = None) -> tuple[ServerInfo, bool]:
     with _locked(config.data_dir):
         previous = _read_state(config.data_dir)
         if previous is not None and _alive(previous):
+            if not previous.search_version:  # recorded while it was starting: wait for it
+                bins = Binaries(Path(previous.binary), None, (0, 0, 0), "running server")
+                version = _wait_ready(previous.pid, previous, config, bins, 0)
+                previous = replace(previous, search_version=version)
+                _write_private(_state_path(config.data_dir), json.dumps(asdict(previous), indent=2))
             return previous, False
         return _start_locked(config, previous), True
 
@@ -547,10 +575,15 @@ def _start_locked(config: ServerConfig, previous: ServerInfo | None) -> ServerIn
         redis_version=".".join(map(str, bins.version)),
         search_version="",
     )
+    # Recorded before waiting: a caller interrupted now (SIGTERM, Ctrl-C, a timeout) leaves
+    # a server the next start finds and waits for, never a second one on the same data dir.
+    _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
     try:
         module_version = _wait_ready(pid, info, config, bins, log_start)
+    except ServerLoadingError:
+        raise  # alive and loading: left running (it would start over if killed)
     except BaseException:
-        if _pid_alive(pid):
+        if _pid_alive(pid) and not _loading(info):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         raise
@@ -583,6 +616,7 @@ def _wait_ready(
 ) -> str:
     deadline = time.monotonic() + config.start_timeout
     delay = 0.01
+    loading = False
     while True:
         if not _pid_alive(pid):
             raise _startup_failure(config, bins, info.port, _log_tail(config.data_dir, log_start))
@@ -598,16 +632,36 @@ def _wait_ready(
                     )
                 return version
         except redis.BusyLoadingError:
-            pass  # replaying the AOF; keep waiting
+            loading = True  # replaying the AOF (and rebuilding indexes); keep waiting
         except redis.ConnectionError:
             pass  # not listening yet
         if time.monotonic() > deadline:
+            if loading or _loading(info):
+                raise ServerLoadingError(
+                    f"redis-server (pid {pid}) is still loading its data after "
+                    f"{config.start_timeout:g} s; it was left running (a loading server that is "
+                    "killed starts over): wait and retry, or give a longer start_timeout "
+                    f"(--start-timeout). `rediscache server status` shows it; see "
+                    f"{config.data_dir / LOG_FILE}"
+                )
             raise EmbeddedServerError(
-                f"redis-server did not become ready within {config.start_timeout:.0f}s "
+                f"redis-server did not become ready within {config.start_timeout:g}s "
                 f"(see {config.data_dir / LOG_FILE})"
             )
         time.sleep(delay)
         delay = min(delay * 2, 0.2)
+
+
+def _loading(info: ServerInfo) -> bool:
+    """True when the server of ``info`` answers that it is loading its data."""
+    try:
+        with info.client(socket_timeout=2, socket_connect_timeout=2, retry=_NO_RETRY) as client:
+            client.ping()
+    except redis.BusyLoadingError:
+        return True
+    except redis.RedisError:
+        return False
+    return False
 
 
 def ensure_running(config: ServerConfig | None = None) -> ServerInfo:
@@ -652,9 +706,23 @@ def status(data_dir: Path | None = None) -> ServerStatus:
     info = _read_state(data_dir)
     if info is None or not _alive(info):
         return ServerStatus(running=False, data_dir=str(data_dir))
-    with info.client(socket_timeout=5) as client:
-        raw = client.info()
-        keys = int(client.dbsize())
+    try:
+        with info.client(socket_timeout=5, retry=_NO_RETRY) as client:
+            raw = client.info()
+            if int(raw.get("loading", 0)):
+                return ServerStatus(
+                    running=True,
+                    data_dir=str(data_dir),
+                    info=info,
+                    used_memory_human=str(raw.get("used_memory_human")),
+                    uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
+                    loading=True,
+                    loading_percent=float(raw.get("loading_loaded_perc", 0.0)),
+                )
+            keys = int(client.dbsize())
+    except (redis.BusyLoadingError, redis.TimeoutError, redis.ConnectionError):
+        # alive (its process runs) but not answering now: loading, busy or slow
+        return ServerStatus(running=True, data_dir=str(data_dir), info=info, loading=True)
     return ServerStatus(
         running=True,
         data_dir=str(data_dir),

@@ -40,6 +40,15 @@ def server() -> None:
 @click.option("--redis-server", type=click.Path(path_type=Path), help="redis-server to run.")
 @click.option("--search-module", type=click.Path(path_type=Path), help="redisearch.so to load.")
 @click.option("--maxmemory", help="Memory limit, e.g. 2gb (default: none).")
+@click.option(
+    "--start-timeout",
+    type=click.FloatRange(0.1, 86_400),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the server to be ready. A server still loading its data "
+    "then is left running (never killed: it would start over) and the command says so.",
+)
 @json_option
 @click.pass_obj
 @friendly
@@ -50,14 +59,19 @@ def server_start(
     redis_server: Path | None,
     search_module: Path | None,
     maxmemory: str | None,
+    start_timeout: float,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
+
+    A data directory with many vectors takes a while to load after a restart (its indexes
+    are rebuilt); a server still loading after --start-timeout is left running.
 
     \b
     Example:
       rediscache server start
       rediscache --data-dir /srv/rc server start --port 6390 --appendfsync always
+      rediscache server start --start-timeout 300     # a large data dir after a crash
     """
     config = state.server_config(
         port=port,
@@ -65,6 +79,7 @@ def server_start(
         redis_server=redis_server,
         search_module=search_module,
         maxmemory=maxmemory,
+        start_timeout=start_timeout,
     )
     info, started = srv.start(config)
     if wants_json(state, as_json):
@@ -114,7 +129,11 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         if st.info is not None:
             out.update(_info_dict(st.info, show_password))
             out.update(
-                used_memory=st.used_memory_human, keys=st.keys, uptime_seconds=st.uptime_seconds
+                used_memory=st.used_memory_human,
+                keys=st.keys,
+                uptime_seconds=st.uptime_seconds,
+                loading=st.loading,
+                loading_percent=st.loading_percent,
             )
         click.echo(json.dumps(out, indent=2))
     elif st.info is None:
@@ -131,6 +150,9 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
             f"  data:    {i.data_dir}\n"
             f"  memory:  {st.used_memory_human}, keys: {st.keys}, uptime: {st.uptime_seconds}s"
         )
+        if st.loading:
+            done = "" if st.loading_percent is None else f": {st.loading_percent:.1f}% replayed"
+            click.echo(f"  loading its data{done} (commands wait until it is done)")
     if not st.running:
         sys.exit(3)
 

@@ -75,6 +75,33 @@ def test_data_survives_sigkill(own_dir: Path, kill_server: Callable[[int], None]
         assert hits[0].key == "k3"
 
 
+def test_a_loading_server_is_never_killed_nor_doubled(
+    own_dir: Path, kill_server: Callable[[int], None]
+) -> None:
+    """A start that runs out of time while the server loads its data leaves it running,
+    records it, and the next start waits for that same process (issue 13, first kind)."""
+    config = server.ServerConfig(data_dir=own_dir)
+    info, _ = server.start(config)
+    with rediscache.connect(data_dir=own_dir) as hub:
+        space = hub.create_space("big", 64, algorithm="hnsw")
+        rng = np.random.default_rng(0)
+        space.put_many([f"k{i}" for i in range(20_000)], rng.standard_normal((20_000, 64)))
+    kill_server(info.pid)
+    with pytest.raises(rediscache.ServerLoadingError, match="left running") as err:
+        server.start(server.ServerConfig(data_dir=own_dir, start_timeout=0.3))
+    state = server.status(own_dir)  # loading or done by now: running either way
+    assert state.running and state.info is not None
+    loading_pid = state.info.pid
+    assert f"pid {loading_pid}" in str(err.value)
+    res = CliRunner().invoke(cli, ["--data-dir", str(own_dir), "server", "status"])
+    assert res.exit_code == 0, res.output
+    info2, started = server.start(server.ServerConfig(data_dir=own_dir, start_timeout=300))
+    assert not started and info2.pid == loading_pid  # the same process, not a second one
+    assert info2.search_version
+    with rediscache.connect(data_dir=own_dir) as hub:
+        assert hub.space("big").get("k7") is not None
+
+
 def test_cli_start_status_stop(own_dir: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(cli, ["--data-dir", str(own_dir), "server", "start"])
