@@ -36,10 +36,14 @@ class Drift:
 class Diff:
     """What changed from side ``a`` to side ``b`` (from :meth:`rediscache.versions.Versioned.diff`).
 
-    ``changed`` lists keys present in both whose vector or metadata differ; ``drift`` is over
-    every common key (unchanged ones count as 0). ``neighbour_overlap`` is the mean share of
-    a sampled common key's ``k`` nearest neighbours that are the same on both sides (1.0: the
-    neighbourhoods did not move), or None when fewer than 2 keys are common.
+    ``changed`` lists keys present in both whose vector or metadata differ. ``drift`` is over
+    every common key (an identical vector counts as exactly 0); ``changed_drift`` over the
+    changed keys only, so that a few moved keys among many still show. ``neighbour_overlap``
+    is the mean share of a sampled common key's nearest neighbours that are the same on both
+    sides (1.0: the neighbourhoods did not move), or None when fewer than 2 keys are common.
+    It compares ``k_used`` neighbours: ``k``, or one less than the common keys when there are
+    not more than ``k`` of them; then every key is every other's neighbour and an overlap of
+    1.0 says nothing (``overlap_note`` says so).
     """
 
     a: str
@@ -52,12 +56,16 @@ class Diff:
     neighbour_overlap: float | None
     overlap_sample: int
     k: int
+    changed_drift: Drift = Drift(0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    k_used: int = 0
+    overlap_note: str | None = None
 
 
 def drift_stats(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], Drift]:
     """Cosine distance of each row of ``a`` to the same row of ``b``, and its summary.
 
-    Rows that are zero on both sides count as distance 0; a zero row on one side as 1.
+    Identical rows count as exactly 0 (not the rounding error of a cosine), rows that are
+    zero on both sides too; a zero row on one side counts as 1.
     """
     a64 = np.asarray(a, dtype=np.float64)
     b64 = np.asarray(b, dtype=np.float64)
@@ -71,8 +79,16 @@ def drift_stats(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> tuple[npt.NDArray[A
     both_zero = (na == 0) & (nb == 0)
     cos = np.where(both_zero, 1.0, np.where((na == 0) | (nb == 0), 0.0, cos))
     dist = np.clip(1.0 - cos, 0.0, 2.0)
+    dist[(a64 == b64).all(axis=1)] = 0.0
+    return dist, _summary(dist)
+
+
+def _summary(dist: npt.NDArray[Any]) -> Drift:
+    """The :class:`Drift` of some distances (all zeros when there are none)."""
+    if dist.size == 0:
+        return Drift(0, 0.0, 0.0, 0.0, 0.0, 0.0)
     p50, p90, p99 = np.percentile(dist, [50, 90, 99])
-    return dist, Drift(
+    return Drift(
         int(dist.size), float(dist.mean()), float(p50), float(p90), float(p99), float(dist.max())
     )
 
@@ -116,8 +132,18 @@ def compare(
     dim = side_a.codec.dim
     mat_a = np.array(va).reshape(-1, dim)
     mat_b = np.array(vb).reshape(-1, dim)
-    _, drift = drift_stats(mat_a, mat_b)
+    dist, drift = drift_stats(mat_a, mat_b)
+    moved = set(changed)
+    changed_drift = _summary(dist[[i for i, name in enumerate(common) if name in moved]])
     overlap, used = _neighbour_overlap(side_a, side_b, common, mat_a, mat_b, sample, k, seed)
+    k_used = min(k, len(common) - 1) if len(common) >= 2 else 0
+    note = None
+    if overlap is not None and k_used < k:
+        note = (
+            f"only {len(common)} keys are common, so each key's {k_used} neighbours are all "
+            "the other keys: the overlap is 1.0 whatever moved; compare with k below "
+            f"{len(common) - 1}"
+        )
     return Diff(
         a=a_name,
         b=b_name,
@@ -129,6 +155,9 @@ def compare(
         neighbour_overlap=overlap,
         overlap_sample=used,
         k=k,
+        changed_drift=changed_drift,
+        k_used=k_used,
+        overlap_note=note,
     )
 
 

@@ -150,18 +150,20 @@ def diff(
         listed = ", ".join(keys[:show]) + (", ..." if len(keys) > show else "")
         click.echo(f"  {name + ':':9}{len(keys):>9,}  {listed}".rstrip())
     click.echo(f"  {'same:':9}{d.unchanged:>9,}")
-    dr = d.drift
-    click.echo(
-        f"  drift (cosine distance over {dr.count:,} common keys): mean {dr.mean:.4g}, "
-        f"p50 {dr.p50:.4g}, p90 {dr.p90:.4g}, p99 {dr.p99:.4g}, max {dr.max:.4g}"
-    )
+    for label, dr in (("common", d.drift), ("changed", d.changed_drift)):
+        click.echo(
+            f"  drift (cosine distance over {dr.count:,} {label} keys): mean {dr.mean:.4g}, "
+            f"p50 {dr.p50:.4g}, p90 {dr.p90:.4g}, p99 {dr.p99:.4g}, max {dr.max:.4g}"
+        )
     if d.neighbour_overlap is None:
         click.echo("  neighbour overlap: - (fewer than 2 common keys)")
     else:
         click.echo(
-            f"  top-{d.k} neighbour overlap on {d.overlap_sample} keys: "
+            f"  top-{d.k_used} neighbour overlap on {d.overlap_sample} keys: "
             f"{d.neighbour_overlap:.3f} (1.0 = unchanged)"
         )
+        if d.overlap_note:
+            click.echo(f"  note: {d.overlap_note}")
 
 
 @cli.command("delete-version")

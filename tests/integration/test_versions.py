@@ -223,10 +223,19 @@ def test_diff_reports_changes_and_drift(hub: Hub, space_name: str) -> None:
     assert d.neighbour_overlap is not None and 0 < d.neighbour_overlap < 1
     assert d.overlap_sample == 59 and d.k == 10
 
+    # over the changed keys only: the 10 moved (and one relabelled, drift 0) among 59
+    assert d.changed_drift.count == 11
+    assert d.changed_drift.mean == pytest.approx(dist[:11].mean(), rel=1e-5)
+    assert d.changed_drift.mean > d.drift.mean
+    assert d.k_used == 10 and d.overlap_note is None
+
     same = space.diff("b")  # against the live space, identical to b
     assert same.added == same.removed == same.changed == []
-    assert same.drift.max == pytest.approx(0.0, abs=1e-6)
+    assert same.drift.max == 0.0 and same.drift.mean == 0.0  # exactly, not 4.5e-16
+    assert same.changed_drift.count == 0
     assert same.neighbour_overlap == 1.0
+    wide = space.diff("a", "b", k=100)  # k past the 59 common keys
+    assert wide.k_used == 58 and wide.overlap_note is not None and "59 keys" in wide.overlap_note
     with pytest.raises(rediscache.InvalidInputError):
         space.diff("a", "b", k=0)
 

@@ -29,6 +29,13 @@ def test_drift_stats_match_numpy() -> None:
     assert drift_stats(np.empty((0, 4)), np.empty((0, 4)))[1].count == 0
 
 
+def test_identical_vectors_drift_exactly_zero() -> None:
+    # cosine of a vector with itself rounds to 1 - 4.4e-16; a reader wants 0
+    a = np.random.default_rng(4).normal(size=(50, 384)).astype(np.float32)
+    dist, d = drift_stats(a, a.copy())
+    assert not dist.any() and d.max == 0.0 and d.mean == 0.0
+
+
 def test_state_strings() -> None:
     s = SpaceState.parse(b"12 3 1 abc")
     assert (s.epoch, s.live, s.shared, s.fork, s.raw) == (12, 3, True, "abc", "12 3 1 abc")
