@@ -84,6 +84,7 @@ def run_demo(hub: Hub, echo: Callable[[str], None] = print) -> Space:
     dt = time.perf_counter() - t0
     echo(f"stored {n} embeddings ({space.dim}-d, cosine, HNSW) in {dt:.2f}s ({n / dt:,.0f}/s)")
 
+    echo("(distances are cosine distances, 1 - cos: lower is closer)")
     names = sample.names
     probes = [n for n in PROBES if n in set(names)] or [names[0], names[len(names) // 2]]
     for name in probes:

@@ -4,6 +4,11 @@ option values; the other modules add the commands."""
 
 from __future__ import annotations
 
+import os
+import sys
+
+import click
+
 from . import data_cmds, server_cmds, space_cmds, version_cmds
 from .base import cli
 
@@ -13,5 +18,23 @@ _COMMANDS = (data_cmds, server_cmds, space_cmds, version_cmds)  # registered on 
 
 
 def main() -> None:
-    """Entry point of the ``rediscache`` console script."""
-    cli(prog_name="rediscache")
+    """Entry point of the ``rediscache`` console script.
+
+    A reader that went away (``rediscache export ... | head``) ends the command quietly, as
+    Unix tools do; Ctrl-C ends it with status 130 and one line (commands that write say how
+    far they got before)."""
+    try:
+        cli(prog_name="rediscache", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BrokenPipeError:
+        # Python would complain once more when flushing stdout at exit: point it elsewhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

@@ -26,7 +26,7 @@ from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["State", "cli", "emit", "friendly", "json_option", "progress"]
+__all__ = ["State", "cli", "emit", "friendly", "json_option", "plural", "progress"]
 
 
 class State:
@@ -67,6 +67,8 @@ def friendly(fn: F) -> F:
             fail(str(exc))
         except redis.RedisError as exc:  # a server that went away mid-command
             fail(f"redis: {exc}")
+        except BrokenPipeError:
+            raise  # the reader went away: main() ends quietly
         except OSError as exc:
             fail(str(exc))
 
@@ -110,6 +112,11 @@ def _plain(value: Any) -> Any:
 def emit(value: Any) -> None:
     """Print ``value`` as stable, indented JSON on stdout."""
     click.echo(json.dumps(_plain(value), indent=2, ensure_ascii=False))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 key"``, ``"2 keys"``, ``"1,000 rows"``."""
+    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 def confirm(yes: bool, question: str) -> None:

@@ -102,7 +102,8 @@ def search(
     \b
     Example:
       rediscache search items --key item:7 -k 5
-      rediscache search items --vector '[0.1, 0.2, 0.3]' --filter genre=drama
+      rediscache search items --key item:7 --filter genre=drama
+      rediscache search items --vector "$(python3 -c 'print([0.1] * 384)')"   # the space's dim
       rediscache search items --vector-file q.npy --filter year=1990..2000 --json
       rediscache search items --key item:7 -k 10 --offset 10 --ef 20   # the second page
     """
@@ -124,10 +125,12 @@ def search(
         return
     if not hits:
         click.echo("no hits")
-    width = max((len(h.key) for h in hits), default=0)
+        return
+    width = max(len("key"), *(len(h.key) for h in hits))
+    click.echo(f"{'#':>3}  {'key':<{width}}  {'distance':>10}  metadata   (lower = closer)")
     for rank, h in enumerate(hits, 1):
         meta = json.dumps(h.metadata, ensure_ascii=False, default=str) if h.metadata else ""
-        click.echo(f"{rank:>3}  {h.key:<{width}}  {h.distance:.6f}  {meta}".rstrip())
+        click.echo(f"{rank:>3}  {h.key:<{width}}  {h.distance:>10.6f}  {meta}".rstrip())
 
 
 def _result(
@@ -241,11 +244,13 @@ def combine(
             found = sp.search(vec, k, exclude=[*plus, *minus, *([into] if into else [])])
         except InvalidInputError as exc:
             raise InvalidInputError(f"searching from the result: {exc}") from exc
-        hits = [{"key": h.key, "distance": h.distance} for h in found]
+        hits = [{"key": h.key, "distance": h.distance, "metadata": h.metadata} for h in found]
     if wants_json(state, as_json):
         emit({"vector": vec, "stored_as": into, "hits": hits})
         return
     _result(state, False, vec, into)
+    if hits:
+        click.echo(f"{'#':>3}  key  distance (lower = closer)")
     for rank, h in enumerate(hits, 1):
         click.echo(f"{rank:>3}  {h['key']}  {h['distance']:.6f}")
 

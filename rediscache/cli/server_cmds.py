@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .. import server as srv
-from .base import State, cli, emit, friendly, human_bytes, json_option, wants_json
+from .base import State, cli, emit, friendly, human_bytes, json_option, plural, wants_json
 
 # ---------------------------------------------------------------- server
 
@@ -220,7 +220,8 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
         f"server: Redis {server.redis_version}, search {server.search_version}; "
         f"memory {human_bytes(server.used_memory)} (peak {human_bytes(server.used_memory_peak)}"
         f"{', limit ' + human_bytes(server.maxmemory) if server.maxmemory else ''}); "
-        f"{server.keys:,} keys; {server.connected_clients} clients; up {server.uptime_seconds}s"
+        f"{plural(server.keys, 'key')}; {plural(server.connected_clients, 'client')}; "
+        f"up {server.uptime_seconds}s"
     )
     if not spaces:
         click.echo("no spaces")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from .base import (
     friendly,
     human_bytes,
     json_option,
+    plural,
     progress,
     wants_json,
 )
@@ -208,7 +210,7 @@ def space_info(state: State, name: str, as_json: bool) -> None:
     indexing = f"yes ({info['percent_indexed'] * 100:.0f}%)" if info["indexing"] else "no"
     click.echo(f"{'indexing:':18}{indexing}")
     click.echo(f"{'index failures:':18}{info['index_failures']}")
-    click.echo(f"{'versions:':18}{len(info['versions'])}")
+    click.echo(f"{'versions:':18}{plural(len(info['versions']), 'version')}")
 
 
 @space.command("drop")
@@ -226,7 +228,7 @@ def space_drop(state: State, name: str, yes: bool) -> None:
     sp = state.space(name)  # fails cleanly for an unknown space before asking
     confirm(yes, f"Drop space {name!r} with {len(sp):,} embeddings and all its versions?")
     deleted = state.hub().drop_space(name)
-    click.echo(f"dropped {name!r} ({deleted:,} keys deleted)")
+    click.echo(f"dropped {name!r} ({plural(deleted, 'key')} deleted)")
 
 
 # ---------------------------------------------------------------- import / export
@@ -290,16 +292,30 @@ def import_(
       rediscache import items items.jsonl --rejects rejected.jsonl
     """
     sp = state.space(space_name)
-    with progress(f"importing {file.name}", None) as update:
-        report = transfer.import_file(
-            sp,
-            file,
-            meta=meta,
-            id_field=id_field,
-            vector_field=vector_field,
-            batch_size=batch_size,
-            progress=update,
+    done = [0]
+    try:
+        with progress(f"importing {file.name}", None) as update:
+
+            def tick(rows: int, total: int | None) -> None:
+                done[0] = rows
+                update(rows, total)
+
+            report = transfer.import_file(
+                sp,
+                file,
+                meta=meta,
+                id_field=id_field,
+                vector_field=vector_field,
+                batch_size=batch_size,
+                progress=tick,
+            )
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: the first {plural(done[0], 'row')} of {str(file)!r} were imported "
+            "(written, or rejected), in whole batches; importing the file again is safe",
+            err=True,
         )
+        sys.exit(130)
     if rejects is not None:
         with rejects.open("w") as f:
             for r in report.rejected:

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pty
+import signal
 import subprocess
 import sys
 import time
@@ -447,6 +448,35 @@ def test_console_script_end_to_end(base_args: list[str], space_name: str, tmp_pa
     missing = sh("get", space_name, "nope")
     assert missing.returncode == 1 and missing.stderr.startswith("error:")
     assert "Traceback" not in missing.stderr
+
+
+def test_pipes_and_ctrl_c(base_args: list[str], space_name: str, tmp_path: Path, hub: Hub) -> None:
+    """Piping into head ends quietly; Ctrl-C during an import exits 130 saying how far it
+    got (issue 13's CLI rough edges)."""
+    script = str(_script())
+    space = hub.create_space(space_name, 64)
+    space.put_many([f"k{i}" for i in range(3000)], np.random.default_rng(0).random((3000, 64)))
+    search = [script, *base_args, "--json", "search", space_name, "--key", "k1", "-k", "3000"]
+    head = subprocess.run(
+        f"{' '.join(map(repr, search))} | head -c 10", shell=True, capture_output=True,
+        text=True, timeout=120, executable="/bin/bash",
+    )  # fmt: skip
+    assert head.stderr == "" and len(head.stdout) == 10
+    rows = _records(20_000, dim=64, seed=3)
+    src = _write_jsonl(tmp_path / "big.jsonl", rows)
+    proc = subprocess.Popen(
+        [script, *base_args, "import", space_name, str(src), "--batch-size", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    while len(space) <= 3000 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the import finished before Ctrl-C")
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted: the first" in err and "importing the file again is safe" in err
+    assert "Traceback" not in err and "Aborted" not in err
 
 
 def test_progress_bar_on_a_terminal(base_args: list[str], space_name: str, tmp_path: Path) -> None:
