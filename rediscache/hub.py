@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ _ALGORITHMS = ("hnsw", "flat")
 def _redact(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for error messages); never raises,
     whatever the URL."""
+    # a password given as a query parameter (?password=...) too
+    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
     try:
         parts = urlsplit(url)
         if parts.password is None:
@@ -97,6 +100,25 @@ def _verify(client: redis.Redis, where: str) -> None:
         )
 
 
+#: The environment variables naming the server, for connect() and the CLI alike.
+URL_ENV = "REDISCACHE_URL"
+DATA_DIR_ENV = "REDISCACHE_DATA_DIR"
+
+
+def resolve_target(
+    url: str | None = None, data_dir: str | Path | None = None
+) -> tuple[str | None, str | Path | None]:
+    """The server to use when none is given: ``url`` or ``data_dir`` when given, else
+    ``REDISCACHE_URL``, else ``REDISCACHE_DATA_DIR``, else (None, None): the default embedded
+    server. The one resolution order of :func:`connect` and the CLI."""
+    if url is not None or data_dir is not None:
+        return url, data_dir
+    env_url = os.environ.get(URL_ENV) or None
+    if env_url is not None:
+        return env_url, None
+    return None, os.environ.get(DATA_DIR_ENV) or None
+
+
 def connect(
     url: str | None = None,
     *,
@@ -114,6 +136,12 @@ def connect(
     * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies); the hub
       never closes a client it did not create.
 
+    Which server, in this order (the ``rediscache`` command line resolves it the same way,
+    so a script and the CLI never silently use different servers): ``client``; ``url``;
+    ``data_dir`` / ``server``; the environment variable ``REDISCACHE_URL``; the environment
+    variable ``REDISCACHE_DATA_DIR`` (an embedded server there); the embedded server in the
+    default data directory (``~/.local/share/rediscache/server``).
+
     Round trips: two (PING, MODULE LIST), plus the server start when needed.
 
     Raises:
@@ -124,6 +152,8 @@ def connect(
     info: ServerInfo | None = None
     if server is not None and not isinstance(server, ServerConfig):
         raise InvalidInputError(f"server must be a ServerConfig, got {type(server).__name__}")
+    if client is None and url is None and data_dir is None and server is None:
+        url, data_dir = resolve_target()
     if client is not None:
         _check_client(client)
         owns = False

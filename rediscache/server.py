@@ -113,7 +113,7 @@ class ServerConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     port: int | None = None
     host: str = "127.0.0.1"
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     appendfsync: AppendFsync = "everysec"
     redis_server: Path | None = None
     search_module: Path | None = None
@@ -179,7 +179,7 @@ class ServerInfo:
     pid: int
     host: str
     port: int
-    password: str
+    password: str = field(repr=False)
     unix_socket: str | None
     data_dir: str
     binary: str

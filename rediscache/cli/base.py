@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ import redis
 
 from .. import server as srv
 from ..errors import RediscacheError
-from ..hub import Hub, connect
+from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
 from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -39,13 +40,22 @@ class State:
         self._hub: Hub | None = None
 
     def server_config(self, **overrides: Any) -> srv.ServerConfig:
-        if self.data_dir is not None:
-            overrides["data_dir"] = self.data_dir
+        """The embedded server's config: --data-dir, else REDISCACHE_DATA_DIR, else the
+        default data directory."""
+        data_dir = self.data_dir or os.environ.get(DATA_DIR_ENV) or None
+        if data_dir is not None:
+            overrides["data_dir"] = data_dir
         return srv.ServerConfig(**overrides)
 
     def hub(self) -> Hub:
+        """The hub, connected on first use, to the server :func:`rediscache.connect` would
+        pick: --url, --data-dir, REDISCACHE_URL, REDISCACHE_DATA_DIR, the default."""
         if self._hub is None:
-            self._hub = connect(self.url, server=self.server_config())
+            url, data_dir = resolve_target(self.url, self.data_dir)
+            if url is not None:
+                self._hub = connect(url)
+            else:
+                self._hub = connect(server=self.server_config(), data_dir=data_dir)
         return self._hub
 
     def space(self, name: str) -> Space:
@@ -176,14 +186,12 @@ def human_bytes(n: float) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--url",
-    envvar="REDISCACHE_URL",
     metavar="URL",
     help="Redis with the search module (redis://, rediss://, unix://). "
     "Default: the embedded local server. Env: REDISCACHE_URL.",
 )
 @click.option(
     "--data-dir",
-    envvar="REDISCACHE_DATA_DIR",
     type=click.Path(path_type=Path),
     help="Data directory of the embedded server (default ~/.local/share/rediscache/server). "
     "Env: REDISCACHE_DATA_DIR.",

@@ -242,3 +242,44 @@ def test_connect_by_unix_and_redis_urls(server_dir: Path | None) -> None:
             assert hub.server_versions()["search"].startswith("2.")
     with pytest.raises(rediscache.InvalidInputError, match="unsupported URL"):
         rediscache.connect("http://localhost:6379")
+
+
+def test_connect_and_the_cli_resolve_the_server_alike(
+    server_dir: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REDISCACHE_URL, then REDISCACHE_DATA_DIR, steer connect() as they steer the CLI
+    (issue 13, item 4); explicit arguments come first."""
+    if server_dir is None:
+        pytest.skip("needs the session's embedded server")
+    info = server.status(server_dir).info
+    assert info is not None
+    monkeypatch.delenv("REDISCACHE_URL", raising=False)
+    monkeypatch.setenv("REDISCACHE_DATA_DIR", str(server_dir))
+    with rediscache.connect() as hub:
+        assert hub.server is not None and hub.server.pid == info.pid
+    res = CliRunner().invoke(cli, ["--json", "server", "status"])
+    assert res.exit_code == 0 and json.loads(res.output)["pid"] == info.pid
+    monkeypatch.setenv("REDISCACHE_URL", info.url)
+    monkeypatch.setenv("REDISCACHE_DATA_DIR", "/nonexistent/never-used")
+    with rediscache.connect() as hub:
+        assert hub.server is None and hub.client.ping()  # the URL won
+    assert CliRunner().invoke(cli, ["space", "list"]).exit_code == 0
+    monkeypatch.setenv("REDISCACHE_URL", "redis://127.0.0.1:1/0")
+    with rediscache.connect(data_dir=server_dir) as hub:  # an argument beats the environment
+        assert hub.server is not None and hub.server.pid == info.pid
+
+
+def test_passwords_never_show(server_dir: Path | None) -> None:
+    with pytest.raises(rediscache.ConnectionFailedError) as err:
+        rediscache.connect("redis://127.0.0.1:1/0?password=s3cret-word", socket_connect_timeout=1)
+    assert "s3cret-word" not in str(err.value)
+    with pytest.raises(rediscache.RediscacheError) as err:
+        rediscache.connect("redis://:s3cret-word@localhost:notaport/0")
+    assert "s3cret-word" not in str(err.value)
+    if server_dir is not None:
+        with rediscache.connect(data_dir=server_dir) as hub:
+            assert hub.server is not None
+            assert hub.server.password not in repr(hub.server)
+            assert hub.server.password not in repr(
+                server.ServerConfig(password=hub.server.password)
+            )
