@@ -18,8 +18,9 @@
 -- ARGV[12]    time to live of the stored result in ms (the space's default), or "0": leave
 --             the target's expiry as it is
 --
--- Reply: { used, missing, result } where result is dim little-endian float64 packed together
---        (the values stored, before rounding to the stored element format).
+-- Reply: { used, missing, result, found } where result is dim little-endian float64 packed
+--        together (the values stored, before rounding to the stored element format) and
+--        found is a string of n characters, "1" for an input read and "0" for one missing.
 -- Errors: "RC_STALE" (the space's state changed: reload, retry),
 --         "RC_MISSING <i>" (input i, 1-based, is absent and mode is raise),
 --         "RC_BADLEN <i> <bytes>" (stored vector i has the wrong byte length),
@@ -74,9 +75,10 @@ local acc = {}
 for c = 1, dim do acc[c] = 0.0 end
 if offset ~= "" then add(acc, offset, "d", 1.0) end
 
-local used, missing, total = 0, 0, 0.0
+local used, missing, total, found = 0, 0, 0.0, {}
 for i = 1, n do
   local blob = redis.call("HGET", KEYS[i], field)
+  found[i] = blob and "1" or "0"
   if not blob then
     if mode == "raise" then return redis.error_reply("RC_MISSING " .. i) end
     missing = missing + 1
@@ -143,4 +145,4 @@ if redis.call("EXISTS", KEYS[n + 1]) == 0 then redis.call("HINCRBY", cfg, ARGV[1
 redis.call("HSET", KEYS[n + 1], field, table.concat(stored))
 local ttl = tonumber(ARGV[12]) or 0
 if ttl > 0 then redis.call("PEXPIRE", KEYS[n + 1], ttl) end
-return { used, missing, table.concat(result) }
+return { used, missing, table.concat(result), table.concat(found) }

@@ -50,11 +50,13 @@ COMPUTE_FLOATS = 400_000
 
 
 class Averaged(NamedTuple):
-    """Result of ``average(..., missing="skip")``: the mean and how many keys it used/skipped."""
+    """Result of ``average(..., missing="skip")``: the mean, how many keys it used and
+    skipped, and the skipped keys (in input order)."""
 
     vector: npt.NDArray[Any]
     used: int
     skipped: int
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,21 +210,26 @@ class VectorOps:
         normalize = check_flag(normalize, "normalize")
         self._bounded(len(key_list), "average(..., into=)", into is not None)
 
-        def result(vec: npt.NDArray[np.float64], used: int) -> npt.NDArray[Any] | Averaged:
+        def result(
+            vec: npt.NDArray[np.float64], found: Sequence[bool]
+        ) -> npt.NDArray[Any] | Averaged:
             out = self._result(vec, "average")
-            return Averaged(out, used, len(key_list) - used) if skip else out
+            if not skip:
+                return out
+            gone = tuple(k for k, f in zip(key_list, found) if not f)
+            return Averaged(out, len(key_list) - len(gone), len(gone), gone)
 
         if into is None:
 
             def mean(g: list[scripts.Gathered]) -> npt.NDArray[Any] | Averaged:
                 found, stored = self._gathered(key_list, g)
                 vec, _ = vecmath.evaluate(stored, w[found], None, mean=True)
-                return result(vecmath.unit(vec) if normalize else vec, int(found.sum()))
+                return result(vecmath.unit(vec) if normalize else vec, found.tolist())
 
             return Planned(self._gather_script(key_list, skip), False, mean)
 
         def stored(res: list[scripts.Combined]) -> npt.NDArray[Any] | Averaged:
-            return result(res[0].vector, res[0].used)
+            return result(res[0].vector, res[0].found)
 
         script = self._combine_script(
             key_list, w, None, into, mean=True, normalize=normalize, skip=skip

@@ -378,16 +378,20 @@ def gather_call(
 
 
 class Combined(NamedTuple):
-    """Reply of ``combine.lua``: the result (float64), inputs used and inputs skipped."""
+    """Reply of ``combine.lua``: the result (float64), inputs used, inputs skipped, and for
+    each input whether it was read."""
 
     vector: npt.NDArray[np.float64]
     used: int
     missing: int
+    found: list[bool]
 
 
 def _combined(reply: Any) -> Combined:
-    used, missing, raw = reply
-    return Combined(np.frombuffer(raw, dtype="<f8").copy(), int(used), int(missing))
+    used, missing, raw, found = reply
+    return Combined(
+        np.frombuffer(raw, dtype="<f8").copy(), int(used), int(missing), [c == 0x31 for c in found]
+    )
 
 
 def combine_call(

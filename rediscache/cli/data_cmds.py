@@ -140,7 +140,8 @@ def _result(
         emit({"vector": vec, "stored_as": into, **extra})
         return
     for name, value in extra.items():
-        click.echo(f"{name}: {value}")
+        shown = (", ".join(value) or "-") if isinstance(value, list) else value
+        click.echo(f"{name}: {shown}")
     click.echo(f"vector: {_vector_text(vec, False)}")
     if into is not None:
         click.echo(f"stored as {into!r}")
@@ -151,7 +152,9 @@ def _result(
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--weights", metavar="W,W,...", help="One weight per key (default: equal).")
 @click.option("--normalize", is_flag=True, help="Scale the mean to unit length.")
-@click.option("--skip-missing", is_flag=True, help="Average the keys that exist; list the others.")
+@click.option(
+    "--skip-missing", is_flag=True, help="Average the keys that exist; list the missing ones."
+)
 @click.option("--into", metavar="KEY", help="Also store the mean under KEY (atomic).")
 @json_option
 @click.pass_obj
@@ -177,7 +180,8 @@ def average(
     w = _weights(weights)
     if skip_missing:
         done = sp.average(list(keys), weights=w, into=into, normalize=normalize, missing="skip")
-        _result(state, as_json, done.vector, into, used=done.used, skipped=done.skipped)
+        _result(state, as_json, done.vector, into, used=done.used, skipped=done.skipped,
+                missing=list(done.missing))  # fmt: skip
     else:
         vec = sp.average(list(keys), weights=w, into=into, normalize=normalize)
         _result(state, as_json, vec, into)

@@ -304,7 +304,9 @@ def test_get_search_average_combine(run: Run, space_name: str, tmp_path: Path, h
     assert "item:nope" in _one_line_error(run("average", space_name, "item:1", "item:nope"))
     out = json.loads(_ok(run("average", space_name, "item:1", "item:nope", "--skip-missing",
                              "--json")))  # fmt: skip
-    assert out["used"] == 1 and out["skipped"] == 1
+    assert out["used"] == 1 and out["skipped"] == 1 and out["missing"] == ["item:nope"]
+    text = _ok(run("average", space_name, "item:1", "item:nope", "--skip-missing"))
+    assert "missing: item:nope" in text
 
     out = json.loads(_ok(run("combine", space_name, "--add", "item:1", "--add", "item:2",
                              "--subtract", "item:3", "-k", "3", "--json")))  # fmt: skip

@@ -159,8 +159,10 @@ def test_missing_keys_raise_or_skip(hub: Hub, space_name: str) -> None:
     res = space.average(["a", "zz", "b"], missing="skip")
     assert isinstance(res, rediscache.Averaged)
     assert (res.used, res.skipped) == (2, 1) and res.vector.tolist() == [0.5, 0.5]
-    res = space.average(["a", "zz", "b"], missing="skip", into="out", weights=[1, 5, 3])
+    assert res.missing == ("zz",)  # which keys, not only how many
+    res = space.average(["a", "zz", "b", "yy"], missing="skip", into="out", weights=[1, 5, 3, 1])
     assert res.used == 2 and res.vector.tolist() == [0.25, 0.75]
+    assert res.missing == ("zz", "yy")
     with pytest.raises(rediscache.InvalidInputError, match="nothing to average"):
         space.average(["zz"], missing="skip")
     with pytest.raises(rediscache.KeyNotFoundError):

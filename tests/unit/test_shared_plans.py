@@ -87,8 +87,9 @@ def test_gather_and_combine_calls_parse_replies() -> None:
         skip_missing=False,
         names=["a"],
     )
-    res = c.parse([1, 0, np.array([1.0, 2.0], dtype="<f8").tobytes()])
+    res = c.parse([1, 0, np.array([1.0, 2.0], dtype="<f8").tobytes(), b"1"])
     assert (res.used, res.missing) == (1, 0) and res.vector.tolist() == [1.0, 2.0]
+    assert res.found == [True]
     with pytest.raises(KeyNotFoundError, match="'a' does not exist"):
         c.failed(redis.ResponseError("RC_MISSING 1"))
     with pytest.raises(InvalidInputError, match="zero vector"):
