@@ -464,10 +464,31 @@ def _vector_problem(vector: Any, dim: int, vector_field: str) -> str | None:
 # ---------------------------------------------------------------- export
 
 
+def meta_path_of(npy: Path) -> Path:
+    """The default ids-and-metadata file of a ``.npy`` export: ``<stem>.meta.jsonl``."""
+    return npy.with_suffix(".meta.jsonl")
+
+
+def _umask() -> int:
+    """The process's umask (read without changing it where /proc tells)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def _atomic_target(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed to it when the block succeeds."""
+    """A temporary path beside ``path``, renamed to it when the block succeeds. The file
+    gets ``0666`` less the umask, as a plain ``open()`` would give it (a temporary file
+    starts ``0600``)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)
@@ -512,9 +533,11 @@ def export_file(
     """Write every embedding of a space (or of a version: ``space.at(v)``) to a file.
 
     The format follows the suffix of ``path`` (see the module docstring). A ``.npy`` export
-    also writes the keys and metadata to ``meta`` (default: ``path`` with the suffix
-    ``.jsonl``). Reads in batches of ``batch_size`` (one round trip each, via
-    ``iter_batches``); rows come in the server's SCAN order. An export of the live space
+    also writes the keys and metadata to ``meta`` (default: :func:`meta_path_of`, e.g.
+    ``items.meta.jsonl`` beside ``items.npy``, so that it never collides with a ``.jsonl``
+    export of the same name). Files get the usual permissions (``0666`` less the umask).
+    Reads in batches of ``batch_size`` (one round trip each, via ``iter_batches``); rows come
+    in the server's SCAN order. An export of the live space
     reads it as it is during the scan; export a version for an exact snapshot. A ``.npy`` or
     ``.parquet`` export holds the vectors in memory until the file is written.
 
@@ -532,7 +555,7 @@ def export_file(
     fmt = file_format(dst)
     meta_path = None
     if fmt == "npy":
-        meta_path = _path(meta, "meta") if meta is not None else dst.with_suffix(".jsonl")
+        meta_path = _path(meta, "meta") if meta is not None else meta_path_of(dst)
         if meta_path.resolve() == dst.resolve():
             raise InvalidInputError("the metadata file must differ from the .npy file")
     elif meta is not None:

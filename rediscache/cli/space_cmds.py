@@ -347,7 +347,8 @@ import_.help = (import_.help or "") + "\n\n" + _FILE_HELP
 @click.option(
     "--meta",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Where a .npy export writes ids and metadata (default: FILE with .jsonl).",
+    help="Where a .npy export writes ids and metadata (default: FILE.meta.jsonl, e.g. "
+    "items.meta.jsonl for items.npy).",
 )
 @click.option(
     "--version",
@@ -387,7 +388,7 @@ def export(
     sp = state.space(space_name)
     source = sp if version is None else sp.at(version_ref(version))
     if transfer.file_format(file) == "npy" and meta is None:
-        meta = file.with_suffix(".jsonl")
+        meta = transfer.meta_path_of(file)
     for target in (file, meta):
         if target is not None and target.exists():
             confirm(yes, f"Overwrite {str(target)!r}?")

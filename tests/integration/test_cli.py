@@ -9,6 +9,7 @@ import math
 import os
 import pty
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -184,11 +185,17 @@ def test_import_export_round_trip(run: Run, space_name: str, tmp_path: Path, fmt
     assert report["written"] == len(records) and report["rejected"] == []
 
     first = tmp_path / f"first.{fmt}"
-    _ok(run("export", space_name, str(first)))
+    old = os.umask(0o022)
+    try:
+        _ok(run("export", space_name, str(first)))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(first.stat().st_mode) == 0o644  # 0666 less the umask, not 0600
     again = space_name + "-2"
     _create(run, again)
     try:
-        args = ["--meta", str(first.with_suffix(".jsonl"))] if fmt == "npy" else []
+        # a .npy export's ids and metadata: beside it, never clashing with first.jsonl
+        args = ["--meta", str(tmp_path / "first.meta.jsonl")] if fmt == "npy" else []
         for _ in range(2):  # re-running an import changes nothing
             report = json.loads(_ok(run("import", again, str(first), *args, "--json")))
             assert report["written"] == len(records)
