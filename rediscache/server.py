@@ -209,6 +209,8 @@ class ServerStatus:
     used_memory_human: str | None = None
     keys: int | None = None
     uptime_seconds: int | None = None
+    #: Memory in use, bytes (INFO used_memory).
+    used_memory: int | None = None
     #: Still loading its data (or not answering although its process runs).
     loading: bool = False
     #: How far the AOF replay is, when Redis says (INFO persistence ``loading_loaded_perc``).
@@ -715,6 +717,7 @@ def status(data_dir: Path | None = None) -> ServerStatus:
                     data_dir=str(data_dir),
                     info=info,
                     used_memory_human=str(raw.get("used_memory_human")),
+                    used_memory=int(raw.get("used_memory", 0)),
                     uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
                     loading=True,
                     loading_percent=float(raw.get("loading_loaded_perc", 0.0)),
@@ -728,6 +731,7 @@ def status(data_dir: Path | None = None) -> ServerStatus:
         data_dir=str(data_dir),
         info=info,
         used_memory_human=str(raw.get("used_memory_human")),
+        used_memory=int(raw.get("used_memory", 0)),
         keys=keys,
         uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
     )

@@ -129,7 +129,8 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         if st.info is not None:
             out.update(_info_dict(st.info, show_password))
             out.update(
-                used_memory=st.used_memory_human,
+                used_memory=st.used_memory,  # bytes, as `stats --json` gives it
+                used_memory_human=st.used_memory_human,
                 keys=st.keys,
                 uptime_seconds=st.uptime_seconds,
                 loading=st.loading,
@@ -212,7 +213,8 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
     for name in names:
         sp = hub.space(name)
         info = sp.info()
-        spaces.append({**asdict(info), "versions": len(sp.versions())})
+        # versions as a list, as `space info --json` gives them
+        spaces.append({**asdict(info), "versions": [asdict(v) for v in sp.versions()]})
     if wants_json(state, as_json):
         emit({"server": server, "spaces": spaces})
         return
@@ -231,5 +233,6 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
             f"{s['name']}: {s['count']:,} embeddings, dim {s['dim']} {s['metric']} "
             f"{s['algorithm']} {s['dtype']}; memory {human_bytes(s['memory_bytes'])} "
             f"(vector index {human_bytes(s['vector_index_bytes'])}); "
-            f"{s['index_failures']} indexing failures; {s['versions']} versions{state_text}"
+            f"{plural(s['index_failures'], 'indexing failure')}; "
+            f"{plural(len(s['versions']), 'version')}{state_text}"
         )

@@ -425,8 +425,13 @@ def test_stats(run: Run, space_name: str, tmp_path: Path) -> None:
     assert st["server"]["used_memory"] > 0
     (sp,) = st["spaces"]
     assert sp["name"] == space_name and sp["count"] == 10 and sp["index_failures"] == 0
-    assert sp["memory_bytes"] > 0 and sp["versions"] == 0
-    assert space_name in _ok(run("stats"))
+    assert sp["memory_bytes"] > 0 and sp["versions"] == []
+    _ok(run("snapshot", space_name, "--label", "v1"))
+    (sp,) = json.loads(_ok(run("stats", space_name, "--json")))["spaces"]
+    info = json.loads(_ok(run("space", "info", space_name, "--json")))
+    assert [v["label"] for v in sp["versions"]] == [v["label"] for v in info["versions"]] == ["v1"]
+    text = _ok(run("stats"))
+    assert space_name in text and "1 version" in text and "1 versions" not in text
 
 
 # ---------------------------------------------------------------- the installed script

@@ -113,6 +113,9 @@ def test_cli_start_status_stop(own_dir: Path) -> None:
     assert out["running"] is True
     assert out["search_version"].startswith("2.") and out["redis_version"]
     assert "password" not in out and "***" in out["url"]
+    # bytes, as `stats --json` gives used_memory; the human form beside it
+    assert isinstance(out["used_memory"], int) and out["used_memory"] > 0
+    assert isinstance(out["used_memory_human"], str)
     res = runner.invoke(cli, ["--data-dir", str(own_dir), "server", "stop"])
     assert res.exit_code == 0 and "stopped" in res.output
     res = runner.invoke(cli, ["--data-dir", str(own_dir), "server", "status"])
