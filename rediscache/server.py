@@ -711,18 +711,8 @@ def status(data_dir: Path | None = None) -> ServerStatus:
     try:
         with info.client(socket_timeout=5, retry=_NO_RETRY) as client:
             raw = client.info()
-            if int(raw.get("loading", 0)):
-                return ServerStatus(
-                    running=True,
-                    data_dir=str(data_dir),
-                    info=info,
-                    used_memory_human=str(raw.get("used_memory_human")),
-                    used_memory=int(raw.get("used_memory", 0)),
-                    uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
-                    loading=True,
-                    loading_percent=float(raw.get("loading_loaded_perc", 0.0)),
-                )
-            keys = int(client.dbsize())
+            loading = bool(int(raw.get("loading", 0)))
+            keys = None if loading else int(client.dbsize())  # DBSIZE waits for the load
     except (redis.BusyLoadingError, redis.TimeoutError, redis.ConnectionError):
         # alive (its process runs) but not answering now: loading, busy or slow
         return ServerStatus(running=True, data_dir=str(data_dir), info=info, loading=True)
@@ -734,4 +724,6 @@ def status(data_dir: Path | None = None) -> ServerStatus:
         used_memory=int(raw.get("used_memory", 0)),
         keys=keys,
         uptime_seconds=int(raw.get("uptime_in_seconds", 0)),
+        loading=loading,
+        loading_percent=float(raw.get("loading_loaded_perc", 0.0)) if loading else None,
     )
