@@ -55,7 +55,15 @@ class State:
             if url is not None:
                 self._hub = connect(url)
             else:
-                self._hub = connect(server=self.server_config(), data_dir=data_dir)
+                config = self.server_config()
+                if data_dir is not None:
+                    config = srv.ServerConfig(data_dir=Path(data_dir))
+                line = StartProgressLine()
+                try:
+                    srv.ensure_running(config, progress=line)
+                finally:
+                    line.close()
+                self._hub = connect(server=config)
         return self._hub
 
     def space(self, name: str) -> Space:
@@ -175,6 +183,44 @@ def progress(label: str, total: int | None = None) -> Iterator[Callable[[int, in
             bars[0].__exit__(None, None, None)
 
 
+class StartProgressLine:
+    """A :func:`rediscache.server.start` progress callback: one line on stderr when the
+    server turns out to be loading its data, and on a terminal that line kept up to date
+    (percent of the AOF replayed, bytes, elapsed seconds, Redis's estimate of the rest).
+    :meth:`close` ends the line."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.said = False
+        self.drawn = False
+
+    def __call__(self, p: srv.StartProgress) -> None:
+        if p.phase != "loading":
+            return
+        if not self.said:
+            self.said = True
+            click.echo(
+                f"redis-server (pid {p.pid}) is loading its data (replaying the AOF and "
+                "rebuilding indexes); waiting for it...",
+                err=True,
+            )
+        if not self.tty:
+            return
+        parts = [f"loading: {p.percent:5.1f}%" if p.percent is not None else "loading"]
+        if p.loaded_bytes is not None and p.total_bytes:
+            parts.append(f"{human_bytes(p.loaded_bytes)} of {human_bytes(p.total_bytes)}")
+        parts.append(f"{p.elapsed:.0f} s")
+        if p.eta_seconds is not None:
+            parts.append(f"about {p.eta_seconds:.0f} s left")
+        click.echo("\r" + ", ".join(parts) + "\x1b[K", nl=False, err=True)
+        self.drawn = True
+
+    def close(self) -> None:
+        if self.drawn:
+            click.echo("", err=True)
+            self.drawn = False
+
+
 def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1024 or unit == "GB":
@@ -198,7 +244,7 @@ def human_bytes(n: float) -> str:
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
-@click.version_option(package_name="rediscache", prog_name="rediscache")
+@click.version_option(package_name="rediscache-hub", prog_name="rediscache")
 @click.pass_context
 def cli(
     ctx: click.Context, url: str | None, data_dir: Path | None, as_json: bool, verbose: int

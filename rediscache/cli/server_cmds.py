@@ -11,7 +11,17 @@ from typing import Any
 import click
 
 from .. import server as srv
-from .base import State, cli, emit, friendly, human_bytes, json_option, plural, wants_json
+from .base import (
+    StartProgressLine,
+    State,
+    cli,
+    emit,
+    friendly,
+    human_bytes,
+    json_option,
+    plural,
+    wants_json,
+)
 
 # ---------------------------------------------------------------- server
 
@@ -81,7 +91,11 @@ def server_start(
         maxmemory=maxmemory,
         start_timeout=start_timeout,
     )
-    info, started = srv.start(config)
+    line = StartProgressLine()
+    try:
+        info, started = srv.start(config, progress=line)
+    finally:
+        line.close()
     if wants_json(state, as_json):
         out = _info_dict(info)
         out["started"] = started
@@ -135,6 +149,8 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
                 uptime_seconds=st.uptime_seconds,
                 loading=st.loading,
                 loading_percent=st.loading_percent,
+                busy=st.busy,
+                indexing=st.indexing,
             )
         click.echo(json.dumps(out, indent=2))
     elif st.info is None:
@@ -148,12 +164,22 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
             f"  search:  {i.search_version} ({i.module or 'built in'})\n"
             f"  url:     {url}\n"
             f"  socket:  {i.unix_socket or '-'}\n"
-            f"  data:    {i.data_dir}\n"
-            f"  memory:  {st.used_memory_human}, keys: {st.keys}, uptime: {st.uptime_seconds}s"
+            f"  data:    {i.data_dir}"
         )
+        if st.used_memory_human is not None:
+            click.echo(
+                f"  memory:  {st.used_memory_human}, keys: {st.keys}, "
+                f"uptime: {st.uptime_seconds}s"
+            )
         if st.loading:
             done = "" if st.loading_percent is None else f": {st.loading_percent:.1f}% replayed"
             click.echo(f"  loading its data{done} (commands wait until it is done)")
+        if st.busy:
+            click.echo("  busy running a long script (BUSY): it answers nobody until it ends")
+        for name, percent in st.indexing.items():
+            click.echo(
+                f"  index {name} is being rebuilt: {percent:.1f}% (its searches wait for it)"
+            )
     if not st.running:
         sys.exit(3)
 

@@ -141,7 +141,7 @@ def test_port_busy(own_dir: Path) -> None:
 
 def test_no_usable_binary(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-redis-server"
-    with pytest.raises(rediscache.RedisBinaryNotFoundError, match="rediscache\\[server\\]"):
+    with pytest.raises(rediscache.RedisBinaryNotFoundError, match="rediscache-hub\\[server\\]"):
         server.start(server.ServerConfig(data_dir=tmp_path / "d", redis_server=missing))
 
 
