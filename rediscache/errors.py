@@ -18,6 +18,7 @@ from :class:`LookupError`::
         +-- StaleStateError                 the space kept changing under a call; retry
         +-- ServerBusyError                 Redis is blocked by a long script (BUSY)
         +-- OutcomeUnknownError             a write was sent but its reply never came
+        +-- IndexBuildingError              a search index is still being (re)built
         +-- ConnectionFailedError           cannot reach or authenticate to Redis
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
@@ -34,6 +35,7 @@ __all__ = [
     "ConnectionFailedError",
     "CorruptDataError",
     "EmbeddedServerError",
+    "IndexBuildingError",
     "InvalidInputError",
     "KeyNotFoundError",
     "NotFoundError",
@@ -115,6 +117,17 @@ class OutcomeUnknownError(ServerError):
     itself, because repeating it could apply it twice (an ``update_mean`` would count its
     items twice). Check the data (``get``) before retrying.
     """
+
+
+class IndexBuildingError(ServerError):
+    """A search index is still being built (after a server restart the search module
+    rebuilds every index from the stored hashes in the background), and did not finish
+    within the wait allowed (``Hub.index_wait`` for searches). A search now would miss hits
+    silently, so none was run; ``percent`` says how far the build is (0-100)."""
+
+    def __init__(self, message: str, percent: float | None = None) -> None:
+        super().__init__(message)
+        self.percent = percent
 
 
 def reply_error(message: str, context: str) -> ServerError:

@@ -31,6 +31,7 @@ __all__ = [
     "RawHit",
     "SearchPlan",
     "SearchRound",
+    "index_done",
     "knn_query",
     "parse_search_reply",
     "range_query",
@@ -358,3 +359,14 @@ def parse_search_reply(
                 f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"
             ) from exc
     return total, hits, vanished
+
+
+def index_done(ft_info: Any) -> float:
+    """The share of its documents an index has indexed, 0..1, from an FT.INFO reply (a RESP2
+    list, or the dict redis-py makes of it): 1.0 only when no background scan runs."""
+    pairs = ft_info.items() if isinstance(ft_info, dict) else zip(ft_info[::2], ft_info[1::2])
+    info = {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in pairs}
+    percent = float(info.get("percent_indexed", 1) or 0)
+    if int(info.get("indexing", 0) or 0):
+        percent = min(percent, 0.999)
+    return min(percent, 1.0)

@@ -106,6 +106,11 @@ class Reader:
         """Number of embeddings in the generation read."""
         raise NotImplementedError
 
+    def _reconnected(self) -> bool:
+        """Whether the client opened a connection since the index searched was last known
+        complete (then a search result may come from an index being rebuilt)."""
+        return False
+
     #: The in-process hot cache of get / get_many (Space.enable_hot_cache), or None.
     _hot: HotCache | None = None
 
@@ -428,10 +433,15 @@ class Reader:
             commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
             return commands + [("FT.SEARCH", index, *args) for args in rnd.queries]
 
-        if self._checked_search:
-            replies = self._read(make)
-        else:
-            replies = roundtrip(self._client, make(self._target()[1]))
+        for _ in range(2):
+            if self._checked_search:
+                replies = self._read(make)
+            else:
+                replies = roundtrip(self._client, make(self._target()[1]))
+            if not self._reconnected():
+                break
+            # The round trip opened a new connection: the server may have restarted and be
+            # rebuilding the index. Search again once make() has checked it.
         replies = replies[1:] if rnd.purge else replies
         for reply in replies:
             if isinstance(reply, Exception):

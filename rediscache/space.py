@@ -215,6 +215,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
         self._client: redis.Redis = hub.client
         self._set_state(state)
         self._ready: set[int] = set()  # generations whose index is known to be complete
+        self._connects_seen = -1  # no connection count trusted yet: check the index first
         self._pacer = WritePacer(config)  # rows per put_many chunk
 
     # ------------------------------------------------------------ state
@@ -234,7 +235,12 @@ class Space(Reader, VectorOps, Versioned, Caching):
             raise ServerError(f"space {self.name!r} was dropped")
         self._set_state(SpaceState.parse(raw_state))
 
+    def _reconnected(self) -> bool:
+        return self._connects_seen != self.hub._connects.count
+
     def _search_index(self, gen: GenKeys) -> str:
+        if gen.gen not in self._ready or self._connects_seen != self.hub._connects.count:
+            self._await_index(gen, self.hub.index_wait, live=True)
         return self.keys.index
 
     def _writing(self, call: Any) -> Any:

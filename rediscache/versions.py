@@ -34,18 +34,21 @@ from . import scripts
 from .codec import check_int
 from .diff import Diff, Drift, compare
 from .errors import (
+    IndexBuildingError,
     InvalidInputError,
     ReadOnlyError,
     ServerError,
     StaleStateError,
     VersionNotFoundError,
 )
+from .ftsearch import index_done
 from .keys import GenKeys, SpaceKeys
 from .reader import ATTEMPTS, Reader
 from .state import STATE_FIELD, SpaceState
 
 if TYPE_CHECKING:
     from .codec import VectorCodec
+    from .hub import Hub
     from .space import Space, SpaceConfig
 
 __all__ = ["LIVE", "Diff", "Drift", "Version", "VersionView", "Versioned", "create_index"]
@@ -57,6 +60,7 @@ LIVE = "live"
 FORK_LEASE_MS = 30_000
 #: Longest wait for a version's index to finish building (seconds).
 INDEX_TIMEOUT = 600.0
+
 
 
 @dataclass(frozen=True)
@@ -176,8 +180,11 @@ class VersionView(Reader):
         self._state = SpaceState.parse(raw_state)
         self._gen = self.keys.gen(int(json.loads(raw_version)["gen"]))
 
+    def _reconnected(self) -> bool:
+        return self.space._reconnected()
+
     def _search_index(self, gen: GenKeys) -> str:
-        self.space._ensure_searchable(gen)
+        self.space._await_index(gen, INDEX_TIMEOUT)
         return gen.index
 
     def _refresh_ms(self, refresh_ttl: object) -> int:
@@ -203,7 +210,11 @@ class Versioned:
     keys: SpaceKeys
     _client: redis.Redis
     _state: SpaceState
+    _gen: GenKeys
     _ready: set[int]
+    #: The hub's connection count when _ready was last trusted (see _await_index).
+    _connects_seen: int
+    hub: Hub
 
     # Provided by Space.
     def _set_state(self, state: SpaceState) -> None:
@@ -466,11 +477,44 @@ class Versioned:
                 raise ServerError(f"indexing the copy of space {self.keys.name!r}: {exc}") from exc
         self._collect_garbage()
 
-    def _ensure_searchable(self, gen: GenKeys, timeout: float = INDEX_TIMEOUT) -> None:
-        """Wait until the index of ``gen`` has indexed every document (creating it when a
-        crash left the generation without one)."""
-        if gen.gen in self._ready:
+    def _await_index(self, gen: GenKeys, timeout: float, *, live: bool = False) -> None:
+        """Before a search of ``gen``: wait (at most ``timeout`` seconds) until its index is
+        complete. Checked once per generation, and again after the hub opened a new
+        connection: the server may have restarted since, and then it rebuilds every index
+        in the background while answering searches from the part built so far. ``live``:
+        ``gen`` is the live generation as last seen; when a rollback has replaced it (its
+        index is gone), the new live generation is checked instead, never re-created."""
+        seen = self.hub._connects.count
+        if seen != self._connects_seen:
+            self._ready.clear()
+            self._connects_seen = seen
+        if not live:
+            self._ensure_searchable(gen, timeout)
             return
+        for _ in range(ATTEMPTS):
+            if self._ensure_searchable(gen, timeout, create=False):
+                return
+            self._refresh()
+            gen = self._gen
+
+    def _ensure_searchable(
+        self,
+        gen: GenKeys,
+        timeout: float = INDEX_TIMEOUT,
+        ready: set[int] | None = None,
+        create: bool = True,
+    ) -> bool:
+        """Wait until the index of ``gen`` has indexed every document; ``ready`` (default:
+        this space's) records the generations known complete, which return at once. An
+        index that does not exist is created (a crash left the generation without one)
+        when ``create``, else False is returned (the generation is gone). True otherwise.
+
+        Raises:
+            IndexBuildingError: still building after ``timeout`` seconds.
+        """
+        ready = self._ready if ready is None else ready
+        if gen.gen in ready:
+            return True
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -478,18 +522,24 @@ class Versioned:
             except redis.ResponseError as exc:
                 if "unknown index" not in str(exc).lower() and "no such" not in str(exc).lower():
                     raise ServerError(f"FT.INFO {gen.index!r}: {exc}") from exc
+                if not create:
+                    return False
                 with contextlib.suppress(redis.ResponseError):  # a racing client made it
                     create_index(self._client, self.config, gen)
                 continue
-            info = dict(zip(reply[::2], reply[1::2]))
-            if int(info.get(b"indexing", 0)) == 0 and float(info.get(b"percent_indexed", 1)) >= 1:
-                self._ready.add(gen.gen)
-                return
-            if time.monotonic() > deadline:
-                raise ServerError(
-                    f"the index {gen.index!r} is still being built after {timeout:.0f} s"
+            done = index_done(reply)
+            if done >= 1:
+                ready.add(gen.gen)
+                return True
+            if time.monotonic() >= deadline:
+                raise IndexBuildingError(
+                    f"the index of space {self.keys.name!r} is still being built "
+                    f"({100 * done:.1f}% done, waited {timeout:g} s): a search now would miss "
+                    "hits. After a restart every index is rebuilt from the stored vectors in "
+                    "the background; retry later, or allow a longer wait (hub.index_wait)",
+                    percent=round(100 * done, 1),
                 )
-            time.sleep(0.02)
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     # ------------------------------------------------------------ diff
 

@@ -4,17 +4,27 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import redis
+import redis.asyncio
 
 from .codec import VectorCodec
 from .errors import KeyNotFoundError
 from .keys import VECTOR_FIELD, GenKeys
 
-__all__ = ["fetch_commands", "get_commands", "roundtrip", "socket_fileno", "vector_rows"]
+__all__ = [
+    "ConnectCounter",
+    "count_connects",
+    "fetch_commands",
+    "get_commands",
+    "roundtrip",
+    "socket_fileno",
+    "vector_rows",
+]
 
 
 def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -115,3 +125,50 @@ def vector_rows(
     if present:
         out[present] = codec.decode_many(found, [keys[i] for i in present])
     return out
+
+
+class ConnectCounter:
+    """Counts the connections a redis-py pool opens (:func:`count_connects`). A new
+    connection may reach a server that restarted since the last one: whatever was verified
+    about the server (e.g. that a search index is complete) is verified again."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def count_connects(client: Any) -> ConnectCounter:
+    """Install a connect hook (redis-py's ``redis_connect_func`` connection setting, chained
+    to any one already set) on ``client``'s pool, sync or asyncio, that counts the
+    connections it opens from now on; returns the counter (the one already installed when
+    called again). Connections the pool made before are not seen when they reconnect:
+    install it before the first command."""
+    kwargs = client.connection_pool.connection_kwargs
+    previous = kwargs.get("redis_connect_func")
+    installed = getattr(previous, "rediscache_counter", None)
+    if isinstance(installed, ConnectCounter):
+        return installed
+    counter = ConnectCounter()
+    hook: Any
+    if isinstance(client, redis.asyncio.Redis):
+
+        async def hook(conn: Any) -> None:
+            if previous is None:
+                await conn.on_connect()
+            else:
+                done = previous(conn)
+                if inspect.isawaitable(done):
+                    await done
+            counter.count += 1
+
+    else:
+
+        def hook(conn: Any) -> None:
+            if previous is None:
+                conn.on_connect()
+            else:
+                previous(conn)
+            counter.count += 1
+
+    hook.rediscache_counter = counter
+    kwargs["redis_connect_func"] = hook
+    return counter

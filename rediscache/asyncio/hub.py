@@ -17,6 +17,7 @@ from ..caching import (
 from ..errors import InvalidInputError
 from ..hub import Hub, _check_client, _verify, connect
 from ..metrics import OpStats
+from ..wire import count_connects
 from .space import AsyncSpace
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class AsyncHub:
         self.sync = sync_hub if sync_hub is not None else Hub(_twin(client, to_async=False))
         self._owns = owns_client
         self._flights: dict[str, InFlight[asyncio.Event]] = {}
+        self._connects = count_connects(client)
 
     @property
     def server(self) -> ServerInfo | None:
@@ -214,10 +216,14 @@ class AsyncHub:
         """Names of all spaces, sorted. One round trip (in a worker thread)."""
         return await asyncio.to_thread(self.sync.spaces)
 
-    async def drop_space(self, name: str, *, missing_ok: bool = False) -> int:
+    async def drop_space(
+        self, name: str, *, missing_ok: bool = False, compact: bool = True
+    ) -> int:
         """:meth:`rediscache.Hub.drop_space` in a worker thread: same round trips, same
         (non-)atomicity, same errors. Returns the number of keys deleted."""
-        return await asyncio.to_thread(self.sync.drop_space, name, missing_ok=missing_ok)
+        return await asyncio.to_thread(
+            self.sync.drop_space, name, missing_ok=missing_ok, compact=compact
+        )
 
     def _inflight(self, prefix: str) -> InFlight[asyncio.Event]:
         """The in-flight table of get_or_compute for a space, shared by this hub's tasks

@@ -149,6 +149,8 @@ class AsyncSpace:
         self._client = hub.client
         self._set_state(space._state)
         self._fork_lock = asyncio.Lock()
+        self._ready: set[int] = set()  # generations whose index is known complete
+        self._connects_seen = -1  # hub connections when _ready was last trusted
 
     @property
     def name(self) -> str:
@@ -486,12 +488,35 @@ class AsyncSpace:
         """One round of a search of the live space (see Reader._search_round)."""
         commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
         commands += [("FT.SEARCH", self.keys.index, *args) for args in rnd.queries]
-        replies = await self._roundtrip(commands)
+        for _ in range(2):
+            gen = self._gen
+            if gen.gen not in self._ready or self._connects_seen != self.hub._connects.count:
+                await self._await_index(gen)
+            replies = await self._roundtrip(commands)
+            if self._connects_seen == self.hub._connects.count:
+                break
+            # a new connection: the server may be rebuilding the index (Reader._search_round)
         replies = replies[1:] if rnd.purge else replies
         for reply in replies:
             if isinstance(reply, Exception):
                 raise self.sync._search_error(reply)
         return replies
+
+    async def _await_index(self, gen: GenKeys) -> None:
+        """Wait until the index of ``gen`` is complete (see Versioned._await_index), at
+        most ``hub.sync.index_wait`` seconds, checking on the sync twin in a thread."""
+        seen = self.hub._connects.count
+        if seen != self._connects_seen:
+            self._ready.clear()
+            self._connects_seen = seen
+        wait = self.hub.sync.index_wait
+        for _ in range(ATTEMPTS):  # a rollback may replace gen meanwhile: check the new one
+            if await asyncio.to_thread(
+                self.sync._ensure_searchable, gen, wait, self._ready, False
+            ):
+                return
+            await self._refresh()
+            gen = self._gen
 
     # ------------------------------------------------------------ vector operations
 
