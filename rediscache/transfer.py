@@ -125,7 +125,7 @@ def _pyarrow() -> Any:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise InvalidInputError(
-            "parquet files need pyarrow: pip install 'rediscache[parquet]'"
+            "parquet files need pyarrow: pip install 'rediscache-hub[parquet]'"
         ) from exc
     return pq
 

@@ -239,7 +239,7 @@ Formats (by suffix):
             object per row: {"id": ..., <metadata fields>}
   .jsonl    one object per line: {"id": ..., "vector": [...], <metadata fields>}
   .parquet  columns id, vector and one per metadata field (needs pyarrow:
-            pip install 'rediscache[parquet]')"""
+            pip install 'rediscache-hub[parquet]')"""
 
 
 @cli.command("import")

@@ -26,7 +26,7 @@ def _run(*argv: str | Path, cwd: Path | None = None) -> str:
 def test_wheel_in_fresh_venv(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", dist, ROOT)
-    wheel = next(dist.glob("rediscache-*.whl"))
+    wheel = next(dist.glob("rediscache_hub-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
         "rediscache/lua/combine.lua",
