@@ -289,3 +289,27 @@ def test_cli_vectors_only_and_the_warning(
     assert "--vectors-only" in res.stderr and "genre (20), year (20)" in res.stderr
     assert space.get_record("item:3").metadata == {}
 
+
+def test_cli_verbose_says_which_server_and_how_long(
+    run: Callable[..., Result], hub: Hub, space_name: str, tmp_path: Path
+) -> None:
+    hub.create_space(space_name, DIM)
+    n = 2500
+    keys = [f"k{i}" for i in range(n)]
+    vecs = _vectors(n, 0)
+    vecs[1700, 0] = np.nan
+    file, _ = _write(tmp_path / "f", "jsonl", keys, vecs, [{}] * n)
+    quiet = run("import", space_name, str(file))
+    assert quiet.exit_code == 1
+    assert "server:" not in quiet.stderr and "rows read" not in quiet.stderr
+    assert "line 1701 'k1700': vector of 'k1700' contains NaN" in quiet.stderr, quiet.stderr
+    loud = run("-v", "import", space_name, str(file))
+    assert loud.exit_code == 1
+    assert "rediscache: server: " in loud.stderr, loud.stderr
+    assert "import: 2,000 of 2500 rows read" in loud.stderr and "done in " in loud.stderr
+    # an expected failure: one line without -v, and the traceback with it
+    quiet = run("get", "no-such-space-" + space_name, "k")
+    assert quiet.exit_code == 1 and "Traceback" not in quiet.stderr
+    loud = run("-v", "get", "no-such-space-" + space_name, "k")
+    assert loud.exit_code == 1 and "Traceback" in loud.stderr
+    assert any(line.startswith("error: ") for line in loud.stderr.splitlines())
