@@ -6,17 +6,22 @@
 -- ARGV[1]       the state string the client built the key names from (must be writable:
 --               not shared with a version, no copy in progress)
 -- ARGV[2]       the config field counting the live generation's documents ("n:<g>")
--- ARGV[3]       "put" or "del"
--- ARGV[4]       put only: the documents' time to live in ms; "0": none (a put replaces a
---               record, its expiry included: PERSIST each document); "-": the space never
---               expires entries (leave expiries alone, nothing to undo)
--- ARGV[5..]     put only, for each document in KEYS order: the number of field/value pairs
---               to set, the pairs, the number of fields to delete, their names
+-- ARGV[3]       "put", "del", or "vec:create" / "vec:skip" / "vec:raise" (an update of
+--               some fields, the vector, that leaves the other fields of a document alone;
+--               the suffix says what to do with a document that does not exist: write it
+--               with the given fields only, leave it out, or refuse the whole call)
+-- ARGV[4]       put and vec: the documents' time to live in ms; "0": none (a write replaces
+--               the record's expiry: PERSIST each document); "-": the space never expires
+--               entries (leave expiries alone, nothing to undo)
+-- ARGV[5..]     put and vec, for each document in KEYS order: the number of field/value
+--               pairs to set, the pairs, the number of fields to delete, their names
 --
--- Reply: put: how many documents were created (did not exist before); del: how many existed.
+-- Reply: put: how many documents were created (did not exist before); del: how many existed;
+--        vec: {created, {i, ...}}: the 1-based indexes of the documents left out (vec:skip).
 -- Errors: "RC_STALE" (the state changed: the client reloads it, copies the generation for
 --         the versions that share it if needed, and retries), "RC_WRONGTYPE <i>" (document
---         i, 1-based, holds a key that is not a hash). Nothing is written then.
+--         i, 1-based, holds a key that is not a hash), "RC_MISSING <i>" (vec:raise: document
+--         i does not exist). Nothing is written then.
 -- Cost: O(n) commands; each document write also updates the search index synchronously
 --       (the HNSW insert dominates: about 0.2-0.4 ms per 384-d vector).
 -- Atomic because: the state check and the writes must be one step, or a rollback or
@@ -35,21 +40,35 @@ if ARGV[3] == "del" then
   if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], -changed) end
   return changed
 end
+local missing = nil  -- put: every document is written
+if ARGV[3] ~= "put" then missing = string.sub(ARGV[3], 5) end
+if missing == "raise" then
+  for i = 1, n do
+    if redis.call("EXISTS", KEYS[i + 1]) == 0 then return redis.error_reply("RC_MISSING " .. i) end
+  end
+end
 local ttl = tonumber(ARGV[4])  -- nil for "-"
+local skipped = {}
 local a = 5
 for i = 1, n do
   local key = KEYS[i + 1]
-  if redis.call("EXISTS", key) == 0 then changed = changed + 1 end
   local nset = tonumber(ARGV[a])
   local nstale = tonumber(ARGV[a + 1 + 2 * nset])
-  if nstale > 0 then
-    redis.call("HDEL", key, unpack(ARGV, a + 2 + 2 * nset, a + 1 + 2 * nset + nstale))
-  end
-  redis.call("HSET", key, unpack(ARGV, a + 1, a + 2 * nset))
-  if ttl then
-    if ttl > 0 then redis.call("PEXPIRE", key, ttl) else redis.call("PERSIST", key) end
+  local exists = redis.call("EXISTS", key) == 1
+  if not exists and missing == "skip" then
+    skipped[#skipped + 1] = i
+  else
+    if not exists then changed = changed + 1 end
+    if nstale > 0 then
+      redis.call("HDEL", key, unpack(ARGV, a + 2 + 2 * nset, a + 1 + 2 * nset + nstale))
+    end
+    redis.call("HSET", key, unpack(ARGV, a + 1, a + 2 * nset))
+    if ttl then
+      if ttl > 0 then redis.call("PEXPIRE", key, ttl) else redis.call("PERSIST", key) end
+    end
   end
   a = a + 2 + 2 * nset + nstale
 end
 if changed > 0 then redis.call("HINCRBY", cfg, ARGV[2], changed) end
+if missing then return {changed, skipped} end
 return changed

@@ -42,7 +42,7 @@ from .metrics import OpStats
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
-from .space import Hit, Record, Space, SpaceConfig, SpaceInfo
+from .space import Hit, Record, Space, SpaceConfig, SpaceInfo, VectorsUpdated
 from .transfer import ExportReport, ImportReport, Rejected, export_file, import_file
 from .versions import LIVE, Version, VersionView
 
@@ -97,6 +97,7 @@ __all__ = [
     "StaleStateError",
     "Tag",
     "Text",
+    "VectorsUpdated",
     "Version",
     "VersionNotFoundError",
     "VersionView",

@@ -140,7 +140,15 @@ class VectorCodec:
             raise InvalidInputError(
                 f"{what} must be 1-D of length {self.dim}, got shape {arr.shape}"
             )
-        row: npt.NDArray[Any] = self.as_matrix(arr.reshape(1, -1), what)[0]
+        if arr.shape[0] != self.dim:
+            raise InvalidInputError(
+                f"{what} must be 1-D of length {self.dim}, got shape {arr.shape}"
+            )
+        arr = arr.reshape(1, -1)
+        with np.errstate(all="ignore"):
+            cast = np.ascontiguousarray(arr, dtype=self.out_dtype)
+        self.check_stored(cast, what, given=arr, single=True)
+        row: npt.NDArray[Any] = cast[0]
         return row
 
     def as_operand(self, vector: Any, what: str = "vector") -> npt.NDArray[np.float64]:
@@ -173,11 +181,17 @@ class VectorCodec:
         return arr
 
     def check_stored(
-        self, arr: npt.NDArray[Any], what: str = "vectors", given: npt.NDArray[Any] | None = None
+        self,
+        arr: npt.NDArray[Any],
+        what: str = "vectors",
+        given: npt.NDArray[Any] | None = None,
+        *,
+        single: bool = False,
     ) -> None:
         """Raise :class:`InvalidInputError` unless every row of the (n, dim) float array
         ``arr`` is acceptable once stored in this space's dtype (see the class docstring).
-        ``given``: the values as the caller gave them, for the message."""
+        ``given``: the values as the caller gave them, for the message; ``single``: ``arr``
+        is one vector (messages give positions in it, no row)."""
         if arr.shape[0] == 0:
             return
         if self._exact:
@@ -189,21 +203,23 @@ class VectorCodec:
         if not finite.all():
             row, col = (int(i) for i in np.argwhere(~finite)[0])
             value = float((arr if given is None else given)[row, col])
+            at = col if single else (row, col)
             if math.isfinite(value):
                 wider = "float64" if self._exact else "float32"
                 raise InvalidInputError(
-                    f"{what}: value {value:g} at {(row, col)} is out of range for "
+                    f"{what}: value {value:g} at {at} is out of range for "
                     f"{self.dtype} (largest {_LARGEST[self.dtype]:.5g}): scale the vectors "
                     f"or use a {wider} space"
                 )
-            raise InvalidInputError(f"{what} contains NaN or Inf (first at index {(row, col)})")
+            raise InvalidInputError(f"{what} contains NaN or Inf (first at index {at})")
         with np.errstate(all="ignore"):
             compute = stored.astype(_COMPUTE[self.dtype], copy=False)
             sq = np.einsum("ij,ij->i", compute, compute)
         big = np.flatnonzero(~(sq <= self.max_norm_sq))
         if big.size:
+            which = "it" if single else f"row {int(big[0])}"
             raise InvalidInputError(
-                f"{what}: row {int(big[0])} is too large (squared norm above "
+                f"{what}: {which} is too large (squared norm above "
                 f"{self.max_norm_sq:.3g}): distances to it would overflow "
                 f"{np.dtype(_COMPUTE[self.dtype]).name}; scale the vectors"
             )
@@ -213,7 +229,8 @@ class VectorCodec:
                 row = int(small[0])
                 cast = "" if self._exact else f" once stored as {self.dtype}"
                 raise InvalidInputError(
-                    f"{what}: row {row} is a zero vector{cast} (or too small to normalize), "
+                    f"{what}: {'it' if single else f'row {row}'} is a zero vector{cast} (or too "
+                    "small to normalize), "
                     "which has no direction in a cosine space"
                 )
 
@@ -305,16 +322,22 @@ def check_keys(keys: Any, what: str = "keys") -> list[str]:
     except TypeError as exc:
         raise InvalidInputError(f"{what} must be a sequence of strings") from exc
     for i, k in enumerate(out):
-        if not isinstance(k, str) or not k:
-            raise InvalidInputError(f"{what}[{i}] = {k!r}: keys must be non-empty strings")
-        if not k.isascii():
-            check_text(k, f"{what}[{i}]")
-        if "\x00" in k:
-            raise InvalidInputError(
-                f"{what}[{i}] = {k!r}: keys cannot contain NUL (RediSearch cannot load such "
-                "a document for a search)"
-            )
+        check_key(k, f"{what}[{i}]")
     return out
+
+
+def check_key(key: Any, what: str = "key") -> str:
+    """Check one key as :func:`check_keys` does (``what`` names it in messages); return it."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInputError(f"{what} = {key!r}: keys must be non-empty strings")
+    if not key.isascii():
+        check_text(key, what)
+    if "\x00" in key:
+        raise InvalidInputError(
+            f"{what} = {key!r}: keys cannot contain NUL (RediSearch cannot load such "
+            "a document for a search)"
+        )
+    return key
 
 
 def check_int(value: object, what: str, *, low: int = 1, high: int = 2**63 - 1) -> int:

@@ -92,7 +92,14 @@ class CorruptDataError(RediscacheError):
 
 
 class ServerError(RediscacheError):
-    """A problem on the Redis side."""
+    """A problem on the Redis side.
+
+    A bulk write (``put_many``, ``update_vectors``) that failed mid-way sets ``rows`` to the
+    ``(start, end)`` input positions (0-based, end excluded) of the chunk that failed: rows
+    before ``start`` are stored, rows from ``end`` on were not sent. Otherwise ``None``.
+    """
+
+    rows: tuple[int, int] | None = None
 
 
 class StaleStateError(ServerError):

@@ -39,7 +39,7 @@ _METRICS = ("cosine", "l2", "ip")
 _ALGORITHMS = ("hnsw", "flat")
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """``url`` with any password replaced by ``***`` (for error messages); never raises,
     whatever the URL."""
     # a password given as a query parameter (?password=...) too
@@ -171,16 +171,16 @@ def connect(
     elif url is not None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
             raise InvalidInputError(
-                f"unsupported URL {_redact(str(url))!r}: use redis://, rediss:// or unix://"
+                f"unsupported URL {redact(str(url))!r}: use redis://, rediss:// or unix://"
             )
         try:
             client = redis.Redis.from_url(url, protocol=2, **redis_kwargs)
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
             raise InvalidInputError(
-                f"invalid Redis URL or option for {_redact(url)!r}: {_redact(str(exc))}"
+                f"invalid Redis URL or option for {redact(url)!r}: {redact(str(exc))}"
             ) from exc
         owns = True
-        where = _redact(url)
+        where = redact(url)
     else:
         config = server or ServerConfig()
         if data_dir is not None:

@@ -298,6 +298,32 @@ class Reader:
             return None
         return Record(key, self.codec.decode(raw, key), unpack_metadata(meta))
 
+    def get_metadata_many(self, keys: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The metadata of ``keys`` in input order: a dict per stored record (empty when it
+        has none), None for a key without a record. One round trip (per key an HSTRLEN of
+        the vector, for existence without reading it, and an HGET of the metadata; all from
+        one generation)."""
+        key_list = check_keys(keys)
+        if not key_list:
+            return []
+
+        def make(gen: GenKeys) -> list[tuple[Any, ...]]:
+            return [
+                c
+                for doc in gen.docs(key_list)
+                for c in (("HSTRLEN", doc, VECTOR_FIELD), ("HGET", doc, META_FIELD))
+            ]
+
+        replies = self._read(make)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, Exception):
+                where = f"get_metadata_many of {key_list[i // 2]!r} in {self._where()}"
+                raise reply_error(str(reply), where)
+        return [
+            unpack_metadata(meta) if length else None
+            for length, meta in zip(replies[::2], replies[1::2])
+        ]
+
     # ------------------------------------------------------------ search
 
     def search(

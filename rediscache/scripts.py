@@ -509,6 +509,25 @@ def update_mean_call(
 # --------------------------------------------------------------------------- writes
 
 
+class Written(NamedTuple):
+    """The reply of ``write.lua``: documents created (put, update) or deleted (delete), and
+    the 0-based indexes of the documents an update left out because they did not exist
+    (``missing="skip"``)."""
+
+    changed: int
+    skipped: list[int]
+
+
+def _written(reply: Any) -> Written:
+    if isinstance(reply, list):  # an update: {created, {1-based indexes left out}}
+        return Written(int(reply[0]), [int(i) - 1 for i in reply[1]])
+    return Written(int(reply), [])
+
+
+#: What an update (``write_call(..., missing=...)``) does with a document that does not exist.
+MISSING_POLICIES = ("create", "skip", "raise")
+
+
 def write_call(
     config_key: str,
     doc_keys: Sequence[str],
@@ -518,17 +537,27 @@ def write_call(
     rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]] | None,
     names: Sequence[str],
     ttl_ms: int | None = 0,
-) -> ScriptCall[int]:
+    missing: str | None = None,
+) -> ScriptCall[Written]:
     """``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
     with a time to live of ``ttl_ms`` (0: none; None: leave expiries alone, for spaces whose
-    entries never expire), or delete the documents when ``rows`` is None. One round trip,
+    entries never expire), or delete the documents when ``rows`` is None. With ``missing``
+    (one of :data:`MISSING_POLICIES`) the rows update existing documents, fields they do not
+    name kept, and a document that does not exist is created with the row's fields, left
+    out (reported in ``Written.skipped``) or makes the whole call fail. One round trip,
     atomic.
 
-    Returns the number of documents created (put) or deleted (delete). Raises
-    StaleStateError (the space left ``state``) or ServerError (a key of another type);
-    nothing is written then.
+    Returns a :class:`Written`: documents created (put, update) or deleted (delete). Raises
+    StaleStateError (the space left ``state``), ServerError (a key of another type) or
+    KeyNotFoundError (``missing="raise"`` and a document does not exist); nothing is
+    written then.
     """
-    args: list[Any] = [state, count_field, "del" if rows is None else "put"]
+    if missing is not None and (rows is None or missing not in MISSING_POLICIES):
+        raise InvalidInputError(
+            f"missing must be one of {', '.join(map(repr, MISSING_POLICIES))}, got {missing!r}"
+        )
+    mode = "del" if rows is None else ("put" if missing is None else f"vec:{missing}")
+    args: list[Any] = [state, count_field, mode]
     if rows is not None:
         args.append("-" if ttl_ms is None else ttl_ms)
         for fields, stale in rows:
@@ -536,7 +565,7 @@ def write_call(
             args.extend(fields)
             args.append(len(stale))
             args.extend(stale)
-    return ScriptCall("write", [config_key, *doc_keys], args, int, _raiser("write", names))
+    return ScriptCall("write", [config_key, *doc_keys], args, _written, _raiser("write", names))
 
 
 # --------------------------------------------------------------------------- versions

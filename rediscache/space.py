@@ -12,7 +12,14 @@ import redis
 
 from . import query, scripts
 from .caching import Caching
-from .codec import VectorCodec, check_int, check_keys, pack_metadata, ttl_to_ms
+from .codec import (
+    VectorCodec,
+    check_int,
+    check_key,
+    check_keys,
+    pack_metadata,
+    ttl_to_ms,
+)
 from .errors import (
     ConnectionFailedError,
     CorruptDataError,
@@ -32,37 +39,44 @@ from .versions import Versioned
 if TYPE_CHECKING:
     from .hub import Hub
 
-__all__ = ["CHUNK", "Hit", "Record", "Space", "SpaceConfig", "SpaceInfo"]
+__all__ = ["CHUNK", "Hit", "Record", "Space", "SpaceConfig", "SpaceInfo", "VectorsUpdated"]
 
 #: Layout of a space's keys and fields (see rediscache.keys); spaces of another layout are
 #: refused. 3: text fields are indexed case-folded (query.fold_text); expiring spaces.
 LAYOUT = "3"
 
 #: Time one write.lua call of put_many should take (seconds): a script blocks every other
-#: client while it runs, so HNSW writes (where each row is an index insert: 0.5 to 1.3 ms per
-#: 384-d row measured here, more as the index grows) go in chunks sized to about this long.
+#: client while it runs, so writes go in chunks sized to about this long, by the time the
+#: space's last calls took per row (HNSW: each row is an index insert, 0.5 to 1.3 ms per
+#: 384-d row measured here, more as the index grows; FLAT: a copy, about 24 us per 384-d row).
 #: Raw pipelined HSETs interleave with other clients every few commands; a 1,000-row script
-#: blocked them for over a second (docs/lua.md).
+#: blocked them for over a second (docs/lua.md). Sizing by time also keeps every call far
+#: below a client's socket timeout on a slow or busy server.
 WRITE_BUDGET = 0.1
 #: First guess of an HNSW insert's cost per float of dim, before a space's writes are timed.
 HNSW_INSERT_PER_FLOAT = 1e-3 / 384
+#: First guess of a FLAT write's cost per float of dim (1,000 rows of 384 floats: 24 ms).
+FLAT_INSERT_PER_FLOAT = 24e-6 / 384
+#: Largest payload of one write.lua call (bytes of vectors and metadata): one call never
+#: carries more, whatever the rows' size (1,000 rows of 4,096 float32 would be 16 MB).
+WRITE_BYTES = 4 << 20
 
 
 class WritePacer:
-    """Rows per write.lua call for one space: CHUNK in a FLAT space (indexing is a copy:
-    1,000 rows of 384 floats took 24 ms of server time), and in an HNSW space as many as take
-    about :data:`WRITE_BUDGET`, by the time the last calls took per row (a running average;
-    between 8 and CHUNK rows)."""
+    """Rows per write.lua call for one space: as many as take about :data:`WRITE_BUDGET`, by
+    the time the last calls took per row (a running average, first guessed from the dim and
+    the algorithm), between 8 and CHUNK rows, and at most :data:`WRITE_BYTES` of payload."""
 
     def __init__(self, config: SpaceConfig) -> None:
         self.hnsw = config.algorithm == "hnsw"
-        self.row_seconds = HNSW_INSERT_PER_FLOAT * config.dim
+        per_float = HNSW_INSERT_PER_FLOAT if self.hnsw else FLAT_INSERT_PER_FLOAT
+        self.row_seconds = per_float * config.dim
 
-    def rows(self) -> int:
-        """Rows for the next call."""
-        if not self.hnsw:
-            return CHUNK
-        return max(8, min(CHUNK, int(WRITE_BUDGET / self.row_seconds)))
+    def rows(self, row_bytes: float = 0.0) -> int:
+        """Rows for the next call, whose rows carry ``row_bytes`` bytes each on average."""
+        by_time = int(WRITE_BUDGET / self.row_seconds)
+        by_size = int(WRITE_BYTES / row_bytes) if row_bytes > 0 else CHUNK
+        return max(8, min(CHUNK, by_time, by_size))
 
     def record(self, rows: int, seconds: float) -> None:
         """Account a call of ``rows`` rows that took ``seconds`` (round trip included)."""
@@ -70,16 +84,38 @@ class WritePacer:
             self.row_seconds = 0.5 * self.row_seconds + 0.5 * seconds / rows
 
 
-def chunk_failed(name: str, exc: Exception, start: int, end: int, n: int) -> ServerError:
-    """The error of a put_many whose chunk ``start..end-1`` (of ``n`` rows) failed: which
-    rows are stored. A script writes all of its chunk or nothing; only a lost reply leaves
-    the chunk's fate unknown."""
+def row_bytes(rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]]) -> float:
+    """Average payload of write rows (field names and values), for :meth:`WritePacer.rows`."""
+    if not rows:
+        return 0.0
+    return sum(len(v) for fields, _ in rows for v in fields) / len(rows)
+
+
+def chunk_failed(
+    name: str, exc: Exception, start: int, end: int, n: int, what: str = "put_many"
+) -> ServerError:
+    """The error of a put_many (or ``what``) whose chunk ``start..end-1`` (of ``n`` rows)
+    failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
+    nothing; only a lost reply leaves the chunk's fate unknown."""
     unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
     fate = "may or may not be stored" if unknown else "were not stored"
     before = f"; rows before {start} are stored" if start else ""
     after = f"; rows from {end} on were not sent" if end < n else ""
     error = OutcomeUnknownError if unknown else ServerError
-    return error(f"put_many into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}")
+    err = error(f"{what} into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}")
+    err.rows = (start, end)
+    return err
+
+
+@dataclass(frozen=True)
+class VectorsUpdated:
+    """What :meth:`Space.update_vectors` did: records whose vector was replaced (metadata
+    kept), records created without metadata (``missing="create"``), and the keys left out
+    because they had no record (``missing="skip"``), in input order."""
+
+    updated: int
+    created: int
+    skipped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -307,42 +343,103 @@ class Space(Reader, VectorOps, Versioned, Caching):
         ``vectors`` is an (n, dim) array-like; ``metadata`` is None or a list of n dicts (or
         None entries). Everything is checked before anything is sent; an empty batch writes
         nothing. Writes go in chunks, each one call of ``write.lua``: one round trip per
-        chunk, each chunk atomic (all of its rows or none). Chunks are 1,000 rows in FLAT
-        spaces and smaller in HNSW spaces (:func:`write_chunk`: about 25 ms of server time
-        each, 104 rows at dim 384), because a script blocks every other client while it
-        runs. A row replaces any previous record under its key (fields it does not set are
-        removed, and its expiry). ``ttl``: seconds until the rows expire (expiring spaces
-        only; default: the space's ``ttl``; 0: never); expired embeddings disappear from
-        reads and searches.
+        chunk, each chunk atomic (all of its rows or none). Chunks take about 0.1 s of server
+        time each (:class:`WritePacer`: up to 1,000 rows, about 100 at dim 384 in an HNSW
+        space, at most 4 MB), because a script blocks every other client while it runs. A
+        row replaces any previous record under its key (fields it does not set are removed,
+        and its expiry; :meth:`update_vectors` keeps the metadata). ``ttl``: seconds until
+        the rows expire (expiring spaces only; default: the space's ``ttl``; 0: never);
+        expired embeddings disappear from reads and searches.
 
         Raises:
             InvalidInputError: bad keys, vectors, metadata or ttl (nothing written).
-            ServerError: Redis failed mid-way; the message says which rows were stored
-                (chunks are written in input order, each in one script).
+            ServerError: Redis failed mid-way; the message and its ``rows`` say which rows
+                were stored (chunks are written in input order, each in one script).
+                :class:`OutcomeUnknownError` when a chunk's reply was lost.
         """
         ttl_ms = self._ttl_ms(ttl)
         key_list, rows = self._prepare(keys, vectors, metadata)
+        self._write_chunks(key_list, rows, ttl_ms, None, "put_many")
+        return len(key_list)
+
+    def update_vectors(
+        self,
+        keys: Sequence[str],
+        vectors: Any,
+        *,
+        missing: str = "create",
+        ttl: float | None = None,
+    ) -> VectorsUpdated:
+        """Replace the vectors of ``keys`` and keep everything else of their records: the
+        metadata and its indexed fields stay as they are (a retrained model's vectors).
+
+        ``vectors`` is an (n, dim) array-like, checked as :meth:`put_many` checks it before
+        anything is sent. ``missing`` says what happens to a key that has no record yet:
+        ``"create"`` (default) stores its vector without metadata, ``"skip"`` leaves it out
+        (listed in the result's ``skipped``), ``"raise"`` raises :class:`KeyNotFoundError`.
+        Expiry as in :meth:`put_many`: every row written restarts its time to live (``ttl``
+        or the space's default; spaces without expiry: none).
+
+        Round trips and atomicity as :meth:`put_many`: chunks of :class:`WritePacer` rows,
+        one ``write.lua`` call each, each chunk atomic (the existence check and the writes
+        of its rows are one step).
+
+        Returns a :class:`VectorsUpdated`: rows updated, created and skipped.
+
+        Raises:
+            InvalidInputError: bad keys, vectors, ``missing`` or ttl (nothing written).
+            KeyNotFoundError: ``missing="raise"`` and a key has no record; its chunk and the
+                later ones are not written, the earlier ones are.
+            ServerError: Redis failed mid-way, as in :meth:`put_many`.
+        """
+        if missing not in scripts.MISSING_POLICIES:
+            raise InvalidInputError(
+                "missing must be one of "
+                f"{', '.join(map(repr, scripts.MISSING_POLICIES))}, got {missing!r}"
+            )
+        ttl_ms = self._ttl_ms(ttl)
+        key_list, rows = self._prepare(keys, vectors, None, vectors_only=True)
+        created, skipped = self._write_chunks(key_list, rows, ttl_ms, missing, "update_vectors")
+        return VectorsUpdated(
+            len(key_list) - created - len(skipped), created, tuple(key_list[i] for i in skipped)
+        )
+
+    def _write_chunks(
+        self,
+        key_list: list[str],
+        rows: list[tuple[list[bytes | str], list[str]]],
+        ttl_ms: int | None,
+        missing: str | None,
+        what: str,
+    ) -> tuple[int, list[int]]:
+        """Write ``rows`` in paced chunks (one write.lua call each); returns documents
+        created and the indexes left out (``missing="skip"``)."""
         n = len(key_list)
-        written = 0
         pacer = self._pacer
+        size = row_bytes(rows)
+        created = 0
+        skipped: list[int] = []
         start = 0
         while start < n:
-            end = min(start + pacer.rows(), n)
+            end = min(start + pacer.rows(size), n)
             names = key_list[start:end]
 
             def call(
                 state: SpaceState, gen: GenKeys, names: list[str] = names, start: int = start
-            ) -> int:
-                return self._write(state, gen, names, rows[start : start + len(names)], ttl_ms)
+            ) -> scripts.Written:
+                chunk = rows[start : start + len(names)]
+                return self._write(state, gen, names, chunk, ttl_ms, missing)
 
             began = time.monotonic()
             try:
-                self._writing(call)
+                done = self._writing(call)
             except (redis.RedisError, ServerError) as exc:
-                raise chunk_failed(self.name, exc, start, end, n) from exc
+                raise chunk_failed(self.name, exc, start, end, n, what) from exc
             pacer.record(end - start, time.monotonic() - began)
-            written = start = end
-        return written
+            created += done.changed
+            skipped += [start + i for i in done.skipped]
+            start = end
+        return created, skipped
 
     def _ttl_ms(self, ttl: object) -> int | None:
         """Milliseconds to live of a write (0: none; None: the space never expires entries,
@@ -362,6 +459,19 @@ class Space(Reader, VectorOps, Versioned, Caching):
             return round(self.config.ttl * 1000) if self.config.ttl else 0
         return ttl_to_ms(ttl)
 
+    def validate_row(
+        self, key: str, vector: Any, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Check one row as :meth:`put_many` would, without writing; messages name the key,
+        never a position in a batch. No round trip.
+
+        Raises:
+            InvalidInputError: a bad key, vector or metadata.
+        """
+        key = check_key(key, "key")
+        arr = self.codec.as_vector(vector, f"vector of {key!r}")
+        self._row(self.codec.encode_matrix(arr[None, :])[0], metadata, key)
+
     def validate(
         self,
         keys: Sequence[str],
@@ -380,8 +490,11 @@ class Space(Reader, VectorOps, Versioned, Caching):
         keys: Sequence[str],
         vectors: Any,
         metadata: Sequence[Mapping[str, Any] | None] | None,
+        *,
+        vectors_only: bool = False,
     ) -> tuple[list[str], list[tuple[list[bytes | str], list[str]]]]:
-        """Checked keys and the HSET/HDEL arguments of each row (pure)."""
+        """Checked keys and the HSET/HDEL arguments of each row (pure); ``vectors_only``:
+        rows that set the vector and touch no other field."""
         key_list = check_keys(keys)
         arr = self.codec.as_matrix(vectors)
         n = len(key_list)
@@ -400,6 +513,8 @@ class Space(Reader, VectorOps, Versioned, Caching):
         if len(set(key_list)) != n:
             raise InvalidInputError("keys contain duplicates")
         blobs = self.codec.encode_matrix(arr)
+        if vectors_only:
+            return key_list, [([VECTOR_FIELD, blob], []) for blob in blobs]
         rows = [self._row(blobs[i], metas[i], key_list[i]) for i in range(n)]
         return key_list, rows
 
@@ -437,7 +552,9 @@ class Space(Reader, VectorOps, Versioned, Caching):
             return 0
         names = check_keys(keys)
 
-        return int(self._writing(lambda state, gen: self._write(state, gen, names, None, None)))
+        return int(
+            self._writing(lambda state, gen: self._write(state, gen, names, None, None)).changed
+        )
 
     def _write(
         self,
@@ -446,9 +563,11 @@ class Space(Reader, VectorOps, Versioned, Caching):
         names: list[str],
         rows: list[tuple[list[bytes | str], list[str]]] | None,
         ttl_ms: int | None,
-    ) -> int:
-        """One write.lua call in ``state`` (rows None: delete), then the written documents
-        leave the hot cache at once (read your own writes)."""
+        missing: str | None = None,
+    ) -> scripts.Written:
+        """One write.lua call in ``state`` (rows None: delete; ``missing``: an update, see
+        :func:`scripts.write_call`), then the written documents leave the hot cache at once
+        (read your own writes)."""
         docs = gen.docs(names)
         try:
             return scripts.write(
@@ -460,6 +579,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
                 rows=rows,
                 names=names,
                 ttl_ms=ttl_ms,
+                missing=missing,
             )
         finally:
             if self._hot is not None:

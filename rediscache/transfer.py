@@ -14,9 +14,21 @@ are exported as strings. The id and vector field names can be changed (``id_fiel
 ``vector_field``).
 
 Import writes through :meth:`Space.put_many` in chunks (each chunk atomic), so it is
-idempotent: running it again replaces the same records. Rows that cannot be stored (not
-JSON, no id, a vector of the wrong length or with NaN, a key seen earlier in the file, bad
-metadata) are skipped and reported with their row number and reason; the others are written.
+idempotent: running it again replaces the same records. ``vectors_only=True`` writes through
+:meth:`Space.update_vectors` instead: the vectors are replaced and the stored metadata kept
+(a retrained model's file of ids and vectors). Rows that cannot be stored (not JSON, no id,
+a vector of the wrong length or with NaN, a key seen earlier in the file, bad metadata) are
+skipped and reported with their position in the file and reason; the others are written.
+
+Positions in the file are 1-based for every format: ``line N`` of a ``.jsonl`` file (blank
+lines counted), ``row N (index N-1)`` of a ``.npy`` array (its record in the metadata file)
+or of a ``.parquet`` file. Every rejection and error of an import names the position and
+the key, never a position inside a batch.
+
+A batch whose write fails with an unknown outcome (the reply was lost: a timeout, a broken
+connection), a server that cannot be reached or is busy, is written again, at most
+:data:`ATTEMPTS` times in all: writing the same rows again is idempotent (the same records,
+the same time to live).
 Export writes to a temporary file beside the target and renames it at the end, so a failed
 export leaves no half-written file.
 """
@@ -35,9 +47,17 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import redis
 
 from .codec import check_int
-from .errors import InvalidInputError, ReadOnlyError, ServerError
+from .errors import (
+    ConnectionFailedError,
+    InvalidInputError,
+    OutcomeUnknownError,
+    ReadOnlyError,
+    ServerBusyError,
+    ServerError,
+)
 from .reader import Reader
 
 if TYPE_CHECKING:
@@ -58,23 +78,42 @@ __all__ = [
 FORMATS = {".npy": "npy", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 #: Rows per put_many call / per export batch.
 BATCH = 1000
+#: Writes of one import batch at most (the first and the retries), and the pause before the
+#: first retry in seconds (doubling after each).
+ATTEMPTS = 4
+RETRY_PAUSE = 0.5
+#: What a vectors-only import does with a key that has no record yet.
+IMPORT_MISSING = ("create", "skip")
 #: Called with (rows done, total rows or None) as an import or export advances.
 Progress = Callable[[int, "int | None"], None]
 
 
 @dataclass(frozen=True)
 class Rejected:
-    """A row of an imported file that was not stored: its 1-based row (line) number, its key
-    when it had one, and why."""
+    """A row of an imported file that was not stored: its 1-based position (the line of a
+    ``.jsonl`` file, the row of a ``.npy`` or ``.parquet`` file), its key when it had one,
+    why, and ``where``: the position in words (``"line 7001"``, ``"row 7001 (index 7000)"``)."""
 
     row: int
     key: str | None
     reason: str
+    where: str = ""
+
+    def __str__(self) -> str:
+        key = "" if self.key is None else f" {self.key!r}"
+        return f"{self.where or f'row {self.row}'}{key}: {self.reason}"
 
 
 @dataclass(frozen=True)
 class ImportReport:
-    """What :func:`import_file` did."""
+    """What :func:`import_file` did: rows read, rows written, rows rejected, seconds.
+
+    ``skipped``: keys a vectors-only import with ``missing="skip"`` left out (no record).
+    ``ignored_fields``: metadata fields of the file that a vectors-only import did not write.
+    ``dropped``: per metadata field, how many stored records lost it because their row in
+    the file did not carry it (a plain import replaces whole records). ``retries``: batches
+    written again after a lost reply or a busy or unreachable server.
+    """
 
     path: str
     space: str
@@ -82,6 +121,10 @@ class ImportReport:
     written: int
     rejected: list[Rejected] = field(default_factory=list)
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+    ignored_fields: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
 
     @property
     def rate(self) -> float:
@@ -138,16 +181,24 @@ class _Batch:
     """Parsed rows of a file: row numbers, keys, vectors, metadata; and rows rejected while
     parsing."""
 
+    lines: bool = False  # positions are lines of a text file (else rows of an array/table)
     rows: list[int] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
     vectors: list[Any] = field(default_factory=list)
     metadata: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
+    def where(self, row: int) -> str:
+        """A 1-based position in words."""
+        return f"line {row}" if self.lines else f"row {row} (index {row - 1})"
+
+    def reject(self, row: int, key: str | None, reason: str) -> Rejected:
+        return Rejected(row, key, reason, self.where(row))
+
     def add(self, row: int, record: dict[str, Any], vector: Any, id_field: str) -> None:
         key = _key_of(record.pop(id_field, None))
         if key is None:
-            self.rejected.append(Rejected(row, None, f"no {id_field!r} (a string or integer)"))
+            self.rejected.append(self.reject(row, None, f"no {id_field!r} (a string or integer)"))
             return
         self.rows.append(row)
         self.keys.append(key)
@@ -163,7 +214,7 @@ def _key_of(value: Any) -> str | None:
     return None
 
 
-def _json_lines(f: IO[bytes], what: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def _json_lines(f: IO[bytes]) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, parsed object or the reason it is not one) for each non-blank line."""
     for number, line in enumerate(f, 1):
         if not line.strip():
@@ -171,10 +222,10 @@ def _json_lines(f: IO[bytes], what: str) -> Iterator[tuple[int, dict[str, Any] |
         try:
             obj = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
-            yield number, f"line {number} of {what} is not JSON: {exc}"
+            yield number, f"not JSON: {exc}"
             continue
         if not isinstance(obj, dict):
-            yield number, f"line {number} of {what} is not a JSON object"
+            yield number, "not a JSON object"
             continue
         yield number, obj
 
@@ -213,11 +264,13 @@ def _read_npy(
         with meta.open("rb") as f:
             b = _Batch()
             i = 0
-            for _, obj in _json_lines(f, str(meta)):
+            for number, obj in _json_lines(f):
                 if i >= n:
                     raise InvalidInputError(f"{str(meta)!r} changed during the import")
                 if isinstance(obj, str):
-                    b.rejected.append(Rejected(i + 1, None, obj))
+                    b.rejected.append(
+                        b.reject(i + 1, None, f"{obj} (line {number} of {meta.name})")
+                    )
                 else:
                     b.add(i + 1, obj, arr[i], id_field)
                 i += 1
@@ -239,14 +292,15 @@ def _read_jsonl(
     def batches() -> Iterator[_Batch]:
         with path.open("rb") as f:
             b = _Batch()
-            for number, obj in _json_lines(f, str(path)):
+            b = _Batch(lines=True)
+            for number, obj in _json_lines(f):
                 if isinstance(obj, str):
-                    b.rejected.append(Rejected(number, None, obj))
+                    b.rejected.append(b.reject(number, None, obj))
                 else:
                     b.add(number, obj, obj.pop(vector_field, None), id_field)
                 if len(b.rows) + len(b.rejected) >= batch:
                     yield b
-                    b = _Batch()
+                    b = _Batch(lines=True)
             yield b
 
     return total, batches()
@@ -315,19 +369,38 @@ def import_file(
     vector_field: str = "vector",
     batch_size: int = BATCH,
     progress: Progress | None = None,
+    vectors_only: bool = False,
+    missing: str = "create",
+    warn: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Store the embeddings of a file in ``space``; returns an :class:`ImportReport`.
 
     ``path`` is a ``.npy`` (keys and metadata from the ``.jsonl`` ``meta``), a ``.jsonl``
-    or a ``.parquet`` file (see the module docstring). One round trip
-    per ``batch_size`` rows (each batch atomic, written with put_many); ``progress`` is
-    called after each batch. Idempotent: importing the same file again replaces the same
-    records. Bad rows are skipped and listed in the report's ``rejected``.
+    or a ``.parquet`` file (see the module docstring). Rows go in batches of ``batch_size``
+    (each written with put_many: chunks of about 0.1 s of server time, each atomic);
+    ``progress`` is called after each batch. Idempotent: importing the same file again
+    replaces the same records. Bad rows are skipped and listed in the report's
+    ``rejected`` with their position in the file.
+
+    A plain import replaces whole records: a stored record whose row lacks a metadata field
+    loses it. Before each batch the import reads the stored metadata of its keys (one more
+    round trip), counts what would be lost in the report's ``dropped`` and, the first time,
+    calls ``warn`` with a message before writing. ``vectors_only=True`` writes only the
+    vectors (:meth:`Space.update_vectors`): stored metadata is kept and the file's metadata
+    fields are ignored (listed in ``ignored_fields``); ``missing`` says what to do with a key
+    that has no record: ``"create"`` it without metadata or ``"skip"`` it (listed in
+    ``skipped``).
+
+    A batch whose reply was lost, or that met a busy or unreachable server, is written
+    again (at most :data:`ATTEMPTS` writes, pauses from :data:`RETRY_PAUSE` s doubling):
+    its rows are the same records with the same time to live, so a row written twice is
+    stored once.
 
     Raises:
         InvalidInputError: an unreadable file, an unknown format, a ``.npy`` whose dim is not
             the space's, a metadata file with fewer or more records than the array.
-        ServerError: Redis failed; the message says how many rows were written before.
+        ServerError: Redis failed (after the retries); the message names the rows of the
+            file (positions and keys) whose fate is unknown and how many rows were written.
     """
     from .space import Space  # the concrete class: a version view cannot be written
 
@@ -337,6 +410,12 @@ def import_file(
         raise InvalidInputError(f"import needs a Space, got {type(space).__name__}")
     batch_size = check_int(batch_size, "batch_size", high=1_000_000)
     _check_names(id_field, vector_field, progress)
+    if not isinstance(vectors_only, bool):
+        raise InvalidInputError(f"vectors_only must be True or False, got {vectors_only!r}")
+    if missing not in IMPORT_MISSING:
+        raise InvalidInputError(f"missing must be 'create' or 'skip', got {missing!r}")
+    if warn is not None and not callable(warn):
+        raise InvalidInputError(f"warn must be a function or None, got {warn!r}")
     src = _path(path, "path")
     fmt = file_format(src)
     meta_path = None if meta is None else _path(meta, "meta")
@@ -362,77 +441,199 @@ def import_file(
         raise InvalidInputError(f"cannot read {str(src)!r}: {exc}") from exc
 
     started = time.perf_counter()
-    seen: dict[str, int] = {}
-    rejected: list[Rejected] = []
-    rows = written = 0
+    job = _Import(space, src, dim, vector_field, vectors_only, missing, warn)
+    rows = 0
     try:
         for b in batches:
             if rows == 0:
                 _check_dim(b, dim, space.name, src)
             rows += len(b.rows) + len(b.rejected)
-            rejected.extend(b.rejected)
-            written += _store(space, b, seen, rejected, dim, vector_field)
+            job.rejected.extend(b.rejected)
+            job.store(b)
             if progress is not None:
                 progress(rows, total)
     except ServerError as exc:
-        raise ServerError(
-            f"import of {str(src)!r} stopped after {written} rows were written: {exc}. "
+        raise type(exc)(
+            f"import of {str(src)!r} stopped after {job.written} rows were written: {exc}. "
             "Importing the file again is safe (it replaces the same records)."
         ) from exc
     except InvalidInputError:
         raise
     except (OSError, ValueError) as exc:  # a file cut short or corrupt mid-way (pyarrow too)
         raise InvalidInputError(
-            f"reading {str(src)!r} failed after {written} rows were written: {exc}"
+            f"reading {str(src)!r} failed after {job.written} rows were written: {exc}"
         ) from exc
-    rejected.sort(key=lambda r: r.row)
+    job.rejected.sort(key=lambda r: r.row)
     return ImportReport(
-        str(src), space.name, rows, written, rejected, time.perf_counter() - started
+        str(src),
+        space.name,
+        rows,
+        job.written,
+        job.rejected,
+        time.perf_counter() - started,
+        skipped=job.skipped,
+        ignored_fields=sorted(job.ignored),
+        dropped=dict(sorted(job.dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
+        retries=job.retries,
     )
 
 
-def _store(
-    space: Space,
-    b: _Batch,
-    seen: dict[str, int],
-    rejected: list[Rejected],
-    dim: int,
-    vector_field: str,
-) -> int:
-    """Write the good rows of one batch; reject the others. Returns rows written."""
-    keys: list[str] = []
-    vectors: list[Any] = []
-    metas: list[dict[str, Any]] = []
-    for row, key, vector, meta in zip(b.rows, b.keys, b.vectors, b.metadata):
-        reason = _vector_problem(vector, dim, vector_field)
-        if reason is None and key in seen:
-            reason = f"key {key!r} already appeared at row {seen[key]}"
-        if reason is not None:
-            rejected.append(Rejected(row, key, reason))
-            continue
-        seen[key] = row
-        keys.append(key)
-        vectors.append(vector)
-        metas.append(meta)
-    if not keys:
-        return 0
-    matrix = np.array(vectors, dtype=np.float64 if space.config.dtype == "float64" else np.float32)
-    try:
-        return space.put_many(keys, matrix, metas)  # checks everything before writing
-    except InvalidInputError:
-        pass
-    # Some row is refused (NaN, a zero vector in a cosine space, bad metadata): find them
-    # one by one (only for a batch that has some) and write the others.
-    good = []
-    for i, (key, meta) in enumerate(zip(keys, metas)):
+#: Errors after which an import batch is written again: the write may not have happened
+#: (lost reply) or surely did not (busy, unreachable), and writing the rows again is safe.
+_RETRIED = (
+    OutcomeUnknownError,
+    ConnectionFailedError,
+    ServerBusyError,
+    redis.ConnectionError,  # the reads before a batch (safe to repeat)
+    redis.TimeoutError,
+)
+
+
+class _Import:
+    """The state of one import: keys seen, rows written, rejected, skipped, dropped."""
+
+    def __init__(
+        self,
+        space: Space,
+        src: Path,
+        dim: int,
+        vector_field: str,
+        vectors_only: bool,
+        missing: str,
+        warn: Callable[[str], None] | None,
+    ) -> None:
+        self.space = space
+        self.src = src
+        self.dim = dim
+        self.vector_field = vector_field
+        self.vectors_only = vectors_only
+        self.missing = missing
+        self.warn = warn
+        self.seen: dict[str, str] = {}  # key -> where it appeared
+        self.rejected: list[Rejected] = []
+        self.skipped: list[str] = []
+        self.ignored: set[str] = set()
+        self.dropped: dict[str, int] = {}
+        self.written = 0
+        self.retries = 0
+
+    def store(self, b: _Batch) -> None:
+        """Write the good rows of one batch; reject the others."""
+        rows: list[int] = []
+        keys: list[str] = []
+        vectors: list[Any] = []
+        metas: list[dict[str, Any]] = []
+        for row, key, vector, meta in zip(b.rows, b.keys, b.vectors, b.metadata):
+            reason = _vector_problem(vector, self.dim, self.vector_field)
+            if reason is None and key in self.seen:
+                reason = f"the key already appeared at {self.seen[key]}"
+            if reason is not None:
+                self.rejected.append(b.reject(row, key, reason))
+                continue
+            self.seen[key] = b.where(row)
+            rows.append(row)
+            keys.append(key)
+            vectors.append(vector)
+            metas.append(meta)
+        if not keys:
+            return
+        dtype = np.float64 if self.space.config.dtype == "float64" else np.float32
+        matrix = np.array(vectors, dtype=dtype)
+        if not self._valid(matrix, keys, metas):
+            # Some row is refused (NaN, a zero vector in a cosine space, bad metadata): find
+            # them one by one (only for a batch that has some) and write the others.
+            good = []
+            for i, (row, key, meta) in enumerate(zip(rows, keys, metas)):
+                try:
+                    self.space.validate_row(key, matrix[i], None if self.vectors_only else meta)
+                    good.append(i)
+                except InvalidInputError as exc:
+                    del self.seen[key]
+                    self.rejected.append(b.reject(row, key, str(exc)))
+            rows = [rows[i] for i in good]
+            keys = [keys[i] for i in good]
+            metas = [metas[i] for i in good]
+            matrix = matrix[good]
+        if not keys:
+            return
+        if self.vectors_only:
+            self.ignored.update(name for m in metas for name in m)
+        self._write(b, rows, keys, matrix, metas)
+
+    def _valid(self, matrix: Any, keys: list[str], metas: list[dict[str, Any]]) -> bool:
         try:
-            space.validate([key], matrix[i : i + 1], [meta])
-            good.append(i)
-        except InvalidInputError as exc:
-            rejected.append(Rejected(seen.pop(key), key, str(exc)))
-    if not good:
-        return 0
-    return space.put_many([keys[i] for i in good], matrix[good], [metas[i] for i in good])
+            self.space.validate(keys, matrix, None if self.vectors_only else metas)
+        except InvalidInputError:
+            return False
+        return True
+
+    def _count_dropped(
+        self, b: _Batch, rows: list[int], keys: list[str], metas: list[dict[str, Any]]
+    ) -> None:
+        """Count (and warn about, once, before writing) stored metadata fields the rows of
+        this batch would remove."""
+        first: tuple[int, str] | None = None
+        lost_here: set[str] = set()
+        for row, key, meta, stored in zip(rows, keys, metas, self.space.get_metadata_many(keys)):
+            lost = set(stored or ()) - set(meta)
+            for name in lost:
+                self.dropped[name] = self.dropped.get(name, 0) + 1
+            if lost and first is None:
+                first = (row, key)
+            lost_here |= lost
+        if first is not None and self.warn is not None:
+            row, key = first
+            self.warn(
+                f"rows of {str(self.src)!r} replace whole records and lack metadata fields "
+                f"the stored records have ({', '.join(sorted(lost_here))}; first at "
+                f"{b.where(row)} {key!r}): writing them removes those fields. To replace "
+                "only the vectors and keep the metadata, import with vectors_only "
+                "(--vectors-only)"
+            )
+            self.warn = None
+
+    def _write(
+        self, b: _Batch, rows: list[int], keys: list[str], matrix: Any, metas: list[Any]
+    ) -> None:
+        """One batch through put_many / update_vectors, written again after a lost reply or
+        a busy or unreachable server (:data:`ATTEMPTS` writes at most)."""
+        checked = self.vectors_only  # a plain import first reads what it would drop
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                if not checked:
+                    self._count_dropped(b, rows, keys, metas)
+                    checked = True
+                if self.vectors_only:
+                    done = self.space.update_vectors(keys, matrix, missing=self.missing)
+                    self.skipped += done.skipped
+                    self.written += len(keys) - len(done.skipped)
+                else:
+                    self.written += self.space.put_many(keys, matrix, metas)
+                return
+            except _RETRIED as exc:
+                if attempt == ATTEMPTS:
+                    raise self._failed(b, rows, keys, exc, attempt) from exc
+                self.retries += 1
+                time.sleep(RETRY_PAUSE * 2 ** (attempt - 1))
+            except (ServerError, redis.RedisError) as exc:
+                raise self._failed(b, rows, keys, exc, attempt) from exc
+
+    def _failed(
+        self, b: _Batch, rows: list[int], keys: list[str], exc: Exception, attempts: int
+    ) -> ServerError:
+        """``exc`` of a batch write, with the rows named by their position in the file."""
+        start, end = getattr(exc, "rows", None) or (0, len(keys))
+        span = f"{b.where(rows[start])} {keys[start]!r}"
+        if end - start > 1:
+            span += f" to {b.where(rows[end - 1])} {keys[end - 1]!r}"
+        unknown = isinstance(exc, OutcomeUnknownError)
+        fate = "may or may not be stored" if unknown else "were not stored"
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        # Rows of this batch before the failed chunk were stored by the last attempt.
+        self.written += start
+        cause = str(exc.__cause__ or exc)
+        error = type(exc) if isinstance(exc, ServerError) else ConnectionFailedError
+        return error(f"the rows from {span} {fate}{tries} ({cause})")
 
 
 def _check_dim(b: _Batch, dim: int, name: str, src: Path) -> None:

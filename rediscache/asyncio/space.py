@@ -33,7 +33,7 @@ from ..keys import GenKeys
 from ..metrics import Metrics, instrument_async
 from ..operations import Averaged, Planned
 from ..reader import ATTEMPTS, STALE_SECONDS, Hit
-from ..space import INSTRUMENTED, chunk_failed
+from ..space import INSTRUMENTED, VectorsUpdated, chunk_failed, row_bytes
 from ..state import STATE_FIELD, SpaceState
 from ..wire import fetch_commands, get_commands, vector_rows
 
@@ -284,17 +284,64 @@ class AsyncSpace:
         """
         ttl_ms = self.sync._ttl_ms(ttl)
         key_list, rows = self.sync._prepare(keys, vectors, metadata)
+        await self._write_chunks(key_list, rows, ttl_ms, None, "put_many")
+        return len(key_list)
+
+    async def update_vectors(
+        self,
+        keys: Sequence[str],
+        vectors: Any,
+        *,
+        missing: str = "create",
+        ttl: float | None = None,
+    ) -> VectorsUpdated:
+        """:meth:`rediscache.Space.update_vectors`: replace the vectors of ``keys``, keeping
+        their metadata; ``missing`` (``"create"``, ``"skip"``, ``"raise"``) decides for keys
+        without a record. One round trip per chunk, each chunk atomic; checked before sending.
+
+        Raises:
+            InvalidInputError: bad keys, vectors, ``missing`` or ttl (nothing written).
+            KeyNotFoundError: ``missing="raise"`` and a key has no record (its chunk and the
+                later ones not written).
+            ServerError: Redis failed mid-way; the message says which rows were stored.
+        """
+        if missing not in scripts.MISSING_POLICIES:
+            raise InvalidInputError(
+                "missing must be one of "
+                f"{', '.join(map(repr, scripts.MISSING_POLICIES))}, got {missing!r}"
+            )
+        ttl_ms = self.sync._ttl_ms(ttl)
+        key_list, rows = self.sync._prepare(keys, vectors, None, vectors_only=True)
+        created, skipped = await self._write_chunks(
+            key_list, rows, ttl_ms, missing, "update_vectors"
+        )
+        return VectorsUpdated(
+            len(key_list) - created - len(skipped), created, tuple(key_list[i] for i in skipped)
+        )
+
+    async def _write_chunks(
+        self,
+        key_list: list[str],
+        rows: list[tuple[list[bytes | str], list[str]]],
+        ttl_ms: int | None,
+        missing: str | None,
+        what: str,
+    ) -> tuple[int, list[int]]:
+        """:meth:`rediscache.Space._write_chunks` on the asyncio client."""
         n = len(key_list)
         pacer = self.sync._pacer
+        size = row_bytes(rows)
+        created = 0
+        skipped: list[int] = []
         start = 0
         while start < n:
-            end = min(start + pacer.rows(), n)
+            end = min(start + pacer.rows(size), n)
             names = key_list[start:end]
             chunk = rows[start:end]
 
             async def write(
                 state: SpaceState, gen: GenKeys, names: list[str] = names, chunk: Any = chunk
-            ) -> int:
+            ) -> scripts.Written:
                 return await scripts.call_async(
                     self._client,
                     scripts.write_call(
@@ -305,17 +352,20 @@ class AsyncSpace:
                         rows=chunk,
                         names=names,
                         ttl_ms=ttl_ms,
+                        missing=missing,
                     ),
                 )
 
             began = time.monotonic()
             try:
-                await self._writing(write)
+                done = await self._writing(write)
             except (redis.RedisError, ServerError) as exc:
-                raise chunk_failed(self.name, exc, start, end, n) from exc
+                raise chunk_failed(self.name, exc, start, end, n, what) from exc
             pacer.record(end - start, time.monotonic() - began)
+            created += done.changed
+            skipped += [start + i for i in done.skipped]
             start = end
-        return n
+        return created, skipped
 
     async def delete(self, *keys: str) -> int:
         """:meth:`rediscache.Space.delete`: delete embeddings by key; returns how many
@@ -325,7 +375,7 @@ class AsyncSpace:
         names = check_keys(keys)
 
         async def delete(state: SpaceState, gen: GenKeys) -> int:
-            return await scripts.call_async(
+            done = await scripts.call_async(
                 self._client,
                 scripts.write_call(
                     self.keys.config,
@@ -337,6 +387,7 @@ class AsyncSpace:
                     ttl_ms=None,
                 ),
             )
+            return done.changed
 
         return int(await self._writing(delete))
 

@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -22,7 +23,7 @@ import redis
 
 from .. import server as srv
 from ..errors import RediscacheError
-from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
+from ..hub import DATA_DIR_ENV, Hub, connect, redact, resolve_target
 from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,11 +34,21 @@ __all__ = ["State", "cli", "emit", "friendly", "json_option", "plural", "progres
 class State:
     """Global options, resolved lazily so that ``--help`` never connects."""
 
-    def __init__(self, url: str | None, data_dir: Path | None, as_json: bool) -> None:
+    def __init__(
+        self, url: str | None, data_dir: Path | None, as_json: bool, verbose: int = 0
+    ) -> None:
         self.url = url
         self.data_dir = data_dir
         self.as_json = as_json
+        self.verbose = verbose
+        self.started = time.perf_counter()
         self._hub: Hub | None = None
+
+    def log(self, message: str) -> None:
+        """Print ``message`` on stderr with -v (what a user may want to see: the server
+        used, progress of long work, timings); nothing otherwise."""
+        if self.verbose:
+            click.echo(f"rediscache: {message}", err=True)
 
     def server_config(self, **overrides: Any) -> srv.ServerConfig:
         """The embedded server's config: --data-dir, else REDISCACHE_DATA_DIR, else the
@@ -52,18 +63,24 @@ class State:
         pick: --url, --data-dir, REDISCACHE_URL, REDISCACHE_DATA_DIR, the default."""
         if self._hub is None:
             url, data_dir = resolve_target(self.url, self.data_dir)
+            began = time.perf_counter()
             if url is not None:
+                self.log(f"server: {redact(url)}")
                 self._hub = connect(url)
             else:
                 config = self.server_config()
                 if data_dir is not None:
                     config = srv.ServerConfig(data_dir=Path(data_dir))
+                self.log(f"server: the embedded server in {config.data_dir}")
                 line = StartProgressLine()
                 try:
                     srv.ensure_running(config, progress=line)
                 finally:
                     line.close()
                 self._hub = connect(server=config)
+            info = self._hub.server
+            where = f" at {info.unix_socket or f'{info.host}:{info.port}'}" if info else ""
+            self.log(f"connected{where} in {time.perf_counter() - began:.2f} s")
         return self._hub
 
     def space(self, name: str) -> Space:
@@ -72,6 +89,7 @@ class State:
     def close(self) -> None:
         if self._hub is not None:
             self._hub.close()
+        self.log(f"done in {time.perf_counter() - self.started:.2f} s")
 
 
 def friendly(fn: F) -> F:
@@ -82,15 +100,27 @@ def friendly(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except RediscacheError as exc:
+            _trace()
             fail(str(exc))
         except redis.RedisError as exc:  # a server that went away mid-command
+            _trace()
             fail(f"redis: {exc}")
         except BrokenPipeError:
             raise  # the reader went away: main() ends quietly
         except OSError as exc:
+            _trace()
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
+
+
+def _trace() -> None:
+    """With -v, the traceback of the exception being handled, on stderr (before the one
+    line of the error): where an expected failure came from."""
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(State) if ctx is not None else None
+    if state is not None and state.verbose:
+        click.echo(traceback.format_exc().rstrip(), err=True)
 
 
 def fail(message: str) -> None:
@@ -243,7 +273,13 @@ def human_bytes(n: float) -> str:
     "Env: REDISCACHE_DATA_DIR.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Say more on stderr: the server used, progress and timings, the traceback of an "
+    "error (-vv also the library's debug log).",
+)
 @click.version_option(package_name="rediscache-hub", prog_name="rediscache")
 @click.pass_context
 def cli(
@@ -266,6 +302,6 @@ def cli(
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    state = State(url, data_dir, as_json)
+    state = State(url, data_dir, as_json, verbose)
     ctx.obj = state
     ctx.call_on_close(state.close)

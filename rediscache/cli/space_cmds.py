@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -233,14 +234,6 @@ def space_drop(state: State, name: str, yes: bool) -> None:
 
 # ---------------------------------------------------------------- import / export
 
-_FILE_HELP = """\b
-Formats (by suffix):
-  .npy      an (n, dim) array; ids and metadata from --meta FILE.jsonl, one JSON
-            object per row: {"id": ..., <metadata fields>}
-  .jsonl    one object per line: {"id": ..., "vector": [...], <metadata fields>}
-  .parquet  columns id, vector and one per metadata field (needs pyarrow:
-            pip install 'rediscache-hub[parquet]')"""
-
 
 @cli.command("import")
 @click.argument("space_name", metavar="SPACE")
@@ -255,16 +248,30 @@ Formats (by suffix):
     "--vector-field", default="vector", show_default=True, help="Field holding the vector."
 )
 @click.option(
+    "--vectors-only",
+    is_flag=True,
+    help="Replace only the vectors and keep the stored metadata (a retrained model's file "
+    "of ids and vectors); metadata fields in FILE are ignored.",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["create", "skip"]),
+    default="create",
+    show_default=True,
+    help="With --vectors-only: what to do with an id that has no record yet (create it "
+    "without metadata, or skip it).",
+)
+@click.option(
     "--batch-size",
     type=click.IntRange(1, 100_000),
     default=1000,
     show_default=True,
-    help="Rows per atomic write.",
+    help="Rows read and checked per step (written in atomic chunks of about 0.1 s).",
 )
 @click.option(
     "--rejects",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Write every rejected row (row, key, reason) to this .jsonl file.",
+    help="Write every rejected row (row, where, key, reason) to this .jsonl file.",
 )
 @json_option
 @click.pass_obj
@@ -276,6 +283,8 @@ def import_(
     meta: Path | None,
     id_field: str,
     vector_field: str,
+    vectors_only: bool,
+    missing: str,
     batch_size: int,
     rejects: Path | None,
     as_json: bool,
@@ -284,21 +293,43 @@ def import_(
 
     Re-running is safe: a row replaces the record with the same id. Rows that cannot be
     stored (bad JSON, no id, wrong vector length, NaN, duplicate id, bad metadata) are
-    skipped and reported; the exit status is then 1.
+    skipped and reported by position in FILE (line N of a .jsonl, row N of a .npy or
+    .parquet; 1-based) and id; the exit status is then 1.
+
+    A plain import replaces whole records: stored metadata that a row does not carry is
+    removed, and a warning says so before it happens. --vectors-only keeps it.
+
+    \b
+    Formats (by suffix):
+      .npy      an (n, dim) array; ids and metadata from --meta FILE.jsonl,
+                one JSON object per row: {"id": ..., <metadata fields>}
+      .jsonl    one object per line: {"id": ..., "vector": [...], <metadata>}
+      .parquet  columns id, vector and one per metadata field
+                (needs pyarrow: pip install 'rediscache-hub[parquet]')
 
     \b
     Example:
       rediscache import items vectors.npy --meta meta.jsonl
       rediscache import items items.jsonl --rejects rejected.jsonl
+      rediscache import items retrained.jsonl --vectors-only   # keep metadata
     """
     sp = state.space(space_name)
     done = [0]
+    started = time.perf_counter()
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
+
     try:
         with progress(f"importing {file.name}", None) as update:
 
             def tick(rows: int, total: int | None) -> None:
                 done[0] = rows
                 update(rows, total)
+                state.log(
+                    f"import: {rows:,} of {total if total is not None else '?'} rows read "
+                    f"({time.perf_counter() - started:.1f} s)"
+                )
 
             report = transfer.import_file(
                 sp,
@@ -308,6 +339,9 @@ def import_(
                 vector_field=vector_field,
                 batch_size=batch_size,
                 progress=tick,
+                vectors_only=vectors_only,
+                missing=missing,
+                warn=warn,
             )
     except KeyboardInterrupt:
         click.echo(
@@ -327,18 +361,30 @@ def import_(
             f"imported {report.written:,} of {report.rows:,} rows into {space_name!r} in "
             f"{report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
             f"{len(report.rejected):,} rejected"
+            + (f"; {len(report.skipped):,} skipped (no record)" if report.skipped else "")
         )
         for r in report.rejected[:10]:
-            key = f" {r.key!r}" if r.key is not None else ""
-            click.echo(f"  row {r.row}{key}: {r.reason}", err=True)
+            click.echo(f"  {r}", err=True)
         if len(report.rejected) > 10:
             more = f" (all in {str(rejects)!r})" if rejects else " (--rejects FILE lists all)"
             click.echo(f"  ... and {len(report.rejected) - 10:,} more{more}", err=True)
+    if report.dropped:
+        lost = ", ".join(f"{name} ({n:,})" for name, n in report.dropped.items())
+        warn(
+            f"{plural(max(report.dropped.values()), 'stored record')} or more lost metadata "
+            f"fields their rows did not carry: {lost}. --vectors-only replaces the vectors "
+            "and keeps the metadata"
+        )
+    if report.ignored_fields:
+        click.echo(
+            f"note: --vectors-only kept the stored metadata; fields of the file not written: "
+            f"{', '.join(report.ignored_fields)}",
+            err=True,
+        )
+    if report.retries:
+        state.log(f"import: {plural(report.retries, 'batch', 'batches')} written again")
     if report.rejected:
         raise SystemExit(1)
-
-
-import_.help = (import_.help or "") + "\n\n" + _FILE_HELP
 
 
 @cli.command("export")

@@ -168,6 +168,11 @@ def test_every_help_has_an_example() -> None:
         res = CliRunner().invoke(cli, [*path, "--help"])
         assert res.exit_code == 0, path
         assert "Example" in res.output, path
+        # paragraphs wrap at the left margin; \b blocks keep their 2-space indent
+        assert "\n  Example:\n" in res.output, (path, res.output)
+    res = CliRunner().invoke(cli, ["import", "--help"])
+    assert "\n  Formats (by suffix):\n" in res.output and "--vectors-only" in res.output
+    assert "can be     stored" not in res.output
 
 
 # ---------------------------------------------------------------- import / export

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rediscache import server
 from rediscache.errors import EmbeddedServerError, PortInUseError, SearchModuleMissingError
-from rediscache.hub import _redact
+from rediscache.hub import redact
 
 
 def _bins() -> server.Binaries:
@@ -46,6 +46,6 @@ def test_startup_failures_are_classified(tmp_path: Path) -> None:
 
 
 def test_passwords_are_redacted() -> None:
-    assert _redact("redis://:secret@h:1/0") == "redis://:***@h:1/0"
-    assert _redact("redis://u:secret@h/0") == "redis://u:***@h/0"
-    assert _redact("redis://h:1/0") == "redis://h:1/0"
+    assert redact("redis://:secret@h:1/0") == "redis://:***@h:1/0"
+    assert redact("redis://u:secret@h/0") == "redis://u:***@h/0"
+    assert redact("redis://h:1/0") == "redis://h:1/0"

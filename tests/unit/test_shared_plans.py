@@ -53,13 +53,27 @@ def test_write_call_packs_rows_and_maps_errors() -> None:
         1, "vec", b"\x00", 1, "meta",
         2, "vec", b"\x01", "meta", b"m", 0,
     ]  # fmt: skip
-    assert call.parse(2) == 2
+    assert call.parse(2) == (2, [])
     with pytest.raises(StaleStateError):
         call.failed(redis.ResponseError("RC_STALE"))
     with pytest.raises(Exception, match="'b' is stored under a Redis key of another type"):
         call.failed(redis.ResponseError("RC_WRONGTYPE 2"))
     delete = scripts.write_call("cfg", ["d:a"], state="s", count_field="n:1", rows=None, names=[])
     assert delete.args == ["s", "n:1", "del"]
+
+
+def test_write_call_updates_vectors_with_a_missing_policy() -> None:
+    call = scripts.write_call(
+        "cfg", ["d:a", "d:b"], state="s", count_field="n:1",
+        rows=[(["vec", b"\x00"], []), (["vec", b"\x01"], [])], names=["a", "b"],
+        ttl_ms=None, missing="skip",
+    )  # fmt: skip
+    assert call.args[:4] == ["s", "n:1", "vec:skip", "-"]
+    assert call.parse([1, [2]]) == (1, [1])  # created 1; the 2nd document (index 1) left out
+    with pytest.raises(KeyNotFoundError, match="'b'"):
+        call.failed(redis.ResponseError("RC_MISSING 2"))
+    with pytest.raises(InvalidInputError, match="missing"):
+        scripts.write_call("cfg", [], state="s", count_field="n", rows=[], names=[], missing="x")
 
 
 def test_gather_and_combine_calls_parse_replies() -> None:
