@@ -40,6 +40,7 @@ from .errors import (
     ServerError,
     StaleStateError,
     VersionNotFoundError,
+    reply_error,
 )
 from .ftsearch import index_done
 from .keys import GenKeys, SpaceKeys
@@ -521,7 +522,8 @@ class Versioned:
                 reply = self._client.execute_command("FT.INFO", gen.index)
             except redis.ResponseError as exc:
                 if "unknown index" not in str(exc).lower() and "no such" not in str(exc).lower():
-                    raise ServerError(f"FT.INFO {gen.index!r}: {exc}") from exc
+                    where = f"checking the index of space {self.keys.name!r} (FT.INFO)"
+                    raise reply_error(str(exc), where) from exc
                 if not create:
                     return False
                 with contextlib.suppress(redis.ResponseError):  # a racing client made it

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -200,20 +198,6 @@ def _client(hub: Hub, **options: Any) -> redis.Redis:
     return redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
 
 
-def _busy(hub: Hub, seconds: float) -> None:
-    """Block the server with a script for about ``seconds`` (from another connection). TIME
-    is frozen inside a script, so the loop is sized by a timed shorter run."""
-    script = "for i = 1, tonumber(ARGV[1]) do end return 1"
-    client = _client(hub, socket_timeout=30)
-    try:
-        began = time.perf_counter()
-        client.eval(script, 0, 2_000_000)
-        per_loop = (time.perf_counter() - began) / 2_000_000
-        client.eval(script, 0, int(seconds / per_loop))
-    finally:
-        client.close()
-
-
 def test_import_writes_a_batch_again_after_a_lost_reply(
     hub: Hub, space_name: str, tmp_path: Path
 ) -> None:
@@ -222,28 +206,26 @@ def test_import_writes_a_batch_again_after_a_lost_reply(
     keys = [f"k{i}" for i in range(n)]
     vecs = _vectors(n, 0)
     file, _ = _write(tmp_path / "f", "jsonl", keys, vecs, [{}] * n)
-    # A client whose socket times out after 0.3 s; a script of 0.8 s from another
-    # connection stalls the second batch, whose reply is then lost (it is applied when the
-    # script ends, so the retry writes rows that are already there). A vectors-only import
-    # into an empty space: its batches are one write each (no read first) creating every
-    # row, so a row counted twice would show in len().
+    # A client whose socket times out after 0.3 s. After the first batch, CLIENT PAUSE
+    # WRITE (from another connection) holds every write for 1.2 s: the next batch's script
+    # is queued, its reply lost to the timeout, and it is applied when the pause ends, so
+    # the retries write rows that are already there. Deterministic: the pause is in force
+    # when CLIENT PAUSE returns. A vectors-only import into an empty space: its batches are
+    # one write each (no read first) creating every row, so a row counted twice would show
+    # in len().
     slow = rediscache.connect(client=_client(hub, socket_timeout=0.3))
-    blockers: list[threading.Thread] = []
+    paused: list[int] = []
 
     def progress(done: int, total: int | None) -> None:
-        if done == 1000:
-            t = threading.Thread(target=_busy, args=(hub, 0.8))
-            t.start()
-            blockers.append(t)
-            time.sleep(0.3)  # the long script is running when the next batch is sent
+        if done and not paused:
+            hub.client.execute_command("CLIENT", "PAUSE", 1200, "WRITE")
+            paused.append(done)
 
     try:
         report = transfer.import_file(
             slow.space(space_name), file, batch_size=1000, progress=progress, vectors_only=True
         )
     finally:
-        for t in blockers:
-            t.join()
         slow.close()
         slow.client.close()
     assert report.retries >= 1
