@@ -14,16 +14,17 @@ from . import query, scripts
 from .caching import Caching
 from .codec import VectorCodec, check_int, check_keys, pack_metadata, ttl_to_ms
 from .errors import (
-    ConnectionFailedError,
     CorruptDataError,
     InvalidInputError,
     OutcomeUnknownError,
     ServerError,
     StaleStateError,
+    reply_error,
 )
+from .guard import public, redact
 from .hotcache import HotCache
 from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
-from .metrics import Metrics, instrument
+from .metrics import Metrics
 from .operations import VectorOps
 from .reader import CHUNK, Hit, Reader, Record
 from .state import STATE_FIELD, SpaceState
@@ -73,13 +74,21 @@ class WritePacer:
 def chunk_failed(name: str, exc: Exception, start: int, end: int, n: int) -> ServerError:
     """The error of a put_many whose chunk ``start..end-1`` (of ``n`` rows) failed: which
     rows are stored. A script writes all of its chunk or nothing; only a lost reply leaves
-    the chunk's fate unknown."""
+    the chunk's fate unknown. The error keeps its kind (a chunk that was never sent is a
+    ConnectionFailedError, a refused one a ServerBusyError, PermissionDeniedError...)."""
     unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
     fate = "may or may not be stored" if unknown else "were not stored"
     before = f"; rows before {start} are stored" if start else ""
     after = f"; rows from {end} on were not sent" if end < n else ""
-    error = OutcomeUnknownError if unknown else ServerError
-    return error(f"put_many into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}")
+    error: type[ServerError] = OutcomeUnknownError if unknown else ServerError
+    if not unknown and isinstance(exc, ServerError):
+        error = type(exc)
+    elif isinstance(exc, redis.ResponseError):
+        error = type(reply_error(str(exc), ""))
+    context = f"put_many into {name!r}"
+    failed = error(f"{context}: rows {start}..{end - 1} {fate} ({redact(str(exc))}){before}{after}")
+    failed.operation = context
+    return failed
 
 
 @dataclass(frozen=True)
@@ -481,18 +490,15 @@ class Space(Reader, VectorOps, Versioned, Caching):
             raw: bytes | None = self._client.hget(config, STATE_FIELD)
             return raw
 
-        try:
-            self._hot = HotCache(
-                self._client,
-                self.keys.prefix,
-                config_key=config,
-                doc_marker=DOC_MARKER,
-                state_of=state_of,
-                max_items=max_items,
-                max_bytes=max_bytes,
-            )
-        except redis.RedisError as exc:
-            raise ConnectionFailedError(f"hot cache of {self.name!r}: {exc}") from exc
+        self._hot = HotCache(
+            self._client,
+            self.keys.prefix,
+            config_key=config,
+            doc_marker=DOC_MARKER,
+            state_of=state_of,
+            max_items=max_items,
+            max_bytes=max_bytes,
+        )
         return self._hot
 
     def disable_hot_cache(self) -> None:
@@ -598,4 +604,15 @@ def _hub_metrics(space: Space) -> Metrics:
 
 
 for _op in INSTRUMENTED:
-    setattr(Space, _op, instrument(_hub_metrics, _op, getattr(Space, _op)))
+    setattr(Space, _op, public(_op, getattr(Space, _op), _hub_metrics))
+
+#: The other public methods that talk to Redis: errors mapped, reads retried
+#: (rediscache.guard), not counted in the metrics.
+GUARDED = (
+    "info", "purge_expired", "enable_hot_cache", "iter_batches", "versions", "version",
+    "snapshot", "at", "rollback", "delete_version", "prune_versions", "diff",
+)  # fmt: skip
+
+for _op in GUARDED:
+    setattr(Space, _op, public(_op, getattr(Space, _op)))
+Space.__len__ = public("len", Space.__len__)  # type: ignore[method-assign]

@@ -40,6 +40,7 @@ from .errors import (
     StaleStateError,
     VersionNotFoundError,
 )
+from .guard import public
 from .keys import GenKeys, SpaceKeys
 from .reader import ATTEMPTS, Reader
 from .state import STATE_FIELD, SpaceState
@@ -570,3 +571,13 @@ def unlink_matching(client: redis.Redis, pattern: str) -> int:
     if batch:
         deleted += int(client.unlink(*batch))
     return deleted
+
+
+#: The reads of a version view (rediscache.guard: errors mapped, lost connections retried).
+VIEW_READS = (
+    "get", "get_many", "get_record", "search", "search_many", "similar", "within",
+    "iter_batches",
+)  # fmt: skip
+
+for _op in VIEW_READS:
+    setattr(VersionView, _op, public(_op, getattr(VersionView, _op)))

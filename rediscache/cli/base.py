@@ -22,6 +22,7 @@ import redis
 
 from .. import server as srv
 from ..errors import RediscacheError
+from ..guard import redact
 from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
 from ..space import Space
 
@@ -75,7 +76,7 @@ def friendly(fn: F) -> F:
             return fn(*args, **kwargs)
         except RediscacheError as exc:
             fail(str(exc))
-        except redis.RedisError as exc:  # a server that went away mid-command
+        except redis.RedisError as exc:  # never expected: the library maps them all
             fail(f"redis: {exc}")
         except BrokenPipeError:
             raise  # the reader went away: main() ends quietly
@@ -85,9 +86,17 @@ def friendly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _Redacting(logging.Filter):
+    """Hides passwords in every log line the CLI prints (-v, -vv: redis-py's too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
 def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with status 1."""
-    click.echo(f"error: {message}", err=True)
+    """Print ``error: message`` (passwords hidden) on stderr and exit with status 1."""
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(1)
 
 
@@ -220,6 +229,9 @@ def cli(
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redacting) for f in handler.filters):
+            handler.addFilter(_Redacting())
     state = State(url, data_dir, as_json)
     ctx.obj = state
     ctx.call_on_close(state.close)
