@@ -313,6 +313,17 @@ def test_a_read_survives_a_killed_connection_and_a_lost_write_is_not_resent(
             admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
             assert sp.get_many(["k1", "k2"]).shape == (2, DIM)
 
+            async def killed_async() -> None:
+                ahub = await connect_async(info.url)
+                async with ahub:
+                    asp = await ahub.space("items")
+                    assert await asp.get("k1") is not None
+                    admin.execute_command("CLIENT", "KILL", "TYPE", "normal")
+                    assert await asp.get("k1") is not None
+                    assert len(await asp.search(V, 2)) == 2
+
+            asyncio.run(killed_async())
+
             def evalsha_calls() -> int:
                 stats = admin.info("commandstats")
                 return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
