@@ -89,7 +89,9 @@ def _verify(client: redis.Redis, where: str) -> None:
                 f"authentication to {where} failed: {exc}; put the password in the URL "
                 "(redis://:PASSWORD@host:port)"
             ) from exc
-        raise ServerError(f"{where}: {exc}") from exc
+        context = f"connecting to {where}"  # NOPERM, BUSY...
+        error = translate(exc, context, writes=False, client=client)
+        raise (error or ServerError(f"{context}: {exc}")) from exc
     except redis.ConnectionError as exc:
         raise ConnectionFailedError(
             f"cannot connect to {where}: {exc}; is the server running and the URL right?"

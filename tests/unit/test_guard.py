@@ -167,3 +167,15 @@ def test_every_public_method_is_guarded(cls: type[Any]) -> None:
         and name not in local
     ]
     assert not unguarded, f"{cls.__name__}: not wrapped by rediscache.guard.public: {unguarded}"
+
+
+def test_cli_log_lines_hide_passwords() -> None:
+    import logging
+
+    from rediscache.cli.base import _Redacting
+
+    record = logging.LogRecord(
+        "redis", logging.DEBUG, __file__, 1, "connecting to %s", (f"redis://:{SECRET}@h/0",), None
+    )
+    assert _Redacting().filter(record)
+    assert SECRET not in record.getMessage() and "redis://:***@h/0" in record.getMessage()
