@@ -14,19 +14,25 @@ from :class:`LookupError`::
     |   +-- KeyNotFoundError                an embedding key does not exist
     |   +-- VersionNotFoundError            no version with that id or label
     +-- CorruptDataError                    stored bytes that cannot be decoded
-    +-- ServerError                         Redis side problems
+    +-- ServerError                         Redis side problems (any other error reply)
         +-- StaleStateError                 the space kept changing under a call; retry
         +-- ServerBusyError                 Redis is blocked by a long script (BUSY)
+        +-- ServerLoadingError              Redis is still loading its data (LOADING)
+        +-- ServerTimeoutError              no reply to a read within the socket timeout
         +-- OutcomeUnknownError             a write was sent but its reply never came
         +-- IndexBuildingError              a search index is still being (re)built
         +-- ConnectionFailedError           cannot reach or authenticate to Redis
+        +-- PermissionDeniedError           the ACL user may not run a command (NOPERM)
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
             +-- RedisBinaryNotFoundError    no usable redis-server binary
             +-- PortInUseError              the requested port is taken
-            +-- ServerLoadingError          it is still loading its data (left running)
 
-Messages say what was wrong and what to do about it.
+Messages say what was wrong and what to do about it. No redis-py exception (nor an
+``OSError`` of a socket) leaves a public call: every one of them maps a connection, timeout
+or server error to the library's error, named after the call and its space, and says
+whether anything may have been written (see :mod:`rediscache.guard`, which also retries
+reads whose connection was lost). Credentials never appear in a message.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "KeyNotFoundError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "PermissionDeniedError",
     "PortInUseError",
     "ReadOnlyError",
     "RedisBinaryNotFoundError",
@@ -49,6 +56,7 @@ __all__ = [
     "ServerBusyError",
     "ServerError",
     "ServerLoadingError",
+    "ServerTimeoutError",
     "SpaceNotFoundError",
     "StaleStateError",
     "VersionNotFoundError",
@@ -101,6 +109,12 @@ class ServerError(RediscacheError):
 
     rows: tuple[int, int] | None = None
 
+    #: The public call that failed with its space (``"get in space 'items'"``), set once the
+    #: message names it (:mod:`rediscache.guard`); None when the error names it by itself.
+    operation: str | None = None
+    #: An error reply of a step (a script) whose message does not name the public call yet.
+    unplaced: bool = False
+
 
 class StaleStateError(ServerError):
     """The space's state (live generation, versions) changed during every attempt of a call.
@@ -137,25 +151,64 @@ class IndexBuildingError(ServerError):
         self.percent = percent
 
 
-def reply_error(message: str, context: str) -> ServerError:
+def reply_error(message: str, context: str, *, call: bool = True) -> ServerError:
     """The library's error for an error reply ``message`` of Redis, during ``context`` (e.g.
-    "search in space 'items'"): :class:`ServerBusyError` for ``BUSY``, a
-    :class:`ServerError` saying so for ``LOADING``, a plain :class:`ServerError` otherwise."""
+    "search in space 'items'"): :class:`ServerBusyError` for ``BUSY``,
+    :class:`ServerLoadingError` for ``LOADING``, :class:`PermissionDeniedError` for
+    ``NOPERM``, a plain :class:`ServerError` otherwise. ``call``: whether ``context`` names
+    the public call; if not (a script's name), the call's guard puts its name in front."""
+    lowered = message.lower()
+    error: ServerError
     if message.startswith("BUSY"):
-        return ServerBusyError(
+        error = ServerBusyError(
             f"{context}: Redis is busy running a script (BUSY) and answers nobody until it "
             "ends; nothing was done: retry later"
         )
-    if message.startswith("LOADING"):
-        return ServerError(
+    elif message.startswith("LOADING") or "loading the dataset" in lowered:
+        error = ServerLoadingError(
             f"{context}: Redis is loading its data after a restart (LOADING); nothing was "
             "done: retry once it is ready"
         )
-    return ServerError(f"{context} failed: {message}")
+    elif message.startswith("NOPERM") or "no permissions" in lowered:
+        error = PermissionDeniedError(
+            f"{context}: the Redis ACL user may not do this ({message}); nothing was done: "
+            "grant the command and the space's keys (~rc:{<space>}:*) to the user"
+        )
+    else:
+        error = ServerError(f"{context} failed: {message}")
+    if call:
+        error.operation = context
+    else:
+        error.unplaced = True
+    return error
 
 
 class ConnectionFailedError(ServerError):
-    """Redis cannot be reached, or refused the credentials."""
+    """Redis cannot be reached, or refused the credentials. A read that fails so wrote
+    nothing; a write raises it only when it was never sent (else
+    :class:`OutcomeUnknownError`)."""
+
+
+class ServerTimeoutError(ServerError):
+    """A read got no reply within the client's socket timeout (the server is slow or
+    blocked). Nothing was written; it is not retried automatically (a timed-out call would
+    most likely time out again). A write that times out raises :class:`OutcomeUnknownError`."""
+
+
+class PermissionDeniedError(ServerError):
+    """The Redis ACL user may not run a command the call needs, or may not touch one of its
+    keys (``NOPERM``). Nothing of the refused command was done. ``user`` is the ACL user
+    when known."""
+
+    user: str | None = None
+
+
+class ServerLoadingError(ServerError):
+    """Redis is still loading its data (replaying its AOF, rebuilding indexes) and answers
+    ``LOADING``: nothing was done; retry once it is ready. Also raised when the embedded
+    server is still loading when its start timeout ran out: it was left running (killing it
+    would make the next start load everything again); retry later, or give a longer
+    ``start_timeout``."""
 
 
 class SearchModuleMissingError(ServerError):
@@ -168,12 +221,6 @@ class EmbeddedServerError(ServerError):
 
 class RedisBinaryNotFoundError(EmbeddedServerError):
     """No redis-server binary able to load the search module was found."""
-
-
-class ServerLoadingError(EmbeddedServerError):
-    """The embedded server is still loading its data (replaying its AOF, rebuilding indexes)
-    when the start timeout ran out. It was left running: killing it would make the next start
-    load everything again. Retry later, or give a longer ``start_timeout``."""
 
 
 class PortInUseError(EmbeddedServerError):

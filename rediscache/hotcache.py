@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import redis
 
+from .guard import redact
 from .wire import socket_fileno
 
 __all__ = ["HotCache", "HotCacheStats"]
@@ -231,7 +232,11 @@ class HotCache:
             except (redis.RedisError, OSError) as exc:
                 if self._stop.is_set():
                     return
-                log.warning("hot cache: invalidation listener lost (%s); retrying", exc)
+                log.warning(
+                    "hot cache of %s: invalidation listener lost (%s); retrying",
+                    self._prefix,
+                    redact(str(exc)),
+                )
             # Whatever happened while nobody listened is unknown: start empty.
             self._active.clear()
             self.clear()

@@ -5,15 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import query
 from .codec import DTYPES, check_flag, check_int, ttl_to_ms
@@ -23,8 +23,10 @@ from .errors import (
     SchemaMismatchError,
     SearchModuleMissingError,
     ServerError,
+    ServerLoadingError,
     SpaceNotFoundError,
 )
+from .guard import address, public, redact, translate
 from .keys import REGISTRY, SpaceKeys, validate_space_name
 from .metrics import Metrics, OpStats
 from .server import ServerConfig, ServerInfo, ensure_running, search_version
@@ -37,22 +39,6 @@ __all__ = ["Hub", "ServerStats", "connect"]
 
 _METRICS = ("cosine", "l2", "ip")
 _ALGORITHMS = ("hnsw", "flat")
-
-
-def redact(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for error messages); never raises,
-    whatever the URL."""
-    # a password given as a query parameter (?password=...) too
-    url = re.sub(r"(?i)([?&]password=)[^&#]*", r"\1***", url)
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:  # not even a URL: hide whatever lies between "//" and "@"
-        return re.sub(r"(//[^@/]*:)[^@/]*@", r"\1***@", url)
 
 
 def _check_client(client: object, kind: type[Any] = redis.Redis) -> None:
@@ -71,6 +57,11 @@ def _verify(client: redis.Redis, where: str) -> None:
     """PING and check for the search module, with one clear error for each failure."""
     try:
         client.ping()
+    except redis.BusyLoadingError as exc:  # a ConnectionError to redis-py, but alive
+        raise ServerLoadingError(
+            f"connecting to {where}: Redis is loading its data after a restart (LOADING); "
+            "retry once it is ready"
+        ) from exc
     except redis.AuthenticationError as exc:
         raise ConnectionFailedError(
             f"authentication to {where} failed: check the password (and user) in the URL"
@@ -81,7 +72,9 @@ def _verify(client: redis.Redis, where: str) -> None:
                 f"authentication to {where} failed: {exc}; put the password in the URL "
                 "(redis://:PASSWORD@host:port)"
             ) from exc
-        raise ServerError(f"{where}: {exc}") from exc
+        context = f"connecting to {where}"  # NOPERM, BUSY...
+        error = translate(exc, context, writes=False, client=client)
+        raise (error or ServerError(f"{context}: {exc}")) from exc
     except redis.ConnectionError as exc:
         raise ConnectionFailedError(
             f"cannot connect to {where}: {exc}; is the server running and the URL right?"
@@ -89,16 +82,43 @@ def _verify(client: redis.Redis, where: str) -> None:
     except redis.RedisError as exc:  # e.g. TLS settings the connection cannot use
         raise ConnectionFailedError(f"cannot connect to {where}: {exc}") from exc
     try:
-        present = search_version(client) is not None
+        present = _has_search(client)
+        if not present:
+            version = client.info("server").get("redis_version", "?")
+            raise SearchModuleMissingError(
+                f"{where} (Redis {version}) has no search module: use Redis Stack / Redis >= 8 "
+                "with the query engine, or the embedded server (rediscache.connect() with no URL)"
+            )
+    except (redis.RedisError, ConnectionError) as exc:
+        error = translate(exc, f"connecting to {where}", writes=False, client=client)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _has_search(client: redis.Redis) -> bool:
+    """Whether the server has the search module: MODULE LIST, or for an ACL user who may
+    not run it, COMMAND INFO FT.SEARCH; True when neither is allowed (a missing module then
+    shows as an unknown command at the first search)."""
+    try:
+        return search_version(client) is not None
     except redis.exceptions.NoPermissionError:
-        # Users scoped by ACL may not run MODULE LIST; ask whether FT.SEARCH exists instead.
-        present = bool(client.execute_command("COMMAND", "INFO", "FT.SEARCH")[0])
-    if not present:
-        version = client.info("server").get("redis_version", "?")
-        raise SearchModuleMissingError(
-            f"{where} (Redis {version}) has no search module: use Redis Stack / Redis >= 8 "
-            "with the query engine, or the embedded server (rediscache.connect() with no URL)"
-        )
+        pass
+    try:
+        reply = client.execute_command("COMMAND", "INFO", "FT.SEARCH")
+    except redis.exceptions.NoPermissionError:
+        return True
+    # redis-py parses the reply into a dict keyed by command name (a list in older ones);
+    # an unknown command has a nil entry
+    entries = reply.values() if isinstance(reply, dict) else reply
+    return any(entry for entry in entries)
+
+
+def no_retry() -> Retry:
+    """redis-py's retries turned off, for the clients rediscache creates: redis-py would send
+    a command again after a lost connection or a timeout, writes too (a write applied twice);
+    rediscache retries reads itself, within the bound of :mod:`rediscache.guard`."""
+    return Retry(NoBackoff(), 0)
 
 
 #: Default of :attr:`Hub.index_wait`, seconds. After a restart the search module rebuilds
@@ -146,6 +166,10 @@ def connect(
     * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies); the hub
       never closes a client it did not create.
 
+    The clients it creates have redis-py's own retries off (pass ``retry=`` to choose
+    another policy): reads are retried by rediscache within a documented bound and writes are
+    never sent twice (see :mod:`rediscache.guard`). A client passed in keeps its policy.
+
     Which server, in this order (the ``rediscache`` command line resolves it the same way,
     so a script and the CLI never silently use different servers): ``client``; ``url``;
     ``data_dir`` / ``server``; the environment variable ``REDISCACHE_URL``; the environment
@@ -174,7 +198,7 @@ def connect(
                 f"unsupported URL {redact(str(url))!r}: use redis://, rediss:// or unix://"
             )
         try:
-            client = redis.Redis.from_url(url, protocol=2, **redis_kwargs)
+            client = redis.Redis.from_url(url, protocol=2, **{"retry": no_retry(), **redis_kwargs})
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
             raise InvalidInputError(
                 f"invalid Redis URL or option for {redact(url)!r}: {redact(str(exc))}"
@@ -188,7 +212,7 @@ def connect(
                 raise InvalidInputError(f"data_dir must be a path, got {type(data_dir).__name__}")
             config = dataclasses.replace(config, data_dir=Path(data_dir))
         info = ensure_running(config)
-        client = info.client(protocol=2)
+        client = info.client(protocol=2, retry=no_retry())
         owns = True
         where = f"the embedded server in {info.data_dir}"
     count_connects(client)  # before the first command: see Hub.index_wait
@@ -218,6 +242,13 @@ class Hub:
         #: IndexBuildingError (see :data:`INDEX_WAIT`). Settable.
         self.index_wait: float = INDEX_WAIT
         self._connects = count_connects(client)
+
+    def __repr__(self) -> str:
+        where = address(self.client)
+        if self.server is not None:
+            return f"Hub(embedded server in {self.server.data_dir}, {where})"
+        db = self.client.connection_pool.connection_kwargs.get("db", 0)
+        return f"Hub(Redis at {where}, db {db})"
 
     def metrics(self, *, reset: bool = False) -> dict[str, OpStats]:
         """Per-operation counters and latency (calls, errors, hits, misses, p50/p99/mean in
@@ -441,6 +472,13 @@ class ServerStats:
     keys: int
     connected_clients: int
     uptime_seconds: int
+
+
+#: The public methods of a hub that talk to Redis (rediscache.guard).
+HUB_CALLS = ("create_space", "space", "spaces", "drop_space", "server_versions", "server_stats")
+
+for _op in HUB_CALLS:
+    setattr(Hub, _op, public(_op, getattr(Hub, _op)))
 
 
 def _build_config(

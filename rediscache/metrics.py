@@ -1,31 +1,25 @@
 """Per-operation counters and latency summaries, cheap enough to leave on.
 
-Every :class:`~rediscache.Space` data-plane call is timed (``time.perf_counter``, about 1 us of
-overhead per call) and counted under its operation name in its hub's :class:`Metrics`:
-calls, errors, hits and misses (for reads), and the latency of the last
-:data:`WINDOW` calls, from which :meth:`Metrics.snapshot` computes p50 and p99. Read them with
-``hub.metrics()``; ``hub.metrics(reset=True)`` starts a new window.
+Every :class:`~rediscache.Space` data-plane call is timed (``time.perf_counter``, about 1 us
+of overhead per call; the wrapper is :func:`rediscache.guard.public`) and counted under its
+operation name in its hub's :class:`Metrics`: calls, errors, hits and misses (for reads), and
+the latency of the last :data:`WINDOW` calls, from which :meth:`Metrics.snapshot` computes p50
+and p99. Read them with ``hub.metrics()``; ``hub.metrics(reset=True)`` starts a new window.
 """
 
 from __future__ import annotations
 
-import contextvars
-import functools
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
-__all__ = ["WINDOW", "Metrics", "OpStats", "instrument", "instrument_async"]
+__all__ = ["WINDOW", "Metrics", "OpStats", "hits_of"]
 
 #: Latencies kept per operation for the percentiles (the most recent calls).
 WINDOW = 2048
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,7 @@ class Metrics:
         return out
 
 
-def _hits_of(op: str, result: Any, kwargs: dict[str, Any]) -> tuple[int, int]:
+def hits_of(op: str, result: Any, kwargs: dict[str, Any]) -> tuple[int, int]:
     """Hits and misses of a read's result (get: None is a miss; get_many: NaN rows)."""
     if op == "get":
         return (0, 1) if result is None else (1, 0)
@@ -110,57 +104,3 @@ def _hits_of(op: str, result: Any, kwargs: dict[str, Any]) -> tuple[int, int]:
             return result.shape[0] - missing, missing
         return result.shape[0], 0
     return 0, 0
-
-
-#: Set while an instrumented call runs in this context (thread or asyncio task), so that
-#: inner instrumented calls are not counted again.
-_inside: contextvars.ContextVar[bool] = contextvars.ContextVar("rediscache_metrics", default=False)
-
-
-def instrument(metrics_of: Callable[[Any], Metrics], op: str, fn: F) -> F:
-    """``fn`` (a method) timed and counted under ``op`` in ``metrics_of(self)``. Only the
-    outermost instrumented call counts (put -> put_many counts once, as put)."""
-    clock = time.perf_counter
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _inside.get():
-            return fn(self, *args, **kwargs)
-        token = _inside.set(True)
-        t0 = clock()
-        try:
-            result = fn(self, *args, **kwargs)
-        except BaseException:
-            metrics_of(self).record(op, clock() - t0, error=True)
-            raise
-        finally:
-            _inside.reset(token)
-        hits, misses = _hits_of(op, result, kwargs)
-        metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
-        return result
-
-    return wrapper  # type: ignore[return-value]
-
-
-def instrument_async(metrics_of: Callable[[Any], Metrics], op: str, fn: F) -> F:
-    """:func:`instrument` for a coroutine method (each asyncio task has its own context)."""
-    clock = time.perf_counter
-
-    @functools.wraps(fn)
-    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _inside.get():
-            return await fn(self, *args, **kwargs)
-        token = _inside.set(True)
-        t0 = clock()
-        try:
-            result = await fn(self, *args, **kwargs)
-        except BaseException:
-            metrics_of(self).record(op, clock() - t0, error=True)
-            raise
-        finally:
-            _inside.reset(token)
-        hits, misses = _hits_of(op, result, kwargs)
-        metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
-        return result
-
-    return wrapper  # type: ignore[return-value]

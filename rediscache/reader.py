@@ -156,7 +156,7 @@ class Reader:
         replies = roundtrip(self._client, [*commands, ("HGET", self.keys.config, STATE_FIELD)])
         if replies[-1] != state.raw.encode():
             if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
-                raise reply_error(str(replies[-1]), f"reading {self._where()}")
+                raise reply_error(str(replies[-1]), f"reading {self._where()}", call=False)
             self._adopt(replies[-1])
             raise StaleStateError(f"the state of space {self.keys.name!r} changed")
         return replies[:-1]

@@ -246,6 +246,8 @@ def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
         except _NotSent as exc:
             if attempt == 2:
                 raise planned.lost(exc, sent=False) from exc
+        except redis.BusyLoadingError:
+            raise  # LOADING: a refusal (nothing ran), not a lost reply
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if planned.writes or attempt == 2:
                 raise planned.lost(exc, sent=True) from exc
@@ -265,6 +267,8 @@ async def call_async(client: redis.asyncio.Redis, planned: ScriptCall[R]) -> R:
         except _NotSent as exc:
             if attempt == 2:
                 raise planned.lost(exc, sent=False) from exc
+        except redis.BusyLoadingError:
+            raise  # LOADING: a refusal (nothing ran), not a lost reply
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
             if planned.writes or attempt == 2:
                 raise planned.lost(exc, sent=True) from exc
@@ -326,7 +330,7 @@ def _script_error(
             f"the result leaves the range of the space's floats ({where} is {args[1]}): it "
             "cannot be stored, and distances to it would overflow (nothing stored)"
         )
-    return reply_error(msg, f"{script}.lua")
+    return reply_error(msg, f"{script}.lua", call=False)
 
 
 def _raiser(

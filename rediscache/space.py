@@ -21,16 +21,17 @@ from .codec import (
     ttl_to_ms,
 )
 from .errors import (
-    ConnectionFailedError,
     CorruptDataError,
     InvalidInputError,
     OutcomeUnknownError,
     ServerError,
     StaleStateError,
+    reply_error,
 )
+from .guard import public, redact
 from .hotcache import HotCache
 from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
-from .metrics import Metrics, instrument
+from .metrics import Metrics
 from .operations import VectorOps
 from .reader import CHUNK, Hit, Reader, Record
 from .state import STATE_FIELD, SpaceState
@@ -96,15 +97,23 @@ def chunk_failed(
 ) -> ServerError:
     """The error of a put_many (or ``what``) whose chunk ``start..end-1`` (of ``n`` rows)
     failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
-    nothing; only a lost reply leaves the chunk's fate unknown."""
+    nothing; only a lost reply leaves the chunk's fate unknown. The error keeps its kind (a
+    chunk that was never sent is a ConnectionFailedError, a refused one a ServerBusyError,
+    PermissionDeniedError...)."""
     unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
     fate = "may or may not be stored" if unknown else "were not stored"
     before = f"; rows before {start} are stored" if start else ""
     after = f"; rows from {end} on were not sent" if end < n else ""
-    error = OutcomeUnknownError if unknown else ServerError
-    err = error(f"{what} into {name!r}: rows {start}..{end - 1} {fate} ({exc}){before}{after}")
-    err.rows = (start, end)
-    return err
+    error: type[ServerError] = OutcomeUnknownError if unknown else ServerError
+    if not unknown and isinstance(exc, ServerError):
+        error = type(exc)
+    elif isinstance(exc, redis.ResponseError):
+        error = type(reply_error(str(exc), ""))
+    context = f"{what} into {name!r}"
+    failed = error(f"{context}: rows {start}..{end - 1} {fate} ({redact(str(exc))}){before}{after}")
+    failed.operation = context
+    failed.rows = (start, end)
+    return failed
 
 
 @dataclass(frozen=True)
@@ -607,18 +616,15 @@ class Space(Reader, VectorOps, Versioned, Caching):
             raw: bytes | None = self._client.hget(config, STATE_FIELD)
             return raw
 
-        try:
-            self._hot = HotCache(
-                self._client,
-                self.keys.prefix,
-                config_key=config,
-                doc_marker=DOC_MARKER,
-                state_of=state_of,
-                max_items=max_items,
-                max_bytes=max_bytes,
-            )
-        except redis.RedisError as exc:
-            raise ConnectionFailedError(f"hot cache of {self.name!r}: {exc}") from exc
+        self._hot = HotCache(
+            self._client,
+            self.keys.prefix,
+            config_key=config,
+            doc_marker=DOC_MARKER,
+            state_of=state_of,
+            max_items=max_items,
+            max_bytes=max_bytes,
+        )
         return self._hot
 
     def disable_hot_cache(self) -> None:
@@ -716,6 +722,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
 INSTRUMENTED = (
     "put", "put_many", "delete", "get", "get_many", "get_record", "search", "search_many",
     "similar", "within", "average", "combine", "update_mean", "get_or_compute",
+    "update_vectors",
 )  # fmt: skip
 
 
@@ -724,4 +731,16 @@ def _hub_metrics(space: Space) -> Metrics:
 
 
 for _op in INSTRUMENTED:
-    setattr(Space, _op, instrument(_hub_metrics, _op, getattr(Space, _op)))
+    setattr(Space, _op, public(_op, getattr(Space, _op), _hub_metrics))
+
+#: The other public methods that talk to Redis: errors mapped, reads retried
+#: (rediscache.guard), not counted in the metrics.
+GUARDED = (
+    "info", "purge_expired", "enable_hot_cache", "iter_batches", "versions", "version",
+    "snapshot", "at", "rollback", "delete_version", "prune_versions", "diff",
+    "get_metadata_many",
+)  # fmt: skip
+
+for _op in GUARDED:
+    setattr(Space, _op, public(_op, getattr(Space, _op)))
+Space.__len__ = public("len", Space.__len__)  # type: ignore[method-assign]

@@ -43,6 +43,7 @@ from .errors import (
     reply_error,
 )
 from .ftsearch import index_done
+from .guard import public
 from .keys import GenKeys, SpaceKeys
 from .reader import ATTEMPTS, Reader
 from .state import STATE_FIELD, SpaceState
@@ -622,3 +623,13 @@ def unlink_matching(client: redis.Redis, pattern: str) -> int:
     if batch:
         deleted += int(client.unlink(*batch))
     return deleted
+
+
+#: The reads of a version view (rediscache.guard: errors mapped, lost connections retried).
+VIEW_READS = (
+    "get", "get_many", "get_record", "search", "search_many", "similar", "within",
+    "iter_batches", "get_metadata_many",
+)  # fmt: skip
+
+for _op in VIEW_READS:
+    setattr(VersionView, _op, public(_op, getattr(VersionView, _op)))

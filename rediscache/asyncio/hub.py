@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
 
 from ..caching import (
     InFlight,
 )
 from ..errors import InvalidInputError
+from ..guard import public
 from ..hub import Hub, _check_client, _verify, connect
 from ..metrics import OpStats
 from ..wire import count_connects
@@ -102,6 +106,10 @@ def _twin(client: Any, *, to_async: bool) -> Any:
             "connections (or a URL)"
         )
     settings = {k: v for k, v in pool.connection_kwargs.items() if k not in _UNSHARED}
+    # no redis-py retries, as on the clients connect() makes (rediscache.guard retries reads)
+    settings["retry"] = (redis.asyncio.retry.Retry if to_async else redis.retry.Retry)(
+        NoBackoff(), 0
+    )
     try:
         kind(**settings)  # fails now, not at the first command, on a setting it lacks
     except TypeError as exc:
@@ -140,6 +148,9 @@ class AsyncHub:
         self._owns = owns_client
         self._flights: dict[str, InFlight[asyncio.Event]] = {}
         self._connects = count_connects(client)
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
 
     @property
     def server(self) -> ServerInfo | None:
@@ -232,3 +243,7 @@ class AsyncHub:
         if table is None:
             table = self._flights[prefix] = InFlight(asyncio.Event)
         return table
+
+
+for _op in ("create_space", "space", "spaces", "drop_space"):
+    setattr(AsyncHub, _op, public(_op, getattr(AsyncHub, _op)))

@@ -29,8 +29,9 @@ from ..caching import (
 )
 from ..codec import check_keys
 from ..errors import InvalidInputError, ServerError, StaleStateError, reply_error
+from ..guard import public
 from ..keys import GenKeys
-from ..metrics import Metrics, instrument_async
+from ..metrics import Metrics
 from ..operations import Averaged, Planned
 from ..reader import ATTEMPTS, STALE_SECONDS, Hit
 from ..space import INSTRUMENTED, VectorsUpdated, chunk_failed, row_bytes
@@ -189,7 +190,7 @@ class AsyncSpace:
         replies = await self._roundtrip([*commands, ("HGET", self.keys.config, STATE_FIELD)])
         if replies[-1] != state.raw.encode():
             if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
-                raise reply_error(str(replies[-1]), f"reading {self._where()}")
+                raise reply_error(str(replies[-1]), f"reading {self._where()}", call=False)
             self._adopt(replies[-1])
             raise StaleStateError(f"the state of space {self.name!r} changed")
         return replies[:-1]
@@ -684,4 +685,4 @@ def _async_metrics(space: AsyncSpace) -> Metrics:
 
 for _op in INSTRUMENTED:
     if hasattr(AsyncSpace, _op):
-        setattr(AsyncSpace, _op, instrument_async(_async_metrics, _op, getattr(AsyncSpace, _op)))
+        setattr(AsyncSpace, _op, public(_op, getattr(AsyncSpace, _op), _async_metrics))

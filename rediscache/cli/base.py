@@ -23,7 +23,8 @@ import redis
 
 from .. import server as srv
 from ..errors import RediscacheError
-from ..hub import DATA_DIR_ENV, Hub, connect, redact, resolve_target
+from ..guard import redact
+from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
 from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,9 +124,17 @@ def _trace() -> None:
         click.echo(traceback.format_exc().rstrip(), err=True)
 
 
+class _Redacting(logging.Filter):
+    """Hides passwords in every log line the CLI prints (-v, -vv: redis-py's too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact(record.getMessage()), None
+        return True
+
+
 def fail(message: str) -> None:
-    """Print ``error: message`` on stderr and exit with status 1."""
-    click.echo(f"error: {message}", err=True)
+    """Print ``error: message`` (passwords hidden) on stderr and exit with status 1."""
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(1)
 
 
@@ -302,6 +311,9 @@ def cli(
     """
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _Redacting) for f in handler.filters):
+            handler.addFilter(_Redacting())
     state = State(url, data_dir, as_json, verbose)
     ctx.obj = state
     ctx.call_on_close(state.close)

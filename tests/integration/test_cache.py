@@ -193,7 +193,7 @@ def test_outage_fails_open_or_raises(hub: Hub, space_name: str) -> None:
     model = Model()
     out = space.get_or_compute(["a", "b"], model, on_error="compute")
     assert np.array_equal(out, np.stack([model.vector("a"), model.vector("b")]))
-    with pytest.raises(redis.ConnectionError):
+    with pytest.raises(rediscache.ConnectionFailedError, match="get_or_compute in space"):
         space.get_or_compute(["a"], model)
 
 

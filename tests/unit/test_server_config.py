@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rediscache import server
 from rediscache.errors import EmbeddedServerError, PortInUseError, SearchModuleMissingError
-from rediscache.hub import redact
+from rediscache.guard import redact
 
 
 def _bins() -> server.Binaries:
@@ -49,3 +49,10 @@ def test_passwords_are_redacted() -> None:
     assert redact("redis://:secret@h:1/0") == "redis://:***@h:1/0"
     assert redact("redis://u:secret@h/0") == "redis://u:***@h/0"
     assert redact("redis://h:1/0") == "redis://h:1/0"
+
+
+def test_passwords_holding_at_signs_or_in_queries_are_redacted() -> None:
+    assert redact("redis://:p@ss@h:1/0") == "redis://:***@h:1/0"
+    assert redact("rediss://user:a%2Fb@host:6380") == "rediss://user:***@host:6380"
+    assert redact("redis://h:1/0?password=s3cret&x=1") == "redis://h:1/0?password=***&x=1"
+    assert "s3cret" not in redact("error connecting to unix:///tmp/r.sock?password=s3cret")

@@ -1,0 +1,406 @@
+"""The boundary of every public call: Redis and socket errors become the library's errors,
+lost connections of reads are retried, and calls are counted in the hub's metrics.
+
+Every public method of :class:`~rediscache.Hub`, :class:`~rediscache.Space`, a version view
+and their asyncio twins is wrapped by :func:`public` (the classes' modules apply it at their
+bottom; a test enumerates the methods). Only the outermost wrapped call acts: ``put`` calling
+``put_many``, or ``snapshot`` calling ``prune_versions``, maps and retries once, under the
+name the caller used. What it maps (every message names the call and its space, and says
+whether anything may have been written):
+
+* a connection that cannot be made or broke: :class:`ConnectionFailedError` for reads ("nothing
+  was written") and for writes that were never sent; :class:`OutcomeUnknownError` for a write
+  whose reply was lost (it is never sent again);
+* no reply within the socket timeout: :class:`ServerTimeoutError` for reads,
+  :class:`OutcomeUnknownError` for writes;
+* error replies: ``BUSY`` -> :class:`ServerBusyError`, ``LOADING`` ->
+  :class:`ServerLoadingError`, ``NOPERM`` -> :class:`PermissionDeniedError` (naming the ACL
+  user), any other -> :class:`ServerError`.
+
+Retries: a read (:data:`READS`) whose connection was lost or could not be made is attempted
+again up to :data:`READ_RETRIES` times, after the pauses of :data:`RETRY_PAUSES` (0.05 s, then
+0.25 s): a restarted server or a killed connection costs the caller a pause, not an error.
+Within one attempt, a one-write round trip of reads (:func:`rediscache.wire.roundtrip`) and a
+read-only script (:func:`rediscache.scripts.call`) re-send once at once on a fresh connection,
+so a read is sent at most ``2 * (1 + READ_RETRIES)`` = 6 times. Timeouts are not retried (a
+read that timed out would most likely time out again, and the caller's budget is the socket
+timeout), nor is ``LOADING`` (loading can take minutes). Writes are never re-sent once they may
+have reached the server. The clients :func:`rediscache.connect` creates have redis-py's own
+retries turned off so that these are the only ones; a client passed in keeps its own
+``Retry``, which then also applies to connecting and to the commands sent through redis-py.
+
+Credentials never appear in messages: :func:`redact` hides passwords in URLs and ``password=``
+settings of any text it is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import re
+import socket
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+
+from .errors import (
+    ConnectionFailedError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    RediscacheError,
+    ServerError,
+    ServerLoadingError,
+    ServerTimeoutError,
+    reply_error,
+)
+from .metrics import Metrics, hits_of
+
+__all__ = [
+    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "acl_user", "address", "public", "redact",
+    "translate",
+]  # fmt: skip
+
+#: Further attempts of a read whose connection was lost, and the pause before each.
+READ_RETRIES = 2
+RETRY_PAUSES = (0.05, 0.25)
+
+#: Calls that only read (``average`` and ``combine`` unless given ``into``): safe to repeat.
+READS = frozenset({
+    "get", "get_many", "get_record", "search", "search_many", "similar", "within", "len",
+    "info", "versions", "version", "at", "diff", "iter_batches", "spaces", "space",
+    "server_versions", "server_stats", "average", "combine", "enable_hot_cache",
+    "get_metadata_many",
+})  # fmt: skip
+#: Writes of one round trip (or reads then one write): a write that was never sent wrote
+#: nothing. Other writes have several steps, of which the first ones may have been done.
+ONE_STEP = frozenset({"put", "delete", "update_mean", "average", "combine", "delete_version"})
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: 0 outside any public call; _GUARDED inside one (errors are mapped there); _COUNTED inside
+#: one counted in the metrics (inner calls are neither mapped nor counted again).
+_GUARDED, _COUNTED = 1, 2
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("rediscache_call", default=0)
+
+_CAUGHT = (redis.RedisError, RediscacheError, ConnectionError, socket.timeout)
+
+
+# --------------------------------------------------------------------------- redaction
+
+# up to the last "@" of the authority: a password may hold "@" (and "/" only percent-encoded)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^\s/]*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&#\s]*")
+_SETTING_PASSWORD = re.compile(
+    r"(?i)(\b(?:password|passwd)['\"]?\s*[=:]\s*|\brequirepass\s+)(['\"]?)[^'\"\s,;&)}]+\2"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with every password hidden: in URLs (``redis://user:pw@host``, ``?password=``)
+    and in settings (``password='pw'``, ``"password": "pw"``, ``requirepass pw``). Pure."""
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _QUERY_PASSWORD.sub(r"\1***", text)
+    return _SETTING_PASSWORD.sub(r"\1\2***\2", text)
+
+
+# --------------------------------------------------------------------------- mapping
+
+
+def _settings(client: Any) -> dict[str, Any]:
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    return kwargs if isinstance(kwargs, dict) else {}
+
+
+def address(client: Any) -> str:
+    """Where ``client`` connects (``host:port`` or the unix socket), without credentials."""
+    kw = _settings(client)
+    if kw.get("path"):
+        return str(kw["path"])
+    return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
+
+
+def acl_user(client: Any) -> str | None:
+    """The ACL user ``client`` authenticates as (``default`` without a user name), or None
+    when a credential provider decides."""
+    kw = _settings(client)
+    if kw.get("credential_provider") is not None:
+        return None
+    return str(kw.get("username") or "default")
+
+
+def _root(exc: BaseException) -> BaseException:
+    """The first redis or socket error in ``exc``'s chain of causes (``exc`` if none)."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, redis.RedisError | ConnectionError | socket.timeout):
+            return seen
+        seen = seen.__cause__  # type: ignore[assignment]
+    return exc
+
+
+def _connecting(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure to open a connection (nothing was sent on it)."""
+    text = str(exc).lower()
+    return (
+        isinstance(exc, ConnectionRefusedError)
+        or "connecting to" in text
+        or ("timeout connecting" in text)
+    )
+
+
+def _lost(exc: BaseException) -> bool:
+    """Whether a read failed because its connection was lost or could not be made."""
+    if isinstance(exc, redis.BusyLoadingError | redis.AuthenticationError):
+        return False
+    if isinstance(exc, redis.ConnectionError | ConnectionError):
+        return True
+    return isinstance(exc, ConnectionFailedError) and exc.operation is None
+
+
+def _with_user(error: ServerError, client: Any) -> ServerError:
+    if isinstance(error, PermissionDeniedError) and error.user is None:
+        user = acl_user(client)
+        if user is not None:
+            new = PermissionDeniedError(f"{error} (ACL user {user!r})")
+            new.operation, new.user = error.operation, user
+            return new
+    return error
+
+
+def translate(
+    exc: BaseException, context: str, *, writes: bool, one_step: bool = True, client: Any = None
+) -> ServerError | None:
+    """The library's error for ``exc`` raised inside the public call ``context`` (e.g. "get
+    in space 'items'"), or None when ``exc`` is to be raised as it is (input errors, errors
+    that already name their call). ``writes``: whether the call may write; ``one_step``:
+    whether it writes in one round trip (so a write that was never sent wrote nothing);
+    ``client``: the call's client (for the address and the ACL user). Pure."""
+    error: ServerError
+    if isinstance(exc, RediscacheError):
+        if not isinstance(exc, ServerError):
+            return None
+        if exc.operation is not None:
+            fixed = _with_user(exc, client)
+            return None if fixed is exc else fixed
+        if isinstance(exc, ConnectionFailedError):  # a script that was never sent
+            root = _root(exc)
+            error = ConnectionFailedError(
+                f"{context}: cannot reach Redis at {address(client)} ({redact(str(root))}); "
+                + ("nothing was written" if one_step or not writes else _STEPS)
+            )
+        elif isinstance(exc, OutcomeUnknownError) or exc.unplaced:
+            error = type(exc)(f"{context}: {redact(str(exc))}")
+        else:
+            return None
+    elif isinstance(exc, redis.BusyLoadingError):
+        error = ServerLoadingError(
+            f"{context}: Redis at {address(client)} is loading its data after a restart "
+            "(LOADING); nothing was done: retry once it is ready"
+        )
+    elif isinstance(exc, redis.AuthenticationError):
+        error = ConnectionFailedError(
+            f"{context}: Redis at {address(client)} refused the credentials ({redact(str(exc))}); "
+            "nothing was done: check the user and password"
+        )
+    elif isinstance(exc, redis.ResponseError):
+        error = reply_error(redact(str(exc)), context)
+    elif isinstance(exc, redis.TimeoutError | socket.timeout) and not _connecting(exc):
+        if writes:
+            error = OutcomeUnknownError(
+                f"{context}: no reply from Redis at {address(client)} within the socket "
+                f"timeout ({redact(str(exc))}): the write may or may not have been applied, "
+                "and it was not sent again; check the data before retrying"
+            )
+        else:
+            error = ServerTimeoutError(
+                f"{context}: no reply from Redis at {address(client)} within the socket "
+                f"timeout ({redact(str(exc))}); nothing was written: the server is slow or "
+                "blocked, retry later or raise socket_timeout"
+            )
+    elif isinstance(exc, redis.ConnectionError | ConnectionError | redis.TimeoutError):
+        reason = redact(str(exc))
+        if not writes:
+            error = ConnectionFailedError(
+                f"{context}: cannot reach Redis at {address(client)} ({reason}); "
+                "nothing was written"
+            )
+        elif _connecting(exc):
+            error = ConnectionFailedError(
+                f"{context}: cannot reach Redis at {address(client)} ({reason}); "
+                + ("nothing was written" if one_step else _STEPS)
+            )
+        else:
+            error = OutcomeUnknownError(
+                f"{context}: the connection to Redis at {address(client)} was lost "
+                f"({reason}): the write may or may not have been applied, and it was not "
+                "sent again; check the data before retrying"
+            )
+    elif isinstance(exc, redis.RedisError):
+        error = ServerError(f"{context} failed: {redact(str(exc))}")
+    else:
+        return None
+    error.operation = context
+    return _with_user(error, client)
+
+
+_STEPS = (
+    "nothing more was written, but the call has several steps and the ones before may have "
+    "been done: check before calling again"
+)
+
+
+def _describe(obj: Any, op: str, args: tuple[Any, ...]) -> str:
+    where = getattr(obj, "_where", None)
+    if where is not None:
+        return f"{op} in {where()}"
+    if args and isinstance(args[0], str):
+        return f"{op} of space {args[0]!r}"
+    return op
+
+
+def _client(obj: Any) -> Any:
+    return getattr(obj, "_client", None) or getattr(obj, "client", None)
+
+
+def _failure(
+    obj: Any, op: str, exc: BaseException, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> ServerError | None:
+    if op == "get_or_compute" and isinstance(exc, ConnectionError | socket.timeout):
+        return None  # an OSError of the user's compute function, not of Redis
+    writes = op not in READS or kwargs.get("into") is not None
+    return translate(exc, _describe(obj, op, args), writes=writes,
+                     one_step=op in ONE_STEP, client=_client(obj))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- wrappers
+
+
+def public(op: str, fn: F, metrics_of: Callable[[Any], Metrics] | None = None) -> F:
+    """``fn`` (a method, coroutine method or generator method) as the public call ``op``:
+    errors mapped and reads retried (see the module docstring), and, with ``metrics_of``,
+    timed and counted in ``metrics_of(self)``. Costs one context variable lookup and set
+    per call when nothing fails."""
+    if inspect.isgeneratorfunction(fn):
+        wrapped = _public_iter(op, fn)
+    elif inspect.iscoroutinefunction(fn):
+        wrapped = _public_async(op, fn, metrics_of)
+    else:
+        wrapped = _public_sync(op, fn, metrics_of)
+    wrapped.__rediscache_op__ = op
+    result: F = wrapped
+    return result
+
+
+def _public_sync(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) -> Any:
+    clock = time.perf_counter
+    reads = op in READS
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        depth = _depth.get()
+        if depth == _COUNTED or (depth and metrics_of is None):
+            return fn(self, *args, **kwargs)
+        token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
+        t0 = clock()
+        try:
+            attempt = 0
+            while True:
+                try:
+                    result = fn(self, *args, **kwargs)
+                    break
+                except _CAUGHT as exc:
+                    if depth:  # counted here, mapped by the outer call
+                        raise
+                    if reads and attempt < READ_RETRIES and _lost(exc) and not kwargs.get("into"):
+                        time.sleep(RETRY_PAUSES[attempt])
+                        attempt += 1
+                        continue
+                    error = _failure(self, op, exc, args, kwargs)
+                    if error is None:
+                        raise
+                    raise error from exc
+        except BaseException:
+            if metrics_of is not None:
+                metrics_of(self).record(op, clock() - t0, error=True)
+            raise
+        finally:
+            _depth.reset(token)
+        if metrics_of is not None:
+            hits, misses = hits_of(op, result, kwargs)
+            metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
+        return result
+
+    return wrapper
+
+
+def _public_async(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) -> Any:
+    clock = time.perf_counter
+    reads = op in READS
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        depth = _depth.get()
+        if depth == _COUNTED or (depth and metrics_of is None):
+            return await fn(self, *args, **kwargs)
+        token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
+        t0 = clock()
+        try:
+            attempt = 0
+            while True:
+                try:
+                    result = await fn(self, *args, **kwargs)
+                    break
+                except _CAUGHT as exc:
+                    if depth:
+                        raise
+                    if reads and attempt < READ_RETRIES and _lost(exc) and not kwargs.get("into"):
+                        await asyncio.sleep(RETRY_PAUSES[attempt])
+                        attempt += 1
+                        continue
+                    error = _failure(self, op, exc, args, kwargs)
+                    if error is None:
+                        raise
+                    raise error from exc
+        except BaseException:
+            if metrics_of is not None:
+                metrics_of(self).record(op, clock() - t0, error=True)
+            raise
+        finally:
+            _depth.reset(token)
+        if metrics_of is not None:
+            hits, misses = hits_of(op, result, kwargs)
+            metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
+        return result
+
+    return wrapper
+
+
+def _public_iter(op: str, fn: Any) -> Any:
+    """A generator method: each step is guarded (not retried: the stream cannot restart)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        steps = fn(self, *args, **kwargs)
+        while True:
+            depth = _depth.get()
+            token = None if depth else _depth.set(_GUARDED)
+            try:
+                item = next(steps)
+            except StopIteration:
+                return
+            except _CAUGHT as exc:
+                error = None if depth else _failure(self, op, exc, args, kwargs)
+                if error is None:
+                    raise
+                raise error from exc
+            finally:
+                if token is not None:
+                    _depth.reset(token)
+            yield item
+
+    return wrapper

@@ -1,0 +1,181 @@
+"""rediscache.guard without a server: redaction, the mapping of redis errors, the retry
+bound, and that every public method of the hub and space classes is wrapped."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+
+import rediscache
+from rediscache import AsyncHub, AsyncSpace, Hub, Space, guard
+from rediscache.versions import VersionView
+
+SECRET = "s3cret-Word"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"redis://:{SECRET}@localhost:6379/0",
+        f"redis://alice:{SECRET}@localhost:6379/0",
+        f"rediss://localhost:6379/0?password={SECRET}",
+        f"redis://localhost/0?db=1&password={SECRET}&x=1",
+        f"unix:///tmp/r.sock?password={SECRET}",
+        f"error: cannot use redis://bob:{SECRET}@h:1/0 now",
+        f"Connection(host=h, password='{SECRET}')",
+        f'{{"password": "{SECRET}"}}',
+        f"requirepass {SECRET}",
+    ],
+)
+def test_redact_hides_every_form_of_password(text: str) -> None:
+    assert SECRET not in guard.redact(text)
+    assert "***" in guard.redact(text)
+
+
+def test_redact_leaves_other_text_alone() -> None:
+    text = "get in space 'items': cannot reach Redis at 127.0.0.1:6379 (refused)"
+    assert guard.redact(text) == text
+
+
+class FakeClient:
+    """What guard reads of a client: its pool's connection settings."""
+
+    def __init__(self) -> None:
+        settings = {"host": "10.0.0.1", "port": 7000, "username": "alice"}
+        self.connection_pool = SimpleNamespace(connection_kwargs=settings)
+
+
+def _map(exc: Exception, *, writes: bool = False, one_step: bool = True) -> Any:
+    return guard.translate(
+        exc, "get in space 'items'", writes=writes, one_step=one_step, client=FakeClient()
+    )
+
+
+def test_translate_maps_each_kind() -> None:
+    refused = redis.ConnectionError("Error 111 connecting to 10.0.0.1:7000. Connection refused.")
+    lost = redis.ConnectionError("Connection closed by server.")
+    err = _map(refused)
+    assert isinstance(err, rediscache.ConnectionFailedError)
+    assert str(err).startswith("get in space 'items': cannot reach Redis at 10.0.0.1:7000")
+    assert "nothing was written" in str(err)
+    assert isinstance(_map(lost), rediscache.ConnectionFailedError)
+    assert isinstance(_map(refused, writes=True), rediscache.ConnectionFailedError)
+    assert "may have" in str(_map(refused, writes=True, one_step=False))
+    assert isinstance(_map(lost, writes=True), rediscache.OutcomeUnknownError)
+    assert isinstance(_map(redis.TimeoutError("Timeout reading")), rediscache.ServerTimeoutError)
+    timed_out = _map(redis.TimeoutError("Timeout reading"), writes=True)
+    assert isinstance(timed_out, rediscache.OutcomeUnknownError)
+    loading = _map(redis.BusyLoadingError("Redis is loading the dataset in memory"))
+    assert isinstance(loading, rediscache.ServerLoadingError)
+    assert isinstance(loading, rediscache.ServerError)
+    busy = _map(redis.ResponseError("BUSY Redis is busy running a script."))
+    assert isinstance(busy, rediscache.ServerBusyError)
+    denied = _map(redis.exceptions.NoPermissionError("NOPERM No permissions to access a key"))
+    assert isinstance(denied, rediscache.PermissionDeniedError)
+    assert denied.user == "alice" and "'alice'" in str(denied) and "get in space" in str(denied)
+    other = _map(redis.ResponseError("ERR something"))
+    assert type(other) is rediscache.ServerError and "ERR something" in str(other)
+    assert _map(rediscache.InvalidInputError("bad")) is None
+    assert _map(ValueError("not ours")) is None
+
+
+def test_translate_never_shows_a_password() -> None:
+    exc = redis.ConnectionError(f"Error connecting to redis://u:{SECRET}@h:1/0?password={SECRET}")
+    assert SECRET not in str(_map(exc))
+
+
+class Flaky:
+    """A stand-in space whose calls fail ``fails`` times with a lost connection."""
+
+    def __init__(self, fails: int, error: Exception | None = None) -> None:
+        self.fails = fails
+        self.calls = 0
+        self.error = error or redis.ConnectionError("Connection closed by server.")
+        self._client = FakeClient()
+
+    def _where(self) -> str:
+        return "space 'flaky'"
+
+    def _run(self) -> str:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise self.error
+        return "ok"
+
+    def get(self) -> str:
+        return self._run()
+
+    def put(self) -> str:
+        return self._run()
+
+    async def aget(self) -> str:
+        return self._run()
+
+
+Flaky.get = guard.public("get", Flaky.get)  # type: ignore[method-assign]
+Flaky.put = guard.public("put", Flaky.put)  # type: ignore[method-assign]
+Flaky.aget = guard.public("get", Flaky.aget)  # type: ignore[method-assign]
+
+
+def test_reads_retry_a_lost_connection_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard, "RETRY_PAUSES", (0.0, 0.0))
+    flaky = Flaky(guard.READ_RETRIES)
+    assert flaky.get() == "ok" and flaky.calls == 1 + guard.READ_RETRIES
+    flaky = Flaky(guard.READ_RETRIES + 1)
+    with pytest.raises(rediscache.ConnectionFailedError, match="get in space 'flaky'"):
+        flaky.get()
+    assert flaky.calls == 1 + guard.READ_RETRIES
+    flaky = Flaky(guard.READ_RETRIES)
+    assert asyncio.run(flaky.aget()) == "ok" and flaky.calls == 1 + guard.READ_RETRIES
+
+
+def test_writes_and_timeouts_are_never_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard, "RETRY_PAUSES", (0.0, 0.0))
+    flaky = Flaky(1)
+    with pytest.raises(rediscache.OutcomeUnknownError, match="put in space 'flaky'"):
+        flaky.put()
+    assert flaky.calls == 1
+    flaky = Flaky(1, redis.TimeoutError("Timeout reading from socket"))
+    with pytest.raises(rediscache.ServerTimeoutError):
+        flaky.get()
+    assert flaky.calls == 1
+
+
+#: Public methods that never talk to Redis (no round trip), so need no guard.
+NO_IO = {"close", "metrics", "validate", "validate_row", "disable_hot_cache"}
+#: What a version view refuses at once (ReadOnlyError), and its count (no round trip).
+VIEW_LOCAL = {"put", "put_many", "delete", "update_mean", "__len__"}
+
+
+@pytest.mark.parametrize("cls", [Hub, AsyncHub, Space, AsyncSpace, VersionView])
+def test_every_public_method_is_guarded(cls: type[Any]) -> None:
+    """A new public method that talks to Redis must be wrapped by guard.public (add it to
+    its module's list at the bottom), or be listed in NO_IO here."""
+    local = NO_IO | (VIEW_LOCAL if cls is VersionView else set())
+    unguarded = [
+        name
+        for name, member in inspect.getmembers(cls)
+        if (not name.startswith("_") or name == "__len__")
+        and callable(member)
+        and not isinstance(inspect.getattr_static(cls, name), property)
+        and getattr(member, "__rediscache_op__", None) is None
+        and name not in local
+    ]
+    assert not unguarded, f"{cls.__name__}: not wrapped by rediscache.guard.public: {unguarded}"
+
+
+def test_cli_log_lines_hide_passwords() -> None:
+    import logging
+
+    from rediscache.cli.base import _Redacting
+
+    record = logging.LogRecord(
+        "redis", logging.DEBUG, __file__, 1, "connecting to %s", (f"redis://:{SECRET}@h/0",), None
+    )
+    assert _Redacting().filter(record)
+    assert SECRET not in record.getMessage() and "redis://:***@h/0" in record.getMessage()
