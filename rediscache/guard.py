@@ -296,6 +296,44 @@ def public(op: str, fn: F, metrics_of: Callable[[Any], Metrics] | None = None) -
     return result
 
 
+def _next_step(
+    obj: Any,
+    op: str,
+    exc: BaseException,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    reads: bool,
+    attempt: int,
+) -> float | ServerError | None:
+    """What a public call does after ``exc`` on try ``attempt`` (0 first): the pause (seconds)
+    before trying again (a read whose connection was lost, within READ_RETRIES), the error
+    to raise from ``exc``, or None to raise ``exc`` as it is."""
+    if reads and attempt < READ_RETRIES and _lost(exc) and not kwargs.get("into"):
+        return float(RETRY_PAUSES[attempt])
+    return _failure(obj, op, exc, args, kwargs)
+
+
+def _count(
+    obj: Any,
+    metrics_of: Callable[[Any], Metrics] | None,
+    op: str,
+    seconds: float,
+    result: Any,
+    kwargs: dict[str, Any],
+    *,
+    error: bool = False,
+) -> None:
+    """Record one call of ``op`` that took ``seconds`` in ``metrics_of(obj)``, if the call
+    is counted: a failure, or a result whose hits and misses are counted (metrics.hits_of)."""
+    if metrics_of is None:
+        return
+    if error:
+        metrics_of(obj).record(op, seconds, error=True)
+        return
+    hits, misses = hits_of(op, result, kwargs)
+    metrics_of(obj).record(op, seconds, hits=hits, misses=misses)
+
+
 def _public_sync(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) -> Any:
     clock = time.perf_counter
     reads = op in READS
@@ -316,23 +354,20 @@ def _public_sync(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) 
                 except _CAUGHT as exc:
                     if depth:  # counted here, mapped by the outer call
                         raise
-                    if reads and attempt < READ_RETRIES and _lost(exc) and not kwargs.get("into"):
-                        time.sleep(RETRY_PAUSES[attempt])
+                    step = _next_step(self, op, exc, args, kwargs, reads, attempt)
+                    if isinstance(step, float):
+                        time.sleep(step)
                         attempt += 1
                         continue
-                    error = _failure(self, op, exc, args, kwargs)
-                    if error is None:
+                    if step is None:
                         raise
-                    raise error from exc
+                    raise step from exc
         except BaseException:
-            if metrics_of is not None:
-                metrics_of(self).record(op, clock() - t0, error=True)
+            _count(self, metrics_of, op, clock() - t0, None, kwargs, error=True)
             raise
         finally:
             _depth.reset(token)
-        if metrics_of is not None:
-            hits, misses = hits_of(op, result, kwargs)
-            metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
+        _count(self, metrics_of, op, clock() - t0, result, kwargs)
         return result
 
     return wrapper
@@ -358,23 +393,20 @@ def _public_async(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None)
                 except _CAUGHT as exc:
                     if depth:
                         raise
-                    if reads and attempt < READ_RETRIES and _lost(exc) and not kwargs.get("into"):
-                        await asyncio.sleep(RETRY_PAUSES[attempt])
+                    step = _next_step(self, op, exc, args, kwargs, reads, attempt)
+                    if isinstance(step, float):
+                        await asyncio.sleep(step)
                         attempt += 1
                         continue
-                    error = _failure(self, op, exc, args, kwargs)
-                    if error is None:
+                    if step is None:
                         raise
-                    raise error from exc
+                    raise step from exc
         except BaseException:
-            if metrics_of is not None:
-                metrics_of(self).record(op, clock() - t0, error=True)
+            _count(self, metrics_of, op, clock() - t0, None, kwargs, error=True)
             raise
         finally:
             _depth.reset(token)
-        if metrics_of is not None:
-            hits, misses = hits_of(op, result, kwargs)
-            metrics_of(self).record(op, clock() - t0, hits=hits, misses=misses)
+        _count(self, metrics_of, op, clock() - t0, result, kwargs)
         return result
 
     return wrapper
