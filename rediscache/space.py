@@ -116,6 +116,14 @@ def chunk_failed(
     return failed
 
 
+def vectors_updated(key_list: list[str], created: int, skipped: list[int]) -> VectorsUpdated:
+    """The result of an update_vectors of ``key_list`` that created ``created`` records and
+    left out the rows at the indexes ``skipped``."""
+    return VectorsUpdated(
+        len(key_list) - created - len(skipped), created, tuple(key_list[i] for i in skipped)
+    )
+
+
 @dataclass(frozen=True)
 class VectorsUpdated:
     """What :meth:`Space.update_vectors` did: records whose vector was replaced (metadata
@@ -401,6 +409,15 @@ class Space(Reader, VectorOps, Versioned, Caching):
                 later ones are not written, the earlier ones are.
             ServerError: Redis failed mid-way, as in :meth:`put_many`.
         """
+        key_list, rows, ttl_ms = self._update_vectors_plan(keys, vectors, missing, ttl)
+        created, skipped = self._write_chunks(key_list, rows, ttl_ms, missing, "update_vectors")
+        return vectors_updated(key_list, created, skipped)
+
+    def _update_vectors_plan(
+        self, keys: Sequence[str], vectors: Any, missing: str, ttl: float | None
+    ) -> tuple[list[str], list[tuple[list[bytes | str], list[str]]], int | None]:
+        """The checked keys, write rows and ttl of an update_vectors (shared with asyncio);
+        InvalidInputError before anything is sent."""
         if missing not in scripts.MISSING_POLICIES:
             raise InvalidInputError(
                 "missing must be one of "
@@ -408,10 +425,7 @@ class Space(Reader, VectorOps, Versioned, Caching):
             )
         ttl_ms = self._ttl_ms(ttl)
         key_list, rows = self._prepare(keys, vectors, None, vectors_only=True)
-        created, skipped = self._write_chunks(key_list, rows, ttl_ms, missing, "update_vectors")
-        return VectorsUpdated(
-            len(key_list) - created - len(skipped), created, tuple(key_list[i] for i in skipped)
-        )
+        return key_list, rows, ttl_ms
 
     def _write_chunks(
         self,

@@ -34,7 +34,7 @@ from ..keys import GenKeys
 from ..metrics import Metrics
 from ..operations import Averaged, Planned
 from ..reader import ATTEMPTS, STALE_SECONDS, Hit
-from ..space import INSTRUMENTED, VectorsUpdated, chunk_failed, row_bytes
+from ..space import INSTRUMENTED, VectorsUpdated, chunk_failed, row_bytes, vectors_updated
 from ..state import STATE_FIELD, SpaceState
 from ..wire import fetch_commands, get_commands, vector_rows
 
@@ -306,19 +306,11 @@ class AsyncSpace:
                 later ones not written).
             ServerError: Redis failed mid-way; the message says which rows were stored.
         """
-        if missing not in scripts.MISSING_POLICIES:
-            raise InvalidInputError(
-                "missing must be one of "
-                f"{', '.join(map(repr, scripts.MISSING_POLICIES))}, got {missing!r}"
-            )
-        ttl_ms = self.sync._ttl_ms(ttl)
-        key_list, rows = self.sync._prepare(keys, vectors, None, vectors_only=True)
+        key_list, rows, ttl_ms = self.sync._update_vectors_plan(keys, vectors, missing, ttl)
         created, skipped = await self._write_chunks(
             key_list, rows, ttl_ms, missing, "update_vectors"
         )
-        return VectorsUpdated(
-            len(key_list) - created - len(skipped), created, tuple(key_list[i] for i in skipped)
-        )
+        return vectors_updated(key_list, created, skipped)
 
     async def _write_chunks(
         self,
@@ -563,9 +555,7 @@ class AsyncSpace:
             self._connects_seen = seen
         wait = self.hub.sync.index_wait
         for _ in range(ATTEMPTS):  # a rollback may replace gen meanwhile: check the new one
-            if await asyncio.to_thread(
-                self.sync._ensure_searchable, gen, wait, self._ready, False
-            ):
+            if await asyncio.to_thread(self.sync._ensure_searchable, gen, wait, self._ready, False):
                 return
             await self._refresh()
             gen = self._gen
