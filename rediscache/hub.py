@@ -176,10 +176,18 @@ def connect(
     variable ``REDISCACHE_DATA_DIR`` (an embedded server there); the embedded server in the
     default data directory (``~/.local/share/rediscache/server``).
 
+    After a restart the server loads its data (the embedded one is waited for: at most
+    ``ServerConfig.start_timeout`` seconds, then :class:`ServerLoadingError`, the server left
+    running) and rebuilds its search indexes in the background. ``connect()`` does not wait
+    for the indexes; each search does, for its own space's index: up to
+    :attr:`Hub.index_wait` seconds (:data:`INDEX_WAIT`, 30), then
+    :class:`IndexBuildingError`, never a silently partial answer.
+
     Round trips: two (PING, MODULE LIST), plus the server start when needed.
 
     Raises:
         ConnectionFailedError: unreachable server or wrong password.
+        ServerLoadingError: the server is still loading its data.
         SearchModuleMissingError: the server has no search module.
         EmbeddedServerError: the embedded server cannot start (see its subclasses).
     """
