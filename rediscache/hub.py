@@ -155,12 +155,14 @@ def connect(
     client: redis.Redis | None = None,
     data_dir: str | Path | None = None,
     server: ServerConfig | None = None,
+    start_timeout: float | None = None,
     **redis_kwargs: Any,
 ) -> Hub:
     """Connect to a Redis with the search module and return a :class:`Hub`.
 
     * ``connect()``: the embedded local server (started first if it is not running; see
-      :mod:`rediscache.server`). ``data_dir`` or ``server`` choose its data directory/config.
+      :mod:`rediscache.server`). ``data_dir`` or ``server`` choose its data directory/config;
+      ``start_timeout`` (seconds) overrides the config's wait for a server loading its data.
     * ``connect("redis://:pw@host:6379/0")`` (also ``rediss://`` and ``unix://``): any Redis;
       ``redis_kwargs`` go to ``redis.Redis.from_url``.
     * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies); the hub
@@ -196,6 +198,17 @@ def connect(
         raise InvalidInputError(f"server must be a ServerConfig, got {type(server).__name__}")
     if client is None and url is None and data_dir is None and server is None:
         url, data_dir = resolve_target()
+    embedded = client is None and url is None
+    if start_timeout is not None and not embedded:
+        raise InvalidInputError(
+            "start_timeout applies to the embedded server only (no url, no client)"
+        )
+    if redis_kwargs and url is None:
+        raise InvalidInputError(
+            f"unknown argument(s) {', '.join(sorted(redis_kwargs))}: redis-py options go with "
+            "a URL (connect(url, socket_timeout=...)); the embedded server takes data_dir=, "
+            "start_timeout= or server=ServerConfig(...)"
+        )
     if client is not None:
         _check_client(client)
         owns = False
@@ -207,6 +220,8 @@ def connect(
             )
         try:
             client = redis.Redis.from_url(url, protocol=2, **{"retry": no_retry(), **redis_kwargs})
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)  # no I/O: refuses unknown options
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
             raise InvalidInputError(
                 f"invalid Redis URL or option for {redact(url)!r}: {redact(str(exc))}"
@@ -219,6 +234,8 @@ def connect(
             if not isinstance(data_dir, str | Path):
                 raise InvalidInputError(f"data_dir must be a path, got {type(data_dir).__name__}")
             config = dataclasses.replace(config, data_dir=Path(data_dir))
+        if start_timeout is not None:
+            config = dataclasses.replace(config, start_timeout=start_timeout)
         info = ensure_running(config)
         client = info.client(protocol=2, retry=no_retry())
         owns = True

@@ -788,9 +788,9 @@ def _wait_ready(
                 raise ServerLoadingError(
                     f"redis-server (pid {pid}) is still loading its data after "
                     f"{config.start_timeout:g} s; it was left running (a loading server that is "
-                    "killed starts over): wait and retry, or give a longer start_timeout "
-                    f"(--start-timeout). `rediscache server status` shows it; see "
-                    f"{config.data_dir / LOG_FILE}"
+                    "killed starts over): wait and retry, or wait longer: "
+                    "connect(start_timeout=...) / --start-timeout. `rediscache server status` "
+                    f"shows it; see {config.data_dir / LOG_FILE}"
                 )
             raise EmbeddedServerError(
                 f"redis-server did not become ready within {config.start_timeout:g}s "

@@ -43,6 +43,7 @@ async def connect_async(
     client: redis.asyncio.Redis | None = None,
     data_dir: str | Path | None = None,
     server: ServerConfig | None = None,
+    start_timeout: float | None = None,
     **redis_kwargs: Any,
 ) -> AsyncHub:
     """Connect to a Redis with the search module and return an :class:`AsyncHub`.
@@ -71,7 +72,12 @@ async def connect_async(
             raise
         return AsyncHub(client, sync_hub=sync_hub)
     sync_hub = await asyncio.to_thread(
-        connect, url, data_dir=data_dir, server=server, **redis_kwargs
+        connect,
+        url,
+        data_dir=data_dir,
+        server=server,
+        start_timeout=start_timeout,
+        **redis_kwargs,
     )
     try:
         async_client = _twin(sync_hub.client, to_async=True)

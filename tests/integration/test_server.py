@@ -286,3 +286,21 @@ def test_passwords_never_show(server_dir: Path | None) -> None:
             assert hub.server.password not in repr(
                 server.ServerConfig(password=hub.server.password)
             )
+
+
+def test_connect_refuses_options_it_would_ignore(server_dir: Path | None) -> None:
+    """Unknown options never vanish: redis-py options need a URL, start_timeout the
+    embedded server, and an unknown option with a URL is refused before any I/O."""
+    with pytest.raises(rediscache.InvalidInputError, match="bogus_kw"):
+        rediscache.connect(data_dir=server_dir or "/nonexistent", bogus_kw=1)
+    with pytest.raises(rediscache.InvalidInputError, match="bogus_kw"):
+        rediscache.connect("redis://127.0.0.1:1/0", bogus_kw=1)
+    with pytest.raises(rediscache.InvalidInputError, match="start_timeout"):
+        rediscache.connect("redis://127.0.0.1:1/0", start_timeout=5)
+
+
+def test_connect_takes_a_start_timeout(own_dir: Path) -> None:
+    with rediscache.connect(data_dir=own_dir, start_timeout=120) as hub:
+        assert hub.server is not None and hub.server.data_dir == str(own_dir.resolve())
+    with pytest.raises(rediscache.InvalidInputError, match="start_timeout"):
+        rediscache.connect(data_dir=own_dir, start_timeout=-1)
