@@ -371,6 +371,7 @@ def import_file(
     progress: Progress | None = None,
     vectors_only: bool = False,
     missing: str = "create",
+    replace_metadata: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Store the embeddings of a file in ``space``; returns an :class:`ImportReport`.
@@ -383,13 +384,15 @@ def import_file(
     ``rejected`` with their position in the file.
 
     A plain import replaces whole records: a stored record whose row lacks a metadata field
-    loses it. Before each batch the import reads the stored metadata of its keys (one more
-    round trip), counts what would be lost in the report's ``dropped`` and, the first time,
-    calls ``warn`` with a message before writing. ``vectors_only=True`` writes only the
-    vectors (:meth:`Space.update_vectors`): stored metadata is kept and the file's metadata
-    fields are ignored (listed in ``ignored_fields``); ``missing`` says what to do with a key
-    that has no record: ``"create"`` it without metadata or ``"skip"`` it (listed in
-    ``skipped``).
+    would lose it. Before each batch the import reads the stored metadata of its keys (one
+    more round trip); when rows would remove stored fields it raises InvalidInputError before
+    writing that batch (a retrained model's file of ids and vectors would wipe every
+    record's metadata), unless ``replace_metadata=True``: then it counts what is lost in the
+    report's ``dropped`` and, the first time, calls ``warn`` with a message before writing.
+    ``vectors_only=True`` writes only the vectors (:meth:`Space.update_vectors`): stored
+    metadata is kept and the file's metadata fields are ignored (listed in
+    ``ignored_fields``); ``missing`` says what to do with a key that has no record:
+    ``"create"`` it without metadata or ``"skip"`` it (listed in ``skipped``).
 
     A batch whose reply was lost, or that met a busy or unreachable server, is written
     again (at most :data:`ATTEMPTS` writes, pauses from :data:`RETRY_PAUSE` s doubling):
@@ -416,6 +419,8 @@ def import_file(
         raise InvalidInputError(f"missing must be 'create' or 'skip', got {missing!r}")
     if warn is not None and not callable(warn):
         raise InvalidInputError(f"warn must be a function or None, got {warn!r}")
+    if not isinstance(replace_metadata, bool):
+        raise InvalidInputError(f"replace_metadata must be True or False, got {replace_metadata!r}")
     src = _path(path, "path")
     fmt = file_format(src)
     meta_path = None if meta is None else _path(meta, "meta")
@@ -441,7 +446,7 @@ def import_file(
         raise InvalidInputError(f"cannot read {str(src)!r}: {exc}") from exc
 
     started = time.perf_counter()
-    job = _Import(space, src, dim, vector_field, vectors_only, missing, warn)
+    job = _Import(space, src, dim, vector_field, vectors_only, missing, warn, replace_metadata)
     rows = 0
     try:
         for b in batches:
@@ -501,6 +506,7 @@ class _Import:
         vectors_only: bool,
         missing: str,
         warn: Callable[[str], None] | None,
+        replace_metadata: bool = True,
     ) -> None:
         self.space = space
         self.src = src
@@ -509,6 +515,7 @@ class _Import:
         self.vectors_only = vectors_only
         self.missing = missing
         self.warn = warn
+        self.replace_metadata = replace_metadata
         self.seen: dict[str, str] = {}  # key -> where it appeared
         self.rejected: list[Rejected] = []
         self.skipped: list[str] = []
@@ -581,6 +588,17 @@ class _Import:
             if lost and first is None:
                 first = (row, key)
             lost_here |= lost
+        if first is not None and not self.replace_metadata:
+            row, key = first
+            before = f"; the {self.written:,} rows before it were written" if self.written else ""
+            raise InvalidInputError(
+                f"rows of {str(self.src)!r} lack metadata fields the stored records have "
+                f"({', '.join(sorted(lost_here))}; first at {b.where(row)} {key!r}): a plain "
+                "import replaces whole records and would remove them. Nothing of this batch "
+                f"was written{before}. To replace only the vectors and keep the metadata, "
+                "import with vectors_only (--vectors-only); to replace the records anyway, "
+                "replace_metadata=True (--replace-metadata)"
+            )
         if first is not None and self.warn is not None:
             row, key = first
             self.warn(

@@ -254,6 +254,12 @@ def space_drop(state: State, name: str, yes: bool) -> None:
     "of ids and vectors); metadata fields in FILE are ignored.",
 )
 @click.option(
+    "--replace-metadata",
+    is_flag=True,
+    help="Let rows that lack stored metadata fields remove them (whole records replaced). "
+    "Without it such an import stops before writing those rows.",
+)
+@click.option(
     "--missing",
     type=click.Choice(["create", "skip"]),
     default="create",
@@ -284,6 +290,7 @@ def import_(
     id_field: str,
     vector_field: str,
     vectors_only: bool,
+    replace_metadata: bool,
     missing: str,
     batch_size: int,
     rejects: Path | None,
@@ -296,8 +303,10 @@ def import_(
     skipped and reported by position in FILE (line N of a .jsonl, row N of a .npy or
     .parquet; 1-based) and id; the exit status is then 1.
 
-    A plain import replaces whole records: stored metadata that a row does not carry is
-    removed, and a warning says so before it happens. --vectors-only keeps it.
+    A plain import replaces whole records: it stops, before writing, at rows that lack
+    metadata fields the stored records have (a retrained model's file of ids and vectors
+    would wipe them). --vectors-only replaces only the vectors and keeps the metadata;
+    --replace-metadata removes the fields anyway (with a warning).
 
     \b
     Formats (by suffix):
@@ -341,6 +350,7 @@ def import_(
                 progress=tick,
                 vectors_only=vectors_only,
                 missing=missing,
+                replace_metadata=replace_metadata,
                 warn=warn,
             )
     except KeyboardInterrupt:

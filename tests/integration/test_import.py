@@ -127,7 +127,15 @@ def test_plain_import_warns_before_it_drops_metadata(
     def warn(message: str) -> None:  # called before the batch is written
         warned.append((message, space.get_record("item:1").metadata))
 
-    report = transfer.import_file(space, file, meta=meta, warn=warn, batch_size=5)
+    # by default such an import stops before writing anything that would lose metadata
+    with pytest.raises(rediscache.InvalidInputError, match="genre, note.*vectors-only") as err:
+        transfer.import_file(space, file, meta=meta, warn=warn, batch_size=5)
+    assert "Nothing of this batch was written" in str(err.value) and not warned
+    assert space.get_record("item:0").metadata == {"genre": "drama"}
+    # asked to replace whole records, it warns once before writing and counts the losses
+    report = transfer.import_file(
+        space, file, meta=meta, warn=warn, batch_size=5, replace_metadata=True
+    )
     assert report.dropped == {"genre": 12, "note": 6}
     [(message, meta_then)] = warned  # once
     assert meta_then == {"genre": "drama", "note": "x"}
@@ -264,8 +272,13 @@ def test_cli_vectors_only_and_the_warning(
     assert "warning" not in res.stderr
     assert space.get_record("item:3").metadata == {"genre": "drama", "year": 3}
     assert np.allclose(space.get("item:3"), _vectors(20, 1)[3])
-    # the plain import of the same file: warned on stderr, with counts and the way out
+    # the plain import of the same file stops before writing, naming both ways out
     res = run("import", space_name, str(file), *extra)
+    assert res.exit_code == 1 and "--vectors-only" in res.stderr, res.output
+    assert "--replace-metadata" in res.stderr and "Traceback" not in res.output
+    assert space.get_record("item:3").metadata == {"genre": "drama", "year": 3}
+    # with --replace-metadata: warned on stderr, with counts and the way out
+    res = run("import", space_name, str(file), *extra, "--replace-metadata")
     assert res.exit_code == 0, res.output
     assert res.stderr.count("warning:") == 2, res.stderr  # before writing, and the counts
     assert "--vectors-only" in res.stderr and "genre (20), year (20)" in res.stderr
