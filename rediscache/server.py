@@ -50,6 +50,7 @@ from .errors import (
     PortInUseError,
     RedisBinaryNotFoundError,
     SearchModuleMissingError,
+    ServerBusyError,
     ServerLoadingError,
 )
 from .ftsearch import index_done
@@ -224,6 +225,9 @@ class ServerStatus:
     loading_percent: float | None = None
     #: Running a long script (BUSY): alive, but answering nobody until it ends.
     busy: bool = False
+    #: The pid of a redis-server holding the data directory although ``server.json`` is
+    #: missing (``info`` is then None: its address and password are unknown here).
+    holder_pid: int | None = None
     #: Search indexes still being built in the background (after a restart the search
     #: module rebuilds every index from the stored hashes), by name: percent done, 0-100.
     #: Searches of a space wait for its index (see ``connect(index_wait=...)``).
@@ -855,10 +859,22 @@ def stop(data_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
     not exited after ``timeout`` seconds it is sent SIGTERM (Redis also flushes then).
     """
     data_dir = data_dir or default_data_dir()
+    if not data_dir.is_dir():
+        return False  # nothing runs there (and nothing is created)
     with _locked(data_dir):
         info = _read_state(data_dir)
         if info is None:
-            return False
+            # server.json lost: a server holding the directory is stopped by SIGTERM, on
+            # which Redis shuts down as cleanly as on SHUTDOWN (AOF flushed)
+            holder = _holder(data_dir)
+            if not holder or not _runs_redis(holder):
+                return False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(holder, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while _holder(data_dir) is not None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return True
         running = _alive(info)
         if running:
             try:
@@ -866,6 +882,14 @@ def stop(data_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
                     client.execute_command("SHUTDOWN")
             except redis.ConnectionError:
                 pass  # the expected outcome: the server closed the connection and exited
+            except redis.ResponseError as exc:
+                if str(exc).startswith("BUSY"):
+                    raise ServerBusyError(
+                        f"the server in {data_dir} is running a long script (BUSY) and cannot "
+                        "shut down cleanly until it ends; run `server stop` again then "
+                        "(SHUTDOWN NOSAVE would lose the writes since the last fsync)"
+                    ) from exc
+                raise EmbeddedServerError(f"stopping the server in {data_dir}: {exc}") from exc
         deadline = time.monotonic() + timeout
         while (_pid_alive(info.pid) or _holder(data_dir) is not None) and (
             time.monotonic() < deadline
@@ -889,6 +913,9 @@ def status(data_dir: Path | None = None) -> ServerStatus:
     data_dir = data_dir or default_data_dir()
     info = _read_state(data_dir)
     if info is None:
+        holder = _holder(data_dir)
+        if holder and _runs_redis(holder):  # server.json lost; the server still runs
+            return ServerStatus(running=True, data_dir=str(data_dir), holder_pid=holder)
         return ServerStatus(running=False, data_dir=str(data_dir))
     try:
         with info.client(

@@ -233,9 +233,7 @@ class AsyncHub:
         """Names of all spaces, sorted. One round trip (in a worker thread)."""
         return await asyncio.to_thread(self.sync.spaces)
 
-    async def drop_space(
-        self, name: str, *, missing_ok: bool = False, compact: bool = True
-    ) -> int:
+    async def drop_space(self, name: str, *, missing_ok: bool = False, compact: bool = True) -> int:
         """:meth:`rediscache.Hub.drop_space` in a worker thread: same round trips, same
         (non-)atomicity, same errors. Returns the number of keys deleted."""
         return await asyncio.to_thread(

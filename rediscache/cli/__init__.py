@@ -5,12 +5,14 @@ option values; the other modules add the commands."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+from types import FrameType
 
 import click
 
 from . import data_cmds, server_cmds, space_cmds, version_cmds
-from .base import cli
+from .base import Terminated, cli, interrupted_status
 
 __all__ = ["cli", "main"]
 
@@ -22,15 +24,16 @@ def main() -> None:
 
     A reader that went away (``rediscache export ... | head``) ends the command quietly, as
     Unix tools do; Ctrl-C ends it with status 130 and one line (commands that write say how
-    far they got before)."""
+    far they got before), SIGTERM the same way with status 143."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli(prog_name="rediscache", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except KeyboardInterrupt as exc:
+        click.echo("terminated" if isinstance(exc, Terminated) else "interrupted", err=True)
+        sys.exit(interrupted_status(exc))
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -38,3 +41,7 @@ def main() -> None:
         # Python would complain once more when flushing stdout at exit: point it elsewhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()

@@ -29,7 +29,27 @@ from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["State", "cli", "emit", "friendly", "json_option", "plural", "progress"]
+__all__ = [
+    "State",
+    "Terminated",
+    "cli",
+    "emit",
+    "friendly",
+    "interrupted_status",
+    "json_option",
+    "plural",
+    "progress",
+]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is (as Ctrl-C raises KeyboardInterrupt), so that it
+    ends the same way: what was done said in one line, exit status 143 instead of 130."""
+
+
+def interrupted_status(exc: BaseException) -> int:
+    """The exit status of a command ended by ``exc``: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(exc, Terminated) else 130
 
 
 class State:

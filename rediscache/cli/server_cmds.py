@@ -27,8 +27,12 @@ from .base import (
 
 
 @cli.group()
-def server() -> None:
+@click.pass_obj
+def server(state: State) -> None:
     """Start, stop and inspect the embedded local Redis server.
+
+    They act on the data directory (--data-dir, REDISCACHE_DATA_DIR, or the default), never
+    on a --url server, which rediscache cannot start or stop.
 
     \b
     Example:
@@ -36,6 +40,11 @@ def server() -> None:
       rediscache server status --json
       rediscache server stop
     """
+    if state is not None and state.url is not None:
+        raise click.UsageError(
+            "server commands manage the embedded server of a data directory (--data-dir); "
+            "--url names a Redis that rediscache cannot start, stop or inspect here"
+        )
 
 
 @server.command("start")
@@ -106,6 +115,15 @@ def server_start(
         f"{verb}: Redis {info.redis_version} + search {info.search_version} on "
         f"{info.host}:{info.port} (pid {info.pid}, data {info.data_dir})"
     )
+    with info.client(socket_timeout=10, protocol=2) as client:
+        building = srv.indexes_building(client)
+    if building:
+        names = ", ".join(f"{name} {percent:.0f}%" for name, percent in building.items())
+        click.echo(
+            f"indexes still being rebuilt in the background: {names}; searches of their "
+            "spaces wait for them (`rediscache server status` shows the progress)",
+            err=True,
+        )
 
 
 @server.command("stop")
@@ -118,7 +136,10 @@ def server_stop(state: State) -> None:
     Example:
       rediscache server stop
     """
-    stopped = srv.stop(state.server_config().data_dir)
+    data_dir = state.server_config().data_dir
+    if srv.status(data_dir).loading:
+        click.echo("the server is loading its data; waiting for it to stop...", err=True)
+    stopped = srv.stop(data_dir)
     click.echo("stopped" if stopped else "not running")
 
 
@@ -140,6 +161,8 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
     st = srv.status(state.server_config().data_dir)
     if wants_json(state, as_json):
         out: dict[str, Any] = {"running": st.running, "data_dir": st.data_dir}
+        if st.holder_pid is not None:
+            out.update(pid=st.holder_pid, state_file_missing=True)
         if st.info is not None:
             out.update(_info_dict(st.info, show_password))
             out.update(
@@ -153,6 +176,11 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
                 indexing=st.indexing,
             )
         click.echo(json.dumps(out, indent=2))
+    elif st.info is None and st.holder_pid is not None:
+        click.echo(
+            f"running: pid {st.holder_pid} holds {st.data_dir}, but its server.json is missing "
+            "(address and password unknown here); `rediscache server stop` stops it cleanly"
+        )
     elif st.info is None:
         click.echo(f"not running (data dir {st.data_dir})")
     else:
@@ -168,8 +196,7 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         )
         if st.used_memory_human is not None:
             click.echo(
-                f"  memory:  {st.used_memory_human}, keys: {st.keys}, "
-                f"uptime: {st.uptime_seconds}s"
+                f"  memory:  {st.used_memory_human}, keys: {st.keys}, uptime: {st.uptime_seconds}s"
             )
         if st.loading:
             done = "" if st.loading_percent is None else f": {st.loading_percent:.1f}% replayed"

@@ -15,11 +15,13 @@ from .. import transfer
 from ..versions import VersionView
 from .base import (
     State,
+    Terminated,
     cli,
     confirm,
     emit,
     friendly,
     human_bytes,
+    interrupted_status,
     json_option,
     plural,
     progress,
@@ -353,13 +355,14 @@ def import_(
                 replace_metadata=replace_metadata,
                 warn=warn,
             )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
         click.echo(
-            f"interrupted: the first {plural(done[0], 'row')} of {str(file)!r} were imported "
+            f"{how}: the first {plural(done[0], 'row')} of {str(file)!r} were imported "
             "(written, or rejected), in whole batches; importing the file again is safe",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(interrupted_status(exc))
     if rejects is not None:
         with rejects.open("w") as f:
             for r in report.rejected:

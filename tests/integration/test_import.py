@@ -128,7 +128,7 @@ def test_plain_import_warns_before_it_drops_metadata(
         warned.append((message, space.get_record("item:1").metadata))
 
     # by default such an import stops before writing anything that would lose metadata
-    with pytest.raises(rediscache.InvalidInputError, match="genre, note.*vectors-only") as err:
+    with pytest.raises(rediscache.InvalidInputError, match=r"genre, note.*vectors-only") as err:
         transfer.import_file(space, file, meta=meta, warn=warn, batch_size=5)
     assert "Nothing of this batch was written" in str(err.value) and not warned
     assert space.get_record("item:0").metadata == {"genre": "drama"}

@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
+from click.testing import CliRunner
 
 import rediscache
 from rediscache import server
+from rediscache.cli import cli
 from rediscache.versions import create_index
 
 #: Keys of the slow-loading data dir, and the server's load delay per key (microseconds:
@@ -315,3 +317,74 @@ def test_a_hub_outlives_a_server_restart(own_dir: Path) -> None:
         server.start(server.ServerConfig(data_dir=own_dir))
         assert space.search(vecs[10], 1)[0].key == "k10"
         assert hub._connects.count > seen
+
+
+def test_status_and_stop_find_a_server_whose_state_file_is_lost(own_dir: Path) -> None:
+    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    (own_dir / server.STATE_FILE).unlink()
+    st = server.status(own_dir)
+    assert st.running and st.info is None and st.holder_pid == info.pid
+    res = CliRunner().invoke(cli, ["--data-dir", str(own_dir), "server", "status"])
+    assert res.exit_code == 0 and f"pid {info.pid}" in res.output
+    assert server.stop(own_dir) is True  # SIGTERM: Redis shuts down cleanly
+    assert _servers_on(own_dir) == [] and not server.status(own_dir).running
+
+
+def test_stop_and_status_of_a_missing_dir_create_nothing(tmp_path: Path) -> None:
+    nowhere = tmp_path / "typo"
+    assert server.stop(nowhere) is False and not server.status(nowhere).running
+    assert not nowhere.exists()
+
+
+def test_server_commands_refuse_a_url() -> None:
+    res = CliRunner().invoke(cli, ["--url", "redis://127.0.0.1:1/0", "server", "status"])
+    assert res.exit_code == 2 and "--url" in res.output
+
+
+def test_stop_during_a_long_script_says_busy(own_dir: Path) -> None:
+    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    with info.client() as admin:
+        admin.config_set("busy-reply-threshold", 100)
+    script = (
+        "local t0 = tonumber(redis.call('TIME')[1]) "
+        "while tonumber(redis.call('TIME')[1]) - t0 < 3 do end return 1"
+    )
+
+    def busy() -> None:
+        with info.client() as c:
+            c.eval(script, 0)
+
+    runner = threading.Thread(target=busy)
+    runner.start()
+    try:
+        time.sleep(0.5)
+        res = CliRunner().invoke(cli, ["--data-dir", str(own_dir), "server", "stop"])
+        assert res.exit_code == 1 and "BUSY" in res.output and "again" in res.output
+        assert "Traceback" not in res.output and _servers_on(own_dir) == [info.pid]
+    finally:
+        runner.join()
+    assert server.stop(own_dir) is True
+
+
+def test_sigterm_ends_an_import_like_ctrl_c(own_dir: Path, tmp_path: Path) -> None:
+    """SIGTERM (a timeout, systemd) says how far the import got and exits 143."""
+    server.start(server.ServerConfig(data_dir=own_dir))
+    n = 30_000
+    rows = np.random.default_rng(3).standard_normal((n, 64)).astype(np.float32)
+    file = tmp_path / "v.jsonl"
+    with file.open("w") as fh:
+        for i, v in enumerate(rows):
+            values = ",".join(f"{x:.4f}" for x in v)
+            fh.write(f'{{"id": "k{i}", "vector": [{values}]}}\n')
+    exe = str(Path(sys.executable).parent / "rediscache")
+    base = [exe, "--data-dir", str(own_dir)]
+    subprocess.run([*base, "space", "create", "t", "--dim", "64"], check=True, timeout=120)
+    proc = subprocess.Popen(
+        [*base, "import", "t", str(file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    with rediscache.connect(data_dir=own_dir) as hub:
+        _wait_until(lambda: len(hub.space("t")) > 0, 120)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert b"terminated: the first" in err and b"importing the file again is safe" in err
