@@ -345,7 +345,9 @@ class Space(Reader, VectorOps, Versioned, Caching):
         script). Raises InvalidInputError for a bad key, vector, metadata or ttl.
         """
         key = check_keys([key], "key")[0]
-        self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata], ttl=ttl)
+        ttl_ms = self._ttl_ms(ttl)
+        key_list, rows = self._prepare([key], self.codec.as_vector(vector)[None, :], [metadata])
+        self._write_chunks(key_list, rows, ttl_ms, None, "put")
 
     def put_many(
         self,

@@ -112,7 +112,8 @@ class ImportReport:
     ``ignored_fields``: metadata fields of the file that a vectors-only import did not write.
     ``dropped``: per metadata field, how many stored records lost it because their row in
     the file did not carry it (a plain import replaces whole records). ``retries``: batches
-    written again after a lost reply or a busy or unreachable server.
+    written again after a lost reply or a busy or unreachable server. ``created``: records a
+    vectors-only import created without metadata (``missing="create"``: no record before).
     """
 
     path: str
@@ -125,6 +126,7 @@ class ImportReport:
     ignored_fields: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
     retries: int = 0
+    created: int = 0
 
     @property
     def rate(self) -> float:
@@ -480,6 +482,7 @@ def import_file(
         ignored_fields=sorted(job.ignored),
         dropped=dict(sorted(job.dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
         retries=job.retries,
+        created=job.created,
     )
 
 
@@ -519,6 +522,7 @@ class _Import:
         self.seen: dict[str, str] = {}  # key -> where it appeared
         self.rejected: list[Rejected] = []
         self.skipped: list[str] = []
+        self.created = 0
         self.ignored: set[str] = set()
         self.dropped: dict[str, int] = {}
         self.written = 0
@@ -624,6 +628,7 @@ class _Import:
                 if self.vectors_only:
                     done = self.space.update_vectors(keys, matrix, missing=self.missing)
                     self.skipped += done.skipped
+                    self.created += done.created
                     self.written += len(keys) - len(done.skipped)
                 else:
                     self.written += self.space.put_many(keys, matrix, metas)

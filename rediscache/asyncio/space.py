@@ -265,7 +265,11 @@ class AsyncSpace:
     ) -> None:
         """:meth:`rediscache.Space.put`: store one embedding. One round trip, atomic."""
         key = check_keys([key], "key")[0]
-        await self.put_many([key], self.codec.as_vector(vector)[None, :], [metadata], ttl=ttl)
+        ttl_ms = self.sync._ttl_ms(ttl)
+        key_list, rows = self.sync._prepare(
+            [key], self.codec.as_vector(vector)[None, :], [metadata]
+        )
+        await self._write_chunks(key_list, rows, ttl_ms, None, "put")
 
     async def put_many(
         self,

@@ -189,7 +189,7 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         click.echo(
             f"running: pid {i.pid}\n"
             f"  redis:   {i.redis_version} ({i.binary})\n"
-            f"  search:  {i.search_version} ({i.module or 'built in'})\n"
+            f"  search:  {i.search_version or '(known once loaded)'} ({i.module or 'built in'})\n"
             f"  url:     {url}\n"
             f"  socket:  {i.unix_socket or '-'}\n"
             f"  data:    {i.data_dir}"
@@ -237,7 +237,13 @@ def demo(state: State) -> None:
     """
     from ..demo import run_demo
 
-    run_demo(state.hub(), click.echo)
+    hub = state.hub()
+    run_demo(hub, click.echo)
+    if hub.server is not None:
+        click.echo(
+            f"\nThe embedded server keeps running (pid {hub.server.pid}, data in "
+            f"{hub.server.data_dir}) for later commands; `rediscache server stop` stops it."
+        )
 
 
 # ---------------------------------------------------------------- stats

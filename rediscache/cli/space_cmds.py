@@ -375,6 +375,7 @@ def import_(
             f"{report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
             f"{len(report.rejected):,} rejected"
             + (f"; {len(report.skipped):,} skipped (no record)" if report.skipped else "")
+            + (f"; {report.created:,} created without metadata" if report.created else "")
         )
         for r in report.rejected[:10]:
             click.echo(f"  {r}", err=True)

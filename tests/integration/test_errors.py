@@ -269,7 +269,7 @@ def test_a_missing_permission_is_permission_denied(
                 sp.search(V, 2)
             assert f"search in space {space_name!r}" in str(err.value)
             assert user in str(err.value) and err.value.user == user
-            with pytest.raises(rediscache.PermissionDeniedError, match="put_many into"):
+            with pytest.raises(rediscache.PermissionDeniedError, match="put into"):
                 sp.put("k1", V)
     else:
 

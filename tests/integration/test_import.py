@@ -103,6 +103,7 @@ def test_vectors_only_import_keeps_metadata(
     file, meta = _write(tmp_path / "retrained", fmt, [*keys, "item:new"], new, [{}] * 31)
     report = transfer.import_file(space, file, meta=meta, vectors_only=True)
     assert (report.written, report.dropped, report.rejected) == (31, {}, [])
+    assert report.created == 1  # item:new, stored without metadata
     assert np.allclose(space.get_many([*keys, "item:new"]), new)
     assert space.get_record("item:7").metadata == {"genre": "drama", "year": 1997}
     assert len(space.search(new[0], k=50, filter={"genre": "drama"})) == 30
