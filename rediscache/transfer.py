@@ -293,7 +293,6 @@ def _read_jsonl(
 
     def batches() -> Iterator[_Batch]:
         with path.open("rb") as f:
-            b = _Batch()
             b = _Batch(lines=True)
             for number, obj in _json_lines(f):
                 if isinstance(obj, str):
@@ -453,7 +452,7 @@ def import_file(
     try:
         for b in batches:
             if rows == 0:
-                _check_dim(b, dim, space.name, src)
+                _check_dim(b, dim, space.name, src, vector_field)
             rows += len(b.rows) + len(b.rejected)
             job.rejected.extend(b.rejected)
             job.store(b)
@@ -659,9 +658,16 @@ class _Import:
         return error(f"the rows from {span} {fate}{tries} ({cause})")
 
 
-def _check_dim(b: _Batch, dim: int, name: str, src: Path) -> None:
-    """Refuse, before anything is written, a file whose vectors all have another length
-    (the wrong file for this space) rather than rejecting every row."""
+def _check_dim(b: _Batch, dim: int, name: str, src: Path, vector_field: str = "vector") -> None:
+    """Refuse, before anything is written, a file whose vectors all have another length, or
+    whose first rows carry no vector at all (the wrong file for this space, or a metadata
+    file), rather than rejecting every row."""
+    if len(b.vectors) >= 2 and all(v is None for v in b.vectors):
+        raise InvalidInputError(
+            f"no row of the first {len(b.vectors):,} in {str(src)!r} has a {vector_field!r} "
+            "field: is it a metadata file? (the ids and metadata of a .npy go with --meta / "
+            "meta=; --vector-field names another field)"
+        )
     lengths = {len(v) for v in b.vectors if isinstance(v, list)}
     if len(lengths) == 1 and len(b.vectors) == sum(isinstance(v, list) for v in b.vectors):
         (length,) = lengths

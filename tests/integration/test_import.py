@@ -309,3 +309,14 @@ def test_cli_verbose_says_which_server_and_how_long(
     loud = run("-v", "get", "no-such-space-" + space_name, "k")
     assert loud.exit_code == 1 and "Traceback" in loud.stderr
     assert any(line.startswith("error: ") for line in loud.stderr.splitlines())
+
+
+def test_a_metadata_file_given_as_the_vectors_is_refused_up_front(
+    hub: Hub, space_name: str, tmp_path: Path
+) -> None:
+    space = hub.create_space(space_name, DIM, algorithm="flat")
+    file = tmp_path / "meta.jsonl"
+    file.write_text("".join(json.dumps({"id": f"k{i}", "genre": "x"}) + "\n" for i in range(50)))
+    with pytest.raises(rediscache.InvalidInputError, match="metadata file"):
+        transfer.import_file(space, file)
+    assert len(space) == 0
