@@ -252,6 +252,7 @@ class StartProgressLine:
         self.tty = sys.stderr.isatty()
         self.said = False
         self.drawn = False
+        self.last: srv.StartProgress | None = None
 
     def __call__(self, p: srv.StartProgress) -> None:
         if p.phase != "loading":
@@ -265,12 +266,20 @@ class StartProgressLine:
             )
         if not self.tty:
             return
-        parts = [f"loading: {p.percent:5.1f}%" if p.percent is not None else "loading"]
-        if p.loaded_bytes is not None and p.total_bytes:
-            parts.append(f"{human_bytes(p.loaded_bytes)} of {human_bytes(p.total_bytes)}")
+        if p.percent is not None:  # a busy load may not answer every probe: keep the last
+            self.last = p
+        seen = self.last
+        parts = ["loading"]
+        if seen is not None and seen.percent is not None:
+            stale = "" if seen is p else " (last answer)"
+            parts = [f"loading: {seen.percent:5.1f}%{stale}"]
+            if seen.loaded_bytes is not None and seen.total_bytes:
+                parts.append(
+                    f"{human_bytes(seen.loaded_bytes)} of {human_bytes(seen.total_bytes)}"
+                )
         parts.append(f"{p.elapsed:.0f} s")
         if p.eta_seconds is not None:
-            parts.append(f"about {p.eta_seconds:.0f} s left")
+            parts.append(f"Redis estimates {p.eta_seconds:.0f} s left")
         click.echo("\r" + ", ".join(parts) + "\x1b[K", nl=False, err=True)
         self.drawn = True
 
