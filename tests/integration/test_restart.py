@@ -5,6 +5,7 @@ answer silently from an index that is still being rebuilt."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -153,34 +154,43 @@ def test_a_data_dir_held_by_an_unrecorded_server_is_refused(own_dir: Path) -> No
         (own_dir / server.STATE_FILE).write_text(state)
 
 
-def test_a_busy_server_is_not_dead(own_dir: Path) -> None:
-    """While a long script runs (BUSY to everyone), connect() and the CLI from other
-    processes never decide the server is gone and start a second one."""
-    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+@contextlib.contextmanager
+def _busy(info: server.ServerInfo, seconds: int) -> Iterator[None]:
+    """The server of ``info`` runs a Lua loop for ``seconds`` (BUSY to everyone after
+    0.1 s); the block runs from 0.5 s into it, and the loop is waited for afterwards."""
     with info.client() as admin:
         admin.config_set("busy-reply-threshold", 100)  # milliseconds
     script = (
         "local t0 = tonumber(redis.call('TIME')[1]) "
-        "while tonumber(redis.call('TIME')[1]) - t0 < 4 do end return 1"
+        f"while tonumber(redis.call('TIME')[1]) - t0 < {seconds} do end return 1"
     )
 
-    def busy() -> None:
+    def run() -> None:
         with info.client() as c:
             c.eval(script, 0)
 
-    runner = threading.Thread(target=busy)
+    runner = threading.Thread(target=run)
     runner.start()
     try:
         time.sleep(0.5)
+        yield
+    finally:
+        runner.join()
+
+
+def test_a_busy_server_is_not_dead(own_dir: Path) -> None:
+    """While a long script runs (BUSY to everyone), connect() and the CLI from other
+    processes never decide the server is gone and start a second one."""
+    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    with _busy(info, 4):
         with (
             info.client(socket_timeout=5) as probe,
             pytest.raises(redis.ResponseError, match="BUSY"),
         ):
             probe.ping()
-        cli = subprocess.run(
-            [str(Path(sys.executable).parent / "rediscache"), "--data-dir", str(own_dir), "stats"],
-            capture_output=True,
-            timeout=120,
+        exe = str(Path(sys.executable).parent / "rediscache")
+        stats = subprocess.run(
+            [exe, "--data-dir", str(own_dir), "stats"], capture_output=True, timeout=120
         )
         child = subprocess.run(
             [
@@ -192,11 +202,9 @@ def test_a_busy_server_is_not_dead(own_dir: Path) -> None:
             capture_output=True,
             timeout=120,
         )
-        assert _servers_on(own_dir) == [info.pid], (cli.stderr, child.stderr)
+        assert _servers_on(own_dir) == [info.pid], (stats.stderr, child.stderr)
         # they failed cleanly (busy) or succeeded once the script ended: never a traceback
-        assert b"Traceback" not in cli.stderr
-    finally:
-        runner.join()
+        assert b"Traceback" not in stats.stderr
     assert server.start(server.ServerConfig(data_dir=own_dir))[0].pid == info.pid
 
 
@@ -343,26 +351,10 @@ def test_server_commands_refuse_a_url() -> None:
 
 def test_stop_during_a_long_script_says_busy(own_dir: Path) -> None:
     info, _ = server.start(server.ServerConfig(data_dir=own_dir))
-    with info.client() as admin:
-        admin.config_set("busy-reply-threshold", 100)
-    script = (
-        "local t0 = tonumber(redis.call('TIME')[1]) "
-        "while tonumber(redis.call('TIME')[1]) - t0 < 3 do end return 1"
-    )
-
-    def busy() -> None:
-        with info.client() as c:
-            c.eval(script, 0)
-
-    runner = threading.Thread(target=busy)
-    runner.start()
-    try:
-        time.sleep(0.5)
+    with _busy(info, 3):
         res = CliRunner().invoke(cli, ["--data-dir", str(own_dir), "server", "stop"])
         assert res.exit_code == 1 and "BUSY" in res.output and "again" in res.output
         assert "Traceback" not in res.output and _servers_on(own_dir) == [info.pid]
-    finally:
-        runner.join()
     assert server.stop(own_dir) is True
 
 
