@@ -33,7 +33,7 @@ from .server import ServerConfig, ServerInfo, ensure_running, search_version
 from .space import Space, SpaceConfig
 from .state import STATE_FIELD, SpaceState
 from .versions import create_index, unlink_matching
-from .wire import count_connects
+from .wire import IndexReadiness, count_connects
 
 __all__ = ["Hub", "ServerStats", "connect"]
 
@@ -267,6 +267,7 @@ class Hub:
         #: IndexBuildingError (see :data:`INDEX_WAIT`). Settable.
         self.index_wait: float = INDEX_WAIT
         self._connects = count_connects(client)
+        self._indexes: dict[str, IndexReadiness] = {}
 
     def __repr__(self) -> str:
         where = address(self.client)
@@ -282,6 +283,13 @@ class Hub:
         return self._metrics.snapshot(reset=reset)
 
     # ------------------------------------------------------------ lifecycle
+
+    def _index_readiness(self, name: str) -> IndexReadiness:
+        """What this hub knows about the indexes of space ``name`` (shared by its objects)."""
+        found = self._indexes.get(name)
+        if found is None:
+            found = self._indexes[name] = IndexReadiness()
+        return found
 
     def close(self) -> None:
         """Close the connection if the hub created it (clients passed in stay open)."""
@@ -431,6 +439,7 @@ class Hub:
             SpaceNotFoundError: the space does not exist and ``missing_ok`` is False.
         """
         keys = SpaceKeys.for_space(name)
+        self._indexes.pop(name, None)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(keys.config)
         pipe.srem(REGISTRY, name)

@@ -267,8 +267,9 @@ class Space(Reader, VectorOps, Versioned, Caching):
         self.codec = VectorCodec(config.dim, config.dtype, config.metric)
         self._client: redis.Redis = hub.client
         self._set_state(state)
-        self._ready: set[int] = set()  # generations whose index is known to be complete
-        self._connects_seen = -1  # no connection count trusted yet: check the index first
+        # generations whose index is known complete, shared by the hub's objects of the space
+        self._index = hub._index_readiness(config.name)
+        self._ready = self._index.ready
         self._pacer = WritePacer(config)  # rows per put_many chunk
 
     # ------------------------------------------------------------ state
@@ -289,10 +290,10 @@ class Space(Reader, VectorOps, Versioned, Caching):
         self._set_state(SpaceState.parse(raw_state))
 
     def _reconnected(self) -> bool:
-        return self._connects_seen != self.hub._connects.count
+        return self._index.seen != self.hub._connects.count
 
     def _search_index(self, gen: GenKeys) -> str:
-        if gen.gen not in self._ready or self._connects_seen != self.hub._connects.count:
+        if gen.gen not in self._ready or self._index.seen != self.hub._connects.count:
             self._await_index(gen, self.hub.index_wait, live=True)
         return self.keys.index
 

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .codec import VectorCodec
     from .hub import Hub
     from .space import Space, SpaceConfig
+    from .wire import IndexReadiness
 
 __all__ = ["LIVE", "Diff", "Drift", "Version", "VersionView", "Versioned", "create_index"]
 
@@ -214,8 +215,8 @@ class Versioned:
     _state: SpaceState
     _gen: GenKeys
     _ready: set[int]
-    #: The hub's connection count when _ready was last trusted (see _await_index).
-    _connects_seen: int
+    #: _ready and the hub's connection count when it was last trusted (see _await_index).
+    _index: IndexReadiness
     hub: Hub
 
     # Provided by Space.
@@ -487,9 +488,9 @@ class Versioned:
         ``gen`` is the live generation as last seen; when a rollback has replaced it (its
         index is gone), the new live generation is checked instead, never re-created."""
         seen = self.hub._connects.count
-        if seen != self._connects_seen:
+        if seen != self._index.seen:
             self._ready.clear()
-            self._connects_seen = seen
+            self._index.seen = seen
         if not live:
             self._ensure_searchable(gen, timeout)
             return

@@ -18,6 +18,7 @@ from .keys import VECTOR_FIELD, GenKeys
 
 __all__ = [
     "ConnectCounter",
+    "IndexReadiness",
     "count_connects",
     "fetch_commands",
     "get_commands",
@@ -134,6 +135,19 @@ class ConnectCounter:
 
     def __init__(self) -> None:
         self.count = 0
+
+
+class IndexReadiness:
+    """What a hub knows about one space's search indexes: the generations whose index was
+    complete when last checked (``ready``) and the hub's connection count then (``seen``;
+    -1: never checked). One per space and hub, shared by every object of that space, so
+    that ``hub.space(name)`` per request does not check again."""
+
+    __slots__ = ("ready", "seen")
+
+    def __init__(self) -> None:
+        self.ready: set[int] = set()
+        self.seen = -1
 
 
 def count_connects(client: Any) -> ConnectCounter:

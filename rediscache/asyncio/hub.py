@@ -21,7 +21,7 @@ from ..errors import InvalidInputError
 from ..guard import public
 from ..hub import Hub, _check_client, _verify, connect
 from ..metrics import OpStats
-from ..wire import count_connects
+from ..wire import IndexReadiness, count_connects
 from .space import AsyncSpace
 
 if TYPE_CHECKING:
@@ -154,6 +154,7 @@ class AsyncHub:
         self._owns = owns_client
         self._flights: dict[str, InFlight[asyncio.Event]] = {}
         self._connects = count_connects(client)
+        self._indexes: dict[str, IndexReadiness] = {}
 
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
@@ -168,6 +169,13 @@ class AsyncHub:
     def metrics(self, *, reset: bool = False) -> dict[str, OpStats]:
         """:meth:`rediscache.Hub.metrics` of this hub's async calls (and of its sync twin's)."""
         return self.sync.metrics(reset=reset)
+
+    def _index_readiness(self, name: str) -> IndexReadiness:
+        """What this hub knows about the indexes of space ``name`` (shared by its objects)."""
+        found = self._indexes.get(name)
+        if found is None:
+            found = self._indexes[name] = IndexReadiness()
+        return found
 
     async def close(self) -> None:
         """Close the connection if the hub created it (clients passed in stay open), and the
@@ -236,6 +244,7 @@ class AsyncHub:
     async def drop_space(self, name: str, *, missing_ok: bool = False, compact: bool = True) -> int:
         """:meth:`rediscache.Hub.drop_space` in a worker thread: same round trips, same
         (non-)atomicity, same errors. Returns the number of keys deleted."""
+        self._indexes.pop(name, None)
         return await asyncio.to_thread(
             self.sync.drop_space, name, missing_ok=missing_ok, compact=compact
         )

@@ -150,8 +150,9 @@ class AsyncSpace:
         self._client = hub.client
         self._set_state(space._state)
         self._fork_lock = asyncio.Lock()
-        self._ready: set[int] = set()  # generations whose index is known complete
-        self._connects_seen = -1  # hub connections when _ready was last trusted
+        # generations whose index is known complete, shared by the hub's objects of the space
+        self._index = hub._index_readiness(space.name)
+        self._ready = self._index.ready
 
     @property
     def name(self) -> str:
@@ -538,10 +539,10 @@ class AsyncSpace:
         commands += [("FT.SEARCH", self.keys.index, *args) for args in rnd.queries]
         for _ in range(2):
             gen = self._gen
-            if gen.gen not in self._ready or self._connects_seen != self.hub._connects.count:
+            if gen.gen not in self._ready or self._index.seen != self.hub._connects.count:
                 await self._await_index(gen)
             replies = await self._roundtrip(commands)
-            if self._connects_seen == self.hub._connects.count:
+            if self._index.seen == self.hub._connects.count:
                 break
             # a new connection: the server may be rebuilding the index (Reader._search_round)
         replies = replies[1:] if rnd.purge else replies
@@ -554,9 +555,9 @@ class AsyncSpace:
         """Wait until the index of ``gen`` is complete (see Versioned._await_index), at
         most ``hub.sync.index_wait`` seconds, checking on the sync twin in a thread."""
         seen = self.hub._connects.count
-        if seen != self._connects_seen:
+        if seen != self._index.seen:
             self._ready.clear()
-            self._connects_seen = seen
+            self._index.seen = seen
         wait = self.hub.sync.index_wait
         for _ in range(ATTEMPTS):  # a rollback may replace gen meanwhile: check the new one
             if await asyncio.to_thread(self.sync._ensure_searchable, gen, wait, self._ready, False):
