@@ -405,6 +405,10 @@ def _take_lifetime_lock(data_dir: Path) -> int | None:
     """Lock ``data_dir``'s :data:`LIFETIME_LOCK` without waiting: the locked file's fd (not
     inheritable) when no server holds the directory, None when a server does."""
     fd = os.open(data_dir / LIFETIME_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    if fd < 3:  # stdin/out/err were closed: keep clear of the numbers _spawn reassigns
+        moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+        os.close(fd)
+        fd = moved
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
