@@ -259,7 +259,7 @@ def _describe(obj: Any, op: str, args: tuple[Any, ...]) -> str:
     if where is not None:
         return f"{op} in {where()}"
     if args and isinstance(args[0], str):
-        return f"{op} of space {args[0]!r}"
+        return f"{op}({args[0]!r})"  # a hub's call on a space name: space('items')
     return op
 
 
