@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,18 @@ class WritePacer:
         """Account a call of ``rows`` rows that took ``seconds`` (round trip included)."""
         if rows > 0 and seconds > 0:
             self.row_seconds = 0.5 * self.row_seconds + 0.5 * seconds / rows
+
+    def spans(self, n: int, size: float) -> Iterator[tuple[int, int]]:
+        """The chunks ``(start, end)`` of ``n`` rows of ``size`` bytes each on average, each
+        sized when it is due and timed until the caller asks for the next one (the write in
+        between), for put_many and update_vectors, sync and asyncio alike."""
+        start = 0
+        while start < n:
+            end = min(start + self.rows(size), n)
+            began = time.monotonic()
+            yield start, end
+            self.record(end - start, time.monotonic() - began)
+            start = end
 
 
 def row_bytes(rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]]) -> float:
@@ -441,13 +453,9 @@ class Space(Reader, VectorOps, Versioned, Caching):
         """Write ``rows`` in paced chunks (one write.lua call each); returns documents
         created and the indexes left out (``missing="skip"``)."""
         n = len(key_list)
-        pacer = self._pacer
-        size = row_bytes(rows)
         created = 0
         skipped: list[int] = []
-        start = 0
-        while start < n:
-            end = min(start + pacer.rows(size), n)
+        for start, end in self._pacer.spans(n, row_bytes(rows)):
             names = key_list[start:end]
 
             def call(
@@ -456,15 +464,12 @@ class Space(Reader, VectorOps, Versioned, Caching):
                 chunk = rows[start : start + len(names)]
                 return self._write(state, gen, names, chunk, ttl_ms, missing)
 
-            began = time.monotonic()
             try:
                 done = self._writing(call)
             except (redis.RedisError, ServerError) as exc:
                 raise chunk_failed(self.name, exc, start, end, n, what) from exc
-            pacer.record(end - start, time.monotonic() - began)
             created += done.changed
             skipped += [start + i for i in done.skipped]
-            start = end
         return created, skipped
 
     def _ttl_ms(self, ttl: object) -> int | None:

@@ -327,13 +327,9 @@ class AsyncSpace:
     ) -> tuple[int, list[int]]:
         """:meth:`rediscache.Space._write_chunks` on the asyncio client."""
         n = len(key_list)
-        pacer = self.sync._pacer
-        size = row_bytes(rows)
         created = 0
         skipped: list[int] = []
-        start = 0
-        while start < n:
-            end = min(start + pacer.rows(size), n)
+        for start, end in self.sync._pacer.spans(n, row_bytes(rows)):
             names = key_list[start:end]
             chunk = rows[start:end]
 
@@ -354,15 +350,12 @@ class AsyncSpace:
                     ),
                 )
 
-            began = time.monotonic()
             try:
                 done = await self._writing(write)
             except (redis.RedisError, ServerError) as exc:
                 raise chunk_failed(self.name, exc, start, end, n, what) from exc
-            pacer.record(end - start, time.monotonic() - began)
             created += done.changed
             skipped += [start + i for i in done.skipped]
-            start = end
         return created, skipped
 
     async def delete(self, *keys: str) -> int:
