@@ -291,12 +291,12 @@ def limits_part(hub: rediscache.Hub, data: Any, out: dict[str, Any]) -> None:
     hnsw = hub.space("edge_plain")
     g_keys = data.keys[: operations.GATHER_FLOATS // dim]
     c_keys = data.keys[: operations.COMPUTE_FLOATS // dim]
-    rows_hnsw = hnsw._pacer.rows()
+    rows_hnsw = hnsw._parts.writes.pacer.rows()
     rng = np.random.default_rng(3)
     cases = {
         f"write.lua, {rows_hnsw} rows into HNSW": lambda: hnsw.put_many(
             [f"w{j}" for j in range(rows_hnsw)], rng.standard_normal((rows_hnsw, dim))),
-        f"write.lua, {flat._pacer.rows()} rows into FLAT": lambda: flat.put_many(
+        f"write.lua, {flat._parts.writes.pacer.rows()} rows into FLAT": lambda: flat.put_many(
             [f"w{j}" for j in range(1000)], rng.standard_normal((1000, dim))),
         f"gather.lua, {len(g_keys):,} keys (average)": lambda: flat.average(g_keys),
         f"combine.lua, {len(c_keys):,} keys (average into=)": lambda: flat.average(

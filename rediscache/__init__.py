@@ -12,7 +12,7 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> rediscache.import_file(items, "vectors.npy", meta="meta.jsonl")
 """
 
-from .asyncio import AsyncHub, AsyncSpace, connect_async
+from .asyncio import AsyncHub, AsyncSpace, AsyncVersionView, connect_async
 from .diff import Diff, Drift
 from .errors import (
     ConnectionFailedError,
@@ -44,9 +44,9 @@ from .metrics import OpStats
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
-from .space import Hit, Record, Space, SpaceConfig, SpaceInfo, VectorsUpdated
+from .space import Hit, Record, Space, SpaceConfig, SpaceInfo, VectorsUpdated, VersionView
 from .transfer import ExportReport, ImportReport, Rejected, export_file, import_file
-from .versions import LIVE, Version, VersionView
+from .versions import LIVE, Version
 
 __version__ = "0.1.0"
 
@@ -55,6 +55,7 @@ __all__ = [
     "And",
     "AsyncHub",
     "AsyncSpace",
+    "AsyncVersionView",
     "Averaged",
     "ConnectionFailedError",
     "CorruptDataError",

@@ -1,7 +1,7 @@
 """What changed between two sides of a space (two versions, or a version and the live
 space): keys added, removed and changed, cosine drift, and neighbourhood overlap.
 
-Used by :meth:`rediscache.versions.Versioned.diff`; the sides are any two readers.
+Used by :meth:`rediscache.Space.diff`; a side is a target with its reads and searches.
 """
 
 from __future__ import annotations
@@ -14,8 +14,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .codec import unpack_metadata
-from .keys import META_FIELD, VECTOR_FIELD
-from .reader import Reader
+from .effects import Flow
+from .reads import BatchScan, Reads
+from .search import Searches
+from .target import Target
+
+#: One side of a diff: what it reads, its reads and its searches.
+Side = tuple[Target, Reads, Searches]
 
 __all__ = ["Diff", "Drift", "compare", "drift_stats"]
 
@@ -34,7 +39,7 @@ class Drift:
 
 @dataclass(frozen=True)
 class Diff:
-    """What changed from side ``a`` to side ``b`` (from :meth:`rediscache.versions.Versioned.diff`).
+    """What changed from side ``a`` to side ``b`` (from :meth:`rediscache.Space.diff`).
 
     ``changed`` lists keys present in both whose vector or metadata differ. ``drift`` is over
     every common key (an identical vector counts as exactly 0); ``changed_drift`` over the
@@ -94,34 +99,43 @@ def _summary(dist: npt.NDArray[Any]) -> Drift:
 
 
 def compare(
-    side_a: Reader, side_b: Reader, a_name: str, b_name: str, *, sample: int, k: int, seed: int
-) -> Diff:
+    side_a: Side, side_b: Side, a_name: str, b_name: str, *, sample: int, k: int, seed: int
+) -> Flow[Diff]:
     """The :class:`Diff` from ``side_a`` to ``side_b`` (named ``a_name`` / ``b_name``).
 
     Reads every document of both sides in batches, plus ``2 * sample`` searches in two
-    pipelines (see :meth:`rediscache.versions.Versioned.diff`).
+    pipelines (see :meth:`rediscache.Space.diff`).
     """
     b_keys: set[str] = set()
-    for keys, _, _ in side_b.iter_batches():
-        b_keys.update(keys)
+    scan_b = BatchScan(side_b[0], 1000, False)
+    while not scan_b.done:
+        batch = yield from scan_b.step()
+        if batch is not None:
+            b_keys.update(batch[0])
     removed: list[str] = []
     changed: list[str] = []
     common: list[str] = []
     va: list[npt.NDArray[Any]] = []
     vb: list[npt.NDArray[Any]] = []
-    for keys, vectors, metas in side_a.iter_batches(with_metadata=True):
+    codec_b = side_b[0].codec
+    scan_a = BatchScan(side_a[0], 1000, True)
+    while not scan_a.done:
+        step = yield from scan_a.step()
+        if step is None:
+            continue
+        keys, vectors, metas = step
         shared = [i for i, key in enumerate(keys) if key in b_keys]
         removed.extend(key for key in keys if key not in b_keys)
         if not shared:
             continue
         names = [keys[i] for i in shared]
-        other = _records(side_b, names)
+        other = yield from side_b[1].records(names)
         assert metas is not None
         for i, name, (raw, meta) in zip(shared, names, other):
             if raw is None:  # deleted from the live side meanwhile
                 removed.append(name)
                 continue
-            vec = side_b.codec.decode(raw, name)
+            vec = codec_b.decode(raw, name)
             if not np.array_equal(vec, vectors[i]) or unpack_metadata(meta) != metas[i]:
                 changed.append(name)
             common.append(name)
@@ -129,13 +143,15 @@ def compare(
             vb.append(vec)
     a_keys = set(common) | set(removed)
     added = sorted(b_keys - a_keys)
-    dim = side_a.codec.dim
+    dim = side_a[0].codec.dim
     mat_a = np.array(va).reshape(-1, dim)
     mat_b = np.array(vb).reshape(-1, dim)
     dist, drift = drift_stats(mat_a, mat_b)
     moved = set(changed)
     changed_drift = _summary(dist[[i for i, name in enumerate(common) if name in moved]])
-    overlap, used = _neighbour_overlap(side_a, side_b, common, mat_a, mat_b, sample, k, seed)
+    overlap, used = yield from _neighbour_overlap(
+        side_a[2], side_b[2], common, mat_a, mat_b, sample, k, seed
+    )
     k_used = min(k, len(common) - 1) if len(common) >= 2 else 0
     note = None
     if overlap is not None and k_used < k:
@@ -161,32 +177,23 @@ def compare(
     )
 
 
-def _records(side: Reader, names: list[str]) -> list[tuple[bytes | None, bytes | None]]:
-    """Raw vector and metadata of ``names`` on one side, checked against its state."""
-
-    replies = side._read(
-        lambda gen: [("HMGET", gen.doc(name), VECTOR_FIELD, META_FIELD) for name in names]
-    )
-    return [(r[0], r[1]) for r in replies]
-
-
 def _neighbour_overlap(
-    side_a: Reader,
-    side_b: Reader,
+    search_a: Searches,
+    search_b: Searches,
     common: Sequence[str],
     mat_a: npt.NDArray[Any],
     mat_b: npt.NDArray[Any],
     sample: int,
     k: int,
     seed: int,
-) -> tuple[float | None, int]:
+) -> Flow[tuple[float | None, int]]:
     n = len(common)
     kk = min(k, n - 1)
     if n < 2 or sample == 0:
         return None, 0
     rows = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
-    hits_a = side_a.search_many(mat_a[rows], kk + 1, with_metadata=False)
-    hits_b = side_b.search_many(mat_b[rows], kk + 1, with_metadata=False)
+    hits_a = yield from search_a.search_many(mat_a[rows], kk + 1, with_metadata=False)
+    hits_b = yield from search_b.search_many(mat_b[rows], kk + 1, with_metadata=False)
     shares = []
     for row, ha, hb in zip(rows, hits_a, hits_b):
         me = common[row]

@@ -2,9 +2,9 @@
 lost connections of reads are retried, and calls are counted in the hub's metrics.
 
 Every public method of :class:`~rediscache.Hub`, :class:`~rediscache.Space`, a version view
-and their asyncio twins is wrapped by :func:`public` (the classes' modules apply it at their
-bottom; a test enumerates the methods). Only the outermost wrapped call acts: ``put`` calling
-``put_many``, or ``snapshot`` calling ``prune_versions``, maps and retries once, under the
+and their asyncio twins runs its flow inside :func:`guarded` (:mod:`rediscache.drive` makes
+the methods so; a test enumerates them). Only the outermost wrapped call acts: a
+call made inside another (``__len__`` calling ``count``) maps and retries once, under the
 name the caller used. What it maps (every message names the call and its space, and says
 whether anything may have been written):
 
@@ -35,10 +35,7 @@ settings of any text it is given.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import functools
-import inspect
 import re
 import socket
 import time
@@ -47,6 +44,7 @@ from typing import Any, TypeVar
 
 import redis
 
+from .effects import Flow, Sleep
 from .errors import (
     ConnectionFailedError,
     OutcomeUnknownError,
@@ -60,7 +58,7 @@ from .errors import (
 from .metrics import Metrics, hits_of
 
 __all__ = [
-    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "acl_user", "address", "public", "redact",
+    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "acl_user", "address", "guarded", "redact",
     "translate",
 ]  # fmt: skip
 
@@ -70,7 +68,7 @@ RETRY_PAUSES = (0.05, 0.25)
 
 #: Calls that only read (``average`` and ``combine`` unless given ``into``): safe to repeat.
 READS = frozenset({
-    "get", "get_many", "get_record", "search", "search_many", "similar", "within", "len",
+    "get", "get_many", "get_record", "search", "search_many", "similar", "within", "count", "len",
     "info", "versions", "version", "at", "diff", "iter_batches", "spaces", "space",
     "server_versions", "server_stats", "average", "combine", "enable_hot_cache",
     "get_metadata_many",
@@ -79,7 +77,7 @@ READS = frozenset({
 #: nothing. Other writes have several steps, of which the first ones may have been done.
 ONE_STEP = frozenset({"put", "delete", "update_mean", "average", "combine", "delete_version"})
 
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 #: 0 outside any public call; _GUARDED inside one (errors are mapped there); _COUNTED inside
 #: one counted in the metrics (inner calls are neither mapped nor counted again).
@@ -264,7 +262,8 @@ def _describe(obj: Any, op: str, args: tuple[Any, ...]) -> str:
 
 
 def _client(obj: Any) -> Any:
-    return getattr(obj, "_client", None) or getattr(obj, "client", None)
+    driver = getattr(obj, "_driver", None)
+    return getattr(driver, "client", None) or getattr(obj, "client", None)
 
 
 def _failure(
@@ -278,22 +277,6 @@ def _failure(
 
 
 # --------------------------------------------------------------------------- wrappers
-
-
-def public(op: str, fn: F, metrics_of: Callable[[Any], Metrics] | None = None) -> F:
-    """``fn`` (a method, coroutine method or generator method) as the public call ``op``:
-    errors mapped and reads retried (see the module docstring), and, with ``metrics_of``,
-    timed and counted in ``metrics_of(self)``. Costs one context variable lookup and set
-    per call when nothing fails."""
-    if inspect.isgeneratorfunction(fn):
-        wrapped = _public_iter(op, fn)
-    elif inspect.iscoroutinefunction(fn):
-        wrapped = _public_async(op, fn, metrics_of)
-    else:
-        wrapped = _public_sync(op, fn, metrics_of)
-    wrapped.__rediscache_op__ = op
-    result: F = wrapped
-    return result
 
 
 def _next_step(
@@ -334,105 +317,49 @@ def _count(
     metrics_of(obj).record(op, seconds, hits=hits, misses=misses)
 
 
-def _public_sync(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) -> Any:
-    clock = time.perf_counter
-    reads = op in READS
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        depth = _depth.get()
-        if depth == _COUNTED or (depth and metrics_of is None):
-            return fn(self, *args, **kwargs)
-        token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
-        t0 = clock()
-        try:
-            attempt = 0
-            while True:
-                try:
-                    result = fn(self, *args, **kwargs)
-                    break
-                except _CAUGHT as exc:
-                    if depth:  # counted here, mapped by the outer call
-                        raise
-                    step = _next_step(self, op, exc, args, kwargs, reads, attempt)
-                    if isinstance(step, float):
-                        time.sleep(step)
-                        attempt += 1
-                        continue
-                    if step is None:
-                        raise
-                    raise step from exc
-        except BaseException:
-            _count(self, metrics_of, op, clock() - t0, None, kwargs, error=True)
-            raise
-        finally:
-            _depth.reset(token)
-        _count(self, metrics_of, op, clock() - t0, result, kwargs)
-        return result
-
-    return wrapper
-
-
-def _public_async(op: str, fn: Any, metrics_of: Callable[[Any], Metrics] | None) -> Any:
-    clock = time.perf_counter
-    reads = op in READS
-
-    @functools.wraps(fn)
-    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        depth = _depth.get()
-        if depth == _COUNTED or (depth and metrics_of is None):
-            return await fn(self, *args, **kwargs)
-        token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
-        t0 = clock()
-        try:
-            attempt = 0
-            while True:
-                try:
-                    result = await fn(self, *args, **kwargs)
-                    break
-                except _CAUGHT as exc:
-                    if depth:
-                        raise
-                    step = _next_step(self, op, exc, args, kwargs, reads, attempt)
-                    if isinstance(step, float):
-                        await asyncio.sleep(step)
-                        attempt += 1
-                        continue
-                    if step is None:
-                        raise
-                    raise step from exc
-        except BaseException:
-            _count(self, metrics_of, op, clock() - t0, None, kwargs, error=True)
-            raise
-        finally:
-            _depth.reset(token)
-        _count(self, metrics_of, op, clock() - t0, result, kwargs)
-        return result
-
-    return wrapper
-
-
-def _public_iter(op: str, fn: Any) -> Any:
-    """A generator method: each step is guarded (not retried: the stream cannot restart)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        steps = fn(self, *args, **kwargs)
+def guarded(
+    obj: Any,
+    op: str,
+    attempt: Callable[[], Flow[T]],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    metrics_of: Callable[[Any], Metrics] | None = None,
+    *,
+    retry: bool = True,
+) -> Flow[T]:
+    """The public call ``op`` of ``obj``: the flow ``attempt()`` with its errors mapped and,
+    when it reads and ``retry``, run again after a lost connection (see the module
+    docstring); with ``metrics_of``, timed and counted in ``metrics_of(obj)``. ``args`` and
+    ``kwargs`` are the call's (its messages name them). Inside another public call it only
+    runs ``attempt()``. Costs one context variable lookup and set per call when nothing
+    fails. Performed by :mod:`rediscache.drive`, sync or asyncio alike."""
+    depth = _depth.get()
+    if depth == _COUNTED or (depth and metrics_of is None):
+        return (yield from attempt())
+    token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
+    t0 = time.perf_counter()
+    reads = retry and op in READS
+    try:
+        tries = 0
         while True:
-            depth = _depth.get()
-            token = None if depth else _depth.set(_GUARDED)
             try:
-                item = next(steps)
-            except StopIteration:
-                return
+                result = yield from attempt()
+                break
             except _CAUGHT as exc:
-                error = None if depth else _failure(self, op, exc, args, kwargs)
-                if error is None:
+                if depth:  # counted here, mapped by the outer call
                     raise
-                raise error from exc
-            finally:
-                if token is not None:
-                    _depth.reset(token)
-            yield item
-
-    return wrapper
+                step = _next_step(obj, op, exc, args, kwargs, reads, tries)
+                if isinstance(step, float):
+                    yield Sleep(step)
+                    tries += 1
+                    continue
+                if step is None:
+                    raise
+                raise step from exc
+    except BaseException:
+        _count(obj, metrics_of, op, time.perf_counter() - t0, None, kwargs, error=True)
+        raise
+    finally:
+        _depth.reset(token)
+    _count(obj, metrics_of, op, time.perf_counter() - t0, result, kwargs)
+    return result

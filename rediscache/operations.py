@@ -20,26 +20,23 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, NamedTuple, TypeVar, cast, overload
+from typing import Any, Generic, Literal, NamedTuple, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from . import scripts, vecmath
-from .codec import VectorCodec, check_flag, check_keys
+from .codec import check_flag, check_keys
+from .effects import Flow
 from .errors import InvalidInputError
-from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
-
-if TYPE_CHECKING:
-    import redis
-
-    from .space import SpaceConfig
-    from .state import SpaceState
+from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys
+from .state import SpaceState
+from .target import Target
 
 R = TypeVar("R")
 T = TypeVar("T")
 
-__all__ = ["COMPUTE_FLOATS", "GATHER_FLOATS", "Averaged", "Planned", "VectorOps"]
+__all__ = ["COMPUTE_FLOATS", "GATHER_FLOATS", "Averaged", "Operations", "Planned"]
 
 #: Floats one gather.lua call reads at most (keys x dim): 5,208 keys at dim 384 took 33-51 ms
 #: of server time here (docs/lua.md). average/combine without into= read more in chunks.
@@ -67,8 +64,7 @@ class Planned(Generic[R, T]):
     another in that state (None: nothing to send); ``writes`` says whether they need a
     writable live generation (run through ``_writing``) or only read (``_attempts``);
     ``finish`` turns the calls' parsed replies (an empty list when nothing was sent) into the
-    operation's result. The sync :class:`VectorOps` and
-    :class:`rediscache.asyncio.AsyncSpace` run the same plans.
+    operation's result, run by :meth:`Operations._perform`.
     """
 
     script: Callable[[SpaceState, GenKeys], list[scripts.ScriptCall[R]]] | None
@@ -76,41 +72,38 @@ class Planned(Generic[R, T]):
     finish: Callable[[list[R]], T]
 
 
-class VectorOps:
-    """The embedding operations, mixed into :class:`rediscache.Space`.
+class Operations:
+    """The embedding operations of a target's live space.
 
-    Each public method is a plan (``_*_plan``: validation, the script call to make, the
-    arithmetic on its reply; all pure) run by :meth:`_perform`, the only part doing I/O.
+    Each public method is a plan (``_*_plan``: validation, the script calls to make, the
+    arithmetic on their replies; all pure) run by :meth:`_perform`.
     """
 
-    config: SpaceConfig
-    keys: SpaceKeys
-    codec: VectorCodec
-    _client: redis.Redis
-
-    # Provided by Space: run a read / a write with the space's current state (retrying when
-    # a snapshot or rollback changed it).
-    def _attempts(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
-        raise NotImplementedError
-
-    def _writing(self, call: Callable[[SpaceState, GenKeys], T]) -> T:
-        raise NotImplementedError
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.config = target.config
+        self.keys = target.keys
+        self.codec = target.codec
 
     def _default_ttl_ms(self) -> int:
         """The space's default time to live in ms, given to results stored by into= and
         update_mean (0: none, their expiry is left as it is)."""
         return round(self.config.ttl * 1000) if self.config.ttl else 0
 
-    def _perform(self, plan: Planned[R, T]) -> T:
+    def _perform(self, plan: Planned[R, T]) -> Flow[T]:
         """Run ``plan``: its scripts (one round trip each per attempt), then its finish."""
         build = plan.script
         if build is None:
             return plan.finish([])
 
-        def run(state: SpaceState, gen: GenKeys) -> list[R]:
-            return [scripts.call(self._client, c) for c in build(state, gen)]
+        def run(state: SpaceState, gen: GenKeys) -> Flow[list[R]]:
+            out: list[R] = []
+            for c in build(state, gen):
+                out.append((yield from scripts.run(c)))
+            return out
 
-        return plan.finish(self._writing(run) if plan.writes else self._attempts(run))
+        t = self.target
+        return plan.finish((yield from (t.writing(run) if plan.writes else t.attempts(run))))
 
     def _lua_element(self, op: str) -> str:
         """struct format of the space's stored floats, for operations that compute in Lua."""
@@ -143,28 +136,6 @@ class VectorOps:
 
     # ------------------------------------------------------------ average
 
-    @overload
-    def average(
-        self,
-        keys: Sequence[str],
-        *,
-        weights: Any = None,
-        into: str | None = None,
-        normalize: bool = False,
-        missing: Literal["raise"] = "raise",
-    ) -> npt.NDArray[Any]: ...
-
-    @overload
-    def average(
-        self,
-        keys: Sequence[str],
-        *,
-        weights: Any = None,
-        into: str | None = None,
-        normalize: bool = False,
-        missing: Literal["skip"],
-    ) -> Averaged: ...
-
     def average(
         self,
         keys: Sequence[str],
@@ -173,7 +144,7 @@ class VectorOps:
         into: str | None = None,
         normalize: bool = False,
         missing: Literal["raise", "skip"] = "raise",
-    ) -> npt.NDArray[Any] | Averaged:
+    ) -> Flow[npt.NDArray[Any] | Averaged]:
         """The (weighted) mean of the stored vectors of ``keys``.
 
         ``weights``: one finite number per key, summing to more than 0 (default: equal).
@@ -189,7 +160,8 @@ class VectorOps:
                 mean with ``normalize`` (or stored into a cosine space).
             KeyNotFoundError: a key is missing (default ``missing="raise"``); nothing stored.
         """
-        return self._perform(self._average_plan(keys, weights, into, normalize, missing))
+        plan = self._average_plan(keys, weights, into, normalize, missing)
+        return (yield from self._perform(plan))
 
     def _average_plan(
         self,
@@ -315,7 +287,7 @@ class VectorOps:
         weights: Any = None,
         into: str | None = None,
         normalize: bool = True,
-    ) -> npt.NDArray[Any]:
+    ) -> Flow[npt.NDArray[Any]]:
         """``sum(add) - sum(subtract)``: analogies such as king - man + woman.
 
         Items are stored keys (str) or vector literals (array-likes of length dim), mixed
@@ -332,7 +304,8 @@ class VectorOps:
                 a zero result with ``normalize`` (or stored into a cosine space).
             KeyNotFoundError: a key does not exist; nothing stored.
         """
-        return self._perform(self._combine_plan(add, subtract, weights, into, normalize))
+        plan = self._combine_plan(add, subtract, weights, into, normalize)
+        return (yield from self._perform(plan))
 
     def _combine_plan(
         self,
@@ -385,7 +358,7 @@ class VectorOps:
 
     def update_mean(
         self, key: str, items: Sequence[Any], *, alpha: float | None = None
-    ) -> npt.NDArray[Any]:
+    ) -> Flow[npt.NDArray[Any]]:
         """Fold ``items`` (keys or vectors, in order) into the running embedding ``key``.
 
         Without ``alpha`` the embedding is the exact mean of every item ever folded in (a
@@ -401,7 +374,7 @@ class VectorOps:
                 bfloat16 space, a zero result in a cosine space.
             KeyNotFoundError: an item key does not exist; nothing stored.
         """
-        return self._perform(self._update_mean_plan(key, items, alpha))
+        return (yield from self._perform(self._update_mean_plan(key, items, alpha)))
 
     def _update_mean_plan(
         self, key: str, items: Sequence[Any], alpha: float | None

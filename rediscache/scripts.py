@@ -3,15 +3,14 @@
 Scripts are read from ``rediscache/lua/`` inside an installed wheel, or from the top-level
 ``lua/`` folder of a source checkout.
 
-Each wrapper is split in two so that sync and asyncio code share it: ``<script>_call(...)``
-(pure) builds a :class:`ScriptCall` (the script's KEYS and ARGV, the parser of its reply and
-the mapping of its ``RC_*`` error replies), and a runner sends it: :func:`call` on a
-``redis.Redis`` client, :func:`call_async` on a ``redis.asyncio.Redis`` one. ``<script>(client,
-...)`` is the sync shorthand ``call(client, <script>_call(...))``. Both runners use EVALSHA and
-load the script on NOSCRIPT, so scripts keep working after a server restart or
-``SCRIPT FLUSH``.
+Each script has a ``<script>_call(...)`` builder (pure) that makes a :class:`ScriptCall`: the
+script's KEYS and ARGV, the parser of its reply and the mapping of its ``RC_*`` error
+replies. :func:`run` is the flow that sends one (EVALSHA, loading the script on NOSCRIPT,
+so scripts keep working after a server restart or ``SCRIPT FLUSH``); the operations yield
+from it and :mod:`rediscache.drive` performs it, sync or asyncio. ``<script>(client, ...)``
+is the sync shorthand ``call(client, <script>_call(...))``, for tools and tests.
 
-A script call is sent once. The runners do not use redis-py's automatic retries, which
+A script call is sent once. :func:`run` does not use redis-py's automatic retries, which
 re-send a command whose reply timed out: a script that writes may then run twice (an
 ``update_mean`` counting its items twice) while the caller is told it failed. A call is
 sent again only when it provably never reached the server (the connection failed before
@@ -42,6 +41,8 @@ import numpy as np
 import numpy.typing as npt
 import redis
 
+from .drive import SyncDriver
+from .effects import Flow, Once
 from .errors import (
     ConnectionFailedError,
     CorruptDataError,
@@ -53,11 +54,10 @@ from .errors import (
     VersionNotFoundError,
     reply_error,
 )
+from .wire import NotSent
 
 if TYPE_CHECKING:
     from importlib.abc import Traversable
-
-    import redis.asyncio
 
 __all__ = [
     "Combined",
@@ -67,7 +67,6 @@ __all__ = [
     "Snapshotted",
     "available",
     "call",
-    "call_async",
     "combine",
     "combine_call",
     "drop_version",
@@ -81,6 +80,7 @@ __all__ = [
     "lua_dir",
     "rollback",
     "rollback_call",
+    "run",
     "snapshot",
     "snapshot_call",
     "source",
@@ -166,69 +166,10 @@ class ScriptCall(Generic[R]):
         return ConnectionFailedError(f"{self.name}.lua got no reply: {exc}")
 
 
-class _NotSent(Exception):
-    """The connection failed before the command was written whole: it never ran."""
-
-
-def _once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
-    """Send ``command`` on one pooled connection and read its reply, without redis-py's
-    retries. Returns an error reply as its exception; raises _NotSent when the connection
-    failed before the command was written, or the redis error when the reply was lost."""
-    if client.connection is not None:  # a single-connection client: let redis-py lock it
-        try:
-            return client.execute_command(*command)
-        except redis.ResponseError as exc:
-            return exc
-    pool = client.connection_pool
-    try:
-        conn = pool.get_connection()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise _NotSent(str(exc)) from exc
-    try:
-        try:
-            conn.send_packed_command(conn.pack_command(*command))
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            conn.disconnect()
-            raise _NotSent(str(exc)) from exc
-        try:
-            return conn.read_response()
-        except redis.ResponseError as exc:
-            return exc
-        except BaseException:
-            conn.disconnect()  # a reply may be half read: never reuse this connection
-            raise
-    finally:
-        pool.release(conn)
-
-
-async def _once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
-    """:func:`_once` for an asyncio client."""
-    pool = client.connection_pool
-    try:
-        conn = await pool.get_connection()
-    except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-        raise _NotSent(str(exc)) from exc
-    try:
-        try:
-            await conn.send_packed_command(conn.pack_command(*command))
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            await conn.disconnect()
-            raise _NotSent(str(exc)) from exc
-        try:
-            return await conn.read_response()
-        except redis.ResponseError as exc:
-            return exc
-        except BaseException:
-            await conn.disconnect()
-            raise
-    finally:
-        await pool.release(conn)
-
-
-def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
-    """Run ``planned`` on a sync client: EVALSHA, loading the script on NOSCRIPT. One round
-    trip (two the first time after a restart); the script itself is atomic. Sent again only
-    when it never reached the server, or when it only reads (see the module docstring).
+def run(planned: ScriptCall[R]) -> Flow[R]:
+    """Run ``planned``: EVALSHA, loading the script on NOSCRIPT. One round trip (two the
+    first time after a restart); the script itself is atomic. Sent again only when it never
+    reached the server, or when it only reads (see the module docstring).
 
     Raises:
         OutcomeUnknownError: a writing script was sent and its reply was lost.
@@ -238,12 +179,12 @@ def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
     command = planned.command()
     for attempt in (1, 2):
         try:
-            reply = _once(client, command)
+            reply = yield Once(command)
             if isinstance(reply, redis.exceptions.NoScriptError):
-                _once(client, ("SCRIPT", "LOAD", source(planned.name)))
-                reply = _once(client, command)
+                yield Once(("SCRIPT", "LOAD", source(planned.name)))
+                reply = yield Once(command)
             return planned.finish(reply)
-        except _NotSent as exc:
+        except NotSent as exc:
             if attempt == 2:
                 raise planned.lost(exc, sent=False) from exc
         except redis.BusyLoadingError:
@@ -254,25 +195,10 @@ def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
     raise AssertionError("unreachable")
 
 
-async def call_async(client: redis.asyncio.Redis, planned: ScriptCall[R]) -> R:
-    """Run ``planned`` on a ``redis.asyncio`` client; otherwise exactly :func:`call`."""
-    command = planned.command()
-    for attempt in (1, 2):
-        try:
-            reply = await _once_async(client, command)
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                await _once_async(client, ("SCRIPT", "LOAD", source(planned.name)))
-                reply = await _once_async(client, command)
-            return planned.finish(reply)
-        except _NotSent as exc:
-            if attempt == 2:
-                raise planned.lost(exc, sent=False) from exc
-        except redis.BusyLoadingError:
-            raise  # LOADING: a refusal (nothing ran), not a lost reply
-        except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-            if planned.writes or attempt == 2:
-                raise planned.lost(exc, sent=True) from exc
-    raise AssertionError("unreachable")
+def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
+    """Run ``planned`` on a sync client (:func:`run`, performed by
+    :class:`rediscache.drive.SyncDriver`); for tools and tests."""
+    return SyncDriver(client).run(run(planned))
 
 
 def _sync(builder: Callable[P, ScriptCall[R]]) -> Callable[Concatenate[redis.Redis, P], R]:

@@ -453,7 +453,12 @@ def search_version(client: redis.Redis) -> str | None:
 
     One round trip (MODULE LIST); works with RESP2 and RESP3 clients.
     """
-    for mod in client.execute_command("MODULE", "LIST"):
+    return parse_search_version(client.execute_command("MODULE", "LIST"))
+
+
+def parse_search_version(module_list: Any) -> str | None:
+    """RediSearch's version (``major.minor.patch``) in a MODULE LIST reply, or None. Pure."""
+    for mod in module_list:
         entry = _pairs(mod)
         if entry.get("name") in ("search", "ft"):
             ver = int(entry.get("ver", 0))

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -58,10 +58,7 @@ from .errors import (
     ServerBusyError,
     ServerError,
 )
-from .reader import Reader
-
-if TYPE_CHECKING:
-    from .space import Space
+from .space import Space, VersionView
 
 __all__ = [
     "FORMATS",
@@ -406,10 +403,8 @@ def import_file(
         ServerError: Redis failed (after the retries); the message names the rows of the
             file (positions and keys) whose fate is unknown and how many rows were written.
     """
-    from .space import Space  # the concrete class: a version view cannot be written
-
     if not isinstance(space, Space):
-        if isinstance(space, Reader):
+        if isinstance(space, VersionView):
             raise ReadOnlyError("a version is read-only: import into the space itself")
         raise InvalidInputError(f"import needs a Space, got {type(space).__name__}")
     batch_size = check_int(batch_size, "batch_size", high=1_000_000)
@@ -751,7 +746,7 @@ def _dumps(obj: dict[str, Any], key: str) -> bytes:
 
 
 def export_file(
-    source: Reader,
+    source: Space | VersionView,
     path: str | os.PathLike[str],
     *,
     meta: str | os.PathLike[str] | None = None,
@@ -775,7 +770,7 @@ def export_file(
         InvalidInputError: an unknown format, a missing directory, metadata that the format
             cannot hold, or a metadata field named like the id or vector field.
     """
-    if not isinstance(source, Reader):
+    if not isinstance(source, Space | VersionView):
         raise InvalidInputError(
             f"export needs a Space or a version view (space.at(v)), got {type(source).__name__}"
         )

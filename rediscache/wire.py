@@ -1,31 +1,51 @@
-"""Reads on the wire: one-write round trips, and the commands and result assembly of
-``get`` / ``get_many``, shared by :class:`rediscache.reader.Reader` and
-:mod:`rediscache.asyncio` (which awaits the same commands)."""
+"""The one adapter between rediscache and redis-py's connections: every byte rediscache sends
+or reads outside redis-py's command methods goes through here.
+
+* :func:`roundtrip` / :func:`roundtrip_async`: read commands in one write, every reply read
+  on one pooled connection (what a pipeline does, without its per-command bookkeeping).
+* :func:`once` / :func:`once_async`: one command sent once, never retried (script calls).
+* :func:`count_connects`: a hook counting the connections a pool opens.
+* :func:`socket_fileno`: the socket of a connection (the hot cache's listener waits on it).
+
+It uses redis-py's public connection API (``ConnectionPool.get_connection``/``release``,
+``Connection.pack_commands``/``send_packed_command``/``read_response``/``disconnect`` and
+the ``redis_connect_func`` setting) plus two private attributes, each read in one place
+with a fallback: ``Connection._sock`` (:func:`socket_fileno`; fallback: redis-py's
+``can_read``) and the asyncio connection's ``_reader`` stream, which
+:func:`roundtrip_async` parses with hiredis in one pass (fallback: ``read_response`` per
+reply, about 5 us more per reply). tests/unit/test_wire.py runs this module against each
+redis-py major version pyproject.toml allows (5 to 8) and against connections lacking
+the private attributes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
 import redis
 import redis.asyncio
 
-from .codec import VectorCodec
-from .errors import KeyNotFoundError
-from .keys import VECTOR_FIELD, GenKeys
+_hiredis: Any
+try:  # installed with redis[hiredis]; without it replies are read one by one
+    import hiredis as _hiredis
+except ImportError:  # pragma: no cover
+    _hiredis = None
 
 __all__ = [
     "ConnectCounter",
-    "IndexReadiness",
+    "NotSent",
     "count_connects",
-    "fetch_commands",
-    "get_commands",
+    "once",
+    "once_async",
     "roundtrip",
+    "roundtrip_async",
     "socket_fileno",
-    "vector_rows",
 ]
+
+_BROKEN = (redis.ConnectionError, redis.TimeoutError)
+_UNSENT = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
 def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -54,7 +74,7 @@ def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]
                 except redis.ResponseError as exc:
                     replies.append(exc)
             return replies
-        except (redis.ConnectionError, redis.TimeoutError):
+        except _BROKEN:
             conn.disconnect()
             if attempt == 2:
                 raise
@@ -64,6 +84,129 @@ def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]
         finally:
             pool.release(conn)
     raise AssertionError("unreachable")
+
+
+async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
+    """``n`` RESP2 replies parsed by hiredis from whatever the socket holds: one await per
+    chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each)."""
+    parser = _hiredis.Reader()
+    replies: list[Any] = []
+    while len(replies) < n:
+        data = await stream.read(1 << 16)
+        if not data:
+            raise redis.ConnectionError("connection closed while reading replies")
+        parser.feed(data)
+        while len(replies) < n:
+            reply = parser.gets()
+            if reply is False:
+                break
+            if isinstance(reply, _hiredis.ReplyError):
+                reply = redis.ResponseError(str(reply))
+            replies.append(reply)
+    return replies
+
+
+def _stream_of(conn: Any) -> asyncio.StreamReader | None:
+    """The asyncio stream an asyncio connection reads from, when hiredis can parse it
+    directly (redis-py 5 to 8 keep it in ``_reader``); None: read reply by reply."""
+    if _hiredis is None:
+        return None
+    stream = getattr(conn, "_reader", None)
+    return stream if isinstance(stream, asyncio.StreamReader) else None
+
+
+async def roundtrip_async(
+    client: redis.asyncio.Redis, commands: list[tuple[Any, ...]]
+) -> list[Any]:
+    """:func:`roundtrip` for an asyncio client: send ``commands`` in one write and read every
+    reply on one pooled connection, without redis.asyncio's pipeline bookkeeping (which made
+    a get_many(100) cost 2.5x the sync one). Error replies are returned as exceptions; a
+    broken connection is retried once (the commands are reads)."""
+    pool = client.connection_pool
+    for attempt in (1, 2):
+        conn = await pool.get_connection()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            stream = _stream_of(conn)
+            if stream is not None:
+                return await _read_replies(stream, len(commands))
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await conn.read_response())
+                except redis.ResponseError as exc:
+                    replies.append(exc)
+            return replies
+        except _BROKEN:
+            await conn.disconnect()
+            if attempt == 2:
+                raise
+        except BaseException:
+            await conn.disconnect()  # a reply may be half read (cancellation too)
+            raise
+        finally:
+            await pool.release(conn)
+    raise AssertionError("unreachable")
+
+
+class NotSent(Exception):
+    """The connection failed before the command was written whole: it never ran."""
+
+
+def once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
+    """Send ``command`` on one pooled connection and read its reply, without redis-py's
+    retries. Returns an error reply as its exception; raises :class:`NotSent` when the
+    connection failed before the command was written, or the redis error when the reply
+    was lost."""
+    if client.connection is not None:  # a single-connection client: let redis-py lock it
+        try:
+            return client.execute_command(*command)
+        except redis.ResponseError as exc:
+            return exc
+    pool = client.connection_pool
+    try:
+        conn = pool.get_connection()
+    except _UNSENT as exc:
+        raise NotSent(str(exc)) from exc
+    try:
+        try:
+            conn.send_packed_command(conn.pack_command(*command))
+        except _UNSENT as exc:
+            conn.disconnect()
+            raise NotSent(str(exc)) from exc
+        try:
+            return conn.read_response()
+        except redis.ResponseError as exc:
+            return exc
+        except BaseException:
+            conn.disconnect()  # a reply may be half read: never reuse this connection
+            raise
+    finally:
+        pool.release(conn)
+
+
+async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
+    """:func:`once` for an asyncio client."""
+    pool = client.connection_pool
+    try:
+        conn = await pool.get_connection()
+    except _UNSENT as exc:
+        raise NotSent(str(exc)) from exc
+    try:
+        try:
+            await conn.send_packed_command(conn.pack_command(*command))
+        except _UNSENT as exc:
+            await conn.disconnect()
+            raise NotSent(str(exc)) from exc
+        try:
+            return await conn.read_response()
+        except redis.ResponseError as exc:
+            return exc
+        except BaseException:
+            await conn.disconnect()
+            raise
+    finally:
+        await pool.release(conn)
 
 
 def socket_fileno(conn: Any) -> int | None:
@@ -82,52 +225,6 @@ def socket_fileno(conn: Any) -> int | None:
     return fd if isinstance(fd, int) and fd >= 0 else None
 
 
-def get_commands(
-    gen: GenKeys, key: str, ttl_ms: int, expiry: bool = False
-) -> list[tuple[Any, ...]]:
-    """The reads of ``get``: HGET of the vector, then PEXPIRE when refreshing the ttl, or
-    PTTL when the hot cache needs the value's expiry (``expiry``)."""
-    doc = gen.doc(key)
-    if ttl_ms:
-        return [("HGET", doc, VECTOR_FIELD), ("PEXPIRE", doc, ttl_ms)]
-    if expiry:
-        return [("HGET", doc, VECTOR_FIELD), ("PTTL", doc)]
-    return [("HGET", doc, VECTOR_FIELD)]
-
-
-def fetch_commands(
-    gen: GenKeys, keys: list[str], ttl_ms: int, expiry: bool = False
-) -> list[tuple[Any, ...]]:
-    """The reads of ``get_many``: n HGETs, then n PEXPIREs when refreshing or n PTTLs when
-    the hot cache needs expiries (so the first n replies are the vectors)."""
-    docs = gen.docs(keys)
-    commands: list[tuple[Any, ...]] = [("HGET", rk, VECTOR_FIELD) for rk in docs]
-    if ttl_ms:
-        commands += [("PEXPIRE", rk, ttl_ms) for rk in docs]
-    elif expiry:
-        commands += [("PTTL", rk) for rk in docs]
-    return commands
-
-
-def vector_rows(
-    codec: VectorCodec, keys: list[str], raws: list[bytes | None], missing: str, where: str
-) -> npt.NDArray[Any]:
-    """``get_many``'s result from the raw vectors (None: absent) of ``keys``."""
-    absent = [i for i, r in enumerate(raws) if r is None]
-    if absent and missing == "raise":
-        shown = ", ".join(repr(keys[i]) for i in absent[:5])
-        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-        raise KeyNotFoundError(f"{len(absent)} keys not in {where}: {shown}{more}")
-    found = [r for r in raws if r is not None]
-    if not absent:
-        return codec.decode_many(found, keys)
-    present = [i for i, r in enumerate(raws) if r is not None]
-    out = np.full((len(keys), codec.dim), np.nan, dtype=codec.out_dtype)
-    if present:
-        out[present] = codec.decode_many(found, [keys[i] for i in present])
-    return out
-
-
 class ConnectCounter:
     """Counts the connections a redis-py pool opens (:func:`count_connects`). A new
     connection may reach a server that restarted since the last one: whatever was verified
@@ -135,19 +232,6 @@ class ConnectCounter:
 
     def __init__(self) -> None:
         self.count = 0
-
-
-class IndexReadiness:
-    """What a hub knows about one space's search indexes: the generations whose index was
-    complete when last checked (``ready``) and the hub's connection count then (``seen``;
-    -1: never checked). One per space and hub, shared by every object of that space, so
-    that ``hub.space(name)`` per request does not check again."""
-
-    __slots__ = ("ready", "seen")
-
-    def __init__(self) -> None:
-        self.ready: set[int] = set()
-        self.seen = -1
 
 
 def count_connects(client: Any) -> ConnectCounter:

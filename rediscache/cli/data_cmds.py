@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..errors import InvalidInputError, KeyNotFoundError
+from ..operations import Averaged
 from .base import State, cli, emit, friendly, json_option, wants_json
 from .parse import parse_filters, parse_vector, version_ref
 
@@ -180,10 +181,12 @@ def average(
     w = _weights(weights)
     if skip_missing:
         done = sp.average(list(keys), weights=w, into=into, normalize=normalize, missing="skip")
+        assert isinstance(done, Averaged)
         _result(state, as_json, done.vector, into, used=done.used, skipped=done.skipped,
                 missing=list(done.missing))  # fmt: skip
     else:
         vec = sp.average(list(keys), weights=w, into=into, normalize=normalize)
+        assert not isinstance(vec, Averaged)
         _result(state, as_json, vec, into)
 
 

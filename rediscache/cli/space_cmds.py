@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .. import transfer
-from ..versions import VersionView
+from ..space import VersionView
 from .base import (
     State,
     Terminated,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 import rediscache
-from rediscache import AsyncSpace, Averaged, Hit
+from rediscache import AsyncSpace, AsyncVersionView, Averaged, Hit
 
 MODES = ("sync", "async")
 
@@ -48,15 +48,19 @@ class Api:
     """One space's methods with the sync signatures, whether it is a Space or an AsyncSpace:
     what a method returns is awaited when it is awaitable."""
 
-    def __init__(self, space: rediscache.Space | AsyncSpace, run: Callable[[Any], Any]) -> None:
+    def __init__(self, space: Any, run: Callable[[Any], Any], raw: Any = None) -> None:
         self._space = space
         self._run = run
+        #: A sync redis-py client of the same server, for checks made beside the API.
+        self.raw = raw
 
     @property
-    def sync(self) -> rediscache.Space:
-        """The sync Space (for versions, which AsyncSpace reaches through ``.sync``)."""
-        space = self._space
-        return space.sync if isinstance(space, AsyncSpace) else space
+    def sync(self) -> Api:
+        """This api (kept for the cases written when versions were sync only)."""
+        return self
+
+    def __len__(self) -> int:
+        return int(self.count())
 
     @property
     def is_async(self) -> bool:
@@ -65,10 +69,15 @@ class Api:
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._space, name)
+        if not callable(method):
+            return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
             result = method(*args, **kwargs)
-            return self._run(result) if asyncio.iscoroutine(result) else result
+            result = self._run(result) if asyncio.iscoroutine(result) else result
+            if isinstance(result, AsyncVersionView):
+                return Api(result, self._run, self.raw)
+            return result
 
         return call
 

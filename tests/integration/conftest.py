@@ -98,13 +98,14 @@ def apis(hub: Hub, server_dir: Path | None) -> Iterator[dict[str, Callable[..., 
 
     def make_sync(name: str, *args: Any, **create: Any) -> Api:
         hub.drop_space(name, missing_ok=True)
-        return Api(hub.create_space(name, *args, **create), lambda r: r)
+        return Api(hub.create_space(name, *args, **create), lambda r: r, hub.client)
 
     def make_async(name: str, *args: Any, **create: Any) -> Api:
         hub.drop_space(name, missing_ok=True)
         return Api(
             loop.run_until_complete(ahub.create_space(name, *args, **create)),
             loop.run_until_complete,
+            hub.client,
         )
 
     try:

@@ -84,13 +84,13 @@ def case_get_many(s: Api) -> Any:
 
 def case_ttl(s: Api) -> Any:
     s.put_many(["a", "b"], _vectors(2), ttl=5)
-    client = s.sync._client
-    doc = s.sync.live_keys.doc("a")
+    client = s.raw
+    doc = s.live_keys.doc("a")
     assert 0 < client.pttl(doc) <= 5000
     got = s.get_many(["a", "b"], refresh_ttl=True)  # the space's ttl: 100 s
     assert client.pttl(doc) > 5000
     s.get("b", refresh_ttl=30)
-    assert 5000 < client.pttl(s.sync.live_keys.doc("b")) <= 30000
+    assert 5000 < client.pttl(s.live_keys.doc("b")) <= 30000
     return [got, outcome(s.get, "a", refresh_ttl=0)]
 
 
@@ -430,9 +430,9 @@ def test_async_space_works_while_a_thread_writes(hub: Hub, space_name: str) -> N
 def test_round_trip_without_hiredis(
     server_dir: Path | None, space_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rediscache.asyncio.space as rca_space
+    import rediscache.wire
 
-    monkeypatch.setattr(rca_space, "_hiredis", None)  # the reply-by-reply fallback
+    monkeypatch.setattr(rediscache.wire, "_hiredis", None)  # the reply-by-reply fallback
     v = _vectors(20, seed=3)
     keys = [f"k{i}" for i in range(20)]
 

@@ -12,6 +12,7 @@ import redis
 
 import rediscache
 from rediscache import Hub
+from rediscache.drive import SyncDriver
 
 
 def _vectors(n: int, dim: int = 4, seed: int = 0) -> np.ndarray[Any, Any]:
@@ -189,7 +190,7 @@ def test_no_stampede_across_threads(hub: Hub, space_name: str) -> None:
 def test_outage_fails_open_or_raises(hub: Hub, space_name: str) -> None:
     space = hub.space(hub.create_space(space_name, 4, metric="l2").name)
     # the server goes away after the space was opened
-    space._client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    space._driver = SyncDriver(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
     model = Model()
     out = space.get_or_compute(["a", "b"], model, on_error="compute")
     assert np.array_equal(out, np.stack([model.vector("a"), model.vector("b")]))

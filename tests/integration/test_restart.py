@@ -24,7 +24,8 @@ from click.testing import CliRunner
 import rediscache
 from rediscache import server
 from rediscache.cli import cli
-from rediscache.versions import create_index
+from rediscache.drive import SyncDriver
+from rediscache.generations import create_index
 
 #: Keys of the slow-loading data dir, and the server's load delay per key (microseconds:
 #: redis.conf's key-load-delay), so that its load takes a few seconds on any machine.
@@ -218,7 +219,7 @@ def _rebuild_index(hub: rediscache.Hub, name: str) -> None:
     space = hub.space(name)
     gen = space.live_keys
     hub.client.execute_command("FT.DROPINDEX", gen.index)
-    create_index(hub.client, space.config, gen)
+    SyncDriver(hub.client).run(create_index(space.config, gen))
     hub.client.execute_command("FT.ALIASADD", space.keys.index, gen.index)
 
 
@@ -320,11 +321,11 @@ def test_a_hub_outlives_a_server_restart(own_dir: Path) -> None:
         space = hub.create_space("r", 16, metric="l2")
         space.put_many([f"k{i}" for i in range(500)], vecs)
         assert space.search(vecs[9], 1)[0].key == "k9"
-        seen = hub._connects.count
+        seen = hub._context.connects.count
         server.stop(own_dir)
         server.start(server.ServerConfig(data_dir=own_dir))
         assert space.search(vecs[10], 1)[0].key == "k10"
-        assert hub._connects.count > seen
+        assert hub._context.connects.count > seen
 
 
 def test_status_and_stop_find_a_server_whose_state_file_is_lost(own_dir: Path) -> None:

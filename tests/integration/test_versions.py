@@ -130,7 +130,7 @@ def test_rollback_restores_exactly_by_switching(hub: Hub, space_name: str) -> No
     assert space.search(vecs[3], 1)[0].key == "k3"
     assert space.search(vecs[3], 40, filter={"g": "bad"}) == []
     np.testing.assert_array_equal(space.get("k30"), vecs[30])
-    space._collect_garbage()
+    space._driver.run(space._parts.versions._collect())
     assert len(_doc_keys(hub, space)) == 40  # the replaced generation was deleted
     assert len(_indexes(hub, space)) == 1
 
@@ -194,7 +194,7 @@ def test_delete_version_and_keep_last_reclaim_memory(hub: Hub, space_name: str) 
     with pytest.raises(rediscache.VersionNotFoundError):
         space.delete_version("s3")
     space.delete_version("s4")
-    assert not space._state.shared
+    assert not space._parts.target.state.shared
     space.put("k0", vecs[0])  # no version left: written in place, nothing copied
     assert len(_doc_keys(hub, space)) == 40
 

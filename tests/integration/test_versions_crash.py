@@ -16,7 +16,7 @@ import pytest
 import redis
 
 import rediscache
-from rediscache import scripts, server, versions
+from rediscache import generations, scripts, server
 from rediscache.state import SpaceState
 
 N = 2000
@@ -83,7 +83,7 @@ def test_sigkill_during_snapshots_and_rollbacks(
         assert started
         with rediscache.connect(data_dir=own_dir) as hub:
             space = hub.space("crash")
-            state = space._state
+            state = space._parts.target.state
             assert state.fork is None
             assert _live_index(hub, space) == space.keys.gen(state.live).index
             live = _contents(space)
@@ -104,7 +104,7 @@ def test_sigkill_during_snapshots_and_rollbacks(
 def test_a_copy_cut_by_sigkill_is_taken_over(
     own_dir: Path, kill_server: Callable[[int], None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(versions, "FORK_LEASE_MS", 300)
+    monkeypatch.setattr(generations, "FORK_LEASE_MS", 300)
     config = server.ServerConfig(data_dir=own_dir)
     info, _ = server.start(config)
     vecs = np.random.default_rng(1).normal(size=(N, 8)).astype(np.float32)
@@ -135,13 +135,12 @@ def test_a_copy_cut_by_sigkill_is_taken_over(
     info, _ = server.start(config)
     with rediscache.connect(data_dir=own_dir) as hub:
         space = hub.space("cut")
-        assert space._state.fork is not None  # the cut copy is still recorded
+        assert space._parts.target.state.fork is not None  # the cut copy is still recorded
         assert _contents(space.at(v)) == before  # readers are not blocked by it
         space.put("new", np.ones(8))  # waits for the lease, takes the copy over
-        assert (
-            space._state == SpaceState.parse(hub.client.hget(space.keys.config, "state"))
-            and space._state.writable
-        )
+        state = space._parts.target.state
+        assert state == SpaceState.parse(hub.client.hget(space.keys.config, "state"))
+        assert state.writable
         assert _contents(space.at(v)) == before
         assert len(space) == N + 1 and space.at(v).get("new") is None
         gens = {k.split(b":")[2] for k in hub.client.scan_iter(match="rc:[{]cut}:g*:d:*")}

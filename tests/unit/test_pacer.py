@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rediscache.space import CHUNK, WRITE_BUDGET, WRITE_BYTES, SpaceConfig, WritePacer, row_bytes
+from rediscache.config import SpaceConfig
+from rediscache.reads import CHUNK
+from rediscache.writes import WRITE_BUDGET, WRITE_BYTES, WritePacer, row_bytes
 
 
 def _config(algorithm: str, dim: int) -> SpaceConfig:

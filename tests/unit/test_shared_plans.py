@@ -1,5 +1,6 @@
 """The pure halves shared by the sync and asyncio APIs, exercised without a server: script
-call builders and their error mapping, and the get_or_compute flow driven by a fake store."""
+call builders and their error mapping, and the get_or_compute flow driven by a fake store
+(its reads and writes parts replaced by fakes: the parts receive what they use)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,9 @@ import pytest
 import redis
 
 from rediscache import scripts
-from rediscache.caching import (
-    Caching,
-    Compute,
-    Effect,
-    InFlight,
-    Read,
-    Send,
-    Sleep,
-    Store,
-    WaitFlights,
-    drive,
-)
+from rediscache.caching import ReadThrough
 from rediscache.codec import VectorCodec
+from rediscache.effects import Compute, Flights, InFlight, Pipeline, Sleep, WaitFlights
 from rediscache.errors import (
     CorruptDataError,
     InvalidInputError,
@@ -132,47 +123,62 @@ def test_sync_shorthands_take_the_client_first() -> None:
 # ---------------------------------------------------------------- the get_or_compute flow
 
 
-class _FakeSpace(Caching):
-    """Just what the flow reads: keys, codec and the hub's metrics."""
+class _FakeReads:
+    """Reads as the flow uses them: one effect per get_many."""
 
-    def __init__(self) -> None:
-        self.keys = SpaceKeys.for_space("flow")
-        self.codec = VectorCodec(2, "float32", "l2")
-        self.hub = SimpleNamespace(_metrics=Metrics())
+    def get_many(self, keys: list[str], *, missing: str = "raise") -> Any:
+        return (yield ("Read", keys))
 
-    def _ttl_ms(self, ttl: object) -> int | None:
+
+class _FakeWrites:
+    """Writes as the flow uses them: one effect per put_many."""
+
+    def ttl_ms(self, ttl: object) -> int | None:
         return None
+
+    def put_many(self, keys: list[str], vectors: Any, *, ttl: float | None = None) -> Any:
+        return (yield ("Store", keys, vectors))
+
+
+def _cache() -> ReadThrough:
+    target = SimpleNamespace(
+        keys=SpaceKeys.for_space("flow"),
+        codec=VectorCodec(2, "float32", "l2"),
+        context=SimpleNamespace(metrics=Metrics()),
+    )
+    return ReadThrough(target, _FakeReads(), _FakeWrites())  # type: ignore[arg-type]
 
 
 class _Store:
     """A dict standing in for Redis; ``down`` makes every Redis effect fail."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: InFlight[threading.Event] | None = None) -> None:
         self.data: dict[str, np.ndarray] = {}
         self.locks: dict[str, str] = {}
         self.down = False
         self.computed: list[list[str]] = []
         self.effects: list[str] = []
+        self.table = table or InFlight(threading.Event)
 
-    def compute(self, keys: list[str]) -> np.ndarray:
-        self.computed.append(keys)
-        return np.array([[float(len(k)), 1.0] for k in keys])
-
-    def perform(self, effect: Effect) -> Any:
-        self.effects.append(type(effect).__name__)
+    def perform(self, effect: Any) -> Any:
+        name = effect[0] if type(effect) is tuple else None
+        self.effects.append(name or type(effect).__name__)
         if isinstance(effect, Compute):
-            return self.compute(effect.keys)
+            self.computed.append(effect.keys)
+            return effect.fn(effect.keys)
+        if isinstance(effect, Flights):
+            return self.table
         if isinstance(effect, Sleep | WaitFlights):
             return None
         if self.down:
             raise redis.ConnectionError("down")
-        if isinstance(effect, Read):
+        if name == "Read":
             nan = np.full(2, np.nan, dtype=np.float32)
-            return np.stack([self.data.get(k, nan) for k in effect.keys])
-        if isinstance(effect, Store):
-            self.data.update(zip(effect.keys, effect.vectors.astype(np.float32)))
-            return len(effect.keys)
-        assert isinstance(effect, Send)
+            return np.stack([self.data.get(k, nan) for k in effect[1]])
+        if name == "Store":
+            self.data.update(zip(effect[1], effect[2].astype(np.float32)))
+            return len(effect[1])
+        assert isinstance(effect, Pipeline)
         replies: list[Any] = []
         for command in effect.commands:
             if command[0] == "SET":
@@ -186,53 +192,70 @@ class _Store:
         return replies
 
 
-def _run(space: _FakeSpace, store: _Store, keys: list[str], **kwargs: Any) -> np.ndarray:
-    flow = space._cache_flow(
+def _compute(keys: list[str]) -> np.ndarray:
+    return np.array([[float(len(k)), 1.0] for k in keys])
+
+
+def _drive(flow: Any, perform: Any) -> Any:
+    """Run a flow, performing its effects with ``perform`` (exceptions thrown back in)."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(reply) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        reply, error = None, None
+        try:
+            reply = perform(effect)
+        except BaseException as exc:
+            error = exc
+
+
+def _run(cache: ReadThrough, store: _Store, keys: list[str], **kwargs: Any) -> np.ndarray:
+    flow = cache.get_or_compute(
         keys,
+        kwargs.get("compute", _compute),
         ttl=kwargs.get("ttl"),
         on_error=kwargs.get("on_error", "raise"),
         lock_seconds=kwargs.get("lock_seconds", 1.0),
-        inflight=InFlight(threading.Event),
     )
-    return drive(flow, store.perform)
+    return _drive(flow, store.perform)  # type: ignore[no-any-return]
 
 
 def test_flow_computes_missing_keys_once_under_locks() -> None:
-    space, store = _FakeSpace(), _Store()
+    cache, store = _cache(), _Store()
     store.data["a"] = np.array([9.0, 9.0], dtype=np.float32)
-    got = _run(space, store, ["a", "bb", "a", "ccc"])
+    got = _run(cache, store, ["a", "bb", "a", "ccc"])
     assert got.tolist() == [[9.0, 9.0], [2.0, 1.0], [9.0, 9.0], [3.0, 1.0]]
     assert store.computed == [["bb", "ccc"]] and store.locks == {}  # unlocked afterwards
-    assert store.effects == ["Read", "Send", "Compute", "Store", "Send"]
-    assert _run(space, store, ["bb"]).tolist() == [[2.0, 1.0]] and len(store.computed) == 1
+    assert store.effects == ["Flights", "Read", "Pipeline", "Compute", "Store", "Pipeline"]
+    assert _run(cache, store, ["bb"]).tolist() == [[2.0, 1.0]] and len(store.computed) == 1
 
 
 def test_flow_waits_for_a_key_locked_elsewhere_then_computes_it() -> None:
-    space, store = _FakeSpace(), _Store()
-    store.locks[space.keys.compute_lock("k")] = "another process"
-    got = _run(space, store, ["k"], lock_seconds=0.01)
+    cache, store = _cache(), _Store()
+    store.locks[cache.keys.compute_lock("k")] = "another process"
+    got = _run(cache, store, ["k"], lock_seconds=0.01)
     assert got.tolist() == [[1.0, 1.0]] and store.computed == [["k"]]
     assert "Sleep" in store.effects and store.effects[-1] == "Store"
 
 
 def test_flow_fails_open_or_raises_on_outages() -> None:
-    space, store = _FakeSpace(), _Store()
+    cache, store = _cache(), _Store()
     store.down = True
-    assert _run(space, store, ["x"], on_error="compute").tolist() == [[1.0, 1.0]]
+    assert _run(cache, store, ["x"], on_error="compute").tolist() == [[1.0, 1.0]]
     with pytest.raises(redis.ConnectionError):
-        _run(space, store, ["x"])
+        _run(cache, store, ["x"])
 
 
 def test_flow_releases_its_claims_when_compute_fails() -> None:
-    space, store = _FakeSpace(), _Store()
     table: InFlight[threading.Event] = InFlight(threading.Event)
+    cache, store = _cache(), _Store(table)
 
-    def broken(effect: Effect) -> Any:
-        if isinstance(effect, Compute):
-            raise RuntimeError("model crashed")
-        return store.perform(effect)
+    def broken(keys: list[str]) -> Any:
+        raise RuntimeError("model crashed")
 
-    flow = space._cache_flow(["k"], ttl=None, on_error="raise", lock_seconds=1.0, inflight=table)
     with pytest.raises(RuntimeError, match="model crashed"):
-        drive(flow, broken)
+        _run(cache, store, ["k"], compute=broken)
     assert table.events == {} and store.locks == {}  # claim released, lock deleted

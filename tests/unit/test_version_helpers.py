@@ -9,8 +9,9 @@ import pytest
 
 from rediscache.diff import drift_stats
 from rediscache.errors import CorruptDataError, InvalidInputError
+from rediscache.generations import Version, parse_versions
 from rediscache.state import SpaceState
-from rediscache.versions import Version, check_label, parse_versions
+from rediscache.versions import check_label
 
 
 def test_drift_stats_match_numpy() -> None:

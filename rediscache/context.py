@@ -1,0 +1,47 @@
+"""What the spaces of one hub share, without I/O: :class:`HubContext` (the count of
+connections the hub's client opened, each space's :class:`IndexReadiness`, the metrics and
+the index wait)."""
+
+from __future__ import annotations
+
+from .metrics import Metrics
+from .wire import ConnectCounter
+
+__all__ = ["HubContext", "IndexReadiness"]
+
+
+class IndexReadiness:
+    """What a hub knows about one space's search indexes: the generations whose index was
+    complete when last checked (``ready``) and the hub's connection count then (``seen``;
+    -1: never checked). One per space and hub, shared by every object of that space, so
+    that ``hub.space(name)`` per request does not check again."""
+
+    __slots__ = ("ready", "seen")
+
+    def __init__(self) -> None:
+        self.ready: set[int] = set()
+        self.seen = -1
+
+
+class HubContext:
+    """What the spaces of one hub share, without I/O: the count of connections its client
+    opened (:func:`rediscache.wire.count_connects`), each space's :class:`IndexReadiness`,
+    the metrics, and :attr:`index_wait`."""
+
+    def __init__(self, connects: ConnectCounter, index_wait: float) -> None:
+        self.connects = connects
+        self.metrics = Metrics()
+        #: Seconds a search waits for its space's index to be complete.
+        self.index_wait = index_wait
+        self._indexes: dict[str, IndexReadiness] = {}
+
+    def readiness(self, name: str) -> IndexReadiness:
+        """What this hub knows about the indexes of space ``name``."""
+        found = self._indexes.get(name)
+        if found is None:
+            found = self._indexes[name] = IndexReadiness()
+        return found
+
+    def forget(self, name: str) -> None:
+        """Forget space ``name`` (dropped)."""
+        self._indexes.pop(name, None)

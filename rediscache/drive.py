@@ -1,0 +1,459 @@
+"""The two drivers: they perform the effects of a flow (:mod:`rediscache.effects`) on a sync
+``redis.Redis`` or on a ``redis.asyncio.Redis``, and they turn the flows of the space's
+parts into public methods (:func:`sync_op`, :func:`async_op`).
+
+Every operation exists once, as a flow; :class:`rediscache.Space` and
+:class:`rediscache.asyncio.AsyncSpace` (and the hubs and version views) are lists of
+``name = sync_op(...)`` / ``name = async_op(...)`` lines. A public method made here is
+guarded (:func:`rediscache.guard.public`: errors mapped, reads retried) and, when
+``counted``, timed in the hub's metrics. Its docstring and signature are the flow's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+
+import redis
+import redis.asyncio
+
+from .context import HubContext
+from .effects import (
+    Command,
+    Compute,
+    Effect,
+    Flights,
+    Flow,
+    InFlight,
+    Once,
+    Pipeline,
+    Roundtrip,
+    Sleep,
+    WaitFlights,
+)
+from .errors import InvalidInputError
+from .guard import guarded
+from .metrics import Metrics
+from .wire import once, once_async, roundtrip, roundtrip_async
+
+__all__ = [
+    "AsyncDriver", "AsyncFacade", "IterOp", "Op", "Stepper", "SyncDriver", "SyncFacade",
+    "async_op", "public", "sync_op",
+]  # fmt: skip
+
+P = ParamSpec("P")
+T = TypeVar("T")
+S = TypeVar("S")
+U = TypeVar("U")
+U_co = TypeVar("U_co", covariant=True)
+
+_REGISTRY: dict[str, InFlight[threading.Event]] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _inflight_for(prefix: str) -> InFlight[threading.Event]:
+    """The process-wide in-flight table of a space (shared by all its sync objects)."""
+    with _REGISTRY_LOCK:
+        table = _REGISTRY.get(prefix)
+        if table is None:
+            table = _REGISTRY[prefix] = InFlight(threading.Event)
+        return table
+
+
+class SyncDriver:
+    """Performs flows on a sync redis-py client, with plain blocking calls."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self._perform: dict[type[Any], Callable[[Any], Any]] = {
+            Roundtrip: lambda e: roundtrip(client, e.commands),
+            Once: lambda e: once(client, e.command),
+            Command: lambda e: client.execute_command(*e.args),
+            Pipeline: self._pipeline,
+            Sleep: lambda e: time.sleep(e.seconds),
+            Compute: _compute,
+            Flights: lambda e: _inflight_for(e.prefix),
+            WaitFlights: _wait_flights,
+        }
+
+    def run(self, flow: Flow[T]) -> T:
+        """Run ``flow`` to its result, performing each effect it yields; an effect's
+        exception is thrown into the flow at its ``yield``."""
+        perform = self._perform
+        send = flow.send
+        try:
+            effect: Effect = send(None)
+            while True:
+                try:
+                    reply = perform[type(effect)](effect)
+                except BaseException as exc:  # the flow re-raises what it does not handle
+                    effect = flow.throw(exc)
+                    continue
+                effect = send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    def _pipeline(self, effect: Pipeline) -> list[Any]:
+        pipe = self.client.pipeline(transaction=effect.transaction)
+        for command in effect.commands:
+            pipe.execute_command(*command)
+        return list(pipe.execute())
+
+
+def _compute(effect: Compute) -> Any:
+    result = effect.fn(effect.keys)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()  # never awaited: close it rather than leave a warning
+        raise InvalidInputError(
+            "compute returned an awaitable: async compute functions need an AsyncSpace "
+            "(rediscache.asyncio); a Space calls compute synchronously"
+        )
+    return result
+
+
+def _wait_flights(effect: WaitFlights) -> None:
+    for event in effect.events:
+        event.wait(max(0.0, effect.deadline - time.monotonic()))
+
+
+#: Performs the pauses of :func:`public` methods' retries (they send nothing through it).
+_LOCAL = SyncDriver(None)
+
+
+class AsyncDriver:
+    """Performs flows on a ``redis.asyncio`` client, awaiting each effect."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self._flights: dict[str, InFlight[asyncio.Event]] = {}
+        self._perform: dict[type[Any], Callable[[Any], Awaitable[Any]]] = {
+            Roundtrip: lambda e: roundtrip_async(client, e.commands),
+            Once: lambda e: once_async(client, e.command),
+            Command: lambda e: client.execute_command(*e.args),
+            Pipeline: self._pipeline,
+            Sleep: lambda e: asyncio.sleep(e.seconds),
+            Compute: _compute_async,
+            Flights: self._flights_of,
+            WaitFlights: _wait_flights_async,
+        }
+
+    async def run(self, flow: Flow[T]) -> T:
+        """:meth:`SyncDriver.run` with ``await``; a cancellation is thrown into the flow
+        too (its ``finally`` clauses release what it holds)."""
+        perform = self._perform
+        send = flow.send
+        try:
+            effect: Effect = send(None)
+            while True:
+                try:
+                    reply = await perform[type(effect)](effect)
+                except BaseException as exc:
+                    effect = flow.throw(exc)
+                    continue
+                effect = send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
+    async def _pipeline(self, effect: Pipeline) -> list[Any]:
+        pipe = self.client.pipeline(transaction=effect.transaction)
+        for command in effect.commands:
+            pipe.execute_command(*command)
+        return list(await pipe.execute())
+
+    async def _flights_of(self, effect: Flights) -> InFlight[asyncio.Event]:
+        """Asyncio events belong to one event loop, as does this driver's client."""
+        table = self._flights.get(effect.prefix)
+        if table is None:
+            table = self._flights[effect.prefix] = InFlight(asyncio.Event)
+        return table
+
+
+async def _compute_async(effect: Compute) -> Any:
+    result = effect.fn(effect.keys)
+    return (await result) if inspect.isawaitable(result) else result
+
+
+async def _wait_flights_async(effect: WaitFlights) -> None:
+    for event in effect.events:
+        if not event.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                timeout = max(0.0, effect.deadline - time.monotonic())
+                await asyncio.wait_for(event.wait(), timeout)
+
+
+# --------------------------------------------------------------------------- public methods
+
+
+def _metrics_of(obj: Any) -> Metrics:
+    metrics: Metrics = obj._context.metrics
+    return metrics
+
+
+def _method(
+    op: str,
+    fn: Callable[..., Flow[Any]],
+    part: Callable[[Any], Any],
+    counted: bool,
+    wrap: Callable[[Any, Any], Any] | None,
+    asyncio_: bool,
+) -> Any:
+    """The public method ``op`` running ``fn(part(self), ...)`` inside
+    :func:`rediscache.guard.guarded` on ``self._driver``, sync or a coroutine method."""
+    metrics = _metrics_of if counted else None
+
+    def call(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow[Any]:
+        return guarded(self, op, lambda: fn(part(self), *args, **kwargs), args, kwargs, metrics)
+
+    method: Any
+    if not asyncio_:
+
+        def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            out = self._driver.run(call(self, args, kwargs))
+            return out if wrap is None else wrap(self, out)
+
+    else:
+
+        async def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
+            out = await self._driver.run(call(self, args, kwargs))
+            return out if wrap is None else wrap(self, out)
+
+    functools.update_wrapper(method, fn)
+    method.__name__ = method.__qualname__ = op
+    method.__rediscache_op__ = op
+    return method
+
+
+@overload
+def sync_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+) -> Callable[Concatenate[Any, P], T]: ...
+
+
+@overload
+def sync_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+    wrap: Callable[[Any, T], U],
+) -> Callable[Concatenate[Any, P], U]: ...
+
+
+def sync_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+    wrap: Callable[[Any, T], Any] | None = None,
+) -> Callable[Concatenate[Any, P], Any]:
+    """The public sync method ``op`` of a facade: runs ``fn(part(self), ...)`` on
+    ``self._driver`` (a :class:`SyncDriver`), guarded, counted in the metrics if
+    ``counted``; ``wrap(self, result)`` makes the facade's object of a result (e.g. a
+    Space of a config). Signature and docstring are ``fn``'s."""
+    return _method(op, fn, part, counted, wrap, asyncio_=False)  # type: ignore[no-any-return]
+
+
+@overload
+def async_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]: ...
+
+
+@overload
+def async_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+    wrap: Callable[[Any, T], U],
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, U]]: ...
+
+
+def async_op(
+    op: str,
+    fn: Callable[Concatenate[S, P], Flow[T]],
+    part: Callable[[Any], S],
+    *,
+    counted: bool = False,
+    wrap: Callable[[Any, T], Any] | None = None,
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, Any]]:
+    """:func:`sync_op` for an asyncio facade: a coroutine method run on ``self._driver``
+    (an :class:`AsyncDriver`)."""
+    return _method(op, fn, part, counted, wrap, asyncio_=True)  # type: ignore[no-any-return]
+
+
+class Stepper(Protocol[U_co]):
+    """A stream read in steps (iter_batches): each :meth:`step` is a flow returning the
+    next item, or None when a step found nothing to return; ``done`` once it ended."""
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream has ended."""
+        ...
+
+    def step(self) -> Flow[U_co | None]:
+        """The flow of the next step."""
+        ...
+
+
+def _iter_method(
+    op: str, fn: Callable[..., Stepper[Any]], part: Callable[[Any], Any], asyncio_: bool
+) -> Any:
+    """The public generator method ``op`` streaming the steps of ``fn(part(self), ...)``,
+    each step guarded (not retried: a stream cannot restart), sync or asyncio."""
+
+    def steps(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Flow[Any]]:
+        stream = fn(part(self), *args, **kwargs)
+        while not stream.done:
+            yield guarded(self, op, stream.step, args, kwargs, retry=False)
+
+    method: Any
+    if not asyncio_:
+
+        def method(self: Any, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            for step in steps(self, args, kwargs):
+                item = self._driver.run(step)
+                if item is not None:
+                    yield item
+
+    else:
+
+        async def method(self: Any, /, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            for step in steps(self, args, kwargs):
+                item = await self._driver.run(step)
+                if item is not None:
+                    yield item
+
+    functools.update_wrapper(method, fn)
+    method.__name__ = method.__qualname__ = op
+    method.__rediscache_op__ = op
+    return method
+
+
+def public(op: str, fn: Callable[..., T]) -> Callable[..., T]:
+    """A sync method that does its I/O itself (not a flow: the hot cache's start, a
+    ``__len__`` calling a public method) as the public call ``op``: run inside
+    :func:`rediscache.guard.guarded` like the flows' methods."""
+
+    def attempt(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow[T]:
+        return fn(self, *args, **kwargs)
+        yield  # a flow without effects
+
+    def method(self: Any, /, *args: Any, **kwargs: Any) -> T:
+        flow = guarded(self, op, lambda: attempt(self, args, kwargs), args, kwargs)
+        return _LOCAL.run(flow)
+
+    functools.update_wrapper(method, fn)
+    method.__rediscache_op__ = op  # type: ignore[attr-defined]
+    return method
+
+
+# --------------------------------------------------------------------------- one surface
+
+
+class SyncFacade:
+    """Base of the sync facades: operations (:class:`Op`) run on ``_driver``."""
+
+    _driver: SyncDriver
+    _context: HubContext
+
+
+class AsyncFacade:
+    """Base of the asyncio facades: operations (:class:`Op`) are awaited on ``_driver``."""
+
+    _driver: AsyncDriver
+    _context: HubContext
+
+
+class Op(Generic[S, P, T]):
+    """One public operation, declared once for the sync and the asyncio facade: the flow
+    ``fn`` of the part ``part(facade)``. Read on a :class:`SyncFacade` subclass it is the
+    method :func:`sync_op` makes, on an :class:`AsyncFacade` subclass the coroutine method
+    of :func:`async_op` (made on first use and kept in that class)."""
+
+    def __init__(
+        self,
+        fn: Callable[Concatenate[S, P], Flow[T]],
+        part: Callable[[Any], S],
+        *,
+        counted: bool = False,
+        op: str | None = None,
+    ) -> None:
+        self.fn, self.part, self.counted, self.op = fn, part, counted, op
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+        self.op = self.op or name
+
+    def _make(self, owner: type[Any]) -> Any:
+        assert self.op is not None
+        if not issubclass(owner, SyncFacade | AsyncFacade):
+            return self
+        asyncio_ = issubclass(owner, AsyncFacade)
+        made = _method(self.op, self.fn, self.part, self.counted, None, asyncio_)
+        setattr(owner, self.name, made)
+        return made
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Any: ...
+
+    @overload
+    def __get__(self, obj: SyncFacade, owner: type[Any]) -> Callable[P, T]: ...
+
+    @overload
+    def __get__(
+        self, obj: AsyncFacade, owner: type[Any]
+    ) -> Callable[P, Coroutine[Any, Any, T]]: ...
+
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        made = self._make(owner)
+        return made if obj is None or made is self else made.__get__(obj, owner)
+
+
+class IterOp(Generic[S, P, U]):
+    """:class:`Op` for a stream (:class:`Stepper`): a generator method on a sync facade, an
+    async generator method on an asyncio one."""
+
+    def __init__(self, fn: Callable[Concatenate[S, P], Stepper[U]], part: Callable[[Any], S]):
+        self.fn, self.part = fn, part
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Any: ...
+
+    @overload
+    def __get__(self, obj: SyncFacade, owner: type[Any]) -> Callable[P, Iterator[U]]: ...
+
+    @overload
+    def __get__(self, obj: AsyncFacade, owner: type[Any]) -> Callable[P, AsyncIterator[U]]: ...
+
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if not issubclass(owner, SyncFacade | AsyncFacade):
+            return self
+        made = _iter_method(self.name, self.fn, self.part, issubclass(owner, AsyncFacade))
+        setattr(owner, self.name, made)
+        return made if obj is None else made.__get__(obj, owner)

@@ -1,0 +1,139 @@
+"""The I/O an operation asks for, as values: every operation of a space or a hub is written
+once, as a *flow* (a generator) that yields these effects and is sent their results.
+
+A flow never touches a socket. :mod:`rediscache.drive` performs its effects on a sync
+``redis.Redis`` (plain calls) or on a ``redis.asyncio.Redis`` (``await``), so validation,
+the commands sent, the decoding of replies and the retries on a stale state exist once for
+both worlds. An exception raised while performing an effect is thrown into the flow at its
+``yield``, so the flow's ``try``/``except``/``finally`` work as in straight-line code.
+
+Pure: types only (and :class:`InFlight`, a table of events guarded by a lock).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+__all__ = [
+    "Command",
+    "Compute",
+    "Effect",
+    "Flights",
+    "Flow",
+    "InFlight",
+    "Once",
+    "Pipeline",
+    "Roundtrip",
+    "Sleep",
+    "WaitFlights",
+]
+
+T = TypeVar("T")
+
+
+class Roundtrip(NamedTuple):
+    """Send read commands in one write and read every reply (:func:`rediscache.wire.roundtrip`).
+    Result: the replies, error replies as exception values. Safe to repeat (reads only): a
+    broken connection is retried once on a fresh one."""
+
+    commands: list[tuple[Any, ...]]
+
+
+class Once(NamedTuple):
+    """Send one command once on a pooled connection, without any retry (a script call:
+    :func:`rediscache.scripts.run`). Result: the reply, an error reply as an exception
+    value. Raises :class:`rediscache.wire.NotSent` when the connection failed before the
+    command was written, or the connection error when its reply was lost."""
+
+    command: tuple[Any, ...]
+
+
+class Command(NamedTuple):
+    """``client.execute_command(*args)``: one command with redis-py's reply parsing (e.g. a
+    dict for HGETALL). Result: the parsed reply; an error reply raises."""
+
+    args: tuple[Any, ...]
+
+
+class Pipeline(NamedTuple):
+    """The commands in one redis-py pipeline (``transaction``: inside MULTI/EXEC). Result:
+    the parsed replies; the first error reply raises."""
+
+    commands: list[tuple[Any, ...]]
+    transaction: bool = False
+
+
+class Sleep(NamedTuple):
+    """Pause ``seconds`` (``time.sleep`` or ``asyncio.sleep``)."""
+
+    seconds: float
+
+
+class Compute(NamedTuple):
+    """Call the user's ``fn(keys)`` (get_or_compute). Result: what it returned; an asyncio
+    driver awaits an awaitable result, a sync one refuses it."""
+
+    fn: Callable[[list[str]], Any]
+    keys: list[str]
+
+
+class Flights(NamedTuple):
+    """The in-flight table of get_or_compute for the space with key ``prefix``
+    (:class:`rediscache.caching.InFlight`): process-wide with threading events for sync
+    spaces, per event loop with asyncio events for asyncio ones."""
+
+    prefix: str
+
+
+class WaitFlights(NamedTuple):
+    """Wait until every event is set or the ``time.monotonic()`` deadline passed."""
+
+    events: list[Any]
+    deadline: float
+
+
+#: What a flow yields.
+Effect = Roundtrip | Once | Command | Pipeline | Sleep | Compute | Flights | WaitFlights
+#: An operation written once: yields effects, is sent their results, returns ``T``.
+Flow = Generator[Effect, Any, T]
+
+
+class _Settable(Protocol):
+    def set(self) -> None: ...
+
+
+E = TypeVar("E", bound=_Settable)
+
+
+class InFlight(Generic[E]):
+    """Keys being computed in this process by get_or_compute, with an event each
+    (``threading.Event`` for threads, ``asyncio.Event`` for tasks of one event loop)."""
+
+    def __init__(self, new_event: Callable[[], E]) -> None:
+        self.lock = threading.Lock()
+        self.events: dict[str, E] = {}
+        self._new_event = new_event
+
+    def claim(self, keys: list[str]) -> tuple[list[str], list[E]]:
+        """Keys this caller must compute (now claimed), and events of keys others compute."""
+        mine: list[str] = []
+        waits: list[E] = []
+        with self.lock:
+            for key in keys:
+                event = self.events.get(key)
+                if event is None:
+                    self.events[key] = self._new_event()
+                    mine.append(key)
+                else:
+                    waits.append(event)
+        return mine, waits
+
+    def release(self, keys: list[str]) -> None:
+        """Un-claim ``keys`` and wake whoever waits for them."""
+        with self.lock:
+            for key in keys:
+                event = self.events.pop(key, None)
+                if event is not None:
+                    event.set()

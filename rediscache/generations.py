@@ -1,0 +1,244 @@
+"""Generations of a space and what points at them: their search indexes (created, waited
+for, dropped), their documents (copied, deleted) and the versions table.
+
+A space's documents live in *generations* (``rc:{space}:g<g>:d:<key>``, one index each; see
+:mod:`rediscache.keys`); the live space is one of them (:mod:`rediscache.state`), each
+version names one (docs/versions.md). Every function here is a flow (:mod:`rediscache.effects`)
+given exactly the keys and config it works on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from .config import SpaceConfig
+from .effects import Command, Flow, Pipeline, Sleep
+from .errors import IndexBuildingError, ServerError, reply_error
+from .ftsearch import index_done
+from .keys import GenKeys, SpaceKeys
+from .state import STATE_FIELD
+
+__all__ = [
+    "FORK_LEASE_MS",
+    "INDEX_TIMEOUT",
+    "Version",
+    "VersionRef",
+    "collect_garbage",
+    "copy_generation",
+    "create_index",
+    "drop_index",
+    "ensure_searchable",
+    "parse_versions",
+    "unlink_matching",
+]
+
+#: Longest wait for a version's index to finish building (seconds).
+INDEX_TIMEOUT = 600.0
+#: Lease of a client copying a generation, plus 0.1 ms per document (about ten times the
+#: copy's cost); when the copier dies, another client takes over after the lease.
+FORK_LEASE_MS = 30_000
+#: Keys per SCAN page and per COPY / UNLINK round trip.
+BATCH = 1000
+
+
+@dataclass(frozen=True)
+class Version:
+    """An immutable snapshot of a space (from :meth:`rediscache.Space.snapshot`). ``space``
+    names the space it belongs to: passing it to another space raises
+    VersionNotFoundError."""
+
+    id: int
+    label: str | None
+    created_at: float
+    count: int
+    space: str | None = None
+
+    def __str__(self) -> str:
+        return f"v{self.id}" + (f" ({self.label})" if self.label else "")
+
+
+#: A version, its id, or its label.
+VersionRef = Version | int | str
+
+
+def parse_versions(raw: dict[bytes, bytes], space: str) -> dict[int, tuple[Version, int]]:
+    """Parse the versions hash of ``space``: id -> (Version, generation)."""
+    out: dict[int, tuple[Version, int]] = {}
+    for k, v in raw.items():
+        rec = json.loads(v)
+        vid = int(k)
+        out[vid] = (
+            Version(vid, rec.get("label"), float(rec["created_at"]), int(rec["count"]), space),
+            int(rec["gen"]),
+        )
+    return dict(sorted(out.items()))
+
+
+def _unknown_index(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "unknown index" in text or "no such" in text
+
+
+def create_index(config: SpaceConfig, gen: GenKeys) -> Flow[None]:
+    """FT.CREATE the index of one generation (documents already there are indexed in the
+    background). One round trip; raises redis.ResponseError as the server sent it."""
+    yield Command(
+        (
+            "FT.CREATE",
+            gen.index,
+            "ON",
+            "HASH",
+            "PREFIX",
+            1,
+            gen.doc_prefix,
+            # index stop words too: a text filter on "the who" must match
+            "STOPWORDS",
+            0,
+            "SCHEMA",
+            *config.schema_args(),
+        )
+    )
+
+
+def drop_index(index: str | bytes, what: str) -> Flow[bool]:
+    """FT.DROPINDEX ``index`` (documents kept); False when it did not exist. One round trip.
+
+    Raises:
+        ServerError: the server refused (``what`` names the index for the message).
+    """
+    try:
+        yield Command(("FT.DROPINDEX", index))
+    except redis.ResponseError as exc:
+        if not _unknown_index(exc):
+            raise ServerError(f"dropping {what}: {exc}") from exc
+        return False
+    return True
+
+
+def ensure_searchable(
+    config: SpaceConfig,
+    gen: GenKeys,
+    ready: set[int],
+    timeout: float,
+    *,
+    create: bool = True,
+) -> Flow[bool]:
+    """Wait until the index of ``gen`` has indexed every document; ``ready`` records the
+    generations known complete, which return at once. An index that does not exist is
+    created (a crash left the generation without one) when ``create``, else False is
+    returned (the generation is gone). True otherwise. One FT.INFO per 0.1 s of waiting.
+
+    Raises:
+        IndexBuildingError: still building after ``timeout`` seconds.
+    """
+    if gen.gen in ready:
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            reply = yield Command(("FT.INFO", gen.index))
+        except redis.ResponseError as exc:
+            if not _unknown_index(exc):
+                where = f"checking the index of space {config.name!r} (FT.INFO)"
+                raise reply_error(str(exc), where) from exc
+            if not create:
+                return False
+            with contextlib.suppress(redis.ResponseError):  # a racing client made it
+                yield from create_index(config, gen)
+            continue
+        done = index_done(reply)
+        if done >= 1:
+            ready.add(gen.gen)
+            return True
+        if time.monotonic() >= deadline:
+            raise IndexBuildingError(
+                f"the index of space {config.name!r} is still being built "
+                f"({100 * done:.1f}% done, waited {timeout:g} s): a search now would miss "
+                "hits. After a restart every index is rebuilt from the stored vectors in "
+                "the background; retry later, or allow a longer wait (hub.index_wait)",
+                percent=round(100 * done, 1),
+            )
+        yield Sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def scan_page(cursor: int, pattern: str, count: int = BATCH) -> Flow[tuple[int, list[bytes]]]:
+    """One SCAN page of keys matching ``pattern``: (next cursor, keys); cursor 0 ends."""
+    reply = yield Command(("SCAN", cursor, "MATCH", pattern, "COUNT", count))
+    next_cursor, keys = reply
+    return int(next_cursor), list(keys)
+
+
+def _scan_batches(pattern: str, act: Callable[[list[bytes]], Flow[int]]) -> Flow[int]:
+    """``act`` on every key matching ``pattern``, :data:`BATCH` keys at a time (SCAN may
+    repeat a key; ``act`` must be idempotent); returns the sum of what ``act`` returned."""
+    total = 0
+    batch: list[bytes] = []
+    cursor = -1
+    while cursor != 0:
+        cursor, keys = yield from scan_page(max(cursor, 0), pattern)
+        batch += keys
+        if len(batch) >= BATCH or (cursor == 0 and batch):
+            total += yield from act(batch)
+            batch = []
+    return total
+
+
+def copy_generation(src: GenKeys, dst: GenKeys) -> Flow[int]:
+    """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip);
+    returns how many were copied (COPY does not overwrite, so a repeated key counts once)."""
+    plen = len(src.doc_prefix)
+    target = dst.doc_prefix.encode()
+
+    def copy(batch: list[bytes]) -> Flow[int]:
+        replies = yield Pipeline([("COPY", rk, target + rk[plen:]) for rk in batch])
+        return sum(int(r) for r in replies)
+
+    return (yield from _scan_batches(src.doc_scan_pattern(), copy))
+
+
+def unlink_matching(pattern: str) -> Flow[int]:
+    """UNLINK every key matching ``pattern``, 1,000 per round trip; returns how many."""
+
+    def unlink(batch: list[bytes]) -> Flow[int]:
+        return int((yield Command(("UNLINK", *batch))))
+
+    return (yield from _scan_batches(pattern, unlink))
+
+
+def collect_garbage(keys: SpaceKeys, ready: set[int]) -> Flow[int]:
+    """Delete the documents and index of every garbage generation of the space ``keys``
+    that neither the live space nor a version uses (``ready`` forgets them); returns
+    documents deleted. Idempotent (safe after a crash, or in two clients at once)."""
+    members = yield Command(("SMEMBERS", keys.garbage))
+    gens = sorted(int(g) for g in members)
+    if not gens:
+        return 0
+    raw_state, raw_versions = yield Pipeline(
+        [("HGET", keys.config, STATE_FIELD), ("HGETALL", keys.versions)]
+    )
+    versions = parse_versions(raw_versions, keys.name)
+    in_use = {_live_of(raw_state)} | {g for _, g in versions.values()}
+    deleted = 0
+    for g in gens:
+        if g not in in_use:
+            gen = keys.gen(g)
+            yield from drop_index(gen.index, f"index {gen.index!r}")
+            deleted += yield from unlink_matching(gen.doc_scan_pattern())
+            yield Command(("HDEL", keys.config, gen.count_field))
+            ready.discard(g)
+        yield Command(("SREM", keys.garbage, g))
+    return deleted
+
+
+def _live_of(raw_state: Any) -> int:
+    """The live generation of a raw state string (0 for a dropped space: nothing in use)."""
+    if not isinstance(raw_state, bytes):
+        return 0
+    return int(raw_state.split(b" ")[1])

@@ -1,0 +1,312 @@
+"""The hub's operations on the server: the registry of spaces (create, open, list, drop),
+the server's facts (versions, stats) and the check made on connecting. Flows, performed by
+:class:`rediscache.Hub` and :class:`rediscache.asyncio.AsyncHub` alike."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import redis
+
+from . import generations
+from .config import SpaceConfig, build_config
+from .context import HubContext
+from .effects import Command, Flow, Pipeline, Sleep
+from .errors import (
+    ConnectionFailedError,
+    SchemaMismatchError,
+    SearchModuleMissingError,
+    ServerError,
+    ServerLoadingError,
+    SpaceNotFoundError,
+)
+from .guard import translate
+from .keys import REGISTRY, SpaceKeys
+from .server import parse_search_version
+from .state import STATE_FIELD, SpaceState
+
+__all__ = ["COMPACT_MIN_KEYS", "Registry", "ServerStats"]
+
+#: Dropping a space of at least this many keys rewrites the AOF (Hub.drop_space).
+COMPACT_MIN_KEYS = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerStats:
+    """What :meth:`Hub.server_stats` reports (memory in bytes; maxmemory 0 = no limit)."""
+
+    redis_version: str
+    search_version: str
+    used_memory: int
+    used_memory_peak: int
+    maxmemory: int
+    keys: int
+    connected_clients: int
+    uptime_seconds: int
+
+
+#: A space as found on the server: its config and state.
+Found = tuple[SpaceConfig, SpaceState]
+
+
+class Registry:
+    """The hub's flows. ``client`` is only used to describe the server in messages;
+    ``context`` forgets what it knew of a dropped space."""
+
+    def __init__(self, client: Any, context: HubContext) -> None:
+        self.client = client
+        self.context = context
+
+    # ------------------------------------------------------------ connecting
+
+    def verify(self, where: str) -> Flow[None]:
+        """PING and check for the search module, with one clear error for each failure.
+
+        Raises:
+            ServerLoadingError, ConnectionFailedError, SearchModuleMissingError, ServerError.
+        """
+        try:
+            yield Command(("PING",))
+        except redis.BusyLoadingError as exc:  # a ConnectionError to redis-py, but alive
+            raise ServerLoadingError(
+                f"connecting to {where}: Redis is loading its data after a restart (LOADING); "
+                "retry once it is ready"
+            ) from exc
+        except redis.AuthenticationError as exc:
+            raise ConnectionFailedError(
+                f"authentication to {where} failed: check the password (and user) in the URL"
+            ) from exc
+        except redis.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                raise ConnectionFailedError(
+                    f"authentication to {where} failed: {exc}; put the password in the URL "
+                    "(redis://:PASSWORD@host:port)"
+                ) from exc
+            context = f"connecting to {where}"  # NOPERM, BUSY...
+            error = translate(exc, context, writes=False, client=self.client)
+            raise (error or ServerError(f"{context}: {exc}")) from exc
+        except redis.ConnectionError as exc:
+            raise ConnectionFailedError(
+                f"cannot connect to {where}: {exc}; is the server running and the URL right?"
+            ) from exc
+        except redis.RedisError as exc:  # e.g. TLS settings the connection cannot use
+            raise ConnectionFailedError(f"cannot connect to {where}: {exc}") from exc
+        try:
+            if not (yield from self._has_search()):
+                info = yield Command(("INFO", "server"))
+                version = info.get("redis_version", "?")
+                raise SearchModuleMissingError(
+                    f"{where} (Redis {version}) has no search module: use Redis Stack / Redis "
+                    ">= 8 with the query engine, or the embedded server (rediscache.connect() "
+                    "with no URL)"
+                )
+        except (redis.RedisError, ConnectionError) as exc:
+            error = translate(exc, f"connecting to {where}", writes=False, client=self.client)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _has_search(self) -> Flow[bool]:
+        """Whether the server has the search module: MODULE LIST, or for an ACL user who
+        may not run it, COMMAND INFO FT.SEARCH; True when neither is allowed (a missing
+        module then shows as an unknown command at the first search)."""
+        try:
+            return parse_search_version((yield Command(("MODULE", "LIST")))) is not None
+        except redis.exceptions.NoPermissionError:
+            pass
+        try:
+            reply = yield Command(("COMMAND", "INFO", "FT.SEARCH"))
+        except redis.exceptions.NoPermissionError:
+            return True
+        # redis-py parses the reply into a dict keyed by command name (a list in older
+        # ones); an unknown command has a nil entry
+        entries = reply.values() if isinstance(reply, dict) else reply
+        return any(entry for entry in entries)
+
+    # ------------------------------------------------------------ spaces
+
+    def create_space(
+        self,
+        name: str,
+        dim: int,
+        *,
+        metric: str = "cosine",
+        algorithm: str = "hnsw",
+        dtype: str = "float32",
+        fields: Mapping[str, str] | None = None,
+        hnsw: Mapping[str, int] | None = None,
+        ttl: float | None = None,
+        expiring: bool | None = None,
+        exist_ok: bool = False,
+    ) -> Flow[Found]:
+        """Create a space: an index over embeddings of ``dim`` floats, plus metadata ``fields``.
+
+        ``ttl``: default seconds to live of the embeddings written (a cache; None: forever;
+        each write may override it). ``expiring``: whether entries may expire at all (default:
+        whether ``ttl`` is given); only an expiring space takes per-write ttls and
+        ``refresh_ttl``, and its searches check every hit against expiry (docs/serving.md).
+
+        ``fields`` maps metadata names to ``"tag"``, ``"numeric"`` or ``"text"`` (indexed for
+        filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
+        ``ef_construction`` and ``ef_runtime`` (defaults 16, 200, 100).
+
+        Round trips: three or four (config read, FT.CREATE of generation 1's index, one
+        transaction adding the live alias, config and registry entry). Atomic enough for
+        concurrent creators: one wins, the others see the same schema (or an error).
+
+        Raises:
+            InvalidInputError: bad name, dim, metric, algorithm, dtype, fields or hnsw.
+            SchemaMismatchError: the space exists with another schema (even with exist_ok),
+                or it exists and ``exist_ok`` is False.
+        """
+        keys = SpaceKeys.for_space(name)
+        config = build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
+        found = yield from self._read_config(keys)
+        if found is None:
+            state = SpaceState.initial()
+            gen = keys.gen(state.live)
+            try:
+                yield from generations.create_index(config, gen)
+            except redis.ResponseError as exc:
+                if "already exists" not in str(exc).lower():
+                    raise ServerError(f"creating the index of space {name!r}: {exc}") from exc
+                found = yield from self._wait_config(keys)
+            else:
+                fields_of = {
+                    **config.to_hash(),
+                    STATE_FIELD: state.raw,
+                    gen.count_field: "0",
+                    "next_gen": str(state.live),
+                    "next_ver": "0",
+                }
+                yield Pipeline(
+                    [
+                        ("FT.ALIASADD", keys.index, gen.index),
+                        ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
+                        ("SADD", REGISTRY, name),
+                    ],
+                    transaction=True,
+                )
+                return config, state
+        if found is not None:
+            existing, state = found
+            if existing.schema() != config.schema():
+                raise SchemaMismatchError(
+                    f"space {name!r} exists with another schema ({existing.describe()}); "
+                    f"asked for ({config.describe()}): drop it first or use another name"
+                )
+            if not exist_ok:
+                raise SchemaMismatchError(
+                    f"space {name!r} already exists; pass exist_ok=True to reuse it"
+                )
+            return existing, state
+        raise ServerError(f"space {name!r}: index exists but its config never appeared")
+
+    def _wait_config(self, keys: SpaceKeys) -> Flow[Found | None]:
+        # Another client created the index an instant ago; its config follows in ~1 RTT.
+        for _ in range(50):
+            found = yield from self._read_config(keys)
+            if found is not None:
+                return found
+            yield Sleep(0.01)
+        return None
+
+    def _read_config(self, keys: SpaceKeys) -> Flow[Found | None]:
+        raw = yield Command(("HGETALL", keys.config))
+        if not raw:
+            return None
+        return SpaceConfig.from_hash(keys.name, raw), SpaceState.parse(
+            raw.get(STATE_FIELD.encode())
+        )
+
+    def space(self, name: str) -> Flow[Found]:
+        """The existing space ``name``. One round trip (its config).
+
+        Raises:
+            SpaceNotFoundError: no such space.
+        """
+        found = yield from self._read_config(SpaceKeys.for_space(name))
+        if found is None:
+            raise SpaceNotFoundError(
+                f"space {name!r} does not exist; create it with create_space() "
+                "or `rediscache space create`"
+            )
+        return found
+
+    def spaces(self) -> Flow[list[str]]:
+        """Names of all spaces, sorted. One round trip."""
+        return sorted(m.decode() for m in (yield Command(("SMEMBERS", REGISTRY))))
+
+    def drop_space(self, name: str, *, missing_ok: bool = False, compact: bool = True) -> Flow[int]:
+        """Delete the space ``name``: its versions, indexes and every key under its prefix.
+
+        Returns the number of keys deleted. Round trips: one per index and one per 1,000
+        keys (SCAN + UNLINK). Not atomic: readers may see a partly deleted space while it
+        runs; the config and registry entry go first so the space disappears from listings
+        at once.
+
+        ``compact``: when the drop deleted at least :data:`COMPACT_MIN_KEYS` keys and the
+        server keeps an append-only file, ask it to rewrite the file in the background
+        (BGREWRITEAOF). Otherwise the next restart replays every write of the dropped space
+        before serving (Redis's own rewrite policy waits for the file to double in size,
+        which deletions never do); docs/serving.md has the measured difference.
+
+        Raises:
+            SpaceNotFoundError: the space does not exist and ``missing_ok`` is False.
+        """
+        keys = SpaceKeys.for_space(name)
+        self.context.forget(name)
+        existed, _ = yield Pipeline(
+            [("DEL", keys.config), ("SREM", REGISTRY, name)], transaction=True
+        )
+        with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
+            yield Command(("FT.ALIASDEL", keys.index))
+        for index in (yield Command(("FT._LIST",))):
+            if index.decode().startswith(keys.prefix):
+                yield from generations.drop_index(index, f"index {index!r} of space {name!r}")
+                existed = 1
+        if not existed and not missing_ok:
+            raise SpaceNotFoundError(f"space {name!r} does not exist")
+        deleted = yield from generations.unlink_matching(keys.all_scan_pattern())
+        if compact and deleted >= COMPACT_MIN_KEYS:
+            yield from self._compact_aof()
+        return deleted
+
+    def _compact_aof(self) -> Flow[None]:
+        """Start a background rewrite of the server's AOF if it keeps one (one or two round
+        trips; never waits for the rewrite). A rewrite already running, or a user not
+        allowed to ask, leaves it to Redis's own policy."""
+        try:
+            info = yield Command(("INFO", "persistence"))
+            if int(info.get("aof_enabled", 0)):
+                yield Command(("BGREWRITEAOF",))
+        except redis.ResponseError:
+            pass  # already rewriting (it schedules another), or not permitted by ACL
+
+    # ------------------------------------------------------------ the server
+
+    def server_versions(self) -> Flow[dict[str, str]]:
+        """Redis and search module versions of the connected server. Two round trips."""
+        info = yield Command(("INFO", "server"))
+        search = parse_search_version((yield Command(("MODULE", "LIST"))))
+        return {"redis": str(info.get("redis_version", "?")), "search": search or "none"}
+
+    def server_stats(self) -> Flow[ServerStats]:
+        """Versions, memory, keys and clients of the connected server. Three round trips
+        (INFO, MODULE LIST, DBSIZE)."""
+        info = yield Command(("INFO",))
+        search = parse_search_version((yield Command(("MODULE", "LIST"))))
+        keys = yield Command(("DBSIZE",))
+        return ServerStats(
+            redis_version=str(info.get("redis_version", "?")),
+            search_version=search or "none",
+            used_memory=int(info.get("used_memory", 0)),
+            used_memory_peak=int(info.get("used_memory_peak", 0)),
+            maxmemory=int(info.get("maxmemory", 0)),
+            keys=int(keys),
+            connected_clients=int(info.get("connected_clients", 0)),
+            uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+        )

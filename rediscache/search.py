@@ -1,0 +1,377 @@
+"""Searches of one generation of a space (a :class:`~rediscache.target.Target`): k nearest
+neighbours (search, search_many, similar) and range queries (within).
+
+Each search is a plan (validation and the FT.SEARCH arguments, :mod:`rediscache.ftsearch`)
+run in rounds: one round trip each, another only when hits vanished between the index and
+their documents (expired or deleted). The live space is searched through its alias once its
+index is known complete; a version through its own index, with the state checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import numpy.typing as npt
+
+from . import ftsearch, generations, query
+from .codec import check_flag, check_int, check_keys, unpack_metadata
+from .effects import Flow, Roundtrip
+from .errors import InvalidInputError, KeyNotFoundError, reply_error
+from .keys import GenKeys
+from .reads import Hit, Reads
+from .state import SpaceState
+from .target import Target
+
+__all__ = ["Searches"]
+
+
+class Searches:
+    """The searches of one target; ``reads`` gives ``similar`` its stored vector."""
+
+    def __init__(self, target: Target, reads: Reads) -> None:
+        self.target = target
+        self.reads = reads
+
+    def search(
+        self,
+        vector: Any,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+        offset: int = 0,
+        exclude: Collection[str] | None = None,
+    ) -> Flow[list[Hit]]:
+        """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH).
+
+        ``filter`` restricts the candidates (dict form or :mod:`rediscache.query` filter
+        objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``exclude`` drops
+        these keys from the ranked list (e.g. the inputs of an average) while still returning
+        ``k`` hits when the space has them.
+
+        Paging: ``offset`` skips that many hits of the ranked list (after ``exclude``). Pages
+        of one query neither repeat nor skip hits when the space is not written between them
+        and, in an HNSW space, every page uses the same ``ef`` of at least the deepest page's
+        ``offset + k + len(exclude)`` (the default ef covers the first ``ef_runtime`` hits,
+        100 unless the space says otherwise); an HNSW page past its ef raises
+        InvalidInputError. FLAT spaces page exactly with any options.
+
+        In an expiring space a hit whose entry expired is never returned: it is deleted and
+        the query repeated (another round trip), so ``k`` live hits come back whenever the
+        space has them (docs/serving.md).
+
+        Raises:
+            InvalidInputError: a bad vector, k, offset, ef, filter or flag.
+            ServerError: the search failed (ServerBusyError while Redis runs a long script).
+        """
+        plan = self._search_plan(
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            offset=offset,
+            exclude=exclude,
+        )
+        return (yield from self._searched(plan))[0]
+
+    def search_many(
+        self,
+        vectors: Any,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> Flow[list[list[Hit]]]:
+        """:meth:`search` for each row of an (n, dim) array, in one pipelined round trip (an
+        empty array gives an empty list)."""
+        plan = self._search_many_plan(
+            vectors, k, filter=filter, ef=ef, with_vectors=with_vectors, with_metadata=with_metadata
+        )
+        return (yield from self._searched(plan))
+
+    def within(
+        self,
+        vector: Any,
+        radius: float,
+        *,
+        filter: query.FilterLike = None,
+        limit: int = 100,
+        offset: int = 0,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> Flow[list[Hit]]:
+        """Embeddings within distance ``radius`` of ``vector``, nearest first (range search).
+
+        Returns at most ``limit`` hits starting at ``offset`` (page with both: pages of one
+        radius neither repeat nor skip hits while the space is not written). Distances are
+        those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH
+        VECTOR_RANGE); expired entries as in :meth:`search`.
+        """
+        plan = self._within_plan(
+            vector,
+            radius,
+            filter=filter,
+            limit=limit,
+            offset=offset,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+        )
+        return (yield from self._searched(plan))[0]
+
+    def similar(
+        self,
+        key: str,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+    ) -> Flow[list[Hit]]:
+        """Neighbours of the stored embedding ``key``, excluding itself. Two round trips.
+
+        Raises:
+            KeyNotFoundError: ``key`` is not stored.
+        """
+        plan = self._similar_plan(
+            key,
+            (yield from self.reads.get(check_keys([key], "key")[0])),
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+        )
+        return (yield from self._searched(plan))[0]
+
+    def _searched(self, plan: ftsearch.SearchPlan) -> Flow[list[list[Hit]]]:
+        """Run ``plan``'s rounds (one round trip each; one unless hits vanished)."""
+        rounds = ftsearch.search_rounds(plan, self.target.keys.prefix)
+        replies: Any = None
+        while True:
+            try:
+                rnd = rounds.send(replies)
+            except StopIteration as stop:
+                return self._hits(plan, stop.value)
+            replies = yield from self._search_round(rnd)
+
+    def _search_round(self, rnd: ftsearch.SearchRound) -> Flow[list[Any]]:
+        """One round of a search: the queries (and the purge of expired hits) in one round
+        trip; the live space through its alias, a version through its own index with the
+        state checked. Error replies raise."""
+        t = self.target
+
+        def make(index: str) -> list[tuple[Any, ...]]:
+            commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
+            return commands + [("FT.SEARCH", index, *args) for args in rnd.queries]
+
+        for _ in range(2):
+            if t.live:
+                index = yield from t.search_index(t.gen)
+                replies = yield Roundtrip(make(index))
+            else:
+                replies = yield from self._version_round(make)
+            if not t.reconnected():
+                break
+            # The round trip opened a new connection: the server may have restarted and be
+            # rebuilding the index. Search again once the index is checked.
+        replies = replies[1:] if rnd.purge else replies
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply_error(str(reply), f"search in {t.where()}")
+        return replies  # type: ignore[no-any-return]
+
+    def _version_round(self, make: Callable[[str], list[tuple[Any, ...]]]) -> Flow[list[Any]]:
+        """A round on a version's own index, once complete, with the state checked."""
+        t = self.target
+
+        def call(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
+            t.note_connects()
+            yield from generations.ensure_searchable(
+                t.config, gen, t.readiness.ready, generations.INDEX_TIMEOUT
+            )
+            return (yield from t.checked(make(gen.index), state))
+
+        return (yield from t.attempts(call))
+
+    # The pure halves: a plan holds what FT.SEARCH needs (ftsearch.SearchPlan), _hits
+    # decodes the rounds' results.
+
+    def _search_plan(
+        self,
+        vector: Any,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+        offset: int,
+        exclude: Collection[str] | None,
+    ) -> ftsearch.SearchPlan:
+        """The plan of :meth:`search` (raises its input errors)."""
+        k = check_int(k, "k", high=query.MAX_RESULTS)
+        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
+        if offset + k > query.MAX_RESULTS:
+            raise InvalidInputError(
+                f"offset + k must be at most {query.MAX_RESULTS:,}, got {offset + k:,}"
+            )
+        vec = self.target.codec.as_vector(vector)
+        if exclude is None:
+            skip: frozenset[str] = frozenset()
+        elif isinstance(exclude, (str, bytes)):
+            raise InvalidInputError("exclude must be a collection of keys, not a single string")
+        else:
+            skip = frozenset(check_keys(exclude, "exclude"))
+        return self._knn_plan([self.target.codec.encode(vec)], k, offset, skip, filter, ef,
+                              with_vectors, with_metadata)  # fmt: skip
+
+    def _search_many_plan(
+        self,
+        vectors: Any,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> ftsearch.SearchPlan:
+        """The plan of :meth:`search_many`: one query per row (raises input errors)."""
+        k = check_int(k, "k", high=query.MAX_RESULTS)
+        arr = self.target.codec.as_matrix(vectors)
+        blobs = self.target.codec.encode_matrix(arr)
+        return self._knn_plan(blobs, k, 0, frozenset(), filter, ef, with_vectors, with_metadata)
+
+    def _knn_plan(
+        self,
+        blobs: list[bytes],
+        k: int,
+        offset: int,
+        exclude: frozenset[str],
+        filter: query.FilterLike,
+        ef: object,
+        with_vectors: object,
+        with_metadata: object,
+    ) -> ftsearch.SearchPlan:
+        vectors, metadata = (
+            check_flag(with_vectors, "with_vectors"),
+            check_flag(with_metadata, "with_metadata"),
+        )
+        if ef is not None:
+            if self.target.config.algorithm != "hnsw":
+                raise InvalidInputError(
+                    f"ef applies to HNSW spaces; {self.target.keys.name!r} is "
+                    f"{self.target.config.algorithm}"
+                )
+            ef = check_int(ef, "ef", high=2**31 - 1)
+        if offset and self.target.config.algorithm == "hnsw":
+            deepest = offset + k + len(exclude)
+            used = ef if ef is not None else self.target.config.hnsw.get("EF_RUNTIME", 10)
+            if deepest > used:
+                raise InvalidInputError(
+                    f"a page at offset {offset} with k={k}"
+                    + (f" and {len(exclude)} excluded keys" if exclude else "")
+                    + f" reaches {deepest} hits deep, past ef={used}: pages of one query are "
+                    "consistent only when every page (the first too) uses one ef at least as "
+                    f"deep as the deepest page: pass ef={deepest} or more on every page"
+                )
+        filter_str = self._filter_str(filter)
+        probe = self.target.config.expiring
+
+        def prepare(depth: int, start: int) -> ftsearch.KnnQuery:
+            return ftsearch.knn_query(depth, start=start, filter_str=filter_str, ef=ef,
+                                      with_vectors=vectors, with_metadata=metadata,
+                                      probe=probe)  # fmt: skip
+
+        return ftsearch.SearchPlan(tuple(blobs), offset, k, exclude, vectors, probe, prepare)
+
+    def _within_plan(
+        self,
+        vector: Any,
+        radius: float,
+        *,
+        filter: query.FilterLike,
+        limit: int,
+        offset: int,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> ftsearch.SearchPlan:
+        """The plan of :meth:`within` (raises its input errors)."""
+        r = ftsearch.check_radius(radius)
+        limit = check_int(limit, "limit", high=query.MAX_RESULTS)
+        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
+        if offset + limit > query.MAX_RESULTS:
+            raise InvalidInputError(
+                f"offset + limit must be at most {query.MAX_RESULTS:,}, got {offset + limit:,}"
+            )
+        vectors, metadata = (
+            check_flag(with_vectors, "with_vectors"),
+            check_flag(with_metadata, "with_metadata"),
+        )
+        vec = self.target.codec.as_vector(vector)
+        filter_str = self._filter_str(filter)
+        probe = self.target.config.expiring
+
+        def prepare(depth: int, start: int) -> ftsearch.RangeQuery:
+            return ftsearch.range_query(r, filter_str=filter_str, with_vectors=vectors,
+                                        with_metadata=metadata, limit=depth - start,
+                                        offset=start, probe=probe)  # fmt: skip
+
+        return ftsearch.SearchPlan(
+            (self.target.codec.encode(vec),), offset, limit, frozenset(), vectors, probe, prepare
+        )
+
+    def _similar_plan(
+        self,
+        key: str,
+        vector: npt.NDArray[Any] | None,
+        k: int,
+        *,
+        filter: query.FilterLike,
+        ef: int | None,
+        with_vectors: bool,
+        with_metadata: bool,
+    ) -> ftsearch.SearchPlan:
+        """The plan of :meth:`similar`, once ``vector`` (the stored one of ``key``) is read."""
+        if vector is None:
+            raise KeyNotFoundError(f"{key!r} is not in {self.target.where()}")
+        return self._search_plan(
+            vector,
+            k,
+            filter=filter,
+            ef=ef,
+            with_vectors=with_vectors,
+            with_metadata=with_metadata,
+            offset=0,
+            exclude=(key,),
+        )
+
+    def _filter_str(self, filter: query.FilterLike) -> str | None:
+        parsed = query.parse_filter(filter, self.target.config.fields)
+        return query.render_filter(parsed, self.target.config.fields) if parsed else None
+
+    def _hits(
+        self, plan: ftsearch.SearchPlan, pages: list[list[ftsearch.RawHit]]
+    ) -> list[list[Hit]]:
+        """Decoded hits of each query's page."""
+        decode = self.target.codec.decode
+        with_vectors = plan.with_vectors
+        return [
+            [
+                Hit(
+                    h.key,
+                    h.distance,
+                    unpack_metadata(h.meta),
+                    decode(h.vec, h.key) if with_vectors and h.vec is not None else None,
+                )
+                for h in page
+            ]
+            for page in pages
+        ]

@@ -1,0 +1,265 @@
+"""A space's hold on the generation it reads and writes: its key names, the state it last
+saw, and the optimistic check that keeps every read and write within one generation.
+
+Key names are built from a state the client caches, so each read checks that state in the
+same round trip (an ``HGET`` of it after the reads, or inside the Lua script) and each write
+passes it to its script, which refuses a stale one. When a snapshot, rollback or copy changed
+the state, the call is retried with the new one: a reader never mixes two generations.
+
+:class:`Target` holds the live space; :class:`rediscache.versions.VersionTarget` one
+version. The parts of a space (:mod:`rediscache.reads`, :mod:`rediscache.search`,
+:mod:`rediscache.writes`, :mod:`rediscache.operations`, :mod:`rediscache.versions`,
+:mod:`rediscache.caching`) each receive a target and yield their I/O as flows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis
+
+from . import generations, scripts
+from .codec import VectorCodec
+from .config import SpaceConfig
+from .context import HubContext
+from .effects import Command, Flow, Roundtrip, Sleep
+from .errors import ServerError, StaleStateError, reply_error
+from .keys import GenKeys, SpaceKeys
+from .state import STATE_FIELD, SpaceState
+
+if TYPE_CHECKING:
+    from .hotcache import HotCache
+
+__all__ = ["ATTEMPTS", "STALE_SECONDS", "HubContext", "Target"]
+
+#: A read whose state keeps changing is retried at least ATTEMPTS times and for at least
+#: STALE_SECONDS before it raises StaleStateError.
+ATTEMPTS = 10
+STALE_SECONDS = 2.0
+
+T = TypeVar("T")
+
+
+class Target:
+    """The live generation of a space, as this client last saw it.
+
+    ``state`` / ``gen``: the cached state and the live generation's key names (no round
+    trip to read them). ``hot``: the in-process hot cache of reads, when enabled (sync
+    spaces only; writes invalidate it).
+    """
+
+    #: Whether this target follows the live space (a version's target is pinned).
+    live = True
+
+    def __init__(self, config: SpaceConfig, state: SpaceState, context: HubContext) -> None:
+        self.config = config
+        self.keys = SpaceKeys.for_space(config.name)
+        self.codec = VectorCodec(config.dim, config.dtype, config.metric)
+        self.context = context
+        self.readiness = context.readiness(config.name)
+        self.hot: HotCache | None = None
+        self.state = state
+        self.gen = self.keys.gen(state.live)
+
+    def where(self) -> str:
+        """How messages name what this target reads."""
+        return f"space {self.keys.name!r}"
+
+    def set_state(self, state: SpaceState) -> None:
+        """Take ``state`` as the current one."""
+        self.state = state
+        self.gen = self.keys.gen(state.live)
+
+    # ------------------------------------------------------------ the optimistic check
+
+    def adopt(self, raw_state: Any) -> Flow[None]:
+        """Take ``raw_state`` (read in the reply of a stale call) as the current state,
+        saving a reload's round trip on the retry."""
+        if not isinstance(raw_state, bytes):
+            raise ServerError(f"space {self.keys.name!r} was dropped")
+        self.set_state(SpaceState.parse(raw_state))
+        return
+        yield  # a flow: a version's target reloads here
+
+    def refresh(self) -> Flow[None]:
+        """Reload the state (and the generation read) from Redis. One round trip."""
+        raw = yield Command(("HGET", self.keys.config, STATE_FIELD))
+        yield from self.adopt(raw)
+
+    def attempts(self, call: Callable[[SpaceState, GenKeys], Flow[T]]) -> Flow[T]:
+        """Run ``call`` with the cached state, retrying with the new state when it is stale.
+
+        A retry needs no extra round trip when the stale reply carried the new state. Retries
+        go on for :data:`STALE_SECONDS` (at least :data:`ATTEMPTS` times), with a short random
+        pause from the third attempt on, so a call succeeds as soon as the state holds still
+        for one round trip; only a storm of snapshots or rollbacks lasting that long makes it
+        raise :class:`StaleStateError`.
+        """
+        deadline = time.monotonic() + STALE_SECONDS
+        attempt = 0
+        while True:
+            state = self.state
+            try:
+                return (yield from call(state, self.gen))
+            except StaleStateError:
+                if self.state is state:  # not adopted from the reply: reload it
+                    yield from self.refresh()
+            attempt += 1
+            if attempt >= ATTEMPTS and time.monotonic() > deadline:
+                raise StaleStateError(
+                    f"space {self.keys.name!r} kept changing (snapshots, rollbacks) for "
+                    f"{STALE_SECONDS:g} s; retry"
+                )
+            if attempt >= 2:
+                yield Sleep(random.uniform(0, min(0.0005 * 2**attempt, 0.01)))
+
+    def checked(self, commands: list[tuple[Any, ...]], state: SpaceState) -> Flow[list[Any]]:
+        """Send ``commands`` plus a trailing state read in one round trip; StaleStateError
+        when the state is not ``state`` any more (then nothing in between switched, since
+        states never repeat). Error replies come back as exceptions."""
+        replies = yield Roundtrip([*commands, ("HGET", self.keys.config, STATE_FIELD)])
+        last = replies[-1]
+        if last != state.raw.encode():
+            if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
+                raise reply_error(str(last), f"reading {self.where()}", call=False)
+            yield from self.adopt(last)
+            raise StaleStateError(f"the state of space {self.keys.name!r} changed")
+        del replies[-1]
+        return replies  # type: ignore[no-any-return]
+
+    def read_at(
+        self, make: Callable[[GenKeys], list[tuple[Any, ...]]]
+    ) -> Flow[tuple[list[Any], GenKeys]]:
+        """Replies of the commands ``make(gen)`` builds, checked against the state and
+        retried with a fresh state when it changed, and the generation they come from (the
+        hot cache files them under its key names). One round trip per attempt."""
+
+        def call(state: SpaceState, gen: GenKeys) -> Flow[tuple[list[Any], GenKeys]]:
+            return (yield from self.checked(make(gen), state)), gen
+
+        return (yield from self.attempts(call))
+
+    def read(self, make: Callable[[GenKeys], list[tuple[Any, ...]]]) -> Flow[list[Any]]:
+        """:meth:`read_at` without the generation."""
+        return (yield from self.read_at(make))[0]
+
+    # ------------------------------------------------------------ searching
+
+    def reconnected(self) -> bool:
+        """Whether the client opened a connection since the indexes were last known
+        complete (then a search result may come from an index being rebuilt)."""
+        return self.readiness.seen != self.context.connects.count
+
+    def search_index(self, gen: GenKeys) -> Flow[str]:
+        """The index searches use (the live alias), once the live generation's index is
+        known complete: checked once per generation and again after a new connection (the
+        server may have restarted and be rebuilding it). Waits at most
+        :attr:`HubContext.index_wait`; when a rollback replaced ``gen`` meanwhile (its index
+        is gone) the new live generation is checked instead, never re-created."""
+        if gen.gen not in self.readiness.ready or self.reconnected():
+            self.note_connects()
+            ready, wait = self.readiness.ready, self.context.index_wait
+            for _ in range(ATTEMPTS):
+                found = yield from generations.ensure_searchable(
+                    self.config, gen, ready, wait, create=False
+                )
+                if found:
+                    break
+                yield from self.refresh()
+                gen = self.gen
+        return self.keys.index
+
+    def note_connects(self) -> None:
+        """After a new connection, nothing known about the indexes holds any more."""
+        seen = self.context.connects.count
+        if seen != self.readiness.seen:
+            self.readiness.ready.clear()
+            self.readiness.seen = seen
+
+    # ------------------------------------------------------------ writing in place
+
+    def writing(self, call: Callable[[SpaceState, GenKeys], Flow[T]]) -> Flow[T]:
+        """Run ``call(state, gen)`` once the live generation may be written in place: copy it
+        for the versions sharing it first, or wait for another client's copy. Retries after
+        a stale state (nothing was written by a stale attempt)."""
+        for _ in range(64):
+            state = yield from self.writable_state()
+            try:
+                return (yield from call(state, self.keys.gen(state.live)))
+            except StaleStateError:
+                yield from self.refresh()
+        raise StaleStateError(f"space {self.keys.name!r} kept changing during a write; retry")
+
+    def writable_state(self) -> Flow[SpaceState]:
+        """The state, once the live generation may be written in place: copies it for the
+        versions sharing it, or waits for another client's copy."""
+        for _ in range(ATTEMPTS * 8):
+            if self.state.writable:
+                return self.state
+            if self.state.fork is not None:
+                yield from self.wait_for_copy()
+            else:
+                yield from self.fork(self.state)
+        raise StaleStateError(
+            f"space {self.keys.name!r}: snapshots keep arriving between copying the live "
+            "generation and writing it; retry"
+        )
+
+    def wait_for_copy(self) -> Flow[None]:
+        """Wait while another client holds the lease of a copy; take over when it died."""
+        deadline = time.monotonic() + generations.INDEX_TIMEOUT
+        while self.state.fork is not None:
+            if not (yield Command(("EXISTS", self.keys.lock))):
+                yield from self.fork(self.state)  # the copier died: take over
+                continue
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"space {self.keys.name!r}: another client has been copying the live "
+                    f"generation for over {generations.INDEX_TIMEOUT:.0f} s"
+                )
+            yield Sleep(0.005)
+            yield from self.refresh()
+
+    def fork(self, state: SpaceState) -> Flow[None]:
+        """Copy the live generation for the versions that share it (docs/versions.md): take
+        the lease, COPY the documents server-side into a new generation, move the versions
+        to the copy in one script, index the copy, delete what became garbage."""
+        keys = self.keys
+        count = int((yield Command(("HGET", keys.config, f"n:{state.live}"))) or 0)
+        token = uuid.uuid4().hex
+        begun = yield from scripts.run(
+            scripts.fork_begin_call(
+                keys.config,
+                keys.lock,
+                keys.garbage,
+                token=token,
+                lease_ms=generations.FORK_LEASE_MS + count // 10,
+            )
+        )
+        if isinstance(begun, str):  # busy, or nothing to copy: look again
+            if begun == "RC_BUSY":
+                yield Sleep(0.005)
+            yield from self.refresh()
+            return
+        src, dst, new = begun
+        self.set_state(SpaceState.parse(new))
+        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
+        done = yield from scripts.run(
+            scripts.fork_commit_call(
+                [keys.config, keys.versions, keys.lock, keys.garbage], token=token, copied=copied
+            )
+        )
+        if done is None:  # our lease expired and another client took over
+            yield from self.refresh()
+            return
+        self.set_state(SpaceState.parse(done))
+        try:
+            yield from generations.create_index(self.config, keys.gen(dst))
+        except redis.ResponseError as exc:
+            if "already exists" not in str(exc).lower():
+                raise ServerError(f"indexing the copy of space {keys.name!r}: {exc}") from exc
+        yield from generations.collect_garbage(keys, self.readiness.ready)
