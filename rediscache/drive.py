@@ -43,7 +43,7 @@ from .metrics import Metrics
 from .wire import once, once_async, roundtrip, roundtrip_async
 
 __all__ = [
-    "AsyncDriver", "AsyncFacade", "IterOp", "Op", "Stepper", "SyncDriver", "SyncFacade",
+    "AsyncDriver", "AsyncFacade", "IterOp", "Local", "Op", "Stepper", "SyncDriver", "SyncFacade",
     "async_op", "public", "sync_op",
 ]  # fmt: skip
 
@@ -232,74 +232,28 @@ def _method(
     return method
 
 
-@overload
 def sync_op(
     op: str,
     fn: Callable[Concatenate[S, P], Flow[T]],
     part: Callable[[Any], S],
     *,
-    counted: bool = False,
-) -> Callable[Concatenate[Any, P], T]: ...
-
-
-@overload
-def sync_op(
-    op: str,
-    fn: Callable[Concatenate[S, P], Flow[T]],
-    part: Callable[[Any], S],
-    *,
-    counted: bool = False,
     wrap: Callable[[Any, T], U],
-) -> Callable[Concatenate[Any, P], U]: ...
+) -> Callable[Concatenate[Any, P], U]:
+    """The public sync method ``op`` of a facade whose result is a facade object:
+    ``wrap(self, result)`` of ``fn(part(self), ...)`` run on ``self._driver`` (e.g. a Space
+    of a config; the other operations are :class:`Op`). Guarded, not counted."""
+    return _method(op, fn, part, False, wrap, asyncio_=False)  # type: ignore[no-any-return]
 
 
-def sync_op(
-    op: str,
-    fn: Callable[Concatenate[S, P], Flow[T]],
-    part: Callable[[Any], S],
-    *,
-    counted: bool = False,
-    wrap: Callable[[Any, T], Any] | None = None,
-) -> Callable[Concatenate[Any, P], Any]:
-    """The public sync method ``op`` of a facade: runs ``fn(part(self), ...)`` on
-    ``self._driver`` (a :class:`SyncDriver`), guarded, counted in the metrics if
-    ``counted``; ``wrap(self, result)`` makes the facade's object of a result (e.g. a
-    Space of a config). Signature and docstring are ``fn``'s."""
-    return _method(op, fn, part, counted, wrap, asyncio_=False)  # type: ignore[no-any-return]
-
-
-@overload
 def async_op(
     op: str,
     fn: Callable[Concatenate[S, P], Flow[T]],
     part: Callable[[Any], S],
     *,
-    counted: bool = False,
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]: ...
-
-
-@overload
-def async_op(
-    op: str,
-    fn: Callable[Concatenate[S, P], Flow[T]],
-    part: Callable[[Any], S],
-    *,
-    counted: bool = False,
     wrap: Callable[[Any, T], U],
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, U]]: ...
-
-
-def async_op(
-    op: str,
-    fn: Callable[Concatenate[S, P], Flow[T]],
-    part: Callable[[Any], S],
-    *,
-    counted: bool = False,
-    wrap: Callable[[Any, T], Any] | None = None,
-) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, Any]]:
-    """:func:`sync_op` for an asyncio facade: a coroutine method run on ``self._driver``
-    (an :class:`AsyncDriver`)."""
-    return _method(op, fn, part, counted, wrap, asyncio_=True)  # type: ignore[no-any-return]
+) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, U]]:
+    """:func:`sync_op` for an asyncio facade: a coroutine method."""
+    return _method(op, fn, part, False, wrap, asyncio_=True)  # type: ignore[no-any-return]
 
 
 class Stepper(Protocol[U_co]):
@@ -457,3 +411,23 @@ class IterOp(Generic[S, P, U]):
         made = _iter_method(self.name, self.fn, self.part, issubclass(owner, AsyncFacade))
         setattr(owner, self.name, made)
         return made if obj is None else made.__get__(obj, owner)
+
+
+class Local(Generic[S, P, T]):
+    """A public method that does no I/O (e.g. ``validate``), declared once: the part's
+    method ``fn`` bound to ``part(facade)``, not awaited on an asyncio facade either."""
+
+    def __init__(self, fn: Callable[Concatenate[S, P], T], part: Callable[[Any], S]) -> None:
+        self.fn, self.part = fn, part
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Local[S, P, T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type[Any]) -> Callable[P, T]: ...
+
+    def __get__(self, obj: Any, owner: type[Any]) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(self.fn, self.part(obj))

@@ -10,7 +10,6 @@ are the same surfaces on an asyncio driver.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from typing import Any, NoReturn, Protocol
 
@@ -18,7 +17,7 @@ from .caching import ReadThrough
 from .codec import VectorCodec, check_int
 from .config import SpaceConfig, SpaceInfo
 from .context import HubContext
-from .drive import IterOp, Op, SyncFacade, public, sync_op
+from .drive import IterOp, Local, Op, SyncFacade, public, sync_op
 from .errors import ReadOnlyError
 from .generations import Version
 from .hotcache import HotCache
@@ -75,7 +74,31 @@ _versions = attrgetter("_parts.versions")
 _cache = attrgetter("_parts.cache")
 
 
-class SpaceSurface:
+class _TargetFacade:
+    """What every facade of a target says about it (no I/O)."""
+
+    _parts: SpaceParts | ViewParts
+
+    @property
+    def config(self) -> SpaceConfig:
+        """The space's schema."""
+        return self._parts.target.config
+
+    @property
+    def keys(self) -> SpaceKeys:
+        """The space's key names."""
+        return self._parts.target.keys
+
+    @property
+    def codec(self) -> VectorCodec:
+        """How the space's vectors are checked, encoded and decoded."""
+        return self._parts.target.codec
+
+    def _where(self) -> str:
+        return self._parts.target.where()
+
+
+class SpaceSurface(_TargetFacade):
     """The public surface of a live space, declared once for :class:`Space` and
     :class:`rediscache.asyncio.AsyncSpace`: each operation is an :class:`Op` (a flow of
     one part, run by the facade's driver). Every method is documented where it is
@@ -94,21 +117,6 @@ class SpaceSurface:
         self._parts = SpaceParts(Target(config, state, hub._context))
 
     @property
-    def config(self) -> SpaceConfig:
-        """The space's schema."""
-        return self._parts.target.config
-
-    @property
-    def keys(self) -> SpaceKeys:
-        """The space's key names."""
-        return self._parts.target.keys
-
-    @property
-    def codec(self) -> VectorCodec:
-        """How the space's vectors are checked, encoded and decoded."""
-        return self._parts.target.codec
-
-    @property
     def name(self) -> str:
         """The space's name."""
         return self.config.name
@@ -124,28 +132,12 @@ class SpaceSurface:
         the live space to another generation). For tools that inspect Redis directly."""
         return self._parts.target.gen
 
-    def _where(self) -> str:
-        return self._parts.target.where()
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.config.describe()})"
 
-    def validate(
-        self,
-        keys: Sequence[str],
-        vectors: Any,
-        metadata: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> None:
-        """:meth:`rediscache.writes.Writes.validate`: check a batch as put_many would (no
-        I/O; not awaited on an asyncio space)."""
-        self._parts.writes.validate(keys, vectors, metadata)
-
-    def validate_row(
-        self, key: str, vector: Any, metadata: Mapping[str, Any] | None = None
-    ) -> None:
-        """:meth:`rediscache.writes.Writes.validate_row`: check one row as put_many would
-        (no I/O; not awaited on an asyncio space)."""
-        self._parts.writes.validate_row(key, vector, metadata)
+    # checks without I/O (rediscache.writes), not awaited on an asyncio space
+    validate = Local(Writes.validate, _writes)
+    validate_row = Local(Writes.validate_row, _writes)
 
     # writes (rediscache.writes)
     put = Op(Writes.put, _writes, counted=True)
@@ -253,7 +245,7 @@ Space.enable_hot_cache = public("enable_hot_cache", Space.enable_hot_cache)  # t
 Space.__len__ = public("len", Space.__len__)  # type: ignore[method-assign]
 
 
-class ViewSurface:
+class ViewSurface(_TargetFacade):
     """The public surface of a version view, declared once for :class:`VersionView` and
     :class:`rediscache.asyncio.AsyncVersionView`: the reads and searches of the version;
     writes raise :class:`ReadOnlyError`. Searches wait until the version's index is
@@ -274,29 +266,11 @@ class ViewSurface:
         return self._parts.target.version
 
     @property
-    def config(self) -> SpaceConfig:
-        """The space's schema."""
-        return self._parts.target.config
-
-    @property
-    def keys(self) -> SpaceKeys:
-        """The space's key names."""
-        return self._parts.target.keys
-
-    @property
-    def codec(self) -> VectorCodec:
-        """How the space's vectors are checked, encoded and decoded."""
-        return self._parts.target.codec
-
-    @property
     def gen_keys(self) -> GenKeys:
         """Key names of the generation holding this version, as last seen (no round trip).
         For tools that inspect Redis directly; a later write to the live space may move the
         version to a copy."""
         return self._parts.target.gen
-
-    def _where(self) -> str:
-        return self._parts.target.where()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.space.name!r}, {self.version})"

@@ -8,6 +8,7 @@ makes spaces of either kind; ``outcome`` and ``norm`` give comparable results.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import rediscache
-from rediscache import AsyncSpace, AsyncVersionView, Averaged, Hit
+from rediscache import AsyncSpace, AsyncVersionView, Averaged, Hit, Record
 
 MODES = ("sync", "async")
 
@@ -29,6 +30,8 @@ def norm(value: Any) -> Any:
         return ("array", str(value.dtype), value.shape, cells)
     if isinstance(value, Averaged):
         return ("Averaged", norm(value.vector), value.used, value.skipped)
+    if isinstance(value, Record):
+        return ("Record", value.key, norm(value.vector), value.metadata)
     if isinstance(value, Hit):
         return (value.key, round(value.distance, 5), value.metadata, norm(value.vector))
     if isinstance(value, (list, tuple)):
@@ -44,9 +47,14 @@ def outcome(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return ("raised", type(exc).__name__, str(exc))
 
 
+async def _collect(stream: Any) -> list[Any]:
+    return [item async for item in stream]
+
+
 class Api:
     """One space's methods with the sync signatures, whether it is a Space or an AsyncSpace:
-    what a method returns is awaited when it is awaitable."""
+    what a method returns is awaited when it is awaitable, an async stream is collected into
+    a list, and an asyncio version view is wrapped in an Api too."""
 
     def __init__(self, space: Any, run: Callable[[Any], Any], raw: Any = None) -> None:
         self._space = space
@@ -74,6 +82,8 @@ class Api:
 
         def call(*args: Any, **kwargs: Any) -> Any:
             result = method(*args, **kwargs)
+            if inspect.isasyncgen(result):  # an async stream: collected
+                result = self._run(_collect(result))
             result = self._run(result) if asyncio.iscoroutine(result) else result
             if isinstance(result, AsyncVersionView):
                 return Api(result, self._run, self.raw)

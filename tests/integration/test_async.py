@@ -263,6 +263,41 @@ def case_versions(s: Api) -> Any:
     return [new, old, back, s.get("b"), s.sync.at("before").get("b")]
 
 
+def case_version_api(s: Api) -> Any:
+    """The whole version API, info, count, records and streaming: the same on both sides
+    (asyncio runs them natively, no worker thread)."""
+    v = _vectors(6, seed=12)
+    keys = [f"k{i}" for i in range(6)]
+    s.put_many(keys[:4], v[:4], [{"genre": "a", "n": i} for i in range(4)])
+    first = s.snapshot("one")
+    s.put_many(keys[4:], v[4:])
+    s.delete("k0")
+    second = s.snapshot("two", keep_last=5)
+    view = s.at("one")
+    seen = {
+        "versions": [(x.id, x.label, x.count) for x in s.versions()],
+        "version": (s.version("two").id, s.version(first.id).label),
+        "view": (view.count(), view.get_many(["k0", "k1"]), view.get_record("k2")),
+        "view_search": view.search(v[1], 3, with_metadata=False),
+        "view_meta": view.get_metadata_many(["k1", "k5"]),
+        "record": s.get_record("k1"),
+        "meta": s.get_metadata_many(["k1", "k5", "zz"]),
+        "count": s.count(),
+        "info": (s.info().count, s.info().dim),
+        "batches": sorted(k for ks, _, _ in s.iter_batches(2) for k in ks),
+        "view_batches": sorted(k for ks, _, _ in view.iter_batches(3) for k in ks),
+        "diff": (lambda d: (d.added, d.removed, d.changed))(s.diff("one", "two")),
+        "updated": s.update_vectors(["k1", "new"], v[:2]),
+    }
+    s.rollback("one")
+    seen["after_rollback"] = (s.count(), s.get("k0"), s.get("new"))
+    s.delete_version("two")
+    seen["pruned"] = [x.label for x in s.prune_versions(0)]
+    seen["left"] = s.versions()
+    seen["second"] = (second.label, second.count)
+    return [(k, v) for k, v in sorted(seen.items())]
+
+
 CASES: dict[str, tuple[dict[str, Any], Callable[[Api], Any]]] = {
     "put_get": ({}, case_put_get),
     "get_many": ({}, case_get_many),
@@ -276,6 +311,7 @@ CASES: dict[str, tuple[dict[str, Any], Callable[[Api], Any]]] = {
     "get_or_compute": ({"expiring": True}, case_get_or_compute),
     "delete": ({}, case_delete),
     "versions": ({}, case_versions),
+    "version_api": ({}, case_version_api),
 }
 
 

@@ -14,7 +14,7 @@ import redis
 
 import rediscache
 from rediscache import AsyncHub, AsyncSpace, AsyncVersionView, Hub, Space, VersionView, guard
-from rediscache.drive import AsyncDriver, AsyncFacade, SyncDriver, SyncFacade, async_op, sync_op
+from rediscache.drive import AsyncDriver, AsyncFacade, Op, SyncDriver, SyncFacade
 
 SECRET = "s3cret-Word"
 
@@ -121,8 +121,8 @@ class Flaky(SyncFacade):
     def _where(self) -> str:
         return "space 'flaky'"
 
-    get = sync_op("get", FlakyOps.attempt, attrgetter("ops"))
-    put = sync_op("put", FlakyOps.attempt, attrgetter("ops"))
+    get = Op(FlakyOps.attempt, attrgetter("ops"))
+    put = Op(FlakyOps.attempt, attrgetter("ops"))
 
 
 class AsyncFlaky(AsyncFacade):
@@ -133,7 +133,7 @@ class AsyncFlaky(AsyncFacade):
     def _where(self) -> str:
         return "space 'flaky'"
 
-    get = async_op("get", FlakyOps.attempt, attrgetter("ops"))
+    get = Op(FlakyOps.attempt, attrgetter("ops"))
 
 
 def test_reads_retry_a_lost_connection_within_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
