@@ -86,12 +86,16 @@ class SyncDriver:
         """Run ``flow`` to its result, performing each effect it yields; an effect's
         exception is thrown into the flow at its ``yield``."""
         perform = self._perform
+        client = self.client
         send = flow.send
         try:
             effect: Effect = send(None)
             while True:
                 try:
-                    reply = perform[type(effect)](effect)
+                    if type(effect) is Roundtrip:  # the reads' one effect: no table lookup
+                        reply = roundtrip(client, effect.commands)
+                    else:
+                        reply = perform[type(effect)](effect)
                 except BaseException as exc:  # the flow re-raises what it does not handle
                     effect = flow.throw(exc)
                     continue
@@ -210,20 +214,18 @@ def _method(
     :func:`rediscache.guard.guarded` on ``self._driver``, sync or a coroutine method."""
     metrics = _metrics_of if counted else None
 
-    def call(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow[Any]:
-        return guarded(self, op, lambda: fn(part(self), *args, **kwargs), args, kwargs, metrics)
-
     method: Any
     if not asyncio_:
 
         def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            out = self._driver.run(call(self, args, kwargs))
+            out = self._driver.run(guarded(self, op, fn, part(self), args, kwargs, metrics))
             return out if wrap is None else wrap(self, out)
 
     else:
 
         async def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            out = await self._driver.run(call(self, args, kwargs))
+            flow = guarded(self, op, fn, part(self), args, kwargs, metrics)
+            out = await self._driver.run(flow)
             return out if wrap is None else wrap(self, out)
 
     functools.update_wrapper(method, fn)
@@ -270,6 +272,11 @@ class Stepper(Protocol[U_co]):
         ...
 
 
+def _step(stream: Stepper[U], *_args: Any, **_kwargs: Any) -> Flow[U | None]:
+    """The next step of ``stream`` (the call's arguments went to the stream already)."""
+    return stream.step()
+
+
 def _iter_method(
     op: str, fn: Callable[..., Stepper[Any]], part: Callable[[Any], Any], asyncio_: bool
 ) -> Any:
@@ -279,7 +286,7 @@ def _iter_method(
     def steps(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Flow[Any]]:
         stream = fn(part(self), *args, **kwargs)
         while not stream.done:
-            yield guarded(self, op, stream.step, args, kwargs, retry=False)
+            yield guarded(self, op, _step, stream, args, kwargs, retry=False)
 
     method: Any
     if not asyncio_:
@@ -309,13 +316,12 @@ def public(op: str, fn: Callable[..., T]) -> Callable[..., T]:
     ``__len__`` calling a public method) as the public call ``op``: run inside
     :func:`rediscache.guard.guarded` like the flows' methods."""
 
-    def attempt(self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Flow[T]:
+    def attempt(self: Any, *args: Any, **kwargs: Any) -> Flow[T]:
         return fn(self, *args, **kwargs)
         yield  # a flow without effects
 
     def method(self: Any, /, *args: Any, **kwargs: Any) -> T:
-        flow = guarded(self, op, lambda: attempt(self, args, kwargs), args, kwargs)
-        return _LOCAL.run(flow)
+        return _LOCAL.run(guarded(self, op, attempt, self, args, kwargs))
 
     functools.update_wrapper(method, fn)
     method.__rediscache_op__ = op  # type: ignore[attr-defined]

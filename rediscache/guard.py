@@ -320,22 +320,23 @@ def _count(
 def guarded(
     obj: Any,
     op: str,
-    attempt: Callable[[], Flow[T]],
+    flow: Callable[..., Flow[T]],
+    part: Any,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     metrics_of: Callable[[Any], Metrics] | None = None,
     *,
     retry: bool = True,
 ) -> Flow[T]:
-    """The public call ``op`` of ``obj``: the flow ``attempt()`` with its errors mapped and,
-    when it reads and ``retry``, run again after a lost connection (see the module
-    docstring); with ``metrics_of``, timed and counted in ``metrics_of(obj)``. ``args`` and
-    ``kwargs`` are the call's (its messages name them). Inside another public call it only
-    runs ``attempt()``. Costs one context variable lookup and set per call when nothing
-    fails. Performed by :mod:`rediscache.drive`, sync or asyncio alike."""
+    """The public call ``op(*args, **kwargs)`` of ``obj``: the flow ``flow(part, *args,
+    **kwargs)`` with its errors mapped and, when it reads and ``retry``, made and run again
+    after a lost connection (see the module docstring); with ``metrics_of``, timed and
+    counted in ``metrics_of(obj)``. Inside another public call it only runs the flow. Costs
+    one context variable lookup and set per call when nothing fails. Performed by
+    :mod:`rediscache.drive`, sync or asyncio alike."""
     depth = _depth.get()
     if depth == _COUNTED or (depth and metrics_of is None):
-        return (yield from attempt())
+        return (yield from flow(part, *args, **kwargs))
     token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
     t0 = time.perf_counter()
     reads = retry and op in READS
@@ -343,7 +344,7 @@ def guarded(
         tries = 0
         while True:
             try:
-                result = yield from attempt()
+                result = yield from flow(part, *args, **kwargs)
                 break
             except _CAUGHT as exc:
                 if depth:  # counted here, mapped by the outer call

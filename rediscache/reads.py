@@ -12,7 +12,15 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from .codec import VectorCodec, check_flag, check_int, check_keys, ttl_to_ms, unpack_metadata
+from .codec import (
+    VectorCodec,
+    check_flag,
+    check_int,
+    check_key,
+    check_keys,
+    ttl_to_ms,
+    unpack_metadata,
+)
 from .config import SpaceInfo
 from .effects import Command, Flow
 from .errors import (
@@ -105,10 +113,11 @@ def vector_rows(
     return out
 
 
-def _raise_errors(replies: list[Any], what: str) -> None:
+def _raise_errors(replies: list[Any], op: str, target: Target) -> None:
+    """Raise the first error reply of ``replies`` as the error of ``op`` on ``target``."""
     for reply in replies:
         if isinstance(reply, Exception):
-            raise reply_error(str(reply), what)
+            raise reply_error(str(reply), f"{op} in {target.where()}")
 
 
 def _deadline(began: float, pttl: Any) -> float | None:
@@ -137,19 +146,23 @@ class Reads:
             InvalidInputError: a bad key or refresh_ttl.
         """
         t = self.target
-        key = check_keys([key], "key")[0]
+        key = check_key(key, "key")
         ms = self._refresh_ms(refresh_ttl) if refresh_ttl is not False else 0
         hot = t.hot if not ms else None
         seq = 0
+        began = 0.0
         if hot is not None:
             cached = hot.get((t.gen.doc_prefix + key).encode())
             if cached is not None:
                 return t.codec.decode(cached, key)
             seq = hot.seq()
+            began = time.monotonic()
         expiry = hot is not None and t.config.expiring
-        began = time.monotonic()
-        replies, gen = yield from t.read_at(lambda gen: get_commands(gen, key, ms, expiry))
-        _raise_errors(replies, f"get in {t.where()}")  # the value, and a PEXPIRE or PTTL
+        gen = t.gen
+        replies = yield t.with_check(get_commands(gen, key, ms, expiry))
+        if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
+            replies, gen = yield from t.read_at(lambda gen: get_commands(gen, key, ms, expiry))
+        _raise_errors(replies, "get", t)  # the value, and a PEXPIRE or PTTL
         raw = replies[0]
         if raw is None:
             return None
@@ -245,10 +258,13 @@ class Reads:
         t = self.target
         if not key_list:
             return [], t.gen, []
-        replies, gen = yield from t.read_at(
-            lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry)
-        )
-        _raise_errors(replies, f"get_many in {t.where()}")
+        gen = t.gen
+        replies = yield t.with_check(fetch_commands(gen, key_list, ttl_ms, expiry))
+        if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
+            replies, gen = yield from t.read_at(
+                lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry)
+            )
+        _raise_errors(replies, "get_many", t)
         n = len(key_list)
         return replies[:n], gen, replies[n:] if expiry else []
 
@@ -272,7 +288,7 @@ class Reads:
         replies = yield from self.target.read(
             lambda gen: [("HMGET", gen.doc(name), VECTOR_FIELD, META_FIELD) for name in names]
         )
-        _raise_errors(replies, f"reading {self.target.where()}")
+        _raise_errors(replies, "diff", self.target)
         return [(r[0], r[1]) for r in replies]
 
     def get_metadata_many(self, keys: Sequence[str]) -> Flow[list[dict[str, Any] | None]]:

@@ -861,13 +861,26 @@ def ensure_running(
     return start(config, progress=progress)[0]
 
 
-def stop(data_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
+def _dir_of(data_dir: object) -> Path:
+    """``data_dir`` (a str or path; None: the default) as a Path.
+
+    Raises:
+        InvalidInputError: not a path.
+    """
+    if data_dir is None:
+        return default_data_dir()
+    if not isinstance(data_dir, str | os.PathLike):
+        raise InvalidInputError(f"data_dir must be a path, got {type(data_dir).__name__}")
+    return Path(data_dir)
+
+
+def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> bool:
     """Shut the embedded server down cleanly (``SHUTDOWN``: AOF flushed and fsynced).
 
     Returns False when no server was running. Waits for the process to exit; if it has
     not exited after ``timeout`` seconds it is sent SIGTERM (Redis also flushes then).
     """
-    data_dir = data_dir or default_data_dir()
+    data_dir = _dir_of(data_dir)
     if not data_dir.is_dir():
         return False  # nothing runs there (and nothing is created)
     with _locked(data_dir):
@@ -911,7 +924,7 @@ def stop(data_dir: Path | None = None, *, timeout: float = 60.0) -> bool:
         return running
 
 
-def status(data_dir: Path | None = None) -> ServerStatus:
+def status(data_dir: str | os.PathLike[str] | None = None) -> ServerStatus:
     """Whether the embedded server of ``data_dir`` runs, with versions, memory and key count.
 
     One connection and a few commands (INFO, DBSIZE, FT._LIST and an FT.INFO per index)
@@ -919,7 +932,7 @@ def status(data_dir: Path | None = None) -> ServerStatus:
     process runs is reported running and ``loading`` (a long load answers nothing for
     seconds at a time); one running a long script is reported ``busy``.
     """
-    data_dir = data_dir or default_data_dir()
+    data_dir = _dir_of(data_dir)
     info = _read_state(data_dir)
     if info is None:
         holder = _holder(data_dir)

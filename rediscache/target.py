@@ -63,6 +63,7 @@ class Target:
         self.readiness = context.readiness(config.name)
         self.hot: HotCache | None = None
         self.state = state
+        self.state_bytes = state.raw.encode()
         self.gen = self.keys.gen(state.live)
 
     def where(self) -> str:
@@ -72,6 +73,7 @@ class Target:
     def set_state(self, state: SpaceState) -> None:
         """Take ``state`` as the current one."""
         self.state = state
+        self.state_bytes = state.raw.encode()
         self.gen = self.keys.gen(state.live)
 
     # ------------------------------------------------------------ the optimistic check
@@ -123,7 +125,7 @@ class Target:
         states never repeat). Error replies come back as exceptions."""
         replies = yield Roundtrip([*commands, ("HGET", self.keys.config, STATE_FIELD)])
         last = replies[-1]
-        if last != state.raw.encode():
+        if last != (self.state_bytes if state is self.state else state.raw.encode()):
             if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
                 raise reply_error(str(last), f"reading {self.where()}", call=False)
             yield from self.adopt(last)
@@ -131,12 +133,35 @@ class Target:
         del replies[-1]
         return replies  # type: ignore[no-any-return]
 
+    def with_check(self, commands: list[tuple[Any, ...]]) -> Roundtrip:
+        """The round trip of ``commands`` (built for :attr:`gen`) plus the state read that
+        checks them; :meth:`checked_ok` tells whether its replies may be used. For the
+        hottest reads, which then need no nested flow; otherwise use :meth:`read_at`."""
+        commands.append(("HGET", self.keys.config, STATE_FIELD))
+        return Roundtrip(commands)
+
+    def checked_ok(self, replies: list[Any]) -> bool:
+        """Whether the replies of a :meth:`with_check` round trip come from the state the
+        commands were built for (then the state read is removed from them)."""
+        if replies[-1] == self.state_bytes:
+            del replies[-1]
+            return True
+        return False
+
     def read_at(
         self, make: Callable[[GenKeys], list[tuple[Any, ...]]]
     ) -> Flow[tuple[list[Any], GenKeys]]:
         """Replies of the commands ``make(gen)`` builds, checked against the state and
         retried with a fresh state when it changed, and the generation they come from (the
         hot cache files them under its key names). One round trip per attempt."""
+        gen = self.gen
+        replies = yield Roundtrip([*make(gen), ("HGET", self.keys.config, STATE_FIELD)])
+        if replies[-1] == self.state_bytes:  # the usual case: one round trip, no retry
+            del replies[-1]
+            return replies, gen
+        if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
+            raise reply_error(str(replies[-1]), f"reading {self.where()}", call=False)
+        yield from self.adopt(replies[-1])
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[tuple[list[Any], GenKeys]]:
             return (yield from self.checked(make(gen), state)), gen

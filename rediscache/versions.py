@@ -81,6 +81,7 @@ class VersionTarget(Target):
 
     def set_state(self, state: SpaceState) -> None:
         self.state = state  # the generation read is the version's, not the live one
+        self.state_bytes = state.raw.encode()
 
     def adopt(self, raw_state: Any) -> Flow[None]:
         """The version may have moved with the state: reload both."""
@@ -100,7 +101,7 @@ class VersionTarget(Target):
         )
         if raw_version is None:
             raise VersionNotFoundError(f"{self.where()} was deleted")
-        self.state = SpaceState.parse(raw_state)
+        self.set_state(SpaceState.parse(raw_state))
         self.gen = self.keys.gen(int(json.loads(raw_version)["gen"]))
 
 

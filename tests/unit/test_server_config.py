@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from rediscache import server
-from rediscache.errors import EmbeddedServerError, PortInUseError, SearchModuleMissingError
+from rediscache.errors import (
+    EmbeddedServerError,
+    InvalidInputError,
+    PortInUseError,
+    SearchModuleMissingError,
+)
 from rediscache.guard import redact
 
 
@@ -56,3 +63,13 @@ def test_passwords_holding_at_signs_or_in_queries_are_redacted() -> None:
     assert redact("rediss://user:a%2Fb@host:6380") == "rediss://user:***@host:6380"
     assert redact("redis://h:1/0?password=s3cret&x=1") == "redis://h:1/0?password=***&x=1"
     assert "s3cret" not in redact("error connecting to unix:///tmp/r.sock?password=s3cret")
+
+
+def test_stop_and_status_take_a_str_path(tmp_path: Path) -> None:
+    """A data dir given as a str works like a Path (it raised AttributeError); anything
+    else is an InvalidInputError."""
+    missing = tmp_path / "never-started"
+    assert server.stop(str(missing)) is False
+    assert server.status(str(missing)).running is False
+    with pytest.raises(InvalidInputError, match="data_dir must be a path"):
+        server.stop(42)  # type: ignore[arg-type]
