@@ -1,7 +1,7 @@
 """Per-operation counters and latency summaries, cheap enough to leave on.
 
 Every :class:`~rediscache.Space` data-plane call is timed (``time.perf_counter``, about 1 us
-of overhead per call; the wrapper is :func:`rediscache.guard.public`) and counted under its
+of overhead per call; done in :func:`rediscache.guard.guarded`) and counted under its
 operation name in its hub's :class:`Metrics`: calls, errors, hits and misses (for reads), and
 the latency of the last :data:`WINDOW` calls, from which :meth:`Metrics.snapshot` computes p50
 and p99. Read them with ``hub.metrics()``; ``hub.metrics(reset=True)`` starts a new window.
