@@ -89,13 +89,16 @@ class SyncDriver:
         client = self.client
         send = flow.send
         try:
-            effect: Effect = send(None)
+            effect: Any = send(None)
             while True:
                 try:
-                    if type(effect) is Roundtrip:  # the reads' one effect: no table lookup
+                    kind = type(effect)
+                    if kind is Roundtrip:  # the reads' and scripts' effects: no table lookup
                         reply = roundtrip(client, effect.commands)
+                    elif kind is Once:
+                        reply = once(client, effect.command)
                     else:
-                        reply = perform[type(effect)](effect)
+                        reply = perform[kind](effect)
                 except BaseException as exc:  # the flow re-raises what it does not handle
                     effect = flow.throw(exc)
                     continue

@@ -174,7 +174,10 @@ class Searches:
 
         for _ in range(2):
             if t.live:
-                index = yield from t.search_index(t.gen)
+                if t.gen.gen in t.readiness.ready and not t.reconnected():
+                    index = t.keys.index  # the usual case: known complete
+                else:
+                    index = yield from t.search_index(t.gen)
                 replies = yield Roundtrip(make(index))
             else:
                 replies = yield from self._version_round(make)

@@ -212,7 +212,9 @@ class Target:
         for the versions sharing it first, or wait for another client's copy. Retries after
         a stale state (nothing was written by a stale attempt)."""
         for _ in range(64):
-            state = yield from self.writable_state()
+            state = self.state
+            if not state.writable:  # shared with a version, or being copied
+                state = yield from self.writable_state()
             try:
                 return (yield from call(state, self.keys.gen(state.live)))
             except StaleStateError:

@@ -259,7 +259,7 @@ class Writes:
             def call(
                 state: SpaceState, gen: GenKeys, names: list[str] = names, chunk: Any = chunk
             ) -> Flow[scripts.Written]:
-                return (yield from self._write(state, gen, names, chunk, ttl_ms, missing))
+                return self._write(state, gen, names, chunk, ttl_ms, missing)
 
             try:
                 done = yield from self.target.writing(call)
@@ -386,7 +386,7 @@ class Writes:
         names = check_keys(keys)
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[scripts.Written]:
-            return (yield from self._write(state, gen, names, None, None))
+            return self._write(state, gen, names, None, None)
 
         return int((yield from self.target.writing(call)).changed)
 
