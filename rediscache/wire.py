@@ -13,9 +13,13 @@ the ``redis_connect_func`` setting) plus two private attributes, each read in on
 with a fallback: ``Connection._sock`` (:func:`socket_fileno`; fallback: redis-py's
 ``can_read``) and the asyncio connection's ``_reader`` stream, which
 :func:`roundtrip_async` parses with hiredis in one pass (fallback: ``read_response`` per
-reply, about 5 us more per reply). tests/unit/test_wire.py runs this module against each
-redis-py major version pyproject.toml allows (5 to 8) and against connections lacking
-the private attributes.
+reply, about 5 us more per reply). ``get_connection`` is called as the pool's signature
+asks: redis-py before 5.3 requires a command name, later releases take none (and warn when
+given one).
+
+tests/integration/test_wire_versions.py runs this module against releases of each
+redis-py major version pyproject.toml allows (5.0 to 8), reporting which fast paths each
+takes; tests/unit/test_wire.py against connections lacking the private attributes.
 """
 
 from __future__ import annotations
@@ -48,6 +52,33 @@ _BROKEN = (redis.ConnectionError, redis.TimeoutError)
 _UNSENT = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 
+_NAMED: dict[type, bool] = {}  # pool class -> whether get_connection needs a command name
+
+
+def _takes_name(pool: Any) -> bool:
+    """Whether ``pool.get_connection`` requires a command name: redis-py before 5.3 does
+    (``get_connection(command_name, *keys)``, the name unused by its pools); 5.3 and later
+    take none and warn when given one. Read once per pool class from its signature."""
+    kind = type(pool)
+    named = _NAMED.get(kind)
+    if named is None:
+        try:
+            param = inspect.signature(pool.get_connection).parameters.get("command_name")
+        except (TypeError, ValueError):  # no signature to read: call it the current way
+            param = None
+        named = param is not None and param.default is inspect.Parameter.empty
+        _NAMED[kind] = named
+    return named
+
+
+def _connection(pool: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """A connection from ``pool`` (sync, or a coroutine for an asyncio pool) for
+    ``commands``, called as this redis-py version wants."""
+    if _takes_name(pool):
+        return pool.get_connection(commands[0][0] if commands else "PING")
+    return pool.get_connection()
+
+
 def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
     """Send ``commands`` in one write and read every reply: one round trip.
 
@@ -64,7 +95,7 @@ def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]
         return list(pipe.execute(raise_on_error=False))
     pool = client.connection_pool
     for attempt in (1, 2):
-        conn = pool.get_connection()
+        conn = _connection(pool, commands)
         try:
             conn.send_packed_command(conn.pack_commands(commands))
             replies: list[Any] = []
@@ -124,7 +155,7 @@ async def roundtrip_async(
     broken connection is retried once (the commands are reads)."""
     pool = client.connection_pool
     for attempt in (1, 2):
-        conn = await pool.get_connection()
+        conn = await _connection(pool, commands)
         try:
             await conn.send_packed_command(conn.pack_commands(commands))
             stream = _stream_of(conn)
@@ -165,7 +196,7 @@ def once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
             return exc
     pool = client.connection_pool
     try:
-        conn = pool.get_connection()
+        conn = _connection(pool, [command])
     except _UNSENT as exc:
         raise NotSent(str(exc)) from exc
     try:
@@ -189,7 +220,7 @@ async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> A
     """:func:`once` for an asyncio client."""
     pool = client.connection_pool
     try:
-        conn = await pool.get_connection()
+        conn = await _connection(pool, [command])
     except _UNSENT as exc:
         raise NotSent(str(exc)) from exc
     try:
@@ -212,8 +243,8 @@ async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> A
 def socket_fileno(conn: Any) -> int | None:
     """The file descriptor of a connected redis-py ``Connection``'s socket, or None when it
     cannot be found. redis-py has no public accessor: this reads its ``_sock`` attribute
-    (present in redis-py 5 to 8, tested in tests/unit/test_wire.py); callers fall back to
-    redis-py's public ``can_read`` when it returns None."""
+    (present in redis-py 5 to 8, tested in tests/integration/test_wire_versions.py); callers
+    fall back to redis-py's public ``can_read`` when it returns None."""
     sock = getattr(conn, "_sock", None)
     fileno = getattr(sock, "fileno", None)
     if fileno is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from both import MODES, Api, async_hub_args
+from packaging.version import Version
 
 import rediscache
 from rediscache import Hub, connect_async, server
@@ -119,3 +120,19 @@ def apis(hub: Hub, server_dir: Path | None) -> Iterator[dict[str, Callable[..., 
 def make(request: pytest.FixtureRequest, apis: dict[str, Callable[..., Api]]) -> Callable[..., Api]:
     """A maker of a fresh space (``make(name, **create)``), once sync and once async."""
     return apis[request.param]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Which fast paths rediscache.wire took per redis-py release (test_wire_versions)."""
+    lines = [
+        str(value)
+        for outcome in ("passed", "failed", "xfailed")
+        for report in terminalreporter.stats.get(outcome, [])
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "wire_paths"
+    ]
+    if lines:
+        terminalreporter.section("rediscache.wire per redis-py release")
+        for line in sorted(lines, key=lambda line: Version(line.split()[1])):
+            terminalreporter.line(line)

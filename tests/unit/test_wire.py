@@ -1,12 +1,20 @@
-"""The one adapter to redis-py internals (wire.socket_fileno) and its fallbacks."""
+"""The one adapter to redis-py internals (rediscache.wire): its fallbacks, on connections
+without the private attributes it reads, and the get_connection call of older redis-py.
+tests/integration/test_wire_versions.py runs it against real redis-py releases."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from types import SimpleNamespace
+from typing import Any
 
+import pytest
 import redis
+import redis.asyncio
+from packaging.version import Version
 
+from rediscache import wire
 from rediscache.wire import socket_fileno
 
 
@@ -26,3 +34,166 @@ def test_socket_fileno_falls_back_to_none() -> None:
     assert socket_fileno(redis.Connection()) is None  # not connected
     assert socket_fileno(SimpleNamespace()) is None  # another client library's connection
     assert socket_fileno(SimpleNamespace(_sock=object())) is None
+
+
+def test_socket_fileno_of_a_closed_or_odd_socket() -> None:
+    class Raising:
+        def fileno(self) -> int:
+            raise OSError("bad file descriptor")
+
+    assert socket_fileno(SimpleNamespace(_sock=Raising())) is None
+    assert socket_fileno(SimpleNamespace(_sock=SimpleNamespace(fileno=lambda: "3"))) is None
+    assert socket_fileno(SimpleNamespace(_sock=None)) is None
+
+
+# ------------------------------------------------------- connections without _reader
+
+
+class FakeAsyncConnection:
+    """An asyncio connection as wire.py sees it, replying from a list (an exception in it
+    is raised, as redis-py raises error replies); ``stream`` is set as its ``_reader``."""
+
+    def __init__(self, replies: list[Any], stream: Any = None) -> None:
+        self.replies = replies
+        self.sent: list[bytes] = []
+        self.reads = 0
+        self.disconnected = False
+        if stream is not None:
+            self._reader = stream
+
+    def pack_commands(self, commands: list[tuple[Any, ...]]) -> list[bytes]:
+        return [b" ".join(str(part).encode() for part in c) for c in commands]
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        return self.pack_commands([args])
+
+    async def send_packed_command(self, packed: list[bytes]) -> None:
+        self.sent.extend(packed)
+
+    async def read_response(self) -> Any:
+        self.reads += 1
+        reply = self.replies.pop(0)
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def disconnect(self) -> None:
+        self.disconnected = True
+
+
+class FakeAsyncPool:
+    """An asyncio pool of redis-py 5.3 and later: ``get_connection()``."""
+
+    def __init__(self, *conns: FakeAsyncConnection) -> None:
+        self.conns = list(conns)
+        self.released: list[FakeAsyncConnection] = []
+        self.names: list[Any] = []
+
+    async def get_connection(self) -> FakeAsyncConnection:
+        return self.conns.pop(0)
+
+    async def release(self, conn: FakeAsyncConnection) -> None:
+        self.released.append(conn)
+
+
+class FakeNamedAsyncPool(FakeAsyncPool):
+    """An asyncio pool of redis-py before 5.3: ``get_connection(command_name, *keys)``."""
+
+    async def get_connection(  # type: ignore[override]
+        self, command_name: Any, *keys: Any
+    ) -> FakeAsyncConnection:
+        self.names.append(command_name)
+        return self.conns.pop(0)
+
+
+def _client(pool: Any) -> Any:
+    return SimpleNamespace(connection_pool=pool)
+
+
+def test_roundtrip_async_without_reader_reads_reply_by_reply() -> None:
+    conn = FakeAsyncConnection([b"a", redis.ResponseError("WRONGTYPE no"), None])
+    pool = FakeAsyncPool(conn)
+    commands = [("GET", "a"), ("HGET", "a", "f"), ("GET", "b")]
+    replies = asyncio.run(wire.roundtrip_async(_client(pool), commands))
+    assert replies[0] == b"a" and replies[2] is None
+    assert isinstance(replies[1], redis.ResponseError) and str(replies[1]) == "WRONGTYPE no"
+    assert conn.reads == 3 and conn.sent == [b"GET a", b"HGET a f", b"GET b"]
+    assert pool.released == [conn] and not conn.disconnected
+
+
+@pytest.mark.parametrize("reader", [object(), None, "stream"])
+def test_roundtrip_async_falls_back_unless_reader_is_a_stream(reader: Any) -> None:
+    conn = FakeAsyncConnection([b"1", b"2"], stream=reader)
+    replies = asyncio.run(wire.roundtrip_async(_client(FakeAsyncPool(conn)), [("X",), ("Y",)]))
+    assert replies == [b"1", b"2"] and conn.reads == 2
+
+
+def _stream(data: bytes) -> asyncio.StreamReader:
+    stream = asyncio.StreamReader()
+    stream.feed_data(data)
+    return stream
+
+
+RESP = b"$1\r\na\r\n-WRONGTYPE no\r\n$-1\r\n*2\r\n:1\r\n$1\r\nb\r\n"
+
+
+def test_roundtrip_async_parses_the_reader_with_hiredis() -> None:
+    async def run() -> tuple[list[Any], FakeAsyncConnection]:
+        conn = FakeAsyncConnection([], stream=_stream(RESP))
+        commands = [("GET", "a"), ("HGET", "a", "f"), ("GET", "b"), ("X",)]
+        return await wire.roundtrip_async(_client(FakeAsyncPool(conn)), commands), conn
+
+    replies, conn = asyncio.run(run())
+    assert conn.reads == 0  # read_response was never called: the fast path
+    assert replies[0] == b"a" and replies[2] is None and replies[3] == [1, b"b"]
+    assert isinstance(replies[1], redis.ResponseError) and str(replies[1]) == "WRONGTYPE no"
+
+
+def test_roundtrip_async_without_hiredis_ignores_the_reader(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wire, "_hiredis", None)
+
+    async def run() -> tuple[list[Any], FakeAsyncConnection]:
+        conn = FakeAsyncConnection([b"1", b"2"], stream=_stream(RESP))
+        return await wire.roundtrip_async(_client(FakeAsyncPool(conn)), [("X",), ("Y",)]), conn
+
+    replies, conn = asyncio.run(run())
+    assert replies == [b"1", b"2"] and conn.reads == 2
+
+
+def test_roundtrip_async_closed_reader_retries_on_a_fresh_connection() -> None:
+    async def run() -> tuple[list[Any], FakeAsyncConnection, FakeAsyncConnection]:
+        broken = FakeAsyncConnection([], stream=_stream(b""))
+        broken._reader.feed_eof()
+        fresh = FakeAsyncConnection([b"ok"])
+        replies = await wire.roundtrip_async(_client(FakeAsyncPool(broken, fresh)), [("X",)])
+        return replies, broken, fresh
+
+    replies, broken, fresh = asyncio.run(run())
+    assert replies == [b"ok"] and broken.disconnected and not fresh.disconnected
+
+
+def test_pools_of_redis_py_before_5_3_are_given_a_command_name() -> None:
+    conn = FakeAsyncConnection([b"a"])
+    pool = FakeNamedAsyncPool(conn)
+    assert asyncio.run(wire.roundtrip_async(_client(pool), [("GET", "a")])) == [b"a"]
+    conn = FakeAsyncConnection([b"b"])
+    pool.conns.append(conn)
+    assert asyncio.run(wire.once_async(_client(pool), ("HGET", "k", "f"))) == b"b"
+    assert pool.names == ["GET", "HGET"]
+
+    class NamedPool:
+        def get_connection(self, command_name: str, *keys: Any, **options: Any) -> Any:
+            return (command_name, keys)
+
+    class NewPool:
+        def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+            return (command_name, keys)
+
+    assert wire._connection(NamedPool(), [("GET", "a")]) == ("GET", ())
+    assert wire._connection(NamedPool(), []) == ("PING", ())
+    assert wire._connection(NewPool(), [("GET", "a")]) == (None, ())
+    installed = Version(redis.__version__) < Version("5.3")  # what the installed redis-py wants
+    assert wire._takes_name(redis.ConnectionPool()) is installed
+    assert wire._takes_name(redis.asyncio.ConnectionPool()) is installed
