@@ -132,7 +132,9 @@ async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
             if reply is False:
                 break
             if isinstance(reply, _hiredis.ReplyError):
-                reply = redis.ResponseError(str(reply))
+                # the text redis-py's read_response gives (the sync path): "ERR " dropped
+                text = str(reply)
+                reply = redis.ResponseError(text[4:] if text.startswith("ERR ") else text)
             replies.append(reply)
     return replies
 

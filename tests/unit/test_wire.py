@@ -149,6 +149,18 @@ def test_roundtrip_async_parses_the_reader_with_hiredis() -> None:
     assert isinstance(replies[1], redis.ResponseError) and str(replies[1]) == "WRONGTYPE no"
 
 
+def test_error_replies_read_by_hiredis_read_as_redis_py_gives_them() -> None:
+    """The sync path (redis-py's read_response) drops the "ERR " of an error reply: the
+    asyncio fast path gives the same text, so both raise the same message."""
+
+    async def run() -> list[Any]:
+        conn = FakeAsyncConnection([], stream=_stream(b"-ERR unknown command 'X'\r\n-BUSY x\r\n"))
+        return await wire.roundtrip_async(_client(FakeAsyncPool(conn)), [("X",), ("Y",)])
+
+    replies = asyncio.run(run())
+    assert [str(r) for r in replies] == ["unknown command 'X'", "BUSY x"]
+
+
 def test_roundtrip_async_without_hiredis_ignores_the_reader(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
