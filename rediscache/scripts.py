@@ -73,6 +73,7 @@ __all__ = [
     "drop_version_call",
     "fork_begin",
     "fork_begin_call",
+    "fork_abort_call",
     "fork_commit",
     "fork_commit_call",
     "gather",
@@ -597,6 +598,14 @@ def fork_begin_call(
 
     return ScriptCall(
         "fork_begin", [config_key, lock_key, garbage_key], [token, lease_ms], _begun, failed
+    )
+
+
+def fork_abort_call(lock_key: str, *, token: str) -> ScriptCall[bool]:
+    """``fork_abort.lua``: release the lease of a copy this client gives up (``token``);
+    True when it was still this client's. One round trip, atomic."""
+    return ScriptCall(
+        "fork_abort", [lock_key], [token], lambda reply: bool(reply), _raiser("fork_abort", [])
     )
 
 

@@ -14,6 +14,7 @@ version. The parts of a space (:mod:`rediscache.reads`, :mod:`rediscache.search`
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 import uuid
@@ -258,28 +259,41 @@ class Target:
         keys = self.keys
         count = int((yield Command(("HGET", keys.config, f"n:{state.live}"))) or 0)
         token = uuid.uuid4().hex
-        begun = yield from scripts.run(
-            scripts.fork_begin_call(
-                keys.config,
-                keys.lock,
-                keys.garbage,
-                token=token,
-                lease_ms=generations.FORK_LEASE_MS + count // 10,
+        try:
+            begun = yield from scripts.run(
+                scripts.fork_begin_call(
+                    keys.config,
+                    keys.lock,
+                    keys.garbage,
+                    token=token,
+                    lease_ms=generations.FORK_LEASE_MS + count // 10,
+                )
             )
-        )
-        if isinstance(begun, str):  # busy, or nothing to copy: look again
-            if begun == "RC_BUSY":
-                yield Sleep(0.005)
-            yield from self.refresh()
-            return
-        src, dst, new = begun
-        self.set_state(SpaceState.parse(new))
-        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
-        done = yield from scripts.run(
-            scripts.fork_commit_call(
-                [keys.config, keys.versions, keys.lock, keys.garbage], token=token, copied=copied
+            if isinstance(begun, str):  # busy, or nothing to copy: look again
+                if begun == "RC_BUSY":
+                    yield Sleep(0.005)
+                yield from self.refresh()
+                return
+            src, dst, new = begun
+            self.set_state(SpaceState.parse(new))
+            copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
+            done = yield from scripts.run(
+                scripts.fork_commit_call(
+                    [keys.config, keys.versions, keys.lock, keys.garbage],
+                    token=token,
+                    copied=copied,
+                )
             )
-        )
+        except GeneratorExit:
+            raise  # the flow was dropped unfinished: nothing more may be sent from it
+        except BaseException:
+            # Cancelled (asyncio), interrupted (Ctrl-C) or failed while holding the lease,
+            # or perhaps holding it (a lost reply): release it now, or every writer of the
+            # space would wait for it to expire (30 s and more). The next writer takes the
+            # copy over; the partial copy is garbage. A no-op when the lease is not ours.
+            with contextlib.suppress(Exception):
+                yield from scripts.run(scripts.fork_abort_call(keys.lock, token=token))
+            raise
         if done is None:  # our lease expired and another client took over
             yield from self.refresh()
             return

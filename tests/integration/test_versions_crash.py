@@ -157,3 +157,48 @@ def test_a_copy_cut_by_sigkill_is_taken_over(
         assert len(space) == N + 1
         space.rollback("v")
         assert _contents(space) == before
+
+
+def test_a_copy_cancelled_by_its_caller_releases_the_lease(
+    hub: rediscache.Hub, space_name: str, server_dir: Path | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An asyncio write cancelled while it copies the live generation for a version (the
+    first write after a snapshot; wait_for timeouts do this) gives the lease up at once:
+    the next writer takes the copy over instead of waiting 30 s or more for it to expire.
+    The copy is made slow on purpose (5 documents per round trip)."""
+    import asyncio
+
+    from both import async_hub_args
+
+    monkeypatch.setattr(generations, "BATCH", 5)
+    vecs = np.random.default_rng(2).normal(size=(N, 8)).astype(np.float32)
+    keys = [f"k{i}" for i in range(N)]
+    space = hub.create_space(space_name, 8, metric="l2")
+    space.put_many(keys, vecs)
+    lock = space.keys.lock
+
+    async def main() -> tuple[bool, bool]:
+        async with await rediscache.connect_async(**async_hub_args(server_dir)) as ahub:
+            asp = await ahub.space(space_name)
+            await asp.snapshot("v")
+            task = asyncio.create_task(asp.put("x", vecs[0]))  # copies the generation first
+            for _ in range(2000):
+                if hub.client.exists(lock):
+                    break
+                await asyncio.sleep(0.001)
+            copying = bool(hub.client.exists(lock))
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            released = not hub.client.exists(lock)
+            await asp.put("y", vecs[1])  # takes the copy over
+            return copying, released
+
+    copying, released = asyncio.run(main())
+    assert copying, "the write never started copying"
+    assert released, "the cancelled copy kept its lease"
+    state = SpaceState.parse(hub.client.hget(space.keys.config, "state"))
+    assert state.writable and not hub.client.exists(lock)
+    assert len(space.at("v")) == N and space.at("v").get("y") is None
+    assert space.get("y") is not None and space.get("x") is None
+    assert sorted(k for ks, _, _ in space.at("v").iter_batches() for k in ks) == sorted(keys)
