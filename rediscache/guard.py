@@ -151,9 +151,19 @@ def _connecting(exc: BaseException) -> bool:
     )
 
 
+_POOL_FULL = ("too many connections", "no connection available")
+
+
+def _pool_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) says the client's connection pool had no free
+    connection: nothing was sent, and the server is fine."""
+    text = str(_root(exc)).lower()
+    return any(words in text for words in _POOL_FULL)
+
+
 def _lost(exc: BaseException) -> bool:
     """Whether a read failed because its connection was lost or could not be made."""
-    if isinstance(exc, redis.BusyLoadingError | redis.AuthenticationError):
+    if isinstance(exc, redis.BusyLoadingError | redis.AuthenticationError) or _pool_full(exc):
         return False
     if isinstance(exc, redis.ConnectionError | ConnectionError):
         return True
@@ -179,6 +189,17 @@ def translate(
     whether it writes in one round trip (so a write that was never sent wrote nothing);
     ``client``: the call's client (for the address and the ACL user). Pure."""
     error: ServerError
+    if _pool_full(exc) and not (isinstance(exc, ServerError) and exc.operation is not None):
+        pool = getattr(client, "connection_pool", None)
+        most = getattr(pool, "max_connections", None)
+        error = ConnectionFailedError(
+            f"{context}: every connection of this client's pool to Redis at {address(client)} "
+            f"was in use (max_connections={most}) and none came free in time; nothing was "
+            "sent. Lower the number of concurrent calls, or connect with a larger "
+            "max_connections= (docs/serving.md)"
+        )
+        error.operation = context
+        return _with_user(error, client)
     if isinstance(exc, RediscacheError):
         if not isinstance(exc, ServerError):
             return None

@@ -28,8 +28,8 @@ from .state import SpaceState
 from .wire import count_connects
 
 __all__ = [
-    "COMPACT_MIN_KEYS", "INDEX_WAIT", "ConnectPlan", "Hub", "HubSurface", "ServerStats", "connect",
-    "open_client", "plan_connect",
+    "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "ConnectPlan", "Hub",
+    "HubSurface", "ServerStats", "connect", "open_client", "plan_connect",
 ]  # fmt: skip
 
 
@@ -51,6 +51,12 @@ def no_retry() -> Retry:
     rediscache retries reads itself, within the bound of :mod:`rediscache.guard`."""
     return Retry(NoBackoff(), 0)
 
+
+#: Connections the clients :func:`connect` creates keep open at most, and the seconds a call
+#: waits for one of them to come free when all are in use (then ConnectionFailedError saying
+#: so). Pass ``max_connections=`` (and ``timeout=``) with a URL to choose others.
+MAX_CONNECTIONS = 100
+POOL_TIMEOUT = 10.0
 
 #: Default of :attr:`Hub.index_wait`, seconds. After a restart the search module rebuilds
 #: every index in the background (about a minute for 20k 384-d HNSW vectors on a busy 2-core
@@ -112,6 +118,12 @@ def connect(
     for the indexes; each search does, for its own space's index: up to
     :attr:`Hub.index_wait` seconds (:data:`INDEX_WAIT`, 30), then
     :class:`IndexBuildingError`, never a silently partial answer.
+
+    Connections: the clients it creates keep at most :data:`MAX_CONNECTIONS` (100) open,
+    shared by every thread (or asyncio task) using the hub; a call finding all of them in
+    use waits for one up to :data:`POOL_TIMEOUT` (10 s), then raises
+    :class:`ConnectionFailedError` saying the pool was full. ``connect(url,
+    max_connections=..., timeout=...)`` chooses others.
 
     Round trips: two (PING, MODULE LIST), plus the server start when needed.
 
@@ -204,25 +216,31 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     if plan.client is not None:
         return plan.client, False, "the given client's server"
     retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)
+    pooling = {"max_connections": MAX_CONNECTIONS, "timeout": POOL_TIMEOUT}
     if plan.url is not None:
         try:
-            client = module.Redis.from_url(
-                plan.url, protocol=2, **{"retry": retry, **plan.redis_kwargs}
+            pool = module.BlockingConnectionPool.from_url(
+                plan.url, protocol=2, **{"retry": retry, **pooling, **plan.redis_kwargs}
             )
-            pool = client.connection_pool
             pool.connection_class(**pool.connection_kwargs)  # no I/O: refuses unknown options
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
             raise InvalidInputError(
                 f"invalid Redis URL or option for {redact(plan.url)!r}: {redact(str(exc))}"
             ) from exc
-        return client, True, redact(plan.url)
+        return module.Redis.from_pool(pool), True, redact(plan.url)
     assert info is not None
+    connections = module.connection
     if info.unix_socket and Path(info.unix_socket).exists():
-        where: dict[str, Any] = {"unix_socket_path": info.unix_socket}
+        where: dict[str, Any] = {
+            "connection_class": connections.UnixDomainSocketConnection,
+            "path": info.unix_socket,
+        }
     else:
-        where = {"host": info.host, "port": info.port}
-    client = module.Redis(password=info.password, protocol=2, retry=retry, **where)
-    return client, True, f"the embedded server in {info.data_dir}"
+        where = {"connection_class": connections.Connection, "host": info.host, "port": info.port}
+    pool = module.BlockingConnectionPool(
+        password=info.password, protocol=2, retry=retry, **pooling, **where
+    )
+    return module.Redis.from_pool(pool), True, f"the embedded server in {info.data_dir}"
 
 
 _registry = attrgetter("_registry")

@@ -385,3 +385,33 @@ def test_reprs_and_messages_hide_passwords(hub: Hub) -> None:
             assert password not in repr(ahub) and password not in repr(ahub.client)
 
     asyncio.run(run())
+
+
+def test_more_concurrent_calls_than_connections_wait_for_one(
+    hub: Hub, space_name: str, server_dir: Path | None
+) -> None:
+    """Calls beyond the pool's connections wait for a free one (they failed at once with
+    "Too many connections", reported as an unreachable server); one that waits too long
+    says the pool was full, not that Redis is down."""
+    from both import async_hub_args
+
+    sp = hub.create_space(space_name, DIM)
+    keys = [f"k{i}" for i in range(50)]
+    sp.put_many(keys, np.ones((50, DIM)))
+
+    async def many() -> list[Any]:
+        async with await connect_async(**async_hub_args(server_dir)) as ahub:
+            asp = await ahub.space(space_name)
+            return await asyncio.gather(*(asp.get_many(keys) for _ in range(250)))
+
+    assert len(asyncio.run(many())) == 250
+    url = os.environ.get("REDISCACHE_TEST_URL") or server.status(server_dir).info.url  # type: ignore[union-attr]
+    with rediscache.connect(url, max_connections=1, timeout=0.2) as small:
+        held = small.client.connection_pool.get_connection()  # the only one
+        try:
+            with pytest.raises(rediscache.ConnectionFailedError) as err:
+                small.space(space_name)
+        finally:
+            small.client.connection_pool.release(held)
+        assert "max_connections=1" in str(err.value) and "nothing was sent" in str(err.value)
+        assert small.space(space_name).get("k1") is not None
