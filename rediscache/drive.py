@@ -17,6 +17,7 @@ import functools
 import inspect
 import threading
 import time
+import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -215,6 +216,17 @@ async def _wait_flights_async(effect: WaitFlights) -> None:
 # --------------------------------------------------------------------------- public methods
 
 
+def _signature(fn: Callable[..., Any], returns: str | None = None) -> inspect.Signature:
+    """``fn``'s signature as the public method's: returning ``returns``, or what ``fn``'s
+    flow returns (``Flow[X]`` shown as ``X``), so that ``help()`` shows what a call
+    gives."""
+    sig = inspect.signature(fn)
+    ret = sig.return_annotation if returns is None else returns
+    if isinstance(ret, str) and ret.startswith("Flow[") and ret.endswith("]"):
+        ret = ret[len("Flow[") : -1]
+    return sig.replace(return_annotation=ret)
+
+
 def _metrics_of(obj: Any) -> Metrics:
     metrics: Metrics = obj._context.metrics
     return metrics
@@ -227,6 +239,7 @@ def _method(
     counted: bool,
     wrap: Callable[[Any, Any], Any] | None,
     asyncio_: bool,
+    returns: str | None = None,
 ) -> Any:
     """The public method ``op`` running ``fn(part(self), ...)`` inside
     :func:`rediscache.guard.guarded` on ``self._driver``, sync or a coroutine method."""
@@ -248,6 +261,7 @@ def _method(
 
     functools.update_wrapper(method, fn)
     method.__name__ = method.__qualname__ = op
+    method.__signature__ = _signature(fn, returns)
     method.__rediscache_op__ = op
     return method
 
@@ -258,11 +272,14 @@ def sync_op(
     part: Callable[[Any], S],
     *,
     wrap: Callable[[Any, T], U],
+    returns: str,
 ) -> Callable[Concatenate[Any, P], U]:
     """The public sync method ``op`` of a facade whose result is a facade object:
     ``wrap(self, result)`` of ``fn(part(self), ...)`` run on ``self._driver`` (e.g. a Space
-    of a config; the other operations are :class:`Op`). Guarded, not counted."""
-    return _method(op, fn, part, False, wrap, asyncio_=False)  # type: ignore[no-any-return]
+    of a config, ``returns`` names its class; the other operations are :class:`Op`).
+    Guarded, not counted."""
+    method = _method(op, fn, part, False, wrap, asyncio_=False, returns=returns)
+    return method  # type: ignore[no-any-return]
 
 
 def async_op(
@@ -271,9 +288,11 @@ def async_op(
     part: Callable[[Any], S],
     *,
     wrap: Callable[[Any, T], U],
+    returns: str,
 ) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, U]]:
     """:func:`sync_op` for an asyncio facade: a coroutine method."""
-    return _method(op, fn, part, False, wrap, asyncio_=True)  # type: ignore[no-any-return]
+    method = _method(op, fn, part, False, wrap, asyncio_=True, returns=returns)
+    return method  # type: ignore[no-any-return]
 
 
 class Stepper(Protocol[U_co]):
@@ -296,7 +315,11 @@ def _step(stream: Stepper[U], *_args: Any, **_kwargs: Any) -> Flow[U | None]:
 
 
 def _iter_method(
-    op: str, fn: Callable[..., Stepper[Any]], part: Callable[[Any], Any], asyncio_: bool
+    op: str,
+    fn: Callable[..., Stepper[Any]],
+    part: Callable[[Any], Any],
+    asyncio_: bool,
+    item: str,
 ) -> Any:
     """The public generator method ``op`` streaming the steps of ``fn(part(self), ...)``,
     each step guarded (not retried: a stream cannot restart), sync or asyncio."""
@@ -325,6 +348,8 @@ def _iter_method(
 
     functools.update_wrapper(method, fn)
     method.__name__ = method.__qualname__ = op
+    stream = "AsyncIterator" if asyncio_ else "Iterator"
+    method.__signature__ = _signature(fn, f"{stream}[{item}]")
     method.__rediscache_op__ = op
     return method
 
@@ -413,8 +438,10 @@ class IterOp(Generic[S, P, U]):
     """:class:`Op` for a stream (:class:`Stepper`): a generator method on a sync facade, an
     async generator method on an asyncio one."""
 
-    def __init__(self, fn: Callable[Concatenate[S, P], Stepper[U]], part: Callable[[Any], S]):
-        self.fn, self.part = fn, part
+    def __init__(
+        self, fn: Callable[Concatenate[S, P], Stepper[U]], part: Callable[[Any], S], *, item: str
+    ):
+        self.fn, self.part, self.item = fn, part, item
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def __set_name__(self, owner: type[Any], name: str) -> None:
@@ -432,7 +459,8 @@ class IterOp(Generic[S, P, U]):
     def __get__(self, obj: Any, owner: type[Any]) -> Any:
         if not issubclass(owner, SyncFacade | AsyncFacade):
             return self
-        made = _iter_method(self.name, self.fn, self.part, issubclass(owner, AsyncFacade))
+        asyncio_ = issubclass(owner, AsyncFacade)
+        made = _iter_method(self.name, self.fn, self.part, asyncio_, self.item)
         setattr(owner, self.name, made)
         return made if obj is None else made.__get__(obj, owner)
 
@@ -454,4 +482,4 @@ class Local(Generic[S, P, T]):
     def __get__(self, obj: Any, owner: type[Any]) -> Any:
         if obj is None:
             return self
-        return functools.partial(self.fn, self.part(obj))
+        return types.MethodType(self.fn, self.part(obj))

@@ -338,6 +338,22 @@ def _count(
     metrics_of(obj).record(op, seconds, hits=hits, misses=misses)
 
 
+def _start(
+    op: str,
+    flow: Callable[..., Flow[T]],
+    part: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Flow[T]:
+    """``flow(part, *args, **kwargs)``; arguments the call does not take raise the
+    TypeError Python gives, naming the public call (not the part's method)."""
+    try:
+        return flow(part, *args, **kwargs)
+    except TypeError as exc:
+        name = getattr(flow, "__qualname__", "")
+        raise TypeError(str(exc).replace(f"{name}()", f"{op}()")) from None
+
+
 def guarded(
     obj: Any,
     op: str,
@@ -357,7 +373,7 @@ def guarded(
     :mod:`rediscache.drive`, sync or asyncio alike."""
     depth = _depth.get()
     if depth == _COUNTED or (depth and metrics_of is None):
-        return (yield from flow(part, *args, **kwargs))
+        return (yield from _start(op, flow, part, args, kwargs))
     token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
     t0 = time.perf_counter()
     reads = retry and op in READS
@@ -365,7 +381,7 @@ def guarded(
         tries = 0
         while True:
             try:
-                result = yield from flow(part, *args, **kwargs)
+                result = yield from _start(op, flow, part, args, kwargs)
                 break
             except _CAUGHT as exc:
                 if depth:  # counted here, mapped by the outer call

@@ -321,5 +321,7 @@ class Hub(SyncFacade, HubSurface):
     ) -> None:
         self.close()
 
-    create_space = sync_op("create_space", Registry.create_space, _registry, wrap=_space_of)
-    space = sync_op("space", Registry.space, _registry, wrap=_space_of)
+    create_space = sync_op(
+        "create_space", Registry.create_space, _registry, wrap=_space_of, returns="Space"
+    )
+    space = sync_op("space", Registry.space, _registry, wrap=_space_of, returns="Space")

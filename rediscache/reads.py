@@ -35,7 +35,7 @@ from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .state import STATE_FIELD, SpaceState
 from .target import ATTEMPTS, Target
 
-__all__ = ["CHUNK", "BatchScan", "Hit", "Reads", "Record"]
+__all__ = ["CHUNK", "Batch", "BatchScan", "Hit", "Reads", "Record"]
 
 #: Rows per pipeline in put_many / get_many / iter_batches.
 CHUNK = 1000
@@ -321,7 +321,8 @@ class Reads:
     # ------------------------------------------------------------ counts and info
 
     def count(self) -> Flow[int]:
-        """Number of embeddings stored: a count every write keeps exact, one round trip.
+        """Number of embeddings stored: a count every write keeps exact, one round trip (a
+        version's: counted when it was taken, no round trip).
 
         In an expiring space, the live index's document count (one round trip, FT.INFO):
         Redis deletes expired entries lazily (when read) and by sampling (seconds to minutes
@@ -329,6 +330,9 @@ class Reads:
         search returns them. ``purge_expired()`` deletes them at once.
         """
         t = self.target
+        fixed = t.fixed_count()
+        if fixed is not None:  # a version: immutable, counted when it was taken
+            return fixed
         if t.config.expiring:
             return (yield from self.info()).count
 

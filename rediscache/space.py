@@ -153,7 +153,7 @@ class SpaceSurface(_TargetFacade):
     count = Op(Reads.count, _reads)
     info = Op(Reads.info, _reads)
     purge_expired = Op(Reads.purge_expired, _reads)
-    iter_batches = IterOp(Reads.iter_batches, _reads)
+    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
 
     # searches (rediscache.search)
     search = Op(Searches.search, _searches, counted=True)
@@ -191,7 +191,9 @@ class Space(SyncFacade, SpaceSurface):
         """:meth:`count`: the number of embeddings stored."""
         return self.count()
 
-    at = sync_op("at", Versions.at, _versions, wrap=lambda s, t: VersionView(s, t))
+    at = sync_op(
+        "at", Versions.at, _versions, wrap=lambda s, t: VersionView(s, t), returns="VersionView"
+    )
 
     # ------------------------------------------------------------ hot cache (sync only)
 
@@ -279,16 +281,13 @@ class ViewSurface(_TargetFacade):
         """Number of embeddings in the version (no round trip)."""
         return self.version.count
 
-    def count(self) -> int:
-        """Number of embeddings in the version (no round trip; not awaited on an asyncio
-        view)."""
-        return self.version.count
+    count = Op(Reads.count, _reads)
 
     get = Op(Reads.get, _reads)
     get_many = Op(Reads.get_many, _reads)
     get_record = Op(Reads.get_record, _reads)
     get_metadata_many = Op(Reads.get_metadata_many, _reads)
-    iter_batches = IterOp(Reads.iter_batches, _reads)
+    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
     search = Op(Searches.search, _searches)
     search_many = Op(Searches.search_many, _searches)
     within = Op(Searches.within, _searches)

@@ -71,6 +71,11 @@ class Target:
         """How messages name what this target reads."""
         return f"space {self.keys.name!r}"
 
+    def fixed_count(self) -> int | None:
+        """The number of documents when it is known without a round trip (a version's), or
+        None (the live space's changes)."""
+        return None
+
     def set_state(self, state: SpaceState) -> None:
         """Take ``state`` as the current one."""
         self.state = state

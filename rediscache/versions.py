@@ -79,6 +79,9 @@ class VersionTarget(Target):
     def where(self) -> str:
         return f"version {self.version} of space {self.keys.name!r}"
 
+    def fixed_count(self) -> int | None:
+        return self.version.count
+
     def set_state(self, state: SpaceState) -> None:
         self.state = state  # the generation read is the version's, not the live one
         self.state_bytes = state.raw.encode()
@@ -124,23 +127,40 @@ class Versions:
         """All versions, oldest first. One round trip."""
         return [v for v, _ in (yield from self._table()).values()]
 
-    def _resolve(self, ref: VersionRef) -> Flow[tuple[Version, int]]:
+    def _check(self, ref: object) -> VersionRef:
+        """``ref`` when it can name a version of this space (no round trip).
+
+        Raises:
+            InvalidInputError: not a Version, an id (a positive int) or a label (str).
+            VersionNotFoundError: a Version of another space.
+        """
         name = self.target.keys.name
-        table = yield from self._table()
         if isinstance(ref, Version):
             if ref.space is not None and ref.space != name:
                 raise VersionNotFoundError(
                     f"{ref} is a version of space {ref.space!r}, not of {name!r}"
                 )
+            return ref
+        if isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
+            if int(ref) < 1:
+                raise InvalidInputError(f"version ids are positive integers, got {ref!r}")
+            return int(ref)
+        if isinstance(ref, str):
+            return ref
+        raise InvalidInputError(
+            f"a version is a Version, an id (int) or a label (str), got {ref!r}"
+        )
+
+    def _resolve(self, ref: VersionRef) -> Flow[tuple[Version, int]]:
+        name = self.target.keys.name
+        ref = self._check(ref)
+        table = yield from self._table()
+        if isinstance(ref, Version):
             found = table.get(ref.id)
-        elif isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
-            found = table.get(int(ref))
-        elif isinstance(ref, str):
-            found = next((t for t in table.values() if t[0].label == ref), None)
+        elif isinstance(ref, int):
+            found = table.get(ref)
         else:
-            raise InvalidInputError(
-                f"a version is a Version, an id (int) or a label (str), got {ref!r}"
-            )
+            found = next((t for t in table.values() if t[0].label == ref), None)
         if found is None:
             have = ", ".join(str(v) for v, _ in table.values()) or "none"
             raise VersionNotFoundError(f"space {name!r} has no version {ref!r} (versions: {have})")
@@ -312,6 +332,9 @@ class Versions:
         sample = check_int(sample, "sample", low=0)
         k = check_int(k, "k")
         seed = check_int(seed, "seed", low=0)
+        for ref in (a, b):
+            if not (isinstance(ref, str) and ref == LIVE):
+                self._check(ref)
         side_a = yield from self._side(a)
         side_b = yield from self._side(b)
         names = _describe(side_a[0]), _describe(side_b[0])

@@ -98,5 +98,7 @@ class AsyncHub(AsyncFacade, HubSurface):
     ) -> None:
         await self.close()
 
-    create_space = async_op("create_space", Registry.create_space, _registry, wrap=_space_of)
-    space = async_op("space", Registry.space, _registry, wrap=_space_of)
+    create_space = async_op(
+        "create_space", Registry.create_space, _registry, wrap=_space_of, returns="AsyncSpace"
+    )
+    space = async_op("space", Registry.space, _registry, wrap=_space_of, returns="AsyncSpace")

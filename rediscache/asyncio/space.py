@@ -25,10 +25,10 @@ class AsyncSpace(AsyncFacade, SpaceSurface):
     (:data:`rediscache.asyncio.SYNC_ONLY`).
     """
 
-    at = async_op("at", Versions.at, _versions, wrap=_view_of)
+    at = async_op("at", Versions.at, _versions, wrap=_view_of, returns="AsyncVersionView")
 
 
 class AsyncVersionView(AsyncFacade, ViewSurface):
     """:class:`rediscache.VersionView` for asyncio (from ``await space.at(ref)``): see
-    :class:`ViewSurface`; reads and searches are awaited, ``count()`` and ``len()`` are not,
-    and writes raise :class:`ReadOnlyError` when called."""
+    :class:`ViewSurface`; reads, searches and ``count()`` are awaited, ``len()`` is not, and
+    writes raise :class:`ReadOnlyError` when called."""

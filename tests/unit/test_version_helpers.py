@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
 
+from rediscache import Space
+from rediscache.config import SpaceConfig
+from rediscache.context import HubContext
 from rediscache.diff import drift_stats
+from rediscache.drive import SyncDriver
 from rediscache.errors import CorruptDataError, InvalidInputError
 from rediscache.generations import Version, parse_versions
 from rediscache.state import SpaceState
 from rediscache.versions import check_label
+from rediscache.wire import ConnectCounter
 
 
 def test_drift_stats_match_numpy() -> None:
@@ -66,3 +73,25 @@ def test_good_labels_and_records() -> None:
     assert table[1] == (Version(1, "a", 1.0, 3, "items"), 1)
     assert table[2] == (Version(2, None, 2.5, 7, "items"), 4)
     assert str(table[1][0]) == "v1 (a)" and str(table[2][0]) == "v2"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda s: s.at([1]),
+        lambda s: s.at(1.5),
+        lambda s: s.rollback(None),
+        lambda s: s.version({}),
+        lambda s: s.delete_version(-1),
+        lambda s: s.delete_version(0),
+        lambda s: s.diff("v1", 3.5),
+        lambda s: s.diff(b"v1"),
+    ],
+)
+def test_bad_version_refs_are_refused_before_anything_is_sent(call: Any) -> None:
+    """The space's driver has no client: any round trip would fail with another error."""
+    hub = SimpleNamespace(_driver=SyncDriver(None), _context=HubContext(ConnectCounter(), 1.0))
+    config = SpaceConfig("t", 4, "l2", "flat", "float32", {}, {})
+    space = Space(hub, config, SpaceState.initial())  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        call(space)
