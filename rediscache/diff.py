@@ -144,8 +144,11 @@ def compare(
     a_keys = set(common) | set(removed)
     added = sorted(b_keys - a_keys)
     dim = side_a[0].codec.dim
-    mat_a = np.array(va).reshape(-1, dim)
-    mat_b = np.array(vb).reshape(-1, dim)
+    # in key order, not SCAN's: the sample of the overlap then depends on the seed only
+    order = sorted(range(len(common)), key=common.__getitem__)
+    common = [common[i] for i in order]
+    mat_a = np.array(va).reshape(-1, dim)[order]
+    mat_b = np.array(vb).reshape(-1, dim)[order]
     dist, drift = drift_stats(mat_a, mat_b)
     moved = set(changed)
     changed_drift = _summary(dist[[i for i, name in enumerate(common) if name in moved]])

@@ -1,12 +1,15 @@
 """The two drivers: they perform the effects of a flow (:mod:`rediscache.effects`) on a sync
-``redis.Redis`` or on a ``redis.asyncio.Redis``, and they turn the flows of the space's
-parts into public methods (:func:`sync_op`, :func:`async_op`).
+``redis.Redis`` (:class:`SyncDriver`) or on a ``redis.asyncio.Redis`` (:class:`AsyncDriver`),
+and they turn the flows of a space's parts into public methods.
 
-Every operation exists once, as a flow; :class:`rediscache.Space` and
-:class:`rediscache.asyncio.AsyncSpace` (and the hubs and version views) are lists of
-``name = sync_op(...)`` / ``name = async_op(...)`` lines. A public method made here is
-guarded (:func:`rediscache.guard.public`: errors mapped, reads retried) and, when
-``counted``, timed in the hub's metrics. Its docstring and signature are the flow's.
+Every operation exists once, as a flow. The public surfaces (``SpaceSurface``,
+``ViewSurface``, ``HubSurface``) declare each operation once as an :class:`Op` (or
+:class:`IterOp` for a stream, :class:`Local` for a method without I/O); read on a
+:class:`SyncFacade` class it is a plain method, on an :class:`AsyncFacade` class a
+coroutine method. :func:`sync_op` / :func:`async_op` make the few methods whose result is a
+facade object (a Space, a view). Every method made here runs its flow inside
+:func:`rediscache.guard.guarded` (errors mapped, reads retried, metrics) and shows the
+flow's docstring and parameters, with what the call returns.
 """
 
 from __future__ import annotations

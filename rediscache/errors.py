@@ -156,26 +156,29 @@ def reply_error(message: str, context: str, *, call: bool = True) -> ServerError
     "search in space 'items'"): :class:`ServerBusyError` for ``BUSY``,
     :class:`ServerLoadingError` for ``LOADING``, :class:`PermissionDeniedError` for
     ``NOPERM``, a plain :class:`ServerError` otherwise. ``call``: whether ``context`` names
-    the public call; if not (a script's name), the call's guard puts its name in front."""
+    the public call; if not (a script's name, or empty), the call's guard puts its name in
+    front."""
     lowered = message.lower()
     error: ServerError
+    at = f"{context}: " if context else ""
     if message.startswith("BUSY"):
         error = ServerBusyError(
-            f"{context}: Redis is busy running a script (BUSY) and answers nobody until it "
+            f"{at}Redis is busy running a script (BUSY) and answers nobody until it "
             "ends; nothing was done: retry later"
         )
     elif message.startswith("LOADING") or "loading the dataset" in lowered:
         error = ServerLoadingError(
-            f"{context}: Redis is loading its data after a restart (LOADING); nothing was "
+            f"{at}Redis is loading its data after a restart (LOADING); nothing was "
             "done: retry once it is ready"
         )
     elif message.startswith("NOPERM") or "no permissions" in lowered:
         error = PermissionDeniedError(
-            f"{context}: the Redis ACL user may not do this ({message}); nothing was done: "
+            f"{at}the Redis ACL user may not do this ({message}); nothing was done: "
             "grant the command and the space's keys (~rc:{<space>}:*) to the user"
         )
     else:
-        error = ServerError(f"{context} failed: {message}")
+        text = f"{context} failed: {message}" if context else f"Redis replied: {message}"
+        error = ServerError(text)
     if call:
         error.operation = context
     else:

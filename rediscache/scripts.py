@@ -231,7 +231,7 @@ def _script_error(
             "(something outside rediscache wrote it); nothing was written"
         )
     if code == "RC_NOVERSION":
-        return VersionNotFoundError(f"version {names[0]!r} does not exist")
+        return VersionNotFoundError(f"{names[0]} does not exist (deleted meanwhile)")
     if code == "RC_MISSING":
         return KeyNotFoundError(
             f"{names[int(args[0]) - first]!r} does not exist (nothing was computed or stored)"
@@ -542,7 +542,7 @@ def _rolled_back(reply: Any) -> tuple[int, bool, str] | None:
 
 
 def rollback_call(
-    keys: Sequence[str], *, version: int, gen: int
+    keys: Sequence[str], *, version: int, gen: int, name: str | None = None
 ) -> ScriptCall[tuple[int, bool, str] | None]:
     """``rollback.lua``; ``keys`` are config, versions, alias, the version's index and the
     garbage set. Returns (old live generation, whether it became garbage, new state), or None
@@ -555,7 +555,7 @@ def rollback_call(
     def failed(exc: redis.ResponseError) -> None:
         if str(exc).startswith("RC_BUSY"):
             return None
-        raise _script_error(exc, "rollback", [str(version)]) from exc
+        raise _script_error(exc, "rollback", [name or f"version {version}"]) from exc
 
     return ScriptCall("rollback", list(keys), [version, gen], _rolled_back, failed)
 
@@ -566,7 +566,7 @@ def _dropped(reply: Any) -> tuple[int, str]:
 
 
 def drop_version_call(
-    config_key: str, versions_key: str, garbage_key: str, *, version: int
+    config_key: str, versions_key: str, garbage_key: str, *, version: int, name: str | None = None
 ) -> ScriptCall[tuple[int, str]]:
     """``drop_version.lua``: returns (generation that became garbage or 0, new state).
     One round trip, atomic. Raises VersionNotFoundError."""
@@ -575,7 +575,7 @@ def drop_version_call(
         [config_key, versions_key, garbage_key],
         [version],
         _dropped,
-        _raiser("drop_version", [str(version)]),
+        _raiser("drop_version", [name or f"version {version}"]),
     )
 
 

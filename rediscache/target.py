@@ -133,7 +133,7 @@ class Target:
         last = replies[-1]
         if last != (self.state_bytes if state is self.state else state.raw.encode()):
             if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
-                raise reply_error(str(last), f"reading {self.where()}", call=False)
+                raise reply_error(str(last), "", call=False)
             yield from self.adopt(last)
             raise StaleStateError(f"the state of space {self.keys.name!r} changed")
         del replies[-1]
@@ -166,7 +166,7 @@ class Target:
             del replies[-1]
             return replies, gen
         if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
-            raise reply_error(str(replies[-1]), f"reading {self.where()}", call=False)
+            raise reply_error(str(replies[-1]), "", call=False)
         yield from self.adopt(replies[-1])
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[tuple[list[Any], GenKeys]]:

@@ -247,7 +247,9 @@ class Versions:
             script_keys = [keys.config, keys.versions, keys.index, gen_keys.index, keys.garbage]
             try:
                 done = yield from scripts.run(
-                    scripts.rollback_call(script_keys, version=version.id, gen=gen)
+                    scripts.rollback_call(
+                        script_keys, version=version.id, gen=gen, name=_named(version, keys.name)
+                    )
                 )
             except StaleStateError:
                 continue
@@ -274,7 +276,11 @@ class Versions:
         version, _ = yield from self._resolve(ref)
         _, state = yield from scripts.run(
             scripts.drop_version_call(
-                t.keys.config, t.keys.versions, t.keys.garbage, version=version.id
+                t.keys.config,
+                t.keys.versions,
+                t.keys.garbage,
+                version=version.id,
+                name=_named(version, t.keys.name),
             )
         )
         t.set_state(SpaceState.parse(state))
@@ -350,3 +356,8 @@ class Versions:
 
 def _describe(side: Target) -> str:
     return str(side.version) if isinstance(side, VersionTarget) else LIVE
+
+
+def _named(version: Version, space: str) -> str:
+    """How messages name ``version`` of ``space``: "version v3 (label) of space 'items'"."""
+    return f"version {version} of space {space!r}"

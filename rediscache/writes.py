@@ -87,13 +87,19 @@ def row_bytes(rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]]) -> fl
 
 
 def chunk_failed(
-    name: str, exc: Exception, start: int, end: int, n: int, what: str = "put_many"
+    name: str,
+    exc: Exception,
+    start: int,
+    end: int,
+    n: int,
+    what: str = "put_many",
+    key: str | None = None,
 ) -> ServerError:
     """The error of a put_many (or ``what``) whose chunk ``start..end-1`` (of ``n`` rows)
     failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
     nothing; only a lost reply leaves the chunk's fate unknown. The error keeps its kind (a
     chunk that was never sent is a ConnectionFailedError, a refused one a ServerBusyError,
-    PermissionDeniedError...)."""
+    PermissionDeniedError...). ``key``: the one row's key, when the call wrote one (put)."""
     unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
     fate = "may or may not be stored" if unknown else "were not stored"
     before = f"; rows before {start} are stored" if start else ""
@@ -104,7 +110,12 @@ def chunk_failed(
     elif isinstance(exc, redis.ResponseError):
         error = type(reply_error(str(exc), ""))
     context = f"{what} into {name!r}"
-    failed = error(f"{context}: rows {start}..{end - 1} {fate} ({redact(str(exc))}){before}{after}")
+    reason = redact(str(exc))
+    if key is not None and n == 1:
+        fate = "may or may not be stored" if unknown else "was not stored"
+        failed = error(f"{context}: {key!r} {fate} ({reason})")
+    else:
+        failed = error(f"{context}: rows {start}..{end - 1} {fate} ({reason}){before}{after}")
     failed.operation = context
     failed.rows = (start, end)
     return failed
@@ -264,7 +275,8 @@ class Writes:
             try:
                 done = yield from self.target.writing(call)
             except (redis.RedisError, ServerError) as exc:
-                raise chunk_failed(self.target.keys.name, exc, start, end, n, what) from exc
+                one = key_list[0] if n == 1 else None
+                raise chunk_failed(self.target.keys.name, exc, start, end, n, what, one) from exc
             created += done.changed
             skipped += [start + i for i in done.skipped]
         return created, skipped

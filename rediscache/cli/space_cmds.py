@@ -358,8 +358,9 @@ def import_(
     except KeyboardInterrupt as exc:
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
         click.echo(
-            f"{how}: the first {plural(done[0], 'row')} of {str(file)!r} were imported "
-            "(written, or rejected), in whole batches; importing the file again is safe",
+            f"{how}: at least the first {plural(done[0], 'row')} of {str(file)!r} were "
+            "imported (written, or rejected; the batch under way may be too); importing the "
+            "file again is safe",
             err=True,
         )
         sys.exit(interrupted_status(exc))

@@ -233,8 +233,9 @@ def test_a_loading_server_raises_server_loading_error(own_dir: Path) -> None:
             owns_client=True,
         )
         asp = rediscache.AsyncSpace(ahub, sp.config, sp._parts.target.state)
-        with pytest.raises(rediscache.ServerLoadingError, match="get in space 'items'"):
+        with pytest.raises(rediscache.ServerLoadingError, match="get in space 'items'") as err:
             loop.run_until_complete(asp.get("k1"))
+        assert str(err.value).count("space 'items'") == 1, str(err.value)  # said once
         loop.run_until_complete(ahub.close())
         hub.close()
     finally:

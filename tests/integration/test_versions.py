@@ -424,3 +424,24 @@ def test_versions_match_a_dict_model(hub: Hub) -> None:
         VersionsMachine,
         settings=settings(max_examples=50, stateful_step_count=25, deadline=None),
     )
+
+
+def test_diff_overlap_depends_on_the_seed_not_the_key_layout(hub: rediscache.Hub) -> None:
+    """Two spaces with the same contents and the same change give the same neighbour
+    overlap for one seed (the sample was taken in SCAN order, which differs per space)."""
+    rng = np.random.default_rng(7)
+    vecs = rng.normal(size=(400, 16)).astype(np.float32)
+    moved = rng.normal(size=(150, 16)).astype(np.float32)
+    keys = [f"k{i}" for i in range(400)]
+    overlaps = []
+    for name in (f"t-{uuid.uuid4().hex[:8]}", f"t-{uuid.uuid4().hex[:8]}"):
+        space = hub.create_space(name, 16, metric="cosine", algorithm="flat")
+        try:
+            space.put_many(keys, vecs)
+            space.snapshot("a")
+            space.put_many(keys[:150], moved)
+            d = space.diff("a", sample=60, k=10, seed=3)
+            overlaps.append((d.neighbour_overlap, d.drift.mean, d.changed[:3]))
+        finally:
+            hub.drop_space(name)
+    assert overlaps[0] == overlaps[1]

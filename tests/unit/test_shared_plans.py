@@ -259,3 +259,24 @@ def test_flow_releases_its_claims_when_compute_fails() -> None:
     with pytest.raises(RuntimeError, match="model crashed"):
         _run(cache, store, ["k"], compute=broken)
     assert table.events == {} and store.locks == {}  # claim released, lock deleted
+
+
+def test_failures_name_what_the_user_named() -> None:
+    """A lost single put names its key (not "rows 0..0"), a version deleted meanwhile is
+    named with its label and space, and an error reply without a call context is not
+    prefixed twice (the guard puts the call's name in front)."""
+    from rediscache.errors import OutcomeUnknownError, VersionNotFoundError, reply_error
+    from rediscache.writes import chunk_failed
+
+    lost = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 1, 1, "put", "k1")
+    assert str(lost) == "put into 'items': 'k1' may or may not be stored (no reply)"
+    assert isinstance(lost, OutcomeUnknownError)
+    many = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 2, 5, "put_many")
+    assert "rows 0..1 may or may not be stored" in str(many)
+    call = scripts.rollback_call(
+        ["c", "v", "i", "g", "x"], version=3, gen=2, name="version v3 (A) of space 'x'"
+    )
+    with pytest.raises(VersionNotFoundError, match=r"^version v3 \(A\) of space 'x' does not"):
+        call.failed(redis.ResponseError("RC_NOVERSION"))
+    loading = reply_error("LOADING Redis is loading the dataset in memory", "", call=False)
+    assert str(loading).startswith("Redis is loading its data") and loading.unplaced
