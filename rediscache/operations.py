@@ -28,7 +28,7 @@ import numpy.typing as npt
 from . import scripts, vecmath
 from .codec import check_flag, check_keys
 from .effects import Flow
-from .errors import InvalidInputError
+from .errors import InvalidInputError, StaleStateError
 from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys
 from .state import SpaceState
 from .target import Target
@@ -103,7 +103,15 @@ class Operations:
             return out
 
         t = self.target
-        return plan.finish((yield from (t.writing(run) if plan.writes else t.attempts(run))))
+        if plan.writes:
+            return plan.finish((yield from t.writing(run)))
+        state = t.state
+        try:  # the usual case, one attempt in the cached state, without the retry loop
+            return plan.finish((yield from run(state, t.gen)))
+        except StaleStateError:
+            if t.state is state:
+                yield from t.refresh()
+        return plan.finish((yield from t.attempts(run)))
 
     def _lua_element(self, op: str) -> str:
         """struct format of the space's stored floats, for operations that compute in Lua."""
