@@ -3,10 +3,9 @@ lost connections of reads are retried, and calls are counted in the hub's metric
 
 Every public method of :class:`~rediscache.Hub`, :class:`~rediscache.Space`, a version view
 and their asyncio twins runs its flow inside :func:`guarded` (:mod:`rediscache.drive` makes
-the methods so; a test enumerates them). Only the outermost wrapped call acts: a
-call made inside another (``__len__`` calling ``count``) maps and retries once, under the
-name the caller used. What it maps (every message names the call and its space, and says
-whether anything may have been written):
+the methods so; a test enumerates them). Operations combine flows rather than call each
+other's public methods, so a call is mapped, retried and counted once. What it maps (every
+message names the call and its space, and says whether anything may have been written):
 
 * a connection that cannot be made or broke: :class:`ConnectionFailedError` for reads ("nothing
   was written") and for writes that were never sent; :class:`OutcomeUnknownError` for a write
@@ -35,7 +34,6 @@ settings of any text it is given.
 
 from __future__ import annotations
 
-import contextvars
 import re
 import socket
 import time
@@ -79,10 +77,6 @@ ONE_STEP = frozenset({"put", "delete", "update_mean", "average", "combine", "del
 
 T = TypeVar("T")
 
-#: 0 outside any public call; _GUARDED inside one (errors are mapped there); _COUNTED inside
-#: one counted in the metrics (inner calls are neither mapped nor counted again).
-_GUARDED, _COUNTED = 1, 2
-_depth: contextvars.ContextVar[int] = contextvars.ContextVar("rediscache_call", default=0)
 
 _CAUGHT = (redis.RedisError, RediscacheError, ConnectionError, socket.timeout)
 
@@ -368,13 +362,9 @@ def guarded(
     """The public call ``op(*args, **kwargs)`` of ``obj``: the flow ``flow(part, *args,
     **kwargs)`` with its errors mapped and, when it reads and ``retry``, made and run again
     after a lost connection (see the module docstring); with ``metrics_of``, timed and
-    counted in ``metrics_of(obj)``. Inside another public call it only runs the flow. Costs
-    one context variable lookup and set per call when nothing fails. Performed by
+    counted in ``metrics_of(obj)``. Operations never call each other's public methods (they
+    combine flows), so each public call is guarded and counted exactly once. Performed by
     :mod:`rediscache.drive`, sync or asyncio alike."""
-    depth = _depth.get()
-    if depth == _COUNTED or (depth and metrics_of is None):
-        return (yield from _start(op, flow, part, args, kwargs))
-    token = _depth.set(_COUNTED if metrics_of is not None else _GUARDED)
     t0 = time.perf_counter()
     reads = retry and op in READS
     try:
@@ -384,8 +374,6 @@ def guarded(
                 result = yield from _start(op, flow, part, args, kwargs)
                 break
             except _CAUGHT as exc:
-                if depth:  # counted here, mapped by the outer call
-                    raise
                 step = _next_step(obj, op, exc, args, kwargs, reads, tries)
                 if isinstance(step, float):
                     yield Sleep(step)
@@ -397,7 +385,5 @@ def guarded(
     except BaseException:
         _count(obj, metrics_of, op, time.perf_counter() - t0, None, kwargs, error=True)
         raise
-    finally:
-        _depth.reset(token)
     _count(obj, metrics_of, op, time.perf_counter() - t0, result, kwargs)
     return result

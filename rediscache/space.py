@@ -188,7 +188,7 @@ class Space(SyncFacade, SpaceSurface):
     """
 
     def __len__(self) -> int:
-        """:meth:`count`: the number of embeddings stored."""
+        """:meth:`count`: the number of embeddings stored (errors name ``count``)."""
         return self.count()
 
     at = sync_op(
@@ -244,7 +244,6 @@ class Space(SyncFacade, SpaceSurface):
 
 
 Space.enable_hot_cache = public("enable_hot_cache", Space.enable_hot_cache)  # type: ignore[method-assign]
-Space.__len__ = public("len", Space.__len__)  # type: ignore[method-assign]
 
 
 class ViewSurface(_TargetFacade):

@@ -54,7 +54,7 @@ def _sync_calls(hub: Hub, sp: rediscache.Space, view: rediscache.VersionView) ->
         "combine": lambda: sp.combine(["k1"], ["k2"]),
         "update_mean": lambda: sp.update_mean("m", ["k1"]),
         "get_or_compute": lambda: sp.get_or_compute(["z"], _compute),
-        "len": lambda: len(sp),
+        "len count": lambda: len(sp),
         "info": sp.info,
         "enable_hot_cache": sp.enable_hot_cache,
         "iter_batches": lambda: list(sp.iter_batches()),
