@@ -42,7 +42,7 @@ from .effects import (
     WaitFlights,
 )
 from .errors import InvalidInputError
-from .guard import guarded
+from .guard import Call, guarded
 from .metrics import Metrics
 from .wire import once, once_async, roundtrip, roundtrip_async
 
@@ -230,6 +230,10 @@ def _signature(fn: Callable[..., Any], returns: str | None = None) -> inspect.Si
     return sig.replace(return_annotation=ret)
 
 
+def _unwrapped(facade: Any, result: Any) -> Any:
+    return result
+
+
 def _metrics_of(obj: Any) -> Metrics:
     metrics: Metrics = obj._context.metrics
     return metrics
@@ -247,20 +251,28 @@ def _method(
     """The public method ``op`` running ``fn(part(self), ...)`` inside
     :func:`rediscache.guard.guarded` on ``self._driver``, sync or a coroutine method."""
     metrics = _metrics_of if counted else None
+    finish: Callable[[Any, Any], Any] = _unwrapped if wrap is None else wrap
 
     method: Any
     if not asyncio_:
 
         def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            out = self._driver.run(guarded(self, op, fn, part(self), args, kwargs, metrics))
-            return out if wrap is None else wrap(self, out)
+            call = Call(self, op, fn, part(self), args, kwargs, metrics)
+            while True:
+                try:
+                    return finish(self, call.done(self._driver.run(call.flow())))
+                except BaseException as exc:
+                    time.sleep(call.failed(exc))  # raises unless a retry is due
 
     else:
 
         async def method(self: Any, /, *args: Any, **kwargs: Any) -> Any:
-            flow = guarded(self, op, fn, part(self), args, kwargs, metrics)
-            out = await self._driver.run(flow)
-            return out if wrap is None else wrap(self, out)
+            call = Call(self, op, fn, part(self), args, kwargs, metrics)
+            while True:
+                try:
+                    return finish(self, call.done(await self._driver.run(call.flow())))
+                except BaseException as exc:
+                    await asyncio.sleep(call.failed(exc))  # raises unless a retry is due
 
     functools.update_wrapper(method, fn)
     method.__name__ = method.__qualname__ = op

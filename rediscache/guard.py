@@ -56,8 +56,8 @@ from .errors import (
 from .metrics import Metrics, hits_of
 
 __all__ = [
-    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "acl_user", "address", "guarded", "redact",
-    "translate",
+    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "Call", "acl_user", "address", "guarded",
+    "redact", "translate",
 ]  # fmt: skip
 
 #: Further attempts of a read whose connection was lost, and the pause before each.
@@ -387,3 +387,56 @@ def guarded(
         raise
     _count(obj, metrics_of, op, time.perf_counter() - t0, result, kwargs)
     return result
+
+
+class Call:
+    """One public call ``op(*args, **kwargs)`` of ``obj`` running the flow ``flow(part,
+    ...)``: what :func:`guarded` does, for a driver to apply around its loop without a flow
+    of its own (the hot paths: one generator less per call). ``flow()`` makes the flow for an
+    attempt; ``done(result)`` counts a success; ``failed(exc)`` returns the pause before the
+    next attempt, or raises the error to give the caller (counted)."""
+
+    __slots__ = ("args", "fn", "kwargs", "metrics_of", "obj", "op", "part", "t0", "tries")
+
+    def __init__(
+        self,
+        obj: Any,
+        op: str,
+        fn: Callable[..., Flow[Any]],
+        part: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        metrics_of: Callable[[Any], Metrics] | None,
+    ) -> None:
+        self.obj, self.op, self.fn, self.part = obj, op, fn, part
+        self.args, self.kwargs, self.metrics_of = args, kwargs, metrics_of
+        self.tries = 0
+        self.t0 = time.perf_counter()
+
+    def flow(self) -> Flow[Any]:
+        """The flow of the next attempt."""
+        return _start(self.op, self.fn, self.part, self.args, self.kwargs)
+
+    def done(self, result: T) -> T:
+        """Count the call's success; returns ``result``."""
+        if self.metrics_of is not None:
+            _count(self.obj, self.metrics_of, self.op, time.perf_counter() - self.t0, result,
+                   self.kwargs)  # fmt: skip
+        return result
+
+    def failed(self, exc: BaseException) -> float:
+        """The pause (seconds) before trying again after ``exc``; otherwise raises the
+        library's error for it (or ``exc`` itself), counted as a failure."""
+        if isinstance(exc, _CAUGHT):
+            reads = self.op in READS
+            step = _next_step(self.obj, self.op, exc, self.args, self.kwargs, reads, self.tries)
+            if isinstance(step, float):
+                self.tries += 1
+                return step
+        else:
+            step = None
+        _count(self.obj, self.metrics_of, self.op, time.perf_counter() - self.t0, None,
+               self.kwargs, error=True)  # fmt: skip
+        if step is None:
+            raise exc
+        raise step from exc

@@ -107,6 +107,9 @@ class Operations:
             return plan.finish((yield from t.writing(run)))
         state = t.state
         try:  # the usual case, one attempt in the cached state, without the retry loop
+            calls = build(state, t.gen)
+            if len(calls) == 1:
+                return plan.finish([(yield from scripts.run(calls[0]))])
             return plan.finish((yield from run(state, t.gen)))
         except StaleStateError:
             if t.state is state:
@@ -169,7 +172,7 @@ class Operations:
             KeyNotFoundError: a key is missing (default ``missing="raise"``); nothing stored.
         """
         plan = self._average_plan(keys, weights, into, normalize, missing)
-        return (yield from self._perform(plan))
+        return self._perform(plan)  # the flow itself: one generator less per call
 
     def _average_plan(
         self,
@@ -313,7 +316,7 @@ class Operations:
             KeyNotFoundError: a key does not exist; nothing stored.
         """
         plan = self._combine_plan(add, subtract, weights, into, normalize)
-        return (yield from self._perform(plan))
+        return self._perform(plan)  # the flow itself: one generator less per call
 
     def _combine_plan(
         self,
@@ -382,7 +385,7 @@ class Operations:
                 bfloat16 space, a zero result in a cosine space.
             KeyNotFoundError: an item key does not exist; nothing stored.
         """
-        return (yield from self._perform(self._update_mean_plan(key, items, alpha)))
+        return self._perform(self._update_mean_plan(key, items, alpha))
 
     def _update_mean_plan(
         self, key: str, items: Sequence[Any], alpha: float | None
