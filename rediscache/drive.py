@@ -7,9 +7,10 @@ Every operation exists once, as a flow. The public surfaces (``SpaceSurface``,
 :class:`IterOp` for a stream, :class:`Local` for a method without I/O); read on a
 :class:`SyncFacade` class it is a plain method, on an :class:`AsyncFacade` class a
 coroutine method. :func:`sync_op` / :func:`async_op` make the few methods whose result is a
-facade object (a Space, a view). Every method made here runs its flow inside
-:func:`rediscache.guard.guarded` (errors mapped, reads retried, metrics) and shows the
-flow's docstring and parameters, with what the call returns.
+facade object (a Space, a view). Every method made here runs its flow under the guard
+(:class:`rediscache.guard.Call`, or :func:`rediscache.guard.guarded` for streams: errors
+mapped, reads retried, metrics) and shows the flow's docstring and parameters, with what
+the call returns.
 """
 
 from __future__ import annotations
@@ -248,8 +249,8 @@ def _method(
     asyncio_: bool,
     returns: str | None = None,
 ) -> Any:
-    """The public method ``op`` running ``fn(part(self), ...)`` inside
-    :func:`rediscache.guard.guarded` on ``self._driver``, sync or a coroutine method."""
+    """The public method ``op`` running ``fn(part(self), ...)`` on ``self._driver`` under
+    :class:`rediscache.guard.Call`, sync or a coroutine method."""
     metrics = _metrics_of if counted else None
     finish: Callable[[Any, Any], Any] = _unwrapped if wrap is None else wrap
 
