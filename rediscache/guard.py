@@ -415,7 +415,10 @@ class Call:
 
     def flow(self) -> Flow[Any]:
         """The flow of the next attempt."""
-        return _start(self.op, self.fn, self.part, self.args, self.kwargs)
+        try:
+            return self.fn(self.part, *self.args, **self.kwargs)
+        except TypeError:
+            return _start(self.op, self.fn, self.part, self.args, self.kwargs)  # names op
 
     def done(self, result: T) -> T:
         """Count the call's success; returns ``result``."""
