@@ -122,8 +122,9 @@ def connect(
     Connections: the clients it creates keep at most :data:`MAX_CONNECTIONS` (100) open,
     shared by every thread (or asyncio task) using the hub; a call finding all of them in
     use waits for one up to :data:`POOL_TIMEOUT` (10 s), then raises
-    :class:`ConnectionFailedError` saying the pool was full. ``connect(url,
-    max_connections=..., timeout=...)`` chooses others.
+    :class:`ConnectionFailedError` saying the pool was full (asyncio tasks wait in the hub's
+    driver instead, without a timeout). ``connect(url, max_connections=..., timeout=...)``
+    chooses others.
 
     Round trips: two (PING, MODULE LIST), plus the server start when needed.
 
@@ -216,10 +217,16 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     if plan.client is not None:
         return plan.client, False, "the given client's server"
     retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)
-    pooling = {"max_connections": MAX_CONNECTIONS, "timeout": POOL_TIMEOUT}
+    # sync: threads wait for a free connection in a blocking pool; asyncio: tasks wait in
+    # the driver (rediscache.drive.AsyncDriver), the pool itself never runs out
+    blocking = module is redis
+    kind = module.BlockingConnectionPool if blocking else module.ConnectionPool
+    pooling: dict[str, Any] = {"max_connections": MAX_CONNECTIONS}
+    if blocking:
+        pooling["timeout"] = POOL_TIMEOUT
     if plan.url is not None:
         try:
-            pool = module.BlockingConnectionPool.from_url(
+            pool = kind.from_url(
                 plan.url, protocol=2, **{"retry": retry, **pooling, **plan.redis_kwargs}
             )
             pool.connection_class(**pool.connection_kwargs)  # no I/O: refuses unknown options
@@ -237,9 +244,7 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
         }
     else:
         where = {"connection_class": connections.Connection, "host": info.host, "port": info.port}
-    pool = module.BlockingConnectionPool(
-        password=info.password, protocol=2, retry=retry, **pooling, **where
-    )
+    pool = kind(password=info.password, protocol=2, retry=retry, **pooling, **where)
     return module.Redis.from_pool(pool), True, f"the embedded server in {info.data_dir}"
 
 
