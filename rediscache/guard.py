@@ -365,38 +365,25 @@ def guarded(
     counted in ``metrics_of(obj)``. Operations never call each other's public methods (they
     combine flows), so each public call is guarded and counted exactly once. Performed by
     :mod:`rediscache.drive`, sync or asyncio alike."""
-    t0 = time.perf_counter()
-    reads = retry and op in READS
-    try:
-        tries = 0
-        while True:
-            try:
-                result = yield from _start(op, flow, part, args, kwargs)
-                break
-            except _CAUGHT as exc:
-                step = _next_step(obj, op, exc, args, kwargs, reads, tries)
-                if isinstance(step, float):
-                    yield Sleep(step)
-                    tries += 1
-                    continue
-                if step is None:
-                    raise
-                raise step from exc
-    except BaseException:
-        _count(obj, metrics_of, op, time.perf_counter() - t0, None, kwargs, error=True)
-        raise
-    _count(obj, metrics_of, op, time.perf_counter() - t0, result, kwargs)
-    return result
+    call = Call(obj, op, flow, part, args, kwargs, metrics_of, retry=retry)
+    while True:
+        try:
+            result: T = yield from call.flow()
+            return call.done(result)
+        except BaseException as exc:
+            yield Sleep(call.failed(exc))  # raises unless a retry is due
 
 
 class Call:
     """One public call ``op(*args, **kwargs)`` of ``obj`` running the flow ``flow(part,
-    ...)``: what :func:`guarded` does, for a driver to apply around its loop without a flow
-    of its own (the hot paths: one generator less per call). ``flow()`` makes the flow for an
-    attempt; ``done(result)`` counts a success; ``failed(exc)`` returns the pause before the
-    next attempt, or raises the error to give the caller (counted)."""
+    ...)``, applied around a driver's run by the facades' methods (no flow of its own: one
+    generator less per call), or by :func:`guarded` for a stream's steps. ``flow()`` makes
+    the flow for an attempt; ``done(result)`` counts a success; ``failed(exc)`` returns the
+    pause before the next attempt, or raises the error to give the caller (counted)."""
 
-    __slots__ = ("args", "fn", "kwargs", "metrics_of", "obj", "op", "part", "t0", "tries")
+    __slots__ = (
+        "args", "fn", "kwargs", "metrics_of", "obj", "op", "part", "retry", "t0", "tries",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -407,9 +394,12 @@ class Call:
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         metrics_of: Callable[[Any], Metrics] | None,
+        *,
+        retry: bool = True,
     ) -> None:
         self.obj, self.op, self.fn, self.part = obj, op, fn, part
         self.args, self.kwargs, self.metrics_of = args, kwargs, metrics_of
+        self.retry = retry
         self.tries = 0
         self.t0 = time.perf_counter()
 
@@ -431,7 +421,7 @@ class Call:
         """The pause (seconds) before trying again after ``exc``; otherwise raises the
         library's error for it (or ``exc`` itself), counted as a failure."""
         if isinstance(exc, _CAUGHT):
-            reads = self.op in READS
+            reads = self.retry and self.op in READS
             step = _next_step(self.obj, self.op, exc, self.args, self.kwargs, reads, self.tries)
             if isinstance(step, float):
                 self.tries += 1

@@ -161,7 +161,9 @@ class Reads:
         gen = t.gen
         replies = yield t.with_check(get_commands(gen, key, ms, expiry))
         if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
-            replies, gen = yield from t.read_at(lambda gen: get_commands(gen, key, ms, expiry))
+            replies, gen = yield from t.reread(
+                replies, lambda gen: get_commands(gen, key, ms, expiry)
+            )
         _raise_errors(replies, "get", t)  # the value, and a PEXPIRE or PTTL
         raw = replies[0]
         if raw is None:
@@ -261,8 +263,8 @@ class Reads:
         gen = t.gen
         replies = yield t.with_check(fetch_commands(gen, key_list, ttl_ms, expiry))
         if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
-            replies, gen = yield from t.read_at(
-                lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry)
+            replies, gen = yield from t.reread(
+                replies, lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry)
             )
         _raise_errors(replies, "get_many", t)
         n = len(key_list)

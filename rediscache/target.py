@@ -148,11 +148,22 @@ class Target:
 
     def checked_ok(self, replies: list[Any]) -> bool:
         """Whether the replies of a :meth:`with_check` round trip come from the state the
-        commands were built for (then the state read is removed from them)."""
+        commands were built for (then the state read is removed from them). No I/O."""
         if replies[-1] == self.state_bytes:
             del replies[-1]
             return True
         return False
+
+    def reread(
+        self, replies: list[Any], make: Callable[[GenKeys], list[tuple[Any, ...]]]
+    ) -> Flow[tuple[list[Any], GenKeys]]:
+        """After a :meth:`with_check` round trip that :meth:`checked_ok` refused: adopt the
+        state its reply carries (an error reply raises) and :meth:`read_at` again."""
+        last = replies[-1]
+        if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
+            raise reply_error(str(last), "", call=False)
+        yield from self.adopt(last)
+        return (yield from self.read_at(make))
 
     def read_at(
         self, make: Callable[[GenKeys], list[tuple[Any, ...]]]
@@ -160,14 +171,6 @@ class Target:
         """Replies of the commands ``make(gen)`` builds, checked against the state and
         retried with a fresh state when it changed, and the generation they come from (the
         hot cache files them under its key names). One round trip per attempt."""
-        gen = self.gen
-        replies = yield Roundtrip([*make(gen), ("HGET", self.keys.config, STATE_FIELD)])
-        if replies[-1] == self.state_bytes:  # the usual case: one round trip, no retry
-            del replies[-1]
-            return replies, gen
-        if isinstance(replies[-1], Exception):  # BUSY, LOADING: alive, not dropped
-            raise reply_error(str(replies[-1]), "", call=False)
-        yield from self.adopt(replies[-1])
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[tuple[list[Any], GenKeys]]:
             return (yield from self.checked(make(gen), state)), gen
