@@ -45,7 +45,7 @@ from .effects import (
 from .errors import InvalidInputError
 from .guard import Call, guarded
 from .metrics import Metrics
-from .wire import once, once_async, roundtrip, roundtrip_async
+from .wire import Wire, once_async, roundtrip_async
 
 __all__ = [
     "AsyncDriver", "AsyncFacade", "IterOp", "Local", "Op", "Stepper", "SyncDriver", "SyncFacade",
@@ -76,9 +76,10 @@ class SyncDriver:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.wire = wire = Wire(client) if client is not None else None
         self._perform: dict[type[Any], Callable[[Any], Any]] = {
-            Roundtrip: lambda e: roundtrip(client, e.commands),
-            Once: lambda e: once(client, e.command),
+            Roundtrip: lambda e: wire.roundtrip(e.commands),  # type: ignore[union-attr]
+            Once: lambda e: wire.once(e.command),  # type: ignore[union-attr]
             Command: lambda e: client.execute_command(*e.args),
             Pipeline: self._pipeline,
             Sleep: lambda e: time.sleep(e.seconds),
@@ -91,7 +92,7 @@ class SyncDriver:
         """Run ``flow`` to its result, performing each effect it yields; an effect's
         exception is thrown into the flow at its ``yield``."""
         perform = self._perform
-        client = self.client
+        wire = self.wire
         send = flow.send
         try:
             effect: Any = send(None)
@@ -99,9 +100,9 @@ class SyncDriver:
                 try:
                     kind = type(effect)
                     if kind is Roundtrip:  # the reads' and scripts' effects: no table lookup
-                        reply = roundtrip(client, effect.commands)
+                        reply = wire.roundtrip(effect.commands)  # type: ignore[union-attr]
                     elif kind is Once:
-                        reply = once(client, effect.command)
+                        reply = wire.once(effect.command)  # type: ignore[union-attr]
                     else:
                         reply = perform[kind](effect)
                 except BaseException as exc:  # the flow re-raises what it does not handle
@@ -111,6 +112,11 @@ class SyncDriver:
         except StopIteration as stop:
             result: T = stop.value
             return result
+
+    def close(self) -> None:
+        """Release the connections the driver kept (:class:`rediscache.wire.Wire`)."""
+        if self.wire is not None:
+            self.wire.close()
 
     def _pipeline(self, effect: Pipeline) -> list[Any]:
         pipe = self.client.pipeline(transaction=effect.transaction)

@@ -312,6 +312,7 @@ class Hub(SyncFacade, HubSurface):
 
     def close(self) -> None:
         """Close the connection if the hub created it (clients passed in stay open)."""
+        self._driver.close()  # the connections it kept go back to the pool
         if self._owns:
             self.client.close()
 

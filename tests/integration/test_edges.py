@@ -412,11 +412,14 @@ def test_a_write_whose_reply_is_lost_is_not_sent_again(hub: Hub, space_name: str
     pool = hub.client.connection_pool
     slow = redis.Redis(
         connection_pool=redis.ConnectionPool(
-            connection_class=pool.connection_class,
-            **{**pool.connection_kwargs, "socket_timeout": 0.001},
+            connection_class=pool.connection_class, **pool.connection_kwargs
         )
     )
-    other = rediscache.connect(client=slow).space(space_name)
+    other_hub = rediscache.connect(client=slow)  # connected and checked with a sane timeout,
+    other = other_hub.space(space_name)
+    other_hub.close()  # then every later connection of the pool waits 1 ms for a reply
+    slow.connection_pool.connection_kwargs["socket_timeout"] = 0.001
+    slow.connection_pool.reset()
     with pytest.raises(rediscache.OutcomeUnknownError, match="not sent again"):
         other.update_mean("user", [f"k{i}" for i in range(380)])
     slow.close()

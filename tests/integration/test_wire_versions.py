@@ -157,10 +157,11 @@ def describe(version: str, found: dict[str, Any]) -> str:
         stream = "fallback (hiredis missing)"
     else:
         stream = "FALLBACK (read_response per reply)"
+    read = "fast path" if found.get("sock_read") else "FALLBACK (read_response per reply)"
     return (
         f"redis-py {version:<7} socket_fileno via Connection._sock: {sock}; "
         f"roundtrip_async via _reader + hiredis: {stream}; "
-        "read_response fallback: correct"
+        f"Wire replies via _sock + hiredis: {read}; read_response fallback: correct"
     )
 
 
@@ -176,6 +177,7 @@ def test_wire_with_redis_py(version: str, runs: Runs, record_property: Any) -> N
     if version in FAST:  # a fixed release: the fast paths must stay taken
         assert found["sock"], f"socket_fileno found no socket on redis-py {version}"
         assert found["stream"] == found["hiredis"], found
+        assert found["sock_read"] == found["hiredis"], found
 
     assert proc.returncode == 0, f"smoke test failed on redis-py {version}\n{out}"
     assert "smoke ok" in proc.stdout, out

@@ -123,10 +123,61 @@ def check_sync() -> dict[str, Any]:
         finally:
             fresh.disconnect()
         assert wire.socket_fileno(fresh) is None
-        return {"sock": fd is not None}
+        return {"sock": fd is not None, **check_kept(client)}
     finally:
         client.delete(KEY, HASH)
         client.close()
+
+
+def check_kept(client: redis.Redis) -> dict[str, Any]:
+    """wire.Wire: its replies and error classes are redis-py's own, with hiredis reading
+    the socket and without; it keeps a connection, replaces one the server killed, and
+    gives them back on close."""
+    kept = wire.Wire(client)
+    assert kept.size == wire.KEPT  # redis-py's default pool: no small max_connections
+    fast = kept.roundtrip(commands())
+    check_replies(fast)
+    assert len(kept.idle) == 1
+    pipe = client.pipeline(transaction=False)
+    for command in commands():
+        pipe.execute_command(*command)
+    piped = pipe.execute(raise_on_error=False)  # HGETALL: a dict with RESP3 or a callback
+    flat = [[x for pair in r.items() for x in pair] if isinstance(r, dict) else r for r in piped]
+    same = [[x for pair in r.items() for x in pair] if isinstance(r, dict) else r for r in fast]
+    assert type(fast[3]) is type(piped[3])  # the message: redis-py's pipeline adds to it
+    assert same[:3] + same[4:] == flat[:3] + flat[4:]
+    hiredis, wire._hiredis = wire._hiredis, None  # reply by reply with read_response
+    try:
+        assert normalized(kept.roundtrip(commands())) == normalized(fast)
+    finally:
+        wire._hiredis = hiredis
+    # error classes as redis-py raises them (NOSCRIPT: NoScriptError, ERR dropped)
+    for command in (("EVALSHA", "0" * 40, 0), ("NOSUCHCOMMAND",), ("HGET", KEY, "f")):
+        try:
+            client.execute_command(*command)
+        except redis.ResponseError as exc:
+            expected = (type(exc).__name__, str(exc))
+        else:
+            raise AssertionError(f"{command} did not fail")
+        got = kept.once(command)
+        assert (type(got).__name__, str(got)) == expected, (got, expected)
+        assert normalized(kept.roundtrip([command])) == [expected]
+    # text as UTF-8, numbers as redis-py writes them
+    echoed = [("ECHO", "é"), ("ECHO", 5), ("ECHO", 0.25), ("ECHO", b"\xff")]
+    assert kept.roundtrip(echoed) == [client.execute_command(*c) for c in echoed]
+    conn = kept.idle[-1]
+    sock_read = getattr(conn, "_sock", None) is not None and wire._hiredis is not None
+    for victim in list(kept.idle):  # the server closes the kept connection
+        victim.send_command("CLIENT", "ID")
+        client.execute_command("CLIENT", "KILL", "ID", victim.read_response())
+    assert kept.once(("GET", KEY)) == b"v1"  # checked before sending: a fresh one
+    for victim in list(kept.idle):
+        victim.send_command("CLIENT", "ID")
+        client.execute_command("CLIENT", "KILL", "ID", victim.read_response())
+    check_replies(kept.roundtrip(commands()))  # sent again on a fresh one
+    kept.close()
+    assert kept.idle == []
+    return {"sock_read": sock_read}
 
 
 def check_count_connects_sync() -> None:

@@ -1,0 +1,122 @@
+"""The connections a sync hub keeps between calls (rediscache.wire.Wire): they go back to the
+client's pool on close, a connection the server killed is replaced without an error (a write
+is not reported as of unknown outcome), a forked child does not share them, and a small pool
+is never drained by them."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+import rediscache
+from rediscache import Hub, wire
+
+
+def _pool_client(hub: Hub, **pool_kwargs: Any) -> redis.Redis:
+    """A client of its own on the session's server, with a BlockingConnectionPool."""
+    kwargs = dict(hub.client.connection_pool.connection_kwargs)
+    kwargs.pop("redis_connect_func", None)  # the session hub's connect counter
+    pool = redis.BlockingConnectionPool(
+        connection_class=hub.client.connection_pool.connection_class, **kwargs, **pool_kwargs
+    )
+    return redis.Redis(connection_pool=pool)
+
+
+@pytest.fixture()
+def own(hub: Hub) -> Iterator[tuple[Hub, rediscache.Space, redis.Redis]]:
+    client = _pool_client(hub, max_connections=16, timeout=0.5)
+    own_hub = rediscache.connect(client=client)
+    name = "t-" + uuid.uuid4().hex[:12]
+    space = own_hub.create_space(name, 4, algorithm="flat")
+    space.put_many(["a", "b"], np.eye(2, 4, dtype=np.float32))
+    try:
+        yield own_hub, space, client
+    finally:
+        own_hub.drop_space(name, missing_ok=True)
+        own_hub.close()
+        client.close()
+
+
+def test_kept_connections_go_back_to_the_pool_on_close(
+    own: tuple[Hub, rediscache.Space, redis.Redis],
+) -> None:
+    own_hub, space, client = own
+    for _ in range(5):
+        assert space.get("a") is not None
+    assert own_hub._driver.wire is not None and own_hub._driver.wire.idle  # one is kept
+    own_hub.close()
+    pool = client.connection_pool
+    taken = [pool.get_connection() for _ in range(16)]  # every one: none is still kept
+    for conn in taken:
+        pool.release(conn)
+
+
+def test_a_pool_with_few_connections_keeps_none(hub: Hub) -> None:
+    client = _pool_client(hub, max_connections=4, timeout=0.5)
+    try:
+        kept = wire.Wire(client)
+        assert kept.size == 0
+        assert kept.roundtrip([("PING",)]) == [b"PONG"]
+        assert kept.idle == []
+        assert wire.Wire(_pool_client(hub, max_connections=16)).size == 2
+        assert wire.Wire(hub.client).size == wire.KEPT  # rediscache's own: 100 connections
+    finally:
+        client.close()
+
+
+def _kill_kept(hub: Hub, kept: wire.Wire) -> None:
+    """The server closes every connection ``kept`` holds (CLIENT KILL from another one)."""
+    for conn in list(kept.idle):
+        conn.send_command("CLIENT", "ID")
+        hub.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+
+
+def test_a_killed_kept_connection_is_replaced(
+    hub: Hub, own: tuple[Hub, rediscache.Space, redis.Redis]
+) -> None:
+    own_hub, space, _client = own
+    space.get("a")
+    space.put("c", np.ones(4))  # the script's connection is kept too
+    kept = own_hub._driver.wire
+    assert kept is not None and kept.idle
+    _kill_kept(hub, kept)
+    # a write first: sent on a connection the server closed, its outcome would be unknown
+    space.put("d", np.full(4, 2.0))
+    np.testing.assert_array_equal(space.get("d"), np.full(4, 2.0, dtype=np.float32))
+    _kill_kept(hub, kept)
+    np.testing.assert_array_equal(space.get("a"), np.eye(1, 4, dtype=np.float32)[0])
+    stats = own_hub.metrics()
+    assert stats["put"].errors == 0 and stats["get"].errors == 0
+
+
+def _child_get(hub: Hub, name: str, out: Any) -> None:
+    kept = hub._driver.wire
+    out.put((len(kept.idle) if kept is not None else -1, hub.space(name).get("a").tolist()))
+
+
+def test_a_forked_child_does_not_share_kept_connections(
+    own: tuple[Hub, rediscache.Space, redis.Redis],
+) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    own_hub, space, _client = own
+    space.get("a")
+    assert own_hub._driver.wire is not None and own_hub._driver.wire.idle
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    child = ctx.Process(target=_child_get, args=(own_hub, space.name, out))
+    child.start()
+    idle_in_child, got = out.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert idle_in_child == 0  # emptied at the fork: they are the parent's
+    assert got == [1.0, 0.0, 0.0, 0.0]
+    assert own_hub._driver.wire.idle  # the parent's stay with the parent
+    assert space.get("b").tolist() == [0.0, 1.0, 0.0, 0.0]
