@@ -16,7 +16,7 @@ import math
 import numbers
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from .codec import check_int
 from .errors import CorruptDataError, InvalidInputError
@@ -24,6 +24,8 @@ from .keys import DOC_MARKER, META_FIELD, VECTOR_FIELD
 from .query import DISTANCE_FIELD, PROBE_FIELD
 
 _DOC_MARKER_B = DOC_MARKER.encode()
+
+H = TypeVar("H")
 
 __all__ = [
     "KnnQuery",
@@ -187,10 +189,19 @@ def range_query(
     )
 
 
+class RawHit(NamedTuple):
+    """One FT.SEARCH result before decoding: user key, distance, raw meta and vector bytes."""
+
+    key: str
+    distance: float
+    meta: bytes | None
+    vec: bytes | None
+
+
 # --------------------------------------------------------------------------- plans and rounds
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a search ~2 us
 class SearchPlan:
     """A search as the user asked for it, before any I/O: one query per blob, each wanting
     ``count`` hits after skipping ``offset`` of its ranked list (keys in ``exclude`` left
@@ -238,8 +249,10 @@ MAX_ROUNDS_STABLE = 4
 
 
 def search_rounds(
-    plan: SearchPlan, space_prefix: str
-) -> Generator[SearchRound, list[Any], list[list[RawHit]]]:
+    plan: SearchPlan,
+    space_prefix: str,
+    make: Callable[[str, float, bytes | None, bytes | None], H] = RawHit,  # type: ignore[assignment]
+) -> Generator[SearchRound, list[Any], list[list[H]]]:
     """Run ``plan``: yield rounds of commands, receive their replies, return each query's
     hits (its page of the ranked list: excluded keys left out, at most ``plan.count``).
 
@@ -247,10 +260,11 @@ def search_rounds(
     found them) is not final: the query is sent again (with the expired documents deleted
     first when ``plan.vanishing``), as deep again or, when half its window vanished, twice
     as deep. So a page holds ``count`` live hits whenever the space has them. Error replies
-    must not reach the flow: the caller raises them from the round's replies.
+    must not reach the flow: the caller raises them from the round's replies. Hits are
+    ``make(key, distance, meta, vec)`` (:func:`parse_search_reply`).
     """
     n = len(plan.blobs)
-    results: list[list[RawHit]] = [[] for _ in range(n)]
+    results: list[list[H]] = [[] for _ in range(n)]
     depth, start = plan.window()
     depths = [depth] * n
     pending = list(range(n))
@@ -263,7 +277,9 @@ def search_rounds(
         purge = []
         still: list[int] = []
         for i, reply in zip(pending, replies):
-            _total, hits, vanished = parse_search_reply(reply, space_prefix=space_prefix)
+            _total, hits, vanished = parse_search_reply(
+                reply, space_prefix=space_prefix, make=make
+            )
             if vanished and attempt < rounds - 1:
                 still.append(i)
                 if plan.vanishing:
@@ -278,23 +294,14 @@ def search_rounds(
     return results
 
 
-def _page(plan: SearchPlan, hits: list[RawHit], start: int) -> list[RawHit]:
+def _page(plan: SearchPlan, hits: list[H], start: int) -> list[H]:
     if plan.exclude:
-        hits = [h for h in hits if h.key not in plan.exclude]
+        hits = [h for h in hits if h.key not in plan.exclude]  # type: ignore[attr-defined]
     skip = plan.offset - start
     return hits[skip : skip + plan.count]
 
 
 # --------------------------------------------------------------------------- replies
-
-
-class RawHit(NamedTuple):
-    """One FT.SEARCH result before decoding: user key, distance, raw meta and vector bytes."""
-
-    key: str
-    distance: float
-    meta: bytes | None
-    vec: bytes | None
 
 
 _DIST_B = DISTANCE_FIELD.encode()
@@ -303,8 +310,11 @@ _VEC_B = VECTOR_FIELD.encode()
 
 
 def parse_search_reply(
-    reply: list[Any], *, space_prefix: str
-) -> tuple[int, list[RawHit], list[bytes]]:
+    reply: list[Any],
+    *,
+    space_prefix: str,
+    make: Callable[[str, float, bytes | None, bytes | None], H] = RawHit,  # type: ignore[assignment]
+) -> tuple[int, list[H], list[bytes]]:
     """Parse a RESP2 ``FT.SEARCH`` reply (redis-py, ``decode_responses=False``).
 
     The reply is ``[total, id, [field, value, ...], id, [...], ...]`` with bytes everywhere;
@@ -312,7 +322,9 @@ def parse_search_reply(
     with ``<space_prefix>g<generation>:d:`` removed: a live search through the alias may
     answer from a generation the client has not seen yet) and the document ids of hits that
     vanished: a hit without fields (its document expired or was deleted after the index
-    found it) or without a distance. A missing ``meta`` or ``vec`` gives None.
+    found it) or without a distance. A missing ``meta`` or ``vec`` gives None. Each hit is
+    ``make(key, distance, meta, vec)``: a :class:`RawHit` unless the caller builds its own
+    results directly (the searches make their ``Hit`` here, in one pass).
 
     Raises:
         CorruptDataError: the reply does not have the FT.SEARCH shape, or a document id lies
@@ -327,12 +339,13 @@ def parse_search_reply(
         raise CorruptDataError(f"unexpected FT.SEARCH reply length {n}: expected ids with fields")
     prefix = space_prefix.encode()
     plen = len(prefix)
-    hits: list[RawHit] = []
+    skip = len(_DOC_MARKER_B)
+    hits: list[H] = []
     vanished: list[bytes] = []
     for i in range(1, n, 2):
         doc_id = reply[i]
         start = doc_id.find(_DOC_MARKER_B, plen) if isinstance(doc_id, bytes) else -1
-        if start < 0 or not doc_id.startswith(prefix) or doc_id[plen : plen + 1] != b"g":
+        if start < 0 or not doc_id.startswith(prefix) or doc_id[plen] != _G:
             raise CorruptDataError(
                 f"FT.SEARCH returned document {doc_id!r} outside the prefix {space_prefix!r}"
             )
@@ -340,25 +353,44 @@ def parse_search_reply(
         dist: bytes | None = None
         meta: bytes | None = None
         vec: bytes | None = None
-        for j in range(0, len(values or ()) - 1, 2):
-            name = values[j]
-            if name == _DIST_B:
-                dist = values[j + 1]
-            elif name == _META_B:
-                meta = values[j + 1]
-            elif name == _VEC_B:
-                vec = values[j + 1]
+        if values and values[0] == _DIST_B:  # RETURN's order: __dist first, then meta, vec
+            dist = values[1]
+            rest = len(values)
+            if rest == 4 and values[2] == _META_B:
+                meta = values[3]
+            elif rest == 6 and values[2] == _META_B and values[4] == _VEC_B:
+                meta, vec = values[3], values[5]
+            elif rest != 2:
+                dist, meta, vec = _fields(values)
+        elif values:
+            dist, meta, vec = _fields(values)
         if dist is None:
             vanished.append(doc_id)
             continue
         try:
-            key = doc_id[start + len(_DOC_MARKER_B) :]
-            hits.append(RawHit(key.decode("utf-8"), float(dist), meta, vec))
+            hits.append(make(doc_id[start + skip :].decode("utf-8"), float(dist), meta, vec))
         except (UnicodeDecodeError, ValueError) as exc:
             raise CorruptDataError(
                 f"FT.SEARCH returned an undecodable hit {doc_id!r} (distance {dist!r})"
             ) from exc
     return total, hits, vanished
+
+
+_G = ord("g")
+
+
+def _fields(values: list[Any]) -> tuple[Any, Any, Any]:
+    """(distance, meta, vec) of a hit's field list in any order (None: absent)."""
+    dist = meta = vec = None
+    for j in range(0, len(values) - 1, 2):
+        name = values[j]
+        if name == _DIST_B:
+            dist = values[j + 1]
+        elif name == _META_B:
+            meta = values[j + 1]
+        elif name == _VEC_B:
+            vec = values[j + 1]
+    return dist, meta, vec
 
 
 def index_done(ft_info: Any) -> float:

@@ -41,6 +41,7 @@ ACL patterns or SCAN patterns.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -153,6 +154,11 @@ class GenKeys:
             raise InvalidInputError(f"generation must be a positive integer, got {gen!r}")
         base = f"{space.prefix}g{gen}"
         return cls(space=space, gen=gen, doc_prefix=base + DOC_MARKER, index=base + ":idx")
+
+    @functools.cached_property
+    def doc_prefix_bytes(self) -> bytes:
+        """:attr:`doc_prefix` as the bytes in replies (UTF-8)."""
+        return self.doc_prefix.encode()
 
     @property
     def count_field(self) -> str:

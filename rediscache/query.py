@@ -461,6 +461,10 @@ def _expect(name: str, want: FieldType, fields: Mapping[str, FieldType], kind: s
         )
 
 
+#: The largest integer from which every smaller one is exactly a double.
+_EXACT_INT = 2**53
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
@@ -636,6 +640,11 @@ def encode_field_value(ftype: FieldType, value: object) -> str:
         InvalidInputError: a value of the wrong type for ``ftype``, or an unknown ``ftype``.
     """
     if ftype == "numeric":
+        kind = type(value)
+        if kind is int and -_EXACT_INT <= value <= _EXACT_INT:  # type: ignore[operator]
+            return repr(value)  # the common cases first: a plain int a double holds exactly,
+        if kind is float and math.isfinite(value):  # type: ignore[arg-type]
+            return repr(value)  # or a finite plain float (no ABC checks: ~1 us per value)
         if not _is_number(value):
             raise InvalidInputError(
                 f"numeric field value must be an int or float, got {type(value).__name__} {value!r}"
@@ -653,6 +662,8 @@ def encode_field_value(ftype: FieldType, value: object) -> str:
             )
         return fold_text(check_text(value, "text field value"))
     if ftype == "tag":
+        if type(value) is str:
+            return _check_tag(value, "tag metadata")
         if not isinstance(value, (str, list, tuple)):
             raise InvalidInputError(
                 f"tag field value must be a str or a list of str, got {type(value).__name__}"

@@ -12,13 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+import msgpack
 import numpy.typing as npt
 
 from . import ftsearch, generations, query
-from .codec import check_flag, check_int, check_keys, unpack_metadata
+from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metadata
 from .effects import Flow, Roundtrip
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
-from .keys import GenKeys
+from .keys import META_FIELD, VECTOR_FIELD, GenKeys
+from .query import DISTANCE_FIELD
 from .reads import Hit, Reads
 from .state import SpaceState
 from .target import Target
@@ -32,6 +34,10 @@ class Searches:
     def __init__(self, target: Target, reads: Reads) -> None:
         self.target = target
         self.reads = reads
+        #: (k, with_vectors, with_metadata) -> the FT.SEARCH arguments before and after the
+        #: query vector of a plain search (no filter, ef, offset or exclude), filled by the
+        #: first such search's plan: later ones send it without building a plan.
+        self._simple: dict[tuple[int, bool, bool], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 
     def search(
         self,
@@ -67,6 +73,27 @@ class Searches:
             InvalidInputError: a bad vector, k, offset, ef, filter or flag.
             ServerError: the search failed (ServerBusyError while Redis runs a long script).
         """
+        t = self.target
+        first: list[Any] | None = None
+        plain = (  # the usual search: a short path (see _simple), with every check below
+            filter is None and ef is None and exclude is None and t.live
+            and type(offset) is int and offset == 0 and type(k) is int
+            and type(with_vectors) is bool and type(with_metadata) is bool
+            and not t.config.expiring
+        )  # fmt: skip
+        if plain and t.gen.gen in t.readiness.ready and not t.reconnected():
+            prepared = self._simple.get((k, with_vectors, with_metadata))
+            if prepared is not None:
+                blob = t.codec.encode(t.codec.as_vector(vector))
+                gen = t.gen
+                first = yield Roundtrip([("FT.SEARCH", t.keys.index, *prepared[0], blob,
+                                          *prepared[1])])  # fmt: skip
+                if t.reconnected():  # the server may have restarted: the general path
+                    first = None
+                elif not isinstance(first[0], Exception):
+                    hits = _quick_hits(first[0], gen.doc_prefix_bytes, t.codec, with_vectors)
+                    if hits is not None:
+                        return hits
         plan = self._search_plan(
             vector,
             k,
@@ -77,7 +104,10 @@ class Searches:
             offset=offset,
             exclude=exclude,
         )
-        return (yield from self._searched(plan))[0]
+        if plain and first is None:
+            query_ = plan.prepare(*plan.window())
+            self._simple[(k, with_vectors, with_metadata)] = (query_.head, query_.tail)
+        return (yield from self._searched(plan, first))[0]
 
     def search_many(
         self,
@@ -151,15 +181,37 @@ class Searches:
         )
         return (yield from self._searched(plan))[0]
 
-    def _searched(self, plan: ftsearch.SearchPlan) -> Flow[list[list[Hit]]]:
-        """Run ``plan``'s rounds (one round trip each; one unless hits vanished)."""
-        rounds = ftsearch.search_rounds(plan, self.target.keys.prefix)
+    def _searched(
+        self, plan: ftsearch.SearchPlan, first: list[Any] | None = None
+    ) -> Flow[list[list[Hit]]]:
+        """Run ``plan``'s rounds (one round trip each; one unless hits vanished). ``first``:
+        the replies of its first round, already sent (by :meth:`search`'s short path).
+
+        A single query without excluded keys in a space whose entries do not expire (the
+        common case) reads its reply with :func:`_quick_hits`; a reply that cannot be read so
+        (a hit vanished, a generation the client has not seen, fields in another order) goes
+        on through the rounds as their first round's reply.
+        """
+        rounds = ftsearch.search_rounds(plan, self.target.keys.prefix, self._maker(plan))
         replies: Any = None
+        if first is not None:
+            next(rounds)  # its first round is the one already sent
+            replies = self._raise_errors(first)
+        elif len(plan.blobs) == 1 and not plan.exclude and not plan.vanishing:
+            depth, start = plan.window()
+            query = plan.prepare(depth, start).args(plan.blobs[0])
+            replies = yield from self._search_round(ftsearch.SearchRound([query], []))
+            t = self.target
+            hits = _quick_hits(replies[0], t.gen.doc_prefix_bytes, t.codec, plan.with_vectors)
+            if hits is not None:
+                return [hits]
+            next(rounds)  # its first round is the one just sent
         while True:
             try:
                 rnd = rounds.send(replies)
             except StopIteration as stop:
-                return self._hits(plan, stop.value)
+                pages: list[list[Hit]] = stop.value
+                return pages
             replies = yield from self._search_round(rnd)
 
     def _search_round(self, rnd: ftsearch.SearchRound) -> Flow[list[Any]]:
@@ -185,11 +237,14 @@ class Searches:
                 break
             # The round trip opened a new connection: the server may have restarted and be
             # rebuilding the index. Search again once the index is checked.
-        replies = replies[1:] if rnd.purge else replies
+        return self._raise_errors(replies[1:] if rnd.purge else replies)
+
+    def _raise_errors(self, replies: list[Any]) -> list[Any]:
+        """``replies`` of a round's queries; an error reply raises."""
         for reply in replies:
             if isinstance(reply, Exception):
-                raise reply_error(str(reply), f"search in {t.where()}")
-        return replies  # type: ignore[no-any-return]
+                raise reply_error(str(reply), f"search in {self.target.where()}")
+        return replies
 
     def _version_round(self, make: Callable[[str], list[tuple[Any, ...]]]) -> Flow[list[Any]]:
         """A round on a version's own index, once complete, with the state checked."""
@@ -360,21 +415,58 @@ class Searches:
         parsed = query.parse_filter(filter, self.target.config.fields)
         return query.render_filter(parsed, self.target.config.fields) if parsed else None
 
-    def _hits(
-        self, plan: ftsearch.SearchPlan, pages: list[list[ftsearch.RawHit]]
-    ) -> list[list[Hit]]:
-        """Decoded hits of each query's page."""
-        decode = self.target.codec.decode
-        with_vectors = plan.with_vectors
-        return [
-            [
-                Hit(
-                    h.key,
-                    h.distance,
-                    unpack_metadata(h.meta),
-                    decode(h.vec, h.key) if with_vectors and h.vec is not None else None,
-                )
-                for h in page
-            ]
-            for page in pages
-        ]
+    def _maker(self, plan: ftsearch.SearchPlan) -> Callable[[str, float, Any, Any], Hit]:
+        """How a reply's hit becomes a :class:`Hit` (metadata and vector decoded), made by
+        the reply's parser in its one pass."""
+        if plan.with_vectors:
+            decode = self.target.codec.decode
+
+            def hit(key: str, distance: float, meta: Any, vec: Any) -> Hit:
+                return Hit(key, distance, unpack_metadata(meta),
+                           decode(vec, key) if vec is not None else None)  # fmt: skip
+
+            return hit
+        return lambda key, distance, meta, _vec: Hit(key, distance, unpack_metadata(meta))
+
+
+_unpackb = msgpack.unpackb
+_DIST_B = DISTANCE_FIELD.encode()
+_META_B = META_FIELD.encode()
+_VEC_B = VECTOR_FIELD.encode()
+
+
+def _quick_hits(
+    reply: Any, doc_prefix: bytes, codec: VectorCodec, with_vectors: bool
+) -> list[Hit] | None:
+    """The hits of an ``FT.SEARCH`` reply in the usual shape, in one tight pass: every
+    document under ``doc_prefix`` (the generation the client knows), fields in ``RETURN``
+    order (``__dist``, then ``meta`` and ``vec`` when asked for). None for anything else,
+    which :func:`rediscache.ftsearch.parse_search_reply` then reads (and reports)."""
+    if not isinstance(reply, list) or len(reply) % 2 != 1:
+        return None
+    skip = len(doc_prefix)
+    hits: list[Hit] = []
+    append = hits.append
+    try:
+        for i in range(1, len(reply), 2):
+            doc_id, values = reply[i], reply[i + 1]
+            if not doc_id.startswith(doc_prefix) or not values or values[0] != _DIST_B:
+                return None
+            key = doc_id[skip:].decode("utf-8")
+            size = len(values)
+            if size == 2:
+                append(Hit(key, float(values[1]), {}))
+            elif size == 4 and values[2] == _META_B and not with_vectors:
+                meta = _unpackb(values[3], raw=False) if values[3] else {}
+                if type(meta) is not dict:
+                    return None  # the full parser reports it
+                append(Hit(key, float(values[1]), meta))
+            elif size == 6 and values[2] == _META_B and values[4] == _VEC_B and with_vectors:
+                meta = values[3]
+                append(Hit(key, float(values[1]), unpack_metadata(meta) if meta else {},
+                           codec.decode(values[5], key)))  # fmt: skip
+            else:
+                return None
+    except (AttributeError, TypeError, ValueError, msgpack.ExtraData):  # the full parser
+        return None  # reads (and reports) odd ids, distances or metadata
+    return hits

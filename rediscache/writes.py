@@ -83,7 +83,7 @@ def row_bytes(rows: Sequence[tuple[Sequence[bytes | str], Sequence[str]]]) -> fl
     """Average payload of write rows (field names and values), for :meth:`WritePacer.rows`."""
     if not rows:
         return 0.0
-    return sum(len(v) for fields, _ in rows for v in fields) / len(rows)
+    return sum([sum(map(len, fields)) for fields, _ in rows]) / len(rows)
 
 
 def chunk_failed(

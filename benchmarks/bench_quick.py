@@ -1,0 +1,397 @@
+"""The hot operations against raw redis-py, over unix socket and TCP, in a few minutes (by hand).
+
+    PYTHONPATH=. python benchmarks/bench_quick.py [--n 5000] [--calls 2000]
+        [--transports unix,tcp] [--against docs/benchmarks.json] [--json PATH]
+
+Measures, on one server and in one run, each side alternating in blocks of calls with the
+raw redis-py commands doing the same work (bench_core's ``measure``): ``get`` against
+``HGET``, ``get_many(100)`` against a pipeline of 100 ``HGET``, ``search`` k=10 with and
+without metadata against ``FT.SEARCH`` returning the same fields, ``search_many(10)``
+against the same ten ``FT.SEARCH`` in a pipeline, the asyncio ``get`` against redis-py's
+asyncio ``HGET``, and ``put_many`` into a FLAT space against pipelined ``HSET`` (throughput).
+Metrics are on, as shipped. Then it prints each ratio beside the one of the previous report
+(``--against``: the JSON ``run_all.py --docs`` writes beside docs/benchmarks.md, or one this
+script wrote) and flags a ratio more than 5% worse: run it before landing a change to a hot
+path. The header records the commit, the date, the machine and each transport.
+
+Data: the first ``--n`` dev embeddings (``../shared/data/dev``) or the bundled sample. A
+private embedded server is started in a temporary directory and stopped at the end. About
+3-5 minutes on the 2-core dev box. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+import redis
+import redis.asyncio
+
+import rediscache
+from rediscache import server
+from rediscache.keys import META_FIELD, VECTOR_FIELD
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_core import (
+    Dataset,
+    Row,
+    format_table,
+    latency_row,
+    load_bundled,
+    load_dev,
+    measure,
+    say,
+)
+
+HERE = Path(__file__).resolve().parent
+DIM = 384
+K = 10
+FIELDS = {"category": "tag", "month": "numeric"}
+#: Rows each side writes in the put_many comparison, in chunks of CHUNK.
+PUT_ROWS = 4000
+CHUNK = 1000
+#: A ratio this much worse than the previous report's is flagged.
+WORSE = 1.05
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from: the commit of the rediscache measured, the date, cores,
+    CPU, Python, redis-py."""
+    source = Path(rediscache.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        commit += "+changes" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "commit": commit,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu": cpu,
+        "python": sys.version.split()[0],
+        "redis_py": redis.__version__,
+    }
+
+
+class Quick:
+    """The spaces of one run and the measurements over one transport."""
+
+    def __init__(self, hub: rediscache.Hub, data: Dataset, calls: int) -> None:
+        self.hub, self.data, self.calls = hub, data, calls
+        hub.drop_space("quick", missing_ok=True)
+        self.space = hub.create_space("quick", DIM, fields=FIELDS)
+        self.space.put_many(data.keys, data.vectors, data.metadata)
+        while self.space.info().indexing:
+            time.sleep(0.2)
+        self.space.search(data.queries[0], K)  # the index is known complete from here on
+        order = np.random.default_rng(7).permutation(len(data.keys))
+        self.keys = [data.keys[int(i)] for i in order]
+        self.blobs = [q.astype("<f4").tobytes() for q in data.queries]
+        self.ef = int(self.space.config.hnsw.get("EF_RUNTIME", 100))
+
+    def close(self) -> None:
+        self.hub.drop_space("quick", missing_ok=True)
+
+    def rows(self, hub: rediscache.Hub, url: str) -> list[Row]:
+        """Every measurement over ``hub``'s connection (its client is the raw side)."""
+        space = hub.space("quick")
+        client: redis.Redis = hub.client
+        keys, calls, n = self.keys, self.calls, len(self.keys)
+        docs = [space.live_keys.doc(k) for k in keys]
+        index = space.live_keys.index
+        queries, blobs, nq = self.data.queries, self.blobs, len(self.blobs)
+        rows: list[Row] = []
+
+        t = measure(
+            {"ours": lambda i: space.get(keys[i % n]),
+             "raw": lambda i: client.hget(docs[i % n], VECTOR_FIELD)},
+            calls * 2,
+        )  # fmt: skip
+        rows.append(latency_row("get", "HGET <doc> vec", t["ours"], t["raw"], 1.05))
+
+        batches = [keys[j : j + 100] for j in range(0, n - 99, 100)]
+        dbatches = [docs[j : j + 100] for j in range(0, n - 99, 100)]
+        nb = len(batches)
+
+        def pipeline(i: int) -> object:
+            pipe = client.pipeline(transaction=False)
+            for d in dbatches[i % nb]:
+                pipe.hget(d, VECTOR_FIELD)
+            return np.frombuffer(b"".join(pipe.execute()), dtype="<f4").reshape(-1, DIM)
+
+        t = measure(
+            {"ours": lambda i: space.get_many(batches[i % nb]), "raw": pipeline},
+            calls // 4,
+            block=10,
+        )
+        rows.append(
+            latency_row("get_many(100)", "pipeline of 100 HGET", t["ours"], t["raw"], 0.6)
+        )
+
+        def ft(fields: tuple[str, ...]) -> Callable[[int], object]:
+            query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
+            tail = ("SORTBY", "__dist", "ASC", "LIMIT", 0, K, "RETURN", len(fields), *fields,
+                    "DIALECT", 2)  # fmt: skip
+
+            def raw(i: int) -> object:
+                return client.execute_command(
+                    "FT.SEARCH", index, query, "PARAMS", 2, "vec", blobs[i % nq], *tail
+                )
+
+            return raw
+
+        t = measure(
+            {"ours": lambda i: space.search(queries[i % nq], K),
+             "raw": ft(("__dist", META_FIELD))},
+            calls,
+        )  # fmt: skip
+        rows.append(
+            latency_row("search k=10", "FT.SEARCH RETURN __dist meta", t["ours"], t["raw"], 1.0)
+        )
+        t = measure(
+            {"ours": lambda i: space.search(queries[i % nq], K, with_metadata=False),
+             "raw": ft(("__dist",))},
+            calls,
+        )  # fmt: skip
+        rows.append(
+            latency_row(
+                "search k=10, no metadata", "FT.SEARCH RETURN __dist", t["ours"], t["raw"], 0.95
+            )
+        )
+
+        many = [queries[j : j + 10] for j in range(0, nq - 9, 10)]
+        query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
+
+        def raw_many(i: int) -> object:
+            pipe = client.pipeline(transaction=False)
+            for j in range(10):
+                b = blobs[(i * 10 + j) % nq]
+                pipe.execute_command(
+                    "FT.SEARCH", index, query, "PARAMS", 2, "vec", b, "SORTBY", "__dist", "ASC",
+                    "LIMIT", 0, K, "RETURN", 2, "__dist", META_FIELD, "DIALECT", 2,
+                )  # fmt: skip
+            return pipe.execute()
+
+        t = measure(
+            {"ours": lambda i: space.search_many(many[i % len(many)], K), "raw": raw_many},
+            calls // 10,
+            block=10,
+        )
+        rows.append(
+            latency_row("search_many(10)", "pipeline of 10 FT.SEARCH", t["ours"], t["raw"])
+        )
+        rows.append(self._async_get(url, docs))
+        return rows
+
+    def _async_get(self, url: str, docs: list[str]) -> Row:
+        """asyncio get against redis.asyncio HGET, one task, one event loop."""
+        keys, n, calls = self.keys, len(self.keys), self.calls
+
+        async def run() -> Row:
+            ahub = await rediscache.connect_async(url=url)
+            raw = redis.asyncio.Redis.from_url(url, protocol=2)
+            try:
+                aspace = await ahub.space("quick")
+                samples: dict[str, list[float]] = {"ours": [], "raw": []}
+
+                async def ours(i: int) -> object:
+                    return await aspace.get(keys[i % n])
+
+                async def theirs(i: int) -> object:
+                    return await raw.hget(docs[i % n], VECTOR_FIELD)
+
+                sides = {"ours": ours, "raw": theirs}
+                for fn in sides.values():
+                    for i in range(20):
+                        await fn(i)
+                for b, start in enumerate(range(0, calls * 2, 100)):
+                    order = ("ours", "raw") if b % 2 == 0 else ("raw", "ours")
+                    for name in order:
+                        fn, out = sides[name], samples[name]
+                        for i in range(start, start + 100):
+                            t0 = time.perf_counter()
+                            await fn(i)
+                            out.append(time.perf_counter() - t0)
+            finally:
+                await ahub.close()
+                await raw.aclose()
+            timing = {
+                k: (float(np.median(v)) * 1e6, float(np.percentile(v, 99)) * 1e6)
+                for k, v in samples.items()
+            }
+            ours_t, raw_t = timing["ours"], timing["raw"]
+            return Row("asyncio get", "redis.asyncio HGET", "us", ours_t[0], ours_t[1],
+                       raw_t[0], raw_t[1], ours_t[0] / raw_t[0], None, None)  # fmt: skip
+
+        return asyncio.run(run())
+
+    def put_flat(self, hub: rediscache.Hub) -> Row:
+        """put_many into a FLAT space against pipelined HSET into an identical FLAT index."""
+        d = self.data
+        m = min(PUT_ROWS, len(d.keys))
+        for name in ("quick_flat", "quick_flat_raw"):
+            hub.drop_space(name, missing_ok=True)
+        ours = hub.create_space("quick_flat", DIM, algorithm="flat", fields=FIELDS)
+        raw = hub.create_space("quick_flat_raw", DIM, algorithm="flat", fields=FIELDS)
+        client = hub.client
+        doc = raw.live_keys.doc
+
+        def put_ours(start: int, stop: int) -> None:
+            ours.put_many(d.keys[start:stop], d.vectors[start:stop], d.metadata[start:stop])
+
+        def put_raw(start: int, stop: int) -> None:
+            pipe = client.pipeline(transaction=False)
+            for i in range(start, stop):
+                meta = d.metadata[i]
+                pipe.hset(doc(d.keys[i]), mapping={
+                    VECTOR_FIELD: d.vectors[i].tobytes(),
+                    META_FIELD: msgpack.packb(meta, use_bin_type=True),
+                    "category": meta["category"], "month": meta["month"],
+                })  # fmt: skip
+            pipe.execute()
+
+        spent = {"ours": 0.0, "raw": 0.0}
+        writers = {"ours": put_ours, "raw": put_raw}
+        try:
+            for rnd in range(3):  # each side rewrites the same rows: the second pass and on
+                for c, start in enumerate(range(0, m, CHUNK)):  # overwrite, as an update does
+                    stop = min(start + CHUNK, m)
+                    for side in ("ours", "raw") if (c + rnd) % 2 == 0 else ("raw", "ours"):
+                        t0 = time.perf_counter()
+                        writers[side](start, stop)
+                        spent[side] += time.perf_counter() - t0
+        finally:
+            hub.drop_space("quick_flat", missing_ok=True)
+            hub.drop_space("quick_flat_raw", missing_ok=True)
+        rate = {k: 3 * m / v for k, v in spent.items()}
+        ratio = rate["ours"] / rate["raw"]
+        return Row(
+            "put_many FLAT (vec/s)", "pipelined HSET, same fields, FLAT index", "vec/s",
+            rate["ours"], None, rate["raw"], None, ratio, ">= 0.90", ratio >= 0.9,
+        )  # fmt: skip
+
+
+def previous(path: Path | None) -> dict[tuple[str, str], float]:
+    """(transport, op) -> ratio of an earlier report (run_all's JSON or this script's)."""
+    if path is None or not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    out: dict[tuple[str, str], float] = {}
+    for run in data.get("quick", []):
+        for row in run["rows"]:
+            out[(run["transport"], row["op"])] = row["ratio"]
+    for row in data.get("rows", []):  # run_all's report: bench_core rows, unix socket
+        op = {"search k=10": "search k=10", "get": "get", "get_many(100)": "get_many(100)"}.get(
+            str(row.get("op")).split(" (")[0]
+        )
+        if op is not None and ("unix", op) not in out and row.get("ratio") is not None:
+            out[("unix", op)] = float(row["ratio"])
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=5000, help="vectors to load (default 5000)")
+    p.add_argument("--calls", type=int, default=2000, help="calls per side (default 2000)")
+    p.add_argument("--transports", default="unix,tcp", help="unix, tcp or both (default)")
+    p.add_argument(
+        "--data", type=Path, default=HERE.parent.parent / "shared" / "data" / "dev",
+        help="dev data directory (default ../shared/data/dev; else the bundled sample)",
+    )  # fmt: skip
+    p.add_argument(
+        "--against", type=Path, default=HERE.parent / "docs" / "benchmarks.json",
+        help="a previous report's JSON to compare with (default docs/benchmarks.json)",
+    )  # fmt: skip
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    if not transports or set(transports) - {"unix", "tcp"}:
+        p.error("--transports takes unix, tcp or unix,tcp")
+    data = (
+        load_dev(args.data, args.n) if (args.data / "vectors.npy").is_file()
+        else load_bundled(args.n)
+    )  # fmt: skip
+    where = machine()
+    tmp = Path(tempfile.mkdtemp(prefix="rc-quick-"))
+    runs: list[dict[str, Any]] = []
+    try:
+        info, _ = server.start(server.ServerConfig(data_dir=tmp))
+        urls = {"tcp": info.url, "unix": f"unix://:{info.password}@{info.unix_socket}?db=0"}
+        with rediscache.connect(data_dir=tmp) as setup:
+            versions = setup.server_versions()
+            where.update(redis_server=versions["redis"], search=versions["search"])
+            say(f"data: {data.source}")
+            say(" ".join(f"{k}={v}" for k, v in where.items()))
+            quick = Quick(setup, data, args.calls)
+            gc.collect()
+            gc.freeze()
+            try:
+                for transport in transports:
+                    with rediscache.connect(urls[transport]) as hub:
+                        say(f"measuring over {transport} ({args.calls} calls per side) ...")
+                        rows = quick.rows(hub, urls[transport])
+                        rows.append(quick.put_flat(hub))
+                        runs.append({"transport": transport, "rows": [asdict(r) for r in rows]})
+            finally:
+                quick.close()
+    finally:
+        server.stop(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    before = previous(args.against)
+    say()
+    for run in runs:
+        say(
+            f"over {run['transport']}: {where['commit']}, {where['date']}, {where['cores']} "
+            f"cores ({where['cpu']}), Redis {where['redis_server']}, "
+            f"redis-py {where['redis_py']}"
+        )
+        say(format_table([Row(**r) for r in run["rows"]]))
+        for r in run["rows"]:
+            was = before.get((run["transport"], r["op"]))
+            if was is None:
+                continue
+            higher = r["unit"] == "vec/s"
+            worse = r["ratio"] < was / WORSE if higher else r["ratio"] > was * WORSE
+            flag = "  WORSE by more than 5%" if worse else ""
+            say(f"  {r['op']}: {r['ratio']:.3f} (previous report {was:.3f}){flag}")
+        say()
+    if args.json:
+        args.json.write_text(json.dumps({"machine": where, "quick": runs}, indent=2) + "\n")
+        say(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
