@@ -74,9 +74,10 @@ def _inflight_for(prefix: str) -> InFlight[threading.Event]:
 class SyncDriver:
     """Performs flows on a sync redis-py client, with plain blocking calls."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, keep: bool = True) -> None:
         self.client = client
-        self.wire = wire = Wire(client) if client is not None else None
+        # keep=False: a driver made for one call keeps no connection (rediscache.wire.Wire)
+        self.wire = wire = Wire(client, keep=keep) if client is not None else None
         self._perform: dict[type[Any], Callable[[Any], Any]] = {
             Roundtrip: lambda e: wire.roundtrip(e.commands),  # type: ignore[union-attr]
             Once: lambda e: wire.once(e.command),  # type: ignore[union-attr]

@@ -199,7 +199,7 @@ def run(planned: ScriptCall[R]) -> Flow[R]:
 def call(client: redis.Redis, planned: ScriptCall[R]) -> R:
     """Run ``planned`` on a sync client (:func:`run`, performed by
     :class:`rediscache.drive.SyncDriver`); for tools and tests."""
-    return SyncDriver(client).run(run(planned))
+    return SyncDriver(client, keep=False).run(run(planned))
 
 
 def _sync(builder: Callable[P, ScriptCall[R]]) -> Callable[Concatenate[redis.Redis, P], R]:

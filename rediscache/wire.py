@@ -30,7 +30,6 @@ import asyncio
 import codecs
 import inspect
 import os
-import weakref
 from typing import Any
 
 import redis
@@ -153,10 +152,24 @@ def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
     UTF-8."""
     if _pack_command is not None and _utf8(conn):
         try:
-            return [b"".join([_pack_command(command) for command in commands])]
+            return [b"".join([_pack_command(_texts(command)) for command in commands])]
         except TypeError:
             pass
     return conn.pack_commands(commands)
+
+
+def _texts(command: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``command`` with its ints and floats written as text (``repr``, as redis-py writes
+    them) before hiredis packs it: hiredis's ``pack_command`` formats a number with
+    ``PyObject_Repr``, which runs pending signal handlers first, and does not check for
+    the error one raises (SIGTERM or Ctrl-C arriving then crashed the process with a
+    segmentation fault, measured with hiredis 3.5: the same call redis-py makes)."""
+    return tuple([a if type(a) is bytes or type(a) is str else _number(a) for a in command])
+
+
+def _number(arg: Any) -> Any:
+    kind = type(arg)
+    return repr(arg) if kind is int or kind is float else arg  # others: hiredis refuses
 
 
 def _receive(conn: Any, n: int) -> list[Any]:
@@ -173,7 +186,7 @@ def _receive(conn: Any, n: int) -> list[Any]:
             except redis.ResponseError as exc:
                 replies.append(exc)
         return replies
-    parser = _hiredis.Reader(replyError=_reply_error)
+    parser = _hiredis.Reader()  # no Python callback inside the C parser (see _settled)
     replies = []
     try:
         while len(replies) < n:
@@ -198,12 +211,19 @@ def _receive(conn: Any, n: int) -> list[Any]:
 
 
 def _settled(replies: list[Any]) -> list[Any]:
-    """``replies``, raising the first one that redis-py raises rather than returns (its
-    ConnectionError kinds: ``LOADING`` as BusyLoadingError, a full server's refusal), as
-    ``read_response`` does; error replies of other kinds stay in the list."""
-    for reply in replies:
-        if isinstance(reply, redis.ConnectionError):
-            raise reply
+    """``replies`` parsed by a plain hiredis Reader, with each error reply made the
+    exception redis-py's ``read_response`` gives (:func:`_error_mapper`), and the first one
+    redis-py raises rather than returns (its ConnectionError kinds: ``LOADING`` as
+    BusyLoadingError, a full server's refusal) raised.
+
+    The mapping is done here, not by hiredis calling back into Python while it parses
+    (``Reader(replyError=...)``): a signal handler raising in that callback (SIGTERM, Ctrl-C)
+    crashed the process with a segmentation fault in measured runs (hiredis 3.5)."""
+    for i, reply in enumerate(replies):
+        if isinstance(reply, _hiredis.ReplyError):
+            replies[i] = reply = _reply_error(str(reply))
+            if isinstance(reply, redis.ConnectionError):
+                raise reply
     return replies
 
 
@@ -236,7 +256,7 @@ _reply_error = _error_mapper()
 async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
     """``n`` RESP2 replies parsed by hiredis from whatever the socket holds: one await per
     chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each)."""
-    parser = _hiredis.Reader(replyError=_reply_error)  # errors as redis-py maps them
+    parser = _hiredis.Reader()  # no Python callback inside the C parser (see _settled)
     replies: list[Any] = []
     while len(replies) < n:
         data = await stream.read(_CHUNK)
@@ -358,7 +378,8 @@ async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> A
 #: pool's ``max_connections``).
 KEPT = 8
 
-_WIRES: weakref.WeakSet[Wire] = weakref.WeakSet()
+#: Forks of this process so far (in a child, the connections a Wire kept are its parent's).
+_FORKS = [0]
 
 
 class Wire:
@@ -375,28 +396,33 @@ class Wire:
     means the server restarted); a round trip on a kept connection that broke is sent once
     more on one from the pool. :meth:`once` checks a kept connection first with redis-py's
     ``can_read`` (a connection the server closed would otherwise make a write's outcome
-    unknown). :meth:`close` releases the kept connections (``Hub.close`` calls it), garbage
-    collection does too, and a forked child forgets them (they are its parent's). A client
-    made with ``single_connection_client=True`` keeps nothing: redis-py locks its one
-    connection.
+    unknown). :meth:`close` releases the kept connections (``Hub.close`` calls it; a hub
+    dropped without it leaves them in use for its client's pool until the pool goes too),
+    and a forked child forgets them (they are its parent's). ``keep=False`` (a driver made
+    for one call) and a client made with ``single_connection_client=True`` keep nothing.
+
+    No Python code of this class runs from the garbage collector (no finalizer, no weak
+    references): a collection can start inside any C call, and a signal handler raising in
+    Python code run from there (SIGTERM, Ctrl-C) crashed the process with a segmentation
+    fault inside hiredis's ``pack_command`` in measured runs.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, keep: bool = True) -> None:
         self.client = client
         self.single = getattr(client, "connection", None) is not None
         self.pool = pool = client.connection_pool
         most = getattr(pool, "max_connections", None)
-        self.size = min(KEPT, most // 8) if isinstance(most, int) else 0
+        self.size = min(KEPT, most // 8) if keep and isinstance(most, int) else 0
         self.idle: list[Any] = []
-        release = weakref.finalize(self, _release_all, pool, self.idle)
-        release.atexit = False
-        _WIRES.add(self)
+        self.forks = _FORKS[0]
 
     def roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """:func:`roundtrip` on a kept connection (or one from the pool)."""
         if self.single:
             return roundtrip(self.client, commands)
         pool = self.pool
+        if self.forks != _FORKS[0]:
+            self._forked()
         try:
             conn = self.idle.pop()
         except IndexError:
@@ -431,7 +457,9 @@ class Wire:
             self._broken(conn)
             raise
         try:
-            reply = _receive(conn, 1)[0]
+            reply = conn.read_response()
+        except redis.ResponseError as exc:
+            reply = exc
         except BaseException:
             self._broken(conn)  # a reply may be half read: never reuse this connection
             raise
@@ -446,6 +474,8 @@ class Wire:
         """A connection to send ``command`` on: a kept one with nothing to read (so the
         server did not close it), else one from the pool. NotSent when none can be had."""
         pool = self.pool
+        if self.forks != _FORKS[0]:
+            self._forked()
         while True:
             try:
                 conn = self.idle.pop()
@@ -462,6 +492,12 @@ class Wire:
             return _connection(pool, [command])
         except _UNSENT as exc:
             raise NotSent(str(exc)) from exc
+
+    def _forked(self) -> None:
+        """In a forked child: forget the kept connections (the parent's; redis-py's pools
+        start afresh in a child too)."""
+        self.idle = []
+        self.forks = _FORKS[0]
 
     def _keep(self, conn: Any) -> None:
         if len(self.idle) < self.size:
@@ -487,15 +523,12 @@ def _release_all(pool: Any, idle: list[Any], disconnect: bool = False) -> None:
         pool.release(conn)
 
 
-def _forget_kept() -> None:
-    """In a forked child: the kept connections are the parent's (redis-py's pools start
-    afresh in a child too)."""
-    for wire in list(_WIRES):
-        wire.idle.clear()
+def _count_fork() -> None:
+    _FORKS[0] += 1
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_kept)
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 def socket_fileno(conn: Any) -> int | None:

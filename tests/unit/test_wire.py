@@ -209,3 +209,11 @@ def test_pools_of_redis_py_before_5_3_are_given_a_command_name() -> None:
     installed = Version(redis.__version__) < Version("5.3")  # what the installed redis-py wants
     assert wire._takes_name(redis.ConnectionPool()) is installed
     assert wire._takes_name(redis.asyncio.ConnectionPool()) is installed
+
+
+def test_numbers_reach_hiredis_as_text() -> None:
+    """hiredis's pack_command formats a number with PyObject_Repr, which runs pending signal
+    handlers first and crashes when one raises: wire.py writes numbers as text itself."""
+    packed = wire._texts(("SET", "k", 1, 2.5, b"\xff", "é", -3))
+    assert packed == ("SET", "k", "1", "2.5", b"\xff", "é", "-3")
+    assert all(type(a) in (str, bytes) for a in packed)
