@@ -5,6 +5,7 @@
 
 Runs, one after another (each starts its own private embedded server, so they never compete
 for the two cores): ``bench_core`` (core operations against raw redis-py, recall by ef),
+``bench_quick`` (the hot operations over a unix socket and over TCP),
 ``bench_ops`` (average / combine / update_mean and their Lua scripts), ``bench_versions``
 (snapshot and rollback at 1k, 20k, 100k), ``bench_redisvl`` (RedisVL's load, fetch, queries
 and memory), ``bench_recall`` (recall-latency curves for HNSW and FLAT, the scaling run; PNG
@@ -40,6 +41,7 @@ START, END = "<!-- report:start -->", "<!-- report:end -->"
 #: name -> extra arguments; each script takes --json PATH.
 BENCHES: dict[str, list[str]] = {
     "core": [],
+    "quick": [],
     "ops": [],
     "versions": [],
     "redisvl": [],
@@ -112,6 +114,9 @@ def gather(out: Path) -> dict[str, Any]:
     tagged += [(r, " [bench_ops]") for r in (ops["latency"] if ops else [])]
     serving = _load(out, "serving")
     tagged += [(r, "") for r in (serving["rows"] if serving else [])]
+    quick = _load(out, "quick")
+    for run in quick["quick"] if quick else []:
+        tagged += [(r, f" [{run['transport']}, bench_quick]") for r in run["rows"]]
     for source, tag in tagged:
         rows.append(
             _row(
@@ -144,7 +149,10 @@ def gather(out: Path) -> dict[str, Any]:
             )
     return {
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
         "machine": (core or {}).get("machine", ""),
+        "quick": quick["quick"] if quick else [],
+        "quick_machine": quick["machine"] if quick else None,
         "rows": rows,
         "recall_by_ef": (core or {}).get("recall"),
         "versions": versions,
@@ -160,9 +168,27 @@ def _table(head: list[str], body: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def commit() -> str:
+    """The measured checkout's commit (``+changes`` when files differ from it)."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain",
+                                "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def markdown(rep: dict[str, Any]) -> str:
     """The report as markdown (the generated part of docs/benchmarks.md)."""
-    parts = [f"Generated {rep['generated']} by `benchmarks/run_all.py`. {rep['machine']}."]
+    parts = [
+        f"Generated {rep['generated']} by `benchmarks/run_all.py` on commit "
+        f"{rep.get('commit', 'unknown')}. {rep['machine']}. Rows marked [unix, bench_quick] "
+        "and [tcp, bench_quick] come from `benchmarks/bench_quick.py` over a unix socket and "
+        "over TCP to the same server, in one run."
+    ]
     body = []
     for r in rep["rows"]:
         met = "-" if r["met"] is None else ("yes" if r["met"] else "**NO**")
