@@ -190,15 +190,7 @@ def _receive(conn: Any, n: int) -> list[Any]:
     replies = []
     try:
         while len(replies) < n:
-            data = sock.recv(_CHUNK)
-            if not data:
-                raise redis.ConnectionError("Connection closed by server.")
-            parser.feed(data)
-            while len(replies) < n:
-                reply = parser.gets()
-                if reply is False:
-                    break
-                replies.append(reply)
+            _feed(parser, sock.recv(_CHUNK), replies, n)
     except TimeoutError as exc:  # socket.timeout
         raise redis.TimeoutError("Timeout reading from socket") from exc
     except redis.RedisError:
@@ -225,6 +217,19 @@ def _settled(replies: list[Any]) -> list[Any]:
             if isinstance(reply, redis.ConnectionError):
                 raise reply
     return replies
+
+
+def _feed(parser: Any, data: bytes, replies: list[Any], n: int) -> None:
+    """Give ``data`` (read from the socket; empty: the server closed it) to ``parser`` and
+    move the replies it completes into ``replies``, up to ``n`` in all."""
+    if not data:
+        raise redis.ConnectionError("Connection closed by server.")
+    parser.feed(data)
+    while len(replies) < n:
+        reply = parser.gets()
+        if reply is False:
+            return
+        replies.append(reply)
 
 
 #: Bytes read from a socket at a time when parsing replies with hiredis.
@@ -259,15 +264,7 @@ async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
     parser = _hiredis.Reader()  # no Python callback inside the C parser (see _settled)
     replies: list[Any] = []
     while len(replies) < n:
-        data = await stream.read(_CHUNK)
-        if not data:
-            raise redis.ConnectionError("connection closed while reading replies")
-        parser.feed(data)
-        while len(replies) < n:
-            reply = parser.gets()
-            if reply is False:
-                break
-            replies.append(reply)
+        _feed(parser, await stream.read(_CHUNK), replies, n)
     return _settled(replies)
 
 
