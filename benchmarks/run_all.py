@@ -149,7 +149,9 @@ def gather(out: Path) -> dict[str, Any]:
             )
     return {
         "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": commit(),
+        "commit": (out / "commit.txt").read_text().strip()
+        if (out / "commit.txt").is_file()
+        else commit(),
         "machine": (core or {}).get("machine", ""),
         "quick": quick["quick"] if quick else [],
         "quick_machine": quick["machine"] if quick else None,
@@ -315,6 +317,8 @@ def main() -> int:
     names = args.only.split(",") if args.only else list(BENCHES)
     failed = []
     if not args.report_only:
+        if not args.only:  # the commit measured: taken before the runs regenerate any file
+            (args.out / "commit.txt").write_text(commit() + "\n")
         failed = [name for name in names if not run(name, args.out)]
     rep = gather(args.out)
     md = markdown(rep)
