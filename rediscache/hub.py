@@ -13,6 +13,7 @@ from typing import Any
 import redis
 import redis.asyncio
 import redis.asyncio.retry
+import redis.utils
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -41,8 +42,14 @@ def _check_client(client: object, kind: type[Any] = redis.Redis) -> None:
     kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("decode_responses"):
         raise InvalidInputError("pass a redis client with decode_responses=False")
-    if str(kwargs.get("protocol", 2)) == "3":
-        raise InvalidInputError("pass a redis client with protocol=2 (rediscache parses RESP2)")
+    protocol = kwargs.get("protocol")
+    if protocol is None:  # the client's default: RESP3 since redis-py 8, RESP2 before
+        protocol = getattr(redis.utils, "DEFAULT_RESP_VERSION", 2)
+    if str(protocol) != "2":
+        raise InvalidInputError(
+            "pass a redis client with protocol=2 (rediscache parses RESP2; redis-py 8 "
+            "defaults to RESP3): e.g. redis.Redis(..., protocol=2)"
+        )
 
 
 def no_retry() -> Retry:
@@ -307,7 +314,10 @@ class Hub(SyncFacade, HubSurface):
     def __init__(
         self, client: redis.Redis, *, owns_client: bool = False, server: ServerInfo | None = None
     ) -> None:
-        self._driver = SyncDriver(client)
+        # Connections are kept between calls only from a pool the hub owns (it goes when
+        # the hub goes): a hub on a client passed in takes one from that pool per call, so
+        # dropping such a hub without close() leaves the client's pool whole.
+        self._driver = SyncDriver(client, keep=owns_client)
         super().__init__(client, owns_client=owns_client, server=server)
 
     def close(self) -> None:

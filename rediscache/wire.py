@@ -263,8 +263,13 @@ async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
     chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each)."""
     parser = _hiredis.Reader()  # no Python callback inside the C parser (see _settled)
     replies: list[Any] = []
-    while len(replies) < n:
-        _feed(parser, await stream.read(_CHUNK), replies, n)
+    try:
+        while len(replies) < n:
+            _feed(parser, await stream.read(_CHUNK), replies, n)
+    except redis.RedisError:
+        raise
+    except OSError as exc:  # a reset connection: a broken one, as on the sync path
+        raise redis.ConnectionError(f"Error while reading from socket: {exc}") from exc
     return _settled(replies)
 
 
@@ -393,10 +398,11 @@ class Wire:
     means the server restarted); a round trip on a kept connection that broke is sent once
     more on one from the pool. :meth:`once` checks a kept connection first with redis-py's
     ``can_read`` (a connection the server closed would otherwise make a write's outcome
-    unknown). :meth:`close` releases the kept connections (``Hub.close`` calls it; a hub
-    dropped without it leaves them in use for its client's pool until the pool goes too),
-    and a forked child forgets them (they are its parent's). ``keep=False`` (a driver made
-    for one call) and a client made with ``single_connection_client=True`` keep nothing.
+    unknown). :meth:`close` releases the kept connections (``Hub.close`` calls it), and a
+    forked child forgets them (they are its parent's). ``keep=False`` keeps nothing: a
+    driver made for one call, and a hub on a client passed in (its pool outlives the hub,
+    which may be dropped without ``close()``); so does a client made with
+    ``single_connection_client=True``.
 
     No Python code of this class runs from the garbage collector (no finalizer, no weak
     references): a collection can start inside any C call, and a signal handler raising in
@@ -464,7 +470,10 @@ class Wire:
         return reply
 
     def close(self) -> None:
-        """Release the kept connections to the pool."""
+        """Release the kept connections to the pool (in a forked child: forget them, they
+        are the parent's)."""
+        if self.forks != _FORKS[0]:
+            self._forked()
         _release_all(self.pool, self.idle)
 
     def _checked(self, command: tuple[Any, ...]) -> Any:

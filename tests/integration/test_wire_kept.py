@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +30,16 @@ def _pool_client(hub: Hub, **pool_kwargs: Any) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+def _owned_hub(server_dir: Path | None) -> Hub:
+    """A hub that creates (and owns) its client, as the session's hub is made."""
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    return rediscache.connect(url) if url else rediscache.connect(data_dir=server_dir)
+
+
 @pytest.fixture()
-def own(hub: Hub) -> Iterator[tuple[Hub, rediscache.Space, redis.Redis]]:
-    client = _pool_client(hub, max_connections=16, timeout=0.5)
-    own_hub = rediscache.connect(client=client)
+def own(server_dir: Path | None, hub: Hub) -> Iterator[tuple[Hub, rediscache.Space, redis.Redis]]:
+    own_hub = _owned_hub(server_dir)
+    client = own_hub.client
     name = "t-" + uuid.uuid4().hex[:12]
     space = own_hub.create_space(name, 4, algorithm="flat")
     space.put_many(["a", "b"], np.eye(2, 4, dtype=np.float32))
@@ -41,21 +48,51 @@ def own(hub: Hub) -> Iterator[tuple[Hub, rediscache.Space, redis.Redis]]:
     finally:
         own_hub.drop_space(name, missing_ok=True)
         own_hub.close()
-        client.close()
 
 
 def test_kept_connections_go_back_to_the_pool_on_close(
     own: tuple[Hub, rediscache.Space, redis.Redis],
 ) -> None:
-    own_hub, space, client = own
+    own_hub, space, _client = own
     for _ in range(5):
         assert space.get("a") is not None
     assert own_hub._driver.wire is not None and own_hub._driver.wire.idle  # one is kept
     own_hub.close()
-    pool = client.connection_pool
-    taken = [pool.get_connection() for _ in range(16)]  # every one: none is still kept
-    for conn in taken:
-        pool.release(conn)
+    assert own_hub._driver.wire.idle == []
+
+
+def test_a_hub_on_a_client_passed_in_keeps_no_connection(hub: Hub, space_name: str) -> None:
+    """Such a hub may be dropped without close(): the client's pool must stay whole (a hub
+    per request on a shared client ran the pool dry after 16 requests)."""
+    client = _pool_client(hub, max_connections=16, timeout=0.5)
+    try:
+        rediscache.connect(client=client).create_space(space_name, 4, algorithm="flat")
+        for i in range(40):  # more hubs than the pool has connections, none closed
+            other = rediscache.connect(client=client)
+            other.space(space_name).put(f"k{i}", np.ones(4))
+            assert other.space(space_name).get(f"k{i}") is not None
+            assert other._driver.wire is not None and other._driver.wire.idle == []
+        pool = client.connection_pool
+        taken = [pool.get_connection() for _ in range(16)]  # every one is free
+        for conn in taken:
+            pool.release(conn)
+    finally:
+        client.close()
+
+
+def test_close_in_a_forked_child_leaves_the_parents_connections(
+    own: tuple[Hub, rediscache.Space, redis.Redis],
+) -> None:
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    own_hub, space, _client = own
+    space.get("a")
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=own_hub.close)  # raised queue.Full inside redis-py before
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert space.get("b").tolist() == [0.0, 1.0, 0.0, 0.0]
 
 
 def test_a_pool_with_few_connections_keeps_none(hub: Hub) -> None:
@@ -63,6 +100,7 @@ def test_a_pool_with_few_connections_keeps_none(hub: Hub) -> None:
     try:
         kept = wire.Wire(client)
         assert kept.size == 0
+        assert wire.Wire(_pool_client(hub, max_connections=16), keep=False).size == 0
         assert kept.roundtrip([("PING",)]) == [b"PONG"]
         assert kept.idle == []
         assert wire.Wire(_pool_client(hub, max_connections=16)).size == 2

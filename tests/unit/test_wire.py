@@ -217,3 +217,20 @@ def test_numbers_reach_hiredis_as_text() -> None:
     packed = wire._texts(("SET", "k", 1, 2.5, b"\xff", "é", -3))
     assert packed == ("SET", "k", "1", "2.5", b"\xff", "é", "-3")
     assert all(type(a) in (str, bytes) for a in packed)
+
+
+def test_a_resp3_client_is_refused_up_front() -> None:
+    """redis-py 8 defaults to RESP3 (its connection settings say protocol=None): a client
+    made without protocol=2 must be refused before use, not fail later in a search."""
+    from rediscache.errors import InvalidInputError
+    from rediscache.hub import _check_client
+
+    with pytest.raises(InvalidInputError, match="protocol=2"):
+        _check_client(redis.Redis(protocol=3))
+    _check_client(redis.Redis(protocol=2))
+    default = redis.Redis()
+    if getattr(redis.utils, "DEFAULT_RESP_VERSION", 2) == 3:
+        with pytest.raises(InvalidInputError, match="protocol=2"):
+            _check_client(default)
+    else:
+        _check_client(default)
