@@ -423,14 +423,33 @@ def pack_metadata(meta: Mapping[str, Any] | None, what: str = "metadata") -> byt
         raise InvalidInputError(f"{what} must be a dict, got {type(meta).__name__}")
     if not meta:
         return None
-    for k in meta:
+    for k, v in meta.items():
         if not isinstance(k, str):
             raise InvalidInputError(f"{what} keys must be strings, got {k!r}")
+        if isinstance(v, (dict, list, tuple)):
+            _check_nested_keys(v, what)
     try:
         return bytes(msgpack.packb(meta if plain else dict(meta), use_bin_type=True,
                                    default=_plain))  # fmt: skip
     except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidInputError(f"{what} cannot be stored: {exc}") from exc
+
+
+def _check_nested_keys(value: Any, what: str) -> None:
+    """Refuse a map key that is not a str anywhere inside ``value`` (msgpack writes one, but
+    reads only str keys back: the record could not be read)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise InvalidInputError(
+                    f"{what}: nested map keys must be strings too, got {k!r}"
+                )
+            if isinstance(v, (dict, list, tuple)):
+                _check_nested_keys(v, what)
+    else:
+        for v in value:
+            if isinstance(v, (dict, list, tuple)):
+                _check_nested_keys(v, what)
 
 
 def unpack_metadata(raw: bytes | None) -> dict[str, Any]:

@@ -99,3 +99,16 @@ def test_ndarray_fast_path_still_checks(dtype: type) -> None:
     a = l2.as_vector(np.array([edge, edge], dtype=np.float32))
     b = l2.as_vector(np.array([-edge, -edge], dtype=np.float32))
     assert np.isfinite(np.sum((a - b) ** 2, dtype=np.float32))
+
+
+def test_nested_map_keys_must_be_strings_too() -> None:
+    """msgpack writes {1: 2} but reads back only str keys: such metadata was accepted and
+    then every read of the record failed (CorruptDataError)."""
+    from rediscache.codec import pack_metadata, unpack_metadata
+    from rediscache.errors import InvalidInputError
+
+    for bad in ({"x": {1: 2}}, {"x": [{"a": {(1, 2): 3}}]}, {"x": ({2.5: "y"},)}):
+        with pytest.raises(InvalidInputError, match="nested map keys"):
+            pack_metadata(bad)
+    ok = {"x": {"a": [1, {"b": None}]}, "y": [[1, 2], "s"]}
+    assert unpack_metadata(pack_metadata(ok)) == {"x": {"a": [1, {"b": None}]}, "y": [[1, 2], "s"]}
