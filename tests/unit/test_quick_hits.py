@@ -1,0 +1,79 @@
+"""search's one-pass reader of a plain search's reply (rediscache.search._quick_hits): the
+same hits as the full parser on the usual reply, and None (the full parser then reads and
+reports) on anything else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import numpy as np
+import pytest
+
+from rediscache.codec import VectorCodec, unpack_metadata
+from rediscache.ftsearch import parse_search_reply
+from rediscache.reads import Hit
+from rediscache.search import _quick_hits
+
+SPACE = "rc:{s}:"
+PREFIX = b"rc:{s}:g3:d:"
+CODEC = VectorCodec(4, "float32", "cosine")
+
+
+def _reply(n: int, meta: bool = True, vec: bool = False) -> list[Any]:
+    reply: list[Any] = [n]
+    for i in range(n):
+        fields: list[Any] = [b"__dist", repr(i / 10).encode()]
+        if meta or vec:
+            fields += [b"meta", msgpack.packb({"i": i, "name": f"é{i}"}) if i % 3 else b""]
+        if vec:
+            fields += [b"vec", np.full(4, i, np.float32).tobytes()]
+        reply += [PREFIX + f"k{i}/ü".encode(), fields]
+    return reply
+
+
+def _full(reply: list[Any], vec: bool = False) -> list[Hit]:
+    def make(key: str, distance: float, meta: Any, raw: Any) -> Hit:
+        return Hit(key, distance, unpack_metadata(meta), CODEC.decode(raw, key) if vec else None)
+
+    return parse_search_reply(reply, space_prefix=SPACE, make=make)[1]
+
+
+@pytest.mark.parametrize("n", [0, 1, 10, 15, 16, 40])
+@pytest.mark.parametrize("meta", [True, False])
+def test_same_hits_as_the_full_parser(n: int, meta: bool) -> None:
+    reply = _reply(n, meta)
+    assert _quick_hits(reply, PREFIX, CODEC, False) == _full(reply)
+
+
+def test_with_vectors() -> None:
+    reply = _reply(5, vec=True)
+    got = _quick_hits(reply, PREFIX, CODEC, True)
+    want = _full(reply, vec=True)
+    assert got is not None and [h[:3] for h in got] == [h[:3] for h in want]
+    for a, b in zip(got, want):
+        assert a.vector is not None and b.vector is not None
+        np.testing.assert_array_equal(a.vector, b.vector)
+
+
+def _changed(reply: list[Any], i: int, value: Any) -> list[Any]:
+    out = list(reply)
+    out[i] = value
+    return out
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        _changed(_reply(3), 4, []),  # a hit whose document vanished: no fields
+        _changed(_reply(3), 3, b"rc:{s}:g4:d:k1"),  # another generation answered
+        _changed(_reply(3), 4, [b"meta", b"\x80", b"__dist", b"0.5"]),  # other field order
+        _changed(_reply(3), 4, [b"__dist", b"x", b"meta", b"\x80"]),  # not a distance
+        _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", b"\xc1"]),  # not msgpack
+        _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", msgpack.packb([1])]),  # not a map
+        _reply(3)[:-1],  # not the FT.SEARCH shape
+        None,
+    ],
+)
+def test_anything_else_goes_to_the_full_parser(reply: Any) -> None:
+    assert _quick_hits(reply, PREFIX, CODEC, False) is None
