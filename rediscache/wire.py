@@ -11,9 +11,10 @@ or reads outside redis-py's command methods goes through here.
 
 It uses redis-py's public connection API (``ConnectionPool.get_connection``/``release``,
 ``Connection.pack_commands``/``send_packed_command``/``read_response``/``disconnect`` and
-the ``redis_connect_func`` setting) plus two private attributes, each read in one place
-with a fallback: ``Connection._sock`` (:func:`socket_fileno`; fallback: redis-py's
-``can_read``) and the asyncio connection's ``_reader`` stream, which
+the ``redis_connect_func`` setting) plus two private attributes, each with a fallback:
+``Connection._sock``, whose descriptor :func:`socket_fileno` gives (fallback: redis-py's
+``can_read``) and whose replies the sync round trips parse with hiredis (fallback:
+``read_response`` per reply), and the asyncio connection's ``_reader`` stream, which
 :func:`roundtrip_async` parses with hiredis in one pass (fallback: ``read_response`` per
 reply, about 5 us more per reply). ``get_connection`` is called as the pool's signature
 asks: redis-py before 5.3 requires a command name, later releases take none (and warn when
