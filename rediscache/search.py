@@ -441,26 +441,31 @@ def _quick_hits(
 ) -> list[Hit] | None:
     """The hits of an ``FT.SEARCH`` reply in the usual shape, in one tight pass: every
     document under ``doc_prefix`` (the generation the client knows), fields in ``RETURN``
-    order (``__dist``, then ``meta`` and ``vec`` when asked for). None for anything else,
+    order (``__dist``, then ``meta``, then ``vec`` when asked for). None for anything else,
     which :func:`rediscache.ftsearch.parse_search_reply` then reads (and reports).
 
     The metadata of all hits are decoded in one msgpack call (as one array: 0.7x the time
     of one call per hit), and each Hit is made without its generated ``__new__``."""
-    if type(reply) is not list or len(reply) % 2 != 1 or with_vectors:
-        return _quick_hits_with_vectors(reply, doc_prefix, codec) if with_vectors else None
+    if type(reply) is not list or len(reply) % 2 != 1:
+        return None
     skip = len(doc_prefix)
+    size = 6 if with_vectors else 4  # __dist, meta (and vec): the fields asked for
     keys: list[str] = []
     distances: list[float] = []
     metas: list[bytes] = []
+    vectors: list[bytes] = []
     try:
         for i in range(1, len(reply), 2):
             doc_id, values = reply[i], reply[i + 1]
             if not doc_id.startswith(doc_prefix) or not values or values[0] != _DIST_B:
                 return None
-            size = len(values)
-            if size == 4 and values[2] == _META_B:
+            if len(values) == size and values[2] == _META_B:
                 metas.append(values[3] or _EMPTY_MAP)
-            elif size == 2:
+                if with_vectors:
+                    if values[4] != _VEC_B:
+                        return None
+                    vectors.append(values[5])
+            elif len(values) == 2 and not with_vectors:  # no metadata stored
                 metas.append(_EMPTY_MAP)
             else:
                 return None
@@ -471,31 +476,11 @@ def _quick_hits(
         decoded = _unpackb(head + b"".join(metas))  # msgpack 1.x: str keys, not raw
     except (AttributeError, TypeError, ValueError, OverflowError):  # the full parser reads
         return None  # (and reports) odd ids, distances or metadata
+    if any(type(meta) is not dict for meta in decoded):
+        return None
+    if with_vectors:
+        return [Hit(key, distance, meta, codec.decode(raw, key))
+                for key, distance, meta, raw in zip(keys, distances, decoded, vectors)]  # fmt: skip
     new = tuple.__new__
-    hits = []
-    for key, distance, meta in zip(keys, distances, decoded):
-        if type(meta) is not dict:
-            return None
-        hits.append(new(Hit, (key, distance, meta, None)))
-    return hits
-
-
-def _quick_hits_with_vectors(reply: Any, doc_prefix: bytes, codec: VectorCodec) -> list[Hit] | None:
-    """:func:`_quick_hits` of a search returning vectors."""
-    if type(reply) is not list or len(reply) % 2 != 1:
-        return None
-    skip = len(doc_prefix)
-    hits: list[Hit] = []
-    try:
-        for i in range(1, len(reply), 2):
-            doc_id, values = reply[i], reply[i + 1]
-            if not doc_id.startswith(doc_prefix) or not values or values[0] != _DIST_B:
-                return None
-            if len(values) != 6 or values[2] != _META_B or values[4] != _VEC_B:
-                return None
-            key = doc_id[skip:].decode()
-            hits.append(Hit(key, float(values[1]), unpack_metadata(values[3]),
-                            codec.decode(values[5], key)))  # fmt: skip
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return hits
+    return [new(Hit, (key, distance, meta, None))
+            for key, distance, meta in zip(keys, distances, decoded)]  # fmt: skip
