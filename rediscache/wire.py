@@ -94,30 +94,19 @@ def roundtrip(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]
 
     What a redis-py pipeline does, without its per-command bookkeeping (which made a
     two-command pipeline cost 15-20% more than a lone HGET; this costs the same). Replies are
-    RESP2 values as parsed by redis-py (no response callbacks); error replies are returned
-    as exceptions. A broken connection is retried once on a fresh one (the commands are
-    reads, safe to repeat).
+    RESP2 values, without redis-py's response callbacks; error replies are returned as the
+    exceptions redis-py gives. A broken connection is retried once on a fresh one (the
+    commands are reads, safe to repeat). :class:`Wire` without kept connections.
     """
-    if client.connection is not None:  # a single-connection client: let redis-py lock it
-        pipe = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return list(pipe.execute(raise_on_error=False))
-    pool = client.connection_pool
-    for attempt in (1, 2):
-        conn = _connection(pool, commands)
-        try:
-            return _exchange(conn, commands)
-        except _BROKEN:
-            conn.disconnect()
-            if attempt == 2:
-                raise
-        except BaseException:
-            conn.disconnect()  # a reply may be half read: never reuse this connection
-            raise
-        finally:
-            pool.release(conn)
-    raise AssertionError("unreachable")
+    return Wire(client, keep=False).roundtrip(commands)
+
+
+def _pipelined(client: redis.Redis, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """:func:`roundtrip` on a single-connection client: a pipeline, which redis-py locks."""
+    pipe = client.pipeline(transaction=False)
+    for command in commands:
+        pipe.execute_command(*command)
+    return list(pipe.execute(raise_on_error=False))
 
 
 def _exchange(conn: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
@@ -325,32 +314,16 @@ def once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
     """Send ``command`` on one pooled connection and read its reply, without redis-py's
     retries. Returns an error reply as its exception; raises :class:`NotSent` when the
     connection failed before the command was written, or the redis error when the reply
-    was lost."""
-    if client.connection is not None:  # a single-connection client: let redis-py lock it
-        try:
-            return client.execute_command(*command)
-        except redis.ResponseError as exc:
-            return exc
-    pool = client.connection_pool
+    was lost. :class:`Wire` without kept connections."""
+    return Wire(client, keep=False).once(command)
+
+
+def _executed(client: redis.Redis, command: tuple[Any, ...]) -> Any:
+    """:func:`once` on a single-connection client, through redis-py (which locks it)."""
     try:
-        conn = _connection(pool, [command])
-    except _UNSENT as exc:
-        raise NotSent(str(exc)) from exc
-    try:
-        try:
-            conn.send_packed_command(conn.pack_command(*command))
-        except _UNSENT as exc:
-            conn.disconnect()
-            raise NotSent(str(exc)) from exc
-        try:
-            return conn.read_response()
-        except redis.ResponseError as exc:
-            return exc
-        except BaseException:
-            conn.disconnect()  # a reply may be half read: never reuse this connection
-            raise
-    finally:
-        pool.release(conn)
+        return client.execute_command(*command)
+    except redis.ResponseError as exc:
+        return exc
 
 
 async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
@@ -423,7 +396,7 @@ class Wire:
     def roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """:func:`roundtrip` on a kept connection (or one from the pool)."""
         if self.single:
-            return roundtrip(self.client, commands)
+            return _pipelined(self.client, commands)
         pool = self.pool
         if self.forks != _FORKS[0]:
             self._forked()
@@ -450,7 +423,7 @@ class Wire:
     def once(self, command: tuple[Any, ...]) -> Any:
         """:func:`once` on a kept connection (checked first) or one from the pool."""
         if self.single:
-            return once(self.client, command)
+            return _executed(self.client, command)
         conn = self._checked(command)
         try:
             conn.send_packed_command(_pack(conn, [command]))
