@@ -83,11 +83,9 @@ def test_a_hub_on_a_client_passed_in_keeps_no_connection(hub: Hub, space_name: s
 def test_close_in_a_forked_child_leaves_the_parents_connections(
     own: tuple[Hub, rediscache.Space, redis.Redis],
 ) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork here")
     own_hub, space, _client = own
     space.get("a")
-    ctx = multiprocessing.get_context("fork")
+    ctx = _forking()
     child = ctx.Process(target=own_hub.close)  # raised queue.Full inside redis-py before
     child.start()
     child.join(60)
@@ -107,6 +105,13 @@ def test_a_pool_with_few_connections_keeps_none(hub: Hub) -> None:
         assert wire.Wire(hub.client).size == wire.KEPT  # rediscache's own: 100 connections
     finally:
         client.close()
+
+
+def _forking() -> Any:
+    """multiprocessing's fork context (the test is skipped where there is no fork)."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    return multiprocessing.get_context("fork")
 
 
 def _kill_kept(hub: Hub, kept: wire.Wire) -> None:
@@ -145,12 +150,10 @@ def _child_get(hub: Hub, name: str, out: Any) -> None:
 def test_a_forked_child_does_not_share_kept_connections(
     own: tuple[Hub, rediscache.Space, redis.Redis],
 ) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork here")
     own_hub, space, _client = own
     space.get("a")
     assert own_hub._driver.wire is not None and own_hub._driver.wire.idle
-    ctx = multiprocessing.get_context("fork")
+    ctx = _forking()
     out = ctx.Queue()
     child = ctx.Process(target=_child_get, args=(own_hub, space.name, out))
     child.start()
