@@ -79,7 +79,7 @@ class SyncDriver:
         # keep=False: a driver made for one call keeps no connection (rediscache.wire.Wire)
         self.wire = wire = Wire(client, keep=keep) if client is not None else None
         self._perform: dict[type[Any], Callable[[Any], Any]] = {
-            Roundtrip: lambda e: wire.roundtrip(e.commands),  # type: ignore[union-attr]
+            Roundtrip: lambda e: wire.roundtrip(e.commands, e.packed, e.meanwhile),  # type: ignore[union-attr]
             Once: lambda e: wire.once(e.command),  # type: ignore[union-attr]
             Command: lambda e: client.execute_command(*e.args),
             Pipeline: self._pipeline,
@@ -101,7 +101,9 @@ class SyncDriver:
                 try:
                     kind = type(effect)
                     if kind is Roundtrip:  # the reads' and scripts' effects: no table lookup
-                        reply = wire.roundtrip(effect.commands)  # type: ignore[union-attr]
+                        reply = wire.roundtrip(  # type: ignore[union-attr]
+                            effect.commands, effect.packed, effect.meanwhile
+                        )
                     elif kind is Once:
                         reply = wire.once(effect.command)  # type: ignore[union-attr]
                     else:
@@ -160,7 +162,9 @@ class AsyncDriver:
         most = getattr(client.connection_pool, "max_connections", None)
         self._slots = asyncio.Semaphore(most) if isinstance(most, int) and most > 0 else None
         self._perform: dict[type[Any], Callable[[Any], Awaitable[Any]]] = {
-            Roundtrip: self._bounded(lambda e: roundtrip_async(client, e.commands)),
+            Roundtrip: self._bounded(
+                lambda e: roundtrip_async(client, e.commands, e.packed, e.meanwhile)
+            ),
             Once: self._bounded(lambda e: once_async(client, e.command)),
             Command: self._bounded(lambda e: client.execute_command(*e.args)),
             Pipeline: self._bounded(self._pipeline),

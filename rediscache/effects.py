@@ -36,9 +36,15 @@ T = TypeVar("T")
 class Roundtrip(NamedTuple):
     """Send read commands in one write and read every reply (:func:`rediscache.wire.roundtrip`).
     Result: the replies, error replies as exception values. Safe to repeat (reads only): a
-    broken connection is retried once on a fresh one."""
+    broken connection is retried once on a fresh one. ``packed``: the same commands already
+    in RESP (:func:`rediscache.wire.frame`), sent as they are where the connection encodes
+    text as UTF-8. ``meanwhile``: called once they are sent, while the server runs them
+    (:meth:`rediscache.wire.Wire.roundtrip`); the exception it returns is raised once the
+    replies are read."""
 
     commands: list[tuple[Any, ...]]
+    packed: bytes | None = None
+    meanwhile: Callable[[], Exception | None] | None = None
 
 
 class Once(NamedTuple):

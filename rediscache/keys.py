@@ -160,6 +160,12 @@ class GenKeys:
         """:attr:`doc_prefix` as the bytes in replies (UTF-8)."""
         return self.doc_prefix.encode()
 
+    @functools.cached_property
+    def doc_split(self) -> str:
+        """``"\\x00"`` and :attr:`doc_prefix`: splits the NUL-joined document ids of a reply
+        into their keys (rediscache.search's reply reader)."""
+        return "\x00" + self.doc_prefix
+
     @property
     def count_field(self) -> str:
         """Field of the config hash counting this generation's documents."""

@@ -12,12 +12,18 @@ import pytest
 
 from rediscache.codec import VectorCodec, unpack_metadata
 from rediscache.ftsearch import parse_search_reply
+from rediscache.keys import SpaceKeys
 from rediscache.reads import Hit
 from rediscache.search import _quick_hits
 
 SPACE = "rc:{s}:"
 PREFIX = b"rc:{s}:g3:d:"
+GEN = SpaceKeys.for_space("s").gen(3)
 CODEC = VectorCodec(4, "float32", "cosine")
+
+
+def test_the_prefix_is_the_generations() -> None:
+    assert GEN.doc_prefix_bytes == PREFIX
 
 
 def _reply(n: int, meta: bool = True, vec: bool = False) -> list[Any]:
@@ -43,12 +49,18 @@ def _full(reply: list[Any], vec: bool = False) -> list[Hit]:
 @pytest.mark.parametrize("meta", [True, False])
 def test_same_hits_as_the_full_parser(n: int, meta: bool) -> None:
     reply = _reply(n, meta)
-    assert _quick_hits(reply, PREFIX, CODEC, False) == _full(reply)
+    assert _quick_hits(reply, GEN, CODEC, False) == _full(reply)
+
+
+def test_an_id_holding_nul_is_read_by_the_full_parser() -> None:
+    reply = _changed(_reply(2), 1, PREFIX + b"a\x00b")
+    assert _quick_hits(reply, GEN, CODEC, False) is None
+    assert _full(reply)[0].key == "a\x00b"
 
 
 def test_with_vectors() -> None:
     reply = _reply(5, vec=True)
-    got = _quick_hits(reply, PREFIX, CODEC, True)
+    got = _quick_hits(reply, GEN, CODEC, True)
     want = _full(reply, vec=True)
     assert got is not None and [h[:3] for h in got] == [h[:3] for h in want]
     for a, b in zip(got, want):
@@ -71,9 +83,15 @@ def _changed(reply: list[Any], i: int, value: Any) -> list[Any]:
         _changed(_reply(3), 4, [b"__dist", b"x", b"meta", b"\x80"]),  # not a distance
         _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", b"\xc1"]),  # not msgpack
         _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", msgpack.packb([1])]),  # not a map
+        _changed(_reply(3), 4, [b"__dist", b"0.1"]),  # one hit without metadata among others
+        _changed(_reply(3), 1, PREFIX + b"k\x00" + PREFIX + b"x"),  # an id holding NUL + prefix
+        _changed(_reply(3), 1, PREFIX + b"\xff"),  # not UTF-8
+        _changed(_reply(3), 1, b"x" + PREFIX + b"k0"),  # the prefix not at the start
+        _changed(_reply(3), 1, 7),  # not bytes
+        _changed(_reply(3), 2, None),  # no field list
         _reply(3)[:-1],  # not the FT.SEARCH shape
         None,
     ],
 )
 def test_anything_else_goes_to_the_full_parser(reply: Any) -> None:
-    assert _quick_hits(reply, PREFIX, CODEC, False) is None
+    assert _quick_hits(reply, GEN, CODEC, False) is None

@@ -234,3 +234,65 @@ def test_a_resp3_client_is_refused_up_front() -> None:
             _check_client(default)
     else:
         _check_client(default)
+
+
+@pytest.mark.parametrize(
+    "command, slot",
+    [
+        (
+            ("FT.SEARCH", "rc:{é}:idx", "*=>[KNN $k @vec $vec AS __dist]", "PARAMS", 4,
+             "k", 10, "vec", b"", "LIMIT", 0, -3, "DIALECT", 2),
+            8,
+        ),
+        (("SET", b"", "v"), 1),
+        (("GET", b""), 1),
+        (("HSET", "k", "f", b""), 3),
+    ],
+)
+def test_frame_is_the_command_as_redis_py_and_hiredis_pack_it(
+    command: tuple[Any, ...], slot: int
+) -> None:
+    value = bytes(range(256)) + b"\r\n$3\r\n"
+    head, tail = wire.frame(command, slot, len(value))
+    whole = (*command[:slot], value, *command[slot + 1 :])
+    assert head + value + tail == b"".join(redis.Connection().pack_command(*whole))
+    if wire._pack_command is not None:
+        assert head + value + tail == wire._pack_command(wire._texts(whole))
+
+
+@pytest.mark.parametrize("odd", [1.5, None, True, bytearray(b"x")])
+def test_frame_refuses_what_it_cannot_write_exactly(odd: Any) -> None:
+    with pytest.raises(TypeError):
+        wire.frame(("SET", "k", b"", odd), 2, 1)
+
+
+def test_roundtrip_async_raises_what_meanwhile_returns_once_the_replies_are_read() -> None:
+    conn = FakeAsyncConnection([b"1", b"2"])
+    pool = FakeAsyncPool(conn)
+    seen: list[int] = []
+
+    def meanwhile() -> Exception:
+        seen.append(conn.reads)  # called after the send, before any reply is read
+        return ValueError("bad query")
+
+    with pytest.raises(ValueError, match="bad query"):
+        asyncio.run(wire.roundtrip_async(_client(pool), [("X",), ("Y",)], None, meanwhile))
+    assert seen == [0] and conn.sent == [b"X", b"Y"]
+    assert conn.reads == 2 and pool.released == [conn] and not conn.disconnected
+    conn2 = FakeAsyncConnection([b"1"])
+    replies = asyncio.run(
+        wire.roundtrip_async(_client(FakeAsyncPool(conn2)), [("X",)], None, lambda: None)
+    )
+    assert replies == [b"1"]
+
+
+def test_packed_bytes_are_sent_only_by_a_connection_encoding_utf8() -> None:
+    """A connection whose encoder is not UTF-8 (or which has none) packs the commands
+    itself: the pre-packed bytes assume UTF-8 text."""
+    commands = [("GET", "é")]
+    packed = b"*2\r\n$3\r\nGET\r\n$2\r\n\xc3\xa9\r\n"
+    assert wire._pack(redis.Connection(), commands, packed) == [packed]
+    latin = redis.Connection(encoding="latin-1")
+    assert wire._pack(latin, commands, packed) == latin.pack_commands(commands)
+    conn = FakeAsyncConnection([])
+    assert wire._pack(conn, commands, packed) == conn.pack_commands(commands)
