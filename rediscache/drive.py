@@ -40,12 +40,13 @@ from .effects import (
     Pipeline,
     Roundtrip,
     Sleep,
+    Transaction,
     WaitFlights,
 )
 from .errors import InvalidInputError
 from .guard import Call, guarded
 from .metrics import Metrics
-from .wire import Wire, once_async, roundtrip_async
+from .wire import Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
     "AsyncDriver", "AsyncFacade", "IterOp", "Local", "Op", "Stepper", "SyncDriver", "SyncFacade",
@@ -81,6 +82,9 @@ class SyncDriver:
         self._perform: dict[type[Any], Callable[[Any], Any]] = {
             Roundtrip: lambda e: wire.roundtrip(e.commands, e.packed, e.meanwhile),  # type: ignore[union-attr]
             Once: lambda e: wire.once(e.command),  # type: ignore[union-attr]
+            Transaction: lambda e: wire.transaction(  # type: ignore[union-attr]
+                e.watch, e.reads, e.build
+            ),
             Command: lambda e: client.execute_command(*e.args),
             Pipeline: self._pipeline,
             Sleep: lambda e: time.sleep(e.seconds),
@@ -166,6 +170,9 @@ class AsyncDriver:
                 lambda e: roundtrip_async(client, e.commands, e.packed, e.meanwhile)
             ),
             Once: self._bounded(lambda e: once_async(client, e.command)),
+            Transaction: self._bounded(
+                lambda e: transaction_async(client, e.watch, e.reads, e.build)
+            ),
             Command: self._bounded(lambda e: client.execute_command(*e.args)),
             Pipeline: self._bounded(self._pipeline),
             Sleep: lambda e: asyncio.sleep(e.seconds),

@@ -27,6 +27,7 @@ __all__ = [
     "Pipeline",
     "Roundtrip",
     "Sleep",
+    "Transaction",
     "WaitFlights",
 ]
 
@@ -54,6 +55,25 @@ class Once(NamedTuple):
     command was written, or the connection error when its reply was lost."""
 
     command: tuple[Any, ...]
+
+
+class Transaction(NamedTuple):
+    """An optimistic transaction on one connection
+    (:meth:`rediscache.wire.Wire.transaction`): ``WATCH watch`` and the ``reads`` in one
+    round trip (repeated on a fresh connection if the first broke), then ``build(replies of
+    the reads)`` gives the commands to run inside ``MULTI``/``EXEC``, sent once in a second
+    round trip. ``build`` may raise: the watch is dropped and its exception thrown into the
+    flow, nothing written. Result: the replies of the commands inside (error replies as
+    exception values), or None when nothing ran because the watched key changed in between
+    (or the client cannot hold one connection for both round trips: a client made with
+    ``single_connection_client=True``). Raises :class:`rediscache.wire.NotSent` when the
+    connection failed before ``EXEC`` was written whole (nothing ran), the connection error
+    when the reply of ``EXEC`` was lost (it may have run), and the error an ``EXEC`` that
+    refused to run replied (e.g. ``EXECABORT`` after an out-of-memory refusal)."""
+
+    watch: str
+    reads: list[tuple[Any, ...]]
+    build: Callable[[list[Any]], list[tuple[Any, ...]]]
 
 
 class Command(NamedTuple):
@@ -101,7 +121,9 @@ class WaitFlights(NamedTuple):
 
 
 #: What a flow yields.
-Effect = Roundtrip | Once | Command | Pipeline | Sleep | Compute | Flights | WaitFlights
+Effect = (
+    Roundtrip | Once | Transaction | Command | Pipeline | Sleep | Compute | Flights | WaitFlights
+)
 #: An operation written once: yields effects, is sent their results, returns ``T``.
 Flow = Generator[Effect, Any, T]
 

@@ -108,6 +108,11 @@ class ServerError(RediscacheError):
     """
 
     rows: tuple[int, int] | None = None
+    #: The keys of the failed chunk that were not stored (or only partly), when the rest of
+    #: it was: a put_many chunk written as a transaction can fail this way only if another
+    #: client turned a key into another type mid-write (rediscache.writes). Otherwise None:
+    #: the chunk was stored whole or not at all.
+    not_stored: list[str] | None = None
 
     #: The public call that failed with its space (``"get in space 'items'"``), set once the
     #: message names it (:mod:`rediscache.guard`); None when the error names it by itself.

@@ -213,6 +213,14 @@ def _sync(builder: Callable[P, ScriptCall[R]]) -> Callable[Concatenate[redis.Red
     return run
 
 
+def wrong_type_error(name: str) -> ServerError:
+    """The error of a write refused because ``name``'s Redis key holds another type."""
+    return ServerError(
+        f"{name!r} is stored under a Redis key of another type (something outside rediscache "
+        "wrote it); nothing was written"
+    )
+
+
 def _script_error(
     exc: redis.ResponseError, script: str, names: Sequence[str], first: int = 1
 ) -> Exception:
@@ -226,10 +234,7 @@ def _script_error(
     if code == "RC_STALE":
         return StaleStateError(f"the space's state changed during {script}.lua (nothing written)")
     if code == "RC_WRONGTYPE":
-        return ServerError(
-            f"{names[int(args[0]) - first]!r} is stored under a Redis key of another type "
-            "(something outside rediscache wrote it); nothing was written"
-        )
+        return wrong_type_error(names[int(args[0]) - first])
     if code == "RC_NOVERSION":
         return VersionNotFoundError(f"{names[0]} does not exist (deleted meanwhile)")
     if code == "RC_MISSING":

@@ -4,6 +4,8 @@ or reads outside redis-py's command methods goes through here.
 * :func:`roundtrip` / :func:`roundtrip_async`: read commands in one write, every reply read
   on one pooled connection (what a pipeline does, without its per-command bookkeeping).
 * :func:`once` / :func:`once_async`: one command sent once, never retried (script calls).
+* :meth:`Wire.transaction` / :func:`transaction_async`: WATCH and reads, then commands
+  inside MULTI/EXEC on the same connection (optimistic writes).
 * :func:`frame`: a command packed once around the one argument that changes per call.
 * :class:`Wire`: both for one sync client, keeping a few connections between calls instead
   of taking each from the pool (the sync driver's hot path).
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import inspect
 import os
 from collections.abc import Callable
@@ -59,6 +62,7 @@ __all__ = [
     "roundtrip",
     "roundtrip_async",
     "socket_fileno",
+    "transaction_async",
 ]
 
 _BROKEN = (redis.ConnectionError, redis.TimeoutError)
@@ -251,6 +255,40 @@ def _settled(replies: list[Any]) -> list[Any]:
     return replies
 
 
+def _watching(watch: str, reads: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The first round trip of a transaction (:meth:`Wire.transaction`)."""
+    return [("WATCH", watch), *reads]
+
+
+def _after_watch(replies: list[Any], build: Callable[[list[Any]], Any]) -> Any:
+    """The commands ``build`` makes of the replies of a transaction's reads (the first
+    reply is WATCH's)."""
+    if isinstance(replies[0], Exception):
+        raise replies[0]
+    return build(replies[1:])
+
+
+def _in_multi(writes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The second round trip of a transaction: ``writes`` inside MULTI/EXEC."""
+    return [("MULTI",), *writes, ("EXEC",)]
+
+
+def _transacted(replies: list[Any]) -> list[Any] | None:
+    """The result of a transaction from the replies of MULTI, the queued commands and EXEC:
+    the replies of the commands (error replies as redis-py's exceptions), or None when EXEC
+    did not run them because the watched key changed. A refusal while queueing (e.g. OOM),
+    after which EXEC runs nothing, is raised."""
+    for reply in replies[:-1]:
+        if isinstance(reply, Exception):
+            raise reply
+    done = replies[-1]
+    if isinstance(done, Exception):
+        raise done
+    if done is None:
+        return None
+    return [_reply_error(str(r)) if isinstance(r, _ReplyError) else r for r in done]
+
+
 def _feed(parser: Any, data: bytes, replies: list[Any], n: int) -> None:
     """Give ``data`` (read from the socket; empty: the server closed it) to ``parser`` and
     move the replies it completes into ``replies``, up to ``n`` in all."""
@@ -288,6 +326,8 @@ def _error_mapper() -> Any:
 
 
 _reply_error = _error_mapper()
+#: What an error reply nested in an array is before it is mapped: hiredis's own class.
+_ReplyError: Any = _hiredis.ReplyError if _hiredis is not None else redis.ResponseError
 
 
 async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
@@ -360,6 +400,59 @@ async def _replies_of(conn: Any, n: int) -> list[Any]:
         except redis.ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+async def transaction_async(
+    client: redis.asyncio.Redis,
+    watch: str,
+    reads: list[tuple[Any, ...]],
+    build: Callable[[list[Any]], list[tuple[Any, ...]]],
+) -> list[Any] | None:
+    """:meth:`Wire.transaction` for an asyncio client, on one pooled connection."""
+    pool = client.connection_pool
+    first = _watching(watch, reads)
+    for attempt in (1, 2):
+        try:
+            conn = await _connection(pool, first)
+        except _UNSENT as exc:
+            raise NotSent(str(exc)) from exc
+        try:
+            await conn.send_packed_command(_pack(conn, first))
+            replies = await _replies_of(conn, len(first))
+            break
+        except _UNSENT as exc:
+            await conn.disconnect()
+            await pool.release(conn)
+            if attempt == 2:
+                raise NotSent(str(exc)) from exc
+        except BaseException:
+            await conn.disconnect()
+            await pool.release(conn)
+            raise
+    clean = False  # whether the connection may be reused: no watch left, nothing unread
+    try:
+        try:
+            writes = _after_watch(replies, build)
+        except Exception:  # build's error is raised, once the watch is dropped
+            with contextlib.suppress(Exception):  # failed: dropped below, with its watch
+                await conn.send_packed_command(_pack(conn, [("UNWATCH",)]))
+                await _replies_of(conn, 1)
+                clean = True
+            raise
+        second = _in_multi(writes)
+        try:
+            await conn.send_packed_command(_pack(conn, second))
+        except _UNSENT as exc:
+            raise NotSent(str(exc)) from exc
+        replies = await _replies_of(conn, len(second))  # lost: EXEC may have run
+        clean = True
+    finally:
+        try:
+            if not clean:
+                await conn.disconnect()
+        finally:
+            await pool.release(conn)
+    return _transacted(replies)
 
 
 class NotSent(Exception):
@@ -513,6 +606,83 @@ class Wire:
             raise
         self._keep(conn)
         return reply
+
+    def transaction(
+        self,
+        watch: str,
+        reads: list[tuple[Any, ...]],
+        build: Callable[[list[Any]], list[tuple[Any, ...]]],
+    ) -> list[Any] | None:
+        """An optimistic transaction on one connection (kept or from the pool): ``WATCH
+        watch`` and the ``reads`` in one round trip (sent again on a fresh connection if the
+        first one broke: nothing is written yet), then ``build(replies of the reads)`` gives
+        the commands sent inside ``MULTI``/``EXEC``, once, in a second round trip.
+
+        Returns the replies of the commands inside (error replies as exceptions), or None
+        when the watched key changed between the two round trips (nothing ran) or the
+        client has a single connection, which cannot be held for both (redis-py locks it
+        per command). What ``build`` raises is raised once the watch is dropped (nothing
+        written). Raises :class:`NotSent` when the connection failed before ``EXEC`` was
+        written whole (a transaction runs only once ``EXEC`` arrives: nothing ran), the
+        redis error when the reply was lost (it may have run), and the error of a command
+        the server refused to queue (``EXEC`` then runs none: e.g. out of memory)."""
+        if self.single:
+            return None
+        first = _watching(watch, reads)
+        if self.forks != _FORKS[0]:
+            self._forked()
+        try:
+            conn = self.idle.pop()
+        except IndexError:
+            conn = None
+        for attempt in (1, 2):
+            try:
+                if conn is None:
+                    conn = _connection(self.pool, first)
+                replies, _ = _exchange(conn, first)
+                break
+            except _UNSENT as exc:  # nothing written yet: once more on a fresh connection
+                if conn is not None:
+                    self._broken(conn)
+                    conn = None
+                if attempt == 2:
+                    raise NotSent(str(exc)) from exc
+            except BaseException:
+                if conn is not None:
+                    self._broken(conn)
+                raise
+        try:
+            writes = _after_watch(replies, build)
+        except Exception:  # build's error is raised, once the watch is dropped
+            try:
+                _exchange(conn, [("UNWATCH",)])
+            except Exception:
+                self._broken(conn)  # so is the watch, with the connection
+            except BaseException:
+                self._broken(conn)
+                raise
+            else:
+                self._keep(conn)
+            raise
+        except BaseException:
+            self._broken(conn)  # the watch is dropped with the connection
+            raise
+        second = _in_multi(writes)
+        try:
+            conn.send_packed_command(_pack(conn, second))
+        except _UNSENT as exc:
+            self._broken(conn)
+            raise NotSent(str(exc)) from exc
+        except BaseException:
+            self._broken(conn)
+            raise
+        try:
+            replies = _receive(conn, len(second))
+        except BaseException:
+            self._broken(conn)  # EXEC may have run; a reply may be half read
+            raise
+        self._keep(conn)
+        return _transacted(replies)
 
     def close(self) -> None:
         """Release the kept connections to the pool (in a forked child: forget them, they

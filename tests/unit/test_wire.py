@@ -296,3 +296,82 @@ def test_packed_bytes_are_sent_only_by_a_connection_encoding_utf8() -> None:
     assert wire._pack(latin, commands, packed) == latin.pack_commands(commands)
     conn = FakeAsyncConnection([])
     assert wire._pack(conn, commands, packed) == conn.pack_commands(commands)
+
+
+# ------------------------------------------------------- transactions (asyncio, fake conns)
+
+
+def _tx(conn: FakeAsyncConnection, build: Any) -> Any:
+    pool = FakeAsyncPool(conn)
+    reads = [("HGET", "cfg", "s")]
+    result = asyncio.run(wire.transaction_async(_client(pool), "cfg", reads, build))
+    assert pool.released == [conn]
+    return result
+
+
+def test_transaction_async_runs_what_build_makes_inside_multi_exec() -> None:
+    conn = FakeAsyncConnection([b"OK", b"s1", b"OK", b"QUEUED", b"QUEUED", [1, 0]])
+    seen: list[Any] = []
+
+    def build(replies: list[Any]) -> list[tuple[Any, ...]]:
+        seen.append(replies)
+        return [("HSET", "d", "f", "v"), ("HINCRBY", "cfg", "n", 1)]
+
+    assert _tx(conn, build) == [1, 0] and seen == [[b"s1"]]
+    assert conn.sent == [b"WATCH cfg", b"HGET cfg s", b"MULTI", b"HSET d f v",
+                         b"HINCRBY cfg n 1", b"EXEC"]  # fmt: skip
+    assert not conn.disconnected
+
+
+def test_transaction_async_aborted_by_the_watch_returns_none() -> None:
+    conn = FakeAsyncConnection([b"OK", b"s1", b"OK", b"QUEUED", None])
+    assert _tx(conn, lambda replies: [("SET", "a", "b")]) is None and not conn.disconnected
+
+
+def test_transaction_async_build_error_drops_the_watch_and_writes_nothing() -> None:
+    conn = FakeAsyncConnection([b"OK", b"s2", b"OK"])
+
+    def build(replies: list[Any]) -> list[tuple[Any, ...]]:
+        raise LookupError("stale state")
+
+    with pytest.raises(LookupError, match="stale"):
+        _tx(conn, build)
+    assert conn.sent == [b"WATCH cfg", b"HGET cfg s", b"UNWATCH"] and not conn.disconnected
+
+
+def test_transaction_async_queue_refusal_raises_and_nested_errors_are_values() -> None:
+    refused = redis.ResponseError("OOM command not allowed")
+    conn = FakeAsyncConnection([b"OK", b"s", b"OK", refused, redis.ResponseError("EXECABORT")])
+    with pytest.raises(redis.ResponseError, match="OOM"):
+        _tx(conn, lambda replies: [("SET", "a", "b")])
+    if wire._hiredis is not None:
+        nested = wire._hiredis.ReplyError("WRONGTYPE Operation against a key")
+        done = wire._transacted([b"OK", b"QUEUED", b"QUEUED", [1, nested]])
+        assert done is not None and done[0] == 1
+        assert isinstance(done[1], redis.ResponseError) and "WRONGTYPE" in str(done[1])
+
+
+class FailingSend(FakeAsyncConnection):
+    """Fails the ``fail``-th send (1-based) with a connection error."""
+
+    def __init__(self, replies: list[Any], fail: int) -> None:
+        super().__init__(replies)
+        self.fail = fail
+        self.sends = 0
+
+    async def send_packed_command(self, packed: list[bytes]) -> None:
+        self.sends += 1
+        if self.sends == self.fail:
+            raise redis.ConnectionError("reset")
+        await super().send_packed_command(packed)
+
+
+def test_transaction_async_exec_never_sent_whole_is_not_sent_and_a_lost_reply_raises() -> None:
+    conn = FailingSend([b"OK", b"s"], fail=2)
+    with pytest.raises(wire.NotSent):
+        _tx(conn, lambda replies: [("SET", "a", "b")])
+    assert conn.disconnected
+    lost = FakeAsyncConnection([b"OK", b"s", b"OK", redis.ConnectionError("reset")])
+    with pytest.raises(redis.ConnectionError):
+        _tx(lost, lambda replies: [("SET", "a", "b")])
+    assert lost.disconnected  # EXEC may have run: the caller reports an unknown outcome
