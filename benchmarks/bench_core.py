@@ -144,7 +144,8 @@ class Timing:
     calls: int
 
 
-def _timing(samples_ns: list[int]) -> Timing:
+def timing(samples_ns: list[int]) -> Timing:
+    """The median and p99 of per-call latencies given in nanoseconds."""
     us = np.asarray(samples_ns, dtype=np.float64) / 1e3
     return Timing(float(np.median(us)), float(np.percentile(us, 99)), len(samples_ns))
 
@@ -168,7 +169,7 @@ def measure(
                 t0 = clock()
                 fn(i)
                 out.append(clock() - t0)
-    return {name: _timing(s) for name, s in samples.items()}
+    return {name: timing(s) for name, s in samples.items()}
 
 
 # ---------------------------------------------------------------- results
@@ -693,7 +694,7 @@ class Bench:
                 hits = self.space.search(q, K, ef=ef)
                 lat.append(clock() - t0)
                 found += len({h.key for h in hits} & set(true_keys))
-            t = _timing(lat)
+            t = timing(lat)
             label = f"default ({self.ef})" if ef is None else str(ef)
             out.append(RecallRow(label, found / (nq * K), t.median_us, t.p99_us))
         return out, f"{nq} queries, truth from {how}"

@@ -7,12 +7,13 @@ Measures, on one server and in one run, each side alternating in blocks of calls
 raw redis-py commands doing the same work (bench_core's ``measure``): ``get`` against
 ``HGET``, ``get_many(100)`` against a pipeline of 100 ``HGET``, ``search`` k=10 with and
 without metadata against ``FT.SEARCH`` returning the same fields, ``search_many(10)``
-against the same ten ``FT.SEARCH`` in a pipeline, the asyncio ``get`` against redis-py's
-asyncio ``HGET``, and ``put_many`` into a FLAT space against pipelined ``HSET`` (throughput).
-Metrics are on, as shipped. Then it prints each ratio beside the one of the previous report
-(``--against``: the JSON ``run_all.py --docs`` writes beside docs/benchmarks.md, or one this
-script wrote) and flags a ratio more than 5% worse: run it before landing a change to a hot
-path. The header records the commit, the date, the machine and each transport.
+against the same ten ``FT.SEARCH`` in a pipeline, the asyncio ``get`` and ``search``
+against redis-py's asyncio ``HGET`` and ``FT.SEARCH``, and ``put_many`` into a FLAT space
+against pipelined ``HSET`` (throughput). Metrics are on, as shipped. Then it prints each
+ratio beside the one of the previous report (``--against``: the JSON ``run_all.py --docs``
+writes beside docs/benchmarks.md, or one this script wrote) and flags a ratio more than 5%
+worse: run it before landing a change to a hot path. The header records the commit, the
+date, the machine and each transport.
 
 Data: the first ``--n`` dev embeddings (``../shared/data/dev``) or the bundled sample. A
 private embedded server is started in a temporary directory and stopped at the end. About a
@@ -51,12 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import (
     Dataset,
     Row,
+    Timing,
     format_table,
     latency_row,
     load_bundled,
     load_dev,
     measure,
     say,
+    timing,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -211,48 +214,40 @@ class Quick:
         rows.append(
             latency_row("search_many(10)", "pipeline of 10 FT.SEARCH", t["ours"], t["raw"])
         )
-        rows.append(self._async_get(url, docs))
+        rows += self._async_rows(url, docs, index)
         return rows
 
-    def _async_get(self, url: str, docs: list[str]) -> Row:
-        """asyncio get against redis.asyncio HGET, one task, one event loop."""
+    def _async_rows(self, url: str, docs: list[str], index: str) -> list[Row]:
+        """The asyncio get and search k=10 (with metadata) against redis.asyncio's HGET and
+        FT.SEARCH returning the same fields, one task, one event loop, alternating blocks."""
         keys, n, calls = self.keys, len(self.keys), self.calls
+        queries, blobs, nq = self.data.queries, self.blobs, len(self.blobs)
+        query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
+        tail = ("SORTBY", "__dist", "ASC", "LIMIT", 0, K, "RETURN", 2, "__dist", META_FIELD,
+                "DIALECT", 2)  # fmt: skip
 
-        async def run() -> Row:
+        async def run() -> list[Row]:
             ahub = await rediscache.connect_async(url=url)
             raw = redis.asyncio.Redis.from_url(url, protocol=2)
             try:
                 aspace = await ahub.space("quick")
-                samples: dict[str, list[float]] = {"ours": [], "raw": []}
-
-                async def ours(i: int) -> object:
-                    return await aspace.get(keys[i % n])
-
-                async def theirs(i: int) -> object:
-                    return await raw.hget(docs[i % n], VECTOR_FIELD)
-
-                sides = {"ours": ours, "raw": theirs}
-                for fn in sides.values():
-                    for i in range(20):
-                        await fn(i)
-                for b, start in enumerate(range(0, calls * 2, 100)):
-                    order = ("ours", "raw") if b % 2 == 0 else ("raw", "ours")
-                    for name in order:
-                        fn, out = sides[name], samples[name]
-                        for i in range(start, start + 100):
-                            t0 = time.perf_counter()
-                            await fn(i)
-                            out.append(time.perf_counter() - t0)
+                rows = []
+                for op, baseline, ours, theirs, count in (
+                    ("asyncio get", "redis.asyncio HGET",
+                     lambda i: aspace.get(keys[i % n]),
+                     lambda i: raw.hget(docs[i % n], VECTOR_FIELD), calls * 2),
+                    ("asyncio search k=10", "redis.asyncio FT.SEARCH RETURN __dist meta",
+                     lambda i: aspace.search(queries[i % nq], K),
+                     lambda i: raw.execute_command(
+                         "FT.SEARCH", index, query, "PARAMS", 2, "vec", blobs[i % nq], *tail
+                     ), calls),
+                ):  # fmt: skip
+                    t = await _measure_async({"ours": ours, "raw": theirs}, count)
+                    rows.append(latency_row(op, baseline, t["ours"], t["raw"]))
+                return rows
             finally:
                 await ahub.close()
                 await raw.aclose()
-            timing = {
-                k: (float(np.median(v)) * 1e6, float(np.percentile(v, 99)) * 1e6)
-                for k, v in samples.items()
-            }
-            ours_t, raw_t = timing["ours"], timing["raw"]
-            return Row("asyncio get", "redis.asyncio HGET", "us", ours_t[0], ours_t[1],
-                       raw_t[0], raw_t[1], ours_t[0] / raw_t[0], None, None)  # fmt: skip
 
         return asyncio.run(run())
 
@@ -300,6 +295,28 @@ class Quick:
             "put_many FLAT (vec/s)", "pipelined HSET, same fields, FLAT index", "vec/s",
             rate["ours"], None, rate["raw"], None, ratio, ">= 0.90", ratio >= 0.9,
         )  # fmt: skip
+
+
+async def _measure_async(
+    sides: dict[str, Callable[[int], Any]], calls: int, block: int = 100
+) -> dict[str, Timing]:
+    """bench_core's ``measure`` for coroutine functions: ``calls`` awaited calls of each side,
+    alternating in blocks, after 20 of each to warm up."""
+    for fn in sides.values():
+        for i in range(20):
+            await fn(i)
+    samples: dict[str, list[int]] = {name: [] for name in sides}
+    names = list(sides)
+    clock = time.perf_counter_ns
+    for b, start in enumerate(range(0, calls, block)):
+        shift = b % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, out = sides[name], samples[name]
+            for i in range(start, min(start + block, calls)):
+                t0 = clock()
+                await fn(i)
+                out.append(clock() - t0)
+    return {name: timing(s) for name, s in samples.items()}
 
 
 def previous(path: Path | None) -> dict[tuple[str, str], float]:
