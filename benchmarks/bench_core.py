@@ -137,17 +137,35 @@ def exact_top(data: Dataset, queries: Vectors, k: int) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class Timing:
-    """Per-call latency of one side, in microseconds."""
+    """Per-call latency of one side, in microseconds; ``blocks``: the median of each block
+    of calls in the order they ran (:func:`measure`), for paired ratios."""
 
     median_us: float
     p99_us: float
     calls: int
+    blocks: tuple[float, ...] = ()
 
 
-def timing(samples_ns: list[int]) -> Timing:
-    """The median and p99 of per-call latencies given in nanoseconds."""
+def timing(samples_ns: list[int], block: int | None = None) -> Timing:
+    """The median and p99 of per-call latencies given in nanoseconds (and the median of
+    each consecutive ``block`` of them)."""
     us = np.asarray(samples_ns, dtype=np.float64) / 1e3
-    return Timing(float(np.median(us)), float(np.percentile(us, 99)), len(samples_ns))
+    blocks: tuple[float, ...] = ()
+    if block:
+        blocks = tuple(float(np.median(us[i : i + block])) for i in range(0, len(us), block))
+    return Timing(float(np.median(us)), float(np.percentile(us, 99)), len(samples_ns), blocks)
+
+
+def paired_ratio(ours: Timing, theirs: Timing) -> float:
+    """ours / theirs: the median over blocks of the ratio of the two sides' block medians
+    when both were measured in the same blocks (each pair ran back to back, so a machine
+    that slows down or speeds up between blocks moves both sides of a pair alike: on the
+    2-core dev box, with half of its CPU time stolen by the host at times, the ratio of the
+    overall medians of one run swung by 10% where the paired ratio moved a few percent);
+    else the ratio of the medians."""
+    if len(ours.blocks) == len(theirs.blocks) >= 6:
+        return float(np.median(np.asarray(ours.blocks) / np.asarray(theirs.blocks)))
+    return ours.median_us / theirs.median_us
 
 
 def measure(
@@ -169,7 +187,7 @@ def measure(
                 t0 = clock()
                 fn(i)
                 out.append(clock() - t0)
-    return {name: timing(s) for name, s in samples.items()}
+    return {name: timing(s, block) for name, s in samples.items()}
 
 
 # ---------------------------------------------------------------- results
@@ -194,8 +212,9 @@ class Row:
 def latency_row(
     op: str, baseline: str, ours: Timing, theirs: Timing, limit: float | None = None
 ) -> Row:
-    """A latency row: ratio = rediscache median / baseline median, target ``<= limit``."""
-    ratio = ours.median_us / theirs.median_us
+    """A latency row: ratio = rediscache / baseline (:func:`paired_ratio`), target ``<=
+    limit``."""
+    ratio = paired_ratio(ours, theirs)
     return Row(
         op=op,
         baseline=baseline,

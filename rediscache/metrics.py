@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["WINDOW", "Metrics", "OpStats", "hits_of"]
+__all__ = ["HIT_OPS", "WINDOW", "Metrics", "OpStats", "hits_of"]
 
 #: Latencies kept per operation for the percentiles (the most recent calls).
 WINDOW = 2048
@@ -53,7 +53,7 @@ class Metrics:
         self._ops: dict[str, _Op] = {}
 
     def record(
-        self, op: str, seconds: float, *, error: bool = False, hits: int = 0, misses: int = 0
+        self, op: str, seconds: float, error: bool = False, hits: int = 0, misses: int = 0
     ) -> None:
         """Count one call of ``op`` that took ``seconds``."""
         with self._lock:
@@ -94,8 +94,13 @@ class Metrics:
         return out
 
 
+#: The operations whose results count hits and misses (:func:`hits_of`).
+HIT_OPS = frozenset({"get", "get_many"})
+
+
 def hits_of(op: str, result: Any, kwargs: dict[str, Any]) -> tuple[int, int]:
-    """Hits and misses of a read's result (get: None is a miss; get_many: NaN rows)."""
+    """Hits and misses of a read's result (get: None is a miss; get_many: NaN rows); (0, 0)
+    for an operation not in :data:`HIT_OPS`."""
     if op == "get":
         return (0, 1) if result is None else (1, 0)
     if op == "get_many" and isinstance(result, np.ndarray) and result.ndim == 2:
