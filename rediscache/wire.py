@@ -589,14 +589,7 @@ class Wire:
         if self.single:
             return _executed(self.client, command)
         conn = self._checked(command)
-        try:
-            conn.send_packed_command(_pack(conn, [command]))
-        except _UNSENT as exc:
-            self._broken(conn)
-            raise NotSent(str(exc)) from exc
-        except BaseException:
-            self._broken(conn)
-            raise
+        self._send_once(conn, [command])
         try:
             reply = conn.read_response()
         except redis.ResponseError as exc:
@@ -668,14 +661,7 @@ class Wire:
             self._broken(conn)  # the watch is dropped with the connection
             raise
         second = _in_multi(writes)
-        try:
-            conn.send_packed_command(_pack(conn, second))
-        except _UNSENT as exc:
-            self._broken(conn)
-            raise NotSent(str(exc)) from exc
-        except BaseException:
-            self._broken(conn)
-            raise
+        self._send_once(conn, second)
         try:
             replies = _receive(conn, len(second))
         except BaseException:
@@ -713,6 +699,18 @@ class Wire:
             return _connection(pool, [command])
         except _UNSENT as exc:
             raise NotSent(str(exc)) from exc
+
+    def _send_once(self, conn: Any, commands: list[tuple[Any, ...]]) -> None:
+        """Write ``commands`` on ``conn``, never again: NotSent when the connection failed
+        before they were written whole (the connection is dropped)."""
+        try:
+            conn.send_packed_command(_pack(conn, commands))
+        except _UNSENT as exc:
+            self._broken(conn)
+            raise NotSent(str(exc)) from exc
+        except BaseException:
+            self._broken(conn)
+            raise
 
     def _forked(self) -> None:
         """In a forked child: forget the kept connections (the parent's; redis-py's pools
