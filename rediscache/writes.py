@@ -112,7 +112,10 @@ def chunk_failed(
     nothing; only a lost reply leaves the chunk's fate unknown. The error keeps its kind (a
     chunk that was never sent is a ConnectionFailedError, a refused one a ServerBusyError,
     PermissionDeniedError...). ``key``: the one row's key, when the call wrote one (put)."""
-    unknown = isinstance(exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError)
+    loading = isinstance(exc, redis.BusyLoadingError)  # a ConnectionError to redis-py: refused
+    unknown = not loading and isinstance(
+        exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError
+    )
     fate = "may or may not be stored" if unknown else "were not stored"
     partly = getattr(exc, "not_stored", None)
     if partly is not None:
@@ -122,8 +125,8 @@ def chunk_failed(
     error: type[ServerError] = OutcomeUnknownError if unknown else ServerError
     if not unknown and isinstance(exc, ServerError):
         error = type(exc)
-    elif isinstance(exc, redis.ResponseError):
-        error = type(reply_error(str(exc), ""))
+    elif loading or isinstance(exc, redis.ResponseError):
+        error = type(reply_error(str(exc) if not loading else f"LOADING {exc}", ""))
     context = f"{what} into {name!r}"
     reason = redact(str(exc))
     if key is not None and n == 1:

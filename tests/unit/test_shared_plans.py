@@ -265,7 +265,12 @@ def test_failures_name_what_the_user_named() -> None:
     """A lost single put names its key (not "rows 0..0"), a version deleted meanwhile is
     named with its label and space, and an error reply without a call context is not
     prefixed twice (the guard puts the call's name in front)."""
-    from rediscache.errors import OutcomeUnknownError, VersionNotFoundError, reply_error
+    from rediscache.errors import (
+        OutcomeUnknownError,
+        ServerLoadingError,
+        VersionNotFoundError,
+        reply_error,
+    )
     from rediscache.writes import chunk_failed
 
     lost = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 1, 1, "put", "k1")
@@ -273,6 +278,11 @@ def test_failures_name_what_the_user_named() -> None:
     assert isinstance(lost, OutcomeUnknownError)
     many = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 2, 5, "put_many")
     assert "rows 0..1 may or may not be stored" in str(many)
+    # LOADING: redis-py raises it as a ConnectionError, but the server refused: nothing ran
+    refused = chunk_failed(
+        "items", redis.BusyLoadingError("Redis is loading the dataset in memory"), 2, 4, 5
+    )
+    assert isinstance(refused, ServerLoadingError) and "rows 2..3 were not stored" in str(refused)
     call = scripts.rollback_call(
         ["c", "v", "i", "g", "x"], version=3, gen=2, name="version v3 (A) of space 'x'"
     )
