@@ -37,6 +37,8 @@ reads whose connection was lost). Credentials never appear in a message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "ConnectionFailedError",
     "CorruptDataError",
@@ -84,7 +86,12 @@ class SpaceNotFoundError(NotFoundError):
 
 
 class KeyNotFoundError(NotFoundError):
-    """An embedding key does not exist in the space."""
+    """An embedding key does not exist in the space. ``keys``: the missing keys, every one
+    of them (the message shows the first few)."""
+
+    def __init__(self, message: str, keys: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.keys: tuple[str, ...] = tuple(keys)
 
 
 class VersionNotFoundError(NotFoundError):

@@ -102,7 +102,9 @@ def vector_rows(
     if absent and missing == "raise":
         shown = ", ".join(repr(keys[i]) for i in absent[:5])
         more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
-        raise KeyNotFoundError(f"{len(absent)} keys not in {where}: {shown}{more}")
+        raise KeyNotFoundError(
+            f"{len(absent)} keys not in {where}: {shown}{more}", [keys[i] for i in absent]
+        )
     found = [r for r in raws if r is not None]
     if not absent:
         return codec.decode_many(found, keys)

@@ -238,8 +238,9 @@ def _script_error(
     if code == "RC_NOVERSION":
         return VersionNotFoundError(f"{names[0]} does not exist (deleted meanwhile)")
     if code == "RC_MISSING":
+        key = names[int(args[0]) - first]
         return KeyNotFoundError(
-            f"{names[int(args[0]) - first]!r} does not exist (nothing was computed or stored)"
+            f"{key!r} does not exist (nothing was computed or stored)", [key]
         )
     if code == "RC_BADLEN":
         return CorruptDataError(

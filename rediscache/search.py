@@ -413,7 +413,7 @@ class Searches:
     ) -> ftsearch.SearchPlan:
         """The plan of :meth:`similar`, once ``vector`` (the stored one of ``key``) is read."""
         if vector is None:
-            raise KeyNotFoundError(f"{key!r} is not in {self.target.where()}")
+            raise KeyNotFoundError(f"{key!r} is not in {self.target.where()}", [key])
         return self._search_plan(
             vector,
             k,

@@ -153,8 +153,9 @@ def test_large_dims_beyond_lua_unpack_limit(hub: Hub, space_name: str) -> None:
 def test_missing_keys_raise_or_skip(hub: Hub, space_name: str) -> None:
     space = make(hub, space_name, 2)
     space.put_many(["a", "b"], [[1, 0], [0, 1]])
-    with pytest.raises(rediscache.KeyNotFoundError, match="'zz'"):
+    with pytest.raises(rediscache.KeyNotFoundError, match="'zz'") as caught:
         space.average(["a", "zz"], into="out")
+    assert caught.value.keys == ("zz",)
     assert space.get("out") is None
     res = space.average(["a", "zz", "b"], missing="skip")
     assert isinstance(res, rediscache.Averaged)

@@ -53,6 +53,13 @@ def test_put_get_round_trip(hub: Hub, space_name: str) -> None:
     assert len(space) == 20
     with pytest.raises(rediscache.KeyNotFoundError, match="'nope'"):
         space.get_many(["item:1", "nope"])
+    absent = [f"gone{i}" for i in range(7)]
+    with pytest.raises(rediscache.KeyNotFoundError, match="and 2 more") as caught:
+        space.get_many(["item:1", *absent])
+    assert caught.value.keys == tuple(absent)  # every missing key, not only those shown
+    with pytest.raises(rediscache.KeyNotFoundError) as caught:
+        space.similar("nope", 3)
+    assert caught.value.keys == ("nope",)
     out = space.get_many(["item:1", "nope"], missing="nan")
     np.testing.assert_array_equal(out[0], vecs[1])
     assert np.isnan(out[1]).all()

@@ -61,8 +61,9 @@ def test_write_call_updates_vectors_with_a_missing_policy() -> None:
     )  # fmt: skip
     assert call.args[:4] == ["s", "n:1", "vec:skip", "-"]
     assert call.parse([1, [2]]) == (1, [1])  # created 1; the 2nd document (index 1) left out
-    with pytest.raises(KeyNotFoundError, match="'b'"):
+    with pytest.raises(KeyNotFoundError, match="'b'") as caught:
         call.failed(redis.ResponseError("RC_MISSING 2"))
+    assert caught.value.keys == ("b",)
     with pytest.raises(InvalidInputError, match="missing"):
         scripts.write_call("cfg", [], state="s", count_field="n", rows=[], names=[], missing="x")
 
