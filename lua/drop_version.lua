@@ -15,7 +15,7 @@
 
 local cfg, ver, garbage = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call("HGET", cfg, "state")
-local epoch, live, shared, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, shared, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if not epoch then return redis.error_reply("RC_NOSTATE") end
 local raw = redis.call("HGET", ver, ARGV[1])
 if not raw then return redis.error_reply("RC_NOVERSION") end
@@ -34,6 +34,6 @@ if not used then
     freed = gen
   end
 end
-local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. fork
+local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. fork .. origin
 redis.call("HSET", cfg, "state", new)
 return { freed, new }

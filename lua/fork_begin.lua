@@ -20,7 +20,7 @@
 
 local cfg, lock, garbage = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call("HGET", cfg, "state")
-local epoch, live, shared, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, shared, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if not epoch then return redis.error_reply("RC_NOSTATE") end
 if shared == "0" and fork == "-" then return redis.error_reply("RC_NOTSHARED") end
 if fork ~= "-" then
@@ -32,6 +32,6 @@ end
 local gen = redis.call("HINCRBY", cfg, "next_gen", 1)
 redis.call("HSET", cfg, "fork_gen", gen)
 redis.call("SET", lock, ARGV[1], "PX", ARGV[2])
-local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[1]
+local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[1] .. origin
 redis.call("HSET", cfg, "state", new)
 return { tonumber(live), gen, new }

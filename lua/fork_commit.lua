@@ -19,7 +19,7 @@
 
 local cfg, ver, lock, garbage = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local state = redis.call("HGET", cfg, "state")
-local epoch, live, shared, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, shared, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if fork ~= ARGV[1] or redis.call("GET", lock) ~= ARGV[1] then
   return redis.error_reply("RC_LOST")
 end
@@ -31,7 +31,7 @@ local expected = tonumber(redis.call("HGET", cfg, "n:" .. live) or "0")
 if redis.call("HGET", cfg, "expiring") == "1" then expected = tonumber(ARGV[2]) end
 if tonumber(ARGV[2]) ~= expected then
   redis.call("SADD", garbage, gen)
-  redis.call("HSET", cfg, "state", (epoch + 1) .. " " .. live .. " " .. shared .. " -")
+  redis.call("HSET", cfg, "state", (epoch + 1) .. " " .. live .. " " .. shared .. " -" .. origin)
   return redis.error_reply("RC_COUNT " .. expected)
 end
 local moved = 0
@@ -49,6 +49,6 @@ if moved == 0 then
 else
   redis.call("HSET", cfg, "n:" .. gen, expected)
 end
-local new = (epoch + 1) .. " " .. live .. " 0 -"
+local new = (epoch + 1) .. " " .. live .. " 0 -" .. origin
 redis.call("HSET", cfg, "state", new)
 return new

@@ -19,7 +19,7 @@
 
 local cfg, ver, alias, index, garbage = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local state = redis.call("HGET", cfg, "state")
-local epoch, live, _, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, _, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if not epoch then return redis.error_reply("RC_NOSTATE") end
 if fork ~= "-" then return redis.error_reply("RC_BUSY") end
 local raw = redis.call("HGET", ver, ARGV[1])
@@ -39,6 +39,6 @@ if gen ~= old then
     dropped = 1
   end
 end
-local new = (epoch + 1) .. " " .. gen .. " 1 -"
+local new = (epoch + 1) .. " " .. gen .. " 1 -" .. origin
 redis.call("HSET", cfg, "state", new)
 return { old, dropped, new }

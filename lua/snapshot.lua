@@ -17,7 +17,7 @@
 
 local cfg, ver = KEYS[1], KEYS[2]
 local state = redis.call("HGET", cfg, "state")
-local epoch, live, _, fork = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)$")
+local epoch, live, _, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if not epoch then return redis.error_reply("RC_NOSTATE") end
 if ARGV[1] ~= "" then
   for _, raw in ipairs(redis.call("HVALS", ver)) do
@@ -30,6 +30,6 @@ local label = cjson.null
 if ARGV[1] ~= "" then label = ARGV[1] end
 redis.call("HSET", ver, id,
   cjson.encode({ label = label, created_at = ARGV[2], count = count, gen = tonumber(live) }))
-local new = (epoch + 1) .. " " .. live .. " 1 " .. fork
+local new = (epoch + 1) .. " " .. live .. " 1 " .. fork .. origin
 redis.call("HSET", cfg, "state", new)
 return { id, count, tonumber(live), new }

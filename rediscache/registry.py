@@ -26,7 +26,7 @@ from .errors import (
 from .guard import translate
 from .keys import REGISTRY, SpaceKeys
 from .server import parse_search_version
-from .state import STATE_FIELD, SpaceState
+from .state import STATE_FIELD, SpaceState, new_origin
 
 __all__ = ["COMPACT_MIN_KEYS", "Registry", "ServerStats"]
 
@@ -166,7 +166,7 @@ class Registry:
         config = build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
         found = yield from self._read_config(keys)
         if found is None:
-            state = SpaceState.initial()
+            state = SpaceState.initial(new_origin())
             gen = keys.gen(state.live)
             try:
                 yield from generations.create_index(config, gen)

@@ -28,7 +28,7 @@ from .codec import VectorCodec
 from .config import SpaceConfig
 from .context import HubContext
 from .effects import Command, Flow, Roundtrip, Sleep
-from .errors import ServerError, StaleStateError, reply_error
+from .errors import ServerError, SpaceNotFoundError, StaleStateError, reply_error
 from .keys import GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
 
@@ -76,8 +76,25 @@ class Target:
         None (the live space's changes)."""
         return None
 
+    def check_origin(self, state: SpaceState) -> None:
+        """Raise SpaceNotFoundError if ``state`` is another space's of the same name (see
+        :meth:`set_state`)."""
+        if state.origin != self.state.origin:
+            raise SpaceNotFoundError(
+                f"space {self.keys.name!r} was dropped and created again since this handle "
+                f"was opened: open it again (hub.space({self.keys.name!r})) to use the new "
+                "one; nothing was done"
+            )
+
     def set_state(self, state: SpaceState) -> None:
-        """Take ``state`` as the current one."""
+        """Take ``state`` as the current one.
+
+        Raises:
+            SpaceNotFoundError: ``state`` belongs to another space of the same name (the
+                one this target was made for was dropped and created again: its origin
+                differs, see rediscache.state); nothing of it is used.
+        """
+        self.check_origin(state)
         self.state = state
         self.state_bytes = state.raw.encode()
         self.gen = self.keys.gen(state.live)

@@ -83,6 +83,7 @@ class VersionTarget(Target):
         return self.version.count
 
     def set_state(self, state: SpaceState) -> None:
+        self.check_origin(state)
         self.state = state  # the generation read is the version's, not the live one
         self.state_bytes = state.raw.encode()
 

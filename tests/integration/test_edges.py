@@ -645,3 +645,29 @@ def test_deep_or_long_filters_are_refused_not_crashed(make: Make, space_name: st
         deep = rediscache.Not(rediscache.And(deep, Tag("g", "y")))
     with pytest.raises(rediscache.InvalidInputError, match="nested deeper"):
         s.search(q, 1, filter=deep)
+
+
+# ---------------------------------------------------------------- a space created again
+
+
+def test_a_handle_of_a_dropped_space_never_writes_into_its_successor(
+    make: Make, space_name: str, hub: Hub
+) -> None:
+    """A space dropped and created again (e.g. with a new model's dim) starts at the same
+    epoch; a handle opened before the drop must not take the new space's state for its own
+    and write its old schema into it (transaction and script paths alike)."""
+    old = make(space_name, 8, algorithm="flat")
+    rng = np.random.default_rng(4)
+    old.put_many([f"k{i}" for i in range(20)], rng.standard_normal((20, 8)))
+    hub.drop_space(space_name)
+    new = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
+    with pytest.raises(rediscache.SpaceNotFoundError, match="dropped and created again"):
+        old.put_many([f"k{i}" for i in range(20)], rng.standard_normal((20, 8)))  # MULTI/EXEC
+    with pytest.raises(rediscache.SpaceNotFoundError, match="dropped and created again"):
+        old.put("x", rng.standard_normal(8))  # write.lua
+    with pytest.raises(rediscache.SpaceNotFoundError, match="dropped and created again"):
+        old.get("k1")
+    assert len(new) == 0 and new.get("k1") is None and new.get("x") is None
+    assert hub.space(space_name).config.dim == 4
+    new.put_many([f"n{i}" for i in range(20)], rng.standard_normal((20, 4)))
+    assert len(hub.space(space_name)) == 20 and new.info().index_failures == 0

@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 import rediscache
 from rediscache import Hub, Space, Version
 from rediscache.diff import drift_stats
+from rediscache.state import SpaceState
 
 TAGS = {"g": "tag", "n": "numeric"}
 
@@ -139,6 +140,27 @@ def test_rollback_restores_exactly_by_switching(hub: Hub, space_name: str) -> No
     assert _contents(space.at("good")) == good
     space.rollback("good")
     assert _contents(space) == good
+
+
+def test_every_state_change_keeps_the_spaces_origin(hub: Hub, space_name: str) -> None:
+    """snapshot, the copy a write makes after it (fork_begin, fork_commit), rollback and
+    delete_version rewrite the state: each keeps the origin drawn at creation (without it a
+    handle could not tell this space from a successor of the same name)."""
+    space, vecs = _space(hub, space_name)
+    cfg = space._parts.target.keys.config
+
+    def origin() -> str | None:
+        return SpaceState.parse(hub.client.hget(cfg, "state")).origin
+
+    first = origin()
+    assert first is not None and len(first) == 12
+    space.snapshot("a")
+    space.put("k0", -vecs[0])  # copies the live generation for version "a"
+    space.snapshot("b")
+    space.rollback("a")
+    space.delete_version("b")
+    assert SpaceState.parse(hub.client.hget(cfg, "state")).epoch > 4 and origin() == first
+    assert space.get("k1") is not None
 
 
 def test_rollback_keeps_the_replaced_state_when_snapshotted(hub: Hub, space_name: str) -> None:

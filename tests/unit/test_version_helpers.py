@@ -16,7 +16,7 @@ from rediscache.diff import drift_stats
 from rediscache.drive import SyncDriver
 from rediscache.errors import CorruptDataError, InvalidInputError
 from rediscache.generations import Version, parse_versions
-from rediscache.state import SpaceState
+from rediscache.state import SpaceState, new_origin
 from rediscache.versions import check_label
 from rediscache.wire import ConnectCounter
 
@@ -51,7 +51,13 @@ def test_state_strings() -> None:
     assert SpaceState.initial().writable and SpaceState.initial().raw == "1 1 0 -"
     assert not SpaceState.parse("2 1 1 -").writable
     assert not SpaceState.parse("2 1 0 tok").writable
-    for bad in (None, b"", "1 1 0", "x 1 0 -", "1 1 2 -", "0 1 0 -", "1 0 0 -", "1 1 0 - x"):
+    five = SpaceState.parse("4 2 0 - 9f3a")  # with the space's origin
+    assert (five.epoch, five.live, five.fork, five.origin) == (4, 2, None, "9f3a")
+    assert SpaceState.parse("1 1 0 -").origin is None  # spaces created before origins
+    assert SpaceState.initial("ab").raw == "1 1 0 - ab"
+    assert new_origin() != new_origin() and len(new_origin()) == 12
+    for bad in (None, b"", "1 1 0", "x 1 0 -", "1 1 2 -", "0 1 0 -", "1 0 0 -", "1 1 0 - x y",
+                "1 1 0 - "):  # fmt: skip
         with pytest.raises(CorruptDataError):
             SpaceState.parse(bad)
 
