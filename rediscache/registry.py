@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,10 +29,12 @@ from .keys import REGISTRY, SpaceKeys
 from .server import parse_search_version
 from .state import STATE_FIELD, SpaceState, new_origin
 
-__all__ = ["COMPACT_MIN_KEYS", "Registry", "ServerStats"]
+__all__ = ["AOF_WAIT", "COMPACT_MIN_KEYS", "Registry", "ServerStats"]
 
 #: Dropping a space of at least this many keys rewrites the AOF (Hub.drop_space).
 COMPACT_MIN_KEYS = 1_000
+#: Seconds a drop waits for an AOF rewrite already running before it starts its own.
+AOF_WAIT = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,9 +253,11 @@ class Registry:
 
         ``compact``: when the drop deleted at least :data:`COMPACT_MIN_KEYS` keys and the
         server keeps an append-only file, ask it to rewrite the file in the background
-        (BGREWRITEAOF). Otherwise the next restart replays every write of the dropped space
-        before serving (Redis's own rewrite policy waits for the file to double in size,
-        which deletions never do); docs/serving.md has the measured difference.
+        (BGREWRITEAOF), after waiting for one already running (at most :data:`AOF_WAIT`
+        seconds: it began before these deletions). Otherwise the next restart replays every
+        write of the dropped space before serving (Redis's own rewrite policy waits for the
+        file to double in size, which deletions never do); docs/serving.md has the measured
+        difference.
 
         Raises:
             SpaceNotFoundError: the space does not exist and ``missing_ok`` is False.
@@ -276,15 +281,28 @@ class Registry:
         return deleted
 
     def _compact_aof(self) -> Flow[None]:
-        """Start a background rewrite of the server's AOF if it keeps one (one or two round
-        trips; never waits for the rewrite). A rewrite already running, or a user not
-        allowed to ask, leaves it to Redis's own policy."""
-        try:
+        """Start a background rewrite of the server's AOF if it keeps one (two round trips;
+        the rewrite itself is not waited for). A rewrite already running began before this
+        drop's deletions, and Redis refuses a second one meanwhile rather than queueing it
+        (three drops in a row left two spaces' keys in the file, and a restart replayed
+        them for 60-100 s): so the drop waits for it to end, polling every 50 ms for at most
+        :data:`AOF_WAIT` seconds, and starts another. A user not allowed to ask leaves it to
+        Redis's own policy."""
+        deadline = time.monotonic() + AOF_WAIT
+        while True:
             info = yield Command(("INFO", "persistence"))
-            if int(info.get("aof_enabled", 0)):
-                yield Command(("BGREWRITEAOF",))
-        except redis.ResponseError:
-            pass  # already rewriting (it schedules another), or not permitted by ACL
+            if not int(info.get("aof_enabled", 0)):
+                return
+            if not int(info.get("aof_rewrite_in_progress", 0)):
+                try:
+                    yield Command(("BGREWRITEAOF",))
+                    return
+                except redis.ResponseError as exc:
+                    if "in progress" not in str(exc):
+                        return  # e.g. not permitted by ACL
+            if time.monotonic() > deadline:
+                return
+            yield Sleep(0.05)
 
     # ------------------------------------------------------------ the server
 
