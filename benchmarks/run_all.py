@@ -208,7 +208,9 @@ def markdown(rep: dict[str, Any]) -> str:
         )
     parts.append(
         "### Every operation against its raw baseline\n\nMicroseconds per call "
-        "(put_many: vectors per second); ratio = rediscache / baseline medians.\n\n"
+        "(put_many: vectors per second), medians and p99 over all calls; ratio = rediscache / "
+        "baseline, paired: the median over back-to-back blocks of calls (bench_core."
+        "paired_ratio; bench_quick's put_many: over chunks).\n\n"
         + _table(["op", "median", "p99", "baseline median", "p99", "ratio", "target", "met"], body)
     )
     parts.append("Baselines:\n\n" + "\n".join(f"- {r['op']}: {r['baseline']}" for r in rep["rows"]))
