@@ -261,13 +261,15 @@ class Searches:
         return replies
 
     def _version_round(self, make: Callable[[str], list[tuple[Any, ...]]]) -> Flow[list[Any]]:
-        """A round on a version's own index, once complete, with the state checked."""
+        """A round on a version's own index, once complete (waiting for it as a live search
+        waits, at most ``hub.index_wait`` seconds, then IndexBuildingError), with the state
+        checked."""
         t = self.target
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
             t.note_connects()
             yield from generations.ensure_searchable(
-                t.config, gen, t.readiness.ready, generations.INDEX_TIMEOUT
+                t.config, gen, t.readiness.ready, t.context.index_wait
             )
             return (yield from t.checked(make(gen.index), state))
 

@@ -467,3 +467,31 @@ def test_diff_overlap_depends_on_the_seed_not_the_key_layout(hub: rediscache.Hub
         finally:
             hub.drop_space(name)
     assert overlaps[0] == overlaps[1]
+
+
+def test_searching_a_version_whose_index_builds_waits_at_most_index_wait(
+    hub: Hub, space_name: str
+) -> None:
+    """A version's index is built in the background after the first write that follows a
+    snapshot; a search of it waits as a live search waits (hub.index_wait), not the 600 s
+    a rollback may wait."""
+    space = hub.create_space(space_name, 64)
+    rng = np.random.default_rng(9)
+    n = 6000
+    space.put_many([f"k{i}" for i in range(n)], rng.standard_normal((n, 64)))
+    space.snapshot("v")
+    space.put("k0", rng.standard_normal(64))  # copies the live generation: a new index builds
+    old = space.at("v")
+    index = old._parts.target.gen.index  # the version's own generation
+    info = hub.client.execute_command("FT.INFO", index)
+    building = float(dict(zip(info[::2], info[1::2]))[b"percent_indexed"]) < 1
+    if not building:  # the build was over already: nothing to test on this machine
+        pytest.skip("the version's index was built before the search")
+    wait = hub.index_wait
+    hub.index_wait = 0.0
+    try:
+        with pytest.raises(rediscache.IndexBuildingError, match="index_wait"):
+            old.search(rng.standard_normal(64), 3)
+    finally:
+        hub.index_wait = wait
+    assert len(old.search(rng.standard_normal(64), 3)) == 3  # waits, then answers
