@@ -266,35 +266,31 @@ class VectorCodec:
 
     # ------------------------------------------------------------ encoding
 
-    def _narrow_ok(self, vector: Any) -> bool:
-        """Whether ``vector`` is a float32 (dim,) array that a float32 space accepts as it
-        is: the hottest check (a float32 query of a float32 space). The squared norm in
-        float64 cannot overflow, so no error state is needed (entering np.errstate costs
-        1.5 us); it is NaN or inf when an element is, and out of range when the float32 norm
-        would be. False means: judge it the general way."""
-        if (
+    def _usual(self, vector: Any) -> bool:
+        """Whether ``vector`` is a float32 (dim,) array and the space float32 (the usual
+        query), so that its bytes are what the space stores."""
+        return (
             self._narrow
             and type(vector) is np.ndarray
             and vector.dtype == self.out_dtype
             and vector.shape == self._shape
-        ):
+        )
+
+    def _narrow_ok(self, vector: Any) -> bool:
+        """Whether ``vector`` is :meth:`_usual` and accepted as it is: the hottest check. The
+        squared norm in float64 cannot overflow, so no error state is needed (entering
+        np.errstate costs 1.5 us); it is NaN or inf when an element is, and out of range
+        when the float32 norm would be. False means: judge it the general way."""
+        if self._usual(vector):
             wide = vector.astype(np.float64)
             return self.min_norm_sq <= float(np.dot(wide, wide)) <= self.max_norm_sq
         return False
 
     def sent_first(self, vector: Any) -> bytes | None:
-        """The stored bytes of ``vector`` before it is checked, when it is a float32 (dim,)
-        array of a float32 space (the usual query): a search sends them at once and checks
-        them with :meth:`bytes_error` while the server runs it. None for anything else,
-        which :meth:`query_bytes` checks first."""
-        if (
-            self._narrow
-            and type(vector) is np.ndarray
-            and vector.dtype == self.out_dtype
-            and vector.shape == self._shape
-        ):
-            return vector.tobytes()  # '<f4', C order
-        return None
+        """The stored bytes of ``vector`` before it is checked, when it is :meth:`_usual`: a
+        search sends them at once and checks them with :meth:`bytes_error` while the server
+        runs it. None for anything else, which is checked first (:meth:`as_vector`)."""
+        return vector.tobytes() if self._usual(vector) else None
 
     def bytes_error(self, blob: bytes, what: str = "vector") -> InvalidInputError | None:
         """The InvalidInputError :meth:`as_vector` raises for the vector stored as ``blob``
@@ -307,18 +303,6 @@ class VectorCodec:
         except InvalidInputError as exc:
             return exc
         return None
-
-    def query_bytes(self, vector: Any, what: str = "vector") -> bytes:
-        """``encode(as_vector(vector))``: one vector checked and as stored bytes (``dim``
-        values of the space's dtype, little-endian), in two numpy calls for a float32 vector
-        of a float32 space.
-
-        Raises:
-            InvalidInputError: as :meth:`as_vector`.
-        """
-        if self._narrow_ok(vector):
-            return vector.tobytes()  # type: ignore[no-any-return]  # '<f4', C order
-        return self.encode(self.as_vector(vector, what))
 
     def encode_matrix(self, arr: npt.NDArray[Any]) -> list[bytes]:
         """Rows of a checked matrix as stored bytes (one ``bytes`` per row)."""

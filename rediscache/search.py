@@ -90,7 +90,7 @@ class Searches:
                 codec = t.codec
                 blob = codec.sent_first(vector)
                 if blob is None:
-                    blob = codec.query_bytes(vector)
+                    blob = codec.encode(codec.as_vector(vector))
                     meanwhile = None
                 else:  # checked while the server searches: raised before any hit is read
                     meanwhile = functools.partial(codec.bytes_error, blob)
