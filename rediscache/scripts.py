@@ -78,6 +78,7 @@ __all__ = [
     "fork_commit_call",
     "gather",
     "gather_call",
+    "lost",
     "lua_dir",
     "rollback",
     "rollback_call",
@@ -89,6 +90,7 @@ __all__ = [
     "update_mean_call",
     "write",
     "write_call",
+    "wrong_type_error",
 ]
 
 R = TypeVar("R")
@@ -157,14 +159,21 @@ class ScriptCall(Generic[R]):
 
     def lost(self, exc: Exception, *, sent: bool) -> ServerError:
         """The error of a call whose connection failed (``sent``: after it was written)."""
-        if not sent:
-            return ConnectionFailedError(f"{self.name}.lua was not run: {exc}")
-        if self.writes:
-            return OutcomeUnknownError(
-                f"{self.name}.lua was sent but no reply came ({exc}): it may or may not have "
-                "been applied, and it was not sent again; check the data before retrying"
-            )
-        return ConnectionFailedError(f"{self.name}.lua got no reply: {exc}")
+        return lost(f"{self.name}.lua", exc, sent=sent, writes=self.writes)
+
+
+def lost(what: str, exc: Exception, *, sent: bool, writes: bool = True) -> ServerError:
+    """The error of ``what`` (a script, a transaction) whose connection failed: nothing ran
+    when it was not ``sent`` whole; else a write's outcome is unknown (it is never sent
+    twice blindly)."""
+    if not sent:
+        return ConnectionFailedError(f"{what} was not run: {exc}")
+    if writes:
+        return OutcomeUnknownError(
+            f"{what} was sent but no reply came ({exc}): it may or may not have been "
+            "applied, and it was not sent again; check the data before retrying"
+        )
+    return ConnectionFailedError(f"{what} got no reply: {exc}")
 
 
 def run(planned: ScriptCall[R]) -> Flow[R]:

@@ -17,7 +17,6 @@ from .codec import check_key, check_keys, pack_metadata, ttl_to_ms
 from .config import SpaceConfig
 from .effects import Flow, Transaction
 from .errors import (
-    ConnectionFailedError,
     InvalidInputError,
     OutcomeUnknownError,
     ServerError,
@@ -433,53 +432,47 @@ class Writes:
         (EXEC was sent and its reply lost)."""
         cfg = self.target.keys.config
         expected = state.raw.encode()
-        made: list[int] = []  # the rows of the commands inside MULTI, and the count
+        row_of: list[int] = []  # the row of each HDEL/HSET inside MULTI (the HINCRBY last)
+        created = [0]
 
         def build(replies: list[Any]) -> list[tuple[Any, ...]]:
             if replies[0] != expected:
                 raise StaleStateError(
                     "the space's state changed before a put_many's transaction (nothing written)"
                 )
-            created = 0
             for i, fields in enumerate(replies[1:]):
                 if isinstance(fields, Exception):
                     raise scripts.wrong_type_error(names[i]) from fields
-                created += fields == 0
+            created[0] = replies[1:].count(0)
+            row_of.clear()
             commands: list[tuple[Any, ...]] = []
             for i, (doc, (fields, stale)) in enumerate(zip(docs, rows)):
                 if stale:
                     commands.append(("HDEL", doc, *stale))
-                    made.append(i)
+                    row_of.append(i)
                 commands.append(("HSET", doc, *fields))
-                made.append(i)
-            if created:
-                commands.append(("HINCRBY", cfg, gen.count_field, created))
-            made.append(created)
+                row_of.append(i)
+            if created[0]:
+                commands.append(("HINCRBY", cfg, gen.count_field, created[0]))
             return commands
 
+        what = "a put_many's transaction"
         reads = [("HGET", cfg, "state"), *[("HLEN", doc) for doc in docs]]
         for attempt in (1, 2):
             try:
                 done = yield Transaction(cfg, reads, build)
                 break
             except NotSent as exc:  # nothing ran: once more
-                made.clear()
                 if attempt == 2:
-                    raise ConnectionFailedError(
-                        f"a put_many's transaction was not run: {exc}"
-                    ) from exc
+                    raise scripts.lost(what, exc, sent=False) from exc
             except redis.BusyLoadingError:
                 raise  # LOADING: refused, nothing ran
             except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
-                raise OutcomeUnknownError(
-                    f"a put_many's transaction was sent but no reply came ({exc}): it may or "
-                    "may not have been applied, and it was not sent again; check the data "
-                    "before retrying"
-                ) from exc
+                raise scripts.lost(what, exc, sent=True) from exc
         if done is None:
             return None
-        failed = sorted({made[i] for i, reply in enumerate(done) if isinstance(reply, Exception)
-                         and i < len(made) - 1})  # fmt: skip
+        failed = sorted({row_of[i] for i, reply in enumerate(done[: len(row_of)])
+                         if isinstance(reply, Exception)})  # fmt: skip
         if failed:
             first = next(reply for reply in done if isinstance(reply, Exception))
             lost = ", ".join(repr(names[i]) for i in failed[:5])
@@ -491,7 +484,7 @@ class Writes:
             )
             error.not_stored = [names[i] for i in failed]
             raise error
-        return scripts.Written(made[-1], [])
+        return scripts.Written(created[0], [])
 
     def delete(self, *keys: str) -> Flow[int]:
         """Delete embeddings by key; returns how many existed. One round trip, atomic.
