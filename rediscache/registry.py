@@ -290,16 +290,16 @@ class Registry:
         Redis's own policy."""
         deadline = time.monotonic() + AOF_WAIT
         while True:
-            info = yield Command(("INFO", "persistence"))
-            if not int(info.get("aof_enabled", 0)):
-                return
-            if not int(info.get("aof_rewrite_in_progress", 0)):
-                try:
+            try:
+                info = yield Command(("INFO", "persistence"))
+                if not int(info.get("aof_enabled", 0)):
+                    return
+                if not int(info.get("aof_rewrite_in_progress", 0)):
                     yield Command(("BGREWRITEAOF",))
                     return
-                except redis.ResponseError as exc:
-                    if "in progress" not in str(exc):
-                        return  # e.g. not permitted by ACL
+            except redis.ResponseError as exc:
+                if "in progress" not in str(exc):
+                    return  # e.g. not permitted by ACL: the drop itself is done
             if time.monotonic() > deadline:
                 return
             yield Sleep(0.05)

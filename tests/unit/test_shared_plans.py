@@ -291,3 +291,32 @@ def test_failures_name_what_the_user_named() -> None:
         call.failed(redis.ResponseError("RC_NOVERSION"))
     loading = reply_error("LOADING Redis is loading the dataset in memory", "", call=False)
     assert str(loading).startswith("Redis is loading its data") and loading.unplaced
+
+
+def test_a_drop_by_a_user_not_allowed_to_read_persistence_is_not_failed_by_it() -> None:
+    """The AOF compaction after a drop is best effort: a refused INFO or BGREWRITEAOF (an
+    ACL user without them) ends it quietly; a rewrite in progress is waited for."""
+    from rediscache.effects import Command, Sleep
+    from rediscache.registry import Registry
+
+    def run(replies: list[Any]) -> list[Any]:
+        flow = Registry._compact_aof(None)  # type: ignore[arg-type]
+        sent: list[Any] = []
+        try:
+            effect = next(flow)
+            while True:
+                sent.append(effect)
+                reply = replies.pop(0) if isinstance(effect, Command) else None
+                effect = flow.throw(reply) if isinstance(reply, Exception) else flow.send(reply)
+        except StopIteration:
+            return sent
+
+    denied = redis.ResponseError("NOPERM this user has no permissions to run the 'info' command")
+    assert [e.args for e in run([denied])] == [("INFO", "persistence")]
+    busy = {"aof_enabled": 1, "aof_rewrite_in_progress": 1}
+    idle = {"aof_enabled": 1, "aof_rewrite_in_progress": 0}
+    sent = run([busy, idle, "OK"])
+    assert [type(e) for e in sent] == [Command, Sleep, Command, Command]
+    assert sent[-1].args == ("BGREWRITEAOF",)
+    raced = redis.ResponseError("Background append only file rewriting already in progress")
+    assert [type(e) for e in run([idle, raced, idle, "OK"])][-1] is Command
