@@ -26,7 +26,7 @@ from .errors import (
 from .guard import redact
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .reads import CHUNK
-from .state import SpaceState
+from .state import STATE_FIELD, SpaceState
 from .target import Target
 from .wire import NotSent
 
@@ -457,7 +457,7 @@ class Writes:
             return commands
 
         what = "a put_many's transaction"
-        reads = [("HGET", cfg, "state"), *[("HLEN", doc) for doc in docs]]
+        reads = [("HGET", cfg, STATE_FIELD), *[("HLEN", doc) for doc in docs]]
         for attempt in (1, 2):
             try:
                 done = yield Transaction(cfg, reads, build)
