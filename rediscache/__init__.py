@@ -12,7 +12,8 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> rediscache.import_file(items, "vectors.npy", meta="meta.jsonl")
 """
 
-from .asyncio import AsyncHub, AsyncSpace, AsyncVersionView, connect_async
+from .asyncio import AsyncHub, AsyncSpace, AsyncStage, AsyncVersionView, connect_async
+from .config import GarbageInfo, GenerationInfo
 from .diff import Diff, Drift
 from .errors import (
     ConnectionFailedError,
@@ -35,6 +36,7 @@ from .errors import (
     ServerLoadingError,
     ServerTimeoutError,
     SpaceNotFoundError,
+    StageNotFoundError,
     StaleStateError,
     VersionNotFoundError,
 )
@@ -44,7 +46,17 @@ from .metrics import OpStats
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
-from .space import Hit, Record, Space, SpaceConfig, SpaceInfo, VectorsUpdated, VersionView
+from .space import (
+    Hit,
+    Record,
+    Space,
+    SpaceConfig,
+    SpaceInfo,
+    Stage,
+    StageInfo,
+    VectorsUpdated,
+    VersionView,
+)
 from .transfer import ExportReport, ImportReport, Rejected, export_file, import_file
 from .versions import LIVE, Version
 
@@ -55,6 +67,7 @@ __all__ = [
     "And",
     "AsyncHub",
     "AsyncSpace",
+    "AsyncStage",
     "AsyncVersionView",
     "Averaged",
     "ConnectionFailedError",
@@ -64,6 +77,8 @@ __all__ = [
     "EmbeddedServerError",
     "ExportReport",
     "Filter",
+    "GarbageInfo",
+    "GenerationInfo",
     "Hit",
     "HotCache",
     "HotCacheStats",
@@ -99,6 +114,9 @@ __all__ = [
     "SpaceConfig",
     "SpaceInfo",
     "SpaceNotFoundError",
+    "Stage",
+    "StageInfo",
+    "StageNotFoundError",
     "StaleStateError",
     "Tag",
     "Text",

@@ -15,7 +15,14 @@ from .codec import DTYPES, check_flag, check_int, ttl_to_ms
 from .errors import CorruptDataError, InvalidInputError
 from .keys import validate_space_name
 
-__all__ = ["LAYOUT", "SpaceConfig", "SpaceInfo", "build_config"]
+__all__ = [
+    "LAYOUT",
+    "GarbageInfo",
+    "GenerationInfo",
+    "SpaceConfig",
+    "SpaceInfo",
+    "build_config",
+]
 
 #: Layout of a space's keys and fields (see rediscache.keys); spaces of another layout are
 #: refused. 3: text fields are indexed case-folded (query.fold_text); expiring spaces.
@@ -116,12 +123,48 @@ class SpaceConfig:
 
 
 @dataclass(frozen=True)
+class GenerationInfo:
+    """One generation of a space: ``gen`` (its number), ``roles`` (``"live"``, ``"version
+    v3 (label)"``, ``"stage 'x'"``, ``"garbage"``: what uses it; several versions may share
+    one), ``count`` (documents), ``index_bytes`` (its indexes, from FT.INFO),
+    ``document_bytes`` (estimated from a sample of MEMORY USAGE) and ``indexed`` (share of
+    its documents its vector index holds, 0-1; 0 for a stage not built yet)."""
+
+    gen: int
+    roles: tuple[str, ...]
+    count: int
+    index_bytes: int
+    document_bytes: int
+    indexed: float
+
+    @property
+    def memory_bytes(self) -> int:
+        """Index plus documents, in bytes."""
+        return self.index_bytes + self.document_bytes
+
+
+@dataclass(frozen=True)
+class GarbageInfo:
+    """Garbage of a space still to delete (from :meth:`rediscache.Space.info`): the
+    generations waiting, and about how many documents they hold (counted, or listed and
+    not deleted yet)."""
+
+    generations: tuple[int, ...]
+    documents: int
+
+
+@dataclass(frozen=True)
 class SpaceInfo:
     """Schema and state of a space (from :meth:`Space.info`).
 
     ``count`` is the live index's document count. In an expiring space it includes entries
     that expired but that Redis has not deleted yet (no read or search returns them; see
-    :meth:`Space.purge_expired`). ``memory_bytes`` estimates the index plus the raw vectors.
+    :meth:`Space.purge_expired`). ``memory_bytes`` is the memory of everything the space
+    holds, in bytes: every generation (the live space, versions, stages, garbage not
+    deleted yet), each listed in ``generations`` (:class:`GenerationInfo`:
+    roles, documents, index and document bytes); ``live_memory_bytes`` is the live
+    generation's share. ``garbage`` says what is still to be deleted in the background
+    (:class:`GarbageInfo`).
     """
 
     name: str
@@ -139,6 +182,9 @@ class SpaceInfo:
     memory_bytes: int
     ttl: float | None = None
     expiring: bool = False
+    live_memory_bytes: int = 0
+    generations: tuple[GenerationInfo, ...] = ()
+    garbage: GarbageInfo | None = None
 
 
 def build_config(

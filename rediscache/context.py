@@ -34,6 +34,9 @@ class HubContext:
         #: Seconds a search waits for its space's index to be complete.
         self.index_wait = index_wait
         self._indexes: dict[str, IndexReadiness] = {}
+        #: The server's run id (INFO server) and the connection count it was read at.
+        self.run_id: bytes | None = None
+        self.run_seen = -1
 
     def readiness(self, name: str) -> IndexReadiness:
         """What this hub knows about the indexes of space ``name``."""

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import logging
 import threading
 import time
 import types
@@ -30,6 +31,7 @@ import redis.asyncio
 
 from .context import HubContext
 from .effects import (
+    Background,
     Command,
     Compute,
     Effect,
@@ -43,15 +45,20 @@ from .effects import (
     Transaction,
     WaitFlights,
 )
-from .errors import InvalidInputError
+from .errors import InvalidInputError, RediscacheError
 from .guard import Call, guarded
 from .metrics import Metrics
 from .wire import Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
     "AsyncDriver", "AsyncFacade", "IterOp", "Local", "Op", "Stepper", "SyncDriver", "SyncFacade",
-    "async_op", "public", "sync_op",
+    "async_op", "public", "sync_op", "wait_background",
 ]  # fmt: skip
+
+log = logging.getLogger("rediscache")
+
+#: What background work may raise and is logged (a bug's exception still surfaces).
+_LOGGED = (RediscacheError, redis.RedisError, OSError)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,6 +68,78 @@ U_co = TypeVar("U_co", covariant=True)
 
 _REGISTRY: dict[str, InFlight[threading.Event]] = {}
 _REGISTRY_LOCK = threading.Lock()
+
+
+class _Runs:
+    """Background work by key: which runs, and which was asked for again meanwhile."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._again: dict[str, bool] = {}
+
+    def start(self, key: str) -> bool:
+        """True when the caller should start the work; else it runs already and will run
+        once more when done."""
+        with self._lock:
+            if key in self._again:
+                self._again[key] = True
+                return False
+            self._again[key] = False
+            return True
+
+    def again(self, key: str) -> bool:
+        """Whether the work just done must run once more (else it is over)."""
+        with self._lock:
+            if self._again.get(key):
+                self._again[key] = False
+                return True
+            self._again.pop(key, None)
+            return False
+
+    def forget(self, key: str) -> None:
+        """The work stopped early (cancelled, or a bug): the next request starts it anew."""
+        with self._lock:
+            self._again.pop(key, None)
+
+
+_SYNC_RUNS = _Runs()
+_THREADS: set[threading.Thread] = set()
+
+
+def wait_background(timeout: float | None = None) -> bool:
+    """Wait until the sync background work of this process (garbage collection after a
+    rollback, publish, discard or version deletion) is done, at most ``timeout`` seconds
+    in all; True when none is left. For tests and short-lived programs that want the work
+    finished before they exit (it is resumed by the next collection otherwise)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for thread in list(_THREADS):
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in _THREADS)
+
+
+def _start_background(client: redis.Redis, effect: Background) -> None:
+    """Run ``effect``'s flow in a daemon thread on a driver of its own (SyncDriver keeps
+    its connection for one thread)."""
+    if not _SYNC_RUNS.start(effect.key):
+        return
+
+    def work() -> None:
+        done = False
+        try:
+            while not done:
+                try:
+                    SyncDriver(client, keep=False).run(effect.make())
+                except _LOGGED as exc:
+                    log.warning("rediscache background work %s failed: %s", effect.key, exc)
+                done = not _SYNC_RUNS.again(effect.key)
+        finally:
+            if not done:  # an unexpected error: let the next one start
+                _SYNC_RUNS.forget(effect.key)
+            _THREADS.discard(threading.current_thread())
+
+    thread = threading.Thread(target=work, name=f"rediscache {effect.key}", daemon=True)
+    _THREADS.add(thread)
+    thread.start()
 
 
 def _inflight_for(prefix: str) -> InFlight[threading.Event]:
@@ -91,6 +170,7 @@ class SyncDriver:
             Compute: _compute,
             Flights: lambda e: _inflight_for(e.prefix),
             WaitFlights: _wait_flights,
+            Background: lambda e: _start_background(client, e),
         }
 
     def run(self, flow: Flow[T]) -> T:
@@ -129,7 +209,7 @@ class SyncDriver:
         pipe = self.client.pipeline(transaction=effect.transaction)
         for command in effect.commands:
             pipe.execute_command(*command)
-        return list(pipe.execute())
+        return list(pipe.execute(raise_on_error=effect.raise_on_error))
 
 
 def _compute(effect: Compute) -> Any:
@@ -179,7 +259,10 @@ class AsyncDriver:
             Compute: _compute_async,
             Flights: self._flights_of,
             WaitFlights: _wait_flights_async,
+            Background: self._background,
         }
+        self._runs = _Runs()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, flow: Flow[T]) -> T:
         """:meth:`SyncDriver.run` with ``await``; a cancellation is thrown into the flow
@@ -218,11 +301,43 @@ class AsyncDriver:
         pipe = self.client.pipeline(transaction=effect.transaction)
         for command in effect.commands:
             pipe.execute_command(*command)
-        return list(await pipe.execute())
+        return list(await pipe.execute(raise_on_error=effect.raise_on_error))
 
-    def _bounded(
-        self, perform: Callable[[Any], Awaitable[Any]]
-    ) -> Callable[[Any], Awaitable[Any]]:
+    async def _background(self, effect: Background) -> None:
+        """Run ``effect``'s flow in a task of the running loop (see Background)."""
+        if not self._runs.start(effect.key):
+            return
+
+        async def work() -> None:
+            done = False
+            try:
+                while not done:
+                    try:
+                        await self.run(effect.make())
+                    except _LOGGED as exc:
+                        log.warning("rediscache background work %s failed: %s", effect.key, exc)
+                    done = not self._runs.again(effect.key)
+            finally:
+                if not done:  # cancelled, or an unexpected error: let the next one start
+                    self._runs.forget(effect.key)
+
+        task = asyncio.get_running_loop().create_task(work())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for the background tasks at most ``timeout`` seconds, then cancel what is
+        left (it is resumed by the next collection)."""
+        tasks = list(self._tasks)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def _bounded(self, perform: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
         """``perform`` holding one of the pool's connection slots while it runs."""
         slots = self._slots
         if slots is None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = [
+    "Background",
     "Command",
     "Compute",
     "Effect",
@@ -85,10 +86,12 @@ class Command(NamedTuple):
 
 class Pipeline(NamedTuple):
     """The commands in one redis-py pipeline (``transaction``: inside MULTI/EXEC). Result:
-    the parsed replies; the first error reply raises."""
+    the parsed replies; the first error reply raises (``raise_on_error=False``: error
+    replies come back as exception values)."""
 
     commands: list[tuple[Any, ...]]
     transaction: bool = False
+    raise_on_error: bool = True
 
 
 class Sleep(NamedTuple):
@@ -120,9 +123,30 @@ class WaitFlights(NamedTuple):
     deadline: float
 
 
+class Background(NamedTuple):
+    """Run the flow ``make()`` makes after the caller's call, without the caller waiting:
+    in a thread of the sync driver, in a task of the asyncio driver (on a driver of its
+    own, with connections of the same pool). At most one runs per ``key`` in a process
+    (per event loop for asyncio); asked again while one runs, it runs once more when done.
+    Its errors are logged (logger ``rediscache``), never raised to anyone: the work must be
+    safe to leave half done and take up again. Result: None."""
+
+    make: Callable[[], Generator[Any, Any, Any]]
+    key: str
+
+
 #: What a flow yields.
 Effect = (
-    Roundtrip | Once | Transaction | Command | Pipeline | Sleep | Compute | Flights | WaitFlights
+    Roundtrip
+    | Once
+    | Transaction
+    | Command
+    | Pipeline
+    | Sleep
+    | Compute
+    | Flights
+    | WaitFlights
+    | Background
 )
 #: An operation written once: yields effects, is sent their results, returns ``T``.
 Flow = Generator[Effect, Any, T]

@@ -13,6 +13,7 @@ from :class:`LookupError`::
     |   +-- SpaceNotFoundError              the space does not exist
     |   +-- KeyNotFoundError                an embedding key does not exist
     |   +-- VersionNotFoundError            no version with that id or label
+    |       +-- StageNotFoundError          no such stage (or published / discarded)
     +-- CorruptDataError                    stored bytes that cannot be decoded
     +-- ServerError                         Redis side problems (any other error reply)
         +-- StaleStateError                 the space kept changing under a call; retry
@@ -60,6 +61,7 @@ __all__ = [
     "ServerLoadingError",
     "ServerTimeoutError",
     "SpaceNotFoundError",
+    "StageNotFoundError",
     "StaleStateError",
     "VersionNotFoundError",
 ]
@@ -96,6 +98,10 @@ class KeyNotFoundError(NotFoundError):
 
 class VersionNotFoundError(NotFoundError):
     """No version of the space has the given id or label."""
+
+
+class StageNotFoundError(VersionNotFoundError):
+    """No stage with that label: never staged, or already published or discarded."""
 
 
 class ReadOnlyError(InvalidInputError):

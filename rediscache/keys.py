@@ -9,11 +9,14 @@ Layout of a space named ``items`` (layout 2, with versions)::
     rc:{items}:idx                      alias of the live generation's index (what searches
                                         of the live space use)
     rc:{items}:g<g>:idx                 the RediSearch index of generation ``g``
+    rc:{items}:g<g>:ls                  a stage's listing index: no fields, only the list of
+                                        its documents (rediscache.stages), until it goes live
     rc:{items}:g<g>:d:<key>       HASH  one embedding of generation ``g``: ``vec`` (raw
                                         little-endian floats), ``meta`` (msgpack of all
                                         metadata), one plain field per indexed metadata
                                         field, and ``cnt`` for running means (update_mean)
     rc:{items}:ver                HASH  versions: id -> JSON (label, created_at, count, gen)
+    (in rc:{items}:cfg) stage:<label>   a stage's record (rediscache.stages)
     rc:{items}:garbage            SET   generations no longer referenced, to be deleted
     rc:{items}:lock               STRING  lease of the client copying a generation (fork)
     rc:{items}:cl:<key>           STRING  short lock of a client computing <key> (get_or_compute)
@@ -146,6 +149,7 @@ class GenKeys:
     gen: int
     doc_prefix: str
     index: str
+    listing: str
 
     @classmethod
     def make(cls, space: SpaceKeys, gen: int) -> GenKeys:
@@ -153,7 +157,13 @@ class GenKeys:
         if isinstance(gen, bool) or not isinstance(gen, int) or gen < 1:
             raise InvalidInputError(f"generation must be a positive integer, got {gen!r}")
         base = f"{space.prefix}g{gen}"
-        return cls(space=space, gen=gen, doc_prefix=base + DOC_MARKER, index=base + ":idx")
+        return cls(
+            space=space,
+            gen=gen,
+            doc_prefix=base + DOC_MARKER,
+            index=base + ":idx",
+            listing=base + ":ls",
+        )
 
     @functools.cached_property
     def doc_prefix_bytes(self) -> bytes:

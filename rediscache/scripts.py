@@ -50,6 +50,7 @@ from .errors import (
     KeyNotFoundError,
     OutcomeUnknownError,
     ServerError,
+    StageNotFoundError,
     StaleStateError,
     VersionNotFoundError,
     reply_error,
@@ -63,6 +64,7 @@ __all__ = [
     "Combined",
     "Folded",
     "Gathered",
+    "Published",
     "ScriptCall",
     "Snapshotted",
     "available",
@@ -80,12 +82,16 @@ __all__ = [
     "gather_call",
     "lost",
     "lua_dir",
+    "publish_call",
     "rollback",
     "rollback_call",
     "run",
     "snapshot",
     "snapshot_call",
     "source",
+    "stage_call",
+    "stage_commit_call",
+    "stage_drop_call",
     "update_mean",
     "update_mean_call",
     "write",
@@ -248,9 +254,7 @@ def _script_error(
         return VersionNotFoundError(f"{names[0]} does not exist (deleted meanwhile)")
     if code == "RC_MISSING":
         key = names[int(args[0]) - first]
-        return KeyNotFoundError(
-            f"{key!r} does not exist (nothing was computed or stored)", [key]
-        )
+        return KeyNotFoundError(f"{key!r} does not exist (nothing was computed or stored)", [key])
     if code == "RC_BADLEN":
         return CorruptDataError(
             f"stored vector of {names[int(args[0]) - first]!r} has {args[1]} bytes, which does not "
@@ -484,26 +488,28 @@ def write_call(
     names: Sequence[str],
     ttl_ms: int | None = 0,
     missing: str | None = None,
+    check_field: str = "state",
 ) -> ScriptCall[Written]:
-    """``write.lua``: store ``rows`` (fields to set, fields to delete) under ``doc_keys``
-    with a time to live of ``ttl_ms`` (0: none; None: leave expiries alone, for spaces whose
-    entries never expire), or delete the documents when ``rows`` is None. With ``missing``
-    (one of :data:`MISSING_POLICIES`) the rows update existing documents, fields they do not
-    name kept, and a document that does not exist is created with the row's fields, left
-    out (reported in ``Written.skipped``) or makes the whole call fail. One round trip,
-    atomic.
+    """``write.lua``: provided the config field ``check_field`` (the live ``state``, or a
+    stage's record field) still holds ``state``, store ``rows`` (fields to set, fields to
+    delete) under ``doc_keys`` with a time to live of ``ttl_ms`` (0: none; None: leave
+    expiries alone, for spaces whose entries never expire), or delete the documents when
+    ``rows`` is None. With ``missing`` (one of :data:`MISSING_POLICIES`) the rows update
+    existing documents, fields they do not name kept, and a document that does not exist is
+    created with the row's fields, left out (reported in ``Written.skipped``) or makes the
+    whole call fail. One round trip, atomic.
 
     Returns a :class:`Written`: documents created (put, update) or deleted (delete). Raises
-    StaleStateError (the space left ``state``), ServerError (a key of another type) or
-    KeyNotFoundError (``missing="raise"`` and a document does not exist); nothing is
-    written then.
+    StaleStateError (the space or the stage left ``state``), ServerError (a key of another
+    type) or KeyNotFoundError (``missing="raise"`` and a document does not exist); nothing
+    is written then.
     """
     if missing is not None and (rows is None or missing not in MISSING_POLICIES):
         raise InvalidInputError(
             f"missing must be one of {', '.join(map(repr, MISSING_POLICIES))}, got {missing!r}"
         )
     mode = "del" if rows is None else ("put" if missing is None else f"vec:{missing}")
-    args: list[Any] = [state, count_field, mode]
+    args: list[Any] = [check_field, state, count_field, mode]
     if rows is not None:
         args.append("-" if ttl_ms is None else ttl_ms)
         for fields, stale in rows:
@@ -646,6 +652,144 @@ def fork_commit_call(keys: Sequence[str], *, token: str, copied: int) -> ScriptC
     return ScriptCall(
         "fork_commit", list(keys), [token, copied], lambda reply: str(reply.decode()), failed
     )
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _staged(reply: Any) -> tuple[int, str, int, str]:
+    gen, record, live, state = reply
+    return int(gen), record.decode(), int(live), state.decode()
+
+
+def stage_call(
+    keys: Sequence[str],
+    *,
+    field: str,
+    token: str,
+    created_at: float,
+    copy: bool,
+    lease_ms: int,
+    label: str,
+) -> ScriptCall[tuple[int, str, int, str] | None]:
+    """``stage.lua``; ``keys`` are the config hash and the copy lease. Returns (the stage's
+    generation, its record, the live generation, the new state or "" when not copying), or
+    None while a copy of the live generation runs (nothing done: wait). One round trip,
+    atomic. Raises InvalidInputError when a stage has ``label`` already."""
+
+    def failed(exc: redis.ResponseError) -> None:
+        code = str(exc).split(" ")[0]
+        if code == "RC_BUSY":
+            return None
+        if code == "RC_LABEL":
+            raise InvalidInputError(
+                f"a stage labelled {label!r} exists already: publish or discard it, or pick "
+                "another label"
+            ) from exc
+        raise _script_error(exc, "stage", [label]) from exc
+
+    mode = "copy" if copy else "empty"
+    args = [field, token, repr(created_at), mode, lease_ms]
+    return ScriptCall("stage", list(keys), args, _staged, failed)
+
+
+def stage_commit_call(
+    keys: Sequence[str], *, field: str, token: str, copied: int, label: str
+) -> ScriptCall[tuple[str, str]]:
+    """``stage_commit.lua``; ``keys`` are config, lease and garbage set. Returns (the open
+    record, the new state). One round trip, atomic. Raises StageNotFoundError when the
+    stage was discarded or its copy taken over meanwhile, CorruptDataError when the copy
+    has the wrong size (the stage is dropped then)."""
+
+    def failed(exc: redis.ResponseError) -> NoReturn:
+        msg = str(exc)
+        code = msg.split(" ")[0]
+        if code in ("RC_LOST", "RC_GONE"):
+            why = "its copy took longer than its lease and a writer took it over"
+            if code == "RC_GONE":
+                why = "it was discarded while its copy was made"
+            raise StageNotFoundError(f"stage {label!r} is gone: {why}") from exc
+        if code == "RC_COUNT":
+            raise CorruptDataError(
+                f"copying the live space into stage {label!r} found {copied} documents where "
+                f"the space counts {msg.split()[1]}; the stage was dropped"
+            ) from exc
+        raise _script_error(exc, "stage_commit", [label]) from exc
+
+    return ScriptCall(
+        "stage_commit",
+        list(keys),
+        [field, token, copied],
+        lambda reply: (reply[0].decode(), reply[1].decode()),
+        failed,
+    )
+
+
+def stage_drop_call(keys: Sequence[str], *, field: str, label: str) -> ScriptCall[int]:
+    """``stage_drop.lua``; ``keys`` are config, lease and garbage set. Returns the
+    generation made garbage (0 while its copy still runs). One round trip, atomic. Raises
+    StageNotFoundError."""
+
+    def failed(exc: redis.ResponseError) -> NoReturn:
+        if str(exc).startswith("RC_NOSTAGE"):
+            raise StageNotFoundError(
+                f"no stage {label!r} (never staged, or published or discarded already)"
+            ) from exc
+        raise _script_error(exc, "stage_drop", [label]) from exc
+
+    return ScriptCall("stage_drop", list(keys), [field], lambda reply: int(reply), failed)
+
+
+class Published(NamedTuple):
+    """Reply of ``publish.lua``: the replaced live generation, the version keeping it (0:
+    none), whether it became garbage, the new state, and its number of documents."""
+
+    old: int
+    version: int
+    dropped: bool
+    state: str
+    documents: int
+
+
+def publish_call(
+    keys: Sequence[str],
+    *,
+    field: str,
+    record: str,
+    keep: bool,
+    version_label: str,
+    created_at: float,
+    name: str,
+) -> ScriptCall[Published | None]:
+    """``publish.lua``; ``keys`` are config, versions, alias, the stage's index and the
+    garbage set. Returns a :class:`Published`, or None while a copy of the live generation
+    runs (nothing done: wait). One round trip, atomic. Raises StageNotFoundError,
+    StaleStateError (the record changed: reload), InvalidInputError (a version has
+    ``version_label``) or ServerError (the stage is still being copied)."""
+
+    def failed(exc: redis.ResponseError) -> None:
+        code = str(exc).split(" ")[0]
+        if code == "RC_BUSY":
+            return None
+        if code == "RC_NOSTAGE":
+            raise StageNotFoundError(f"{name} was published or discarded already") from exc
+        if code == "RC_NOTOPEN":
+            raise ServerError(
+                f"{name} is still being copied from the live space (or its copying client "
+                "died: discard it)"
+            ) from exc
+        if code == "RC_LABEL":
+            raise InvalidInputError(
+                f"a version labelled {version_label!r} exists already: pick another label"
+            ) from exc
+        raise _script_error(exc, "publish", [name]) from exc
+
+    def parse(reply: Any) -> Published:
+        old, vid, dropped, state, count = reply
+        return Published(int(old), int(vid), bool(dropped), state.decode(), int(count))
+
+    args = [field, record, "1" if keep else "0", version_label, repr(created_at)]
+    return ScriptCall("publish", list(keys), args, parse, failed)
 
 
 # --------------------------------------------------------------------------- sync shorthands

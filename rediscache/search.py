@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import msgpack
 import numpy.typing as npt
 
-from . import ftsearch, generations, query
+from . import ftsearch, query
 from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metadata
 from .effects import Flow, Roundtrip
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
@@ -268,9 +268,7 @@ class Searches:
 
         def call(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
             t.note_connects()
-            yield from generations.ensure_searchable(
-                t.config, gen, t.readiness.ready, t.context.index_wait
-            )
+            yield from t.searchable(gen, t.context.index_wait)
             return (yield from t.checked(make(gen.index), state))
 
         return (yield from t.attempts(call))

@@ -25,6 +25,7 @@ from .keys import DOC_MARKER, GenKeys, SpaceKeys
 from .operations import Operations
 from .reads import CHUNK, Hit, Reads, Record
 from .search import Searches
+from .stages import StageInfo, StageOps, Stages, StageTarget
 from .state import STATE_FIELD, SpaceState
 from .target import Target
 from .versions import Versions, VersionTarget
@@ -38,9 +39,11 @@ class HubHandle(Protocol):
     _driver: Any
     _context: HubContext
 
+
 __all__ = [
     "CHUNK", "Hit", "HubHandle", "Record", "Space", "SpaceConfig", "SpaceInfo", "SpaceParts",
-    "SpaceSurface", "VectorsUpdated", "VersionView", "ViewParts", "ViewSurface", "WritePacer",
+    "SpaceSurface", "Stage", "StageInfo", "StageParts", "StageSurface", "VectorsUpdated",
+    "VersionView", "ViewParts", "ViewSurface", "WritePacer",
 ]  # fmt: skip
 
 
@@ -55,6 +58,19 @@ class SpaceParts:
         self.ops = Operations(target)
         self.versions = Versions(target, self.reads, self.searches)
         self.cache = ReadThrough(target, self.reads, self.writes)
+        self.stages = Stages(target)
+
+
+class StageParts:
+    """The parts of a stage: reads, searches and writes of the stage's target, and what a
+    stage does besides (build, diff, publish, discard)."""
+
+    def __init__(self, target: StageTarget) -> None:
+        self.target = target
+        self.reads = Reads(target)
+        self.searches = Searches(target, self.reads)
+        self.writes = Writes(target)
+        self.ops = StageOps(target, self.reads, self.searches)
 
 
 class ViewParts:
@@ -72,12 +88,13 @@ _writes = attrgetter("_parts.writes")
 _ops = attrgetter("_parts.ops")
 _versions = attrgetter("_parts.versions")
 _cache = attrgetter("_parts.cache")
+_stages = attrgetter("_parts.stages")
 
 
 class _TargetFacade:
     """What every facade of a target says about it (no I/O)."""
 
-    _parts: SpaceParts | ViewParts
+    _parts: SpaceParts | ViewParts | StageParts
 
     @property
     def config(self) -> SpaceConfig:
@@ -177,6 +194,11 @@ class SpaceSurface(_TargetFacade):
     delete_version = Op(Versions.delete_version, _versions)
     prune_versions = Op(Versions.prune_versions, _versions)
     diff = Op(Versions.diff, _versions)
+    collect_garbage = Op(Versions.collect_garbage, _versions)
+
+    # stages (rediscache.stages); ``stage`` and ``staged`` return the facade's own class
+    stages = Op(Stages.stages, _stages)
+    discard_stage = Op(Stages.discard_stage, _stages)
 
 
 class Space(SyncFacade, SpaceSurface):
@@ -193,6 +215,10 @@ class Space(SyncFacade, SpaceSurface):
 
     at = sync_op(
         "at", Versions.at, _versions, wrap=lambda s, t: VersionView(s, t), returns="VersionView"
+    )
+    stage = sync_op("stage", Stages.stage, _stages, wrap=lambda s, t: Stage(s, t), returns="Stage")
+    staged = sync_op(
+        "staged", Stages.staged, _stages, wrap=lambda s, t: Stage(s, t), returns="Stage"
     )
 
     # ------------------------------------------------------------ hot cache (sync only)
@@ -302,3 +328,74 @@ class ViewSurface(_TargetFacade):
 
 class VersionView(SyncFacade, ViewSurface):
     """A read-only view of one version (from :meth:`Space.at`): see :class:`ViewSurface`."""
+
+
+class StageSurface(_TargetFacade):
+    """The public surface of a stage (a release being built), declared once for
+    :class:`Stage` and :class:`rediscache.asyncio.AsyncStage`: the writes, reads and
+    searches of a space, on the stage's own generation, which no reader of the live space
+    sees, plus :meth:`~rediscache.stages.StageOps.build`, ``diff``, ``publish`` and
+    ``discard`` (documented in :class:`rediscache.stages.StageOps`). Writes are checked
+    exactly as the live space's are. Every call checks that the stage still exists: after
+    it is published or discarded, calls raise :class:`StageNotFoundError`."""
+
+    _parts: StageParts
+
+    def __init__(self, space: Any, target: StageTarget) -> None:
+        self.space = space
+        self._driver = space._driver
+        self._context = space._context
+        self._parts = StageParts(target)
+
+    @property
+    def label(self) -> str:
+        """The stage's label."""
+        return self._parts.target.label
+
+    @property
+    def name(self) -> str:
+        """The name of the stage's space."""
+        return self.config.name
+
+    @property
+    def gen_keys(self) -> GenKeys:
+        """Key names of the stage's generation (no round trip). For tools that inspect
+        Redis directly."""
+        return self._parts.target.gen
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.space.name!r}, {self.label!r})"
+
+    validate = Local(Writes.validate, _writes)
+    validate_row = Local(Writes.validate_row, _writes)
+
+    put = Op(Writes.put, _writes)
+    put_many = Op(Writes.put_many, _writes)
+    update_vectors = Op(Writes.update_vectors, _writes)
+    delete = Op(Writes.delete, _writes)
+
+    get = Op(Reads.get, _reads)
+    get_many = Op(Reads.get_many, _reads)
+    get_record = Op(Reads.get_record, _reads)
+    get_metadata_many = Op(Reads.get_metadata_many, _reads)
+    count = Op(Reads.count, _reads)
+    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
+
+    search = Op(Searches.search, _searches)
+    search_many = Op(Searches.search_many, _searches)
+    within = Op(Searches.within, _searches)
+    similar = Op(Searches.similar, _searches)
+
+    build = Op(StageOps.build, _ops)
+    diff = Op(StageOps.diff, _ops)
+    publish = Op(StageOps.publish, _ops)
+    discard = Op(StageOps.discard, _ops)
+
+
+class Stage(SyncFacade, StageSurface):
+    """A staged release of a space (from :meth:`Space.stage` or :meth:`Space.staged`):
+    see :class:`StageSurface`. ``len(stage)`` counts its embeddings."""
+
+    def __len__(self) -> int:
+        """:meth:`count`: the number of embeddings in the stage."""
+        return self.count()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from . import generations, scripts
+from . import collect, generations, scripts
 from .codec import VectorCodec
 from .config import SpaceConfig
 from .context import HubContext
@@ -53,8 +53,11 @@ class Target:
     spaces only; writes invalidate it).
     """
 
-    #: Whether this target follows the live space (a version's target is pinned).
+    #: Whether this target follows the live space (a version's or a stage's is pinned).
     live = True
+    #: The config field every read and write of this target checks: the live ``state``,
+    #: or a stage's record (rediscache.stages).
+    check_field = STATE_FIELD
 
     def __init__(self, config: SpaceConfig, state: SpaceState, context: HubContext) -> None:
         self.config = config
@@ -112,8 +115,13 @@ class Target:
 
     def refresh(self) -> Flow[None]:
         """Reload the state (and the generation read) from Redis. One round trip."""
-        raw = yield Command(("HGET", self.keys.config, STATE_FIELD))
+        raw = yield Command(("HGET", self.keys.config, self.check_field))
         yield from self.adopt(raw)
+
+    def expected(self, state: SpaceState) -> str:
+        """The value of :attr:`check_field` that calls made in ``state`` expect (the state
+        string itself; a stage's record for a stage)."""
+        return state.raw
 
     def attempts(self, call: Callable[[SpaceState, GenKeys], Flow[T]]) -> Flow[T]:
         """Run ``call`` with the cached state, retrying with the new state when it is stale.
@@ -146,9 +154,9 @@ class Target:
         """Send ``commands`` plus a trailing state read in one round trip; StaleStateError
         when the state is not ``state`` any more (then nothing in between switched, since
         states never repeat). Error replies come back as exceptions."""
-        replies = yield Roundtrip([*commands, ("HGET", self.keys.config, STATE_FIELD)])
+        replies = yield Roundtrip([*commands, ("HGET", self.keys.config, self.check_field)])
         last = replies[-1]
-        if last != (self.state_bytes if state is self.state else state.raw.encode()):
+        if last != (self.state_bytes if state is self.state else self.expected(state).encode()):
             if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
                 raise reply_error(str(last), "", call=False)
             yield from self.adopt(last)
@@ -160,7 +168,7 @@ class Target:
         """The round trip of ``commands`` (built for :attr:`gen`) plus the state read that
         checks them; :meth:`checked_ok` tells whether its replies may be used. For the
         hottest reads, which then need no nested flow; otherwise use :meth:`read_at`."""
-        commands.append(("HGET", self.keys.config, STATE_FIELD))
+        commands.append(("HGET", self.keys.config, self.check_field))
         return Roundtrip(commands)
 
     def checked_ok(self, replies: list[Any]) -> bool:
@@ -213,16 +221,52 @@ class Target:
         is gone) the new live generation is checked instead, never re-created."""
         if gen.gen not in self.readiness.ready or self.reconnected():
             self.note_connects()
-            ready, wait = self.readiness.ready, self.context.index_wait
             for _ in range(ATTEMPTS):
-                found = yield from generations.ensure_searchable(
-                    self.config, gen, ready, wait, create=False
-                )
+                found = yield from self.searchable(gen, self.context.index_wait, create=False)
                 if found:
                     break
                 yield from self.refresh()
                 gen = self.gen
         return self.keys.index
+
+    def server_id(self) -> Flow[bytes | None]:
+        """The run id of the server (``INFO server``), read once per connection of the hub
+        (a new connection may reach a restarted server, with another run id); None when
+        the ACL user may not run INFO (then no marks are used)."""
+        ctx = self.context
+        seen = ctx.connects.count
+        if ctx.run_seen != seen:
+            try:
+                info = yield Command(("INFO", "server"))
+                ctx.run_id = str(info.get("run_id", "")).encode() or None
+            except redis.ResponseError:  # NOPERM: INFO is not among the user's commands
+                ctx.run_id = None
+            ctx.run_seen = seen
+        return ctx.run_id
+
+    def searchable(
+        self, gen: GenKeys, timeout: float, *, create: bool = True, marks: bool = False
+    ) -> Flow[bool]:
+        """:func:`rediscache.generations.ensure_searchable` of ``gen``; an index found
+        complete is marked for this server run. With ``marks`` (the switches: rollback,
+        publish, a stage's build), an index another client marked needs no FT.INFO, whose
+        cost grows with the index; searches check FT.INFO once per connection instead,
+        which also sees an index rebuilt without a restart (a replica's full resync keeps
+        its run id)."""
+        if gen.gen in self.readiness.ready:
+            return True
+        server = yield from self.server_id()
+        return (
+            yield from generations.ensure_searchable(
+                self.config,
+                gen,
+                self.readiness.ready,
+                timeout,
+                create=create,
+                server=server,
+                trust_mark=marks,
+            )
+        )
 
     def note_connects(self) -> None:
         """After a new connection, nothing known about the indexes holds any more."""
@@ -280,7 +324,8 @@ class Target:
     def fork(self, state: SpaceState) -> Flow[None]:
         """Copy the live generation for the versions that share it (docs/versions.md): take
         the lease, COPY the documents server-side into a new generation, move the versions
-        to the copy in one script, index the copy, delete what became garbage."""
+        to the copy in one script, index the copy, and start deleting what became garbage
+        (in the background: rediscache.collect)."""
         keys = self.keys
         count = int((yield Command(("HGET", keys.config, f"n:{state.live}"))) or 0)
         token = uuid.uuid4().hex
@@ -328,4 +373,4 @@ class Target:
         except redis.ResponseError as exc:
             if "already exists" not in str(exc).lower():
                 raise ServerError(f"indexing the copy of space {keys.name!r}: {exc}") from exc
-        yield from generations.collect_garbage(keys, self.readiness.ready)
+        yield from collect.in_background(keys, self.readiness.ready)

@@ -58,7 +58,7 @@ from .errors import (
     ServerBusyError,
     ServerError,
 )
-from .space import Space, VersionView
+from .space import Space, Stage, VersionView
 
 __all__ = [
     "FORMATS",
@@ -359,7 +359,7 @@ def _check_names(id_field: object, vector_field: object, progress: object) -> No
 
 
 def import_file(
-    space: Space,
+    space: Space | Stage,
     path: str | os.PathLike[str],
     *,
     meta: str | os.PathLike[str] | None = None,
@@ -403,10 +403,10 @@ def import_file(
         ServerError: Redis failed (after the retries); the message names the rows of the
             file (positions and keys) whose fate is unknown and how many rows were written.
     """
-    if not isinstance(space, Space):
+    if not isinstance(space, Space | Stage):
         if isinstance(space, VersionView):
             raise ReadOnlyError("a version is read-only: import into the space itself")
-        raise InvalidInputError(f"import needs a Space, got {type(space).__name__}")
+        raise InvalidInputError(f"import needs a Space or a Stage, got {type(space).__name__}")
     batch_size = check_int(batch_size, "batch_size", high=1_000_000)
     _check_names(id_field, vector_field, progress)
     if not isinstance(vectors_only, bool):
@@ -496,7 +496,7 @@ class _Import:
 
     def __init__(
         self,
-        space: Space,
+        space: Space | Stage,
         src: Path,
         dim: int,
         vector_field: str,

@@ -31,6 +31,7 @@ import numbers
 import time
 from typing import Any
 
+from . import collect as garbage
 from . import generations, scripts
 from .codec import check_int
 from .diff import Diff, Drift, compare
@@ -228,11 +229,12 @@ class Versions:
         the version's generation: constant time in the number of vectors, nothing copied,
         and atomic for readers (they see the old or the restored space, never a mix). It
         first waits for the version's index to be complete. The replaced live generation is
-        deleted afterwards in batches (``collect=False`` leaves that to a later call) unless
-        a version still uses it: snapshot() before a rollback to be able to undo it.
+        deleted afterwards, in the background and in small steps (rediscache.collect;
+        ``collect=False`` leaves it to a later :meth:`collect_garbage`), unless a version
+        still uses it: snapshot() before a rollback to be able to undo it.
 
         Round trips: two for the switch (three the first time a version's index is
-        checked), plus the deletion when the replaced generation became garbage.
+        checked); the deletion does not delay the return.
 
         Raises:
             VersionNotFoundError: no such version.
@@ -242,9 +244,7 @@ class Versions:
         for _ in range(ATTEMPTS):
             version, gen = yield from self._resolve(ref)
             gen_keys = keys.gen(gen)
-            yield from generations.ensure_searchable(
-                t.config, gen_keys, t.readiness.ready, generations.INDEX_TIMEOUT
-            )
+            yield from t.searchable(gen_keys, generations.INDEX_TIMEOUT, marks=True)
             script_keys = [keys.config, keys.versions, keys.index, gen_keys.index, keys.garbage]
             try:
                 done = yield from scripts.run(
@@ -260,15 +260,16 @@ class Versions:
                 continue
             t.set_state(SpaceState.parse(done[2]))
             if collect and done[1]:  # the replaced generation became garbage
-                yield from self._collect()
+                yield from garbage.in_background(keys, t.readiness.ready)
             return version
         raise StaleStateError(f"space {keys.name!r} kept changing during rollback; retry")
 
     # ------------------------------------------------------------ deleting
 
     def delete_version(self, ref: VersionRef, *, collect: bool = True) -> Flow[None]:
-        """Delete a version; its documents and index are deleted when nothing else uses them
-        (``collect=False`` leaves that to a later call). Two round trips plus the deletion.
+        """Delete a version; its documents and index are deleted when nothing else uses them,
+        in the background (``collect=False`` leaves that to a later :meth:`collect_garbage`).
+        Two round trips; the deletion does not delay the return.
 
         Raises:
             VersionNotFoundError: no such version.
@@ -286,7 +287,7 @@ class Versions:
         )
         t.set_state(SpaceState.parse(state))
         if collect:
-            yield from self._collect()
+            yield from garbage.in_background(t.keys, t.readiness.ready)
 
     def prune_versions(self, keep_last: int) -> Flow[list[Version]]:
         """Delete all but the ``keep_last`` newest versions; returns the deleted ones.
@@ -301,13 +302,19 @@ class Versions:
             with contextlib.suppress(VersionNotFoundError):  # deleted concurrently
                 yield from self.delete_version(v, collect=False)
         if doomed:
-            yield from self._collect()
+            yield from garbage.in_background(self.target.keys, self.target.readiness.ready)
         return doomed
 
-    def _collect(self) -> Flow[int]:
-        """Delete the garbage generations, then reload the state."""
+    def collect_garbage(self) -> Flow[int]:
+        """Delete now, in the caller's call, the generations that nothing uses any more
+        (replaced by a rollback or publish, deleted versions, discarded stages), which are
+        otherwise deleted in the background; returns the documents deleted. Waits for a
+        collector already at work on the space (another process's) to finish first. Steps
+        of 500 documents, each blocking the server about a millisecond; safe to interrupt
+        (rediscache.collect).
+        """
         t = self.target
-        deleted = yield from generations.collect_garbage(t.keys, t.readiness.ready)
+        deleted = yield from garbage.collect_garbage(t.keys, t.readiness.ready, wait=True)
         yield from t.refresh()
         return deleted
 

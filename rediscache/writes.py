@@ -26,7 +26,7 @@ from .errors import (
 from .guard import redact
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .reads import CHUNK
-from .state import STATE_FIELD, SpaceState
+from .state import SpaceState
 from .target import Target
 from .wire import NotSent
 
@@ -431,7 +431,8 @@ class Writes:
         ConnectionFailedError (nothing was sent whole: nothing ran) or OutcomeUnknownError
         (EXEC was sent and its reply lost)."""
         cfg = self.target.keys.config
-        expected = state.raw.encode()
+        field = self.target.check_field
+        expected = self.target.expected(state).encode()
         row_of: list[int] = []  # the row of each HDEL/HSET inside MULTI (the HINCRBY last)
         created = [0]
 
@@ -457,7 +458,7 @@ class Writes:
             return commands
 
         what = "a put_many's transaction"
-        reads = [("HGET", cfg, STATE_FIELD), *[("HLEN", doc) for doc in docs]]
+        reads = [("HGET", cfg, field), *[("HLEN", doc) for doc in docs]]
         for attempt in (1, 2):
             try:
                 done = yield Transaction(cfg, reads, build)
@@ -525,8 +526,9 @@ class Writes:
                     scripts.write_call(
                         t.keys.config,
                         docs,
-                        state=state.raw,
+                        state=t.expected(state),
                         count_field=gen.count_field,
+                        check_field=t.check_field,
                         rows=rows,
                         names=names,
                         ttl_ms=ttl_ms,

@@ -25,9 +25,16 @@ hiredis (:func:`rediscache.wire.roundtrip_async`), which keeps ``get_many(100)``
 """
 
 from .hub import AsyncHub, connect_async
-from .space import AsyncSpace, AsyncVersionView
+from .space import AsyncSpace, AsyncStage, AsyncVersionView
 
-__all__ = ["SYNC_ONLY", "AsyncHub", "AsyncSpace", "AsyncVersionView", "connect_async"]
+__all__ = [
+    "SYNC_ONLY",
+    "AsyncHub",
+    "AsyncSpace",
+    "AsyncStage",
+    "AsyncVersionView",
+    "connect_async",
+]
 
 #: Public methods of the sync classes that the asyncio ones do not have, and why: the
 #: in-process hot cache keeps itself correct with a listener thread on a sync connection.

@@ -83,7 +83,10 @@ class AsyncHub(AsyncFacade, HubSurface):
         super().__init__(client, owns_client=owns_client, server=server)
 
     async def close(self) -> None:
-        """Close the connection if the hub created it (clients passed in stay open)."""
+        """Close the connection if the hub created it (clients passed in stay open). Background
+        work still running (garbage collection) is cancelled first; the next collection
+        resumes it."""
+        await self._driver.settle(0)
         if self._owns:
             await self.client.aclose()
 

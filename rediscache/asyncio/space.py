@@ -4,14 +4,19 @@ the surfaces of :mod:`rediscache.space` on an asyncio driver (see :mod:`rediscac
 from __future__ import annotations
 
 from ..drive import AsyncFacade, async_op
-from ..space import SpaceSurface, ViewSurface, _versions
+from ..space import SpaceSurface, StageSurface, ViewSurface, _stages, _versions
+from ..stages import Stages, StageTarget
 from ..versions import Versions, VersionTarget
 
-__all__ = ["AsyncSpace", "AsyncVersionView"]
+__all__ = ["AsyncSpace", "AsyncStage", "AsyncVersionView"]
 
 
 def _view_of(space: AsyncSpace, target: VersionTarget) -> AsyncVersionView:
     return AsyncVersionView(space, target)
+
+
+def _stage_of(space: AsyncSpace, target: StageTarget) -> AsyncStage:
+    return AsyncStage(space, target)
 
 
 class AsyncSpace(AsyncFacade, SpaceSurface):
@@ -26,9 +31,16 @@ class AsyncSpace(AsyncFacade, SpaceSurface):
     """
 
     at = async_op("at", Versions.at, _versions, wrap=_view_of, returns="AsyncVersionView")
+    stage = async_op("stage", Stages.stage, _stages, wrap=_stage_of, returns="AsyncStage")
+    staged = async_op("staged", Stages.staged, _stages, wrap=_stage_of, returns="AsyncStage")
 
 
 class AsyncVersionView(AsyncFacade, ViewSurface):
     """:class:`rediscache.VersionView` for asyncio (from ``await space.at(ref)``): see
     :class:`ViewSurface`; reads, searches and ``count()`` are awaited, ``len()`` is not, and
     writes raise :class:`ReadOnlyError` when called."""
+
+
+class AsyncStage(AsyncFacade, StageSurface):
+    """:class:`rediscache.Stage` for asyncio (from ``await space.stage()``): see
+    :class:`StageSurface`; every call is awaited (``await stage.count()`` for ``len``)."""

@@ -22,6 +22,7 @@ from .base import (
     plural,
     wants_json,
 )
+from .space_cmds import generation_lines
 
 # ---------------------------------------------------------------- server
 
@@ -295,3 +296,6 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
             f"{plural(s['index_failures'], 'indexing failure')}; "
             f"{plural(len(s['versions']), 'version')}{state_text}"
         )
+        if space:
+            for line in generation_lines(s):
+                click.echo(line)

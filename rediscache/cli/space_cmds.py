@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .. import transfer
-from ..space import VersionView
+from ..space import Space, Stage, VersionView
 from .base import (
     State,
     Terminated,
@@ -28,6 +28,7 @@ from .base import (
     wants_json,
 )
 from .parse import parse_fields, version_ref
+from .stage_cmds import stage_of
 
 # ---------------------------------------------------------------- space
 
@@ -214,6 +215,28 @@ def space_info(state: State, name: str, as_json: bool) -> None:
     click.echo(f"{'indexing:':18}{indexing}")
     click.echo(f"{'index failures:':18}{info['index_failures']}")
     click.echo(f"{'versions:':18}{plural(len(info['versions']), 'version')}")
+    for line in generation_lines(info):
+        click.echo(line)
+
+
+def generation_lines(info: dict[str, Any]) -> list[str]:
+    """What each generation of a space costs (``space info``, ``stats SPACE``), and the
+    garbage still to delete."""
+    lines = [f"{'generations:':18}{len(info['generations'])} (memory by what uses it)"]
+    for g in info["generations"]:
+        roles = ", ".join(g["roles"])
+        size = human_bytes(g["index_bytes"] + g["document_bytes"])
+        lines.append(
+            f"  g{g['gen']:<5} {size:>10}  {g['count']:>10,} embeddings  {roles}"
+            + ("" if g["indexed"] >= 1 else f"  (indexed {g['indexed'] * 100:.0f}%)")
+        )
+    garbage = info.get("garbage") or {}
+    if garbage.get("generations"):
+        lines.append(
+            f"{'garbage:':18}{plural(garbage['documents'], 'embedding')} in "
+            f"{plural(len(garbage['generations']), 'generation')}, being deleted"
+        )
+    return lines
 
 
 @space.command("drop")
@@ -281,6 +304,13 @@ def space_drop(state: State, name: str, yes: bool) -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="Write every rejected row (row, where, key, reason) to this .jsonl file.",
 )
+@click.option(
+    "--stage",
+    "stage_label",
+    metavar="LABEL",
+    help="Write into the stage LABEL (created empty if it does not exist) instead of the "
+    "live space: nothing is visible until `rediscache publish SPACE LABEL`.",
+)
 @json_option
 @click.pass_obj
 @friendly
@@ -296,6 +326,7 @@ def import_(
     missing: str,
     batch_size: int,
     rejects: Path | None,
+    stage_label: str | None,
     as_json: bool,
 ) -> None:
     """Load embeddings from FILE into SPACE, in atomic batches, with a progress bar.
@@ -323,8 +354,10 @@ def import_(
       rediscache import items vectors.npy --meta meta.jsonl
       rediscache import items items.jsonl --rejects rejected.jsonl
       rediscache import items retrained.jsonl --vectors-only   # keep metadata
+      rediscache import items model-b.npy --meta meta.jsonl --stage model-b   # a release
     """
-    sp = state.space(space_name)
+    live = state.space(space_name)
+    sp: Space | Stage = live if stage_label is None else stage_of(live, stage_label)
     done = [0]
     started = time.perf_counter()
 
@@ -371,8 +404,11 @@ def import_(
     if wants_json(state, as_json):
         emit({**asdict(report), "rate": report.rate})
     else:
+        where = repr(space_name)
+        if stage_label is not None:
+            where = f"stage {stage_label!r} of {space_name!r}"
         click.echo(
-            f"imported {report.written:,} of {report.rows:,} rows into {space_name!r} in "
+            f"imported {report.written:,} of {report.rows:,} rows into {where} in "
             f"{report.seconds:.1f} s ({report.rate:,.0f} rows/s); "
             f"{len(report.rejected):,} rejected"
             + (f"; {len(report.skipped):,} skipped (no record)" if report.skipped else "")

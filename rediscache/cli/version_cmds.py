@@ -90,6 +90,7 @@ def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bo
     v = _version(sp, version)
     confirm(yes, f"Replace the live contents of {space_name!r} with version {v} ({v.count:,})?")
     done = sp.rollback(v)
+    sp.collect_garbage()  # this process may exit now: finish what the switch left to delete
     if wants_json(state, as_json):
         emit(done)
     else:
@@ -98,8 +99,14 @@ def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bo
 
 @cli.command()
 @click.argument("space_name", metavar="SPACE")
-@click.argument("a")
+@click.argument("a", required=False)
 @click.argument("b", default=LIVE)
+@click.option(
+    "--stage",
+    "stage_label",
+    metavar="LABEL",
+    help="Compare the live space with the stage LABEL instead (a release before publishing).",
+)
 @click.option(
     "--sample",
     type=click.IntRange(0),
@@ -125,7 +132,15 @@ def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bo
 @click.pass_obj
 @friendly
 def diff(
-    state: State, space_name: str, a: str, b: str, sample: int, k: int, show: int, as_json: bool
+    state: State,
+    space_name: str,
+    a: str | None,
+    b: str,
+    stage_label: str | None,
+    sample: int,
+    k: int,
+    show: int,
+    as_json: bool,
 ) -> None:
     """Compare version A with version B (default: the live space): keys added, removed and
     changed, how far the vectors moved (cosine distance) and how much neighbourhoods changed.
@@ -134,14 +149,21 @@ def diff(
     Example:
       rediscache diff items before-retrain            # that version -> live
       rediscache diff items 3 5 --sample 500 --json
+      rediscache diff items --stage model-b           # live -> the stage, before publishing
     """
     sp = state.space(space_name)
-    d = sp.diff(
-        LIVE if a == LIVE else version_ref(a),
-        LIVE if b == LIVE else version_ref(b),
-        sample=sample,
-        k=k,
-    )
+    if (a is None) == (stage_label is None):
+        raise click.UsageError("give a version A, or --stage LABEL (not both)")
+    if stage_label is not None:
+        d = sp.staged(stage_label).diff(sample=sample, k=k)
+    else:
+        assert a is not None
+        d = sp.diff(
+            LIVE if a == LIVE else version_ref(a),
+            LIVE if b == LIVE else version_ref(b),
+            sample=sample,
+            k=k,
+        )
     if wants_json(state, as_json):
         emit(d)
         return
@@ -183,6 +205,7 @@ def delete_version(state: State, space_name: str, version: str, yes: bool) -> No
     v = _version(sp, version)
     confirm(yes, f"Delete version {v} of {space_name!r}?")
     sp.delete_version(v)
+    sp.collect_garbage()  # this process may exit now: finish what the deletion left
     click.echo(f"deleted version {v}")
 
 

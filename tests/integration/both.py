@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 import rediscache
-from rediscache import AsyncSpace, AsyncVersionView, Averaged, Hit, Record
+from rediscache import AsyncSpace, AsyncStage, AsyncVersionView, Averaged, Hit, Record
 
 MODES = ("sync", "async")
 
@@ -85,7 +85,7 @@ class Api:
             if inspect.isasyncgen(result):  # an async stream: collected
                 result = self._run(_collect(result))
             result = self._run(result) if asyncio.iscoroutine(result) else result
-            if isinstance(result, AsyncVersionView):
+            if isinstance(result, AsyncVersionView | AsyncStage):
                 return Api(result, self._run, self.raw)
             return result
 

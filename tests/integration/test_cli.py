@@ -422,6 +422,38 @@ def test_version_commands(run: Run, space_name: str, tmp_path: Path, hub: Hub) -
     assert json.loads(_ok(run("versions", space_name, "--json"))) == []
 
 
+def test_release_commands(run: Run, space_name: str, tmp_path: Path, hub: Hub) -> None:
+    records = _records(20)
+    _create(run, space_name)
+    _ok(run("import", space_name, str(_write_jsonl(tmp_path / "a.jsonl", records))))
+    retrained = _records(20, seed=3)
+    out = _ok(run("import", space_name, str(_write_jsonl(tmp_path / "b.jsonl", retrained)),
+                  "--stage", "model-b"))  # fmt: skip
+    assert "stage 'model-b'" in out
+    space = hub.space(space_name)
+    assert space.get("item:0").tolist() == records[0]["vector"]  # live untouched
+    listed = json.loads(_ok(run("stages", space_name, "--json")))
+    assert [(s["label"], s["count"], s["complete"]) for s in listed] == [("model-b", 20, True)]
+    d = json.loads(_ok(run("diff", space_name, "--stage", "model-b", "--json")))
+    assert len(d["changed"]) == 20 and d["b"] == "stage 'model-b'"
+    usage = run("diff", space_name)
+    assert usage.exit_code == 2 and "--stage" in usage.output
+    assert "--yes" in _one_line_error(run("publish", space_name, "model-b"))
+    done = json.loads(_ok(run("publish", space_name, "model-b", "--version-label", "model-a",
+                              "--yes", "--json")))  # fmt: skip
+    assert done["kept"]["label"] == "model-a"
+    assert space.get("item:0").tolist() == retrained[0]["vector"]
+    assert "no stages" in _ok(run("stages", space_name))
+    shown = _ok(run("space", "info", space_name))
+    assert "generations:" in shown and "live" in shown and "version v1 (model-a)" in shown
+    assert "model-b" in _one_line_error(run("publish", space_name, "model-b", "--yes"))
+    _ok(run("stage", space_name, "patch", "--from-live"))
+    assert "discarded stage 'patch'" in _ok(run("discard", space_name, "patch", "--yes"))
+    _ok(run("rollback", space_name, "model-a", "--yes"))
+    assert space.get("item:0").tolist() == records[0]["vector"]
+    assert "deleted 0" in _ok(run("collect-garbage", space_name))
+
+
 def test_stats(run: Run, space_name: str, tmp_path: Path) -> None:
     _create(run, space_name)
     _ok(run("import", space_name, str(_write_jsonl(tmp_path / "a.jsonl", _records(10)))))

@@ -23,6 +23,7 @@ from hypothesis.stateful import (
 import rediscache
 from rediscache import Hub, Space, Version
 from rediscache.diff import drift_stats
+from rediscache.drive import wait_background
 from rediscache.state import SpaceState
 
 TAGS = {"g": "tag", "n": "numeric"}
@@ -131,7 +132,7 @@ def test_rollback_restores_exactly_by_switching(hub: Hub, space_name: str) -> No
     assert space.search(vecs[3], 1)[0].key == "k3"
     assert space.search(vecs[3], 40, filter={"g": "bad"}) == []
     np.testing.assert_array_equal(space.get("k30"), vecs[30])
-    space._driver.run(space._parts.versions._collect())
+    space.collect_garbage()
     assert len(_doc_keys(hub, space)) == 40  # the replaced generation was deleted
     assert len(_indexes(hub, space)) == 1
 
@@ -206,12 +207,15 @@ def test_delete_version_and_keep_last_reclaim_memory(hub: Hub, space_name: str) 
     gone = space.prune_versions(keep_last=2)
     assert [v.label for v in gone] == ["s0", "s1"]
     assert [v.label for v in space.versions()] == ["s2", "s3"]
+    assert wait_background(30)  # deleted in the background (rediscache.collect)
     assert len(_indexes(hub, space)) == 3 and len(_doc_keys(hub, space)) == 120
     space.delete_version("s2")
+    space.collect_garbage()  # or at once, in the caller's call
     assert len(_indexes(hub, space)) == 2 and len(_doc_keys(hub, space)) == 80
     np.testing.assert_array_equal(space.at("s3").get("k3"), vecs[3])
     space.snapshot("s4", keep_last=1)
     assert [v.label for v in space.versions()] == ["s4"]
+    assert wait_background(30)
     assert len(_doc_keys(hub, space)) == 40  # s4 shares the live generation
     with pytest.raises(rediscache.VersionNotFoundError):
         space.delete_version("s3")

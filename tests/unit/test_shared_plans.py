@@ -40,7 +40,7 @@ def test_write_call_packs_rows_and_maps_errors() -> None:
     )
     assert (call.name, call.keys) == ("write", ["cfg", "d:a", "d:b"])
     assert call.args == [
-        "1 1 0 -", "n:1", "put", 500,
+        "state", "1 1 0 -", "n:1", "put", 500,
         1, "vec", b"\x00", 1, "meta",
         2, "vec", b"\x01", "meta", b"m", 0,
     ]  # fmt: skip
@@ -50,7 +50,7 @@ def test_write_call_packs_rows_and_maps_errors() -> None:
     with pytest.raises(Exception, match="'b' is stored under a Redis key of another type"):
         call.failed(redis.ResponseError("RC_WRONGTYPE 2"))
     delete = scripts.write_call("cfg", ["d:a"], state="s", count_field="n:1", rows=None, names=[])
-    assert delete.args == ["s", "n:1", "del"]
+    assert delete.args == ["state", "s", "n:1", "del"]
 
 
 def test_write_call_updates_vectors_with_a_missing_policy() -> None:
@@ -59,7 +59,7 @@ def test_write_call_updates_vectors_with_a_missing_policy() -> None:
         rows=[(["vec", b"\x00"], []), (["vec", b"\x01"], [])], names=["a", "b"],
         ttl_ms=None, missing="skip",
     )  # fmt: skip
-    assert call.args[:4] == ["s", "n:1", "vec:skip", "-"]
+    assert call.args[:5] == ["state", "s", "n:1", "vec:skip", "-"]
     assert call.parse([1, [2]]) == (1, [1])  # created 1; the 2nd document (index 1) left out
     with pytest.raises(KeyNotFoundError, match="'b'") as caught:
         call.failed(redis.ResponseError("RC_MISSING 2"))

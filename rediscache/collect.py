@@ -1,0 +1,224 @@
+"""Deleting the generations nothing uses any more (garbage), in small steps, in the
+background.
+
+A generation becomes garbage in the same script that stops using it (a rollback or publish
+that replaced it, a deleted version, a discarded stage, an abandoned copy): the script adds
+it to the space's garbage set ``rc:{s}:garbage``. Deleting its documents is then work that
+grows with their number, so it happens after the call returns (a :class:`Background`
+effect: a thread of the sync hub, a task of the asyncio one), in steps that each block the
+server for about a millisecond, and it survives a crash of the client or the server:
+
+1. **List** the generation's documents into a set (``rc:{s}:g<g>:gc``) by reading its
+   listing index (a stage's ``g<g>:ls``) or its vector index with an aggregate cursor, 500
+   keys per step. Nothing scans the keyspace, so other spaces' keys (a million of them)
+   cost nothing. The listing is complete when it holds as many documents as the
+   generation counts (``n:<g>``), or when the index says it is fully indexed; a listing
+   cut short by a crash is made again (adding to a set is idempotent). Then the config
+   field ``gc:<g>`` records "listed".
+2. **Drop** the generation's indexes (FT.DROPINDEX without DD: about 0.1-0.5 ms; deleting
+   documents while an HNSW index holds them costs about 0.4-1 ms each, the graph being
+   repaired at every deletion).
+3. **Unlink** the listed documents, 500 per step (SRANDMEMBER, UNLINK, SREM: idempotent),
+   then forget the generation (its set, count, mark and garbage entry).
+
+One collector works on a space at a time (a lease ``rc:{s}:gclock``, renewed at every
+step); others leave the work to it. A generation whose indexes are both gone before it was
+listed (a crash between a copy and its indexing) is listed by a new listing index built
+over its prefix: only then does RediSearch scan the keyspace (in the background, in its own
+small steps).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import redis
+
+from .config import GarbageInfo
+from .effects import Background, Command, Flow, Pipeline, Sleep
+from .errors import ServerError
+from .ftsearch import index_done
+from .generations import LISTING_SCHEMA, built_field, drop_index, parse_versions
+from .keys import GenKeys, SpaceKeys
+from .state import STATE_FIELD
+
+__all__ = ["LEASE_MS", "STEP", "GarbageInfo", "collect_garbage", "garbage_info", "in_background"]
+
+#: Keys listed or unlinked per step.
+STEP = 500
+#: Lease of the collector of a space (ms), renewed at every step; when the collector dies,
+#: another takes over after it.
+LEASE_MS = 30_000
+#: Mark of a generation whose documents are all listed (config field ``gc:<g>``).
+LISTED = "listed"
+
+
+def _mark(gen: GenKeys) -> str:
+    return f"gc:{gen.gen}"
+
+
+def _doomed(gen: GenKeys) -> str:
+    return f"{gen.space.prefix}g{gen.gen}:gc"
+
+
+def _lease_key(keys: SpaceKeys) -> str:
+    return keys.prefix + "gclock"
+
+
+def garbage_info(keys: SpaceKeys) -> Flow[GarbageInfo]:
+    """What the space ``keys`` still has to delete. Two round trips."""
+    members = yield Command(("SMEMBERS", keys.garbage))
+    gens = tuple(sorted(int(g) for g in members))
+    if not gens:
+        return GarbageInfo((), 0)
+    commands: list[tuple[Any, ...]] = []
+    for g in gens:
+        gen = keys.gen(g)
+        commands += [("HMGET", keys.config, gen.count_field, _mark(gen)), ("SCARD", _doomed(gen))]
+    replies = yield Pipeline(commands)
+    documents = 0
+    for (count, mark), listed in zip(replies[::2], replies[1::2]):
+        documents += int(listed) if mark == LISTED.encode() else int(count or 0)
+    return GarbageInfo(gens, documents)
+
+
+def in_background(keys: SpaceKeys, ready: set[int]) -> Flow[None]:
+    """Start :func:`collect_garbage` of the space ``keys`` after the caller's call,
+    without waiting for it (a :class:`Background` effect)."""
+    yield Background(lambda: collect_garbage(keys, ready), keys.prefix + "gc")
+
+
+def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> Flow[int]:
+    """Delete every garbage generation of the space ``keys`` that neither the live space,
+    a version nor a stage uses (``ready`` forgets them); returns the documents deleted.
+    Idempotent and crash-safe (see the module docstring). When another collector holds
+    the space's lease, returns 0 at once, or with ``wait`` waits for it to finish."""
+    token = uuid.uuid4().hex
+    lease = _lease_key(keys)
+    while not (yield Command(("SET", lease, token, "NX", "PX", LEASE_MS))):
+        if not wait:
+            return 0
+        yield Sleep(0.05)
+    deleted = 0
+    try:
+        while True:
+            members = yield Command(("SMEMBERS", keys.garbage))
+            if not members:
+                return deleted
+            in_use = yield from _in_use(keys)
+            for g in sorted(int(m) for m in members):
+                if g not in in_use:
+                    deleted += yield from _delete_generation(keys, keys.gen(g), lease)
+                    ready.discard(g)
+                yield Command(("SREM", keys.garbage, g))
+    finally:
+        yield Command(("EVAL", _RELEASE, 1, lease, token))
+
+
+#: Release a lease only while it is still ours (a GET then DEL could delete another's).
+_RELEASE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+)
+
+
+def _in_use(keys: SpaceKeys) -> Flow[set[int]]:
+    """Generations the live space, a version or a stage uses."""
+    raw_config, raw_versions = yield Pipeline(
+        [("HGETALL", keys.config), ("HGETALL", keys.versions)]
+    )
+    used = {g for _, g in parse_versions(raw_versions, keys.name).values()}
+    state = raw_config.get(STATE_FIELD.encode())
+    if isinstance(state, bytes):
+        used.add(int(state.split(b" ")[1]))
+    for field, value in raw_config.items():
+        if field.startswith(b"stage:"):
+            used.add(int(value.split(b" ")[0]))
+    return used
+
+
+def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
+    """List, drop the indexes of, and unlink generation ``gen``; returns documents deleted."""
+    doomed = _doomed(gen)
+    mark = yield Command(("HGET", keys.config, _mark(gen)))
+    if mark != LISTED.encode():
+        yield from _list(keys, gen, doomed, lease)
+        yield Command(("HSET", keys.config, _mark(gen), LISTED))
+    for index in (gen.index, gen.listing):
+        yield from drop_index(index, f"index {index!r}")
+    deleted = 0
+    while True:
+        batch = yield Command(("SRANDMEMBER", doomed, STEP))
+        if not batch:
+            break
+        replies = yield Pipeline(
+            [("UNLINK", *batch), ("SREM", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)]
+        )
+        deleted += int(replies[0])
+    yield Pipeline(
+        [("DEL", doomed), ("HDEL", keys.config, gen.count_field, _mark(gen), built_field(gen.gen))],
+        transaction=True,
+    )
+    return deleted
+
+
+def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
+    """Fill ``doomed`` with every document of ``gen``, read from one of its indexes with an
+    aggregate cursor, :data:`STEP` keys per read (each read costs O(page), wherever it is
+    in the index), once that index is complete."""
+    index = yield from _listing_index(gen)
+    while True:
+        reply = yield Command(
+            ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", STEP)
+        )
+        while True:
+            rows, cursor = reply
+            batch = [row[1] for row in rows[1:] if len(row) >= 2]
+            if batch:
+                yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)])
+            if not int(cursor):
+                break
+            reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", STEP))
+        if (yield from _complete(keys, gen, index, doomed)):
+            return
+        yield Sleep(0.5)  # the index is still being built (after a restart): list again
+
+
+def _listing_index(gen: GenKeys) -> Flow[str]:
+    """The index that lists ``gen``'s documents: its listing index, else its vector index;
+    with neither, a listing index built now over its prefix (the server scans the keyspace
+    for it in the background). FT._LIST, not FT.INFO: its cost does not grow with the
+    indexes' size."""
+    names = {i.decode() if isinstance(i, bytes) else i for i in (yield Command(("FT._LIST",)))}
+    for index in (gen.listing, gen.index):
+        if index in names:
+            return index
+    try:
+        yield Command(
+            ("FT.CREATE", gen.listing, "ON", "HASH", "PREFIX", 1, gen.doc_prefix,
+             "STOPWORDS", 0, *LISTING_SCHEMA)
+        )  # fmt: skip
+    except redis.ResponseError as exc:
+        if "already exists" not in str(exc).lower():
+            raise ServerError(f"creating the listing index {gen.listing!r}: {exc}") from exc
+    return gen.listing
+
+
+def _complete(keys: SpaceKeys, gen: GenKeys, index: str, doomed: str) -> Flow[bool]:
+    """Whether the listing holds every document: as many as the generation counts (when
+    it counts them: not in an expiring space, not for an abandoned copy), else when the
+    index is fully built."""
+    count, expiring, listed = yield Pipeline(
+        [
+            ("HGET", keys.config, gen.count_field),
+            ("HGET", keys.config, "expiring"),
+            ("SCARD", doomed),
+        ]
+    )
+    if count is not None and expiring != b"1" and int(listed) >= int(count):
+        return True
+    try:
+        info = yield Command(("FT.INFO", index))
+    except redis.ResponseError:
+        return False
+    return index_done(info) >= 1
