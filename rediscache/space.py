@@ -272,7 +272,21 @@ class Space(SyncFacade, SpaceSurface):
 Space.enable_hot_cache = public("enable_hot_cache", Space.enable_hot_cache)  # type: ignore[method-assign]
 
 
-class ViewSurface(_TargetFacade):
+class _OfSpace(_TargetFacade):
+    """A facade of a target that belongs to a space (a version view, a stage): made from
+    the space's facade, whose driver and context it shares, and the target; its parts are
+    built by the class's ``_parts_of``."""
+
+    _parts_of: Any
+
+    def __init__(self, space: Any, target: Any) -> None:
+        self.space = space
+        self._driver = space._driver
+        self._context = space._context
+        self._parts = self._parts_of(target)
+
+
+class ViewSurface(_OfSpace):
     """The public surface of a version view, declared once for :class:`VersionView` and
     :class:`rediscache.asyncio.AsyncVersionView`: the reads and searches of the version;
     writes raise :class:`ReadOnlyError`. Searches wait until the version's index is
@@ -280,12 +294,7 @@ class ViewSurface(_TargetFacade):
     version)."""
 
     _parts: ViewParts
-
-    def __init__(self, space: Any, target: VersionTarget) -> None:
-        self.space = space
-        self._driver = space._driver
-        self._context = space._context
-        self._parts = ViewParts(target)
+    _parts_of = ViewParts
 
     @property
     def version(self) -> Version:
@@ -330,7 +339,7 @@ class VersionView(SyncFacade, ViewSurface):
     """A read-only view of one version (from :meth:`Space.at`): see :class:`ViewSurface`."""
 
 
-class StageSurface(_TargetFacade):
+class StageSurface(_OfSpace):
     """The public surface of a stage (a release being built), declared once for
     :class:`Stage` and :class:`rediscache.asyncio.AsyncStage`: the writes, reads and
     searches of a space, on the stage's own generation, which no reader of the live space
@@ -340,12 +349,7 @@ class StageSurface(_TargetFacade):
     it is published or discarded, calls raise :class:`StageNotFoundError`."""
 
     _parts: StageParts
-
-    def __init__(self, space: Any, target: StageTarget) -> None:
-        self.space = space
-        self._driver = space._driver
-        self._context = space._context
-        self._parts = StageParts(target)
+    _parts_of = StageParts
 
     @property
     def label(self) -> str:

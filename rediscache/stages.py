@@ -25,7 +25,6 @@ it indexes them one write at a time (docs/versions.md has the measurements).
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 import uuid
@@ -48,7 +47,7 @@ from .keys import GenKeys
 from .reads import Reads
 from .search import Searches
 from .state import SpaceState
-from .target import ATTEMPTS, Target
+from .target import ATTEMPTS, Target, holding_lease
 from .versions import check_label
 
 __all__ = ["StageInfo", "StageOps", "StageTarget", "Stages", "stage_field"]
@@ -226,29 +225,27 @@ class Stages:
 
     def _copy_live(self, label: str, token: str, live: GenKeys, gen: GenKeys) -> Flow[StageTarget]:
         """Copy the live generation into the new stage ``gen`` (writers wait meanwhile) and
-        open the stage; the lease is released whatever happens."""
+        open the stage; the lease is released whatever happens (the stage then stays
+        incomplete until discarded)."""
         t = self.target
         keys = t.keys
-        try:
+
+        def copy() -> Flow[tuple[str, str]]:
             yield from generations.create_listing(gen)
             copied = yield from generations.copy_generation(live, gen)
-            raw_record, raw_state = yield from scripts.run(
-                scripts.stage_commit_call(
-                    [keys.config, keys.lock, keys.garbage],
-                    field=stage_field(label),
-                    token=token,
-                    copied=copied,
-                    label=label,
+            return (
+                yield from scripts.run(
+                    scripts.stage_commit_call(
+                        [keys.config, keys.lock, keys.garbage],
+                        field=stage_field(label),
+                        token=token,
+                        copied=copied,
+                        label=label,
+                    )
                 )
             )
-        except GeneratorExit:
-            raise  # the flow was dropped unfinished: nothing more may be sent from it
-        except BaseException:
-            # As for a fork (Target.fork): release the lease now, or every live writer
-            # waits for it to expire; the stage stays incomplete until discarded.
-            with contextlib.suppress(Exception):
-                yield from scripts.run(scripts.fork_abort_call(keys.lock, token=token))
-            raise
+
+        raw_record, raw_state = yield from holding_lease(keys.lock, token, copy())
         t.set_state(SpaceState.parse(raw_state))
         return StageTarget(t, label, StageRecord.parse(raw_record))
 

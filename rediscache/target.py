@@ -35,7 +35,7 @@ from .state import STATE_FIELD, SpaceState
 if TYPE_CHECKING:
     from .hotcache import HotCache
 
-__all__ = ["ATTEMPTS", "STALE_SECONDS", "HubContext", "Target"]
+__all__ = ["ATTEMPTS", "STALE_SECONDS", "HubContext", "Target", "holding_lease"]
 
 #: A read whose state keeps changing is retried at least ATTEMPTS times and for at least
 #: STALE_SECONDS before it raises StaleStateError.
@@ -329,48 +329,59 @@ class Target:
         keys = self.keys
         count = int((yield Command(("HGET", keys.config, f"n:{state.live}"))) or 0)
         token = uuid.uuid4().hex
-        try:
-            begun = yield from scripts.run(
-                scripts.fork_begin_call(
-                    keys.config,
-                    keys.lock,
-                    keys.garbage,
-                    token=token,
-                    lease_ms=generations.FORK_LEASE_MS + count // 10,
-                )
-            )
-            if isinstance(begun, str):  # busy, or nothing to copy: look again
-                if begun == "RC_BUSY":
-                    yield Sleep(0.005)
-                yield from self.refresh()
-                return
-            src, dst, new = begun
-            self.set_state(SpaceState.parse(new))
-            copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
-            done = yield from scripts.run(
-                scripts.fork_commit_call(
-                    [keys.config, keys.versions, keys.lock, keys.garbage],
-                    token=token,
-                    copied=copied,
-                )
-            )
-        except GeneratorExit:
-            raise  # the flow was dropped unfinished: nothing more may be sent from it
-        except BaseException:
-            # Cancelled (asyncio), interrupted (Ctrl-C) or failed while holding the lease,
-            # or perhaps holding it (a lost reply): release it now, or every writer of the
-            # space would wait for it to expire (30 s and more). The next writer takes the
-            # copy over; the partial copy is garbage. A no-op when the lease is not ours.
-            with contextlib.suppress(Exception):
-                yield from scripts.run(scripts.fork_abort_call(keys.lock, token=token))
-            raise
-        if done is None:  # our lease expired and another client took over
+        done = yield from holding_lease(keys.lock, token, self._fork_copy(token, count))
+        if done is None:  # busy, nothing to copy, or our lease was taken over: look again
             yield from self.refresh()
             return
-        self.set_state(SpaceState.parse(done))
+        raw_state, dst = done
+        self.set_state(SpaceState.parse(raw_state))
         try:
             yield from generations.create_index(self.config, keys.gen(dst))
         except redis.ResponseError as exc:
             if "already exists" not in str(exc).lower():
                 raise ServerError(f"indexing the copy of space {keys.name!r}: {exc}") from exc
         yield from collect.in_background(keys, self.readiness.ready)
+
+    def _fork_copy(self, token: str, count: int) -> Flow[tuple[str, int] | None]:
+        """The copy of :meth:`fork` under the lease ``token``: (the new state, the copy's
+        generation), or None when there was nothing to do or the lease was lost."""
+        keys = self.keys
+        begun = yield from scripts.run(
+            scripts.fork_begin_call(
+                keys.config,
+                keys.lock,
+                keys.garbage,
+                token=token,
+                lease_ms=generations.FORK_LEASE_MS + count // 10,
+            )
+        )
+        if isinstance(begun, str):  # busy, or nothing to copy
+            if begun == "RC_BUSY":
+                yield Sleep(0.005)
+            return None
+        src, dst, new = begun
+        self.set_state(SpaceState.parse(new))
+        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
+        done = yield from scripts.run(
+            scripts.fork_commit_call(
+                [keys.config, keys.versions, keys.lock, keys.garbage], token=token, copied=copied
+            )
+        )
+        return None if done is None else (done, dst)
+
+
+def holding_lease(lock: str, token: str, work: Flow[T]) -> Flow[T]:
+    """Run ``work``, which takes and uses the copy lease ``lock`` under ``token`` (a fork,
+    a stage copied from live). When it fails, is cancelled (asyncio) or interrupted (Ctrl-C)
+    while holding the lease, or perhaps holding it (a lost reply), the lease is released at
+    once (``fork_abort.lua``, a no-op when it is not ours), or every writer of the space
+    would wait for it to expire (30 s and more); the next writer takes the copy over and
+    the partial copy is garbage."""
+    try:
+        return (yield from work)
+    except GeneratorExit:
+        raise  # the flow was dropped unfinished: nothing more may be sent from it
+    except BaseException:
+        with contextlib.suppress(Exception):
+            yield from scripts.run(scripts.fork_abort_call(lock, token=token))
+        raise
