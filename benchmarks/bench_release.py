@@ -4,7 +4,8 @@ collection beside a million unrelated keys.
     PYTHONPATH=. python benchmarks/bench_release.py [--url URL] [--data DIR] [--n 20000]
                                                     [--unrelated 1000000] [--json PATH]
 
-In one run, on one server, for the same n vectors (dev set, or the bundled sample), each way
+In one run, on one server, for the same n vectors (dev set, or the bundled sample; beyond
+its size grown with noisy copies as bench_versions does), each way
 of loading starting from the same state: a space holding an old model of the n keys (the
 vectors moved by Gaussian noise), alone on the server:
 
@@ -43,7 +44,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_core import load_bundled, load_dev, open_hub, say  # noqa: E402
+from bench_core import Dataset, load_bundled, load_dev, open_hub, say  # noqa: E402
+from bench_versions import grow  # noqa: E402
 
 import rediscache  # noqa: E402
 from rediscache import generations  # noqa: E402
@@ -190,6 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     data = load_dev(args.data, args.n) if args.data.is_dir() else load_bundled(args.n)
+    if args.n > len(data.keys):  # grown with noise, as bench_versions does (no ground truth)
+        vectors, _ = grow(data.vectors, args.n)
+        data = Dataset(
+            source=f"{data.source}, grown to {args.n:,} with noisy copies (sigma 0.01)",
+            keys=[str(i) for i in range(args.n)],
+            vectors=vectors,
+            metadata=[],
+            queries=data.queries,
+            gt_ids=None,
+        )
     with open_hub(args.url) as (hub, where):
         say(f"server: {where}; data: {data.source}")
         out = run(hub, data, args.unrelated)

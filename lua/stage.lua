@@ -30,7 +30,8 @@ if redis.call("HEXISTS", cfg, ARGV[1]) == 1 then return redis.error_reply("RC_LA
 local copy = ARGV[4] == "copy"
 if copy and fork ~= "-" then return redis.error_reply("RC_BUSY") end
 local gen = redis.call("HINCRBY", cfg, "next_gen", 1)
-redis.call("HSET", cfg, "n:" .. gen, 0)
+-- a copy is counted when stage_commit.lua checks it; until then the count is absent
+if not copy then redis.call("HSET", cfg, "n:" .. gen, 0) end
 local phase = "open"
 local new = ""
 if copy then

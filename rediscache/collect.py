@@ -22,24 +22,25 @@ server for about a millisecond, and it survives a crash of the client or the ser
    then forget the generation (its set, count, mark and garbage entry).
 
 One collector works on a space at a time (a lease ``rc:{s}:gclock``, renewed at every
-step); others leave the work to it. A generation whose indexes are both gone before it was
-listed (a crash between a copy and its indexing) is listed by a new listing index built
-over its prefix: only then does RediSearch scan the keyspace (in the background, in its own
-small steps).
+step); others leave the work to it. A generation that has no index at all (a copy cut
+before it was indexed) is listed by SCAN over its prefix: the one case where the collection
+visits other keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
 import redis
 
+from . import scripts
 from .config import GarbageInfo
 from .effects import Background, Command, Flow, Pipeline, Sleep
 from .errors import ServerError
 from .ftsearch import index_done
-from .generations import LISTING_SCHEMA, built_field, drop_index, parse_versions
+from .generations import built_field, drop_index, parse_versions, scan_page
 from .keys import GenKeys, SpaceKeys
 from .state import STATE_FIELD
 
@@ -104,26 +105,26 @@ def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> 
     try:
         while True:
             members = yield Command(("SMEMBERS", keys.garbage))
+            in_use, not_staged = yield from _in_use(keys)
+            yield from _drop_stale_listings(keys, not_staged)
             if not members:
                 return deleted
-            in_use = yield from _in_use(keys)
             for g in sorted(int(m) for m in members):
                 if g not in in_use:
                     deleted += yield from _delete_generation(keys, keys.gen(g), lease)
                     ready.discard(g)
                 yield Command(("SREM", keys.garbage, g))
+    except GeneratorExit:
+        raise  # the flow was dropped unfinished: nothing more may be sent from it
     finally:
-        yield Command(("EVAL", _RELEASE, 1, lease, token))
+        # released only while it is ours (fork_abort.lua: DEL when GET is our token)
+        with contextlib.suppress(redis.RedisError, ServerError):
+            yield from scripts.run(scripts.fork_abort_call(lease, token=token))
 
 
-#: Release a lease only while it is still ours (a GET then DEL could delete another's).
-_RELEASE = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-)
-
-
-def _in_use(keys: SpaceKeys) -> Flow[set[int]]:
-    """Generations the live space, a version or a stage uses."""
+def _in_use(keys: SpaceKeys) -> Flow[tuple[set[int], set[int]]]:
+    """Generations the live space, a version or an open stage uses; and those the live
+    space or a version uses that are no stage's."""
     raw_config, raw_versions = yield Pipeline(
         [("HGETALL", keys.config), ("HGETALL", keys.versions)]
     )
@@ -131,10 +132,27 @@ def _in_use(keys: SpaceKeys) -> Flow[set[int]]:
     state = raw_config.get(STATE_FIELD.encode())
     if isinstance(state, bytes):
         used.add(int(state.split(b" ")[1]))
+    staged: set[int] = set()
     for field, value in raw_config.items():
         if field.startswith(b"stage:"):
-            used.add(int(value.split(b" ")[0]))
-    return used
+            gen, _, phase = value.split(b" ")[:3]
+            staged.add(int(gen))
+            # a stage whose copy was cut ("copy") holds nothing: its generation was made
+            # garbage by the writer that took the copy over, or is by stage_drop.lua
+            if phase == b"open":
+                used.add(int(gen))
+    return used, used - staged
+
+
+def _drop_stale_listings(keys: SpaceKeys, gens: set[int]) -> Flow[None]:
+    """Drop the listing index of these generations (the live one, versions') if one is
+    left: publish drops a stage's, and a client that died right after publishing left it,
+    slowing every write of the live space. One FT._LIST."""
+    names = {i.decode() if isinstance(i, bytes) else i for i in (yield Command(("FT._LIST",)))}
+    for g in sorted(gens):
+        listing = keys.gen(g).listing
+        if listing in names:
+            yield from drop_index(listing, f"listing index {listing!r}")
 
 
 def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
@@ -167,6 +185,9 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
     aggregate cursor, :data:`STEP` keys per read (each read costs O(page), wherever it is
     in the index), once that index is complete."""
     index = yield from _listing_index(gen)
+    if index is None:
+        yield from _scan_list(gen, doomed, lease)
+        return
     while True:
         reply = yield Command(
             ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", STEP)
@@ -181,33 +202,37 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
             reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", STEP))
         if (yield from _complete(keys, gen, index, doomed)):
             return
+        yield Command(("PEXPIRE", lease, LEASE_MS))
         yield Sleep(0.5)  # the index is still being built (after a restart): list again
 
 
-def _listing_index(gen: GenKeys) -> Flow[str]:
-    """The index that lists ``gen``'s documents: its listing index, else its vector index;
-    with neither, a listing index built now over its prefix (the server scans the keyspace
-    for it in the background). FT._LIST, not FT.INFO: its cost does not grow with the
-    indexes' size."""
+def _listing_index(gen: GenKeys) -> Flow[str | None]:
+    """The index that lists ``gen``'s documents: its listing index, else its vector index,
+    else None. FT._LIST, not FT.INFO: its cost does not grow with the indexes' size."""
     names = {i.decode() if isinstance(i, bytes) else i for i in (yield Command(("FT._LIST",)))}
     for index in (gen.listing, gen.index):
         if index in names:
             return index
-    try:
-        yield Command(
-            ("FT.CREATE", gen.listing, "ON", "HASH", "PREFIX", 1, gen.doc_prefix,
-             "STOPWORDS", 0, *LISTING_SCHEMA)
-        )  # fmt: skip
-    except redis.ResponseError as exc:
-        if "already exists" not in str(exc).lower():
-            raise ServerError(f"creating the listing index {gen.listing!r}: {exc}") from exc
-    return gen.listing
+    return None
+
+
+def _scan_list(gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
+    """Fill ``doomed`` by SCAN over ``gen``'s prefix, :data:`STEP` keys per page: for a
+    generation without any index (a copy cut before it was indexed), the one case where
+    the collection visits other keys. A full SCAN returns every key that existed all along."""
+    cursor = -1
+    while cursor != 0:
+        cursor, batch = yield from scan_page(max(cursor, 0), gen.doc_scan_pattern(), STEP)
+        commands: list[tuple[Any, ...]] = [("PEXPIRE", lease, LEASE_MS)]
+        if batch:
+            commands.append(("SADD", doomed, *batch))
+        yield Pipeline(commands)
 
 
 def _complete(keys: SpaceKeys, gen: GenKeys, index: str, doomed: str) -> Flow[bool]:
     """Whether the listing holds every document: as many as the generation counts (when
     it counts them: not in an expiring space, not for an abandoned copy), else when the
-    index is fully built."""
+    index is fully built (one FT.INFO)."""
     count, expiring, listed = yield Pipeline(
         [
             ("HGET", keys.config, gen.count_field),
@@ -215,7 +240,9 @@ def _complete(keys: SpaceKeys, gen: GenKeys, index: str, doomed: str) -> Flow[bo
             ("SCARD", doomed),
         ]
     )
-    if count is not None and expiring != b"1" and int(listed) >= int(count):
+    # A count of 0 may be a generation that was never counted (a copy cut short): only
+    # a positive count, kept exact by every write, vouches for the listing on its own.
+    if count is not None and int(count) > 0 and expiring != b"1" and int(listed) >= int(count):
         return True
     try:
         info = yield Command(("FT.INFO", index))

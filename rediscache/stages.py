@@ -25,6 +25,7 @@ it indexes them one write at a time (docs/versions.md has the measurements).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import uuid
@@ -402,7 +403,8 @@ class StageOps:
                 yield from space.wait_for_copy()
                 continue
             space.set_state(SpaceState.parse(done.state))
-            yield from generations.drop_listing(t.gen)
+            with contextlib.suppress(ServerError):  # published: a listing index left here
+                yield from generations.drop_listing(t.gen)  # goes at the next collection
             if done.dropped:
                 yield from collect.in_background(keys, space.readiness.ready)
             if not done.version:

@@ -12,7 +12,7 @@ import pytest
 from both import Api
 
 import rediscache
-from rediscache import Hub, collect
+from rediscache import Hub, collect, scripts
 from rediscache.drive import wait_background
 
 DIM = 8
@@ -307,3 +307,48 @@ def test_info_counts_the_memory_of_every_generation(hub: Hub, space_name: str) -
     assert by_role[("stage 's'",)].indexed == 0.0  # not built yet: no vector index
     assert info.memory_bytes > 2 * info.live_memory_bytes
     assert info.garbage is not None and info.garbage.generations == ()
+
+
+def test_a_stage_whose_copy_was_cut_leaks_nothing(
+    hub: Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client copying live into a stage dies mid-copy: live writers take the copy over
+    when its lease expires, the half copy is deleted, the stage is listed incomplete and
+    discarding it removes it."""
+    monkeypatch.setattr(rediscache.generations, "FORK_LEASE_MS", 200)
+    space = hub.create_space(space_name, DIM)
+    space.put_many(_keys(), _vectors(0))
+    keys = space.keys
+    made = scripts.call(
+        hub.client,
+        scripts.stage_call(
+            [keys.config, keys.lock], field="stage:cut", token="t0", created_at=1.0,
+            copy=True, lease_ms=200, label="cut",
+        ),
+    )  # fmt: skip
+    assert made is not None
+    gen = keys.gen(made[0])
+    for key in _keys()[:10]:  # half a copy, then the client is gone
+        hub.client.copy(space.live_keys.doc(key), gen.doc(key))
+    space.put("late", _vectors(5, 1)[0])  # waits out the lease, takes the copy over
+    space.collect_garbage()
+    assert not _prefix_keys(hub, gen.doc_prefix)
+    assert [(s.label, s.complete) for s in space.stages()] == [("cut", False)]
+    space.discard_stage("cut")
+    space.collect_garbage()
+    assert space.stages() == [] and len(space) == N + 1
+    assert _indexes(hub, keys.prefix) == [space.live_keys.index]
+
+
+def test_a_listing_index_left_by_a_dead_publisher_goes_at_the_next_collection(
+    hub: Hub, space_name: str
+) -> None:
+    space = hub.create_space(space_name, DIM)
+    space.put_many(_keys(), _vectors(0))
+    hub.client.execute_command(
+        "FT.CREATE", space.live_keys.listing, "ON", "HASH", "PREFIX", 1,
+        space.live_keys.doc_prefix, "SKIPINITIALSCAN", "SCHEMA", "x", "TAG",
+    )  # fmt: skip
+    assert space.live_keys.listing in _indexes(hub, space.keys.prefix)
+    space.collect_garbage()
+    assert _indexes(hub, space.keys.prefix) == [space.live_keys.index]
