@@ -101,25 +101,37 @@ def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> 
         if not wait:
             return 0
         yield Sleep(0.05)
-    deleted = 0
     try:
-        while True:
-            members = yield Command(("SMEMBERS", keys.garbage))
-            in_use, not_staged = yield from _in_use(keys)
-            yield from _drop_stale_listings(keys, not_staged)
-            if not members:
-                return deleted
-            for g in sorted(int(m) for m in members):
-                if g not in in_use:
-                    deleted += yield from _delete_generation(keys, keys.gen(g), lease)
-                    ready.discard(g)
-                yield Command(("SREM", keys.garbage, g))
+        deleted = yield from _collect(keys, ready, lease)
     except GeneratorExit:
-        raise  # the flow was dropped unfinished: nothing more may be sent from it
-    finally:
-        # released only while it is ours (fork_abort.lua: DEL when GET is our token)
-        with contextlib.suppress(redis.RedisError, ServerError):
-            yield from scripts.run(scripts.fork_abort_call(lease, token=token))
+        raise  # the flow was dropped unfinished: nothing more may be sent (the lease expires)
+    except BaseException:  # failed, cancelled, interrupted, or its hub closes
+        yield from _release(lease, token)
+        raise
+    yield from _release(lease, token)
+    return deleted
+
+
+def _release(lease: str, token: str) -> Flow[None]:
+    """Release the collector's lease while it is still ours (fork_abort.lua: DEL when GET
+    is our token)."""
+    with contextlib.suppress(redis.RedisError, ServerError):
+        yield from scripts.run(scripts.fork_abort_call(lease, token=token))
+
+
+def _collect(keys: SpaceKeys, ready: set[int], lease: str) -> Flow[int]:
+    deleted = 0
+    while True:
+        members = yield Command(("SMEMBERS", keys.garbage))
+        in_use, not_staged = yield from _in_use(keys)
+        yield from _drop_stale_listings(keys, not_staged)
+        if not members:
+            return deleted
+        for g in sorted(int(m) for m in members):
+            if g not in in_use:
+                deleted += yield from _delete_generation(keys, keys.gen(g), lease)
+                ready.discard(g)
+            yield Command(("SREM", keys.garbage, g))
 
 
 def _in_use(keys: SpaceKeys) -> Flow[tuple[set[int], set[int]]]:

@@ -117,28 +117,61 @@ def wait_background(timeout: float | None = None) -> bool:
     return not any(t.is_alive() for t in _THREADS)
 
 
-def _start_background(client: redis.Redis, effect: Background) -> None:
+class BackgroundStopped(Exception):
+    """Thrown into background work when its hub closes: the work releases what it holds
+    (its handlers run, one round trip or two) and ends; it resumes at the next request."""
+
+
+def _stoppable(flow: Flow[T], stop: threading.Event) -> Flow[T]:
+    """``flow``, into which :class:`BackgroundStopped` is thrown at its next effect once
+    ``stop`` is set (once: its handlers may still send what releases its hold)."""
+    thrown = False
+    try:
+        effect = next(flow)
+        while True:
+            if stop.is_set() and not thrown:
+                thrown = True
+                effect = flow.throw(BackgroundStopped())
+                continue
+            try:
+                reply = yield effect
+            except BaseException as exc:  # the flow re-raises what it does not handle
+                effect = flow.throw(exc)
+            else:
+                effect = flow.send(reply)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+
+
+def _start_background(
+    client: redis.Redis, effect: Background, stop: threading.Event, workers: set[threading.Thread]
+) -> None:
     """Run ``effect``'s flow in a daemon thread on a driver of its own (SyncDriver keeps
-    its connection for one thread)."""
-    if not _SYNC_RUNS.start(effect.key):
+    its connection for one thread), until done or until ``stop`` is set (the hub closes)."""
+    if stop.is_set() or not _SYNC_RUNS.start(effect.key):
         return
 
     def work() -> None:
         done = False
         try:
-            while not done:
+            while not done and not stop.is_set():
                 try:
-                    SyncDriver(client, keep=False).run(effect.make())
+                    SyncDriver(client, keep=False).run(_stoppable(effect.make(), stop))
+                except BackgroundStopped:
+                    return
                 except _LOGGED as exc:
                     log.warning("rediscache background work %s failed: %s", effect.key, exc)
                 done = not _SYNC_RUNS.again(effect.key)
         finally:
-            if not done:  # an unexpected error: let the next one start
+            if not done:  # stopped, or an unexpected error: let the next one start
                 _SYNC_RUNS.forget(effect.key)
             _THREADS.discard(threading.current_thread())
+            workers.discard(threading.current_thread())
 
     thread = threading.Thread(target=work, name=f"rediscache {effect.key}", daemon=True)
     _THREADS.add(thread)
+    workers.add(thread)
     thread.start()
 
 
@@ -170,8 +203,10 @@ class SyncDriver:
             Compute: _compute,
             Flights: lambda e: _inflight_for(e.prefix),
             WaitFlights: _wait_flights,
-            Background: lambda e: _start_background(client, e),
+            Background: lambda e: _start_background(client, e, self._stop, self._workers),
         }
+        self._stop = threading.Event()
+        self._workers: set[threading.Thread] = set()
 
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result, performing each effect it yields; an effect's
@@ -200,8 +235,14 @@ class SyncDriver:
             result: T = stop.value
             return result
 
-    def close(self) -> None:
-        """Release the connections the driver kept (:class:`rediscache.wire.Wire`)."""
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the background work it started (each worker ends after the step it is in,
+        waited for at most ``timeout`` seconds in all; the next collection resumes the
+        work), then release the connections the driver kept (:class:`rediscache.wire.Wire`)."""
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._workers):
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self.wire is not None:
             self.wire.close()
 

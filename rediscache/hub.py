@@ -321,7 +321,9 @@ class Hub(SyncFacade, HubSurface):
         super().__init__(client, owns_client=owns_client, server=server)
 
     def close(self) -> None:
-        """Close the connection if the hub created it (clients passed in stay open)."""
+        """Close the connection if the hub created it (clients passed in stay open). Background
+        work it started (garbage collection) stops after its current step, at most 2 s, and
+        releases its lease; the next collection resumes it."""
         self._driver.close()  # the connections it kept go back to the pool
         if self._owns:
             self.client.close()

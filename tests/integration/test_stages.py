@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from both import Api
+from both import Api, async_hub_args
 
 import rediscache
 from rediscache import Hub, collect, scripts
@@ -352,3 +352,20 @@ def test_a_listing_index_left_by_a_dead_publisher_goes_at_the_next_collection(
     assert space.live_keys.listing in _indexes(hub, space.keys.prefix)
     space.collect_garbage()
     assert _indexes(hub, space.keys.prefix) == [space.live_keys.index]
+
+
+def test_closing_a_hub_stops_its_background_collection_cleanly(
+    hub: Hub, server_dir: Any, space_name: str
+) -> None:
+    with rediscache.connect(**async_hub_args(server_dir)) as other:
+        space = other.create_space(space_name, DIM)
+        space.put_many(_keys(3000), _vectors(0, 3000))
+        stage = space.stage()
+        stage.put_many(_keys(3000), _vectors(1, 3000))
+        stage.publish(keep=False)  # 3,000 documents to delete, in the background
+    # closed: the worker ended after its step and gave its lease back (no thread error)
+    assert not hub.client.exists(space.keys.prefix + "gclock")
+    again = hub.space(space_name)
+    again.collect_garbage()
+    assert again.info().garbage.generations == ()
+    assert len(_prefix_keys(hub, f"{space.keys.prefix}g")) == 3000
