@@ -23,7 +23,8 @@ vectors moved by Gaussian noise), alone on the server:
   server's run id and the index mark are read; no FT.INFO), median and p99 over 40 calls;
 * **garbage collection**: the time from ``publish(keep=False)``'s return until the replaced
   n-vector generation is deleted by the background collector, once with nothing else in the
-  database and once with ``--unrelated`` other keys.
+  database and once with ``--unrelated`` other keys, with the longest server command
+  meanwhile (SLOWLOG, threshold 1 ms: publish's own script included);
 
 Throughputs are vectors per second (n / seconds); ratios are against live put_many measured
 in the same run. Machine caveat: 2 shared, noisy cores, client and server on the same box.
@@ -152,12 +153,22 @@ def run(hub: Any, data: Any, unrelated: int) -> dict[str, Any]:
         s.put_many(data.keys, data.vectors)
         s.build(timeout=generations.INDEX_TIMEOUT)
         replaced = client.hget(space.keys.config, f"n:{space.live_keys.gen}")
+        client.config_set("slowlog-log-slower-than", 1000)  # us: every command over 1 ms
+        client.slowlog_reset()
         s.publish(keep=False)  # the replaced generation is deleted in the background
         t0 = time.perf_counter()
         while client.scard(space.keys.garbage) or client.exists(space.keys.prefix + "gclock"):
             time.sleep(0.005)
         out[label] = time.perf_counter() - t0
         out[label.replace("_s_", "_docs_")] = int(replaced or 0)
+        slow = [e for e in client.slowlog_get(128) if b"SLOWLOG" not in e["command"]]
+        out[label.replace("gc_s_", "gc_longest_ms_")] = max(
+            (e["duration"] / 1000 for e in slow), default=0.0
+        )
+        out[label.replace("gc_s_", "gc_slow_commands_")] = [
+            (e["command"][:60].decode(errors="replace"), e["duration"]) for e in slow[:5]
+        ]
+        client.config_set("slowlog-log-slower-than", 10000)
     out["unrelated_keys"] = unrelated
 
     say("rollback and publish from a new client each time (as a CLI call) ...")
@@ -218,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         say(f"recall@10 published     {out['recall_at_10']:10.3f}")
     say(f"garbage deleted alone   {out['gc_s_alone']:10.2f} s ({out['gc_docs_alone']:,} docs)")
     say(f"  beside {out['unrelated_keys']:,} other keys {out['gc_s_unrelated']:.2f} s")
+    say(
+        "  longest server command meanwhile (slowlog, > 1 ms): "
+        f"{out['gc_longest_ms_alone']:.2f} / {out['gc_longest_ms_unrelated']:.2f} ms"
+    )
     rb = out["rollback_new_client_ms"]
     say(f"rollback, new client    {rb['median']:10.2f} ms median, {rb['p99']:.2f} ms p99")
     if args.json:

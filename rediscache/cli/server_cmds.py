@@ -289,6 +289,9 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
         click.echo("no spaces")
     for s in spaces:
         state_text = f", indexing {s['percent_indexed'] * 100:.0f}%" if s["indexing"] else ""
+        garbage = s.get("garbage") or {}
+        if garbage.get("generations"):
+            state_text += f", {plural(garbage['documents'], 'embedding')} of garbage left"
         click.echo(
             f"{s['name']}: {s['count']:,} embeddings, dim {s['dim']} {s['metric']} "
             f"{s['algorithm']} {s['dtype']}; memory {human_bytes(s['memory_bytes'])} "
