@@ -16,6 +16,7 @@ the call returns.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import inspect
@@ -104,6 +105,24 @@ class _Runs:
 
 _SYNC_RUNS = _Runs()
 _THREADS: set[threading.Thread] = set()
+#: How long a program's exit waits for its background work (seconds): a script that
+#: publishes and exits would otherwise leave the replaced model's documents in Redis
+#: until the next collection.
+EXIT_WAIT = 60.0
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    try:
+        finished = not _THREADS or wait_background(EXIT_WAIT)
+    except KeyboardInterrupt:  # a second Ctrl-C: exit now, the work resumes later
+        return
+    if not finished:
+        log.warning(
+            "rediscache: background garbage collection did not finish within %g s of exit; "
+            "the next publish, rollback, stage() or space.collect_garbage() resumes it",
+            EXIT_WAIT,
+        )
 
 
 def wait_background(timeout: float | None = None) -> bool:

@@ -39,9 +39,11 @@ __all__ = [
 
 #: Longest wait for a version's index to finish building (seconds).
 INDEX_TIMEOUT = 600.0
-#: Lease of a client copying a generation, plus 0.1 ms per document (about ten times the
-#: copy's cost); when the copier dies, another client takes over after the lease.
-FORK_LEASE_MS = 30_000
+#: Lease of a client copying a generation (ms), renewed at every batch of the copy (1,000
+#: documents, a few ms of server time): when the copier dies, writers wait at most this
+#: long before one of them takes the copy over. A copier slower than this between two
+#: batches loses the copy to a writer (its commit is refused; nothing is corrupted).
+FORK_LEASE_MS = 5_000
 #: Keys per SCAN page and per COPY / UNLINK round trip.
 BATCH = 1000
 
@@ -245,15 +247,17 @@ def _scan_batches(pattern: str, act: Callable[[list[bytes]], Flow[int]]) -> Flow
     return total
 
 
-def copy_generation(src: GenKeys, dst: GenKeys) -> Flow[int]:
-    """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip);
-    returns how many were copied (COPY does not overwrite, so a repeated key counts once)."""
+def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flow[int]:
+    """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip),
+    renewing the copy's ``lease`` key to :data:`FORK_LEASE_MS` in each round trip; returns
+    how many were copied (COPY does not overwrite, so a repeated key counts once)."""
     plen = len(src.doc_prefix)
     target = dst.doc_prefix.encode()
+    renew = [("PEXPIRE", lease, FORK_LEASE_MS)] if lease is not None else []
 
     def copy(batch: list[bytes]) -> Flow[int]:
-        replies = yield Pipeline([("COPY", rk, target + rk[plen:]) for rk in batch])
-        return sum(int(r) for r in replies)
+        replies = yield Pipeline([*[("COPY", rk, target + rk[plen:]) for rk in batch], *renew])
+        return sum(int(r) for r in replies[: len(batch)])
 
     return (yield from _scan_batches(src.doc_scan_pattern(), copy))
 

@@ -38,6 +38,7 @@ from .diff import Diff, compare
 from .effects import Command, Flow
 from .errors import (
     CorruptDataError,
+    IndexBuildingError,
     InvalidInputError,
     ServerError,
     StageNotFoundError,
@@ -197,9 +198,6 @@ class Stages:
         field = stage_field(label)
         for _ in range(ATTEMPTS * 8):
             token = uuid.uuid4().hex
-            count = 0
-            if not empty:
-                count = int((yield Command(("HGET", t.keys.config, t.gen.count_field))) or 0)
             made = yield from scripts.run(
                 scripts.stage_call(
                     [t.keys.config, t.keys.lock],
@@ -207,7 +205,7 @@ class Stages:
                     token=token,
                     created_at=time.time(),
                     copy=not empty,
-                    lease_ms=generations.FORK_LEASE_MS + count // 10,
+                    lease_ms=generations.FORK_LEASE_MS,
                     label=label,
                 )
             )
@@ -217,6 +215,8 @@ class Stages:
                 continue
             gen_no, raw_record, live, raw_state = made
             gen = t.keys.gen(gen_no)
+            # garbage a process left when it exited (its deletion runs in the background)
+            yield from collect.in_background(t.keys, t.readiness.ready)
             if empty:
                 yield from generations.create_listing(gen)
                 return StageTarget(t, label, StageRecord.parse(raw_record))
@@ -233,7 +233,7 @@ class Stages:
 
         def copy() -> Flow[tuple[str, str]]:
             yield from generations.create_listing(gen)
-            copied = yield from generations.copy_generation(live, gen)
+            copied = yield from generations.copy_generation(live, gen, keys.lock)
             return (
                 yield from scripts.run(
                     scripts.stage_commit_call(
@@ -326,7 +326,16 @@ class StageOps:
         """
         t = self.target
         yield from t.refresh()
-        yield from t.searchable(t.gen, timeout, marks=True)
+        try:
+            yield from t.searchable(t.gen, timeout, marks=True)
+        except IndexBuildingError as exc:
+            done = f"{exc.percent:g}% done, " if exc.percent is not None else ""
+            raise IndexBuildingError(
+                f"the index of {t.where()} is still being built ({done}waited {timeout:g} s): "
+                "nothing was published and the stage is intact; call build() or publish() "
+                "again later, or with a longer timeout (timeout=, CLI --timeout)",
+                percent=exc.percent,
+            ) from exc
 
     def diff(self, *, sample: int = 100, k: int = 10, seed: int = 0) -> Flow[Diff]:
         """Compare the live space (side a) with the stage (side b): keys added, removed and

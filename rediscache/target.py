@@ -327,9 +327,8 @@ class Target:
         to the copy in one script, index the copy, and start deleting what became garbage
         (in the background: rediscache.collect)."""
         keys = self.keys
-        count = int((yield Command(("HGET", keys.config, f"n:{state.live}"))) or 0)
         token = uuid.uuid4().hex
-        done = yield from holding_lease(keys.lock, token, self._fork_copy(token, count))
+        done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again
             yield from self.refresh()
             return
@@ -342,7 +341,7 @@ class Target:
                 raise ServerError(f"indexing the copy of space {keys.name!r}: {exc}") from exc
         yield from collect.in_background(keys, self.readiness.ready)
 
-    def _fork_copy(self, token: str, count: int) -> Flow[tuple[str, int] | None]:
+    def _fork_copy(self, token: str) -> Flow[tuple[str, int] | None]:
         """The copy of :meth:`fork` under the lease ``token``: (the new state, the copy's
         generation), or None when there was nothing to do or the lease was lost."""
         keys = self.keys
@@ -352,7 +351,7 @@ class Target:
                 keys.lock,
                 keys.garbage,
                 token=token,
-                lease_ms=generations.FORK_LEASE_MS + count // 10,
+                lease_ms=generations.FORK_LEASE_MS,
             )
         )
         if isinstance(begun, str):  # busy, or nothing to copy
@@ -361,7 +360,7 @@ class Target:
             return None
         src, dst, new = begun
         self.set_state(SpaceState.parse(new))
-        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst))
+        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst), keys.lock)
         done = yield from scripts.run(
             scripts.fork_commit_call(
                 [keys.config, keys.versions, keys.lock, keys.garbage], token=token, copied=copied
@@ -375,7 +374,7 @@ def holding_lease(lock: str, token: str, work: Flow[T]) -> Flow[T]:
     a stage copied from live). When it fails, is cancelled (asyncio) or interrupted (Ctrl-C)
     while holding the lease, or perhaps holding it (a lost reply), the lease is released at
     once (``fork_abort.lua``, a no-op when it is not ours), or every writer of the space
-    would wait for it to expire (30 s and more); the next writer takes the copy over and
+    would wait for it to expire (generations.FORK_LEASE_MS); the next writer takes the copy over and
     the partial copy is garbage."""
     try:
         return (yield from work)

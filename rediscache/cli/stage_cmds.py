@@ -125,8 +125,13 @@ def publish(
     sp = state.space(space_name)
     staged = sp.staged(label)
     count = staged.count()
+    live = sp.count()
     what = "kept as a version" if keep else "deleted"
-    confirm(yes, f"Make stage {label!r} ({count:,}) the live {space_name!r} (old contents {what})?")
+    confirm(
+        yes,
+        f"Make stage {label!r} ({count:,} embeddings) the live {space_name!r} (now {live:,}; "
+        f"its contents {what})?",
+    )
     state.log(f"publish: building the index of {count:,} embeddings if needed")
     version = staged.publish(keep=keep, label=version_label if keep else None, timeout=timeout)
     sp.collect_garbage()  # this process may exit now: finish what the switch left to delete
@@ -137,7 +142,8 @@ def publish(
     else:
         click.echo(
             f"{space_name!r} is now stage {label!r} ({count:,} embeddings); the replaced "
-            f"contents are version {version} (rediscache rollback {space_name} {version.id})"
+            f"contents are version {version}: `rediscache rollback {space_name} {version.id}` "
+            f"goes back to them (snapshot first to keep this release too)"
         )
 
 
@@ -155,10 +161,11 @@ def discard(state: State, space_name: str, label: str, yes: bool) -> None:
       rediscache discard items model-b --yes
     """
     sp = state.space(space_name)
-    confirm(yes, f"Discard stage {label!r} of {space_name!r}?")
+    count = sp.staged(label).count()  # an unknown stage fails here, before asking
+    confirm(yes, f"Discard stage {label!r} of {space_name!r} ({count:,} embeddings)?")
     sp.discard_stage(label)
-    deleted = sp.collect_garbage()
-    click.echo(f"discarded stage {label!r} ({deleted:,} embeddings deleted)")
+    sp.collect_garbage()  # this process may exit now: finish the deletion
+    click.echo(f"discarded stage {label!r} ({count:,} embeddings)")
 
 
 @cli.command("collect-garbage")

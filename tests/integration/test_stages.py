@@ -369,3 +369,40 @@ def test_closing_a_hub_stops_its_background_collection_cleanly(
     again.collect_garbage()
     assert again.info().garbage.generations == ()
     assert len(_prefix_keys(hub, f"{space.keys.prefix}g")) == 3000
+
+
+def test_a_publish_that_times_out_says_so_and_keeps_the_stage(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, DIM)
+    space.put_many(_keys(10), _vectors(0, 10))
+    stage = space.stage("big")
+    stage.put_many(_keys(20_000), _vectors(1, 20_000))
+    with pytest.raises(rediscache.IndexBuildingError) as err:
+        stage.publish(timeout=0)
+    text = str(err.value)
+    assert "stage 'big'" in text and "nothing was published" in text and "timeout" in text
+    assert len(space) == 10 and len(space.staged("big")) == 20_000
+    stage.discard()
+
+
+def test_a_program_that_exits_after_publish_finishes_the_deletion(
+    hub: Hub, server_dir: Any, space_name: str, tmp_path: Any
+) -> None:
+    import subprocess
+    import sys
+
+    args = {k: str(v) for k, v in async_hub_args(server_dir).items()}
+    script = tmp_path / "release.py"
+    script.write_text(
+        "import numpy as np, rediscache\n"
+        f"hub = rediscache.connect(**{args!r})\n"
+        f"space = hub.create_space({space_name!r}, {DIM})\n"
+        f"keys = [f'k{{i}}' for i in range({N * 20})]\n"
+        f"space.put_many(keys, np.ones(({N * 20}, {DIM}), np.float32))\n"
+        "stage = space.stage()\n"
+        f"stage.put_many(keys, np.full(({N * 20}, {DIM}), 2, np.float32))\n"
+        "stage.publish(keep=False)\n"  # and exit at once, without closing the hub
+    )
+    subprocess.run([sys.executable, str(script)], check=True, timeout=300)
+    space = hub.space(space_name)
+    assert not hub.client.smembers(space.keys.garbage)
+    assert len(_prefix_keys(hub, f"{space.keys.prefix}g")) == N * 20
