@@ -274,8 +274,8 @@ Space.enable_hot_cache = public("enable_hot_cache", Space.enable_hot_cache)  # t
 
 class _OfSpace(_TargetFacade):
     """A facade of a target that belongs to a space (a version view, a stage): made from
-    the space's facade, whose driver and context it shares, and the target; its parts are
-    built by the class's ``_parts_of``."""
+    the space's facade, whose driver and context it shares, and the target; its parts (with
+    at least ``reads`` and ``searches``) are built by the class's ``_parts_of``."""
 
     _parts_of: Any
 
@@ -284,6 +284,18 @@ class _OfSpace(_TargetFacade):
         self._driver = space._driver
         self._context = space._context
         self._parts = self._parts_of(target)
+
+    # the reads and searches of its target (not counted in the hub's metrics)
+    count = Op(Reads.count, _reads)
+    get = Op(Reads.get, _reads)
+    get_many = Op(Reads.get_many, _reads)
+    get_record = Op(Reads.get_record, _reads)
+    get_metadata_many = Op(Reads.get_metadata_many, _reads)
+    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
+    search = Op(Searches.search, _searches)
+    search_many = Op(Searches.search_many, _searches)
+    within = Op(Searches.within, _searches)
+    similar = Op(Searches.similar, _searches)
 
 
 class ViewSurface(_OfSpace):
@@ -314,18 +326,6 @@ class ViewSurface(_OfSpace):
     def __len__(self) -> int:
         """Number of embeddings in the version (no round trip)."""
         return self.version.count
-
-    count = Op(Reads.count, _reads)
-
-    get = Op(Reads.get, _reads)
-    get_many = Op(Reads.get_many, _reads)
-    get_record = Op(Reads.get_record, _reads)
-    get_metadata_many = Op(Reads.get_metadata_many, _reads)
-    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
-    search = Op(Searches.search, _searches)
-    search_many = Op(Searches.search_many, _searches)
-    within = Op(Searches.within, _searches)
-    similar = Op(Searches.similar, _searches)
 
     def _read_only(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         raise ReadOnlyError(
@@ -377,18 +377,6 @@ class StageSurface(_OfSpace):
     put_many = Op(Writes.put_many, _writes)
     update_vectors = Op(Writes.update_vectors, _writes)
     delete = Op(Writes.delete, _writes)
-
-    get = Op(Reads.get, _reads)
-    get_many = Op(Reads.get_many, _reads)
-    get_record = Op(Reads.get_record, _reads)
-    get_metadata_many = Op(Reads.get_metadata_many, _reads)
-    count = Op(Reads.count, _reads)
-    iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
-
-    search = Op(Searches.search, _searches)
-    search_many = Op(Searches.search_many, _searches)
-    within = Op(Searches.within, _searches)
-    similar = Op(Searches.similar, _searches)
 
     build = Op(StageOps.build, _ops)
     diff = Op(StageOps.diff, _ops)
