@@ -130,12 +130,6 @@ def create_listing(gen: GenKeys) -> Flow[None]:
             raise ServerError(f"creating the listing index {gen.listing!r}: {exc}") from exc
 
 
-def drop_listing(gen: GenKeys) -> Flow[None]:
-    """Drop the listing index of ``gen`` if it has one (once the generation is live, its
-    vector index lists its documents and the listing index would only slow writes)."""
-    yield from drop_index(gen.listing, f"listing index {gen.listing!r}")
-
-
 def drop_index(index: str | bytes, what: str) -> Flow[bool]:
     """FT.DROPINDEX ``index`` (documents kept); False when it did not exist. One round trip.
 

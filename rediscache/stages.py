@@ -25,7 +25,6 @@ it indexes them one write at a time (docs/versions.md has the measurements).
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import time
 import uuid
@@ -412,10 +411,10 @@ class StageOps:
                 yield from space.wait_for_copy()
                 continue
             space.set_state(SpaceState.parse(done.state))
-            with contextlib.suppress(ServerError):  # published: a listing index left here
-                yield from generations.drop_listing(t.gen)  # goes at the next collection
-            if done.dropped:
-                yield from collect.in_background(keys, space.readiness.ready)
+            # after the call: the replaced generation's deletion, if it became garbage, and
+            # the stage's listing index (dropped inline, publish took 7 ms at 100k documents
+            # against 1.6 ms at 20k: the drop frees the index's document table)
+            yield from collect.in_background(keys, space.readiness.ready)
             if not done.version:
                 return None
             return Version(done.version, label, created, done.documents, keys.name)
