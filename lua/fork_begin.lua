@@ -8,7 +8,8 @@
 --
 -- Reply: { live generation, new generation to copy into, new state }
 -- Errors: "RC_BUSY" (another client holds a live lease on a copy: wait for it),
---         "RC_NOTSHARED" (no version shares the live generation: nothing to copy),
+--         "RC_NOTSHARED" (no version shares the live generation: nothing to copy; a dead
+--         copier's copy into a stage is ended first, and writers may go on),
 --         "RC_NOSTATE". Nothing is written then.
 -- Cost: O(1). The copy itself (COPY of every document, pipelined by the client) and the new
 --       generation's index follow; writers wait until fork_commit.lua publishes the result.
@@ -28,6 +29,12 @@ if fork ~= "-" then
   -- the previous copier died: its half-made generation is garbage
   local stale = redis.call("HGET", cfg, "fork_gen")
   if stale then redis.call("SADD", garbage, stale) end
+  if shared == "0" then
+    -- it was copying live into a stage: no version needs a copy, its copy is just ended
+    redis.call("HDEL", cfg, "fork_gen")
+    redis.call("HSET", cfg, "state", (epoch + 1) .. " " .. live .. " 0 -" .. origin)
+    return redis.error_reply("RC_NOTSHARED")
+  end
 end
 local gen = redis.call("HINCRBY", cfg, "next_gen", 1)
 redis.call("HSET", cfg, "fork_gen", gen)

@@ -200,7 +200,12 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
     if index is None:
         yield from _scan_list(gen, doomed, lease)
         return
+    counted = yield from _trusted_count(keys, gen)
     while True:
+        # A generation without a count trusts its index, judged complete before the read:
+        # found complete afterwards, it may have finished its build during the read, which
+        # then missed what it indexed last.
+        built = counted is None and (yield from _built(index))
         reply = yield Command(
             ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", STEP)
         )
@@ -212,7 +217,7 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
             if not int(cursor):
                 break
             reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", STEP))
-        if (yield from _complete(keys, gen, index, doomed)):
+        if built or (counted is not None and int((yield Command(("SCARD", doomed)))) >= counted):
             return
         yield Command(("PEXPIRE", lease, LEASE_MS))
         yield Sleep(0.5)  # the index is still being built (after a restart): list again
@@ -241,23 +246,20 @@ def _scan_list(gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
         yield Pipeline(commands)
 
 
-def _complete(keys: SpaceKeys, gen: GenKeys, index: str, doomed: str) -> Flow[bool]:
-    """Whether the listing holds every document: as many as the generation counts (when
-    it counts them: not in an expiring space, not for an abandoned copy), else when the
-    index is fully built (one FT.INFO)."""
-    count, expiring, listed = yield Pipeline(
-        [
-            ("HGET", keys.config, gen.count_field),
-            ("HGET", keys.config, "expiring"),
-            ("SCARD", doomed),
-        ]
-    )
-    # A count of 0 may be a generation that was never counted (a copy cut short): only
-    # a positive count, kept exact by every write, vouches for the listing on its own.
-    if count is not None and int(count) > 0 and expiring != b"1" and int(listed) >= int(count):
-        return True
+def _built(index: str) -> Flow[bool]:
+    """Whether ``index`` has indexed every document of its prefix (one FT.INFO)."""
     try:
         info = yield Command(("FT.INFO", index))
     except redis.ResponseError:
         return False
     return index_done(info) >= 1
+
+
+def _trusted_count(keys: SpaceKeys, gen: GenKeys) -> Flow[int | None]:
+    """The generation's count when it vouches for a listing: a positive count, kept exact by
+    every write, in a space whose entries never expire (a count of 0 may be a generation
+    never counted: a copy cut short). None otherwise. One round trip."""
+    count, expiring = yield Command(("HMGET", keys.config, gen.count_field, "expiring"))
+    if count is None or int(count) <= 0 or expiring == b"1":
+        return None
+    return int(count)

@@ -331,6 +331,8 @@ def test_a_stage_whose_copy_was_cut_leaks_nothing(
     for key in _keys()[:10]:  # half a copy, then the client is gone
         hub.client.copy(space.live_keys.doc(key), gen.doc(key))
     space.put("late", _vectors(5, 1)[0])  # waits out the lease, takes the copy over
+    # no version shares live: the take-over ends the copy and copies nothing itself
+    assert hub.client.hget(keys.config, "next_gen") == str(gen.gen).encode()
     space.collect_garbage()
     assert not _prefix_keys(hub, gen.doc_prefix)
     assert [(s.label, s.complete) for s in space.stages()] == [("cut", False)]
