@@ -157,7 +157,7 @@ def run(hub: Any, data: Any, unrelated: int) -> dict[str, Any]:
         client.slowlog_reset()
         s.publish(keep=False)  # the replaced generation is deleted in the background
         t0 = time.perf_counter()
-        while client.scard(space.keys.garbage) or client.exists(space.keys.prefix + "gclock"):
+        while client.scard(space.keys.garbage) or client.exists(space.keys.gc_lock):
             time.sleep(0.005)
         out[label] = time.perf_counter() - t0
         out[label.replace("_s_", "_docs_")] = int(replaced or 0)

@@ -59,14 +59,6 @@ def _mark(gen: GenKeys) -> str:
     return f"gc:{gen.gen}"
 
 
-def _doomed(gen: GenKeys) -> str:
-    return f"{gen.space.prefix}g{gen.gen}:gc"
-
-
-def _lease_key(keys: SpaceKeys) -> str:
-    return keys.prefix + "gclock"
-
-
 def garbage_info(keys: SpaceKeys) -> Flow[GarbageInfo]:
     """What the space ``keys`` still has to delete. Two round trips."""
     members = yield Command(("SMEMBERS", keys.garbage))
@@ -76,7 +68,7 @@ def garbage_info(keys: SpaceKeys) -> Flow[GarbageInfo]:
     commands: list[tuple[Any, ...]] = []
     for g in gens:
         gen = keys.gen(g)
-        commands += [("HMGET", keys.config, gen.count_field, _mark(gen)), ("SCARD", _doomed(gen))]
+        commands += [("HMGET", keys.config, gen.count_field, _mark(gen)), ("SCARD", gen.doomed)]
     replies = yield Pipeline(commands)
     documents = 0
     for (count, mark), listed in zip(replies[::2], replies[1::2]):
@@ -96,7 +88,7 @@ def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> 
     Idempotent and crash-safe (see the module docstring). When another collector holds
     the space's lease, returns 0 at once, or with ``wait`` waits for it to finish."""
     token = uuid.uuid4().hex
-    lease = _lease_key(keys)
+    lease = keys.gc_lock
     while not (yield Command(("SET", lease, token, "NX", "PX", LEASE_MS))):
         if not wait:
             return 0
@@ -169,7 +161,7 @@ def _drop_stale_listings(keys: SpaceKeys, gens: set[int]) -> Flow[None]:
 
 def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
     """List, drop the indexes of, and unlink generation ``gen``; returns documents deleted."""
-    doomed = _doomed(gen)
+    doomed = gen.doomed
     mark = yield Command(("HGET", keys.config, _mark(gen)))
     if mark != LISTED.encode():
         yield from _list(keys, gen, doomed, lease)

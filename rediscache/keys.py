@@ -18,6 +18,8 @@ Layout of a space named ``items`` (layout 2, with versions)::
     rc:{items}:ver                HASH  versions: id -> JSON (label, created_at, count, gen)
     (in rc:{items}:cfg) stage:<label>   a stage's record (rediscache.stages)
     rc:{items}:garbage            SET   generations no longer referenced, to be deleted
+    rc:{items}:g<g>:gc            SET   a garbage generation's documents, listed for deletion
+    rc:{items}:gclock             STRING  lease of the client deleting garbage (rediscache.collect)
     rc:{items}:lock               STRING  lease of the client copying a generation (fork)
     rc:{items}:cl:<key>           STRING  short lock of a client computing <key> (get_or_compute)
 
@@ -102,6 +104,7 @@ class SpaceKeys:
     versions: str
     garbage: str
     lock: str
+    gc_lock: str
 
     @classmethod
     def for_space(cls, name: str) -> SpaceKeys:
@@ -116,6 +119,7 @@ class SpaceKeys:
             versions=prefix + "ver",
             garbage=prefix + "garbage",
             lock=prefix + "lock",
+            gc_lock=prefix + "gclock",
         )
 
     def compute_lock(self, key: str) -> str:
@@ -150,6 +154,7 @@ class GenKeys:
     doc_prefix: str
     index: str
     listing: str
+    doomed: str
 
     @classmethod
     def make(cls, space: SpaceKeys, gen: int) -> GenKeys:
@@ -163,6 +168,7 @@ class GenKeys:
             doc_prefix=base + DOC_MARKER,
             index=base + ":idx",
             listing=base + ":ls",
+            doomed=base + ":gc",
         )
 
     @functools.cached_property

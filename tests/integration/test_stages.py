@@ -238,7 +238,7 @@ def test_collection_resumes_after_a_crash_at_any_step(hub: Hub, space_name: str)
         stage._parts.target.space.readiness.ready.discard(gen.gen)
         hub.client.hdel(space.keys.config, f"stage:{stage.label}")
         hub.client.sadd(space.keys.garbage, gen.gen)  # as stage_drop.lua leaves it
-        doomed = f"{prefix}g{gen.gen}:gc"
+        doomed = gen.doomed
         docs = sorted(hub.client.scan_iter(match=gen.doc_prefix.replace("{", "[{]") + "*"))
         if crash_after == "listing half":
             hub.client.sadd(doomed, *docs[: N // 2])
@@ -366,7 +366,7 @@ def test_closing_a_hub_stops_its_background_collection_cleanly(
         stage.put_many(_keys(3000), _vectors(1, 3000))
         stage.publish(keep=False)  # 3,000 documents to delete, in the background
     # closed: the worker ended after its step and gave its lease back (no thread error)
-    assert not hub.client.exists(space.keys.prefix + "gclock")
+    assert not hub.client.exists(space.keys.gc_lock)
     again = hub.space(space_name)
     again.collect_garbage()
     assert again.info().garbage.generations == ()
