@@ -40,8 +40,8 @@ from .config import GarbageInfo
 from .effects import Background, Command, Flow, Pipeline, Sleep
 from .errors import ServerError
 from .ftsearch import index_done
-from .generations import built_field, drop_index, parse_versions, scan_page
-from .keys import GenKeys, SpaceKeys
+from .generations import drop_index, parse_versions, scan_page
+from .keys import STAGE_PREFIX, GenKeys, SpaceKeys
 from .state import STATE_FIELD
 
 __all__ = ["LEASE_MS", "STEP", "GarbageInfo", "collect_garbage", "garbage_info", "in_background"]
@@ -55,10 +55,6 @@ LEASE_MS = 30_000
 LISTED = "listed"
 
 
-def _mark(gen: GenKeys) -> str:
-    return f"gc:{gen.gen}"
-
-
 def garbage_info(keys: SpaceKeys) -> Flow[GarbageInfo]:
     """What the space ``keys`` still has to delete. Two round trips."""
     members = yield Command(("SMEMBERS", keys.garbage))
@@ -68,7 +64,10 @@ def garbage_info(keys: SpaceKeys) -> Flow[GarbageInfo]:
     commands: list[tuple[Any, ...]] = []
     for g in gens:
         gen = keys.gen(g)
-        commands += [("HMGET", keys.config, gen.count_field, _mark(gen)), ("SCARD", gen.doomed)]
+        commands += [
+            ("HMGET", keys.config, gen.count_field, gen.listed_field),
+            ("SCARD", gen.doomed),
+        ]
     replies = yield Pipeline(commands)
     documents = 0
     for (count, mark), listed in zip(replies[::2], replies[1::2]):
@@ -138,7 +137,7 @@ def _in_use(keys: SpaceKeys) -> Flow[tuple[set[int], set[int]]]:
         used.add(int(state.split(b" ")[1]))
     staged: set[int] = set()
     for field, value in raw_config.items():
-        if field.startswith(b"stage:"):
+        if field.startswith(STAGE_PREFIX.encode()):
             gen, _, phase = value.split(b" ")[:3]
             staged.add(int(gen))
             # a stage whose copy was cut ("copy") holds nothing: its generation was made
@@ -162,10 +161,10 @@ def _drop_stale_listings(keys: SpaceKeys, gens: set[int]) -> Flow[None]:
 def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
     """List, drop the indexes of, and unlink generation ``gen``; returns documents deleted."""
     doomed = gen.doomed
-    mark = yield Command(("HGET", keys.config, _mark(gen)))
+    mark = yield Command(("HGET", keys.config, gen.listed_field))
     if mark != LISTED.encode():
         yield from _list(keys, gen, doomed, lease)
-        yield Command(("HSET", keys.config, _mark(gen), LISTED))
+        yield Command(("HSET", keys.config, gen.listed_field, LISTED))
     for index in (gen.index, gen.listing):
         yield from drop_index(index, f"index {index!r}")
     deleted = 0
@@ -178,7 +177,10 @@ def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
         )
         deleted += int(replies[0])
     yield Pipeline(
-        [("DEL", doomed), ("HDEL", keys.config, gen.count_field, _mark(gen), built_field(gen.gen))],
+        [
+            ("DEL", doomed),
+            ("HDEL", keys.config, gen.count_field, gen.listed_field, gen.built_field),
+        ],
         transaction=True,
     )
     return deleted

@@ -28,7 +28,6 @@ __all__ = [
     "INDEX_TIMEOUT",
     "Version",
     "VersionRef",
-    "built_field",
     "copy_generation",
     "create_index",
     "drop_index",
@@ -174,7 +173,7 @@ def ensure_searchable(
     """
     if gen.gen in ready:
         return True
-    mark = built_field(gen.gen)
+    mark = gen.built_field
     if (
         trust_mark
         and server is not None
@@ -212,11 +211,6 @@ def ensure_searchable(
             )
         yield Sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
-
-def built_field(gen: int) -> str:
-    """The config hash field marking generation ``gen``'s index complete (the run id of the
-    server it was found complete on; see :func:`ensure_searchable`)."""
-    return f"built:{gen}"
 
 
 def scan_page(cursor: int, pattern: str, count: int = BATCH) -> Flow[tuple[int, list[bytes]]]:

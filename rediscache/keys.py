@@ -5,7 +5,10 @@ Layout of a space named ``items`` (layout 2, with versions)::
     rc:spaces                     SET   names of all spaces (the hub's registry)
     rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...),
                                         its ``state`` (see :mod:`rediscache.state`) and the
-                                        number of documents of each generation (``n:<g>``)
+                                        number of documents of each generation (``n:<g>``),
+                                        ``built:<g>`` (index found complete, on which server),
+                                        ``stage:<label>`` (a stage's record, rediscache.stages)
+                                        and ``gc:<g>`` (garbage all listed, rediscache.collect)
     rc:{items}:idx                      alias of the live generation's index (what searches
                                         of the live space use)
     rc:{items}:g<g>:idx                 the RediSearch index of generation ``g``
@@ -16,7 +19,6 @@ Layout of a space named ``items`` (layout 2, with versions)::
                                         metadata), one plain field per indexed metadata
                                         field, and ``cnt`` for running means (update_mean)
     rc:{items}:ver                HASH  versions: id -> JSON (label, created_at, count, gen)
-    (in rc:{items}:cfg) stage:<label>   a stage's record (rediscache.stages)
     rc:{items}:garbage            SET   generations no longer referenced, to be deleted
     rc:{items}:g<g>:gc            SET   a garbage generation's documents, listed for deletion
     rc:{items}:gclock             STRING  lease of the client deleting garbage (rediscache.collect)
@@ -56,9 +58,12 @@ __all__ = [
     "DOC_MARKER",
     "REGISTRY",
     "ROOT",
+    "STAGE_PREFIX",
     "GenKeys",
     "SpaceKeys",
+    "built_field",
     "count_field",
+    "stage_field",
     "validate_space_name",
 ]
 
@@ -145,6 +150,22 @@ def count_field(gen: int) -> str:
     return f"n:{gen}"
 
 
+def built_field(gen: int) -> str:
+    """Field of the config hash marking generation ``gen``'s index complete (it holds the run
+    id of the server it was found complete on; rediscache.generations.ensure_searchable)."""
+    return f"built:{gen}"
+
+
+#: Prefix of the config hash fields holding stage records (``stage:<label>``).
+STAGE_PREFIX = "stage:"
+
+
+def stage_field(label: str) -> str:
+    """Field of the config hash holding the record of the stage ``label``
+    (``"<gen> <token> <open|copy> <created_at>"``; rediscache.stages)."""
+    return STAGE_PREFIX + label
+
+
 @dataclass(frozen=True)
 class GenKeys:
     """Key names of one generation of a space. Build with ``SpaceKeys.gen(g)``."""
@@ -186,6 +207,17 @@ class GenKeys:
     def count_field(self) -> str:
         """Field of the config hash counting this generation's documents."""
         return count_field(self.gen)
+
+    @property
+    def built_field(self) -> str:
+        """Field of the config hash marking this generation's index complete."""
+        return built_field(self.gen)
+
+    @property
+    def listed_field(self) -> str:
+        """Field of the config hash marking this garbage generation's documents all listed
+        in :attr:`doomed` (rediscache.collect)."""
+        return f"gc:{self.gen}"
 
     def doc(self, key: str) -> str:
         """Redis key of the embedding ``key``."""

@@ -16,7 +16,7 @@ from typing import Any
 from .config import GenerationInfo
 from .effects import Flow, Pipeline
 from .generations import parse_versions
-from .keys import GenKeys, SpaceKeys
+from .keys import STAGE_PREFIX, GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
 
 __all__ = ["SAMPLE", "GenerationInfo", "generations_info", "index_bytes"]
@@ -62,8 +62,8 @@ def _roles(keys: SpaceKeys, raw_config: dict[bytes, Any], raw_versions: Any,
     for version, gen in parse_versions(raw_versions, keys.name).values():
         roles.setdefault(gen, []).append(f"version {version}")
     for field, value in raw_config.items():
-        if field.startswith(b"stage:"):
-            label = field.decode()[len("stage:") :]
+        if field.startswith(STAGE_PREFIX.encode()):
+            label = field.decode()[len(STAGE_PREFIX) :]
             roles.setdefault(int(value.split(b" ")[0]), []).append(f"stage {label!r}")
     for g in garbage:
         roles.setdefault(int(g), []).append("garbage")

@@ -725,17 +725,15 @@ def stage_commit_call(
     )
 
 
-def stage_drop_call(keys: Sequence[str], *, field: str, label: str) -> ScriptCall[int]:
-    """``stage_drop.lua``; ``keys`` are config, lease and garbage set. Returns the
-    generation made garbage (0 while its copy still runs). One round trip, atomic. Raises
-    StageNotFoundError."""
+def stage_drop_call(keys: Sequence[str], *, field: str, missing: str) -> ScriptCall[int]:
+    """``stage_drop.lua``; ``keys`` are config, lease and garbage set; ``missing`` is the
+    message of the StageNotFoundError raised when there is no such stage. Returns the
+    generation made garbage (0 while its copy still runs). One round trip, atomic."""
 
     def failed(exc: redis.ResponseError) -> NoReturn:
         if str(exc).startswith("RC_NOSTAGE"):
-            raise StageNotFoundError(
-                f"no stage {label!r} (never staged, or published or discarded already)"
-            ) from exc
-        raise _script_error(exc, "stage_drop", [label]) from exc
+            raise StageNotFoundError(missing) from exc
+        raise _script_error(exc, "stage_drop", [field]) from exc
 
     return ScriptCall("stage_drop", list(keys), [field], lambda reply: int(reply), failed)
 

@@ -44,25 +44,16 @@ from .errors import (
     StaleStateError,
 )
 from .generations import Version
-from .keys import GenKeys
+from .keys import STAGE_PREFIX, GenKeys, stage_field
 from .reads import Reads
 from .search import Searches
 from .state import SpaceState
 from .target import ATTEMPTS, Target, holding_lease
 from .versions import check_label
 
-__all__ = ["StageInfo", "StageOps", "StageTarget", "Stages", "stage_field"]
+__all__ = ["StageInfo", "StageOps", "StageTarget", "Stages", "missing_stage"]
 
 T = TypeVar("T")
-
-#: Prefix of the config hash fields holding stage records.
-STAGE_PREFIX = "stage:"
-
-
-def stage_field(label: str) -> str:
-    """The config hash field holding the record of the stage ``label``."""
-    return STAGE_PREFIX + label
-
 
 @dataclass(frozen=True)
 class StageRecord:
@@ -272,7 +263,7 @@ class Stages:
         label = self._label(label)
         raw = yield Command(("HGET", self.target.keys.config, stage_field(label)))
         if raw is None:
-            raise StageNotFoundError(self._missing(label))
+            raise StageNotFoundError(missing_stage(self.target.keys.name, label))
         return StageTarget(self.target, label, StageRecord.parse(raw))
 
     def discard_stage(self, label: str) -> Flow[None]:
@@ -285,11 +276,14 @@ class Stages:
             raise InvalidInputError(f"a stage label is a non-empty string, got {label!r}")
         return label
 
-    def _missing(self, label: str) -> str:
-        return (
-            f"space {self.target.keys.name!r} has no stage {label!r} (never staged, or "
-            "published or discarded already)"
-        )
+
+
+def missing_stage(space: str, label: str) -> str:
+    """The message of the StageNotFoundError for the stage ``label`` of ``space``."""
+    return (
+        f"space {space!r} has no stage {label!r} (never staged, or published or discarded "
+        "already)"
+    )
 
 
 def discard(space: Target, label: str) -> Flow[None]:
@@ -298,7 +292,9 @@ def discard(space: Target, label: str) -> Flow[None]:
     keys = space.keys
     yield from scripts.run(
         scripts.stage_drop_call(
-            [keys.config, keys.lock, keys.garbage], field=stage_field(label), label=label
+            [keys.config, keys.lock, keys.garbage],
+            field=stage_field(label),
+            missing=missing_stage(keys.name, label),
         )
     )
     yield from collect.in_background(keys, space.readiness.ready)

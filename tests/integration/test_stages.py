@@ -244,14 +244,14 @@ def test_collection_resumes_after_a_crash_at_any_step(hub: Hub, space_name: str)
             hub.client.sadd(doomed, *docs[: N // 2])
         else:
             hub.client.sadd(doomed, *docs)
-            hub.client.hset(space.keys.config, f"gc:{gen.gen}", collect.LISTED)
+            hub.client.hset(space.keys.config, gen.listed_field, collect.LISTED)
             hub.client.execute_command("FT.DROPINDEX", gen.listing)
             if crash_after == "half unlinked":
                 hub.client.unlink(*docs[: N // 2])
         space.collect_garbage()
         assert not _prefix_keys(hub, gen.doc_prefix), crash_after
         assert not hub.client.exists(doomed)
-        assert not hub.client.hexists(space.keys.config, f"gc:{gen.gen}")
+        assert not hub.client.hexists(space.keys.config, gen.listed_field)
         assert _indexes(hub, prefix) == [space.live_keys.index]
     assert len(space) == N
 
