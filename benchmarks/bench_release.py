@@ -24,7 +24,9 @@ vectors moved by Gaussian noise), alone on the server:
 * **garbage collection**: the time from ``publish(keep=False)``'s return until the replaced
   n-vector generation is deleted by the background collector, once with nothing else in the
   database and once with ``--unrelated`` other keys, with the longest server command
-  meanwhile (SLOWLOG, threshold 1 ms: publish's own script included);
+  meanwhile (SLOWLOG, threshold 1 ms: publish's own script included); the baseline beside
+  each is raw redis-py UNLINKing n hashes of the same size in 500-key calls (what deleting
+  them costs the server at the least: Redis's own per-key cost grows with the keyspace);
 
 Throughputs are vectors per second (n / seconds); ratios are against live put_many measured
 in the same run. Machine caveat: 2 shared, noisy cores, client and server on the same box.
@@ -83,6 +85,21 @@ def _fill_unrelated(client: Any, count: int) -> None:
                 pairs += [f"other:{i}", b"x" * 40]
             pipe.mset(dict(zip(pairs[::2], pairs[1::2])))
         pipe.execute()
+
+
+def _raw_unlink(client: Any, vectors: Any) -> float:
+    """Seconds raw redis-py takes to UNLINK len(vectors) hashes holding them, 500 keys per
+    call (the collector's step), after writing them under a scratch prefix."""
+    n = len(vectors)
+    for s in range(0, n, 1000):
+        pipe = client.pipeline(transaction=False)
+        for i in range(s, min(s + 1000, n)):
+            pipe.hset(f"rawdel:{i}", "vec", vectors[i].tobytes())
+        pipe.execute()
+    t0 = time.perf_counter()
+    for s in range(0, n, 500):
+        client.unlink(*[f"rawdel:{i}" for i in range(s, min(s + 500, n))])
+    return time.perf_counter() - t0
 
 
 def _old_model(vectors: Any, seed: int = 1) -> Any:
@@ -169,6 +186,7 @@ def run(hub: Any, data: Any, unrelated: int) -> dict[str, Any]:
             (e["command"][:60].decode(errors="replace"), e["duration"]) for e in slow[:5]
         ]
         client.config_set("slowlog-log-slower-than", 10000)
+        out[label.replace("gc_s_", "raw_unlink_s_")] = _raw_unlink(client, data.vectors)
     out["unrelated_keys"] = unrelated
 
     say("rollback and publish from a new client each time (as a CLI call) ...")
@@ -229,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"recall@10 published     {out['recall_at_10']:10.3f}")
     say(f"garbage deleted alone   {out['gc_s_alone']:10.2f} s ({out['gc_docs_alone']:,} docs)")
     say(f"  beside {out['unrelated_keys']:,} other keys {out['gc_s_unrelated']:.2f} s")
+    say(
+        f"  raw UNLINK of as many hashes: {out['raw_unlink_s_alone']:.2f} s alone, "
+        f"{out['raw_unlink_s_unrelated']:.2f} s beside (collector / raw: "
+        f"{out['gc_s_alone'] / out['raw_unlink_s_alone']:.2f}x, "
+        f"{out['gc_s_unrelated'] / out['raw_unlink_s_unrelated']:.2f}x)"
+    )
     say(
         "  longest server command meanwhile (slowlog, > 1 ms): "
         f"{out['gc_longest_ms_alone']:.2f} / {out['gc_longest_ms_unrelated']:.2f} ms"
