@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import importlib.util
 import json
 import numbers
@@ -82,6 +83,9 @@ LIFETIME_LOCK = "server.lock"
 CONF_FILE = "redis.conf"
 LOG_FILE = "redis.log"
 SOCKET_FILE = "redis.sock"
+#: The server's ACL users (mode 0600): the owner account ``default`` (its password is the
+#: one in server.json) and the users granted roles (rediscache.access; ACL SAVE writes it).
+ACL_FILE = "users.acl"
 # Probes and SHUTDOWN must fail fast: redis-py retries ConnectionError with backoff by default.
 _NO_RETRY = Retry(NoBackoff(), 0)
 # AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
@@ -543,9 +547,7 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _conf_text(
-    config: ServerConfig, bins: Binaries, port: int, password: str, sock: str | None
-) -> str:
+def _conf_text(config: ServerConfig, bins: Binaries, port: int, sock: str | None) -> str:
     data_dir = config.data_dir.resolve()
     lines = [
         "# Written by rediscache.server; regenerated on every start.",
@@ -559,7 +561,9 @@ def _conf_text(
         f"appendfsync {config.appendfsync}",
         # AOF is the persistence; no extra RDB snapshots competing for the disk.
         'save ""',
-        f"requirepass {_quote(password)}",
+        # users (and the default user's password) live in the ACL file: with one,
+        # Redis ignores requirepass
+        f"aclfile {_quote(str(data_dir / ACL_FILE))}",
     ]
     if sock is not None:
         lines += [f"unixsocket {_quote(sock)}", "unixsocketperm 700"]
@@ -568,6 +572,18 @@ def _conf_text(
     if bins.module is not None:
         lines.append(f"loadmodule {_quote(str(bins.module))}")
     return "\n".join(lines) + "\n"
+
+
+def _acl_text(existing: str, password: str) -> str:
+    """The ACL file's text: the owner account ``default`` with ``password`` (as its SHA-256),
+    then the other users of ``existing`` (saved by ACL SAVE) as they were."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    others = [
+        line
+        for line in existing.splitlines()
+        if line.strip() and line.split()[:2] != ["user", "default"]
+    ]
+    return "\n".join([f"user default on #{digest} ~* &* +@all", *others]) + "\n"
 
 
 def _quote(value: str) -> str:
@@ -704,7 +720,9 @@ def _start_locked(
             raise EmbeddedServerError(f"the data directory {data_dir} is in use; retry")
 
     conf = data_dir / CONF_FILE
-    _write_private(conf, _conf_text(config, bins, port, password, sock))
+    _write_private(conf, _conf_text(config, bins, port, sock))
+    acl_path = data_dir / ACL_FILE
+    _write_private(acl_path, _acl_text(acl_path.read_text() if acl_path.exists() else "", password))
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
     try:
@@ -758,7 +776,11 @@ def _spawn(argv: list[str], data_dir: Path, lock_fd: int) -> int:
         (os.POSIX_SPAWN_DUP2, 1, 2),
         (os.POSIX_SPAWN_DUP2, lock_fd, held),
     ]
-    return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+    umask = os.umask(0o077)  # what the server writes (ACL SAVE, the AOF) is the user's only
+    try:
+        return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+    finally:
+        os.umask(umask)
 
 
 def _wait_ready(

@@ -145,7 +145,12 @@ def server_stop(state: State) -> None:
 
 
 @server.command("status")
-@click.option("--show-password", is_flag=True, help="Include the password in the URL.")
+@click.option(
+    "--show-password",
+    is_flag=True,
+    help="Include the owner's password in the printed URL (never in --json output: read it "
+    "from server.json in the data directory, mode 0600).",
+)
 @json_option
 @click.pass_obj
 @friendly
@@ -165,7 +170,7 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         if st.holder_pid is not None:
             out.update(pid=st.holder_pid, state_file_missing=True)
         if st.info is not None:
-            out.update(_info_dict(st.info, show_password))
+            out.update(_info_dict(st.info))
             out.update(
                 used_memory=st.used_memory,  # bytes, as `stats --json` gives it
                 used_memory_human=st.used_memory_human,
@@ -212,11 +217,11 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         sys.exit(3)
 
 
-def _info_dict(info: srv.ServerInfo, show_password: bool = False) -> dict[str, Any]:
+def _info_dict(info: srv.ServerInfo) -> dict[str, Any]:
+    """The server's facts for --json output: never its password."""
     out = asdict(info)
-    out["url"] = info.url if show_password else info.url.replace(info.password, "***")
-    if not show_password:
-        out.pop("password")
+    out["url"] = info.url.replace(info.password, "***")
+    out.pop("password")
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -22,12 +23,24 @@ def _bins() -> server.Binaries:
 
 def test_conf_is_private_and_persistent(tmp_path: Path) -> None:
     cfg = server.ServerConfig(data_dir=tmp_path, appendfsync="always", maxmemory="1gb")
-    text = server._conf_text(cfg, _bins(), 6400, 'pa"ss', str(tmp_path / "r.sock"))
+    text = server._conf_text(cfg, _bins(), 6400, str(tmp_path / "r.sock"))
     lines = text.splitlines()
     assert "bind 127.0.0.1" in lines and "port 6400" in lines and "protected-mode yes" in lines
     assert "appendonly yes" in lines and "appendfsync always" in lines
-    assert 'requirepass "pa\\"ss"' in lines and "unixsocketperm 700" in lines
+    assert f'aclfile "{tmp_path.resolve() / server.ACL_FILE}"' in lines
+    assert "unixsocketperm 700" in lines and not any(x.startswith("requirepass") for x in lines)
     assert "maxmemory 1gb" in lines and 'loadmodule "/x/redisearch.so"' in lines
+
+
+def test_the_acl_file_keeps_the_owner_password_current_and_the_other_users() -> None:
+    saved = "user default on nopass ~* &* +@all\nuser bob on #ab ~rc:{a}:* -@all +get\n"
+    text = server._acl_text(saved, "s3cret")
+    digest = hashlib.sha256(b"s3cret").hexdigest()
+    assert text.splitlines() == [
+        f"user default on #{digest} ~* &* +@all",
+        "user bob on #ab ~rc:{a}:* -@all +get",
+    ]
+    assert "s3cret" not in text and "nopass" not in text
 
 
 def test_startup_failures_are_classified(tmp_path: Path) -> None:
