@@ -41,7 +41,7 @@ from .errors import (
     VersionNotFoundError,
 )
 from .hotcache import HotCache, HotCacheStats
-from .hub import Hub, ServerStats, connect
+from .hub import Hub, ServerStats, connect, connect_as
 from .metrics import OpStats
 from .operations import Averaged
 from .query import And, Filter, Not, Num, Or, Tag, Text
@@ -126,6 +126,7 @@ __all__ = [
     "VersionView",
     "__version__",
     "connect",
+    "connect_as",
     "connect_async",
     "export_file",
     "import_file",

@@ -191,8 +191,9 @@ def reply_error(message: str, context: str, *, call: bool = True) -> ServerError
         )
     elif message.startswith("NOPERM") or "no permissions" in lowered:
         error = PermissionDeniedError(
-            f"{at}the Redis ACL user may not do this ({message}); nothing was done: "
-            "grant the command and the space's keys (~rc:{<space>}:*) to the user"
+            f"{at}the Redis ACL user may not do this ({message}); nothing was done: its "
+            "role does not allow it (an owner grants roles: rediscache acl grant USER SPACE "
+            "--role read|write|admin; docs/security.md)"
         )
     else:
         text = f"{context} failed: {message}" if context else f"Redis replied: {message}"

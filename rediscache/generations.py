@@ -21,7 +21,7 @@ from .config import SpaceConfig
 from .effects import Command, Flow, Pipeline, Sleep
 from .errors import IndexBuildingError, ServerError, reply_error
 from .ftsearch import index_done
-from .keys import GenKeys
+from .keys import GenKeys, SpaceKeys
 
 __all__ = [
     "FORK_LEASE_MS",
@@ -32,6 +32,9 @@ __all__ = [
     "create_index",
     "drop_index",
     "ensure_searchable",
+    "index_batches",
+    "may_create_index",
+    "may_scan",
     "parse_versions",
     "unlink_matching",
 ]
@@ -137,6 +140,8 @@ def drop_index(index: str | bytes, what: str) -> Flow[bool]:
     """
     try:
         yield Command(("FT.DROPINDEX", index))
+    except redis.exceptions.NoPermissionError:
+        raise  # the call's guard names the operation and the space
     except redis.ResponseError as exc:
         if not _unknown_index(exc):
             raise ServerError(f"dropping {what}: {exc}") from exc
@@ -199,7 +204,9 @@ def ensure_searchable(
         if done >= 1:
             ready.add(gen.gen)
             if server is not None:
-                yield Command(("HSET", gen.space.config, mark, server))
+                # a reader may not write it: the mark only saves the next switch an FT.INFO
+                with contextlib.suppress(redis.exceptions.NoPermissionError):
+                    yield Command(("HSET", gen.space.config, mark, server))
             return True
         if time.monotonic() >= deadline:
             raise IndexBuildingError(
@@ -210,7 +217,6 @@ def ensure_searchable(
                 percent=round(100 * done, 1),
             )
         yield Sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
 
 
 def scan_page(cursor: int, pattern: str, count: int = BATCH) -> Flow[tuple[int, list[bytes]]]:
@@ -235,10 +241,68 @@ def _scan_batches(pattern: str, act: Callable[[list[bytes]], Flow[int]]) -> Flow
     return total
 
 
+def may_scan() -> Flow[bool]:
+    """Whether this connection's ACL user may run SCAN: an owner may; a role on spaces may
+    not (SCAN lists the keys of every space; rediscache.access). One round trip."""
+    try:
+        yield Command(("SCAN", 0, "COUNT", 1))
+    except redis.exceptions.NoPermissionError:
+        return False
+    return True
+
+
+def may_create_index(keys: SpaceKeys) -> Flow[bool]:
+    """Whether this connection's ACL user may create indexes in the space ``keys`` (admins
+    and owners may; rediscache.access). One round trip that can create nothing: an
+    FT.CREATE with an invalid ON type is refused by the ACL check (NOPERM) before
+    RediSearch parses it, or else by RediSearch's parser."""
+    try:
+        yield Command(("FT.CREATE", keys.prefix + "g0:probe", "ON", "NONE", "SCHEMA", "f", "TAG"))
+    except redis.exceptions.NoPermissionError:
+        return False
+    except redis.ResponseError:
+        return True
+    raise ServerError("FT.CREATE accepted an invalid index type (ON NONE): unknown server")
+
+
+def index_batches(index: str, act: Callable[[list[bytes]], Flow[int]], wait: float) -> Flow[int]:
+    """``act`` on the keys of every document of ``index``, :data:`BATCH` keys at a time,
+    read with an aggregate cursor (no SCAN: what a role on a space may run); returns the sum
+    of what ``act`` returned. Waits first (at most ``wait`` seconds, one FT.INFO per 0.1 s)
+    until the index is complete, so that no document is missed.
+
+    Raises:
+        IndexBuildingError: the index is still being built after ``wait`` seconds.
+    """
+    deadline = time.monotonic() + wait
+    while (done := index_done((yield Command(("FT.INFO", index))))) < 1:
+        if time.monotonic() >= deadline:
+            raise IndexBuildingError(
+                f"index {index!r} is still being built ({100 * done:.1f}% done, waited "
+                f"{wait:g} s): its documents cannot all be listed yet; retry later",
+                percent=round(100 * done, 1),
+            )
+        yield Sleep(0.1)
+    total = 0
+    reply = yield Command(
+        ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", BATCH)
+    )
+    while True:
+        rows, cursor = reply
+        batch = [row[1] for row in rows[1:] if len(row) >= 2]
+        if batch:
+            total += yield from act(batch)
+        if not int(cursor):
+            return total
+        reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", BATCH))
+
+
 def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flow[int]:
     """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip),
     renewing the copy's ``lease`` key to :data:`FORK_LEASE_MS` in each round trip; returns
-    how many were copied (COPY does not overwrite, so a repeated key counts once)."""
+    how many were copied (COPY does not overwrite, so a repeated key counts once). The
+    documents are found by SCAN over ``src``'s prefix, or for a user who may not SCAN (a
+    role on spaces) through ``src``'s index once it is complete."""
     plen = len(src.doc_prefix)
     target = dst.doc_prefix.encode()
     renew = [("PEXPIRE", lease, FORK_LEASE_MS)] if lease is not None else []
@@ -246,6 +310,9 @@ def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flo
     def copy(batch: list[bytes]) -> Flow[int]:
         replies = yield Pipeline([*[("COPY", rk, target + rk[plen:]) for rk in batch], *renew])
         return sum(int(r) for r in replies[: len(batch)])
+
+    if not (yield from may_scan()):
+        return (yield from index_batches(src.index, copy, INDEX_TIMEOUT))
 
     return (yield from _scan_batches(src.doc_scan_pattern(), copy))
 

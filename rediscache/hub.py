@@ -17,6 +17,7 @@ import redis.utils
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .access import Access
 from .context import HubContext
 from .drive import Op, SyncDriver, SyncFacade, sync_op
 from .errors import InvalidInputError
@@ -256,6 +257,7 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
 
 
 _registry = attrgetter("_registry")
+_access = attrgetter("_access")
 
 
 class HubSurface:
@@ -270,6 +272,7 @@ class HubSurface:
         # counts connections from the first command: see index_wait
         self._context = HubContext(count_connects(client), INDEX_WAIT)
         self._registry = Registry(client, self._context)
+        self._access = Access()
 
     @property
     def index_wait(self) -> float:
@@ -299,6 +302,10 @@ class HubSurface:
     drop_space = Op(Registry.drop_space, _registry)
     server_versions = Op(Registry.server_versions, _registry)
     server_stats = Op(Registry.server_stats, _registry)
+    grant = Op(Access.grant, _access)
+    revoke = Op(Access.revoke, _access)
+    passwd = Op(Access.passwd, _access)
+    users = Op(Access.users, _access)
 
 
 def _space_of(hub: Hub, found: tuple[SpaceConfig, SpaceState]) -> Space:
@@ -343,3 +350,28 @@ class Hub(SyncFacade, HubSurface):
         "create_space", Registry.create_space, _registry, wrap=_space_of, returns="Space"
     )
     space = sync_op("space", Registry.space, _registry, wrap=_space_of, returns="Space")
+
+
+def connect_as(hub: Hub, user: str, password: str) -> Hub:
+    """A new hub on ``hub``'s server (same address, transport and options, TLS included)
+    logged in as the Redis ACL ``user`` (see :meth:`Hub.grant`): what that user's service
+    sees. The caller closes it.
+
+    Raises:
+        InvalidInputError: ``user`` or ``password`` is not a string.
+        ConnectionFailedError: the server refused the user or password.
+    """
+    if not isinstance(user, str) or not user or not isinstance(password, str):
+        raise InvalidInputError("connect_as takes a hub, a user name and its password")
+    pool = hub.client.connection_pool
+    kwargs = {**pool.connection_kwargs, "username": user, "password": password}
+    client = redis.Redis.from_pool(
+        redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    )
+    other = Hub(client, owns_client=True, server=hub.server)
+    try:
+        other._driver.run(other._registry.verify(f"Redis at {address(client)} as {user!r}"))
+    except BaseException:
+        other.close()
+        raise
+    return other

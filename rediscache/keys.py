@@ -3,6 +3,7 @@
 Layout of a space named ``items`` (layout 2, with versions)::
 
     rc:spaces                     SET   names of all spaces (the hub's registry)
+    rc:acl                        HASH  grants of access control: user -> JSON (rediscache.access)
     rc:{items}:cfg                HASH  the space's schema (dim, metric, dtype, fields...),
                                         its ``state`` (see :mod:`rediscache.state`) and the
                                         number of documents of each generation (``n:<g>``),
@@ -55,6 +56,7 @@ from dataclasses import dataclass
 from .errors import InvalidInputError
 
 __all__ = [
+    "ACL_RECORDS",
     "DOC_MARKER",
     "REGISTRY",
     "ROOT",
@@ -75,6 +77,8 @@ DOC_MARKER = ":d:"
 ROOT = "rc:"
 #: The set holding the names of all spaces.
 REGISTRY = ROOT + "spaces"
+#: The grants of access control (user -> JSON; rediscache.access), read by owners only.
+ACL_RECORDS = ROOT + "acl"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: Glob metacharacters that must be escaped in a SCAN MATCH pattern.

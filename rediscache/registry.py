@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import redis
 
-from . import generations
+from . import collect, generations
+from .access import Access
 from .config import SpaceConfig, build_config
 from .context import HubContext
 from .effects import Command, Flow, Pipeline, Sleep
@@ -49,6 +51,10 @@ class ServerStats:
     keys: int
     connected_clients: int
     uptime_seconds: int
+
+
+#: The name of a generation's index or listing index, after the space's prefix.
+_GEN_INDEX = re.compile(r"g(\d+):(?:idx|ls)$")
 
 
 #: A space as found on the server: its config and state.
@@ -169,6 +175,8 @@ class Registry:
         config = build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
         found = yield from self._read_config(keys)
         if found is None:
+            # grants on a dropped space of that name do not carry over to the new one
+            yield from Access().forget_space(name)
             state = SpaceState.initial(new_origin())
             gen = keys.gen(state.live)
             try:
@@ -264,20 +272,47 @@ class Registry:
         """
         keys = SpaceKeys.for_space(name)
         self.context.forget(name)
-        existed, _ = yield Pipeline(
-            [("DEL", keys.config), ("SREM", REGISTRY, name)], transaction=True
+        may_scan = yield from generations.may_scan()
+        existed, _, _ = yield Pipeline(
+            [("DEL", keys.config), ("DEL", keys.versions), ("SREM", REGISTRY, name)],
+            transaction=True,
         )
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
-        for index in (yield Command(("FT._LIST",))):
-            if index.decode().startswith(keys.prefix):
-                yield from generations.drop_index(index, f"index {index!r} of space {name!r}")
-                existed = 1
+        indexes = [
+            i.decode() for i in (yield Command(("FT._LIST",))) if i.decode().startswith(keys.prefix)
+        ]
+        existed = existed or bool(indexes)
         if not existed and not missing_ok:
             raise SpaceNotFoundError(f"space {name!r} does not exist")
-        deleted = yield from generations.unlink_matching(keys.all_scan_pattern())
+        if may_scan:
+            for index in indexes:
+                yield from generations.drop_index(index, f"index {index!r} of space {name!r}")
+            deleted = yield from generations.unlink_matching(keys.all_scan_pattern())
+        else:
+            deleted = yield from self._drop_by_indexes(keys, indexes)
+        yield from Access().forget_space(name)
         if compact and deleted >= COMPACT_MIN_KEYS:
             yield from self._compact_aof()
+        return deleted
+
+    def _drop_by_indexes(self, keys: SpaceKeys, indexes: list[str]) -> Flow[int]:
+        """Delete a space whose config and versions are gone without SCAN (an admin may not
+        run it: it lists every key of the server): every generation with an index becomes
+        garbage, which the collector lists through its indexes and deletes
+        (rediscache.collect), then the space's bookkeeping keys go. Documents of a
+        generation left without any index by a crash are not found this way."""
+        gens = sorted(
+            {int(m.group(1)) for i in indexes if (m := _GEN_INDEX.match(i[len(keys.prefix) :]))}
+        )
+        if gens:
+            yield Command(("SADD", keys.garbage, *gens))
+        deleted = yield from collect.collect_garbage(keys, set(), wait=True)
+        for index in indexes:  # anything the collector did not know
+            yield from generations.drop_index(index, f"index {index!r} of space {keys.name!r}")
+        yield Command(
+            ("UNLINK", keys.garbage, keys.lock, keys.gc_lock, *(keys.gen(g).doomed for g in gens))
+        )
         return deleted
 
     def _compact_aof(self) -> Flow[None]:

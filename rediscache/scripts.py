@@ -154,8 +154,11 @@ class ScriptCall(Generic[R]):
     writes: bool = True
 
     def command(self) -> tuple[Any, ...]:
-        """The EVALSHA command of this call."""
-        return ("EVALSHA", sha(self.name), len(self.keys), *self.keys, *self.args)
+        """The EVALSHA command of this call: EVALSHA_RO for a script that only reads (Redis
+        declares its keys read-only, so a user with read-only key patterns may run it, and
+        refuses any write inside)."""
+        verb = "EVALSHA" if self.writes else "EVALSHA_RO"
+        return (verb, sha(self.name), len(self.keys), *self.keys, *self.args)
 
     def finish(self, reply: Any) -> R:
         """The result of the call's reply (an error reply is mapped by ``failed``)."""

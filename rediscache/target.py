@@ -28,7 +28,13 @@ from .codec import VectorCodec
 from .config import SpaceConfig
 from .context import HubContext
 from .effects import Command, Flow, Roundtrip, Sleep
-from .errors import ServerError, SpaceNotFoundError, StaleStateError, reply_error
+from .errors import (
+    PermissionDeniedError,
+    ServerError,
+    SpaceNotFoundError,
+    StaleStateError,
+    reply_error,
+)
 from .keys import GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
 
@@ -327,6 +333,14 @@ class Target:
         to the copy in one script, index the copy, and start deleting what became garbage
         (in the background: rediscache.collect)."""
         keys = self.keys
+        if not (yield from generations.may_create_index(keys)):
+            raise PermissionDeniedError(
+                f"space {keys.name!r} is shared with a version (a snapshot was taken): its "
+                "first write copies it into a new generation with an index of its own, and "
+                "only an admin of the space may create indexes (on RediSearch 2.10, whoever "
+                "may FT.CREATE can index any key prefix, other spaces' too). Nothing was "
+                "written: ask an admin to write once after the snapshot (docs/security.md)"
+            )
         token = uuid.uuid4().hex
         done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again

@@ -11,12 +11,19 @@ from types import FrameType
 
 import click
 
-from . import data_cmds, server_cmds, space_cmds, stage_cmds, version_cmds
+from . import acl_cmds, data_cmds, server_cmds, space_cmds, stage_cmds, version_cmds
 from .base import Terminated, cli, interrupted_status
 
 __all__ = ["cli", "main"]
 
-_COMMANDS = (data_cmds, server_cmds, space_cmds, stage_cmds, version_cmds)  # registered on import
+_COMMANDS = (
+    acl_cmds,
+    data_cmds,
+    server_cmds,
+    space_cmds,
+    stage_cmds,
+    version_cmds,
+)  # registered on import
 
 
 def main() -> None:

@@ -1,0 +1,178 @@
+"""``rediscache acl grant|revoke|list|passwd``: access control per space, enforced by the
+server's Redis ACL (docs/security.md). Run them as an owner."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..access import OWNER, ROLES, Granted, UserGrants
+from .base import State, cli, emit, friendly, json_option, wants_json
+
+
+def _grants_json(g: UserGrants) -> dict[str, object]:
+    return {"user": g.user, "owner": g.owner, "spaces": dict(g.spaces), "on_server": g.on_server}
+
+
+def _describe(g: UserGrants) -> str:
+    if g.owner:
+        return "owner (every space)"
+    if not g.spaces:
+        return "no spaces"
+    return ", ".join(f"{space}: {role}" for space, role in sorted(g.spaces.items()))
+
+
+def _show_password(granted: Granted, shown: bool) -> None:
+    """Print a password made by rediscache once, on stderr (never in --json output)."""
+    if granted.password is None or not shown:
+        return
+    click.echo(
+        f"password of {granted.grants.user!r} (shown once, rediscache keeps no copy): "
+        f"{granted.password}",
+        err=True,
+    )
+
+
+@cli.group()
+def acl() -> None:
+    """Give users roles on spaces, enforced by the Redis server's ACL.
+
+    Roles on a space: read (get, search), write (read + put, delete, snapshot),
+    admin (write + rollback, publish, drop); owner: everything, on every space.
+    Connect as a user with a URL holding its name and password, e.g.
+    redis://search-team:PASSWORD@host:6379. See docs/security.md.
+
+    \b
+    Example:
+      rediscache acl grant search-team items --role read
+      rediscache acl grant ingest items --role write
+      rediscache acl list
+      rediscache acl passwd ingest --keep-old
+      rediscache acl revoke search-team
+    """
+
+
+@acl.command("grant")
+@click.argument("user")
+@click.argument("spaces", nargs=-1, metavar="[SPACE]...")
+@click.option(
+    "--role",
+    type=click.Choice([*ROLES, OWNER]),
+    required=True,
+    help="read, write or admin on each SPACE; owner takes no SPACE.",
+)
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the password from stdin (first line) instead of making a random one; "
+    "replaces the passwords of an existing user.",
+)
+@json_option
+@click.pass_obj
+@friendly
+def grant(
+    state: State,
+    user: str,
+    spaces: tuple[str, ...],
+    role: str,
+    password_stdin: bool,
+    as_json: bool,
+) -> None:
+    """Give USER the role on each SPACE (its roles on other spaces stay).
+
+    A new user gets a random password, printed once on stderr (never in --json output):
+    store it where the user's service reads its secrets.
+
+    \b
+    Example:
+      rediscache acl grant search-team items users --role read
+      rediscache acl grant ingest items --role write --json
+      printf '%s\\n' "$PASSWORD" | rediscache acl grant etl items --role admin --password-stdin
+    """
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    granted = state.hub().grant(user, list(spaces) or None, role, password=password)
+    if wants_json(state, as_json):
+        emit(_grants_json(granted.grants))
+    else:
+        click.echo(f"{user}: {_describe(granted.grants)}")
+    _show_password(granted, shown=not password_stdin)
+
+
+@acl.command("revoke")
+@click.argument("user")
+@click.argument("spaces", nargs=-1, metavar="[SPACE]...")
+@json_option
+@click.pass_obj
+@friendly
+def revoke(state: State, user: str, spaces: tuple[str, ...], as_json: bool) -> None:
+    """Take USER's roles on each SPACE away; with no SPACE, delete the user (its open
+    connections are closed by the server).
+
+    \b
+    Example:
+      rediscache acl revoke search-team users
+      rediscache acl revoke search-team
+    """
+    changed = state.hub().revoke(user, list(spaces) or None)
+    if wants_json(state, as_json):
+        emit({"user": user, "revoked": changed, "spaces": list(spaces) or None})
+    elif not changed:
+        click.echo(f"{user}: nothing to revoke")
+    elif spaces:
+        click.echo(f"{user}: no longer on {', '.join(spaces)}")
+    else:
+        click.echo(f"{user}: deleted")
+
+
+@acl.command("list")
+@json_option
+@click.pass_obj
+@friendly
+def list_(state: State, as_json: bool) -> None:
+    """Every user rediscache granted a role, with its spaces and roles. A user marked
+    'missing' was forgotten by the server (restarted without an ACL file): grant it again.
+
+    \b
+    Example:
+      rediscache acl list
+      rediscache acl list --json
+    """
+    users = state.hub().users()
+    if wants_json(state, as_json):
+        emit([_grants_json(g) for g in users.values()])
+        return
+    if not users:
+        click.echo("no users (grant one with: rediscache acl grant USER SPACE --role read)")
+    for g in users.values():
+        missing = "" if g.on_server else "  [missing on the server: grant it again]"
+        click.echo(f"{g.user}: {_describe(g)}{missing}")
+
+
+@acl.command("passwd")
+@click.argument("user")
+@click.option(
+    "--keep-old",
+    is_flag=True,
+    help="Keep the current passwords valid too, while clients move to the new one; run "
+    "again without it to remove them.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@json_option
+@click.pass_obj
+@friendly
+def passwd(state: State, user: str, keep_old: bool, password_stdin: bool, as_json: bool) -> None:
+    """Give USER a new password (random unless --password-stdin), printed once on stderr.
+
+    \b
+    Example:
+      rediscache acl passwd ingest --keep-old    # both passwords work while clients move
+      rediscache acl passwd ingest               # then only the new one
+    """
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    granted = state.hub().passwd(user, password, keep_old=keep_old)
+    if wants_json(state, as_json):
+        emit({"user": user, "kept_old": keep_old})
+    else:
+        click.echo(f"{user}: new password set" + (" (old ones still valid)" if keep_old else ""))
+    _show_password(granted, shown=not password_stdin)

@@ -1,0 +1,423 @@
+"""Access control per space, enforced by the server: each role connects with raw redis-py
+and with rediscache, and whatever lies outside its role is refused by Redis (NOPERM),
+which rediscache raises as PermissionDeniedError naming the operation and the space."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import redis.asyncio
+
+import rediscache
+from rediscache import Hub, PermissionDeniedError, scripts
+from rediscache.keys import SpaceKeys
+
+DIM = 8
+
+
+def _vectors(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, DIM)).astype(np.float32)
+
+
+def _client(hub: Hub, user: str, password: str, module: Any = redis) -> Any:
+    """A raw redis-py client of the test server, logged in as ``user``."""
+    pool = hub.client.connection_pool
+    wanted = ("host", "port", "path", "db", "socket_timeout", "protocol")
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in wanted}
+    kwargs.update(username=user, password=password)
+    cls = pool.connection_class
+    if module is redis.asyncio:
+        cls = {
+            redis.Connection: redis.asyncio.Connection,
+            redis.UnixDomainSocketConnection: redis.asyncio.UnixDomainSocketConnection,
+        }[cls]
+    return module.Redis(connection_pool=module.ConnectionPool(connection_class=cls, **kwargs))
+
+
+class Team:
+    """Two spaces ``a`` and ``b`` with data, and users holding roles on them."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        tag = uuid.uuid4().hex[:8]
+        self.a, self.b = f"acl-a-{tag}", f"acl-b-{tag}"
+        self.users: list[str] = []
+        self.passwords: dict[str, str] = {}
+        for name in (self.a, self.b):
+            space = hub.create_space(name, DIM, fields={"cat": "tag"})
+            space.put_many([f"k{i}" for i in range(20)], _vectors(20),
+                           metadata=[{"cat": "x"}] * 20)  # fmt: skip
+            space.snapshot("v1")
+            space.put("k0", _vectors(1, 1)[0])  # the copy for v1: writers may write in place
+
+    def user(self, role: str, *spaces: str) -> str:
+        name = f"u-{role}-{uuid.uuid4().hex[:6]}"
+        granted = self.hub.grant(name, list(spaces), role)
+        assert granted.password
+        self.users.append(name)
+        self.passwords[name] = granted.password
+        return name
+
+    def raw(self, user: str) -> redis.Redis:
+        return _client(self.hub, user, self.passwords[user])
+
+    def hub_as(self, user: str) -> Hub:
+        return rediscache.connect(client=self.raw(user))
+
+    def close(self) -> None:
+        for user in self.users:
+            self.hub.revoke(user)
+        for name in (self.a, self.b):
+            self.hub.drop_space(name, missing_ok=True)
+
+
+@pytest.fixture()
+def team(hub: Hub) -> Iterator[Team]:
+    t = Team(hub)
+    try:
+        yield t
+    finally:
+        t.close()
+
+
+def _refused(fn: Callable[[], Any]) -> None:
+    with pytest.raises((redis.exceptions.NoPermissionError, PermissionDeniedError)):
+        fn()
+
+
+def test_rules_give_each_role_only_its_commands() -> None:
+    from rediscache.access import UserGrants, rules
+
+    read = " ".join(rules(UserGrants("u", spaces={"items": "read"})))
+    write = " ".join(rules(UserGrants("u", spaces={"items": "write"})))
+    admin = " ".join(rules(UserGrants("u", spaces={"items": "admin"})))
+    assert "%R~rc:{items}:*" in read and "+hset" not in read and "+ft.create" not in read
+    assert f"+evalsha_ro|{scripts.sha('gather')}" in read
+    assert f"+evalsha|{scripts.sha('write')}" not in read
+    assert "~rc:{items}:*" in write and "+hset" in write and "+ft.create" not in write
+    assert f"+evalsha|{scripts.sha('rollback')}" not in write
+    assert "+ft.create" in admin and f"+evalsha|{scripts.sha('rollback')}" in admin
+    for text in (read, write, admin):
+        for forbidden in ("+eval ", "+flushall", "+config", "+keys", "+scan", "+module",
+                          "+@all", "allkeys", "+acl|setuser", "+script|flush"):  # fmt: skip
+            assert forbidden not in text + " ", forbidden
+    owner = rules(UserGrants("u", owner=True))
+    assert "+@all" in owner and "allkeys" in owner
+
+
+def test_every_command_of_a_script_is_granted_with_the_script() -> None:
+    """A script whose command the role lacks fails in the middle, after its earlier writes:
+    so every redis.call of each script is among the commands of the role that runs it."""
+    import re
+
+    from rediscache import access
+
+    granted = {
+        "read": (access.READ_SCRIPTS, access.READ_COMMANDS),
+        "write": (access.WRITE_SCRIPTS, access.READ_COMMANDS + access.WRITE_COMMANDS),
+        "admin": (
+            access.ADMIN_SCRIPTS,
+            access.READ_COMMANDS + access.WRITE_COMMANDS + access.ADMIN_COMMANDS,
+        ),
+    }
+    seen = set()
+    for names, commands in granted.values():
+        for name in names:
+            seen.add(name)
+            used = re.findall(r"redis\.p?call\(\s*[\"']([A-Za-z._]+)", scripts.source(name))
+            assert used, name
+            missing = {c.lower() for c in used} - set(commands)
+            assert not missing, (name, missing)
+    assert seen == set(scripts.available())  # every script has a role
+
+
+def test_reader_reads_and_searches_its_space_only(team: Team) -> None:
+    reader = team.user("read", team.a)
+    with team.hub_as(reader) as h:
+        a = h.space(team.a)
+        assert a.get("k1") is not None
+        assert len(a.get_many(["k1", "k2", "zz"], missing="nan")) == 3
+        assert len(a.search(_vectors(1, 5)[0], k=3)) == 3
+        assert len(a.search(_vectors(1, 5)[0], k=3, filter={"cat": "x"})) == 3
+        assert a.at("v1").get("k1") is not None
+        assert len(a) == 20
+        np.testing.assert_allclose(
+            a.average(["k1", "k2"]), _vectors(20)[1:3].mean(axis=0), rtol=1e-5, atol=1e-6
+        )
+        with pytest.raises(PermissionDeniedError, match=team.a):
+            a.put("new", _vectors(1)[0])
+        with pytest.raises(PermissionDeniedError):
+            a.delete("k1")
+        with pytest.raises(PermissionDeniedError):
+            a.rollback("v1")
+        with pytest.raises(PermissionDeniedError):
+            a.average(["k1", "k2"], into="avg")
+        with pytest.raises(PermissionDeniedError):
+            h.space(team.b)
+        with pytest.raises(PermissionDeniedError):
+            h.create_space(f"x-{uuid.uuid4().hex[:6]}", DIM)
+    raw = team.raw(reader)
+    a_keys, b_keys = SpaceKeys.for_space(team.a), SpaceKeys.for_space(team.b)
+    assert raw.hget(a_keys.config, "dim") is not None
+    _refused(lambda: raw.hget(b_keys.config, "dim"))
+    _refused(lambda: raw.hset(a_keys.config, "dim", 9))
+    _refused(lambda: raw.execute_command("FT.SEARCH", b_keys.index, "*"))
+    _refused(lambda: raw.execute_command(
+        "FT.CREATE", a_keys.prefix + "g99:idx", "PREFIX", 1, b_keys.prefix, "SCHEMA", "cat", "TAG"
+    ))  # fmt: skip
+    _refused(lambda: raw.eval("return 1", 0))
+    _refused(lambda: raw.evalsha(scripts.sha("write"), 1, a_keys.config))
+    for command in (("FLUSHALL",), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("SCAN", 0),
+                    ("MODULE", "LIST"), ("ACL", "LIST"), ("SCRIPT", "FLUSH")):  # fmt: skip
+        _refused(lambda c=command: raw.execute_command(*c))  # type: ignore[misc]
+    raw.close()
+
+
+def test_writer_writes_but_cannot_switch_or_drop(team: Team) -> None:
+    writer = team.user("write", team.a)
+    with team.hub_as(writer) as h:
+        a = h.space(team.a)
+        a.put("new", _vectors(1, 3)[0], metadata={"cat": "y"})
+        a.put_many(["n1", "n2"], _vectors(2, 4))
+        assert a.delete("n1") == 1
+        a.average(["k1", "k2"], into="avg")
+        a.update_mean("avg", _vectors(1, 6)[0])
+        assert a.get("avg") is not None
+        with pytest.raises(PermissionDeniedError, match="rollback"):
+            a.rollback("v1")
+        with pytest.raises(PermissionDeniedError):
+            a.delete_version("v1")
+        with pytest.raises(PermissionDeniedError):
+            h.drop_space(team.a)
+        with pytest.raises(PermissionDeniedError):
+            h.space(team.b).get("k1")
+    raw = team.raw(writer)
+    a_keys, b_keys = SpaceKeys.for_space(team.a), SpaceKeys.for_space(team.b)
+    _refused(lambda: raw.execute_command("FT.DROPINDEX", a_keys.index))
+    _refused(lambda: raw.execute_command("FT.ALIASUPDATE", a_keys.index, a_keys.gen(1).index))
+    _refused(lambda: raw.execute_command(
+        "FT.CREATE", a_keys.prefix + "g99:idx", "PREFIX", 1, b_keys.prefix, "SCHEMA", "cat", "TAG"
+    ))  # fmt: skip
+    _refused(lambda: raw.evalsha(scripts.sha("rollback"), 1, a_keys.config))
+    _refused(lambda: raw.hset(b_keys.gen(1).doc("k1"), "cat", "z"))
+    _refused(lambda: raw.srem("rc:spaces", team.b))
+    raw.close()
+    # the index is still there and complete
+    assert len(team.hub.space(team.a).search(_vectors(1, 5)[0], k=3)) == 3
+
+
+def test_a_writer_after_a_snapshot_is_refused_before_anything_is_written(team: Team) -> None:
+    writer = team.user("write", team.a)
+    team.hub.space(team.a).snapshot("v2")
+    keys = SpaceKeys.for_space(team.a)
+    before = (team.hub.client.hget(keys.config, "state"), team.hub.client.hgetall(keys.versions))
+    with team.hub_as(writer) as h:
+        a = h.space(team.a)
+        with pytest.raises(PermissionDeniedError, match="admin"):
+            a.put("new", _vectors(1, 3)[0])
+        assert a.get("new") is None
+    after = (team.hub.client.hget(keys.config, "state"), team.hub.client.hgetall(keys.versions))
+    assert after == before
+    assert not team.hub.client.exists(keys.lock)
+    team.hub.space(team.a).put("by-owner", _vectors(1, 4)[0])  # the copy, by an owner
+    with team.hub_as(writer) as h:
+        h.space(team.a).put("new", _vectors(1, 3)[0])  # now in place
+        assert h.space(team.a).at("v2").get("new") is None
+
+
+def test_admin_switches_its_space_and_cannot_touch_one_it_only_reads(team: Team) -> None:
+    admin = team.user("admin", team.a)
+    team.hub.grant(admin, [team.b], "read")
+    with team.hub_as(admin) as h:
+        a = h.space(team.a)
+        a.put("after", _vectors(1, 8)[0])
+        a.rollback("v1")
+        assert a.get("after") is None
+        stage = a.stage("next")
+        stage.put_many(["s1"], _vectors(1, 9))
+        stage.publish(keep=False)
+        assert a.get("s1") is not None
+        b = h.space(team.b)
+        assert b.get("k1") is not None
+        with pytest.raises(PermissionDeniedError):
+            b.rollback("v1")
+        with pytest.raises(PermissionDeniedError):
+            b.put("x", _vectors(1)[0])
+    raw = team.raw(admin)
+    b_keys = SpaceKeys.for_space(team.b)
+    _refused(lambda: raw.execute_command("FT.DROPINDEX", b_keys.index))
+    _refused(lambda: raw.execute_command("FT.ALIASDEL", b_keys.index))
+    raw.close()
+    assert len(team.hub.space(team.b).search(_vectors(1, 5)[0], k=3)) == 3
+
+
+def test_asyncio_and_hot_cache_work_within_the_role(team: Team) -> None:
+    reader = team.user("read", team.a)
+    raw = team.raw(reader)
+    h = rediscache.connect(client=raw)
+    a = h.space(team.a)
+    cache = a.enable_hot_cache()
+    assert a.get("k1") is not None and a.get("k1") is not None
+    assert cache.stats().hits >= 1
+    a.disable_hot_cache()
+    h.close()
+
+    async def main() -> None:
+        client = _client(team.hub, reader, team.passwords[reader], redis.asyncio)
+        ah = await rediscache.connect_async(client=client)
+        try:
+            s = await ah.space(team.a)
+            assert await s.get("k1") is not None
+            assert len(await s.search(_vectors(1, 5)[0], k=3)) == 3
+            with pytest.raises(PermissionDeniedError):
+                await s.put("x", _vectors(1)[0])
+        finally:
+            await ah.close()
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+    asyncio.run(main())
+
+
+def test_a_space_created_later_or_again_is_reachable_only_by_its_grantees(team: Team) -> None:
+    reader = team.user("read", team.a)
+    later = f"acl-later-{uuid.uuid4().hex[:6]}"
+    team.hub.create_space(later, DIM).put("k", _vectors(1)[0])
+    try:
+        with team.hub_as(reader) as h:
+            with pytest.raises(PermissionDeniedError):
+                h.space(later)
+            team.hub.drop_space(team.a)
+            team.hub.create_space(team.a, DIM).put("k", _vectors(1)[0])
+            with pytest.raises(PermissionDeniedError):
+                h.space(team.a).get("k")
+        assert team.a not in team.hub.users()[reader].spaces
+    finally:
+        team.hub.drop_space(later, missing_ok=True)
+
+
+def test_revoke_and_password_rotation(team: Team) -> None:
+    reader = team.user("read", team.a, team.b)
+    assert team.hub.revoke(reader, [team.b])
+    assert dict(team.hub.users()[reader].spaces) == {team.a: "read"}
+    with team.hub_as(reader) as h:
+        assert h.space(team.a).get("k1") is not None
+        with pytest.raises(PermissionDeniedError):
+            h.space(team.b)
+    old = team.passwords[reader]
+    rotated = team.hub.passwd(reader, keep_old=True)
+    assert rotated.password and rotated.password != old
+    _client(team.hub, reader, old).ping()  # both work during the move
+    _client(team.hub, reader, rotated.password).ping()
+    team.hub.passwd(reader, "chosen-password")
+    with pytest.raises(redis.AuthenticationError):
+        _client(team.hub, reader, rotated.password).ping()
+    _client(team.hub, reader, "chosen-password").ping()
+    team.passwords[reader] = "chosen-password"
+    assert team.hub.revoke(reader)
+    assert reader not in team.hub.users()
+    team.users.remove(reader)
+    with pytest.raises(redis.AuthenticationError):
+        _client(team.hub, reader, "chosen-password").ping()
+
+
+def test_bad_grants_are_refused_before_anything_changes(team: Team) -> None:
+    with pytest.raises(rediscache.InvalidInputError):
+        team.hub.grant("default", [team.a], "read")
+    with pytest.raises(rediscache.InvalidInputError):
+        team.hub.grant("bad name", [team.a], "read")
+    with pytest.raises(rediscache.InvalidInputError):
+        team.hub.grant("u-x", [team.a], "superuser")
+    with pytest.raises(rediscache.InvalidInputError):
+        team.hub.grant("u-x", [], "read")
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        team.hub.grant("u-x", ["no-such-space"], "read")
+    assert "u-x" not in team.hub.users()
+    assert "u-x" not in {
+        u if isinstance(u, str) else u.decode() for u in team.hub.client.acl_users()
+    }
+
+
+def test_the_embedded_server_keeps_its_users_in_a_private_acl_file(own_dir: Any) -> None:
+    import stat
+
+    from rediscache import server
+
+    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    with rediscache.connect(data_dir=own_dir) as owner:
+        owner.create_space("s", DIM).put("k", _vectors(1)[0])
+        password = owner.grant("reader", ["s"], "read").password
+    assert password
+    acl_file = own_dir / server.ACL_FILE
+    assert stat.S_IMODE(acl_file.stat().st_mode) == 0o600
+    text = acl_file.read_text()
+    assert "user reader " in text and password not in text and info.password not in text
+    with pytest.raises(redis.AuthenticationError):  # the owner account needs its password
+        redis.Redis(host=info.host, port=info.port).ping()
+    server.stop(own_dir)
+    again, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    assert again.password == info.password
+    with rediscache.connect(f"redis://reader:{password}@{again.host}:{again.port}") as h:
+        assert h.space("s").get("k") is not None
+        with pytest.raises(PermissionDeniedError, match="reader"):
+            h.space("s").put("x", _vectors(1)[0])
+    assert stat.S_IMODE(acl_file.stat().st_mode) == 0o600
+
+
+def test_cli_grants_lists_rotates_and_revokes(team: Team, server_dir: Any) -> None:
+    import json
+    import os
+
+    from click.testing import CliRunner
+
+    from rediscache.cli import cli
+
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    base = ["--url", url] if url else ["--data-dir", str(server_dir)]
+
+    def run(*args: str, input: str | None = None) -> Any:
+        return CliRunner().invoke(cli, [*base, *args], input=input)
+
+    user = f"u-cli-{uuid.uuid4().hex[:6]}"
+    team.users.append(user)
+    res = run("acl", "grant", user, team.a, "--role", "read", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out == {"user": user, "owner": False, "spaces": {team.a: "read"}, "on_server": True}
+    assert "password" not in res.stdout and "shown once" in res.stderr
+    password = res.stderr.rsplit(" ", 1)[1].strip()
+    assert _client(team.hub, user, password).ping()
+    listed = json.loads(run("acl", "list", "--json").stdout)
+    assert {"user": user, "owner": False, "spaces": {team.a: "read"}, "on_server": True} in listed
+    res = run("acl", "passwd", user, "--password-stdin", input="new-secret\n")
+    assert res.exit_code == 0 and "new-secret" not in res.output
+    assert _client(team.hub, user, "new-secret").ping()
+    res = run("acl", "grant", user, team.b, "--role", "superuser")
+    assert res.exit_code == 2  # click refuses the choice
+    res = run("acl", "revoke", user)
+    assert res.exit_code == 0 and "deleted" in res.stdout
+    assert user not in team.hub.users()
+
+
+def test_an_admin_drops_its_space_without_scan(team: Team) -> None:
+    admin = team.user("admin", team.a)
+    keys = SpaceKeys.for_space(team.a)
+    team.hub.space(team.a).stage("pending").put_many(["s1", "s2"], _vectors(2, 2))
+    with team.hub_as(admin) as h:
+        deleted = h.drop_space(team.a)
+    assert deleted >= 22  # the live documents, the version's copy, the stage's
+    client = team.hub.client
+    assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
+    assert not [i for i in client.execute_command("FT._LIST") if i.startswith(keys.prefix.encode())]
+    assert not client.sismember("rc:spaces", team.a)
+    # an admin may not rewrite users: the grant goes when an owner creates the name again
+    team.hub.create_space(team.a, DIM)
+    assert team.a not in team.hub.users()[admin].spaces
+    assert len(team.hub.space(team.b)) == 20  # the other space is whole
