@@ -40,7 +40,7 @@ from .config import GarbageInfo
 from .effects import Background, Command, Flow, Pipeline, Sleep
 from .errors import ServerError
 from .ftsearch import index_done
-from .generations import drop_index, parse_versions, scan_page
+from .generations import aggregate_keys, drop_index, parse_versions, scan_page
 from .keys import STAGE_PREFIX, GenKeys, SpaceKeys
 from .state import STATE_FIELD
 
@@ -195,22 +195,17 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
         yield from _scan_list(gen, doomed, lease)
         return
     counted = yield from _trusted_count(keys, gen)
+
+    def add(batch: list[bytes]) -> Flow[int]:
+        added, _ = yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)])
+        return int(added)
+
     while True:
         # A generation without a count trusts its index, judged complete before the read:
         # found complete afterwards, it may have finished its build during the read, which
         # then missed what it indexed last.
         built = counted is None and (yield from _built(index))
-        reply = yield Command(
-            ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", STEP)
-        )
-        while True:
-            rows, cursor = reply
-            batch = [row[1] for row in rows[1:] if len(row) >= 2]
-            if batch:
-                yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)])
-            if not int(cursor):
-                break
-            reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", STEP))
+        yield from aggregate_keys(index, add, STEP)
         if built or (counted is not None and int((yield Command(("SCARD", doomed)))) >= counted):
             return
         yield Command(("PEXPIRE", lease, LEASE_MS))

@@ -28,6 +28,7 @@ __all__ = [
     "INDEX_TIMEOUT",
     "Version",
     "VersionRef",
+    "aggregate_keys",
     "copy_generation",
     "create_index",
     "drop_index",
@@ -283,9 +284,16 @@ def index_batches(index: str, act: Callable[[list[bytes]], Flow[int]], wait: flo
                 percent=round(100 * done, 1),
             )
         yield Sleep(0.1)
+    return (yield from aggregate_keys(index, act, BATCH))
+
+
+def aggregate_keys(index: str, act: Callable[[list[bytes]], Flow[int]], step: int) -> Flow[int]:
+    """``act`` on the keys of the documents ``index`` holds now, ``step`` per read of an
+    aggregate cursor (each read costs O(step), wherever it is in the index); returns the sum
+    of what ``act`` returned. Whether the index is complete is the caller's concern."""
     total = 0
     reply = yield Command(
-        ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", BATCH)
+        ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", step)
     )
     while True:
         rows, cursor = reply
@@ -294,7 +302,7 @@ def index_batches(index: str, act: Callable[[list[bytes]], Flow[int]], wait: flo
             total += yield from act(batch)
         if not int(cursor):
             return total
-        reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", BATCH))
+        reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", step))
 
 
 def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flow[int]:
