@@ -86,16 +86,22 @@ _CAUGHT = (redis.RedisError, RediscacheError, ConnectionError, socket.timeout)
 # up to the last "@" of the authority: a password may hold "@" (and "/" only percent-encoded)
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^\s/]*@", re.IGNORECASE)
 _QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&#\s]*")
+#: A password rule of ACL SETUSER (``>pw`` adds, ``<pw`` removes, ``#hex`` by its SHA-256).
+_ACL_PASSWORD = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[,'\"(]))([<>#])[^\s,'\")]+")
 _SETTING_PASSWORD = re.compile(
     r"(?i)(\b(?:password|passwd)['\"]?\s*[=:]\s*|\brequirepass\s+)(['\"]?)[^'\"\s,;&)}]+\2"
 )
 
 
 def redact(text: str) -> str:
-    """``text`` with every password hidden: in URLs (``redis://user:pw@host``, ``?password=``)
-    and in settings (``password='pw'``, ``"password": "pw"``, ``requirepass pw``). Pure."""
+    """``text`` with every password hidden: in URLs (``redis://user:pw@host``, ``?password=``),
+    in settings (``password='pw'``, ``"password": "pw"``, ``requirepass pw``) and in ACL
+    rules (``>pw``, ``<pw``, ``#<sha256>``, as redis-py quotes an ``ACL SETUSER`` that
+    failed in a pipeline). Pure."""
     text = _URL_PASSWORD.sub(r"\1***@", text)
     text = _QUERY_PASSWORD.sub(r"\1***", text)
+    if "setuser" in text.lower():
+        text = _ACL_PASSWORD.sub(r"\1***", text)
     return _SETTING_PASSWORD.sub(r"\1\2***\2", text)
 
 

@@ -31,6 +31,8 @@ SECRET = "s3cret-Word"
         f"Connection(host=h, password='{SECRET}')",
         f'{{"password": "{SECRET}"}}',
         f"requirepass {SECRET}",
+        f"Command # 1 (ACL SETUSER bob on resetpass >{SECRET} ~rc:{{a}}:*) of pipeline caused",
+        f"('ACL', 'SETUSER', 'bob', '<{SECRET}', 'on')",
     ],
 )
 def test_redact_hides_every_form_of_password(text: str) -> None:
