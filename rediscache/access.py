@@ -35,6 +35,7 @@ SHA-256.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -52,7 +53,7 @@ __all__ = [
     "ADMIN_COMMANDS",
     "ADMIN_SCRIPTS",
     "BASE_COMMANDS",
-    "INVALIDATION_CHANNEL",
+    "KEYSPACE_EVENTS",
     "OWNER",
     "READ_COMMANDS",
     "READ_SCRIPTS",
@@ -71,11 +72,13 @@ ROLES = ("read", "write", "admin")
 #: The hub-level role: every command on every key (create spaces, grant, revoke).
 OWNER = "owner"
 
-#: Commands every role needs to connect and to run the hot cache: the handshake, the
-#: server's version and modules (INFO, COMMAND INFO), CLIENT TRACKING and the invalidation
-#: channel, loading the hub's scripts after a restart (SCRIPT LOAD only compiles a script;
-#: running it needs its digest granted), transactions (their commands are checked one by
-#: one), WAIT/WAITAOF for durable writes.
+#: Commands every role needs to connect: the handshake, the server's version and modules
+#: (INFO, COMMAND INFO), loading the hub's scripts after a restart (SCRIPT LOAD only compiles
+#: a script; running it needs its digest granted), transactions (their commands are checked
+#: one by one), WAIT/WAITAOF for durable writes. Not CLIENT TRACKING: its broadcast mode
+#: would tell a user the names of keys written under any prefix, other spaces' too (Redis
+#: checks no key pattern there), so a role's hot cache follows keyspace notifications of its
+#: own spaces instead (:func:`_selector`). Not SELECT either, but of the hub's database.
 BASE_COMMANDS = (
     "acl|whoami",
     "auth",
@@ -84,8 +87,6 @@ BASE_COMMANDS = (
     "client|info",
     "client|setinfo",
     "client|setname",
-    "client|tracking",
-    "client|trackinginfo",
     "command|docs",
     "command|info",
     "discard",
@@ -95,15 +96,13 @@ BASE_COMMANDS = (
     "info",
     "multi",
     "ping",
+    "punsubscribe",
     "quit",
     "readonly",
     "readwrite",
     "reset",
     "script|exists",
     "script|load",
-    "select",
-    "subscribe",
-    "unsubscribe",
     "unwatch",
     "wait",
     "waitaof",
@@ -170,8 +169,10 @@ WRITE_SCRIPTS = (
     "write",
 )
 ADMIN_SCRIPTS = ("drop_version", "publish", "rollback", "stage", "stage_commit", "stage_drop")
-#: The channel of the hot cache's invalidation messages (CLIENT TRACKING ... REDIRECT).
-INVALIDATION_CHANNEL = "__redis__:invalidate"
+#: The keyspace notifications a role's hot cache needs (``notify-keyspace-events``): keyspace
+#: channels (K) of hash commands (h), generic ones such as DEL and EXPIRE (g), expiries (x)
+#: and evictions (e). :meth:`Access.grant` turns them on.
+KEYSPACE_EVENTS = "Khgxe"
 
 _USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
@@ -225,10 +226,12 @@ class Granted:
     password: str | None = field(default=None, repr=False)
 
 
-def _selector(space: str, role: str) -> str:
+def _selector(space: str, role: str, db: int) -> str:
     """The ACL selector of one grant: the space's key patterns with the commands and script
-    digests of ``role``. A selector grants its commands on its own keys only, so a user who
-    is admin of one space and reader of another cannot drop the other's indexes."""
+    digests of ``role``, the channels of its keys' keyspace notifications in database
+    ``db`` (a role's hot cache), and reading the mark of a dropped space. A selector grants
+    its commands on its own keys only, so a user who is admin of one space and reader of
+    another cannot drop the other's indexes."""
     keys = SpaceKeys.for_space(space)
     prefix = keys.prefix
     if role == "read":
@@ -237,6 +240,7 @@ def _selector(space: str, role: str) -> str:
         parts = [f"%R~{prefix}*", f"~{keys.index}", f"~{prefix}g*:idx", f"~{prefix}g*:ls"]
     else:
         parts = [f"~{prefix}*"]
+    parts += [f"%R~{keys.dropped}", f"&{keys.keyspace_channels(db)}", "+psubscribe"]
     level = ROLES.index(role)
     commands = list(READ_COMMANDS)
     names = list(READ_SCRIPTS)
@@ -252,21 +256,25 @@ def _selector(space: str, role: str) -> str:
     return "(" + " ".join(parts) + ")"
 
 
-def rules(grants: UserGrants) -> list[str]:
-    """The ACL SETUSER rules of ``grants`` (passwords and ``on`` are not among them):
-    everything for an owner; else the keyless :data:`BASE_COMMANDS`, reading the registry
-    of space names, and one selector per granted space (:func:`_selector`); an admin also
-    may remove names from the registry (drop)."""
+def rules(grants: UserGrants, db: int = 0) -> list[str]:
+    """The ACL SETUSER rules of ``grants`` in database ``db`` (passwords and ``on`` are not
+    among them): everything for an owner; else the keyless :data:`BASE_COMMANDS` (and
+    SELECT of ``db`` when it is not 0), reading the registry of space names, and one
+    selector per granted space (:func:`_selector`). An admin may also mark its spaces
+    dropped (SETNX of :attr:`SpaceKeys.dropped`, which it can never delete) but not change
+    the registry, which only owners write."""
     base = ["resetkeys", "resetchannels", "clearselectors"]
     if grants.owner:
         return [*base, "allkeys", "allchannels", "+@all"]
-    out = [*base, "-@all", f"&{INVALIDATION_CHANNEL}"]
+    out = [*base, "-@all"]
     out += [f"+{c}" for c in BASE_COMMANDS]
+    if db:
+        out.append(f"+select|{db}")
     out += ["+smembers", "+sismember", f"%R~{REGISTRY}"]
     for space, role in sorted(grants.spaces.items()):
-        out.append(_selector(space, role))
-    if "admin" in grants.spaces.values():
-        out.append(f"(~{REGISTRY} +srem)")
+        out.append(_selector(space, role, db))
+        if role == "admin":
+            out.append(f"(~{SpaceKeys.for_space(space).dropped} +setnx)")
     return out
 
 
@@ -286,7 +294,11 @@ def _no_aclfile(exc: redis.ResponseError) -> bool:
 class Access:
     """The hub's access control flows (``hub.grant``, ``hub.revoke``, ``hub.users``,
     ``hub.passwd``): they need an owner's connection (ACL SETUSER); any other user gets
-    PermissionDeniedError from the server."""
+    PermissionDeniedError from the server. ``db``: the hub's database (a role may SELECT
+    it and no other; its hot cache's notification channels name it)."""
+
+    def __init__(self, db: int = 0) -> None:
+        self.db = db
 
     def grant(
         self,
@@ -325,8 +337,11 @@ class Access:
             raise InvalidInputError("a password is a non-empty string")
         yield from self._not_self(user)
         if names:
-            found = yield Pipeline([("SISMEMBER", REGISTRY, n) for n in names])
-            missing = [n for n, f in zip(names, found) if not f]
+            marks = [SpaceKeys.for_space(n) for n in names]
+            found = yield Pipeline(
+                [c for k in marks for c in (("EXISTS", k.config), ("EXISTS", k.dropped))]
+            )
+            missing = [n for n, f, d in zip(names, found[0::2], found[1::2]) if not f or d]
             if missing:
                 raise SpaceNotFoundError(f"no space named {', '.join(map(repr, missing))}")
         current, known = yield from self._current(user)
@@ -337,6 +352,8 @@ class Access:
         if password is None and not known:
             password = secrets.token_urlsafe(24)
         secret = ["resetpass", f">{password}"] if password is not None else []
+        if names:
+            yield from _keyspace_events()
         yield from self._install(new, secret)
         return Granted(new, password)
 
@@ -424,11 +441,29 @@ class Access:
 
     def _install(self, grants: UserGrants, secret: list[str]) -> Flow[None]:
         """Set the user's rules from ``grants`` and record them, in one transaction."""
-        setuser = ("ACL", "SETUSER", grants.user, "on", *secret, *rules(grants))
+        setuser = ("ACL", "SETUSER", grants.user, "on", *secret, *rules(grants, self.db))
         yield Pipeline(
             [setuser, ("HSET", ACL_RECORDS, grants.user, grants.to_json())], transaction=True
         )
         yield from _save()
+
+
+def _keyspace_events() -> Flow[None]:
+    """Make the server publish the keyspace notifications a role's hot cache follows
+    (:data:`KEYSPACE_EVENTS`, added to what it already publishes), and keep the setting in
+    its config file when it has one (CONFIG REWRITE; the embedded server writes it into
+    its config at every start while its ACL file holds roles). Publishing costs the server
+    a little on every write (docs/security.md has the measured cost); nothing when set."""
+    reply = yield Command(("CONFIG", "GET", "notify-keyspace-events"))
+    values = reply.values() if isinstance(reply, dict) else reply[1::2]
+    current = next(iter(values), b"")
+    current = current.decode() if isinstance(current, bytes) else str(current)
+    have = set(current.replace("A", "g$lshzxetd"))
+    if set(KEYSPACE_EVENTS) <= have:
+        return
+    yield Command(("CONFIG", "SET", "notify-keyspace-events", current + KEYSPACE_EVENTS))
+    with contextlib.suppress(redis.ResponseError):  # no config file to keep it in
+        yield Command(("CONFIG", "REWRITE"))
 
 
 def _save() -> Flow[None]:

@@ -40,7 +40,14 @@ from .config import GarbageInfo
 from .effects import Background, Command, Flow, Pipeline, Sleep
 from .errors import ServerError
 from .ftsearch import index_done
-from .generations import aggregate_keys, drop_index, parse_versions, scan_page
+from .generations import (
+    aggregate_keys,
+    create_listing,
+    drop_index,
+    may_scan,
+    parse_versions,
+    scan_page,
+)
 from .keys import STAGE_PREFIX, GenKeys, SpaceKeys
 from .state import STATE_FIELD
 
@@ -192,8 +199,12 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
     in the index), once that index is complete."""
     index = yield from _listing_index(gen)
     if index is None:
-        yield from _scan_list(gen, doomed, lease)
-        return
+        if (yield from may_scan()):
+            yield from _scan_list(gen, doomed, lease)
+            return
+        # a role (no SCAN): a copy its writer could not index gets a listing index now
+        yield from create_listing(gen, existing=True)
+        index = gen.listing
     counted = yield from _trusted_count(keys, gen)
 
     def add(batch: list[bytes]) -> Flow[int]:

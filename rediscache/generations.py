@@ -19,7 +19,7 @@ import redis
 
 from .config import SpaceConfig
 from .effects import Command, Flow, Pipeline, Sleep
-from .errors import IndexBuildingError, ServerError, reply_error
+from .errors import IndexBuildingError, PermissionDeniedError, ServerError, reply_error
 from .ftsearch import index_done
 from .keys import GenKeys, SpaceKeys
 
@@ -116,17 +116,20 @@ def create_index(config: SpaceConfig, gen: GenKeys) -> Flow[None]:
 LISTING_SCHEMA = ("SCHEMA", "__rc_listed", "TAG")
 
 
-def create_listing(gen: GenKeys) -> Flow[None]:
-    """FT.CREATE the listing index of a new generation (before anything is written to it:
-    SKIPINITIALSCAN, so the server does not scan the keyspace). One round trip.
+def create_listing(gen: GenKeys, *, existing: bool = False) -> Flow[None]:
+    """FT.CREATE the listing index of a generation: a new one, before anything is written
+    to it (SKIPINITIALSCAN, so the server does not scan the keyspace), or with
+    ``existing`` one whose documents are there (the server lists them in the background).
+    One round trip.
 
     Raises:
         ServerError: the server refused.
     """
+    skip = () if existing else ("SKIPINITIALSCAN",)
     try:
         yield Command(
             ("FT.CREATE", gen.listing, "ON", "HASH", "PREFIX", 1, gen.doc_prefix,
-             "SKIPINITIALSCAN", "STOPWORDS", 0, *LISTING_SCHEMA)
+             *skip, "STOPWORDS", 0, *LISTING_SCHEMA)
         )  # fmt: skip
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
@@ -197,9 +200,18 @@ def ensure_searchable(
                 raise reply_error(str(exc), where) from exc
             if not create:
                 return False
-            yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
-            with contextlib.suppress(redis.ResponseError):  # a racing client made it
+            try:
+                yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
                 yield from create_index(config, gen)
+            except redis.exceptions.NoPermissionError as exc:
+                raise PermissionDeniedError(
+                    f"generation {gen.gen} of space {config.name!r} has no index yet (a "
+                    "writer copied it for a version after a snapshot, and only admins "
+                    "create indexes): an admin's or owner's first search of it, or a "
+                    "rollback to it, builds it (docs/security.md)"
+                ) from exc
+            except redis.ResponseError:
+                pass  # a racing client made it
             continue
         done = index_done(reply)
         if done >= 1:

@@ -8,7 +8,13 @@ recently used first out).
 Correctness comes from Redis server-assisted client-side caching (``CLIENT TRACKING`` in
 broadcast mode): a dedicated connection subscribes to ``__redis__:invalidate`` and asks the
 server for an invalidation message for every key written under the space's prefix, by any
-client (writes, deletes, expiries, evictions). The listener thread drops those entries; a
+client (writes, deletes, expiries, evictions). A user with a role on the space (not an
+owner; rediscache.access) may not turn tracking on, which would let it learn the names of
+keys written under any prefix: its listener subscribes instead to the keyspace
+notifications of the space's keys (``__keyspace@<db>__:rc:{space}:*``), the channels its
+grant allows, which the server publishes once an owner granted a role
+(``notify-keyspace-events``, set by ``hub.grant``). Revoking the role makes the server close
+that subscription, and the cache then stops serving. The listener thread drops those entries; a
 write of the space's config (a snapshot, rollback or copy changes its state) clears the
 cache when the state changed. Writes made through the same Space object are dropped from
 the cache at once, so a client reads its own writes.
@@ -87,6 +93,7 @@ class HotCache:
         *,
         config_key: str,
         doc_marker: str,
+        channels: str,
         state_of: Callable[[], bytes | None],
         max_items: int = 10_000,
         max_bytes: int = 64 << 20,
@@ -95,6 +102,11 @@ class HotCache:
         self._prefix = prefix
         self._config_key = config_key.encode()
         self._doc_marker = doc_marker.encode()
+        self._channels = channels
+        # the channel of a keyspace notification is this, then the key
+        self._channel_head = len(channels) - len(prefix) - 1
+        self._tracking: bool | None = None  # how it listens: None until the first session
+        self._refused: str | None = None  # why the server refused the listener (it stopped)
         self._state_of = state_of
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -119,9 +131,14 @@ class HotCache:
             target=self._listen, name="rediscache-hotcache", daemon=True
         )
         self._thread.start()
-        if not self._active.wait(5.0):
-            self.close()
-            raise redis.ConnectionError("the hot cache's invalidation listener did not start")
+        deadline = time.monotonic() + 5.0
+        while not self._active.wait(0.05):
+            if self._refused is not None or time.monotonic() > deadline:
+                self.close()
+                raise redis.ConnectionError(
+                    "the hot cache's invalidation listener did not start"
+                    + (f": {self._refused}" if self._refused else "")
+                )
 
     # ------------------------------------------------------------ lookups
 
@@ -229,6 +246,20 @@ class HotCache:
             try:
                 self._session()
                 pause = 0.05
+            except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+                # credentials or grants taken away: retrying would not help; the cache
+                # stays off (reads go to the server, which says why)
+                self._refused = redact(str(exc))
+                self._active.clear()
+                self.clear()
+                if not self._stop.is_set():
+                    log.error(
+                        "hot cache of %s: the server refused its invalidation listener (%s); "
+                        "the cache is off",
+                        self._prefix,
+                        self._refused,
+                    )
+                return
             except (redis.RedisError, OSError) as exc:
                 if self._stop.is_set():
                     return
@@ -263,20 +294,33 @@ class HotCache:
         return bool(poller.poll(100))
 
     def _handle(self, message: object) -> None:
-        if isinstance(message, list) and len(message) >= 3 and message[0] == b"message":
+        if not isinstance(message, list) or len(message) < 3:
+            return
+        if message[0] == b"message":  # tracking: the keys
             self._on_message(message[2])
+        elif message[0] == b"pmessage" and len(message) >= 4:  # keyspace: one key's event
+            self._on_message([message[2][self._channel_head :]])
 
     def _session(self) -> None:
         conn = self._client.connection_pool.make_connection()
         try:
             conn.connect()
-            conn.send_command("CLIENT", "ID")
-            client_id = conn.read_response()
-            conn.send_command(
-                "CLIENT", "TRACKING", "ON", "REDIRECT", client_id, "BCAST", "PREFIX", self._prefix
-            )
-            conn.read_response()
-            conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            if self._tracking is not False:
+                conn.send_command("CLIENT", "ID")
+                client_id = conn.read_response()
+                conn.send_command(
+                    "CLIENT", "TRACKING", "ON", "REDIRECT", client_id,
+                    "BCAST", "PREFIX", self._prefix,
+                )  # fmt: skip
+                try:
+                    conn.read_response()
+                    self._tracking = True
+                except redis.exceptions.NoPermissionError:
+                    self._tracking = False  # a role: its keyspace notifications instead
+            if self._tracking:
+                conn.send_command("SUBSCRIBE", INVALIDATE_CHANNEL)
+            else:
+                conn.send_command("PSUBSCRIBE", self._channels)
             conn.read_response()
             self._state = self._state_of()  # anything before this is covered by the clear
             self.clear()

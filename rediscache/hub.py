@@ -272,7 +272,7 @@ class HubSurface:
         # counts connections from the first command: see index_wait
         self._context = HubContext(count_connects(client), INDEX_WAIT)
         self._registry = Registry(client, self._context)
-        self._access = Access()
+        self._access = self._registry.access
 
     @property
     def index_wait(self) -> float:

@@ -131,6 +131,18 @@ class SpaceKeys:
             gc_lock=prefix + "gclock",
         )
 
+    @property
+    def dropped(self) -> str:
+        """The mark a role's drop leaves (``rc:dropped:{name}``, outside the space's prefix,
+        so its admins may create it but never delete it; rediscache.access): the space was
+        dropped, whatever keys of it reappear, until an owner creates it again."""
+        return f"{ROOT}dropped:{{{self.name}}}"
+
+    def keyspace_channels(self, db: int) -> str:
+        """The channel pattern of Redis's keyspace notifications for every key of the space
+        in database ``db`` (what a role's hot cache subscribes to; rediscache.hotcache)."""
+        return f"__keyspace@{db}__:{self.prefix}*"
+
     def compute_lock(self, key: str) -> str:
         """The short lock of a client computing the embedding ``key`` (get_or_compute)."""
         return f"{self.prefix}cl:{key}"

@@ -20,6 +20,7 @@ from .context import HubContext
 from .effects import Command, Flow, Pipeline, Sleep
 from .errors import (
     ConnectionFailedError,
+    PermissionDeniedError,
     SchemaMismatchError,
     SearchModuleMissingError,
     ServerError,
@@ -41,14 +42,16 @@ AOF_WAIT = 60.0
 
 @dataclasses.dataclass(frozen=True)
 class ServerStats:
-    """What :meth:`Hub.server_stats` reports (memory in bytes; maxmemory 0 = no limit)."""
+    """What :meth:`Hub.server_stats` reports (memory in bytes; maxmemory 0 = no limit).
+    For a user with roles on spaces (rediscache.access), who may neither list modules
+    nor count every key, ``search_version`` is ``"unknown"`` and ``keys`` None."""
 
     redis_version: str
     search_version: str
     used_memory: int
     used_memory_peak: int
     maxmemory: int
-    keys: int
+    keys: int | None
     connected_clients: int
     uptime_seconds: int
 
@@ -68,6 +71,9 @@ class Registry:
     def __init__(self, client: Any, context: HubContext) -> None:
         self.client = client
         self.context = context
+        pool = getattr(client, "connection_pool", None)
+        #: The access control flows, for the hub's database.
+        self.access = Access(int(getattr(pool, "connection_kwargs", {}).get("db") or 0))
 
     # ------------------------------------------------------------ connecting
 
@@ -175,8 +181,16 @@ class Registry:
         config = build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
         found = yield from self._read_config(keys)
         if found is None:
+            if not (yield from generations.may_scan()):
+                raise PermissionDeniedError(
+                    f"creating space {name!r} needs an owner account (a role on spaces may "
+                    "use them, not create them): connect as an owner (docs/security.md)"
+                )
+            if (yield Command(("EXISTS", keys.dropped))):
+                # a role dropped it: delete whatever of it is left or was written again
+                yield from self.drop_space(name, missing_ok=True, compact=False)
             # grants on a dropped space of that name do not carry over to the new one
-            yield from Access().forget_space(name)
+            yield from self.access.forget_space(name)
             state = SpaceState.initial(new_origin())
             gen = keys.gen(state.live)
             try:
@@ -226,8 +240,15 @@ class Registry:
         return None
 
     def _read_config(self, keys: SpaceKeys) -> Flow[Found | None]:
-        raw = yield Command(("HGETALL", keys.config))
-        if not raw:
+        """The space's config and state; None when it has none, or when a role dropped it
+        (whatever of it a role wrote again since; :meth:`drop_space`)."""
+        raw, dropped = yield Pipeline(
+            [("HGETALL", keys.config), ("EXISTS", keys.dropped)], raise_on_error=False
+        )
+        if isinstance(raw, Exception):
+            raise raw
+        # a user of hand-written ACL rules may not read the mark: only roles drop that way
+        if not raw or dropped is True or (isinstance(dropped, int) and dropped > 0):
             return None
         return SpaceConfig.from_hash(keys.name, raw), SpaceState.parse(
             raw.get(STATE_FIELD.encode())
@@ -248,8 +269,22 @@ class Registry:
         return found
 
     def spaces(self) -> Flow[list[str]]:
-        """Names of all spaces, sorted. One round trip."""
-        return sorted(m.decode() for m in (yield Command(("SMEMBERS", REGISTRY))))
+        """Names of the spaces this hub's user may use, sorted: every space for an owner,
+        the granted ones for a role (rediscache.access). Two round trips."""
+        names = sorted(m.decode() for m in (yield Command(("SMEMBERS", REGISTRY))))
+        if not names:
+            return []
+        commands = []
+        for name in names:
+            keys = SpaceKeys.for_space(name)
+            commands += [("EXISTS", keys.config), ("EXISTS", keys.dropped)]
+        # a role may not read other spaces' keys: those replies are NOPERM errors
+        found = yield Pipeline(commands, raise_on_error=False)
+        return [
+            name
+            for name, has, dropped in zip(names, found[0::2], found[1::2])
+            if not isinstance(has, Exception) and has and dropped == 0
+        ]
 
     def drop_space(self, name: str, *, missing_ok: bool = False, compact: bool = True) -> Flow[int]:
         """Delete the space ``name``: its versions, indexes and every key under its prefix.
@@ -273,10 +308,26 @@ class Registry:
         keys = SpaceKeys.for_space(name)
         self.context.forget(name)
         may_scan = yield from generations.may_scan()
-        existed, _, _ = yield Pipeline(
-            [("DEL", keys.config), ("DEL", keys.versions), ("SREM", REGISTRY, name)],
+        if may_scan:  # an owner: the name leaves the registry
+            forget: tuple[Any, ...] = ("SREM", REGISTRY, name)
+            mark: tuple[Any, ...] = ("DEL", keys.dropped)
+        else:  # a role may not write the registry: it marks the space dropped for good
+            forget = ("EXISTS", keys.config)
+            mark = ("SETNX", keys.dropped, int(time.time()))
+        replies = yield Pipeline(
+            [
+                ("EXISTS", keys.dropped),
+                mark,
+                ("HGETALL", keys.versions),
+                ("DEL", keys.versions),
+                forget,
+                ("DEL", keys.config),
+            ],
             transaction=True,
         )
+        existed = bool(replies[5]) and not replies[0]
+        # generations of versions (a writer's copy may have no index yet)
+        versioned = {ref[1] for ref in generations.parse_versions(replies[2], name).values()}
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
         indexes = [
@@ -290,21 +341,24 @@ class Registry:
                 yield from generations.drop_index(index, f"index {index!r} of space {name!r}")
             deleted = yield from generations.unlink_matching(keys.all_scan_pattern())
         else:
-            deleted = yield from self._drop_by_indexes(keys, indexes)
-        yield from Access().forget_space(name)
+            deleted = yield from self._drop_by_indexes(keys, indexes, versioned)
+        yield from self.access.forget_space(name)
         if compact and deleted >= COMPACT_MIN_KEYS:
             yield from self._compact_aof()
         return deleted
 
-    def _drop_by_indexes(self, keys: SpaceKeys, indexes: list[str]) -> Flow[int]:
+    def _drop_by_indexes(
+        self, keys: SpaceKeys, indexes: list[str], versioned: set[int]
+    ) -> Flow[int]:
         """Delete a space whose config and versions are gone without SCAN (an admin may not
-        run it: it lists every key of the server): every generation with an index becomes
-        garbage, which the collector lists through its indexes and deletes
-        (rediscache.collect), then the space's bookkeeping keys go. Documents of a
-        generation left without any index by a crash are not found this way."""
-        gens = sorted(
-            {int(m.group(1)) for i in indexes if (m := _GEN_INDEX.match(i[len(keys.prefix) :]))}
-        )
+        run it: it lists every key of the server): every generation with an index, and the
+        ``versioned`` ones (a writer's copy may have none yet), becomes garbage, which the
+        collector lists through their indexes and deletes (rediscache.collect), then the
+        space's bookkeeping keys go. Documents of a generation left without any index by a
+        crash, and no version, are not found this way."""
+        prefix = len(keys.prefix)
+        listed = {int(m.group(1)) for i in indexes if (m := _GEN_INDEX.match(i[prefix:]))}
+        gens = sorted(listed | versioned)
         if gens:
             yield Command(("SADD", keys.garbage, *gens))
         deleted = yield from collect.collect_garbage(keys, set(), wait=True)
@@ -348,18 +402,24 @@ class Registry:
         return {"redis": str(info.get("redis_version", "?")), "search": search or "none"}
 
     def server_stats(self) -> Flow[ServerStats]:
-        """Versions, memory, keys and clients of the connected server. Three round trips
-        (INFO, MODULE LIST, DBSIZE)."""
+        """Versions, memory, keys and clients of the connected server. Two round trips
+        (INFO; MODULE LIST and DBSIZE)."""
         info = yield Command(("INFO",))
-        search = parse_search_version((yield Command(("MODULE", "LIST"))))
-        keys = yield Command(("DBSIZE",))
+        # a role may not list modules nor count every space's keys
+        modules, keys = yield Pipeline(
+            [("MODULE", "LIST"), ("DBSIZE",)], raise_on_error=False
+        )
+        if isinstance(modules, Exception):
+            search = "unknown"
+        else:
+            search = parse_search_version(modules) or "none"
         return ServerStats(
             redis_version=str(info.get("redis_version", "?")),
-            search_version=search or "none",
+            search_version=search,
             used_memory=int(info.get("used_memory", 0)),
             used_memory_peak=int(info.get("used_memory_peak", 0)),
             maxmemory=int(info.get("maxmemory", 0)),
-            keys=int(keys),
+            keys=None if isinstance(keys, Exception) else int(keys),
             connected_clients=int(info.get("connected_clients", 0)),
             uptime_seconds=int(info.get("uptime_in_seconds", 0)),
         )

@@ -45,6 +45,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .access import KEYSPACE_EVENTS
 from .errors import (
     EmbeddedServerError,
     InvalidInputError,
@@ -547,7 +548,11 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _conf_text(config: ServerConfig, bins: Binaries, port: int, sock: str | None) -> str:
+def _conf_text(
+    config: ServerConfig, bins: Binaries, port: int, sock: str | None, *, roles: bool = False
+) -> str:
+    """The server's redis.conf. ``roles``: its ACL file holds users with roles on spaces,
+    whose hot caches follow keyspace notifications (rediscache.access.KEYSPACE_EVENTS)."""
     data_dir = config.data_dir.resolve()
     lines = [
         "# Written by rediscache.server; regenerated on every start.",
@@ -567,6 +572,8 @@ def _conf_text(config: ServerConfig, bins: Binaries, port: int, sock: str | None
     ]
     if sock is not None:
         lines += [f"unixsocket {_quote(sock)}", "unixsocketperm 700"]
+    if roles:
+        lines.append(f"notify-keyspace-events {KEYSPACE_EVENTS}")
     if config.maxmemory:
         lines.append(f"maxmemory {config.maxmemory}")
     if bins.module is not None:
@@ -719,10 +726,12 @@ def _start_locked(
         if lock_fd is None:
             raise EmbeddedServerError(f"the data directory {data_dir} is in use; retry")
 
-    conf = data_dir / CONF_FILE
-    _write_private(conf, _conf_text(config, bins, port, sock))
     acl_path = data_dir / ACL_FILE
-    _write_private(acl_path, _acl_text(acl_path.read_text() if acl_path.exists() else "", password))
+    acl = _acl_text(acl_path.read_text() if acl_path.exists() else "", password)
+    _write_private(acl_path, acl)
+    conf = data_dir / CONF_FILE
+    roles = any(line.split()[:2] != ["user", "default"] for line in acl.splitlines())
+    _write_private(conf, _conf_text(config, bins, port, sock, roles=roles))
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
     try:

@@ -233,7 +233,8 @@ class Space(SyncFacade, SpaceSurface):
 
         Raises:
             InvalidInputError: bounds below 1. ConnectionFailedError: the listener could not
-                subscribe (e.g. a server without CLIENT TRACKING).
+                subscribe (e.g. a server without CLIENT TRACKING, or a role whose grant
+                was revoked).
         """
         max_items = check_int(max_items, "max_items")
         max_bytes = check_int(max_bytes, "max_bytes")
@@ -250,6 +251,9 @@ class Space(SyncFacade, SpaceSurface):
             self.keys.prefix,
             config_key=config,
             doc_marker=DOC_MARKER,
+            channels=self.keys.keyspace_channels(
+                int(client.connection_pool.connection_kwargs.get("db") or 0)
+            ),
             state_of=state_of,
             max_items=max_items,
             max_bytes=max_bytes,

@@ -29,7 +29,6 @@ from .config import SpaceConfig
 from .context import HubContext
 from .effects import Command, Flow, Roundtrip, Sleep
 from .errors import (
-    PermissionDeniedError,
     ServerError,
     SpaceNotFoundError,
     StaleStateError,
@@ -331,16 +330,12 @@ class Target:
         """Copy the live generation for the versions that share it (docs/versions.md): take
         the lease, COPY the documents server-side into a new generation, move the versions
         to the copy in one script, index the copy, and start deleting what became garbage
-        (in the background: rediscache.collect)."""
+        (in the background: rediscache.collect). A writer who may not create indexes (a
+        ``write`` role: rediscache.access) leaves both to those who may: the versions'
+        copy is indexed at its first search by an admin or owner, or when it is rolled back
+        to or published, and garbage goes at an admin's next switch; reading it by key needs
+        no index."""
         keys = self.keys
-        if not (yield from generations.may_create_index(keys)):
-            raise PermissionDeniedError(
-                f"space {keys.name!r} is shared with a version (a snapshot was taken): its "
-                "first write copies it into a new generation with an index of its own, and "
-                "only an admin of the space may create indexes (on RediSearch 2.10, whoever "
-                "may FT.CREATE can index any key prefix, other spaces' too). Nothing was "
-                "written: ask an admin to write once after the snapshot (docs/security.md)"
-            )
         token = uuid.uuid4().hex
         done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again
@@ -348,6 +343,8 @@ class Target:
             return
         raw_state, dst = done
         self.set_state(SpaceState.parse(raw_state))
+        if not (yield from generations.may_create_index(keys)):
+            return
         try:
             yield from generations.create_index(self.config, keys.gen(dst))
         except redis.ResponseError as exc:

@@ -287,7 +287,8 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
         f"server: Redis {server.redis_version}, search {server.search_version}; "
         f"memory {human_bytes(server.used_memory)} (peak {human_bytes(server.used_memory_peak)}"
         f"{', limit ' + human_bytes(server.maxmemory) if server.maxmemory else ''}); "
-        f"{plural(server.keys, 'key')}; {plural(server.connected_clients, 'client')}; "
+        f"{plural(server.keys, 'key') if server.keys is not None else 'keys not visible'}; "
+        f"{plural(server.connected_clients, 'client')}; "
         f"up {server.uptime_seconds}s"
     )
     if not spaces:

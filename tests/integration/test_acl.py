@@ -5,6 +5,7 @@ which rediscache raises as PermissionDeniedError naming the operation and the sp
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -213,23 +214,44 @@ def test_writer_writes_but_cannot_switch_or_drop(team: Team) -> None:
     assert len(team.hub.space(team.a).search(_vectors(1, 5)[0], k=3)) == 3
 
 
-def test_a_writer_after_a_snapshot_is_refused_before_anything_is_written(team: Team) -> None:
-    writer = team.user("write", team.a)
+def test_a_writer_writes_after_its_own_snapshot_and_an_admin_indexes_the_copy(
+    team: Team,
+) -> None:
+    """A writer may snapshot; its next write copies the space for the version without
+    creating an index (only admins may): the version reads by key at once, a reader's
+    search of it says who builds its index, and an admin's search builds it."""
+    writer, reader = team.user("write", team.a), team.user("read", team.a)
+    old = team.hub.space(team.a).get("k1")
+    with team.hub_as(writer) as h:
+        a = h.space(team.a)
+        a.snapshot("v2")
+        a.put("k1", _vectors(1, 3)[0])  # the copy for v2, by the writer
+        a.put("new", _vectors(1, 4)[0])
+        np.testing.assert_array_equal(a.get("k1"), _vectors(1, 3)[0])
+        np.testing.assert_array_equal(a.at("v2").get("k1"), old)
+        assert a.at("v2").get("new") is None
+    with team.hub_as(reader) as h:
+        v2 = h.space(team.a).at("v2")
+        np.testing.assert_array_equal(v2.get("k1"), old)
+        with pytest.raises(PermissionDeniedError, match="no index yet"):
+            v2.search(old, k=3)
+    hits = team.hub.space(team.a).at("v2").search(old, k=1)  # the owner's search indexes it
+    assert hits[0].key == "k1"
+    with team.hub_as(reader) as h:
+        assert h.space(team.a).at("v2").search(old, k=1)[0].key == "k1"
+
+
+def test_a_reader_writing_after_a_snapshot_is_told_it_may_not_write(team: Team) -> None:
+    reader = team.user("read", team.a)
     team.hub.space(team.a).snapshot("v2")
     keys = SpaceKeys.for_space(team.a)
     before = (team.hub.client.hget(keys.config, "state"), team.hub.client.hgetall(keys.versions))
-    with team.hub_as(writer) as h:
-        a = h.space(team.a)
-        with pytest.raises(PermissionDeniedError, match="admin"):
-            a.put("new", _vectors(1, 3)[0])
-        assert a.get("new") is None
+    with team.hub_as(reader) as h, pytest.raises(PermissionDeniedError) as caught:
+        h.space(team.a).put("new", _vectors(1, 3)[0])
+    assert "shared with a version" not in str(caught.value), caught.value
+    assert "put" in str(caught.value) and "read" in str(caught.value)
     after = (team.hub.client.hget(keys.config, "state"), team.hub.client.hgetall(keys.versions))
-    assert after == before
-    assert not team.hub.client.exists(keys.lock)
-    team.hub.space(team.a).put("by-owner", _vectors(1, 4)[0])  # the copy, by an owner
-    with team.hub_as(writer) as h:
-        h.space(team.a).put("new", _vectors(1, 3)[0])  # now in place
-        assert h.space(team.a).at("v2").get("new") is None
+    assert after == before and not team.hub.client.exists(keys.lock)
 
 
 def test_admin_switches_its_space_and_cannot_touch_one_it_only_reads(team: Team) -> None:
@@ -368,6 +390,12 @@ def test_the_embedded_server_keeps_its_users_in_a_private_acl_file(own_dir: Any)
         assert h.space("s").get("k") is not None
         with pytest.raises(PermissionDeniedError, match="reader"):
             h.space("s").put("x", _vectors(1)[0])
+        cache = h.space("s").enable_hot_cache()  # its keyspace notifications survived
+        assert cache.active
+        h.space("s").disable_hot_cache()
+    with rediscache.connect(data_dir=own_dir) as owner:
+        flags = owner.client.config_get("notify-keyspace-events")["notify-keyspace-events"]
+        assert {"K", "h", "g"} <= set(flags.replace("A", "g$lshzxetd"))
     assert stat.S_IMODE(acl_file.stat().st_mode) == 0o600
 
 
@@ -406,6 +434,31 @@ def test_cli_grants_lists_rotates_and_revokes(team: Team, server_dir: Any) -> No
     assert user not in team.hub.users()
 
 
+def test_a_role_lists_its_spaces_and_server_stats_from_the_cli(team: Team) -> None:
+    """`space list` and `stats` as a role: the spaces it holds a role on, and the server
+    facts it may see (no module list or key count)."""
+    import json
+    from urllib.parse import quote
+
+    from click.testing import CliRunner
+
+    from rediscache.cli import cli
+
+    reader = team.user("read", team.b)
+    kw = team.hub.client.connection_pool.connection_kwargs
+    pw = quote(team.passwords[reader], safe="")
+    if kw.get("path"):
+        url = f"unix://{reader}@{kw['path']}?password={pw}"
+    else:
+        url = f"redis://{reader}:{pw}@{kw['host']}:{kw['port']}"
+    res = CliRunner().invoke(cli, ["--url", url, "space", "list", "--json"])
+    assert res.exit_code == 0, res.output
+    assert [s["name"] for s in json.loads(res.stdout)] == [team.b]
+    res = CliRunner().invoke(cli, ["--url", url, "stats"])
+    assert res.exit_code == 0, res.output
+    assert team.b in res.stdout and team.a not in res.stdout and "not visible" in res.stdout
+
+
 def test_an_admin_drops_its_space_without_scan(team: Team) -> None:
     admin = team.user("admin", team.a)
     keys = SpaceKeys.for_space(team.a)
@@ -416,8 +469,90 @@ def test_an_admin_drops_its_space_without_scan(team: Team) -> None:
     client = team.hub.client
     assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
     assert not [i for i in client.execute_command("FT._LIST") if i.startswith(keys.prefix.encode())]
-    assert not client.sismember("rc:spaces", team.a)
+    assert team.a not in team.hub.spaces()
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        team.hub.space(team.a)
     # an admin may not rewrite users: the grant goes when an owner creates the name again
     team.hub.create_space(team.a, DIM)
     assert team.a not in team.hub.users()[admin].spaces
     assert len(team.hub.space(team.b)) == 20  # the other space is whole
+
+
+def test_an_admin_cannot_unlist_other_spaces_or_revive_its_dropped_one(team: Team) -> None:
+    """An admin writes no shared key: it cannot take another space's name out of the
+    registry, and a space it dropped stays dropped whatever keys it writes again; an
+    owner creating the name afresh gets an empty space its grantees lost."""
+    admin = team.user("admin", team.a)
+    reader_b = team.user("read", team.b)
+    raw = team.raw(admin)
+    _refused(lambda: raw.srem("rc:spaces", team.b))
+    _refused(lambda: raw.delete("rc:spaces"))
+    keys = SpaceKeys.for_space(team.a)
+    saved = team.hub.client.hgetall(keys.config)
+    with team.hub_as(admin) as h:
+        h.drop_space(team.a)
+    _refused(lambda: raw.delete(keys.dropped))
+    _refused(lambda: raw.set(keys.dropped, 1, px=1))
+    raw.hset(keys.config, mapping=saved)  # the admin plants the space again
+    raw.hset(keys.prefix + "g1:d:planted", mapping={"vec": _vectors(1)[0].tobytes()})
+    raw.close()
+    with team.hub_as(admin) as h:
+        with pytest.raises(rediscache.SpaceNotFoundError):
+            h.space(team.a)
+        assert h.spaces() == []
+    with team.hub_as(reader_b) as h:
+        assert h.spaces() == [team.b]
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        team.hub.space(team.a)
+    fresh = team.hub.create_space(team.a, DIM, fields={"cat": "tag"}, exist_ok=True)
+    assert len(fresh) == 0 and fresh.get("planted") is None
+    assert team.a not in team.hub.users()[admin].spaces
+    with team.hub_as(admin) as h, pytest.raises(PermissionDeniedError):
+        h.space(team.a).get("k1")
+    assert team.a in team.hub.spaces()
+
+
+def test_roles_cannot_track_or_select_their_way_to_other_spaces(team: Team) -> None:
+    """CLIENT TRACKING's broadcast mode reports writes under any prefix: no role may turn
+    it on (its hot cache follows its own spaces' keyspace notifications), nor SELECT
+    another database, where the same key names may hold another hub's spaces."""
+    writer = team.user("write", team.a)
+    raw = team.raw(writer)
+    b = SpaceKeys.for_space(team.b)
+    _refused(lambda: raw.execute_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", b.prefix))
+    _refused(lambda: raw.execute_command("SELECT", 1))
+    conn = raw.connection_pool.make_connection()
+
+    def psubscribe(pattern: str) -> Any:
+        conn.send_command("PSUBSCRIBE", pattern)
+        return conn.read_response()
+
+    _refused(lambda: psubscribe(b.keyspace_channels(0)))
+    _refused(lambda: psubscribe("__keyspace@0__:*"))
+    assert psubscribe(SpaceKeys.for_space(team.a).keyspace_channels(0))[0] == b"psubscribe"
+    conn.disconnect()
+    raw.close()
+
+
+def test_a_roles_hot_cache_sees_other_writers_and_stops_when_revoked(team: Team) -> None:
+    reader = team.user("read", team.a)
+    h = team.hub_as(reader)
+    a = h.space(team.a)
+    cache = a.enable_hot_cache()
+    first = a.get("k1")
+    assert a.get("k1") is not None and cache.stats().hits == 1
+    new = _vectors(1, 11)[0]
+    team.hub.space(team.a).put("k1", new)  # another client's write
+    deadline = time.monotonic() + 10
+    while cache.stats().invalidations == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    np.testing.assert_array_equal(a.get("k1"), new)
+    assert not np.array_equal(first, new)
+    team.hub.revoke(reader, [team.a])
+    while cache.active and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not cache.active  # the server closed its subscription: nothing cached is served
+    with pytest.raises(PermissionDeniedError):
+        a.get("k1")
+    a.disable_hot_cache()
+    h.close()

@@ -39,7 +39,7 @@ CHILD = f"""
 import sys
 from rediscache import server
 conf = server._conf_text
-server._conf_text = lambda *a: conf(*a) + "key-load-delay {LOAD_DELAY_US}\\n"
+server._conf_text = lambda *a, **k: conf(*a, **k) + "key-load-delay {LOAD_DELAY_US}\\n"
 import rediscache
 rediscache.connect(data_dir=sys.argv[1], server=server.ServerConfig(start_timeout=600))
 print("connected", flush=True)

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 import pytest
-import redis
 
 from rediscache import scripts
 from rediscache.config import SpaceConfig
@@ -62,19 +61,11 @@ def _target() -> Target:
     return Target(config, state, HubContext(ConnectCounter(), 1.0))
 
 
-def _past_the_index_probe(flow: Any) -> Any:
-    """The fork's first effect after it asked whether its user may create indexes (an
-    FT.CREATE that the parser refuses: yes)."""
-    effect = flow.send(None)
-    assert isinstance(effect, Command) and effect.args[0] == "FT.CREATE"
-    return flow.throw(redis.ResponseError("Unknown argument `NONE`"))
-
-
 @pytest.mark.parametrize("interrupt", [asyncio.CancelledError, KeyboardInterrupt])
 def test_a_copy_interrupted_mid_way_releases_its_lease(interrupt: type[BaseException]) -> None:
     target = _target()
     flow = target.fork(target.state)
-    effect = _past_the_index_probe(flow)
+    effect = flow.send(None)  # the copy begins at once: fork_begin.lua
     assert isinstance(effect, Once) and effect.command[1] == scripts.sha("fork_begin")
     token = effect.command[-2]
     effect = flow.send([1, 2, b"4 1 1 tok"])  # the lease is ours: copy 1 into 2
@@ -89,7 +80,7 @@ def test_a_copy_interrupted_mid_way_releases_its_lease(interrupt: type[BaseExcep
 def test_a_copy_whose_begin_reply_was_lost_releases_the_lease_it_may_hold() -> None:
     target = _target()
     flow = target.fork(target.state)
-    effect = _past_the_index_probe(flow)
+    effect = flow.send(None)  # the copy begins at once: fork_begin.lua
     token = effect.command[-2]
     effect = flow.throw(asyncio.CancelledError())  # while fork_begin.lua's reply was awaited
     assert isinstance(effect, Once) and effect.command[1] == scripts.sha("fork_abort")

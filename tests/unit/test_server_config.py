@@ -30,6 +30,10 @@ def test_conf_is_private_and_persistent(tmp_path: Path) -> None:
     assert f'aclfile "{tmp_path.resolve() / server.ACL_FILE}"' in lines
     assert "unixsocketperm 700" in lines and not any(x.startswith("requirepass") for x in lines)
     assert "maxmemory 1gb" in lines and 'loadmodule "/x/redisearch.so"' in lines
+    assert not any(x.startswith("notify-keyspace-events") for x in lines)
+    # with roles in its ACL file, their hot caches need keyspace notifications
+    with_roles = server._conf_text(cfg, _bins(), 6400, None, roles=True).splitlines()
+    assert "notify-keyspace-events Khgxe" in with_roles
 
 
 def test_the_acl_file_keeps_the_owner_password_current_and_the_other_users() -> None:
