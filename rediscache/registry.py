@@ -406,9 +406,7 @@ class Registry:
         (INFO; MODULE LIST and DBSIZE)."""
         info = yield Command(("INFO",))
         # a role may not list modules nor count every space's keys
-        modules, keys = yield Pipeline(
-            [("MODULE", "LIST"), ("DBSIZE",)], raise_on_error=False
-        )
+        modules, keys = yield Pipeline([("MODULE", "LIST"), ("DBSIZE",)], raise_on_error=False)
         if isinstance(modules, Exception):
             search = "unknown"
         else:

@@ -171,9 +171,7 @@ DELEGATES = {"__len__"}
 VIEWS = (VersionView, AsyncVersionView)
 
 
-@pytest.mark.parametrize(
-    "cls", [Hub, AsyncHub, Space, AsyncSpace, VersionView, AsyncVersionView]
-)
+@pytest.mark.parametrize("cls", [Hub, AsyncHub, Space, AsyncSpace, VersionView, AsyncVersionView])
 def test_every_public_method_is_guarded(cls: type[Any]) -> None:
     """A new public method that talks to Redis must run inside guard.guarded (the methods
     rediscache.drive makes do), or be listed in NO_IO here."""
