@@ -334,13 +334,17 @@ class Target:
         (in the background: rediscache.collect)."""
         keys = self.keys
         if not (yield from generations.may_create_index(keys)):
-            raise PermissionDeniedError(
-                f"space {keys.name!r} is shared with a version (a snapshot was taken): its "
-                "first write copies it into a new generation with an index of its own, and "
-                "only an admin of the space may create indexes (on RediSearch 2.10, whoever "
-                "may FT.CREATE can index any key prefix, other spaces' too). Nothing was "
-                "written: ask an admin to write once after the snapshot (docs/security.md)"
+            # Only an admin may create the copy's index (on RediSearch 2.10, whoever may
+            # FT.CREATE can index any key prefix, other spaces' too: docs/security.md).
+            denied = PermissionDeniedError(
+                f"space {keys.name!r}: the first write after a snapshot creates an index"
             )
+            denied.space, denied.needs = keys.name, "admin"
+            denied.reason = (
+                "the first write after a snapshot creates an index; once an admin has "
+                "written, writers write in place"
+            )
+            raise denied
         token = uuid.uuid4().hex
         done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again
