@@ -16,6 +16,7 @@ from .asyncio import AsyncHub, AsyncSpace, AsyncStage, AsyncVersionView, connect
 from .config import GarbageInfo, GenerationInfo
 from .diff import Diff, Drift
 from .errors import (
+    AuthenticationFailedError,
     ConnectionFailedError,
     CorruptDataError,
     EmbeddedServerError,
@@ -69,6 +70,7 @@ __all__ = [
     "AsyncSpace",
     "AsyncStage",
     "AsyncVersionView",
+    "AuthenticationFailedError",
     "Averaged",
     "ConnectionFailedError",
     "CorruptDataError",

@@ -325,16 +325,17 @@ class Access:
         user = validate_user(user)
         if role == OWNER:
             if _names(spaces):
-                raise InvalidInputError("an owner holds every space: pass spaces=None")
+                raise InvalidInputError("role 'owner' takes no spaces: an owner holds every space")
             names: list[str] = []
         elif role in ROLES:
             names = _names(spaces)
             if not names:
-                raise InvalidInputError(f"grant {role!r} on which spaces? got {spaces!r}")
+                raise InvalidInputError(f"role {role!r} needs at least one space")
         else:
             raise InvalidInputError(f"role must be one of {(*ROLES, OWNER)}, got {role!r}")
         if password is not None and (not isinstance(password, str) or not password):
             raise InvalidInputError("a password is a non-empty string")
+        current, known = yield from self._current(user)  # first: only owners may read it
         yield from self._not_self(user)
         if names:
             marks = [SpaceKeys.for_space(n) for n in names]
@@ -344,7 +345,6 @@ class Access:
             missing = [n for n, f, d in zip(names, found[0::2], found[1::2]) if not f or d]
             if missing:
                 raise SpaceNotFoundError(f"no space named {', '.join(map(repr, missing))}")
-        current, known = yield from self._current(user)
         if role == OWNER:
             new = UserGrants(user, True, dict(current.spaces))
         else:
@@ -363,14 +363,14 @@ class Access:
         closed) and from the records. True when something was revoked. Raises as
         :meth:`grant` does."""
         user = validate_user(user)
+        current, _ = yield from self._current(user)  # first: only owners may read it
         yield from self._not_self(user)
-        current, _ = yield from self._current(user)
         if spaces is None:
-            deleted, _ = yield Pipeline(
+            deleted, forgotten = yield Pipeline(
                 [("ACL", "DELUSER", user), ("HDEL", ACL_RECORDS, user)], transaction=True
             )
             yield from _save()
-            return bool(deleted)
+            return bool(deleted or forgotten)
         names = _names(spaces)
         left = {s: r for s, r in current.spaces.items() if s not in names}
         if left == dict(current.spaces):
@@ -427,8 +427,8 @@ class Access:
         me = yield Command(("ACL", "WHOAMI"))
         if (me.decode() if isinstance(me, bytes) else me) == user:
             raise InvalidInputError(
-                f"{user!r} is the user this hub is connected as: changing its rules could lock "
-                "it out; connect as another owner"
+                f"{user!r} is the user this hub is connected as: changing its own rules could "
+                "lock it out; connect as another owner to change them"
             )
 
     def _current(self, user: str) -> Flow[tuple[UserGrants, bool]]:

@@ -23,6 +23,7 @@ from :class:`LookupError`::
         +-- OutcomeUnknownError             a write was sent but its reply never came
         +-- IndexBuildingError              a search index is still being (re)built
         +-- ConnectionFailedError           cannot reach or authenticate to Redis
+        |   +-- AuthenticationFailedError   Redis refused the user or password
         +-- PermissionDeniedError           the ACL user may not run a command (NOPERM)
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
@@ -38,9 +39,11 @@ reads whose connection was lost). Credentials never appear in a message.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 __all__ = [
+    "AuthenticationFailedError",
     "ConnectionFailedError",
     "CorruptDataError",
     "EmbeddedServerError",
@@ -76,7 +79,10 @@ class InvalidInputError(RediscacheError, ValueError):
 
 
 class SchemaMismatchError(InvalidInputError):
-    """A space exists with a different schema than the one requested."""
+    """A space exists with a different schema than the one requested, or (``same_schema``)
+    exists with this schema and was not allowed to (``exist_ok``)."""
+
+    same_schema: bool = False
 
 
 class NotFoundError(RediscacheError, LookupError):
@@ -190,11 +196,8 @@ def reply_error(message: str, context: str, *, call: bool = True) -> ServerError
             "done: retry once it is ready"
         )
     elif message.startswith("NOPERM") or "no permissions" in lowered:
-        error = PermissionDeniedError(
-            f"{at}the Redis ACL user may not do this ({message}); nothing was done: its "
-            "role does not allow it (an owner grants roles: rediscache acl grant USER SPACE "
-            "--role read|write|admin; docs/security.md)"
-        )
+        error = PermissionDeniedError(f"{at}Redis refused it ({noperm_reason(message)})")
+        error.reason = noperm_reason(message)
     else:
         text = f"{context} failed: {message}" if context else f"Redis replied: {message}"
         error = ServerError(text)
@@ -217,12 +220,65 @@ class ServerTimeoutError(ServerError):
     most likely time out again). A write that times out raises :class:`OutcomeUnknownError`."""
 
 
+class AuthenticationFailedError(ConnectionFailedError):
+    """Redis refused the credentials (``WRONGPASS``): a wrong password, or a user that does
+    not exist or was turned off (revoked, or its password changed). Nothing was done."""
+
+
 class PermissionDeniedError(ServerError):
     """The Redis ACL user may not run a command the call needs, or may not touch one of its
-    keys (``NOPERM``). Nothing of the refused command was done. ``user`` is the ACL user
-    when known."""
+    keys (``NOPERM``). Nothing of the refused command was done. ``user``: the ACL user when
+    known; ``space``: the space of the call, if any; ``needs``: the weakest role that allows
+    the call (``"read"``, ``"write"``, ``"admin"`` or ``"owner"``) when known; ``reason``:
+    what Redis (or rediscache) refused, in a few words."""
 
     user: str | None = None
+    space: str | None = None
+    needs: str | None = None
+    reason: str | None = None
+    #: Whether the message is the final one, naming the public call (rediscache.guard).
+    final: bool = False
+
+
+_NOPERM_RUN = re.compile(r"no permissions to run the '([^']+)' command", re.IGNORECASE)
+_NOPERM_ACCESS = re.compile(r"no permissions to access an? (\w+)", re.IGNORECASE)
+
+
+def noperm_reason(message: str) -> str:
+    """A ``NOPERM`` reply in a few words, without the pipeline's command text (which may
+    hold keys and values): ``"no permission to run 'evalsha'"``, ``"no permission to access
+    a key"``. Pure."""
+    run = _NOPERM_RUN.search(message)
+    if run:
+        return f"no permission to run {run.group(1).lower()!r}"
+    access = _NOPERM_ACCESS.search(message)
+    if access:
+        return f"no permission to access a {access.group(1).lower()}"
+    return "no permission"
+
+
+def denied_message(
+    doing: str,
+    *,
+    user: str | None,
+    space: str | None,
+    needs: str | None,
+    reason: str | None,
+) -> str:
+    """The message of a :class:`PermissionDeniedError`: who may not do what, why, and who
+    can change it, e.g. "user 'bob' may not delete in space 'items' (needs role write; no
+    permission to run 'evalsha'); an owner can grant it: rediscache acl grant bob items
+    --role write". ``doing`` names the call ("delete in space 'items'"); a call that
+    ``needs`` an ``"owner"`` says so (no role on a space allows it). Pure."""
+    who = f"user {user!r}" if user else "this Redis user"
+    if needs == "owner":  # not a matter of roles on a space
+        return f"{who} may not {doing}: only an owner may; connect as an owner account"
+    why = [f"needs role {needs}"] if needs else []
+    why += [reason] if reason else []
+    text = f"{who} may not {doing}" + (f" ({'; '.join(why)})" if why else "")
+    if user and space and needs:
+        return f"{text}; an owner can grant it: rediscache acl grant {user} {space} --role {needs}"
+    return f"{text}; an owner can grant roles: rediscache acl grant USER SPACE --role ROLE"
 
 
 class ServerLoadingError(ServerError):

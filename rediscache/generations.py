@@ -204,12 +204,16 @@ def ensure_searchable(
                 yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
                 yield from create_index(config, gen)
             except redis.exceptions.NoPermissionError as exc:
-                raise PermissionDeniedError(
-                    f"generation {gen.gen} of space {config.name!r} has no index yet (a "
-                    "writer copied it for a version after a snapshot, and only admins "
-                    "create indexes): an admin's or owner's first search of it, or a "
-                    "rollback to it, builds it (docs/security.md)"
-                ) from exc
+                denied = PermissionDeniedError(
+                    f"generation {gen.gen} of space {config.name!r} has no index yet"
+                )
+                denied.space, denied.needs = config.name, "admin"
+                # a writer copied it for a version after a snapshot; only admins index
+                denied.reason = (
+                    "it has no index yet: an admin's or owner's first search of it, or a "
+                    "rollback to it, builds it"
+                )
+                raise denied from exc
             except redis.ResponseError:
                 pass  # a racing client made it
             continue

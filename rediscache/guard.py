@@ -14,7 +14,10 @@ message names the call and its space, and says whether anything may have been wr
   :class:`OutcomeUnknownError` for writes;
 * error replies: ``BUSY`` -> :class:`ServerBusyError`, ``LOADING`` ->
   :class:`ServerLoadingError`, ``NOPERM`` -> :class:`PermissionDeniedError` (naming the ACL
-  user), any other -> :class:`ServerError`.
+  user, the call, the role it needs and who can grant it: :func:`rediscache.errors.denied_message`),
+  any other -> :class:`ServerError`;
+* credentials refused (``WRONGPASS``: a wrong password, a deleted or disabled user):
+  :class:`AuthenticationFailedError`.
 
 Retries: a read (:data:`READS`) whose connection was lost or could not be made is attempted
 again up to :data:`READ_RETRIES` times, after the pauses of :data:`RETRY_PAUSES` (0.05 s, then
@@ -44,6 +47,7 @@ import redis
 
 from .effects import Flow, Sleep
 from .errors import (
+    AuthenticationFailedError,
     ConnectionFailedError,
     OutcomeUnknownError,
     PermissionDeniedError,
@@ -51,13 +55,15 @@ from .errors import (
     ServerError,
     ServerLoadingError,
     ServerTimeoutError,
+    denied_message,
+    noperm_reason,
     reply_error,
 )
 from .metrics import HIT_OPS, Metrics, hits_of
 
 __all__ = [
-    "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "Call", "acl_user", "address", "guarded",
-    "redact", "translate",
+    "NEEDS", "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "Call", "acl_user", "address",
+    "auth_refused", "guarded", "needs", "redact", "refused_credentials", "translate",
 ]  # fmt: skip
 
 #: Further attempts of a read whose connection was lost, and the pause before each.
@@ -74,6 +80,22 @@ READS = frozenset({
 #: Writes of one round trip (or reads then one write): a write that was never sent wrote
 #: nothing. Other writes have several steps, of which the first ones may have been done.
 ONE_STEP = frozenset({"put", "delete", "update_mean", "average", "combine", "delete_version"})
+#: The weakest role that allows each call beyond reading (docs/security.md); any other call
+#: needs ``read`` (average and combine with ``into``: ``write``).
+_OWNER_CALLS = ("create_space", "grant", "revoke", "passwd", "users")
+_ADMIN_CALLS = (
+    "drop_space", "rollback", "publish", "delete_version", "prune_versions", "stage", "staged",
+    "discard_stage", "discard", "build", "collect_garbage",
+)  # fmt: skip
+_WRITE_CALLS = (
+    "put", "put_many", "update_vectors", "delete", "update_mean", "get_or_compute", "snapshot",
+    "purge_expired",
+)  # fmt: skip
+NEEDS = {
+    **dict.fromkeys(_OWNER_CALLS, "owner"),
+    **dict.fromkeys(_ADMIN_CALLS, "admin"),
+    **dict.fromkeys(_WRITE_CALLS, "write"),
+}
 
 T = TypeVar("T")
 
@@ -163,31 +185,95 @@ def _pool_full(exc: BaseException) -> bool:
 
 def _lost(exc: BaseException) -> bool:
     """Whether a read failed because its connection was lost or could not be made."""
-    if isinstance(exc, redis.BusyLoadingError | redis.AuthenticationError) or _pool_full(exc):
+    if isinstance(exc, redis.BusyLoadingError) or _pool_full(exc) or auth_refused(exc):
         return False
     if isinstance(exc, redis.ConnectionError | ConnectionError):
         return True
     return isinstance(exc, ConnectionFailedError) and exc.operation is None
 
 
-def _with_user(error: ServerError, client: Any) -> ServerError:
-    if isinstance(error, PermissionDeniedError) and error.user is None:
-        user = acl_user(client)
-        if user is not None:
-            new = PermissionDeniedError(f"{error} (ACL user {user!r})")
-            new.operation, new.user = error.operation, user
-            return new
+def needs(op: str, kwargs: dict[str, Any] | None = None) -> str:
+    """The weakest role that allows the public call ``op`` (with ``kwargs``). Pure."""
+    if op in ("average", "combine") and (kwargs or {}).get("into") is not None:
+        return "write"
+    return NEEDS.get(op, "read")
+
+
+def auth_refused(exc: BaseException) -> bool:
+    """Whether ``exc`` (or a cause of it) is Redis refusing the credentials."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, redis.AuthenticationError):
+            return True
+        text = str(seen)
+        if "WRONGPASS" in text or "invalid username-password pair" in text:
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def refused_credentials(context: str, client: Any) -> AuthenticationFailedError:
+    """The error of a call ``context`` whose credentials Redis refused. Pure."""
+    user = acl_user(client)
+    who = f"of user {user!r} " if user else ""
+    error = AuthenticationFailedError(
+        f"{context}: Redis at {address(client)} refused the credentials {who}(a wrong "
+        "password, or the user was deleted or disabled, e.g. revoked or given a new "
+        "password); nothing was done: check the user and password, or ask an owner"
+    )
+    error.operation = context
+    return error
+
+
+def _denied(
+    exc: PermissionDeniedError,
+    context: str,
+    client: Any,
+    space: str | None,
+    role: str | None,
+) -> PermissionDeniedError:
+    """``exc`` with the message of :func:`denied_message` for the call ``context``."""
+    user = exc.user or acl_user(client)
+    space = exc.space or space
+    role = exc.needs or role
+    reason = exc.reason or noperm_reason(str(exc))
+    doing = context
+    if context.startswith("connecting "):  # Registry.verify's context
+        doing = "connect" + context[len("connecting") :]
+    message = denied_message(doing, user=user, space=space, needs=role, reason=reason)
+    if exc.rows is not None and exc.rows[0] > 0:
+        message += f" (rows before {exc.rows[0]} were stored)"
+    error = PermissionDeniedError(message)
+    error.operation, error.user, error.space, error.needs = context, user, space, role
+    error.reason, error.rows, error.not_stored = reason, exc.rows, exc.not_stored
+    error.final = True
     return error
 
 
 def translate(
-    exc: BaseException, context: str, *, writes: bool, one_step: bool = True, client: Any = None
+    exc: BaseException,
+    context: str,
+    *,
+    writes: bool,
+    one_step: bool = True,
+    client: Any = None,
+    space: str | None = None,
+    role: str | None = None,
+    doing: str | None = None,
 ) -> ServerError | None:
     """The library's error for ``exc`` raised inside the public call ``context`` (e.g. "get
     in space 'items'"), or None when ``exc`` is to be raised as it is (input errors, errors
     that already name their call). ``writes``: whether the call may write; ``one_step``:
     whether it writes in one round trip (so a write that was never sent wrote nothing);
-    ``client``: the call's client (for the address and the ACL user). Pure."""
+    ``client``: the call's client (for the address and the ACL user); ``space``, ``role``
+    and ``doing``: the call's space, the role it needs and what it does ("open space
+    'items'"; default ``context``), for a refused call's message. Pure."""
+    if isinstance(exc, PermissionDeniedError):
+        return None if exc.final else _denied(exc, doing or context, client, space, role)
+    if isinstance(exc, ConnectionFailedError | redis.ConnectionError) and auth_refused(exc):
+        if isinstance(exc, AuthenticationFailedError):
+            return None
+        return refused_credentials(context, client)
     error: ServerError
     if _pool_full(exc) and not (isinstance(exc, ServerError) and exc.operation is not None):
         pool = getattr(client, "connection_pool", None)
@@ -199,13 +285,10 @@ def translate(
             "max_connections= (docs/serving.md)"
         )
         error.operation = context
-        return _with_user(error, client)
+        return error
     if isinstance(exc, RediscacheError):
-        if not isinstance(exc, ServerError):
+        if not isinstance(exc, ServerError) or exc.operation is not None:
             return None
-        if exc.operation is not None:
-            fixed = _with_user(exc, client)
-            return None if fixed is exc else fixed
         if isinstance(exc, ConnectionFailedError):  # a script that was never sent
             root = _root(exc)
             error = ConnectionFailedError(
@@ -221,13 +304,10 @@ def translate(
             f"{context}: Redis at {address(client)} is loading its data after a restart "
             "(LOADING); nothing was done: retry once it is ready"
         )
-    elif isinstance(exc, redis.AuthenticationError):
-        error = ConnectionFailedError(
-            f"{context}: Redis at {address(client)} refused the credentials ({redact(str(exc))}); "
-            "nothing was done: check the user and password"
-        )
     elif isinstance(exc, redis.ResponseError):
         error = reply_error(redact(str(exc)), context)
+        if isinstance(error, PermissionDeniedError):
+            return _denied(error, doing or context, client, space, role)
     elif isinstance(exc, redis.TimeoutError | socket.timeout) and not _connecting(exc):
         if writes:
             error = OutcomeUnknownError(
@@ -264,13 +344,26 @@ def translate(
     else:
         return None
     error.operation = context
-    return _with_user(error, client)
+    return error
 
 
 _STEPS = (
     "nothing more was written, but the call has several steps and the ones before may have "
     "been done: check before calling again"
 )
+
+
+#: How messages name a hub's calls, by their first argument (a space or user name).
+_HUB_CALLS = {
+    "space": "open space {!r}",
+    "create_space": "create space {!r}",
+    "drop_space": "drop space {!r}",
+    "grant": "grant roles to {!r}",
+    "revoke": "revoke roles of {!r}",
+    "passwd": "set the password of {!r}",
+}
+_HUB_SPACE_CALLS = ("space", "create_space", "drop_space")
+_HUB_LISTS = {"users": "list users", "spaces": "list spaces"}
 
 
 def _describe(obj: Any, op: str, args: tuple[Any, ...]) -> str:
@@ -280,6 +373,28 @@ def _describe(obj: Any, op: str, args: tuple[Any, ...]) -> str:
     if args and isinstance(args[0], str):
         return f"{op}({args[0]!r})"  # a hub's call on a space name: space('items')
     return op
+
+
+def _doing(obj: Any, op: str, args: tuple[Any, ...]) -> str:
+    """What a refused call was doing, for "user 'bob' may not <doing>": "delete in space
+    'items'", "open space 'users'", "list users"."""
+    if getattr(obj, "_where", None) is None:
+        if args and isinstance(args[0], str) and op in _HUB_CALLS:
+            return _HUB_CALLS[op].format(args[0])
+        if op in _HUB_LISTS:
+            return _HUB_LISTS[op]
+    return _describe(obj, op, args)
+
+
+def _space_of(obj: Any, op: str, args: tuple[Any, ...]) -> str | None:
+    """The space of a call: the facade's, or a hub call's space name."""
+    keys = getattr(obj, "keys", None)
+    name = getattr(keys, "name", None)
+    if isinstance(name, str):
+        return name
+    if op in _HUB_SPACE_CALLS and args and isinstance(args[0], str):
+        return args[0]
+    return None
 
 
 def _client(obj: Any) -> Any:
@@ -293,8 +408,9 @@ def _failure(
     if op == "get_or_compute" and isinstance(exc, ConnectionError | socket.timeout):
         return None  # an OSError of the user's compute function, not of Redis
     writes = op not in READS or kwargs.get("into") is not None
-    return translate(exc, _describe(obj, op, args), writes=writes,
-                     one_step=op in ONE_STEP, client=_client(obj))  # fmt: skip
+    return translate(exc, _describe(obj, op, args), writes=writes, one_step=op in ONE_STEP,
+                     client=_client(obj), space=_space_of(obj, op, args),
+                     role=needs(op, kwargs), doing=_doing(obj, op, args))  # fmt: skip
 
 
 # --------------------------------------------------------------------------- wrappers

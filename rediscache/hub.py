@@ -20,8 +20,9 @@ from redis.retry import Retry
 from .access import Access
 from .context import HubContext
 from .drive import Op, SyncDriver, SyncFacade, sync_op
-from .errors import InvalidInputError
-from .guard import address, redact
+from .effects import Flow
+from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
+from .guard import address, auth_refused, redact, refused_credentials
 from .metrics import OpStats
 from .registry import COMPACT_MIN_KEYS, Registry, ServerStats
 from .server import ServerConfig, ServerInfo, ensure_running
@@ -31,7 +32,7 @@ from .wire import count_connects
 
 __all__ = [
     "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "ConnectPlan", "Hub",
-    "HubSurface", "ServerStats", "connect", "open_client", "plan_connect",
+    "HubSurface", "ServerStats", "connect", "open_client", "plan_connect", "verify",
 ]  # fmt: skip
 
 
@@ -91,6 +92,18 @@ def resolve_target(
     return None, os.environ.get(DATA_DIR_ENV) or None
 
 
+def verify(registry: Registry, where: str, client: Any) -> Flow[None]:
+    """:meth:`Registry.verify` of a new hub's connection, sync or asyncio alike; credentials
+    the server refused raise :class:`AuthenticationFailedError` (a wrong password, or a user
+    that was deleted, disabled or given a new password), not a plain connection failure."""
+    try:
+        yield from registry.verify(where)
+    except ConnectionFailedError as exc:
+        if isinstance(exc, AuthenticationFailedError) or not auth_refused(exc):
+            raise
+        raise refused_credentials(f"connecting to {where}", client) from exc
+
+
 def connect(
     url: str | None = None,
     *,
@@ -137,7 +150,8 @@ def connect(
     Round trips: two (PING, MODULE LIST), plus the server start when needed.
 
     Raises:
-        ConnectionFailedError: unreachable server or wrong password.
+        ConnectionFailedError: unreachable server; AuthenticationFailedError (a subclass)
+            when it refused the user or password.
         ServerLoadingError: the server is still loading its data.
         SearchModuleMissingError: the server has no search module.
         EmbeddedServerError: the embedded server cannot start (see its subclasses).
@@ -147,7 +161,7 @@ def connect(
     opened, owns, where = open_client(plan, info, redis)
     hub = Hub(opened, owns_client=owns, server=info)  # counts connections from the first
     try:
-        hub._driver.run(hub._registry.verify(where))
+        hub._driver.run(verify(hub._registry, where, opened))
     except BaseException:
         hub.close()
         raise
@@ -359,7 +373,7 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
 
     Raises:
         InvalidInputError: ``user`` or ``password`` is not a string.
-        ConnectionFailedError: the server refused the user or password.
+        AuthenticationFailedError: the server refused the user or password.
     """
     if not isinstance(user, str) or not user or not isinstance(password, str):
         raise InvalidInputError("connect_as takes a hub, a user name and its password")
@@ -370,7 +384,8 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
     )
     other = Hub(client, owns_client=True, server=hub.server)
     try:
-        other._driver.run(other._registry.verify(f"Redis at {address(client)} as {user!r}"))
+        where = f"Redis at {address(client)} as {user!r}"
+        other._driver.run(verify(other._registry, where, client))
     except BaseException:
         other.close()
         raise

@@ -141,8 +141,8 @@ class Operations:
             raise InvalidInputError(
                 f"{op} computes on the server in one script, which blocks every other client "
                 f"while it runs: at most {most:,} stored inputs at dim {self.codec.dim} "
-                f"(about 25 ms; got {keys:,}). Compute the result without into= (read in "
-                "chunks) and put() it, or split the inputs (docs/lua.md)"
+                f"(about 25 ms; got {keys:,}). Compute the result without storing it (read "
+                "in chunks) and put it, or split the inputs (docs/lua.md)"
             )
 
     # ------------------------------------------------------------ average
@@ -191,7 +191,7 @@ class Operations:
         w = vecmath.check_weights(weights, len(key_list), positive_sum=True)
         skip = missing == "skip"
         normalize = check_flag(normalize, "normalize")
-        self._bounded(len(key_list), "average(..., into=)", into is not None)
+        self._bounded(len(key_list), "storing an average", into is not None)
 
         def result(
             vec: npt.NDArray[np.float64], found: Sequence[bool]
@@ -335,7 +335,7 @@ class Operations:
         signs = np.array([1.0] * len(plus) + [-1.0] * len(minus))
         w = vecmath.check_weights(weights, len(items), positive_sum=False)
         terms = vecmath.split_terms(items, signs * w, self.codec, "items")
-        self._bounded(len(terms.keys), "combine(..., into=)", into is not None, reserved=1)
+        self._bounded(len(terms.keys), "storing a combination", into is not None, reserved=1)
         if into is not None:
             script = self._combine_script(
                 terms.keys,

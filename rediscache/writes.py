@@ -19,6 +19,7 @@ from .effects import Flow, Transaction
 from .errors import (
     InvalidInputError,
     OutcomeUnknownError,
+    PermissionDeniedError,
     ServerError,
     StaleStateError,
     reply_error,
@@ -110,7 +111,11 @@ def chunk_failed(
     failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
     nothing; only a lost reply leaves the chunk's fate unknown. The error keeps its kind (a
     chunk that was never sent is a ConnectionFailedError, a refused one a ServerBusyError,
-    PermissionDeniedError...). ``key``: the one row's key, when the call wrote one (put)."""
+    PermissionDeniedError...). ``key``: the one row's key, when the call wrote one (put).
+    A refused chunk keeps its PermissionDeniedError, which the call's guard names."""
+    if isinstance(exc, PermissionDeniedError):
+        exc.rows = (start, end)
+        return exc
     loading = isinstance(exc, redis.BusyLoadingError)  # a ConnectionError to redis-py: refused
     unknown = not loading and isinstance(
         exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError

@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio
 
 from ..drive import AsyncDriver, AsyncFacade, async_op
-from ..hub import HubSurface, open_client, plan_connect
+from ..hub import HubSurface, open_client, plan_connect, verify
 from ..registry import Registry
 from ..server import ServerConfig, ServerInfo, ensure_running
 from ..space import SpaceConfig
@@ -49,7 +49,7 @@ async def connect_async(
     opened, owns, where = open_client(plan, info, redis.asyncio)
     hub = AsyncHub(opened, owns_client=owns, server=info)
     try:
-        await hub._driver.run(hub._registry.verify(where))
+        await hub._driver.run(verify(hub._registry, where, opened))
     except BaseException:
         await hub.close()
         raise

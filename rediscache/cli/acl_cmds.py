@@ -8,7 +8,7 @@ import sys
 import click
 
 from ..access import OWNER, ROLES, Granted, UserGrants
-from .base import State, cli, emit, friendly, json_option, wants_json
+from .base import State, cli, emit, fail, friendly, json_option, wants_json
 
 
 def _grants_json(g: UserGrants) -> dict[str, object]:
@@ -36,8 +36,9 @@ def _show_password(granted: Granted, shown: bool) -> None:
 
 @cli.group()
 def acl() -> None:
-    """Give users roles on spaces, enforced by the Redis server's ACL.
+    """Give users roles on spaces (Redis ACL).
 
+    Access control per space, enforced by the Redis server's ACL.
     Roles on a space: read (get, search), write (read + put, delete, snapshot),
     admin (write + rollback, publish, drop); owner: everything, on every space.
     Connect as a user with a URL holding its name and password, e.g.
@@ -79,10 +80,11 @@ def grant(
     password_stdin: bool,
     as_json: bool,
 ) -> None:
-    """Give USER the role on each SPACE (its roles on other spaces stay).
+    """Give USER a role on each SPACE.
 
-    A new user gets a random password, printed once on stderr (never in --json output):
-    store it where the user's service reads its secrets.
+    Its roles on other spaces stay; --role owner takes no SPACE. A new user gets a random
+    password, printed once on stderr (never in --json output): store it where the user's
+    service reads its secrets.
 
     \b
     Example:
@@ -90,6 +92,10 @@ def grant(
       rediscache acl grant ingest items --role write --json
       printf '%s\\n' "$PASSWORD" | rediscache acl grant etl items --role admin --password-stdin
     """
+    if role == OWNER and spaces:
+        raise click.UsageError("--role owner takes no SPACE: an owner holds every space")
+    if role != OWNER and not spaces:
+        raise click.UsageError(f"give at least one SPACE for --role {role}")
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     granted = state.hub().grant(user, list(spaces) or None, role, password=password)
     if wants_json(state, as_json):
@@ -106,19 +112,31 @@ def grant(
 @click.pass_obj
 @friendly
 def revoke(state: State, user: str, spaces: tuple[str, ...], as_json: bool) -> None:
-    """Take USER's roles on each SPACE away; with no SPACE, delete the user (its open
-    connections are closed by the server).
+    """Take USER's roles away, or delete USER.
+
+    With SPACE arguments, only the roles on them go (the others stay); with none, the user
+    is deleted and the server closes its open connections. Exits 1 when there was nothing
+    to revoke (no such user, or no role on a SPACE).
 
     \b
     Example:
       rediscache acl revoke search-team users
       rediscache acl revoke search-team
     """
-    changed = state.hub().revoke(user, list(spaces) or None)
+    hub = state.hub()
+    if not hub.revoke(user, list(spaces) or None):
+        grants = hub.users().get(user)
+        if grants is None:
+            fail(
+                f"no user {user!r} was granted a role: nothing to revoke (see rediscache acl list)"
+            )
+        else:
+            fail(
+                f"user {user!r} has no role on {', '.join(map(repr, spaces))}: nothing to "
+                f"revoke (it has: {_describe(grants)})"
+            )
     if wants_json(state, as_json):
-        emit({"user": user, "revoked": changed, "spaces": list(spaces) or None})
-    elif not changed:
-        click.echo(f"{user}: nothing to revoke")
+        emit({"user": user, "revoked": True, "spaces": list(spaces) or None})
     elif spaces:
         click.echo(f"{user}: no longer on {', '.join(spaces)}")
     else:
@@ -130,8 +148,10 @@ def revoke(state: State, user: str, spaces: tuple[str, ...], as_json: bool) -> N
 @click.pass_obj
 @friendly
 def list_(state: State, as_json: bool) -> None:
-    """Every user rediscache granted a role, with its spaces and roles. A user marked
-    'missing' was forgotten by the server (restarted without an ACL file): grant it again.
+    """List users with their spaces and roles.
+
+    Every user rediscache granted a role. A user marked 'missing' was forgotten by the
+    server (restarted without an ACL file): grant it again.
 
     \b
     Example:
@@ -162,7 +182,9 @@ def list_(state: State, as_json: bool) -> None:
 @click.pass_obj
 @friendly
 def passwd(state: State, user: str, keep_old: bool, password_stdin: bool, as_json: bool) -> None:
-    """Give USER a new password (random unless --password-stdin), printed once on stderr.
+    """Give USER a new password.
+
+    A random one unless --password-stdin, printed once on stderr.
 
     \b
     Example:

@@ -22,7 +22,7 @@ import numpy as np
 import redis
 
 from .. import server as srv
-from ..errors import RediscacheError
+from ..errors import PermissionDeniedError, RediscacheError, denied_message
 from ..guard import redact
 from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
 from ..space import Space
@@ -105,7 +105,25 @@ class State:
         return self._hub
 
     def space(self, name: str) -> Space:
-        return self.hub().space(name)
+        """The space ``name``; an ACL user refused it hears which command it may not run
+        there (not the library call that opens the space)."""
+        try:
+            return self.hub().space(name)
+        except PermissionDeniedError as exc:
+            ctx = click.get_current_context(silent=True)
+            command = ctx.command_path.split(" ", 1)[-1] if ctx is not None else "open"
+            error = PermissionDeniedError(
+                denied_message(
+                    f"{command} in space {name!r}",
+                    user=exc.user,
+                    space=name,
+                    needs=exc.needs,
+                    reason=exc.reason,
+                )
+            )
+            error.user, error.space, error.needs = exc.user, name, exc.needs
+            error.reason, error.operation, error.final = exc.reason, exc.operation, True
+            raise error from exc
 
     def close(self) -> None:
         if self._hub is not None:
@@ -274,9 +292,7 @@ class StartProgressLine:
             stale = "" if seen is p else " (last answer)"
             parts = [f"loading: {seen.percent:5.1f}%{stale}"]
             if seen.loaded_bytes is not None and seen.total_bytes:
-                parts.append(
-                    f"{human_bytes(seen.loaded_bytes)} of {human_bytes(seen.total_bytes)}"
-                )
+                parts.append(f"{human_bytes(seen.loaded_bytes)} of {human_bytes(seen.total_bytes)}")
         parts.append(f"{p.elapsed:.0f} s")
         if p.eta_seconds is not None:
             parts.append(f"Redis estimates {p.eta_seconds:.0f} s left")

@@ -24,7 +24,7 @@ def _vector_text(vec: npt.NDArray[Any], full: bool) -> str:
     return f"[{head}, ...] ({len(values)} values, norm {float(np.linalg.norm(vec)):.4g})"
 
 
-@cli.command()
+@cli.command(short_help="Print the vector and metadata of KEY.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("key")
 @click.option("--version", metavar="VERSION", help="Read this version (id or label).")
@@ -55,7 +55,7 @@ def get(
     click.echo(f"metadata: {json.dumps(record.metadata, ensure_ascii=False, default=str)}")
 
 
-@cli.command()
+@cli.command(short_help="Find the K nearest embeddings.")
 @click.argument("space_name", metavar="SPACE")
 @click.option("--key", help="Search from the embedding stored under this key (itself excluded).")
 @click.option("--vector", "vector_text", metavar="JSON", help="Search from a vector: '[0.1, ...]'.")
@@ -148,7 +148,7 @@ def _result(
         click.echo(f"stored as {into!r}")
 
 
-@cli.command()
+@cli.command(short_help="Average the embeddings of KEYS.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--weights", metavar="W,W,...", help="One weight per key (default: equal).")
@@ -201,7 +201,7 @@ def _weights(text: str | None) -> list[float] | None:
         ) from None
 
 
-@cli.command()
+@cli.command(short_help="Add and subtract embeddings on the server.")
 @click.argument("space_name", metavar="SPACE")
 @click.option("--add", "add", multiple=True, metavar="KEY", help="A key to add (repeat for more).")
 @click.option(

@@ -27,7 +27,7 @@ from .space_cmds import generation_lines
 # ---------------------------------------------------------------- server
 
 
-@cli.group()
+@cli.group(short_help="Start, stop and inspect the local server.")
 @click.pass_obj
 def server(state: State) -> None:
     """Start, stop and inspect the embedded local Redis server.
@@ -48,7 +48,7 @@ def server(state: State) -> None:
         )
 
 
-@server.command("start")
+@server.command("start", short_help="Start the embedded server.")
 @click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
 @click.option(
     "--appendfsync",
@@ -127,7 +127,7 @@ def server_start(
         )
 
 
-@server.command("stop")
+@server.command("stop", short_help="Stop the embedded server cleanly.")
 @click.pass_obj
 @friendly
 def server_stop(state: State) -> None:
@@ -144,7 +144,7 @@ def server_stop(state: State) -> None:
     click.echo("stopped" if stopped else "not running")
 
 
-@server.command("status")
+@server.command("status", short_help="Is the embedded server running?")
 @click.option(
     "--show-password",
     is_flag=True,
@@ -228,7 +228,7 @@ def _info_dict(info: srv.ServerInfo) -> dict[str, Any]:
 # ---------------------------------------------------------------- demo
 
 
-@cli.command()
+@cli.command(short_help="Load sample embeddings and search them.")
 @click.pass_obj
 @friendly
 def demo(state: State) -> None:
@@ -255,7 +255,7 @@ def demo(state: State) -> None:
 # ---------------------------------------------------------------- stats
 
 
-@cli.command()
+@cli.command(short_help="Server and space statistics.")
 @click.argument("space", required=False)
 @json_option
 @click.pass_obj

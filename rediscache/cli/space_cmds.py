@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from .. import transfer
+from ..errors import SchemaMismatchError
 from ..space import Space, Stage, VersionView
 from .base import (
     State,
@@ -19,6 +20,7 @@ from .base import (
     cli,
     confirm,
     emit,
+    fail,
     friendly,
     human_bytes,
     interrupted_status,
@@ -33,7 +35,7 @@ from .stage_cmds import stage_of
 # ---------------------------------------------------------------- space
 
 
-@cli.group()
+@cli.group(short_help="Create, list, inspect and drop spaces.")
 def space() -> None:
     """Create, list, inspect and drop spaces (collections of embeddings of one dim).
 
@@ -46,7 +48,7 @@ def space() -> None:
     """
 
 
-@space.command("create")
+@space.command("create", short_help="Create the space NAME.")
 @click.argument("name")
 @click.option("--dim", type=click.IntRange(1, 32768), required=True, help="Vector length.")
 @click.option(
@@ -130,18 +132,24 @@ def space_create(
         )
         if v is not None
     }
-    sp = state.hub().create_space(
-        name,
-        dim,
-        metric=metric,
-        algorithm=algorithm,
-        dtype=dtype,
-        fields=parse_fields(fields),
-        hnsw=hnsw or None,
-        ttl=ttl,
-        expiring=expiring or None,
-        exist_ok=exist_ok,
-    )
+    schema: dict[str, Any] = {
+        "metric": metric,
+        "algorithm": algorithm,
+        "dtype": dtype,
+        "fields": parse_fields(fields),
+        "hnsw": hnsw or None,
+        "ttl": ttl,
+        "expiring": expiring or None,
+    }
+    try:
+        sp = state.hub().create_space(name, dim, **schema, exist_ok=exist_ok)
+    except SchemaMismatchError:
+        if exist_ok:
+            raise  # another schema: the message says so
+        # the library's message names exist_ok=; say it in options (a second look, which
+        # raises the other-schema error when that is the cause)
+        state.hub().create_space(name, dim, **schema, exist_ok=True)
+        fail(f"space {name!r} already exists: add --exist-ok to reuse it")
     if wants_json(state, as_json):
         emit(sp.config)
     else:
@@ -153,7 +161,8 @@ def space_create(
 @click.pass_obj
 @friendly
 def space_list(state: State, as_json: bool) -> None:
-    """List the spaces with their size and schema.
+    """List the spaces with their size and schema (as a user with roles: the spaces it
+    holds a role on).
 
     \b
     Example:
@@ -189,7 +198,7 @@ def space_list(state: State, as_json: bool) -> None:
         )
 
 
-@space.command("info")
+@space.command("info", short_help="Schema, size, index and versions of a space.")
 @click.argument("name")
 @json_option
 @click.pass_obj
@@ -239,7 +248,7 @@ def generation_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
-@space.command("drop")
+@space.command("drop", short_help="Delete a space and all it holds.")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_obj
@@ -260,7 +269,7 @@ def space_drop(state: State, name: str, yes: bool) -> None:
 # ---------------------------------------------------------------- import / export
 
 
-@cli.command("import")
+@cli.command("import", short_help="Load embeddings from FILE into SPACE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -438,7 +447,7 @@ def import_(
         raise SystemExit(1)
 
 
-@cli.command("export")
+@cli.command("export", short_help="Write the embeddings of SPACE to FILE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(

@@ -25,7 +25,7 @@ def stage_of(space: Space, label: str) -> Stage:
         return space.stage(label)
 
 
-@cli.command()
+@cli.command(short_help="Open a stage: a release built aside.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("label", required=False)
 @click.option(
@@ -80,7 +80,7 @@ def stages(state: State, space_name: str, as_json: bool) -> None:
         click.echo(f"{s.label:<24} {_when(s.created_at)}  {s.count:>10,}{note}")
 
 
-@cli.command()
+@cli.command(short_help="Make the stage LABEL the live SPACE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("label")
 @click.option(
@@ -147,7 +147,7 @@ def publish(
         )
 
 
-@cli.command()
+@cli.command(short_help="Discard the stage LABEL of SPACE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("label")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -168,7 +168,7 @@ def discard(state: State, space_name: str, label: str, yes: bool) -> None:
     click.echo(f"discarded stage {label!r} ({count:,} embeddings)")
 
 
-@cli.command("collect-garbage")
+@cli.command("collect-garbage", short_help="Delete what SPACE no longer uses, now.")
 @click.argument("space_name", metavar="SPACE")
 @json_option
 @click.pass_obj

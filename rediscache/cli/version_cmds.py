@@ -21,7 +21,7 @@ def _version(sp: Space, text: str) -> Version:
     return sp.version(version_ref(text))
 
 
-@cli.command()
+@cli.command(short_help="Freeze SPACE as a version (instant).")
 @click.argument("space_name", metavar="SPACE")
 @click.option("--label", help="A unique name for the version (not only digits).")
 @click.option(
@@ -69,7 +69,7 @@ def versions(state: State, space_name: str, as_json: bool) -> None:
         click.echo(f"v{v.id:<4} {_when(v.created_at)}  {v.count:>10,}  {v.label or ''}".rstrip())
 
 
-@cli.command()
+@cli.command(short_help="Make the live SPACE exactly VERSION.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("version")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -97,7 +97,7 @@ def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bo
         click.echo(f"{space_name!r} is now version {done} ({done.count:,} embeddings)")
 
 
-@cli.command()
+@cli.command(short_help="Compare two versions of SPACE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("a", required=False)
 @click.argument("b", default=LIVE)
@@ -188,7 +188,7 @@ def diff(
             click.echo(f"  note: {d.overlap_note}")
 
 
-@cli.command("delete-version")
+@cli.command("delete-version", short_help="Delete a version of SPACE.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("version")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")

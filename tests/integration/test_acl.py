@@ -556,3 +556,183 @@ def test_a_roles_hot_cache_sees_other_writers_and_stops_when_revoked(team: Team)
         a.get("k1")
     a.disable_hot_cache()
     h.close()
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _short_and_clean(message: str) -> None:
+    assert len(message) < 300, message
+    for noise in ("pipeline", "Command #", "NOPERM", "rc:{", "evalsha|"):
+        assert noise not in message, message
+
+
+def test_a_refused_call_names_its_operation_its_space_and_the_role_it_needs(team: Team) -> None:
+    reader = team.user("read", team.a)
+    grant = f"an owner can grant it: rediscache acl grant {reader} {team.a} --role write"
+    compute = lambda keys: _vectors(len(keys), 7)  # noqa: E731
+    with team.hub_as(reader) as h:
+        a = h.space(team.a)
+        calls = {
+            "put": lambda: a.put("new", _vectors(1)[0]),
+            "delete": lambda: a.delete("k1"),
+            "average": lambda: a.average(["k1", "k2"], into="avg"),
+            "update_mean": lambda: a.update_mean("k1", _vectors(1)[0]),
+            "get_or_compute": lambda: a.get_or_compute(["fresh"], compute),
+        }
+        for op, call in calls.items():
+            with pytest.raises(PermissionDeniedError) as err:
+                call()
+            message = str(err.value)
+            assert message.startswith(f"user {reader!r} may not {op} in space {team.a!r}")
+            assert message.endswith(grant), message
+            assert err.value.needs == "write" and err.value.space == team.a
+            _short_and_clean(message)
+        with pytest.raises(PermissionDeniedError) as err:
+            h.space(team.b)
+        assert str(err.value).startswith(f"user {reader!r} may not open space {team.b!r}")
+        assert str(err.value).endswith(f"acl grant {reader} {team.b} --role read")
+        _short_and_clean(str(err.value))
+
+
+def test_an_asyncio_writer_writes_after_a_snapshot(team: Team) -> None:
+    writer = team.user("write", team.a)
+    team.hub.space(team.a).snapshot("v2")
+
+    async def main() -> None:
+        client = _client(team.hub, writer, team.passwords[writer], redis.asyncio)
+        ah = await rediscache.connect_async(client=client)
+        try:
+            s = await ah.space(team.a)
+            assert await s.delete("k1")
+            assert await s.get("k1") is None
+            assert await (await s.at("v2")).get("k1") is not None
+        finally:
+            await ah.close()
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+    asyncio.run(main())
+
+
+def test_owner_only_calls_say_an_owner_is_needed_not_a_role(team: Team, server_dir: Any) -> None:
+    reader = team.user("read", team.a)
+    with team.hub_as(reader) as h:
+        calls = {
+            "create space 'x-new'": lambda: h.create_space("x-new", DIM),
+            "list users": h.users,
+            f"grant roles to {reader!r}": lambda: h.grant(reader, [team.a], "write"),
+            "revoke roles of 'someone'": lambda: h.revoke("someone"),
+        }
+        for doing, call in calls.items():
+            with pytest.raises(PermissionDeniedError) as err:
+                call()
+            message = str(err.value)
+            assert message.startswith(f"user {reader!r} may not {doing}: only an owner may")
+            assert "acl grant" not in message and "another owner" not in message, message
+            _short_and_clean(message)
+    res = _cli(server_dir, "acl", "list", user=(reader, team.passwords[reader]), hub=team.hub)
+    assert res.exit_code == 1 and "only an owner may" in res.stderr, res.output
+    res = _cli(server_dir, "acl", "grant", reader, team.a, "--role", "write",
+               user=(reader, team.passwords[reader]), hub=team.hub)  # fmt: skip
+    assert res.exit_code == 1 and "only an owner may" in res.stderr, res.output
+    assert "another owner" not in res.stderr
+
+
+def _cli(
+    server_dir: Any, *args: str, user: tuple[str, str] | None = None, hub: Hub | None = None
+) -> Any:
+    """Run the CLI on the test server, as the owner or as ``user`` (name, password)."""
+    import os
+
+    from click.testing import CliRunner
+
+    from rediscache.cli import cli
+
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    if user is not None:
+        assert hub is not None
+        kw = hub.client.connection_pool.connection_kwargs
+        if kw.get("path"):
+            url = f"unix://{user[0]}:{user[1]}@{kw['path']}"
+        else:
+            url = f"redis://{user[0]}:{user[1]}@{kw['host']}:{kw['port']}"
+    base = ["--url", url] if url else ["--data-dir", str(server_dir)]
+    return CliRunner().invoke(cli, [*base, *args])
+
+
+def test_cli_revoking_nothing_fails_and_says_why(team: Team, server_dir: Any) -> None:
+    nobody = f"u-nobody-{uuid.uuid4().hex[:6]}"
+    res = _cli(server_dir, "acl", "revoke", nobody)
+    assert res.exit_code == 1, res.output
+    assert f"no user {nobody!r}" in res.stderr and "Traceback" not in res.output
+    reader = team.user("read", team.a)
+    res = _cli(server_dir, "acl", "revoke", reader, team.b)
+    assert res.exit_code == 1, res.output
+    assert f"no role on {team.b!r}" in res.stderr and f"{team.a}: read" in res.stderr
+    assert dict(team.hub.users()[reader].spaces) == {team.a: "read"}
+    assert _cli(server_dir, "acl", "revoke", reader, team.a).exit_code == 0
+
+
+def test_cli_errors_use_options_not_python_parameters(team: Team, server_dir: Any) -> None:
+    res = _cli(server_dir, "space", "create", team.a, "--dim", str(DIM), "--field", "cat:tag")
+    assert res.exit_code == 1, res.output
+    assert "--exist-ok" in res.stderr and "exist_ok" not in res.stderr
+    res = _cli(server_dir, "space", "create", team.a, "--dim", str(DIM + 1))
+    assert res.exit_code == 1 and "another schema" in res.stderr, res.output
+    for args in (["acl", "grant", "u-x", "--role", "read"],
+                 ["acl", "grant", "u-x", team.a, "--role", "owner"]):  # fmt: skip
+        res = _cli(server_dir, *args)
+        assert res.exit_code == 2, res.output
+        assert "SPACE" in res.stderr and "None" not in res.stderr and "spaces=" not in res.stderr
+    assert "u-x" not in team.hub.users()
+
+
+def test_cli_space_list_shows_a_role_its_spaces_and_names_refused_commands(
+    team: Team, server_dir: Any
+) -> None:
+    reader = team.user("read", team.a)
+    res = _cli(server_dir, "space", "list", user=(reader, team.passwords[reader]), hub=team.hub)
+    assert res.exit_code == 0, res.output
+    assert team.b not in res.stdout and f"{team.a}  20 x" in res.stdout  # its spaces only
+    res = _cli(server_dir, "average", team.b, "k1", user=(reader, team.passwords[reader]),
+               hub=team.hub)  # fmt: skip
+    assert res.exit_code == 1
+    assert f"may not average in space {team.b!r}" in res.stderr, res.output
+
+
+def test_revoked_or_rotated_credentials_are_an_authentication_error(team: Team) -> None:
+    from rediscache import AuthenticationFailedError
+
+    gone, rotated = team.user("read", team.a), team.user("write", team.a)
+    hubs = {user: team.hub_as(user) for user in (gone, rotated)}
+    for h in hubs.values():
+        assert h.space(team.a).get("k1") is not None
+    space = hubs[gone].space(team.a)
+    team.hub.revoke(gone)
+    team.users.remove(gone)
+    team.hub.passwd(rotated, "another-password")
+    hubs[rotated].client.connection_pool.disconnect()
+    for user, h in hubs.items():
+        calls = (lambda h=h: h.space(team.a).get("k1"), lambda h=h: h.space(team.a),
+                 lambda u=user: rediscache.connect(client=team.raw(u)))  # fmt: skip
+        for call in calls:
+            with pytest.raises(AuthenticationFailedError) as err:
+                call()
+            assert "refused the credentials" in str(err.value) and repr(user) in str(err.value)
+            assert "is the server running" not in str(err.value)
+            assert isinstance(err.value, rediscache.ConnectionFailedError)
+        h.close()
+    with pytest.raises(AuthenticationFailedError):
+        space.put("x", _vectors(1)[0])
+
+    async def main() -> None:
+        client = _client(team.hub, gone, team.passwords[gone], redis.asyncio)
+        try:
+            with pytest.raises(AuthenticationFailedError):
+                await rediscache.connect_async(client=client)
+        finally:
+            await client.aclose()
+            await client.connection_pool.disconnect()
+
+    asyncio.run(main())

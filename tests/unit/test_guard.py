@@ -198,3 +198,36 @@ def test_cli_log_lines_hide_passwords() -> None:
     )
     assert _Redacting().filter(record)
     assert SECRET not in record.getMessage() and "redis://:***@h/0" in record.getMessage()
+
+
+def test_a_refused_call_names_the_call_the_role_and_who_can_grant_it() -> None:
+    exc = redis.exceptions.NoPermissionError(
+        "Command # 1 (HSET rc:{items}:g1:d:k1 v AAAA) of pipeline caused error: "
+        "User alice has no permissions to run the 'hset' command"
+    )
+    denied = _map(exc, writes=True)
+    assert isinstance(denied, rediscache.PermissionDeniedError)
+    assert str(denied) == (
+        "user 'alice' may not get in space 'items' (no permission to run 'hset'); an owner "
+        "can grant roles: rediscache acl grant USER SPACE --role ROLE"
+    )
+    placed = guard.translate(exc, "delete in space 'items'", writes=True, client=FakeClient(),
+                             space="items", role="write")  # fmt: skip
+    assert str(placed).startswith("user 'alice' may not delete in space 'items' (needs role write")
+    assert str(placed).endswith("rediscache acl grant alice items --role write")
+    owner = guard.translate(exc, "list users", writes=False, client=FakeClient(), role="owner")
+    assert str(owner) == (
+        "user 'alice' may not list users: only an owner may; connect as an owner account"
+    )
+    assert guard.needs("average", {"into": "x"}) == "write" and guard.needs("average") == "read"
+    assert guard.needs("create_space") == "owner" and guard.needs("rollback") == "admin"
+
+
+def test_refused_credentials_are_an_authentication_error() -> None:
+    exc = redis.AuthenticationError("invalid username-password pair or user is disabled.")
+    err = _map(exc)
+    assert isinstance(err, rediscache.AuthenticationFailedError)
+    assert "refused the credentials of user 'alice'" in str(err)
+    wrapped = rediscache.ConnectionFailedError("write.lua was not run: invalid username-password")
+    wrapped.__cause__ = exc
+    assert isinstance(_map(wrapped, writes=True), rediscache.AuthenticationFailedError)
