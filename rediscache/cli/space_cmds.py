@@ -156,7 +156,7 @@ def space_create(
         click.echo(f"created {sp!r}")
 
 
-@space.command("list")
+@space.command("list", short_help="List the spaces, their size and schema.")
 @json_option
 @click.pass_obj
 @friendly
