@@ -133,8 +133,9 @@ READ_COMMANDS = (
     "watch",
 )
 #: Writes of documents and of the space's bookkeeping (counters, versions, copy leases).
+#: Not COPY: its DB option copies into another database, where the same key names may be
+#: another hub's spaces (a role's copies run copy_docs.lua instead).
 WRITE_COMMANDS = (
-    "copy",
     "del",
     "get",
     "hdel",
@@ -161,6 +162,7 @@ ADMIN_COMMANDS = (
 READ_SCRIPTS = ("gather",)
 WRITE_SCRIPTS = (
     "combine",
+    "copy_docs",
     "fork_abort",
     "fork_begin",
     "fork_commit",

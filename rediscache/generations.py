@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import redis
 
+from . import scripts
 from .config import SpaceConfig
 from .effects import Command, Flow, Pipeline, Sleep
 from .errors import IndexBuildingError, PermissionDeniedError, ServerError, reply_error
@@ -26,6 +27,7 @@ from .keys import GenKeys, SpaceKeys
 __all__ = [
     "FORK_LEASE_MS",
     "INDEX_TIMEOUT",
+    "KeyPages",
     "Version",
     "VersionRef",
     "aggregate_keys",
@@ -40,6 +42,9 @@ __all__ = [
     "unlink_matching",
 ]
 
+#: Documents per copy_docs.lua call of a role's copy (each call blocks the server while it
+#: copies them: about 1 us per field).
+SCRIPT_BATCH = 200
 #: Longest wait for a version's index to finish building (seconds).
 INDEX_TIMEOUT = 600.0
 #: Lease of a client copying a generation (ms), renewed at every batch of the copy (1,000
@@ -204,15 +209,13 @@ def ensure_searchable(
                 yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
                 yield from create_index(config, gen)
             except redis.exceptions.NoPermissionError as exc:
-                denied = PermissionDeniedError(
-                    f"generation {gen.gen} of space {config.name!r} has no index yet"
-                )
-                denied.space, denied.needs = config.name, "admin"
                 # a writer copied it for a version after a snapshot; only admins index
-                denied.reason = (
-                    "it has no index yet: an admin's or owner's first search of it, or a "
-                    "rollback to it, builds it"
+                denied = PermissionDeniedError(
+                    f"generation {gen.gen} of space {config.name!r} has no index yet, and "
+                    "this user may not create one (only admins and owners may): an admin's "
+                    "or owner's first search of it, or a rollback to it, builds it"
                 )
+                denied.space, denied.final = config.name, True
                 raise denied from exc
             except redis.ResponseError:
                 pass  # a racing client made it
@@ -321,6 +324,80 @@ def aggregate_keys(index: str, act: Callable[[list[bytes]], Flow[int]], step: in
         reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", step))
 
 
+class KeyPages:
+    """The document keys of generation ``gen``, page by page (about ``count`` per page; a
+    key may come twice with SCAN): SCAN over its prefix for a user who may run it, else
+    (a role on spaces: SCAN lists every space's keys) its vector index, or its listing
+    index when it has no vector index, read with an aggregate cursor once it is complete
+    (waiting at most ``wait`` seconds). ``done`` once the last page was returned.
+
+    Raises (from :meth:`next`):
+        IndexBuildingError: a role's listing index is still being built after ``wait``.
+    """
+
+    def __init__(self, gen: GenKeys, count: int, wait: float = INDEX_TIMEOUT) -> None:
+        self.gen = gen
+        self.count = count
+        self.wait = wait
+        self.done = False
+        self._scan: bool | None = None
+        self._cursor = -1
+        self._index: str | None = None
+
+    @property
+    def by_scan(self) -> bool:
+        """Whether the pages come from SCAN (which expires the keys it visits)."""
+        return bool(self._scan)
+
+    def next(self) -> Flow[list[bytes]]:
+        """The next page of keys (possibly empty before the last)."""
+        if self._scan is None:
+            self._scan = yield from may_scan()
+        if self._scan:
+            cursor, keys = yield from scan_page(
+                max(self._cursor, 0), self.gen.doc_scan_pattern(), self.count
+            )
+            self._cursor = cursor
+            self.done = cursor == 0
+            return keys
+        if self._index is None:
+            self._index = yield from self._complete_index()
+            reply = yield Command(
+                ("FT.AGGREGATE", self._index, "*", "LOAD", 1, "@__key",
+                 "WITHCURSOR", "COUNT", self.count)
+            )  # fmt: skip
+        else:
+            reply = yield Command(
+                ("FT.CURSOR", "READ", self._index, self._cursor, "COUNT", self.count)
+            )
+        rows, cursor = reply
+        self._cursor = int(cursor)
+        self.done = self._cursor == 0
+        return [row[1] for row in rows[1:] if len(row) >= 2]
+
+    def _complete_index(self) -> Flow[str]:
+        deadline = time.monotonic() + self.wait
+        for index in (self.gen.index, self.gen.listing):
+            try:
+                info = yield Command(("FT.INFO", index))
+            except redis.ResponseError as exc:
+                if _unknown_index(exc) and index == self.gen.index:
+                    continue
+                raise
+            while (done := index_done(info)) < 1:
+                if time.monotonic() >= deadline:
+                    raise IndexBuildingError(
+                        f"index {index!r} is still being built ({100 * done:.1f}% done, "
+                        f"waited {self.wait:g} s): its documents cannot all be listed "
+                        "yet; retry later",
+                        percent=round(100 * done, 1),
+                    )
+                yield Sleep(0.1)
+                info = yield Command(("FT.INFO", index))
+            return index
+        raise AssertionError("unreachable")
+
+
 def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flow[int]:
     """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip),
     renewing the copy's ``lease`` key to :data:`FORK_LEASE_MS` in each round trip; returns
@@ -335,8 +412,19 @@ def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flo
         replies = yield Pipeline([*[("COPY", rk, target + rk[plen:]) for rk in batch], *renew])
         return sum(int(r) for r in replies[: len(batch)])
 
+    def copy_by_script(batch: list[bytes]) -> Flow[int]:
+        # a role has no COPY (its DB option writes into other databases)
+        copied = 0
+        for i in range(0, len(batch), SCRIPT_BATCH):
+            part = batch[i : i + SCRIPT_BATCH]
+            call = scripts.copy_docs_call(part, [target + rk[plen:] for rk in part])
+            copied += yield from scripts.run(call)
+        if renew:
+            yield Pipeline(renew)
+        return copied
+
     if not (yield from may_scan()):
-        return (yield from index_batches(src.index, copy, INDEX_TIMEOUT))
+        return (yield from index_batches(src.index, copy_by_script, INDEX_TIMEOUT))
 
     return (yield from _scan_batches(src.doc_scan_pattern(), copy))
 

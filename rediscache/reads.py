@@ -24,7 +24,7 @@ from .codec import (
     unpack_metadata,
 )
 from .config import SpaceInfo
-from .effects import Command, Flow
+from .effects import Command, Flow, Pipeline
 from .errors import (
     InvalidInputError,
     KeyNotFoundError,
@@ -32,7 +32,7 @@ from .errors import (
     StaleStateError,
     reply_error,
 )
-from .generations import scan_page
+from .generations import KeyPages
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .state import SpaceState
 from .target import ATTEMPTS, Target
@@ -418,10 +418,11 @@ class Reads:
         if not t.config.expiring:
             return 0
         before = (yield from self._index_info()).count
-        pattern = t.gen.doc_scan_pattern()
-        cursor = -1
-        while cursor != 0:
-            cursor, _ = yield from scan_page(max(cursor, 0), pattern, CHUNK)
+        pages = KeyPages(t.gen, CHUNK)
+        while not pages.done:
+            keys = yield from pages.next()
+            if keys and not pages.by_scan:  # listed by an index: reading expires them
+                yield Pipeline([("EXISTS", k) for k in keys])
         return max(0, before - (yield from self._index_info()).count)
 
     # ------------------------------------------------------------ streaming
@@ -452,22 +453,18 @@ class BatchScan:
         self.batch_size = check_int(batch_size, "batch_size", high=1_000_000)
         self.with_metadata = check_flag(with_metadata, "with_metadata")
         self.gen = target.gen
-        self._cursor = -1
+        self._pages = KeyPages(self.gen, self.batch_size)
         self._pending: list[bytes] = []
 
     @property
     def done(self) -> bool:
-        """Whether the scan ended and every key found was returned."""
-        return self._cursor == 0 and not self._pending
+        """Whether the listing ended and every key found was returned."""
+        return self._pages.done and not self._pending
 
     def step(self) -> Flow[Batch | None]:
         """The next batch (None when this step's keys were all deleted meanwhile)."""
-        pattern = self.gen.doc_scan_pattern()
-        while self._cursor != 0 and len(self._pending) < self.batch_size:
-            self._cursor, keys = yield from scan_page(
-                max(self._cursor, 0), pattern, self.batch_size
-            )
-            self._pending += keys
+        while not self._pages.done and len(self._pending) < self.batch_size:
+            self._pending += yield from self._pages.next()
         batch, self._pending = (
             self._pending[: self.batch_size],
             self._pending[self.batch_size :],

@@ -71,6 +71,7 @@ __all__ = [
     "call",
     "combine",
     "combine_call",
+    "copy_docs_call",
     "drop_version",
     "drop_version_call",
     "fork_abort_call",
@@ -622,6 +623,15 @@ def fork_begin_call(
 
     return ScriptCall(
         "fork_begin", [config_key, lock_key, garbage_key], [token, lease_ms], _begun, failed
+    )
+
+
+def copy_docs_call(sources: Sequence[bytes], targets: Sequence[bytes]) -> ScriptCall[int]:
+    """``copy_docs.lua``: copy the hashes ``sources`` to ``targets`` (same length; a
+    target that exists is kept), with their expiry; returns how many were copied. One
+    round trip, atomic. What a role's copy of a generation sends instead of COPY."""
+    return ScriptCall(
+        "copy_docs", [*sources, *targets], [], lambda reply: int(reply), _raiser("copy_docs", [])
     )
 
 

@@ -736,3 +736,31 @@ def test_revoked_or_rotated_credentials_are_an_authentication_error(team: Team) 
             await client.connection_pool.disconnect()
 
     asyncio.run(main())
+
+
+def test_roles_list_documents_through_indexes_diff_export_and_copy_without_copy(
+    team: Team, tmp_path: Any
+) -> None:
+    """What lists a space's documents (iter_batches, diff, export, purge) works for roles
+    without SCAN; a role's copies go through copy_docs.lua, since COPY's DB option would
+    write into another database."""
+    reader, writer, admin = (team.user(r, team.a) for r in ("read", "write", "admin"))
+    with team.hub_as(reader) as h:
+        a = h.space(team.a)
+        keys = sorted(k for batch, _, _ in a.iter_batches(batch_size=7) for k in batch)
+        assert keys == sorted(f"k{i}" for i in range(20))
+        d = a.diff("v1")
+        assert d.changed == ["k0"] and not d.added and not d.removed
+        out = tmp_path / "a.jsonl"
+        rediscache.export_file(a, out)
+        assert out.exists()
+    with team.hub_as(admin) as h:
+        stage = h.space(team.a).stage("next", empty=False)
+        stage.put("new", _vectors(1, 12)[0])
+        assert stage.diff().added == ["new"]
+        stage.discard()
+    raw = team.raw(writer)
+    keys = SpaceKeys.for_space(team.a)
+    _refused(lambda: raw.copy(keys.config, keys.config, destination_db=1, replace=True))
+    _refused(lambda: raw.move(keys.config, 1))
+    raw.close()
