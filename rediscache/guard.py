@@ -106,7 +106,9 @@ _CAUGHT = (redis.RedisError, RediscacheError, ConnectionError, socket.timeout)
 # --------------------------------------------------------------------------- redaction
 
 # up to the last "@" of the authority: a password may hold "@" (and "/" only percent-encoded)
-_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]*:)[^\s/]*@", re.IGNORECASE)
+#: A URL's user information, up to the last '@' of the line (a password may hold '/', ':',
+#: '@' or spaces when it was not percent-encoded).
+_URL_USERINFO = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://)([^\n'\"]*)@")
 _QUERY_PASSWORD = re.compile(r"(?i)([?&;]password=)[^&#\s]*")
 #: A password rule of ACL SETUSER (``>pw`` adds, ``<pw`` removes, ``#hex`` by its SHA-256).
 _ACL_PASSWORD = re.compile(r"(?:(?<=\s)|(?<=^)|(?<=[,'\"(]))([<>#])[^\s,'\")]+")
@@ -115,12 +117,20 @@ _SETTING_PASSWORD = re.compile(
 )
 
 
+def _hide_password(match: re.Match[str]) -> str:
+    """A URL's user information with its password (after the first ':') hidden."""
+    user, colon, _ = match.group(2).partition(":")
+    if not colon:
+        return match.group(0)  # a user name alone
+    return f"{match.group(1)}{user}:***@"
+
+
 def redact(text: str) -> str:
     """``text`` with every password hidden: in URLs (``redis://user:pw@host``, ``?password=``),
     in settings (``password='pw'``, ``"password": "pw"``, ``requirepass pw``) and in ACL
     rules (``>pw``, ``<pw``, ``#<sha256>``, as redis-py quotes an ``ACL SETUSER`` that
     failed in a pipeline). Pure."""
-    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _URL_USERINFO.sub(_hide_password, text)
     text = _QUERY_PASSWORD.sub(r"\1***", text)
     if "setuser" in text.lower():
         text = _ACL_PASSWORD.sub(r"\1***", text)

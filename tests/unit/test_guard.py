@@ -33,6 +33,10 @@ SECRET = "s3cret-Word"
         f"requirepass {SECRET}",
         f"Command # 1 (ACL SETUSER bob on resetpass >{SECRET} ~rc:{{a}}:*) of pipeline caused",
         f"('ACL', 'SETUSER', 'bob', '<{SECRET}', 'on')",
+        # passwords not percent-encoded in a URL
+        f"invalid Redis URL 'redis://writer:ab/cd{SECRET}@127.0.0.1:6379'",
+        f"connecting to redis://writer:abc {SECRET}@127.0.0.1:1/0: refused",
+        f"redis://user@team.example:{SECRET}@host:1/0",
     ],
 )
 def test_redact_hides_every_form_of_password(text: str) -> None:
@@ -231,3 +235,13 @@ def test_refused_credentials_are_an_authentication_error() -> None:
     wrapped = rediscache.ConnectionFailedError("write.lua was not run: invalid username-password")
     wrapped.__cause__ = exc
     assert isinstance(_map(wrapped, writes=True), rediscache.AuthenticationFailedError)
+
+
+@pytest.mark.parametrize("cut", ["#", "/", "?", ":"])
+def test_a_malformed_url_error_quotes_no_piece_of_its_password(cut: str) -> None:
+    url = f"redis://writer:ab{cut}cd{SECRET}@127.0.0.1:1/0"  # port 1: nothing listens
+    with pytest.raises(rediscache.RediscacheError) as err:
+        rediscache.connect(url)
+    assert SECRET not in str(err.value) and f"cd{SECRET[:3]}" not in str(err.value)
+    if isinstance(err.value, rediscache.InvalidInputError):
+        assert "percent-encoded" in str(err.value)
