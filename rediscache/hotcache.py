@@ -107,6 +107,7 @@ class HotCache:
         self._channel_head = len(channels) - len(prefix) - 1
         self._tracking: bool | None = None  # how it listens: None until the first session
         self._refused: str | None = None  # why the server refused the listener (it stopped)
+        self._sessions = 0  # sessions that started listening
         self._state_of = state_of
         self.max_items = max_items
         self.max_bytes = max_bytes
@@ -242,10 +243,13 @@ class HotCache:
 
     def _listen(self) -> None:
         pause = 0.05
+        failures = 0  # in a row: the first is logged as a warning, the next ones at debug
         while not self._stop.is_set():
+            sessions = self._sessions
             try:
                 self._session()
                 pause = 0.05
+                failures = 0
             except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
                 # credentials or grants taken away: retrying would not help; the cache
                 # stays off (reads go to the server, which says why)
@@ -256,18 +260,25 @@ class HotCache:
                     log.error(
                         "hot cache of %s: the server refused its invalidation listener (%s); "
                         "the cache is off",
-                        self._prefix,
+                        self._prefix.rstrip(":"),
                         self._refused,
                     )
                 return
             except (redis.RedisError, OSError) as exc:
                 if self._stop.is_set():
                     return
-                log.warning(
-                    "hot cache of %s: invalidation listener lost (%s); retrying",
-                    self._prefix,
-                    redact(str(exc)),
-                )
+                if self._sessions != sessions:  # it had been listening: a new loss
+                    failures = 0
+                if failures == 0:
+                    log.warning(
+                        "hot cache of %s: invalidation listener lost (%s); the cache is off "
+                        "until it is back, retrying",
+                        self._prefix.rstrip(":"),
+                        redact(str(exc)),
+                    )
+                else:
+                    log.debug("hot cache of %s: still retrying (%s)", self._prefix.rstrip(":"), exc)
+                failures += 1
             # Whatever happened while nobody listened is unknown: start empty.
             self._active.clear()
             self.clear()
@@ -331,6 +342,7 @@ class HotCache:
                 poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
             self._conn = conn
             self._fd = fd
+            self._sessions += 1
             self._active.set()
             while not self._stop.is_set():
                 if poller is not None:

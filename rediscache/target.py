@@ -113,7 +113,10 @@ class Target:
         """Take ``raw_state`` (read in the reply of a stale call) as the current state,
         saving a reload's round trip on the retry."""
         if not isinstance(raw_state, bytes):
-            raise ServerError(f"space {self.keys.name!r} was dropped")
+            raise SpaceNotFoundError(
+                f"space {self.keys.name!r} was dropped: nothing was done (create it again, "
+                "or open another)"
+            )
         self.set_state(SpaceState.parse(raw_state))
         return
         yield  # a flow: a version's target reloads here

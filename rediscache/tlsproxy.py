@@ -96,8 +96,13 @@ class TlsProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _relay(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         try:
             target_r, target_w = await _open_target(self.endpoint.target)
         except OSError:
@@ -128,9 +133,17 @@ class TlsProxy:
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        for writer in list(self._writers):
-            with contextlib.suppress(Exception):
-                writer.close()
+        writers = list(self._writers)
+        for writer in writers:
+            writer.transport.abort()  # at once: no TLS close handshake with a peer
+        tasks = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for _ in range(3):  # let the aborted transports finish closing
+            await asyncio.sleep(0)
+        if self._server is not None:
+            await self._server.wait_closed()
 
     def close(self) -> None:
         """Stop listening and close every relayed connection (both sides)."""
