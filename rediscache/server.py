@@ -34,7 +34,9 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -56,6 +58,7 @@ from .errors import (
     ServerLoadingError,
 )
 from .ftsearch import index_done
+from .tlsproxy import TlsEndpoint, server_context
 
 __all__ = [
     "ServerConfig",
@@ -121,6 +124,12 @@ class ServerConfig:
         search_module: path of ``redisearch.so`` to load instead of searching.
         maxmemory: e.g. ``"2gb"``; ``None`` leaves Redis's default (no limit).
         start_timeout: seconds to wait for the server to accept commands.
+        tls_cert, tls_key: a certificate chain and its private key (PEM files): the server
+            also serves ``rediss://`` on ``tls_port``, through a TLS endpoint process
+            (:mod:`rediscache.tlsproxy`: this redis-server is built without TLS). Recorded
+            in ``server.json`` (the paths only) and started again with the server.
+        tls_client_ca: require client certificates signed by this CA (PEM) on the TLS port.
+        tls_port: the TLS port; ``None`` reuses the previous one when free, else any free one.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -132,24 +141,43 @@ class ServerConfig:
     search_module: Path | None = None
     maxmemory: str | None = None
     start_timeout: float = 30.0
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tls_port: int | None = None
 
     def __post_init__(self) -> None:
         """Check every field (each ends up in redis.conf or on a command line), taking str
         paths as Paths. Raises InvalidInputError naming the field."""
-        for name in ("data_dir", "redis_server", "search_module"):
+        for name in (
+            "data_dir",
+            "redis_server",
+            "search_module",
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+        ):
             value = getattr(self, name)
             if value is None and name != "data_dir":
                 continue
             if not isinstance(value, str | Path) or not str(value) or _CONTROL.search(str(value)):
                 raise InvalidInputError(f"ServerConfig.{name} must be a path, got {value!r}")
             object.__setattr__(self, name, Path(value))
-        if self.port is not None and (
-            isinstance(self.port, bool)
-            or not isinstance(self.port, numbers.Integral)
-            or not 1 <= int(self.port) <= 65535
-        ):
+        for name in ("port", "tls_port"):
+            port = getattr(self, name)
+            if port is not None and (
+                isinstance(port, bool)
+                or not isinstance(port, numbers.Integral)
+                or not 1 <= int(port) <= 65535
+            ):
+                raise InvalidInputError(
+                    f"ServerConfig.{name} must be 1..65535 or None, got {port!r}"
+                )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise InvalidInputError("ServerConfig.tls_cert and tls_key go together: give both")
+        if self.tls_cert is None and (self.tls_client_ca or self.tls_port):
             raise InvalidInputError(
-                f"ServerConfig.port must be 1..65535 or None, got {self.port!r}"
+                "ServerConfig.tls_client_ca and tls_port need tls_cert and tls_key"
             )
         if not isinstance(self.host, str) or not _HOST.fullmatch(self.host):
             raise InvalidInputError(
@@ -199,11 +227,26 @@ class ServerInfo:
     module: str | None
     redis_version: str
     search_version: str
+    #: The TLS endpoint (ServerConfig.tls_*): its port and process, and what it serves.
+    tls_port: int | None = None
+    tls_pid: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
     @property
     def url(self) -> str:
         """A ``redis://`` URL (with the password) for tools that want one."""
         return f"redis://:{self.password}@{self.host}:{self.port}/0"
+
+    @property
+    def tls_url(self) -> str | None:
+        """The ``rediss://`` URL (with the password) of the TLS endpoint, or None. Clients
+        pass the CA that signed ``tls_cert`` (``ssl_ca_certs=``), and with
+        ``tls_client_ca`` their own certificate (``ssl_certfile=``, ``ssl_keyfile=``)."""
+        if self.tls_port is None:
+            return None
+        return f"rediss://:{self.password}@{self.host}:{self.tls_port}/0"
 
     def client(self, **kwargs: Any) -> redis.Redis:
         """A redis-py client to this server (unix socket when available). Caller closes it."""
@@ -665,9 +708,9 @@ def start(
                 version = _wait_ready(previous.pid, previous, config, bins, 0, progress)
                 previous = replace(previous, search_version=version)
                 _write_private(_state_path(config.data_dir), json.dumps(asdict(previous), indent=2))
-            return previous, False
+            return _ensure_tls(previous, config), False
         _wait_for_orphans(config.data_dir)
-        return _start_locked(config, previous, progress), True
+        return _ensure_tls(_start_locked(config, previous, progress), config), True
 
 
 #: Seconds a start waits for the fork children of a server that died (an AOF rewrite, the
@@ -751,6 +794,11 @@ def _start_locked(
         module=str(bins.module) if bins.module else None,
         redis_version=".".join(map(str, bins.version)),
         search_version="",
+        tls_port=previous.tls_port if previous else None,
+        tls_pid=previous.tls_pid if previous else None,
+        tls_cert=previous.tls_cert if previous else None,
+        tls_key=previous.tls_key if previous else None,
+        tls_client_ca=previous.tls_client_ca if previous else None,
     )
     # Recorded before waiting: a caller interrupted now (SIGTERM, Ctrl-C, a timeout) leaves
     # a server the next start finds and waits for, never a second one on the same data dir.
@@ -767,6 +815,115 @@ def _start_locked(
     info = replace(info, search_version=module_version)
     _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
     return info
+
+
+#: Seconds a start waits for its TLS endpoint to listen.
+TLS_START_TIMEOUT = 15.0
+TLS_LOG_FILE = "tlsproxy.log"
+
+
+def _is_tls_endpoint(pid: int | None) -> bool:
+    """Whether ``pid`` runs a :mod:`rediscache.tlsproxy` (not a process that reused it)."""
+    if not pid or not _pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"rediscache.tlsproxy" in cmdline
+
+
+def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
+    """Run the TLS endpoint the config asks for (or, without one, the one ``info``
+    recorded), unless it runs already; returns the info recorded in server.json.
+
+    Raises:
+        InvalidInputError: the certificate, key or CA cannot be loaded.
+        EmbeddedServerError: the endpoint did not start listening.
+    """
+    if config.tls_cert is not None:
+        want = (
+            str(config.tls_cert.resolve()),
+            str(config.tls_key.resolve()) if config.tls_key else None,
+            str(config.tls_client_ca.resolve()) if config.tls_client_ca else None,
+        )
+        port = config.tls_port
+    elif info.tls_cert is not None:
+        want = (info.tls_cert, info.tls_key, info.tls_client_ca)
+        port = None
+    else:
+        return info
+    same = want == (info.tls_cert, info.tls_key, info.tls_client_ca)
+    if same and _is_tls_endpoint(info.tls_pid) and (port is None or port == info.tls_port):
+        return info
+    _stop_tls(info)
+    cert, key, client_ca = (Path(x) if x else None for x in want)
+    assert cert is not None and key is not None
+    try:
+        server_context(TlsEndpoint(cert, key, "", client_ca=client_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInputError(
+            f"the TLS certificate {cert}, key {key}"
+            + (f" or client CA {client_ca}" if client_ca else "")
+            + f" cannot be loaded: {exc}"
+        ) from exc
+    host = info.host
+    if port is None:
+        previous = info.tls_port if same else None
+        port = previous if previous and _port_free(host, previous) else _free_port(host)
+    elif not _port_free(host, port):
+        raise PortInUseError(f"the TLS port {host}:{port} is in use by another process")
+    target = info.unix_socket if info.unix_socket else f"{info.host}:{info.port}"
+    argv = [sys.executable, "-m", "rediscache.tlsproxy", "--cert", str(cert), "--key", str(key),
+            "--host", host, "--port", str(port), "--to", target]  # fmt: skip
+    if client_ca is not None:
+        argv += ["--client-ca", str(client_ca)]
+    data_dir = Path(info.data_dir)
+    log_path = data_dir / TLS_LOG_FILE
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    info = replace(info, tls_port=port, tls_pid=pid, tls_cert=want[0], tls_key=want[1],
+                   tls_client_ca=want[2])  # fmt: skip
+    _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
+    deadline = time.monotonic() + TLS_START_TIMEOUT
+    while _port_free(host, port):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not _is_tls_endpoint(pid) or time.monotonic() > deadline:
+            _stop_tls(info)
+            tail = "; ".join(log_path.read_text(errors="replace").splitlines()[-3:])
+            raise EmbeddedServerError(
+                f"the TLS endpoint on {host}:{port} did not start listening ({tail}); see "
+                f"{log_path}"
+            )
+        time.sleep(0.05)
+    return info
+
+
+def _stop_tls(info: ServerInfo) -> None:
+    """Stop the TLS endpoint ``info`` recorded, if it still runs (SIGTERM: it closes every
+    relayed connection)."""
+    pid = info.tls_pid
+    if not _is_tls_endpoint(pid):
+        return
+    assert pid is not None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    for _ in range(100):
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if not _is_tls_endpoint(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _spawn(argv: list[str], data_dir: Path, lock_fd: int) -> int:
@@ -951,7 +1108,8 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
         if _pid_alive(info.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(info.pid, signal.SIGTERM)
-        # server.json stays: the next start reuses its port and password.
+        _stop_tls(info)
+        # server.json stays: the next start reuses its ports and password.
         return running
 
 

@@ -69,6 +69,26 @@ def server(state: State) -> None:
     help="How long to wait for the server to be ready. A server still loading its data "
     "then is left running (never killed: it would start over) and the command says so.",
 )
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also serve rediss:// with this certificate chain (PEM); needs --tls-key.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The private key of --tls-cert (PEM).",
+)
+@click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Require client certificates signed by this CA (PEM) on the TLS port.",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(1, 65535),
+    help="The TLS port (default: the previous one when free, else a free one).",
+)
 @json_option
 @click.pass_obj
 @friendly
@@ -80,6 +100,10 @@ def server_start(
     search_module: Path | None,
     maxmemory: str | None,
     start_timeout: float,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    tls_client_ca: Path | None,
+    tls_port: int | None,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
@@ -87,11 +111,17 @@ def server_start(
     A data directory with many vectors takes a while to load after a restart (its indexes
     are rebuilt); a server still loading after --start-timeout is left running.
 
+    With --tls-cert and --tls-key it also serves rediss:// on a TLS port, through a small
+    TLS endpoint process in front of the server (this redis-server is built without TLS);
+    later starts keep serving it until started with other files. Clients pass the CA
+    that signed the certificate: rediscache.connect(url, ssl_ca_certs="ca.pem").
+
     \b
     Example:
       rediscache server start
       rediscache --data-dir /srv/rc server start --port 6390 --appendfsync always
       rediscache server start --start-timeout 300     # a large data dir after a crash
+      rediscache server start --tls-cert server.pem --tls-key server.key
     """
     config = state.server_config(
         port=port,
@@ -100,6 +130,10 @@ def server_start(
         search_module=search_module,
         maxmemory=maxmemory,
         start_timeout=start_timeout,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
+        tls_port=tls_port,
     )
     line = StartProgressLine()
     try:
@@ -116,6 +150,11 @@ def server_start(
         f"{verb}: Redis {info.redis_version} + search {info.search_version} on "
         f"{info.host}:{info.port} (pid {info.pid}, data {info.data_dir})"
     )
+    if info.tls_port is not None:
+        client_certs = ", client certificates required" if info.tls_client_ca else ""
+        click.echo(
+            f"TLS: rediss://{info.host}:{info.tls_port}/0 (pid {info.tls_pid}{client_certs})"
+        )
     with info.client(socket_timeout=10, protocol=2) as client:
         building = srv.indexes_building(client)
     if building:
@@ -192,11 +231,16 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
     else:
         i = st.info
         url = i.url if show_password else i.url.replace(i.password, "***")
+        tls = ""
+        if i.tls_url is not None:
+            tls_url = i.tls_url if show_password else i.tls_url.replace(i.password, "***")
+            tls = f"  tls:     {tls_url} (pid {i.tls_pid})\n"
         click.echo(
             f"running: pid {i.pid}\n"
             f"  redis:   {i.redis_version} ({i.binary})\n"
             f"  search:  {i.search_version or '(known once loaded)'} ({i.module or 'built in'})\n"
             f"  url:     {url}\n"
+            f"{tls}"
             f"  socket:  {i.unix_socket or '-'}\n"
             f"  data:    {i.data_dir}"
         )
@@ -221,6 +265,8 @@ def _info_dict(info: srv.ServerInfo) -> dict[str, Any]:
     """The server's facts for --json output: never its password."""
     out = asdict(info)
     out["url"] = info.url.replace(info.password, "***")
+    if info.tls_url is not None:
+        out["tls_url"] = info.tls_url.replace(info.password, "***")
     out.pop("password")
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,3 +193,103 @@ def test_client_certificates_when_the_endpoint_requires_them(
         )
         with rediscache.connect(url, **mine) as h:
             assert h.spaces() is not None
+
+
+def test_the_embedded_server_serves_tls_and_keeps_serving_it(
+    own_dir: Path, certs: dict[str, Path], kill_server: Callable[[int], None]
+) -> None:
+    """`server start --tls-cert/--tls-key`: rediss:// beside redis://; the endpoint comes
+    back with the server after a kill -9 of either, and goes with `server stop`."""
+    import json
+    import os
+    import signal
+
+    from click.testing import CliRunner
+
+    from rediscache import server
+    from rediscache.cli import cli
+
+    def cli_run(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["--data-dir", str(own_dir), *args])
+
+    res = cli_run("server", "start", "--tls-cert", str(certs["cert"]),
+                  "--tls-key", str(certs["key"]))  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "TLS: rediss://127.0.0.1:" in res.stdout
+    info = server.status(own_dir).info
+    assert info is not None and info.tls_url is not None and info.tls_pid is not None
+    status = json.loads(cli_run("server", "status", "--json").stdout)
+    assert status["tls_url"].startswith("rediss://:***@") and info.password not in str(status)
+
+    def works() -> None:
+        current = server.status(own_dir).info
+        assert current is not None and current.tls_url is not None
+        with rediscache.connect(current.tls_url, ssl_ca_certs=str(certs["ca"])) as h:
+            space = h.create_space("tls", DIM, exist_ok=True)
+            space.put("a", _vectors(1)[0])
+            assert space.search(_vectors(1)[0], k=1)[0].key == "a"
+
+    works()
+    os.kill(info.tls_pid, signal.SIGKILL)  # the endpoint dies: the next start brings it back
+    again, started = server.start(server.ServerConfig(data_dir=own_dir))
+    assert not started and again.tls_pid != info.tls_pid and again.tls_port == info.tls_port
+    works()
+    kill_server(again.pid)  # the server dies: the endpoint relays to the next one
+    third, started = server.start(server.ServerConfig(data_dir=own_dir))
+    assert started and third.tls_pid == again.tls_pid
+    works()
+    assert server.stop(own_dir)
+    assert not server._is_tls_endpoint(third.tls_pid)
+    with pytest.raises(ConnectionFailedError):
+        rediscache.connect(third.tls_url, ssl_ca_certs=str(certs["ca"]))
+
+
+def test_bad_tls_settings_are_refused_before_anything_starts(
+    own_dir: Path, certs: dict[str, Path]
+) -> None:
+    from rediscache import InvalidInputError, server
+
+    with pytest.raises(InvalidInputError, match="tls_key"):
+        server.ServerConfig(data_dir=own_dir, tls_cert=certs["cert"])
+    with pytest.raises(InvalidInputError, match="cannot be loaded"):
+        server.start(server.ServerConfig(data_dir=own_dir, tls_cert=certs["key"],
+                                         tls_key=certs["cert"]))  # fmt: skip
+    info = server.status(own_dir).info
+    assert info is None or info.tls_pid is None
+
+
+def test_a_lost_listener_warns_once_per_loss_and_comes_back(
+    hub: Hub, certs: dict[str, Path], space_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The endpoint goes away (as a server does in a restart): the hot cache stops serving,
+    retries with one warning, not one per attempt, and listens again when it is back."""
+    import logging
+
+    hub.create_space(space_name, DIM).put("a", _vectors(1)[0])
+    target, user, password = _target(hub)
+    first = TlsProxy(TlsEndpoint(certs["cert"], certs["key"], target))
+    port = first.start()
+    url = f"rediss://{_credentials(user, password)}127.0.0.1:{port}/0"
+    caplog.set_level(logging.DEBUG, logger="rediscache.hotcache")
+    with rediscache.connect(url, ssl_ca_certs=str(certs["ca"])) as h:
+        space = h.space(space_name)
+        cache = space.enable_hot_cache()
+        for _ in range(2):  # two losses
+            first.close()
+            deadline = time.monotonic() + 10
+            while cache.active and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not cache.active
+            time.sleep(1.5)  # several retries meanwhile
+            first = TlsProxy(TlsEndpoint(certs["cert"], certs["key"], target, port=port))
+            first.start()
+            while not cache.active and time.monotonic() < deadline + 10:
+                time.sleep(0.01)
+            assert cache.active
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 2, [r.getMessage() for r in warnings]
+        assert "rc:{" in warnings[0].getMessage() and "}::" not in warnings[0].getMessage()
+        assert any(r.levelno == logging.DEBUG for r in caplog.records)
+        np.testing.assert_array_equal(space.get("a"), _vectors(1)[0])
+        space.disable_hot_cache()
+    first.close()
