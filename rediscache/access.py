@@ -170,7 +170,16 @@ WRITE_SCRIPTS = (
     "update_mean",
     "write",
 )
-ADMIN_SCRIPTS = ("drop_version", "publish", "rollback", "stage", "stage_commit", "stage_drop")
+ADMIN_SCRIPTS = (
+    "drop_version",
+    "gc_drop_index",
+    "gc_unlink",
+    "publish",
+    "rollback",
+    "stage",
+    "stage_commit",
+    "stage_drop",
+)
 #: The keyspace notifications a role's hot cache needs (``notify-keyspace-events``): keyspace
 #: channels (K) of hash commands (h), generic ones such as DEL and EXPIRE (g), expiries (x)
 #: and evictions (e). :meth:`Access.grant` turns them on.

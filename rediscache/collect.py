@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 
@@ -43,7 +43,6 @@ from .ftsearch import index_done
 from .generations import (
     aggregate_keys,
     create_listing,
-    drop_index,
     may_scan,
     parse_versions,
     scan_page,
@@ -88,47 +87,76 @@ def in_background(keys: SpaceKeys, ready: set[int]) -> Flow[None]:
     yield Background(lambda: collect_garbage(keys, ready), keys.prefix + "gc")
 
 
+class Lease(NamedTuple):
+    """The collector's lease: its key and this collector's token in it."""
+
+    key: str
+    token: str
+
+
+class _LeaseLost(Exception):
+    """The lease is not this collector's any more: another took over after it expired, or
+    the space was dropped (its lease went with it) and perhaps created again."""
+
+
+def _held(lease: Lease) -> Flow[None]:
+    """Raise _LeaseLost unless ``lease`` is still ours (one GET): checked before each step
+    that changes something, so that a collector of a dropped space never touches the keys
+    of a space created again under its name."""
+    if (yield Command(("GET", lease.key))) != lease.token.encode():
+        raise _LeaseLost
+
+
+def _drop_index(lease: Lease, index: str) -> Flow[None]:
+    """FT.DROPINDEX ``index`` (documents kept) while the lease is ours, in one script."""
+    call = scripts.gc_drop_index_call(lease.key, index, token=lease.token)
+    if (yield from scripts.run(call)) is None:
+        raise _LeaseLost
+
+
 def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> Flow[int]:
     """Delete every garbage generation of the space ``keys`` that neither the live space,
     a version nor a stage uses (``ready`` forgets them); returns the documents deleted.
     Idempotent and crash-safe (see the module docstring). When another collector holds
     the space's lease, returns 0 at once, or with ``wait`` waits for it to finish."""
-    token = uuid.uuid4().hex
-    lease = keys.gc_lock
-    while not (yield Command(("SET", lease, token, "NX", "PX", LEASE_MS))):
+    lease = Lease(keys.gc_lock, uuid.uuid4().hex)
+    while not (yield Command(("SET", lease.key, lease.token, "NX", "PX", LEASE_MS))):
         if not wait:
             return 0
         yield Sleep(0.05)
     try:
         deleted = yield from _collect(keys, ready, lease)
+    except _LeaseLost:
+        return 0  # the space was dropped, or another collector took over: it is theirs
     except GeneratorExit:
         raise  # the flow was dropped unfinished: nothing more may be sent (the lease expires)
     except BaseException:  # failed, cancelled, interrupted, or its hub closes
-        yield from _release(lease, token)
+        yield from _release(lease)
         raise
-    yield from _release(lease, token)
+    yield from _release(lease)
     return deleted
 
 
-def _release(lease: str, token: str) -> Flow[None]:
+def _release(lease: Lease) -> Flow[None]:
     """Release the collector's lease while it is still ours (fork_abort.lua: DEL when GET
     is our token)."""
     with contextlib.suppress(redis.RedisError, ServerError):
-        yield from scripts.run(scripts.fork_abort_call(lease, token=token))
+        yield from scripts.run(scripts.fork_abort_call(lease.key, token=lease.token))
 
 
-def _collect(keys: SpaceKeys, ready: set[int], lease: str) -> Flow[int]:
+def _collect(keys: SpaceKeys, ready: set[int], lease: Lease) -> Flow[int]:
     deleted = 0
     while True:
         members = yield Command(("SMEMBERS", keys.garbage))
         in_use, not_staged = yield from _in_use(keys)
-        yield from _drop_stale_listings(keys, not_staged)
+        yield from _drop_stale_listings(keys, not_staged, lease)
         if not members:
             return deleted
         for g in sorted(int(m) for m in members):
             if g not in in_use:
                 deleted += yield from _delete_generation(keys, keys.gen(g), lease)
                 ready.discard(g)
+            yield from _held(lease)
             yield Command(("SREM", keys.garbage, g))
 
 
@@ -154,7 +182,7 @@ def _in_use(keys: SpaceKeys) -> Flow[tuple[set[int], set[int]]]:
     return used, used - staged
 
 
-def _drop_stale_listings(keys: SpaceKeys, gens: set[int]) -> Flow[None]:
+def _drop_stale_listings(keys: SpaceKeys, gens: set[int], lease: Lease) -> Flow[None]:
     """Drop the listing index of these generations (the live one, versions') if one is
     left: publish drops a stage's, and a client that died right after publishing left it,
     slowing every write of the live space. One FT._LIST."""
@@ -162,27 +190,34 @@ def _drop_stale_listings(keys: SpaceKeys, gens: set[int]) -> Flow[None]:
     for g in sorted(gens):
         listing = keys.gen(g).listing
         if listing in names:
-            yield from drop_index(listing, f"listing index {listing!r}")
+            yield from _drop_index(lease, listing)
 
 
-def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
-    """List, drop the indexes of, and unlink generation ``gen``; returns documents deleted."""
+def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[int]:
+    """List, drop the indexes of, and unlink generation ``gen``; returns documents deleted.
+    Every step that changes something checks first that the lease is still ours (the
+    deletions in the same script: gc_unlink.lua)."""
     doomed = gen.doomed
     mark = yield Command(("HGET", keys.config, gen.listed_field))
     if mark != LISTED.encode():
         yield from _list(keys, gen, doomed, lease)
+        yield from _held(lease)
         yield Command(("HSET", keys.config, gen.listed_field, LISTED))
     for index in (gen.index, gen.listing):
-        yield from drop_index(index, f"index {index!r}")
+        yield from _drop_index(lease, index)
     deleted = 0
     while True:
         batch = yield Command(("SRANDMEMBER", doomed, STEP))
         if not batch:
             break
-        replies = yield Pipeline(
-            [("UNLINK", *batch), ("SREM", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)]
+        call = scripts.gc_unlink_call(
+            lease.key, doomed, batch, token=lease.token, lease_ms=LEASE_MS
         )
-        deleted += int(replies[0])
+        done = yield from scripts.run(call)
+        if done is None:
+            raise _LeaseLost
+        deleted += done
+    yield from _held(lease)
     yield Pipeline(
         [
             ("DEL", doomed),
@@ -193,7 +228,7 @@ def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: str) -> Flow[int]:
     return deleted
 
 
-def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
+def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: Lease) -> Flow[None]:
     """Fill ``doomed`` with every document of ``gen``, read from one of its indexes with an
     aggregate cursor, :data:`STEP` keys per read (each read costs O(page), wherever it is
     in the index), once that index is complete."""
@@ -208,7 +243,8 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
     counted = yield from _trusted_count(keys, gen)
 
     def add(batch: list[bytes]) -> Flow[int]:
-        added, _ = yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease, LEASE_MS)])
+        yield from _held(lease)
+        added, _ = yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease.key, LEASE_MS)])
         return int(added)
 
     while True:
@@ -219,7 +255,7 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
         yield from aggregate_keys(index, add, STEP)
         if built or (counted is not None and int((yield Command(("SCARD", doomed)))) >= counted):
             return
-        yield Command(("PEXPIRE", lease, LEASE_MS))
+        yield Command(("PEXPIRE", lease.key, LEASE_MS))
         yield Sleep(0.5)  # the index is still being built (after a restart): list again
 
 
@@ -233,14 +269,15 @@ def _listing_index(gen: GenKeys) -> Flow[str | None]:
     return None
 
 
-def _scan_list(gen: GenKeys, doomed: str, lease: str) -> Flow[None]:
+def _scan_list(gen: GenKeys, doomed: str, lease: Lease) -> Flow[None]:
     """Fill ``doomed`` by SCAN over ``gen``'s prefix, :data:`STEP` keys per page: for a
     generation without any index (a copy cut before it was indexed), the one case where
     the collection visits other keys. A full SCAN returns every key that existed all along."""
     cursor = -1
     while cursor != 0:
         cursor, batch = yield from scan_page(max(cursor, 0), gen.doc_scan_pattern(), STEP)
-        commands: list[tuple[Any, ...]] = [("PEXPIRE", lease, LEASE_MS)]
+        yield from _held(lease)
+        commands: list[tuple[Any, ...]] = [("PEXPIRE", lease.key, LEASE_MS)]
         if batch:
             commands.append(("SADD", doomed, *batch))
         yield Pipeline(commands)

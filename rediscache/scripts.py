@@ -81,6 +81,8 @@ __all__ = [
     "fork_commit_call",
     "gather",
     "gather_call",
+    "gc_drop_index_call",
+    "gc_unlink_call",
     "lost",
     "lua_dir",
     "publish_call",
@@ -632,6 +634,34 @@ def copy_docs_call(sources: Sequence[bytes], targets: Sequence[bytes]) -> Script
     round trip, atomic. What a role's copy of a generation sends instead of COPY."""
     return ScriptCall(
         "copy_docs", [*sources, *targets], [], lambda reply: int(reply), _raiser("copy_docs", [])
+    )
+
+
+def gc_drop_index_call(lease: str, index: str, *, token: str) -> ScriptCall[bool | None]:
+    """``gc_drop_index.lua``: FT.DROPINDEX ``index`` (documents kept) if the collector's
+    ``lease`` still holds ``token``; True when dropped, False when there was no such index,
+    None when the lease is not this collector's (nothing dropped). One round trip, atomic.
+    """
+
+    def parse(reply: Any) -> bool | None:
+        return None if int(reply) < 0 else bool(int(reply))
+
+    return ScriptCall("gc_drop_index", [lease, index], [token], parse, _raiser("gc_drop_index", []))
+
+
+def gc_unlink_call(
+    lease: str, doomed: str, documents: Sequence[bytes], *, token: str, lease_ms: int
+) -> ScriptCall[int | None]:
+    """``gc_unlink.lua``: UNLINK ``documents`` (and remove them from ``doomed``) if the
+    collector's ``lease`` still holds ``token``, renewing it to ``lease_ms``; the number
+    deleted, or None when the lease is not this collector's (nothing deleted). One round
+    trip, atomic."""
+    return ScriptCall(
+        "gc_unlink",
+        [lease, doomed, *documents],
+        [token, lease_ms],
+        lambda reply: None if int(reply) < 0 else int(reply),
+        _raiser("gc_unlink", []),
     )
 
 

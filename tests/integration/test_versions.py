@@ -499,3 +499,61 @@ def test_searching_a_version_whose_index_builds_waits_at_most_index_wait(
     finally:
         hub.index_wait = wait
     assert len(old.search(rng.standard_normal(64), 3)) == 3  # waits, then answers
+
+
+def _interleave(flow: Any, at: Any, action: Any) -> Any:
+    """``flow``, with ``action()`` run once just before the first effect ``at`` accepts is
+    performed (errors of effects are thrown into ``flow`` as a driver does)."""
+    send, value, fired = flow.send, None, False
+    while True:
+        try:
+            effect = send(value)
+        except StopIteration as stop:
+            return stop.value
+        if not fired and at(effect):
+            fired = True
+            action()
+        try:
+            value = yield effect
+            send = flow.send
+        except BaseException as exc:  # handed to the flow, as a driver does
+            send, value = flow.throw, exc
+
+
+@pytest.mark.parametrize("moment", ["listing", "dropping the index", "unlinking"])
+def test_a_collector_of_a_dropped_space_never_touches_the_space_made_again(
+    hub: Hub, space_name: str, moment: str
+) -> None:
+    """A space dropped and created again under its name reuses its key and index names: a
+    collector of the old space still running (a background one, on a slow machine) stops
+    at its next step instead of deleting the new space's documents or index."""
+    from rediscache import collect, scripts
+
+    space, vecs = _space(hub, space_name)
+    space.snapshot("v")
+    space.put("k0", -vecs[0])  # the copy for "v"
+    space.rollback("v", collect=False)  # the first generation is garbage
+    keys = space.keys
+    fresh: dict[str, Any] = {}
+
+    def recreate() -> None:
+        hub.drop_space(space_name)
+        made = hub.create_space(space_name, 4, fields={"g": "tag"})
+        made.put_many([f"k{i}" for i in range(40)], vecs, [{"g": "new"}] * 40)
+        fresh["space"] = made
+
+    def at(effect: Any) -> bool:
+        command = getattr(effect, "args", None) or getattr(effect, "command", ())
+        first = command[0] if command else None
+        if moment == "listing":
+            return first == "FT.AGGREGATE"
+        name = "gc_drop_index" if moment == "dropping the index" else "gc_unlink"
+        return first in ("EVALSHA", "EVAL") and command[1] in (scripts.sha(name),)
+
+    flow = _interleave(collect.collect_garbage(keys, set()), at, recreate)
+    hub._driver.run(flow)
+    made = fresh["space"]
+    assert len(made) == 40
+    np.testing.assert_array_equal(made.get_many([f"k{i}" for i in range(40)]), vecs)
+    assert made.search(vecs[5], 1)[0].key == "k5"
+    assert not hub.client.exists(keys.gc_lock)
