@@ -255,10 +255,13 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
             # redis-py's text may quote a piece of the URL (a password cut at a '/', '#'
             # or ':' read as the port): say only what kind of mistake it was
-            reason = "an unknown option" if isinstance(exc, TypeError) else "a malformed URL"
+            if isinstance(exc, TypeError):  # names the keyword, not the URL
+                raise InvalidInputError(
+                    f"invalid option for {redact(plan.url)!r}: {redact(str(exc))}"
+                ) from exc
             raise InvalidInputError(
-                f"invalid Redis URL or option for {redact(plan.url)!r} ({reason}): a password "
-                "with '/', '#', '?', '@', ':' or spaces must be percent-encoded in the URL "
+                f"invalid Redis URL {redact(plan.url)!r}: a password with '/', '#', '?', "
+                "'@', ':' or spaces must be percent-encoded in the URL "
                 "(urllib.parse.quote(password, safe=''))"
             ) from exc
         return module.Redis.from_pool(pool), True, redact(plan.url)

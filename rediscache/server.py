@@ -822,6 +822,27 @@ TLS_START_TIMEOUT = 15.0
 TLS_LOG_FILE = "tlsproxy.log"
 
 
+def _listen_free(host: str, port: int) -> bool:
+    """Whether a server may listen on ``host:port`` as asyncio's does (SO_REUSEADDR: the
+    connections a killed endpoint left in TIME_WAIT do not keep its port)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _accepts(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def _is_tls_endpoint(pid: int | None) -> bool:
     """Whether ``pid`` runs a :mod:`rediscache.tlsproxy` (not a process that reused it)."""
     if not pid or not _pid_alive(pid):
@@ -870,8 +891,8 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
     host = info.host
     if port is None:
         previous = info.tls_port if same else None
-        port = previous if previous and _port_free(host, previous) else _free_port(host)
-    elif not _port_free(host, port):
+        port = previous if previous and _listen_free(host, previous) else _free_port(host)
+    elif not _listen_free(host, port):
         raise PortInUseError(f"the TLS port {host}:{port} is in use by another process")
     target = info.unix_socket if info.unix_socket else f"{info.host}:{info.port}"
     argv = [sys.executable, "-m", "rediscache.tlsproxy", "--cert", str(cert), "--key", str(key),
@@ -893,7 +914,7 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
                    tls_client_ca=want[2])  # fmt: skip
     _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
     deadline = time.monotonic() + TLS_START_TIMEOUT
-    while _port_free(host, port):
+    while not _accepts(host, port):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
         if not _is_tls_endpoint(pid) or time.monotonic() > deadline:

@@ -15,12 +15,18 @@ def _grants_json(g: UserGrants) -> dict[str, object]:
     return {"user": g.user, "owner": g.owner, "spaces": dict(g.spaces), "on_server": g.on_server}
 
 
-def _describe(g: UserGrants) -> str:
+def _describe(g: UserGrants, existing: set[str] | None = None) -> str:
+    """``g``'s grants in words; a space not in ``existing`` (an admin dropped it: its
+    grants stay until an owner creates it again) is marked dropped."""
     if g.owner:
         return "owner (every space)"
     if not g.spaces:
         return "no spaces"
-    return ", ".join(f"{space}: {role}" for space, role in sorted(g.spaces.items()))
+    gone = set(g.spaces) - existing if existing is not None else set()
+    return ", ".join(
+        f"{space}: {role}" + (" (dropped)" if space in gone else "")
+        for space, role in sorted(g.spaces.items())
+    )
 
 
 def _show_password(granted: Granted, shown: bool) -> None:
@@ -151,22 +157,30 @@ def list_(state: State, as_json: bool) -> None:
     """List users with their spaces and roles.
 
     Every user rediscache granted a role. A user marked 'missing' was forgotten by the
-    server (restarted without an ACL file): grant it again.
+    server (restarted without an ACL file): grant it again. A space marked 'dropped' was
+    dropped by an admin: its grants end when an owner creates it again (or revoke them).
 
     \b
     Example:
       rediscache acl list
       rediscache acl list --json
     """
-    users = state.hub().users()
+    hub = state.hub()
+    users = hub.users()
+    existing = set(hub.spaces())
     if wants_json(state, as_json):
-        emit([_grants_json(g) for g in users.values()])
+        emit(
+            [
+                {**_grants_json(g), "dropped": sorted(set(g.spaces) - existing)}
+                for g in users.values()
+            ]
+        )
         return
     if not users:
         click.echo("no users (grant one with: rediscache acl grant USER SPACE --role read)")
     for g in users.values():
         missing = "" if g.on_server else "  [missing on the server: grant it again]"
-        click.echo(f"{g.user}: {_describe(g)}{missing}")
+        click.echo(f"{g.user}: {_describe(g, existing)}{missing}")
 
 
 @acl.command("passwd")

@@ -48,6 +48,10 @@ def server(state: State) -> None:
         )
 
 
+#: A PEM file given to the TLS options.
+PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
 @server.command("start", short_help="Start the embedded server.")
 @click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
 @click.option(
@@ -71,17 +75,13 @@ def server(state: State) -> None:
 )
 @click.option(
     "--tls-cert",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PEM_FILE,
     help="Also serve rediss:// with this certificate chain (PEM); needs --tls-key.",
 )
-@click.option(
-    "--tls-key",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The private key of --tls-cert (PEM).",
-)
+@click.option("--tls-key", type=PEM_FILE, help="The private key of --tls-cert (PEM).")
 @click.option(
     "--tls-client-ca",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=PEM_FILE,
     help="Require client certificates signed by this CA (PEM) on the TLS port.",
 )
 @click.option(

@@ -423,7 +423,8 @@ def test_cli_grants_lists_rotates_and_revokes(team: Team, server_dir: Any) -> No
     password = res.stderr.rsplit(" ", 1)[1].strip()
     assert _client(team.hub, user, password).ping()
     listed = json.loads(run("acl", "list", "--json").stdout)
-    assert {"user": user, "owner": False, "spaces": {team.a: "read"}, "on_server": True} in listed
+    mine = {"user": user, "owner": False, "spaces": {team.a: "read"}, "on_server": True}
+    assert {**mine, "dropped": []} in listed
     res = run("acl", "passwd", user, "--password-stdin", input="new-secret\n")
     assert res.exit_code == 0 and "new-secret" not in res.output
     assert _client(team.hub, user, "new-secret").ping()
@@ -459,7 +460,7 @@ def test_a_role_lists_its_spaces_and_server_stats_from_the_cli(team: Team) -> No
     assert team.b in res.stdout and team.a not in res.stdout and "not visible" in res.stdout
 
 
-def test_an_admin_drops_its_space_without_scan(team: Team) -> None:
+def test_an_admin_drops_its_space_without_scan(team: Team, server_dir: Any) -> None:
     admin = team.user("admin", team.a)
     keys = SpaceKeys.for_space(team.a)
     team.hub.space(team.a).stage("pending").put_many(["s1", "s2"], _vectors(2, 2))
@@ -472,6 +473,8 @@ def test_an_admin_drops_its_space_without_scan(team: Team) -> None:
     assert team.a not in team.hub.spaces()
     with pytest.raises(rediscache.SpaceNotFoundError):
         team.hub.space(team.a)
+    listed = _cli(server_dir, "acl", "list")
+    assert f"{team.a}: admin (dropped)" in listed.stdout, listed.output
     # an admin may not rewrite users: the grant goes when an owner creates the name again
     team.hub.create_space(team.a, DIM)
     assert team.a not in team.hub.users()[admin].spaces

@@ -201,8 +201,6 @@ def test_the_embedded_server_serves_tls_and_keeps_serving_it(
     """`server start --tls-cert/--tls-key`: rediss:// beside redis://; the endpoint comes
     back with the server after a kill -9 of either, and goes with `server stop`."""
     import json
-    import os
-    import signal
 
     from click.testing import CliRunner
 
@@ -230,7 +228,7 @@ def test_the_embedded_server_serves_tls_and_keeps_serving_it(
             assert space.search(_vectors(1)[0], k=1)[0].key == "a"
 
     works()
-    os.kill(info.tls_pid, signal.SIGKILL)  # the endpoint dies: the next start brings it back
+    kill_server(info.tls_pid)  # the endpoint dies: the next start brings it back
     again, started = server.start(server.ServerConfig(data_dir=own_dir))
     assert not started and again.tls_pid != info.tls_pid and again.tls_port == info.tls_port
     works()
