@@ -175,8 +175,16 @@ def test_an_unknown_certificate_authority_is_refused_clearly(tls: Tls, tmp_path:
     other = trustme.CA()
     ca = tmp_path / "other-ca.pem"
     other.cert_pem.write_to_path(str(ca))
-    with pytest.raises(ConnectionFailedError, match=r"(?i)certificate"):
+    with pytest.raises(ConnectionFailedError, match=r"(?i)certificate") as err:
         rediscache.connect(tls.url, ssl_ca_certs=str(ca))
+    assert "ssl_ca_certs" in str(err.value)
+    # the CLI takes the CA in the URL's query
+    from click.testing import CliRunner
+
+    from rediscache.cli import cli
+
+    res = CliRunner().invoke(cli, ["--url", f"{tls.url}?ssl_ca_certs={tls.ca}", "space", "list"])
+    assert res.exit_code == 0, res.output
 
 
 def test_client_certificates_when_the_endpoint_requires_them(
