@@ -128,7 +128,7 @@ def create_listing(gen: GenKeys, *, existing: bool = False) -> Flow[None]:
     One round trip.
 
     Raises:
-        ServerError: the server refused.
+        ServerError: the server refused (NoPermissionError as redis-py raised it).
     """
     skip = () if existing else ("SKIPINITIALSCAN",)
     try:
@@ -136,6 +136,8 @@ def create_listing(gen: GenKeys, *, existing: bool = False) -> Flow[None]:
             ("FT.CREATE", gen.listing, "ON", "HASH", "PREFIX", 1, gen.doc_prefix,
              *skip, "STOPWORDS", 0, *LISTING_SCHEMA)
         )  # fmt: skip
+    except redis.exceptions.NoPermissionError:
+        raise  # the caller knows what the user was doing
     except redis.ResponseError as exc:
         if "already exists" not in str(exc).lower():
             raise ServerError(f"creating the listing index {gen.listing!r}: {exc}") from exc
@@ -156,6 +158,18 @@ def drop_index(index: str | bytes, what: str) -> Flow[bool]:
             raise ServerError(f"dropping {what}: {exc}") from exc
         return False
     return True
+
+
+def no_index_yet(gen: GenKeys) -> PermissionDeniedError:
+    """The error of a role that needs an index of ``gen`` which nobody built yet (a version
+    a writer copied after a snapshot: only admins and owners create indexes)."""
+    denied = PermissionDeniedError(
+        f"this version of space {gen.space.name!r} (generation {gen.gen}) has no index "
+        "yet, and this user may not create one (only admins and owners may): an admin's "
+        "or owner's first search of it, or a rollback to it, builds it"
+    )
+    denied.space, denied.final = gen.space.name, True
+    return denied
 
 
 def ensure_searchable(
@@ -209,14 +223,7 @@ def ensure_searchable(
                 yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
                 yield from create_index(config, gen)
             except redis.exceptions.NoPermissionError as exc:
-                # a writer copied it for a version after a snapshot; only admins index
-                denied = PermissionDeniedError(
-                    f"generation {gen.gen} of space {config.name!r} has no index yet, and "
-                    "this user may not create one (only admins and owners may): an admin's "
-                    "or owner's first search of it, or a rollback to it, builds it"
-                )
-                denied.space, denied.final = config.name, True
-                raise denied from exc
+                raise no_index_yet(gen) from exc
             except redis.ResponseError:
                 pass  # a racing client made it
             continue
@@ -381,9 +388,17 @@ class KeyPages:
             try:
                 info = yield Command(("FT.INFO", index))
             except redis.ResponseError as exc:
-                if _unknown_index(exc) and index == self.gen.index:
+                if not _unknown_index(exc):
+                    raise
+                if index == self.gen.index:
                     continue
-                raise
+                # neither: a version a writer copied; an admin lists it with a light
+                # index made now (the collector drops it later), a reader or writer may not
+                try:
+                    yield from create_listing(self.gen, existing=True)
+                except redis.exceptions.NoPermissionError as denied:
+                    raise no_index_yet(self.gen) from denied
+                info = yield Command(("FT.INFO", index))
             while (done := index_done(info)) < 1:
                 if time.monotonic() >= deadline:
                     raise IndexBuildingError(

@@ -104,12 +104,19 @@ class Registry:
             error = translate(exc, context, writes=False, client=self.client)
             raise (error or ServerError(f"{context}: {exc}")) from exc
         except redis.ConnectionError as exc:
-            if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "WRONG_VERSION_NUMBER" in str(exc):
+            text = str(exc)
+            if "CERTIFICATE_VERIFY_FAILED" in text or "WRONG_VERSION_NUMBER" in text:
                 raise ConnectionFailedError(
                     f"cannot connect to {where}: the TLS handshake failed ({exc}): pass the CA "
                     "that signed the server's certificate, connect(url, ssl_ca_certs='ca.pem') "
                     "or in the URL ?ssl_ca_certs=/path/ca.pem, and check that the port serves "
                     "TLS (rediss://) or not (redis://)"
+                ) from exc
+            if where.startswith("rediss") and "closed by server" in text.lower():
+                raise ConnectionFailedError(
+                    f"cannot connect to {where}: the server closed the TLS connection ({exc}); "
+                    "if it requires client certificates, pass yours: ssl_certfile= and "
+                    "ssl_keyfile= (in a URL: ?ssl_certfile=...&ssl_keyfile=...)"
                 ) from exc
             raise ConnectionFailedError(
                 f"cannot connect to {where}: {exc}; is the server running and the URL right?"

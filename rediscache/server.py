@@ -73,6 +73,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "tls_running",
 ]
 
 AppendFsync = Literal["always", "everysec", "no"]
@@ -700,6 +701,8 @@ def start(
         EmbeddedServerError: the server exited or did not become ready in time.
     """
     config = config or ServerConfig()
+    if config.tls_cert is not None and config.tls_key is not None:
+        _check_tls_files(config.tls_cert, config.tls_key, config.tls_client_ca)
     with _locked(config.data_dir):
         previous = _read_state(config.data_dir)
         if previous is not None and _alive(previous):
@@ -877,25 +880,20 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
     same = want == (info.tls_cert, info.tls_key, info.tls_client_ca)
     if same and _is_tls_endpoint(info.tls_pid) and (port is None or port == info.tls_port):
         return info
-    _stop_tls(info)
     cert, key, client_ca = (Path(x) if x else None for x in want)
     assert cert is not None and key is not None
-    try:
-        server_context(TlsEndpoint(cert, key, "", client_ca=client_ca))
-    except (OSError, ssl.SSLError) as exc:
-        raise InvalidInputError(
-            f"the TLS certificate {cert}, key {key}"
-            + (f" or client CA {client_ca}" if client_ca else "")
-            + f" cannot be loaded: {exc}"
-        ) from exc
+    _check_tls_files(cert, key, client_ca)  # before the running endpoint is stopped
+    _stop_tls(info)
     host = info.host
-    if port is None:
-        previous = info.tls_port if same else None
+    if port is None:  # the recorded port, kept across restarts and new certificates
+        previous = info.tls_port
         port = previous if previous and _listen_free(host, previous) else _free_port(host)
     elif not _listen_free(host, port):
         raise PortInUseError(f"the TLS port {host}:{port} is in use by another process")
     target = info.unix_socket if info.unix_socket else f"{info.host}:{info.port}"
-    argv = [sys.executable, "-m", "rediscache.tlsproxy", "--cert", str(cert), "--key", str(key),
+    # -c, not -m: the package imports the module before runpy would run it as __main__
+    run = "import sys; from rediscache.tlsproxy import main; main(sys.argv[1:])"
+    argv = [sys.executable, "-c", run, "--cert", str(cert), "--key", str(key),
             "--host", host, "--port", str(port), "--to", target]  # fmt: skip
     if client_ca is not None:
         argv += ["--client-ca", str(client_ca)]
@@ -926,6 +924,23 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
             )
         time.sleep(0.05)
     return info
+
+
+def _check_tls_files(cert: Path, key: Path, client_ca: Path | None) -> None:
+    """Raise InvalidInputError unless the TLS endpoint could load these files."""
+    try:
+        server_context(TlsEndpoint(cert, key, "", client_ca=client_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidInputError(
+            f"the TLS certificate {cert}, key {key}"
+            + (f" or client CA {client_ca}" if client_ca else "")
+            + f" cannot be loaded: {exc}; nothing was started"
+        ) from exc
+
+
+def tls_running(info: ServerInfo) -> bool:
+    """Whether the TLS endpoint ``info`` records runs (False when it has none)."""
+    return _is_tls_endpoint(info.tls_pid)
 
 
 def _stop_tls(info: ServerInfo) -> None:

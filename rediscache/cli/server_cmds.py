@@ -123,6 +123,10 @@ def server_start(
       rediscache server start --start-timeout 300     # a large data dir after a crash
       rediscache server start --tls-cert server.pem --tls-key server.key
     """
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both")
+    if tls_cert is None and (tls_client_ca or tls_port):
+        raise click.UsageError("--tls-client-ca and --tls-port need --tls-cert and --tls-key")
     config = state.server_config(
         port=port,
         appendfsync=appendfsync,
@@ -210,6 +214,8 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
             out.update(pid=st.holder_pid, state_file_missing=True)
         if st.info is not None:
             out.update(_info_dict(st.info))
+            if st.info.tls_port is not None:
+                out["tls_running"] = srv.tls_running(st.info)
             out.update(
                 used_memory=st.used_memory,  # bytes, as `stats --json` gives it
                 used_memory_human=st.used_memory_human,
@@ -234,7 +240,12 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
         tls = ""
         if i.tls_url is not None:
             tls_url = i.tls_url if show_password else i.tls_url.replace(i.password, "***")
-            tls = f"  tls:     {tls_url} (pid {i.tls_pid})\n"
+            up = (
+                f"pid {i.tls_pid}"
+                if srv.tls_running(i)
+                else "NOT RUNNING: `server start` restarts it"
+            )
+            tls = f"  tls:     {tls_url} ({up})\n"
         click.echo(
             f"running: pid {i.pid}\n"
             f"  redis:   {i.redis_version} ({i.binary})\n"

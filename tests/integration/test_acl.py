@@ -235,6 +235,12 @@ def test_a_writer_writes_after_its_own_snapshot_and_an_admin_indexes_the_copy(
         np.testing.assert_array_equal(v2.get("k1"), old)
         with pytest.raises(PermissionDeniedError, match="no index yet"):
             v2.search(old, k=3)
+    # listing it (export, diff) says the same
+    with team.hub_as(reader) as h, pytest.raises(PermissionDeniedError, match="no index yet"):
+        list(h.space(team.a).at("v2").iter_batches())
+    with team.hub_as(team.user("admin", team.a)) as h:  # an admin lists it all the same
+        listed = [k for batch, _, _ in h.space(team.a).at("v2").iter_batches() for k in batch]
+        assert sorted(listed) == sorted(f"k{i}" for i in range(20))
     hits = team.hub.space(team.a).at("v2").search(old, k=1)  # the owner's search indexes it
     assert hits[0].key == "k1"
     with team.hub_as(reader) as h:

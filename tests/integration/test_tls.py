@@ -236,7 +236,10 @@ def test_the_embedded_server_serves_tls_and_keeps_serving_it(
             assert space.search(_vectors(1)[0], k=1)[0].key == "a"
 
     works()
-    kill_server(info.tls_pid)  # the endpoint dies: the next start brings it back
+    kill_server(info.tls_pid)  # the endpoint dies: status says so, the next start brings it back
+    status = json.loads(cli_run("server", "status", "--json").stdout)
+    assert status["tls_running"] is False
+    assert "NOT RUNNING" in cli_run("server", "status").stdout
     again, started = server.start(server.ServerConfig(data_dir=own_dir))
     assert not started and again.tls_pid != info.tls_pid and again.tls_port == info.tls_port
     works()
@@ -244,6 +247,15 @@ def test_the_embedded_server_serves_tls_and_keeps_serving_it(
     third, started = server.start(server.ServerConfig(data_dir=own_dir))
     assert started and third.tls_pid == again.tls_pid
     works()
+    # new files (here: client certificates required) keep the port clients know
+    rotated, _ = server.start(
+        server.ServerConfig(data_dir=own_dir, tls_cert=certs["cert"], tls_key=certs["key"],
+                            tls_client_ca=certs["ca"])
+    )  # fmt: skip
+    assert rotated.tls_port == third.tls_port and rotated.tls_pid != third.tls_pid
+    with pytest.raises(ConnectionFailedError, match="client certificates"):
+        rediscache.connect(rotated.tls_url, ssl_ca_certs=str(certs["ca"]))
+    third = rotated
     assert server.stop(own_dir)
     assert not server._is_tls_endpoint(third.tls_pid)
     with pytest.raises(ConnectionFailedError):
@@ -260,8 +272,16 @@ def test_bad_tls_settings_are_refused_before_anything_starts(
     with pytest.raises(InvalidInputError, match="cannot be loaded"):
         server.start(server.ServerConfig(data_dir=own_dir, tls_cert=certs["key"],
                                          tls_key=certs["cert"]))  # fmt: skip
-    info = server.status(own_dir).info
-    assert info is None or info.tls_pid is None
+    assert not server.status(own_dir).running  # nothing started
+    from click.testing import CliRunner
+
+    from rediscache.cli import cli
+
+    res = CliRunner().invoke(
+        cli, ["--data-dir", str(own_dir), "server", "start", "--tls-cert", str(certs["cert"])]
+    )
+    assert res.exit_code == 2 and "--tls-key" in res.output
+    assert not server.status(own_dir).running
 
 
 def test_a_lost_listener_warns_once_per_loss_and_comes_back(
