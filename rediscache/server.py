@@ -577,6 +577,8 @@ def _alive(info: ServerInfo) -> bool:
 
 
 def _port_free(host: str, port: int) -> bool:
+    """Whether a server may listen on ``host:port`` (bound as Redis and asyncio bind, with
+    SO_REUSEADDR: connections left in TIME_WAIT do not keep a port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -825,18 +827,6 @@ TLS_START_TIMEOUT = 15.0
 TLS_LOG_FILE = "tlsproxy.log"
 
 
-def _listen_free(host: str, port: int) -> bool:
-    """Whether a server may listen on ``host:port`` as asyncio's does (SO_REUSEADDR: the
-    connections a killed endpoint left in TIME_WAIT do not keep its port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _accepts(host: str, port: int) -> bool:
     """Whether something accepts TCP connections on ``host:port``."""
     try:
@@ -887,8 +877,8 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
     host = info.host
     if port is None:  # the recorded port, kept across restarts and new certificates
         previous = info.tls_port
-        port = previous if previous and _listen_free(host, previous) else _free_port(host)
-    elif not _listen_free(host, port):
+        port = previous if previous and _port_free(host, previous) else _free_port(host)
+    elif not _port_free(host, port):
         raise PortInUseError(f"the TLS port {host}:{port} is in use by another process")
     target = info.unix_socket if info.unix_socket else f"{info.host}:{info.port}"
     # -c, not -m: the package imports the module before runpy would run it as __main__
