@@ -131,6 +131,7 @@ class ServerConfig:
             in ``server.json`` (the paths only) and started again with the server.
         tls_client_ca: require client certificates signed by this CA (PEM) on the TLS port.
         tls_port: the TLS port; ``None`` reuses the previous one when free, else any free one.
+        no_tls: stop serving TLS (the endpoint is stopped and forgotten).
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -146,6 +147,7 @@ class ServerConfig:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     tls_port: int | None = None
+    no_tls: bool = False
 
     def __post_init__(self) -> None:
         """Check every field (each ends up in redis.conf or on a command line), taking str
@@ -176,6 +178,8 @@ class ServerConfig:
                 )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise InvalidInputError("ServerConfig.tls_cert and tls_key go together: give both")
+        if self.no_tls and self.tls_cert is not None:
+            raise InvalidInputError("ServerConfig.no_tls contradicts tls_cert: give one")
         if self.tls_cert is None and (self.tls_client_ca or self.tls_port):
             raise InvalidInputError(
                 "ServerConfig.tls_client_ca and tls_port need tls_cert and tls_key"
@@ -855,6 +859,14 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
         InvalidInputError: the certificate, key or CA cannot be loaded.
         EmbeddedServerError: the endpoint did not start listening.
     """
+    if config.no_tls:
+        _stop_tls(info)
+        if info.tls_port is None:
+            return info
+        info = replace(info, tls_port=None, tls_pid=None, tls_cert=None, tls_key=None,
+                       tls_client_ca=None)  # fmt: skip
+        _write_private(_state_path(Path(info.data_dir)), json.dumps(asdict(info), indent=2))
+        return info
     if config.tls_cert is not None:
         want = (
             str(config.tls_cert.resolve()),

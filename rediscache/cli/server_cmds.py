@@ -89,6 +89,7 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     type=click.IntRange(1, 65535),
     help="The TLS port (default: the previous one when free, else a free one).",
 )
+@click.option("--no-tls", is_flag=True, help="Stop serving TLS (started with --tls-cert before).")
 @json_option
 @click.pass_obj
 @friendly
@@ -104,6 +105,7 @@ def server_start(
     tls_key: Path | None,
     tls_client_ca: Path | None,
     tls_port: int | None,
+    no_tls: bool,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
@@ -113,8 +115,9 @@ def server_start(
 
     With --tls-cert and --tls-key it also serves rediss:// on a TLS port, through a small
     TLS endpoint process in front of the server (this redis-server is built without TLS);
-    later starts keep serving it until started with other files. Clients pass the CA
-    that signed the certificate: rediscache.connect(url, ssl_ca_certs="ca.pem").
+    later starts keep serving it until started with other files, or with --no-tls.
+    Clients pass the CA that signed the certificate: rediscache.connect(url,
+    ssl_ca_certs="ca.pem"), or on the command line --url 'rediss://...?ssl_ca_certs=ca.pem'.
 
     \b
     Example:
@@ -123,6 +126,8 @@ def server_start(
       rediscache server start --start-timeout 300     # a large data dir after a crash
       rediscache server start --tls-cert server.pem --tls-key server.key
     """
+    if no_tls and tls_cert is not None:
+        raise click.UsageError("--no-tls contradicts --tls-cert: give one")
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together: give both")
     if tls_cert is None and (tls_client_ca or tls_port):
@@ -138,6 +143,7 @@ def server_start(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         tls_port=tls_port,
+        no_tls=no_tls,
     )
     line = StartProgressLine()
     try:

@@ -256,6 +256,11 @@ def test_the_embedded_server_serves_tls_and_keeps_serving_it(
     with pytest.raises(ConnectionFailedError, match="client certificates"):
         rediscache.connect(rotated.tls_url, ssl_ca_certs=str(certs["ca"]))
     third = rotated
+    res = cli_run("server", "start", "--no-tls")  # and off again
+    assert res.exit_code == 0 and "TLS:" not in res.stdout, res.output
+    off = server.status(own_dir).info
+    assert off is not None and off.tls_url is None and not server._is_tls_endpoint(third.tls_pid)
+    assert server.start(server.ServerConfig(data_dir=own_dir))[0].tls_url is None
     assert server.stop(own_dir)
     assert not server._is_tls_endpoint(third.tls_pid)
     with pytest.raises(ConnectionFailedError):
