@@ -166,12 +166,14 @@ WRITE_SCRIPTS = (
     "fork_abort",
     "fork_begin",
     "fork_commit",
+    "mark_built",
     "snapshot",
     "update_mean",
     "write",
 )
 ADMIN_SCRIPTS = (
     "drop_version",
+    "gc_config",
     "gc_drop_index",
     "gc_unlink",
     "publish",

@@ -201,8 +201,7 @@ def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[int]
     mark = yield Command(("HGET", keys.config, gen.listed_field))
     if mark != LISTED.encode():
         yield from _list(keys, gen, doomed, lease)
-        yield from _held(lease)
-        yield Command(("HSET", keys.config, gen.listed_field, LISTED))
+        yield from _config_step(lease, keys, gen, "listed", [gen.listed_field, LISTED])
     for index in (gen.index, gen.listing):
         yield from _drop_index(lease, index)
     deleted = 0
@@ -217,15 +216,18 @@ def _delete_generation(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[int]
         if done is None:
             raise _LeaseLost
         deleted += done
-    yield from _held(lease)
-    yield Pipeline(
-        [
-            ("DEL", doomed),
-            ("HDEL", keys.config, gen.count_field, gen.listed_field, gen.built_field),
-        ],
-        transaction=True,
-    )
+    fields = [gen.count_field, gen.listed_field, gen.built_field]
+    yield from _config_step(lease, keys, gen, "forget", [gen.gen, *fields])
     return deleted
+
+
+def _config_step(
+    lease: Lease, keys: SpaceKeys, gen: GenKeys, step: str, args: list[Any]
+) -> Flow[None]:
+    """gc_config.lua's ``step`` while the lease is ours (else _LeaseLost)."""
+    targets = [keys.config, gen.doomed, keys.garbage]
+    if not (yield from scripts.run(scripts.gc_config_call(lease, targets, step, args))):
+        raise _LeaseLost
 
 
 def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: Lease) -> Flow[None]:

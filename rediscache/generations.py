@@ -232,8 +232,10 @@ def ensure_searchable(
             ready.add(gen.gen)
             if server is not None:
                 # a reader may not write it: the mark only saves the next switch an FT.INFO
-                with contextlib.suppress(redis.exceptions.NoPermissionError):
-                    yield Command(("HSET", gen.space.config, mark, server))
+                # only while the space exists: a drop meanwhile must not leave a config
+                # hash holding just the mark
+                with contextlib.suppress(redis.exceptions.NoPermissionError, PermissionDeniedError):
+                    yield from scripts.run(scripts.mark_built_call(gen.space.config, mark, server))
             return True
         if time.monotonic() >= deadline:
             raise IndexBuildingError(

@@ -81,10 +81,12 @@ __all__ = [
     "fork_commit_call",
     "gather",
     "gather_call",
+    "gc_config_call",
     "gc_drop_index_call",
     "gc_unlink_call",
     "lost",
     "lua_dir",
+    "mark_built_call",
     "publish_call",
     "rollback",
     "rollback_call",
@@ -103,6 +105,8 @@ __all__ = [
 ]
 
 R = TypeVar("R")
+#: A lease: its key and the holder's token.
+Lease = tuple[str, str]
 P = ParamSpec("P")
 
 #: Every script's header must mention these words (see STYLE.md: purpose, KEYS, ARGV, reply,
@@ -635,6 +639,27 @@ def copy_docs_call(sources: Sequence[bytes], targets: Sequence[bytes]) -> Script
     return ScriptCall(
         "copy_docs", [*sources, *targets], [], lambda reply: int(reply), _raiser("copy_docs", [])
     )
+
+
+def mark_built_call(config: str, field: str, run_id: bytes) -> ScriptCall[bool]:
+    """``mark_built.lua``: HSET ``field`` = ``run_id`` in the space's ``config`` hash if it
+    exists (True), else nothing (False: the space was dropped). One round trip, atomic."""
+    return ScriptCall(
+        "mark_built", [config], [field, run_id], lambda reply: bool(reply),
+        _raiser("mark_built", []),
+    )  # fmt: skip
+
+
+def gc_config_call(
+    lease: Lease, keys: Sequence[str], step: str, args: Sequence[Any]
+) -> ScriptCall[bool]:
+    """``gc_config.lua``: the collector's ``step`` (``"listed"`` or ``"forget"``, with its
+    ``args``) on ``keys`` (config, listed documents, garbage set) if ``lease`` (key, token)
+    is still its own: True, else False (nothing written). One round trip, atomic."""
+    return ScriptCall(
+        "gc_config", [lease[0], *keys], [lease[1], step, *args],
+        lambda reply: int(reply) > 0, _raiser("gc_config", []),
+    )  # fmt: skip
 
 
 def gc_drop_index_call(lease: str, index: str, *, token: str) -> ScriptCall[bool | None]:

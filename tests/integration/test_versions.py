@@ -557,3 +557,35 @@ def test_a_collector_of_a_dropped_space_never_touches_the_space_made_again(
     np.testing.assert_array_equal(made.get_many([f"k{i}" for i in range(40)]), vecs)
     assert made.search(vecs[5], 1)[0].key == "k5"
     assert not hub.client.exists(keys.gc_lock)
+
+
+def test_a_search_of_a_space_dropped_meanwhile_leaves_no_config_behind(
+    hub: Hub, space_name: str
+) -> None:
+    """The mark of an index found complete is written only while the space exists: a drop
+    between the check and the mark must not leave a config hash holding just the mark,
+    which the space created again under the name would read as a corrupt config."""
+    from rediscache import generations, scripts
+
+    space, _ = _space(hub, space_name)
+    keys = space.keys
+    gen = keys.gen(1)
+    hub.client.hdel(keys.config, gen.built_field)
+
+    def at(effect: Any) -> bool:  # the write of the mark, however it is sent
+        command = getattr(effect, "command", None) or getattr(effect, "args", ())
+        if not command:
+            return False
+        if command[0] == "EVALSHA":
+            return bool(command[1] == scripts.sha("mark_built"))
+        return bool(command[0] == "HSET" and command[1] == keys.config)
+
+    flow = _interleave(
+        generations.ensure_searchable(space.config, gen, set(), 10, server=b"run-id"),
+        at,
+        lambda: hub.drop_space(space_name),
+    )
+    assert hub._driver.run(flow) is True
+    assert not hub.client.exists(keys.config)
+    made = hub.create_space(space_name, 4, fields={"g": "tag"})  # no corrupt config met
+    assert len(made) == 0

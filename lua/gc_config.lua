@@ -1,0 +1,33 @@
+-- gc_config.lua: a garbage collector's writes to the space's bookkeeping, only while its
+-- lease is its own (a space dropped and created again under the name reuses these keys
+-- and fields: a collector of the old space must not write the new one's config).
+--
+-- KEYS[1]  the space's collector lease
+-- KEYS[2]  the space's config hash
+-- KEYS[3]  the generation's set of listed documents
+-- KEYS[4]  the space's garbage set
+-- ARGV[1]  the collector's token
+-- ARGV[2]  "listed": mark the generation listed (HSET ARGV[3] = ARGV[4]); "forget": the
+--          generation is deleted: DEL KEYS[3], HDEL the fields ARGV[4..], SREM the
+--          generation ARGV[3] from KEYS[4]
+--
+-- Reply: 1 when done, -1 when the lease is not this collector's (nothing written).
+-- Errors: "RC_BAD_STEP" for another ARGV[2].
+-- Cost: O(number of fields).
+-- Atomic because: the check of the lease and the writes must be one step, or a drop and
+--       a re-creation of the space between them would let the old collector write the
+--       new space's config.
+
+if redis.call("GET", KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+if ARGV[2] == "listed" then
+  redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
+elseif ARGV[2] == "forget" then
+  redis.call("DEL", KEYS[3])
+  redis.call("HDEL", KEYS[2], unpack(ARGV, 4))
+  redis.call("SREM", KEYS[4], ARGV[3])
+else
+  return redis.error_reply("RC_BAD_STEP")
+end
+return 1
