@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from . import scripts
+from . import generations, scripts
 from .effects import Command, Flow, Pipeline
 from .errors import InvalidInputError, SpaceNotFoundError
 from .keys import ACL_RECORDS, REGISTRY, SpaceKeys, validate_space_name
@@ -351,11 +351,8 @@ class Access:
         current, known = yield from self._current(user)  # first: only owners may read it
         yield from self._not_self(user)
         if names:
-            marks = [SpaceKeys.for_space(n) for n in names]
-            found = yield Pipeline(
-                [c for k in marks for c in (("EXISTS", k.config), ("EXISTS", k.dropped))]
-            )
-            missing = [n for n, f, d in zip(names, found[0::2], found[1::2]) if not f or d]
+            existing = yield from generations.existing_spaces(names)
+            missing = [n for n in names if n not in existing]
             if missing:
                 raise SpaceNotFoundError(f"no space named {', '.join(map(repr, missing))}")
         if role == OWNER:

@@ -14,6 +14,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -35,6 +36,7 @@ __all__ = [
     "create_index",
     "drop_index",
     "ensure_searchable",
+    "existing_spaces",
     "index_batches",
     "may_create_index",
     "may_scan",
@@ -231,9 +233,9 @@ def ensure_searchable(
         if done >= 1:
             ready.add(gen.gen)
             if server is not None:
-                # a reader may not write it: the mark only saves the next switch an FT.INFO
-                # only while the space exists: a drop meanwhile must not leave a config
-                # hash holding just the mark
+                # the mark only saves the next switch an FT.INFO: a reader, who may not
+                # write it, goes without (mark_built.lua writes it only while the space
+                # exists: a drop meanwhile must not leave a config holding just the mark)
                 with contextlib.suppress(redis.exceptions.NoPermissionError, PermissionDeniedError):
                     yield from scripts.run(scripts.mark_built_call(gen.space.config, mark, server))
             return True
@@ -270,6 +272,24 @@ def _scan_batches(pattern: str, act: Callable[[list[bytes]], Flow[int]]) -> Flow
     return total
 
 
+def existing_spaces(names: list[str]) -> Flow[list[str]]:
+    """Those of ``names`` that are spaces now: their config exists and no role dropped them
+    (rediscache.registry.Registry.drop_space); a space this connection's ACL user may not
+    read counts as none. One round trip."""
+    if not names:
+        return []
+    commands: list[tuple[Any, ...]] = []
+    for name in names:
+        keys = SpaceKeys.for_space(name)
+        commands += [("EXISTS", keys.config), ("EXISTS", keys.dropped)]
+    found = yield Pipeline(commands, raise_on_error=False)  # NOPERM replies as values
+    return [
+        name
+        for name, has, dropped in zip(names, found[0::2], found[1::2])
+        if not isinstance(has, Exception) and has and dropped == 0
+    ]
+
+
 def may_scan() -> Flow[bool]:
     """Whether this connection's ACL user may run SCAN: an owner may; a role on spaces may
     not (SCAN lists the keys of every space; rediscache.access). One round trip."""
@@ -303,8 +323,18 @@ def index_batches(index: str, act: Callable[[list[bytes]], Flow[int]], wait: flo
     Raises:
         IndexBuildingError: the index is still being built after ``wait`` seconds.
     """
+    yield from wait_listable(index, wait)
+    return (yield from aggregate_keys(index, act, BATCH))
+
+
+def wait_listable(index: str, wait: float, info: object = None) -> Flow[None]:
+    """Wait until ``index`` has indexed every document of its prefix (one FT.INFO per
+    0.1 s; ``info``: an FT.INFO reply already read), so that a listing through it misses
+    none. Raises IndexBuildingError after ``wait`` seconds."""
     deadline = time.monotonic() + wait
-    while (done := index_done((yield Command(("FT.INFO", index))))) < 1:
+    if info is None:
+        info = yield Command(("FT.INFO", index))
+    while (done := index_done(info)) < 1:
         if time.monotonic() >= deadline:
             raise IndexBuildingError(
                 f"index {index!r} is still being built ({100 * done:.1f}% done, waited "
@@ -312,25 +342,34 @@ def index_batches(index: str, act: Callable[[list[bytes]], Flow[int]], wait: flo
                 percent=round(100 * done, 1),
             )
         yield Sleep(0.1)
-    return (yield from aggregate_keys(index, act, BATCH))
+        info = yield Command(("FT.INFO", index))
+
+
+def aggregate_page(index: str, cursor: int, step: int) -> Flow[tuple[list[bytes], int]]:
+    """One read of an aggregate cursor over the document keys of ``index``: the keys (about
+    ``step``) and the next cursor (0: the last page). ``cursor`` 0 opens a new cursor (each
+    read costs O(step), wherever it is in the index)."""
+    if cursor:
+        reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", step))
+    else:
+        reply = yield Command(
+            ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", step)
+        )
+    rows, after = reply
+    return [row[1] for row in rows[1:] if len(row) >= 2], int(after)
 
 
 def aggregate_keys(index: str, act: Callable[[list[bytes]], Flow[int]], step: int) -> Flow[int]:
     """``act`` on the keys of the documents ``index`` holds now, ``step`` per read of an
-    aggregate cursor (each read costs O(step), wherever it is in the index); returns the sum
-    of what ``act`` returned. Whether the index is complete is the caller's concern."""
-    total = 0
-    reply = yield Command(
-        ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", step)
-    )
+    aggregate cursor (:func:`aggregate_page`); returns the sum of what ``act`` returned.
+    Whether the index is complete is the caller's concern."""
+    total, cursor = 0, 0
     while True:
-        rows, cursor = reply
-        batch = [row[1] for row in rows[1:] if len(row) >= 2]
+        batch, cursor = yield from aggregate_page(index, cursor, step)
         if batch:
             total += yield from act(batch)
-        if not int(cursor):
+        if not cursor:
             return total
-        reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", step))
 
 
 class KeyPages:
@@ -371,21 +410,12 @@ class KeyPages:
             return keys
         if self._index is None:
             self._index = yield from self._complete_index()
-            reply = yield Command(
-                ("FT.AGGREGATE", self._index, "*", "LOAD", 1, "@__key",
-                 "WITHCURSOR", "COUNT", self.count)
-            )  # fmt: skip
-        else:
-            reply = yield Command(
-                ("FT.CURSOR", "READ", self._index, self._cursor, "COUNT", self.count)
-            )
-        rows, cursor = reply
-        self._cursor = int(cursor)
+            self._cursor = 0
+        keys, self._cursor = yield from aggregate_page(self._index, self._cursor, self.count)
         self.done = self._cursor == 0
-        return [row[1] for row in rows[1:] if len(row) >= 2]
+        return keys
 
     def _complete_index(self) -> Flow[str]:
-        deadline = time.monotonic() + self.wait
         for index in (self.gen.index, self.gen.listing):
             try:
                 info = yield Command(("FT.INFO", index))
@@ -401,16 +431,7 @@ class KeyPages:
                 except redis.exceptions.NoPermissionError as denied:
                     raise no_index_yet(self.gen) from denied
                 info = yield Command(("FT.INFO", index))
-            while (done := index_done(info)) < 1:
-                if time.monotonic() >= deadline:
-                    raise IndexBuildingError(
-                        f"index {index!r} is still being built ({100 * done:.1f}% done, "
-                        f"waited {self.wait:g} s): its documents cannot all be listed "
-                        "yet; retry later",
-                        percent=round(100 * done, 1),
-                    )
-                yield Sleep(0.1)
-                info = yield Command(("FT.INFO", index))
+            yield from wait_listable(index, self.wait, info)
             return index
         raise AssertionError("unreachable")
 

@@ -154,6 +154,11 @@ def address(client: Any) -> str:
     return f"{kw.get('host', 'localhost')}:{kw.get('port', 6379)}"
 
 
+def database(client: Any) -> int:
+    """The database number ``client`` selects (0 when it says none)."""
+    return int(_settings(client).get("db") or 0)
+
+
 def acl_user(client: Any) -> str | None:
     """The ACL user ``client`` authenticates as (``default`` without a user name), or None
     when a credential provider decides."""

@@ -8,16 +8,18 @@ recently used first out).
 Correctness comes from Redis server-assisted client-side caching (``CLIENT TRACKING`` in
 broadcast mode): a dedicated connection subscribes to ``__redis__:invalidate`` and asks the
 server for an invalidation message for every key written under the space's prefix, by any
-client (writes, deletes, expiries, evictions). A user with a role on the space (not an
-owner; rediscache.access) may not turn tracking on, which would let it learn the names of
-keys written under any prefix: its listener subscribes instead to the keyspace
-notifications of the space's keys (``__keyspace@<db>__:rc:{space}:*``), the channels its
-grant allows, which the server publishes once an owner granted a role
-(``notify-keyspace-events``, set by ``hub.grant``). Revoking the role makes the server close
-that subscription, and the cache then stops serving. The listener thread drops those entries; a
+client (writes, deletes, expiries, evictions). The listener thread drops those entries; a
 write of the space's config (a snapshot, rollback or copy changes its state) clears the
 cache when the state changed. Writes made through the same Space object are dropped from
 the cache at once, so a client reads its own writes.
+
+A user with a role on the space (not an owner; rediscache.access) may not turn tracking
+on, which would let it learn the names of keys written under any prefix: its listener
+subscribes instead to the keyspace notifications of the space's keys
+(``__keyspace@<db>__:rc:{space}:*``), the channels its grant allows, which the server
+publishes once an owner granted a role (``notify-keyspace-events``, set by ``hub.grant``):
+the same events, handled the same way. Revoking the role makes the server close that
+subscription, and the cache then stops serving.
 
 Expiry: Redis sends an invalidation for an expired key only when it deletes the key, which
 for a key nobody reads can be minutes later. So in an expiring space an entry is cached with
@@ -103,6 +105,7 @@ class HotCache:
         self._config_key = config_key.encode()
         self._doc_marker = doc_marker.encode()
         self._channels = channels
+        self._name = prefix.rstrip(":")  # for log lines
         # the channel of a keyspace notification is this, then the key
         self._channel_head = len(channels) - len(prefix) - 1
         self._tracking: bool | None = None  # how it listens: None until the first session
@@ -260,7 +263,7 @@ class HotCache:
                     log.error(
                         "hot cache of %s: the server refused its invalidation listener (%s); "
                         "the cache is off",
-                        self._prefix.rstrip(":"),
+                        self._name,
                         self._refused,
                     )
                 return
@@ -273,11 +276,11 @@ class HotCache:
                     log.warning(
                         "hot cache of %s: invalidation listener lost (%s); the cache is off "
                         "until it is back, retrying",
-                        self._prefix.rstrip(":"),
+                        self._name,
                         redact(str(exc)),
                     )
                 else:
-                    log.debug("hot cache of %s: still retrying (%s)", self._prefix.rstrip(":"), exc)
+                    log.debug("hot cache of %s: still retrying (%s)", self._name, exc)
                 failures += 1
             # Whatever happened while nobody listened is unknown: start empty.
             self._active.clear()

@@ -22,7 +22,7 @@ from .context import HubContext
 from .drive import Op, SyncDriver, SyncFacade, sync_op
 from .effects import Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
-from .guard import address, auth_refused, redact, refused_credentials
+from .guard import address, auth_refused, database, redact, refused_credentials
 from .metrics import OpStats
 from .registry import COMPACT_MIN_KEYS, Registry, ServerStats
 from .server import ServerConfig, ServerInfo, ensure_running
@@ -311,8 +311,7 @@ class HubSurface:
         kind = type(self).__name__
         if self.server is not None:
             return f"{kind}(embedded server in {self.server.data_dir}, {where})"
-        db = self.client.connection_pool.connection_kwargs.get("db", 0)
-        return f"{kind}(Redis at {where}, db {db})"
+        return f"{kind}(Redis at {where}, db {database(self.client)})"
 
     def metrics(self, *, reset: bool = False) -> dict[str, OpStats]:
         """Per-operation counters and latency (calls, errors, hits, misses, p50/p99/mean in

@@ -27,7 +27,7 @@ from .errors import (
     ServerLoadingError,
     SpaceNotFoundError,
 )
-from .guard import translate
+from .guard import database, translate
 from .keys import REGISTRY, SpaceKeys
 from .server import parse_search_version
 from .state import STATE_FIELD, SpaceState, new_origin
@@ -71,9 +71,8 @@ class Registry:
     def __init__(self, client: Any, context: HubContext) -> None:
         self.client = client
         self.context = context
-        pool = getattr(client, "connection_pool", None)
         #: The access control flows, for the hub's database.
-        self.access = Access(int(getattr(pool, "connection_kwargs", {}).get("db") or 0))
+        self.access = Access(database(client))
 
     # ------------------------------------------------------------ connecting
 
@@ -262,7 +261,7 @@ class Registry:
         if isinstance(raw, Exception):
             raise raw
         # a user of hand-written ACL rules may not read the mark: only roles drop that way
-        if not raw or dropped is True or (isinstance(dropped, int) and dropped > 0):
+        if not raw or (isinstance(dropped, int) and dropped > 0):
             return None
         return SpaceConfig.from_hash(keys.name, raw), SpaceState.parse(
             raw.get(STATE_FIELD.encode())
@@ -286,19 +285,7 @@ class Registry:
         """Names of the spaces this hub's user may use, sorted: every space for an owner,
         the granted ones for a role (rediscache.access). Two round trips."""
         names = sorted(m.decode() for m in (yield Command(("SMEMBERS", REGISTRY))))
-        if not names:
-            return []
-        commands = []
-        for name in names:
-            keys = SpaceKeys.for_space(name)
-            commands += [("EXISTS", keys.config), ("EXISTS", keys.dropped)]
-        # a role may not read other spaces' keys: those replies are NOPERM errors
-        found = yield Pipeline(commands, raise_on_error=False)
-        return [
-            name
-            for name, has, dropped in zip(names, found[0::2], found[1::2])
-            if not isinstance(has, Exception) and has and dropped == 0
-        ]
+        return (yield from generations.existing_spaces(names))
 
     def drop_space(self, name: str, *, missing_ok: bool = False, compact: bool = True) -> Flow[int]:
         """Delete the space ``name``: its versions, indexes and every key under its prefix.

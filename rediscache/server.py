@@ -635,12 +635,16 @@ def _acl_text(existing: str, password: str) -> str:
     """The ACL file's text: the owner account ``default`` with ``password`` (as its SHA-256),
     then the other users of ``existing`` (saved by ACL SAVE) as they were."""
     digest = hashlib.sha256(password.encode()).hexdigest()
-    others = [
+    return "\n".join([f"user default on #{digest} ~* &* +@all", *_other_users(existing)]) + "\n"
+
+
+def _other_users(acl: str) -> list[str]:
+    """The lines of an ACL file's text that define users other than ``default``."""
+    return [
         line
-        for line in existing.splitlines()
+        for line in acl.splitlines()
         if line.strip() and line.split()[:2] != ["user", "default"]
     ]
-    return "\n".join([f"user default on #{digest} ~* &* +@all", *others]) + "\n"
 
 
 def _quote(value: str) -> str:
@@ -782,12 +786,14 @@ def _start_locked(
     acl = _acl_text(acl_path.read_text() if acl_path.exists() else "", password)
     _write_private(acl_path, acl)
     conf = data_dir / CONF_FILE
-    roles = any(line.split()[:2] != ["user", "default"] for line in acl.splitlines())
+    roles = bool(_other_users(acl))
     _write_private(conf, _conf_text(config, bins, port, sock, roles=roles))
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
     try:
-        pid = _spawn([str(bins.redis_server), str(conf.resolve())], data_dir, lock_fd)
+        pid = _spawn(
+            [str(bins.redis_server), str(conf.resolve())], data_dir / "stdout.log", lock_fd
+        )
         os.ftruncate(lock_fd, 0)
         os.pwrite(lock_fd, f"{pid}\n".encode(), 0)
     finally:
@@ -884,7 +890,8 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
         return info
     cert, key, client_ca = (Path(x) if x else None for x in want)
     assert cert is not None and key is not None
-    _check_tls_files(cert, key, client_ca)  # before the running endpoint is stopped
+    if config.tls_cert is None:  # recorded files (start() checked the config's already)
+        _check_tls_files(cert, key, client_ca)  # before the running endpoint is stopped
     _stop_tls(info)
     host = info.host
     if port is None:  # the recorded port, kept across restarts and new certificates
@@ -904,12 +911,7 @@ def _ensure_tls(info: ServerInfo, config: ServerConfig) -> ServerInfo:
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    actions = [
-        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
-        (os.POSIX_SPAWN_DUP2, 1, 2),
-    ]
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    pid = _spawn(argv, log_path, env=env)
     info = replace(info, tls_port=port, tls_pid=pid, tls_cert=want[0], tls_key=want[1],
                    tls_client_ca=want[2])  # fmt: skip
     _write_private(_state_path(data_dir), json.dumps(asdict(info), indent=2))
@@ -964,25 +966,32 @@ def _stop_tls(info: ServerInfo) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _spawn(argv: list[str], data_dir: Path, lock_fd: int) -> int:
-    """Start ``argv`` in its own session (it outlives the caller) holding ``lock_fd`` (the
-    locked lifetime lock, duplicated into the child only: other processes this one spawns
-    meanwhile do not inherit it); returns its pid.
+def _spawn(
+    argv: list[str],
+    log: Path,
+    lock_fd: int | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Start ``argv`` in its own session (it outlives the caller), its output appended to
+    ``log``, holding ``lock_fd`` when given (the locked lifetime lock, duplicated into the
+    child only: other processes this one spawns meanwhile do not inherit it); returns its
+    pid. ``env``: its environment (default: this process's).
 
     posix_spawn rather than subprocess.Popen: the server is meant to outlive this process,
     and a Popen object would warn when collected while its child still runs.
     """
-    out = str(data_dir / "stdout.log")
-    held = 4 if lock_fd == 3 else 3  # dup2 onto another number clears close-on-exec
-    actions = [
+    actions: list[tuple[Any, ...]] = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
+        (os.POSIX_SPAWN_OPEN, 1, str(log), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600),
         (os.POSIX_SPAWN_DUP2, 1, 2),
-        (os.POSIX_SPAWN_DUP2, lock_fd, held),
     ]
+    if lock_fd is not None:
+        held = 4 if lock_fd == 3 else 3  # dup2 onto another number clears close-on-exec
+        actions.append((os.POSIX_SPAWN_DUP2, lock_fd, held))
     umask = os.umask(0o077)  # what the server writes (ACL SAVE, the AOF) is the user's only
     try:
-        return os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+        environ = dict(os.environ) if env is None else env
+        return os.posix_spawn(argv[0], argv, environ, file_actions=actions, setsid=True)
     finally:
         os.umask(umask)
 

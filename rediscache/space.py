@@ -20,6 +20,7 @@ from .context import HubContext
 from .drive import IterOp, Local, Op, SyncFacade, public, sync_op
 from .errors import ReadOnlyError
 from .generations import Version
+from .guard import database
 from .hotcache import HotCache
 from .keys import DOC_MARKER, GenKeys, SpaceKeys
 from .operations import Operations
@@ -251,9 +252,7 @@ class Space(SyncFacade, SpaceSurface):
             self.keys.prefix,
             config_key=config,
             doc_marker=DOC_MARKER,
-            channels=self.keys.keyspace_channels(
-                int(client.connection_pool.connection_kwargs.get("db") or 0)
-            ),
+            channels=self.keys.keyspace_channels(database(client)),
             state_of=state_of,
             max_items=max_items,
             max_bytes=max_bytes,
