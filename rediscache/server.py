@@ -91,6 +91,12 @@ SOCKET_FILE = "redis.sock"
 #: The server's ACL users (mode 0600): the owner account ``default`` (its password is the
 #: one in server.json) and the users granted roles (rediscache.access; ACL SAVE writes it).
 ACL_FILE = "users.acl"
+#: A cluster node's own record of the cluster (Redis writes it; ServerConfig.cluster).
+CLUSTER_NODES_FILE = "nodes.conf"
+#: Milliseconds without an answer after which cluster nodes consider a node failing.
+CLUSTER_NODE_TIMEOUT_MS = 5000
+#: Redis's cluster bus listens on the node's port plus this.
+CLUSTER_BUS_OFFSET = 10000
 # Probes and SHUTDOWN must fail fast: redis-py retries ConnectionError with backoff by default.
 _NO_RETRY = Retry(NoBackoff(), 0)
 # AF_UNIX paths are limited to 108 bytes on Linux (including the NUL).
@@ -132,6 +138,9 @@ class ServerConfig:
         tls_client_ca: require client certificates signed by this CA (PEM) on the TLS port.
         tls_port: the TLS port; ``None`` reuses the previous one when free, else any free one.
         no_tls: stop serving TLS (the endpoint is stopped and forgotten).
+        cluster: run as a node of a Redis Cluster (``cluster-enabled yes``; its cluster bus
+            listens on ``port + 10000``, chosen free as well). :mod:`rediscache.cluster`
+            starts such nodes and joins them; a node alone serves no slot.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -148,6 +157,7 @@ class ServerConfig:
     tls_client_ca: Path | None = None
     tls_port: int | None = None
     no_tls: bool = False
+    cluster: bool = False
 
     def __post_init__(self) -> None:
         """Check every field (each ends up in redis.conf or on a command line), taking str
@@ -592,6 +602,11 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _bus_free(host: str, port: int) -> bool:
+    """Whether a cluster node on ``port`` could open its bus port (``port + 10000``)."""
+    return port + CLUSTER_BUS_OFFSET <= 65535 and _port_free(host, port + CLUSTER_BUS_OFFSET)
+
+
 def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -599,7 +614,13 @@ def _free_port(host: str) -> int:
 
 
 def _conf_text(
-    config: ServerConfig, bins: Binaries, port: int, sock: str | None, *, roles: bool = False
+    config: ServerConfig,
+    bins: Binaries,
+    port: int,
+    sock: str | None,
+    *,
+    roles: bool = False,
+    password: str = "",
 ) -> str:
     """The server's redis.conf. ``roles``: its ACL file holds users with roles on spaces,
     whose hot caches follow keyspace notifications (rediscache.access.KEYSPACE_EVENTS)."""
@@ -624,6 +645,14 @@ def _conf_text(
         lines += [f"unixsocket {_quote(sock)}", "unixsocketperm 700"]
     if roles:
         lines.append(f"notify-keyspace-events {KEYSPACE_EVENTS}")
+    if config.cluster:
+        lines += [
+            "cluster-enabled yes",
+            f"cluster-config-file {CLUSTER_NODES_FILE}",
+            f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
+            # a replica authenticates to its primary as the owner account
+            f"masterauth {_quote(password)}",
+        ]
     if config.maxmemory:
         lines.append(f"maxmemory {config.maxmemory}")
     if bins.module is not None:
@@ -767,10 +796,13 @@ def _start_locked(
         previous is not None
         and previous.host == config.host
         and _port_free(config.host, previous.port)
+        and (not config.cluster or _bus_free(config.host, previous.port))
     ):
         port = previous.port
     else:
         port = _free_port(config.host)
+        while config.cluster and not _bus_free(config.host, port):
+            port = _free_port(config.host)
     password = config.password or (previous.password if previous else None)
     password = password or secrets.token_urlsafe(24)
     sock_path = str((data_dir / SOCKET_FILE).resolve())
@@ -787,7 +819,7 @@ def _start_locked(
     _write_private(acl_path, acl)
     conf = data_dir / CONF_FILE
     roles = bool(_other_users(acl))
-    _write_private(conf, _conf_text(config, bins, port, sock, roles=roles))
+    _write_private(conf, _conf_text(config, bins, port, sock, roles=roles, password=password))
     log_path = data_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.exists() else 0
     try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .. import cluster as clu
 from .. import server as srv
 from .base import (
     StartProgressLine,
@@ -90,6 +91,22 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     help="The TLS port (default: the previous one when free, else a free one).",
 )
 @click.option("--no-tls", is_flag=True, help="Stop serving TLS (started with --tls-cert before).")
+@click.option(
+    "--cluster",
+    "primaries",
+    type=click.IntRange(1, 16),
+    metavar="N",
+    help="Start a local Redis Cluster of N primaries instead (for development: every node "
+    "on 127.0.0.1 with the search module; data in --data-dir, default "
+    "~/.local/share/rediscache/cluster). Connect with the redis+cluster:// URL it prints.",
+)
+@click.option(
+    "--replicas",
+    type=click.IntRange(0, 4),
+    default=0,
+    show_default=True,
+    help="With --cluster: replicas per primary.",
+)
 @json_option
 @click.pass_obj
 @friendly
@@ -106,6 +123,8 @@ def server_start(
     tls_client_ca: Path | None,
     tls_port: int | None,
     no_tls: bool,
+    primaries: int | None,
+    replicas: int,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
@@ -125,7 +144,26 @@ def server_start(
       rediscache --data-dir /srv/rc server start --port 6390 --appendfsync always
       rediscache server start --start-timeout 300     # a large data dir after a crash
       rediscache server start --tls-cert server.pem --tls-key server.key
+      rediscache server start --cluster 3 --replicas 1   # a local Redis Cluster
     """
+    if primaries is not None:
+        given = [
+            name
+            for name, value in (
+                ("--port", port), ("--redis-server", redis_server),
+                ("--search-module", search_module), ("--maxmemory", maxmemory),
+                ("--tls-cert", tls_cert), ("--tls-key", tls_key),
+                ("--tls-client-ca", tls_client_ca), ("--tls-port", tls_port),
+                ("--no-tls", no_tls or None),
+            )
+            if value is not None
+        ]  # fmt: skip
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not with --cluster")
+        _start_cluster(state, primaries, replicas, start_timeout, as_json)
+        return
+    if replicas:
+        raise click.UsageError("--replicas goes with --cluster N")
     if no_tls and tls_cert is not None:
         raise click.UsageError("--no-tls contradicts --tls-cert: give one")
     if (tls_cert is None) != (tls_key is None):
@@ -176,16 +214,54 @@ def server_start(
         )
 
 
+def _cluster_dir(state: State) -> Path:
+    """The local cluster's data directory: --data-dir, else the default."""
+    return Path(state.data_dir) if state.data_dir is not None else clu.default_cluster_dir()
+
+
+def _start_cluster(
+    state: State, primaries: int, replicas: int, start_timeout: float, as_json: bool
+) -> None:
+    root = _cluster_dir(state)
+    nodes = primaries * (1 + replicas)
+    click.echo(f"starting {nodes} nodes in {root}...", err=True)
+    info, started = clu.start(
+        root, primaries=primaries, replicas=replicas, start_timeout=start_timeout
+    )
+    if wants_json(state, as_json):
+        click.echo(json.dumps({**clu.describe(info), "started": started}, indent=2))
+        return
+    verb = "started" if started else "already running"
+    ports = ", ".join(str(n.port) for n in info.nodes)
+    click.echo(
+        f"{verb}: a Redis Cluster of {primaries} primaries with {replicas} replica(s) each "
+        f"(ports {ports}; data {info.data_dir})"
+    )
+    click.echo(
+        f"connect: rediscache --url '{info.url.replace(info.password, '***')}' ...  "
+        f"(the password: `rediscache --data-dir {root} server status --cluster "
+        "--show-password`)"
+    )
+
+
 @server.command("stop", short_help="Stop the embedded server cleanly.")
+@click.option(
+    "--cluster", "is_cluster", is_flag=True, help="Stop the local cluster (server start --cluster)."
+)
 @click.pass_obj
 @friendly
-def server_stop(state: State) -> None:
-    """Stop the embedded server cleanly (the AOF is flushed first).
+def server_stop(state: State, is_cluster: bool) -> None:
+    """Stop the embedded server cleanly (the AOF is flushed first); with --cluster, every
+    node of the local cluster.
 
     \b
     Example:
       rediscache server stop
+      rediscache server stop --cluster
     """
+    if is_cluster:
+        click.echo("stopped" if clu.stop(_cluster_dir(state)) else "not running")
+        return
     data_dir = state.server_config().data_dir
     if srv.status(data_dir).loading:
         click.echo("the server is loading its data; waiting for it to stop...", err=True)
@@ -200,11 +276,15 @@ def server_stop(state: State) -> None:
     help="Include the owner's password in the printed URL (never in --json output: read it "
     "from server.json in the data directory, mode 0600).",
 )
+@click.option(
+    "--cluster", "is_cluster", is_flag=True, help="The local cluster (server start --cluster)."
+)
 @json_option
 @click.pass_obj
 @friendly
-def server_status(state: State, show_password: bool, as_json: bool) -> None:
-    """Is the embedded server running? Versions, address, memory, keys.
+def server_status(state: State, show_password: bool, is_cluster: bool, as_json: bool) -> None:
+    """Is the embedded server running? Versions, address, memory, keys. With --cluster: is
+    every node of the local cluster running, and its URL.
 
     Exit status 0 when running, 3 when not.
 
@@ -212,7 +292,26 @@ def server_status(state: State, show_password: bool, as_json: bool) -> None:
     Example:
       rediscache server status
       rediscache server status --json
+      rediscache server status --cluster --show-password
     """
+    if is_cluster:
+        found = clu.status(_cluster_dir(state))
+        if wants_json(state, as_json):
+            described = clu.describe(found) if found else {"data_dir": str(_cluster_dir(state))}
+            click.echo(json.dumps({"running": found is not None, **described}, indent=2))
+        elif found is None:
+            click.echo(f"not running (or a node is down; data dir {_cluster_dir(state)})")
+        else:
+            url = found.url if show_password else found.url.replace(found.password, "***")
+            click.echo(
+                f"running: {found.primaries} primaries, {found.replicas} replica(s) each\n"
+                f"  url:     {url}\n"
+                + "".join(f"  node:    {n.host}:{n.port} (pid {n.pid})\n" for n in found.nodes)
+                + f"  data:    {found.data_dir}"
+            )
+        if found is None:
+            sys.exit(3)
+        return
     st = srv.status(state.server_config().data_dir)
     if wants_json(state, as_json):
         out: dict[str, Any] = {"running": st.running, "data_dir": st.data_dir}

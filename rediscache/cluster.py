@@ -1,0 +1,285 @@
+"""A local Redis Cluster for development and tests: N primaries (each with R replicas), every
+node an embedded server (:mod:`rediscache.server`) of the same wheels with the search module
+loaded, on 127.0.0.1 ports chosen at start.
+
+``start(data_dir, primaries=3, replicas=1)`` starts the nodes in ``data_dir/node-<i>``
+(primaries first), joins them (``CLUSTER MEET``), gives each primary an equal range of the
+16,384 slots (``CLUSTER ADDSLOTSRANGE``), attaches the replicas (``CLUSTER REPLICATE``) and
+waits until every node reports ``cluster_state:ok``. Started again on the same directory it
+reuses the running nodes, or restarts them: each node keeps its part of the cluster in its
+own ``nodes.conf`` and its data in its AOF. ``stop(data_dir)`` shuts every node down
+cleanly. The command line: ``rediscache server start --cluster 3 --replicas 1``.
+
+Every node has the same password (the cluster's, kept in ``cluster.json``): a client
+connects to any node with :attr:`ClusterInfo.url` (``redis+cluster://``) and learns the
+others from it (:func:`rediscache.connect`).
+
+RediSearch 2.10, the module of the wheels, has no coordinator: an index covers the keys of
+its own node. rediscache keeps every key of a space in one slot (its hash tag), so each
+space lives whole on one shard (docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import redis.cluster
+
+from .errors import EmbeddedServerError, InvalidInputError
+from .server import ServerConfig, ServerInfo, default_data_dir
+from .server import start as start_node
+from .server import stop as stop_node
+
+__all__ = ["SLOTS", "ClusterInfo", "default_cluster_dir", "start", "status", "stop"]
+
+#: Slots of a Redis Cluster.
+SLOTS = 16384
+#: The cluster's own record in its data directory.
+CLUSTER_FILE = "cluster.json"
+#: Seconds :func:`start` waits for the nodes to agree on the cluster (``cluster_state:ok``).
+JOIN_TIMEOUT = 60.0
+
+
+def default_cluster_dir() -> Path:
+    """The default data directory of the development cluster: ``cluster`` beside the
+    embedded server's (``~/.local/share/rediscache/cluster``)."""
+    return default_data_dir().parent / "cluster"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """A running local cluster: its nodes (primaries first, then replicas) and password."""
+
+    data_dir: str
+    password: str
+    primaries: int
+    replicas: int
+    nodes: tuple[ServerInfo, ...]
+
+    @property
+    def url(self) -> str:
+        """A ``redis+cluster://`` URL (with the password) naming the first node; clients
+        learn the other nodes from it."""
+        first = self.nodes[0]
+        return f"redis+cluster://:{self.password}@{first.host}:{first.port}/0"
+
+    def client(self, **kwargs: Any) -> redis.cluster.RedisCluster:
+        """A redis-py ``RedisCluster`` client of this cluster. The caller closes it."""
+        first = self.nodes[0]
+        return redis.cluster.RedisCluster(
+            host=first.host, port=first.port, password=self.password, **kwargs
+        )
+
+
+def _dir(data_dir: str | os.PathLike[str] | None) -> Path:
+    if data_dir is None:
+        return default_cluster_dir()
+    if not isinstance(data_dir, str | os.PathLike) or not str(data_dir):
+        raise InvalidInputError(f"data_dir must be a path, got {data_dir!r}")
+    return Path(data_dir)
+
+
+def _check_counts(primaries: object, replicas: object) -> tuple[int, int]:
+    if isinstance(primaries, bool) or not isinstance(primaries, int) or not 1 <= primaries <= 16:
+        raise InvalidInputError(f"primaries must be an int from 1 to 16, got {primaries!r}")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= 4:
+        raise InvalidInputError(f"replicas must be an int from 0 to 4, got {replicas!r}")
+    return primaries, replicas
+
+
+def _read_record(data_dir: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads((data_dir / CLUSTER_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def start(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    primaries: int = 3,
+    replicas: int = 0,
+    host: str = "127.0.0.1",
+    start_timeout: float = 30.0,
+) -> tuple[ClusterInfo, bool]:
+    """Start a local cluster of ``primaries`` primaries with ``replicas`` replicas each in
+    ``data_dir`` (default :func:`default_cluster_dir`), or reuse the one running there.
+    Returns ``(info, started)``: ``started`` is False when every node was already running.
+
+    A directory that already holds a cluster keeps its shape: asking for other counts
+    raises InvalidInputError (stop it and use another directory). Each node waits for its
+    start at most ``start_timeout`` seconds; the join at most :data:`JOIN_TIMEOUT`.
+
+    Raises:
+        InvalidInputError: bad counts, or counts other than the directory's cluster.
+        EmbeddedServerError: a node did not start, or the nodes did not agree in time
+            (the nodes are left running: ``stop(data_dir)``).
+    """
+    primaries, replicas = _check_counts(primaries, replicas)
+    root = _dir(data_dir)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    record = _read_record(root)
+    if record is not None and (record["primaries"], record["replicas"]) != (primaries, replicas):
+        raise InvalidInputError(
+            f"{root} holds a cluster of {record['primaries']} primaries with "
+            f"{record['replicas']} replicas each, not {primaries} and {replicas}: stop it and "
+            "start the new one in another directory"
+        )
+    password = record["password"] if record else secrets.token_urlsafe(24)
+    if record is None:
+        record = {"primaries": primaries, "replicas": replicas, "password": password}
+        path = root / CLUSTER_FILE
+        path.write_text(json.dumps(record, indent=2))
+        path.chmod(0o600)
+    nodes: list[ServerInfo] = []
+    started = False
+    for i in range(primaries * (1 + replicas)):
+        config = ServerConfig(
+            data_dir=root / f"node-{i}",
+            host=host,
+            password=password,
+            cluster=True,
+            start_timeout=start_timeout,
+        )
+        config.data_dir.mkdir(exist_ok=True, mode=0o700)
+        info, fresh = start_node(config)
+        nodes.append(info)
+        started = started or fresh
+    cluster = ClusterInfo(str(root.resolve()), password, primaries, replicas, tuple(nodes))
+    _join(cluster)
+    return cluster, started
+
+
+def _client(node: ServerInfo) -> redis.Redis:
+    return redis.Redis(host=node.host, port=node.port, password=node.password, socket_timeout=10)
+
+
+def _node_id(client: redis.Redis) -> str:
+    raw = client.execute_command("CLUSTER", "MYID")
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def _join(cluster: ClusterInfo) -> None:
+    """Join the nodes into one cluster (a no-op for a cluster already formed)."""
+    clients = [_client(node) for node in cluster.nodes]
+    try:
+        first = clients[0]
+        if _info_cluster(first).get("cluster_state") == "ok" and all(
+            _info_cluster(c).get("cluster_known_nodes") == str(len(clients)) for c in clients
+        ):
+            return
+        for node in cluster.nodes[1:]:
+            first.execute_command("CLUSTER", "MEET", node.host, node.port)
+        ids = [_node_id(c) for c in clients]
+        n = cluster.primaries
+        for i, client in enumerate(clients[:n]):
+            low, high = i * SLOTS // n, (i + 1) * SLOTS // n - 1
+            owned = int(_info_cluster(client).get("cluster_slots_assigned", "0"))
+            if owned == 0 and _slots_free(client, low, high):
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
+        _wait(clients, lambda c: _info_cluster(c).get("cluster_known_nodes") == str(len(clients)))
+        for j, client in enumerate(clients[n:]):
+            primary = ids[j % n]
+            if _role(client) != "slave":
+                client.execute_command("CLUSTER", "REPLICATE", primary)
+        _wait(clients, lambda c: _info_cluster(c).get("cluster_state") == "ok")
+        _wait(clients[n:], _synced)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def _synced(client: redis.Redis) -> bool:
+    """Whether a replica's link to its primary is up (its first sync done)."""
+    info = client.info("replication")
+    return str(info.get("master_link_status")) == "up"
+
+
+def _slots_free(client: redis.Redis, low: int, high: int) -> bool:
+    """Whether no node of the cluster serves a slot of ``low..high`` yet."""
+    for entry in client.execute_command("CLUSTER", "SLOTS") or []:
+        start, end = int(entry[0]), int(entry[1])
+        if start <= high and low <= end:
+            return False
+    return True
+
+
+def _role(client: redis.Redis) -> str:
+    reply = client.execute_command("ROLE")
+    role = reply[0]
+    return role.decode() if isinstance(role, bytes) else str(role)
+
+
+def _info_cluster(client: redis.Redis) -> dict[str, str]:
+    raw = client.execute_command("CLUSTER", "INFO")
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
+
+
+def _wait(clients: list[redis.Redis], ok: Any) -> None:
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while not all(ok(c) for c in clients):
+        if time.monotonic() > deadline:
+            raise EmbeddedServerError(
+                f"the cluster's {len(clients)} nodes did not agree within {JOIN_TIMEOUT:.0f} s "
+                "(see each node's redis.log); they are left running: stop them with "
+                "`rediscache server stop --cluster`"
+            )
+        time.sleep(0.1)
+
+
+def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> bool:
+    """Shut down every node of the cluster in ``data_dir`` (replicas first). Returns False
+    when none was running. The directory stays: the next :func:`start` brings the same
+    cluster back with its data."""
+    root = _dir(data_dir)
+    nodes = sorted(root.glob("node-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
+    stopped = False
+    for node in nodes:
+        with contextlib.suppress(EmbeddedServerError):
+            stopped = stop_node(node, timeout=timeout) or stopped
+    return stopped
+
+
+def status(data_dir: str | os.PathLike[str] | None = None) -> ClusterInfo | None:
+    """The running cluster of ``data_dir``, or None when it has none or a node is down."""
+    from .server import status as node_status
+
+    root = _dir(data_dir)
+    record = _read_record(root)
+    if record is None:
+        return None
+    nodes = []
+    for i in range(record["primaries"] * (1 + record["replicas"])):
+        found = node_status(root / f"node-{i}")
+        if not found.running or found.info is None:
+            return None
+        nodes.append(found.info)
+    return ClusterInfo(
+        str(root.resolve()), record["password"], record["primaries"], record["replicas"],
+        tuple(nodes),
+    )  # fmt: skip
+
+
+def describe(info: ClusterInfo) -> dict[str, Any]:
+    """A JSON-able description of ``info`` without the password."""
+    return {
+        "data_dir": info.data_dir,
+        "primaries": info.primaries,
+        "replicas": info.replicas,
+        "nodes": [
+            {k: v for k, v in asdict(node).items() if k in ("host", "port", "pid", "data_dir")}
+            for node in info.nodes
+        ],
+    }
