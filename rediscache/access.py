@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import redis
 
 from . import generations, scripts
-from .effects import Command, Flow, Pipeline
+from .effects import Broadcast, Command, Flow, Pipeline
 from .errors import InvalidInputError, SpaceNotFoundError
 from .keys import ACL_RECORDS, REGISTRY, SpaceKeys, validate_space_name
 
@@ -81,12 +81,15 @@ OWNER = "owner"
 #: own spaces instead (:func:`_selector`). Not SELECT either, but of the hub's database.
 BASE_COMMANDS = (
     "acl|whoami",
+    "asking",
     "auth",
     "client|getname",
     "client|id",
     "client|info",
     "client|setinfo",
     "client|setname",
+    "cluster|slots",
+    "command",
     "command|docs",
     "command|info",
     "discard",
@@ -379,8 +382,9 @@ class Access:
             deleted, forgotten = yield Pipeline(
                 [("ACL", "DELUSER", user), ("HDEL", ACL_RECORDS, user)], transaction=True
             )
+            others = yield Broadcast(("ACL", "DELUSER", user))  # users are per node
             yield from _save()
-            return bool(deleted or forgotten)
+            return bool(deleted or forgotten or any(others))
         names = _names(spaces)
         left = {s: r for s, r in current.spaces.items() if s not in names}
         if left == dict(current.spaces):
@@ -403,7 +407,7 @@ class Access:
             raise InvalidInputError(f"no user {user!r} on the server: grant it a role first")
         password = password or secrets.token_urlsafe(24)
         secret = [f">{password}"] if keep_old else ["resetpass", f">{password}"]
-        yield Command(("ACL", "SETUSER", user, *secret))
+        yield Broadcast(("ACL", "SETUSER", user, *secret))
         yield from _save()
         return Granted(current, password)
 
@@ -450,11 +454,14 @@ class Access:
         return grants, known
 
     def _install(self, grants: UserGrants, secret: list[str]) -> Flow[None]:
-        """Set the user's rules from ``grants`` and record them, in one transaction."""
+        """Set the user's rules from ``grants`` and record them, in one transaction, then on
+        every primary of a cluster too (users are per node; ACL SETUSER of the same rules
+        is idempotent: the node of the records, a lone server's too, is set twice)."""
         setuser = ("ACL", "SETUSER", grants.user, "on", *secret, *rules(grants, self.db))
         yield Pipeline(
             [setuser, ("HSET", ACL_RECORDS, grants.user, grants.to_json())], transaction=True
         )
+        yield Broadcast(setuser)
         yield from _save()
 
 
@@ -464,22 +471,26 @@ def _keyspace_events() -> Flow[None]:
     its config file when it has one (CONFIG REWRITE; the embedded server writes it into
     its config at every start while its ACL file holds roles). Publishing costs the server
     a little on every write (docs/security.md has the measured cost); nothing when set."""
-    reply = yield Command(("CONFIG", "GET", "notify-keyspace-events"))
-    values = reply.values() if isinstance(reply, dict) else reply[1::2]
-    current = next(iter(values), b"")
-    current = current.decode() if isinstance(current, bytes) else str(current)
-    have = set(current.replace("A", "g$lshzxetd"))
-    if set(KEYSPACE_EVENTS) <= have:
+    replies = yield Broadcast(("CONFIG", "GET", "notify-keyspace-events"))  # per node
+    for reply in replies:
+        values = reply.values() if isinstance(reply, dict) else reply[1::2]
+        current = next(iter(values), b"")
+        current = current.decode() if isinstance(current, bytes) else str(current)
+        have = set(current.replace("A", "g$lshzxetd"))
+        if not set(KEYSPACE_EVENTS) <= have:
+            break
+    else:
         return
-    yield Command(("CONFIG", "SET", "notify-keyspace-events", current + KEYSPACE_EVENTS))
+    # the union of what any node publishes, and the hub's: every node the same
+    yield Broadcast(("CONFIG", "SET", "notify-keyspace-events", current + KEYSPACE_EVENTS))
     with contextlib.suppress(redis.ResponseError):  # no config file to keep it in
-        yield Command(("CONFIG", "REWRITE"))
+        yield Broadcast(("CONFIG", "REWRITE"))
 
 
 def _save() -> Flow[None]:
     """ACL SAVE when the server keeps its users in an ACL file (the embedded server does)."""
     try:
-        yield Command(("ACL", "SAVE"))
+        yield Broadcast(("ACL", "SAVE"))
     except redis.ResponseError as exc:
         if not _no_aclfile(exc):
             raise

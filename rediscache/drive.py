@@ -33,6 +33,7 @@ import redis.asyncio
 from .context import HubContext
 from .effects import (
     Background,
+    Broadcast,
     Command,
     Compute,
     Effect,
@@ -71,7 +72,7 @@ _REGISTRY: dict[str, InFlight[threading.Event]] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-class _Runs:
+class Runs:
     """Background work by key: which runs, and which was asked for again meanwhile."""
 
     def __init__(self) -> None:
@@ -103,7 +104,7 @@ class _Runs:
             self._again.pop(key, None)
 
 
-_SYNC_RUNS = _Runs()
+_SYNC_RUNS = Runs()
 _THREADS: set[threading.Thread] = set()
 #: How long a program's exit waits for its background work (seconds): a script that
 #: publishes and exits would otherwise leave the replaced model's documents in Redis
@@ -163,11 +164,27 @@ def _stoppable(flow: Flow[T], stop: threading.Event) -> Flow[T]:
         return result
 
 
-def _start_background(
-    client: redis.Redis, effect: Background, stop: threading.Event, workers: set[threading.Thread]
+def stop_workers(stop: threading.Event, workers: set[threading.Thread], timeout: float) -> None:
+    """Set ``stop`` and wait for the ``workers`` threads at most ``timeout`` seconds in all."""
+    stop.set()
+    deadline = time.monotonic() + timeout
+    for thread in list(workers):
+        thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Runner(Protocol):
+    def run(self, flow: Flow[T]) -> T: ...
+
+
+def start_background(
+    new_driver: Callable[[], _Runner],
+    effect: Background,
+    stop: threading.Event,
+    workers: set[threading.Thread],
 ) -> None:
-    """Run ``effect``'s flow in a daemon thread on a driver of its own (SyncDriver keeps
-    its connection for one thread), until done or until ``stop`` is set (the hub closes)."""
+    """Run ``effect``'s flow in a daemon thread on a driver of its own made by
+    ``new_driver`` (a sync driver keeps its connection for one thread), until done or until
+    ``stop`` is set (the hub closes)."""
     if stop.is_set() or not _SYNC_RUNS.start(effect.key):
         return
 
@@ -176,7 +193,7 @@ def _start_background(
         try:
             while not done and not stop.is_set():
                 try:
-                    SyncDriver(client, keep=False).run(_stoppable(effect.make(), stop))
+                    new_driver().run(_stoppable(effect.make(), stop))
                 except BackgroundStopped:
                     return
                 except _LOGGED as exc:
@@ -217,12 +234,15 @@ class SyncDriver:
                 e.watch, e.reads, e.build
             ),
             Command: lambda e: client.execute_command(*e.args),
+            Broadcast: lambda e: [client.execute_command(*e.args)],
             Pipeline: self._pipeline,
             Sleep: lambda e: time.sleep(e.seconds),
             Compute: _compute,
             Flights: lambda e: _inflight_for(e.prefix),
             WaitFlights: _wait_flights,
-            Background: lambda e: _start_background(client, e, self._stop, self._workers),
+            Background: lambda e: start_background(
+                lambda: SyncDriver(client, keep=False), e, self._stop, self._workers
+            ),
         }
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
@@ -254,14 +274,22 @@ class SyncDriver:
             result: T = stop.value
             return result
 
+    def client_for(self, key: Any) -> redis.Redis:
+        """The client that serves ``key``: this driver's (one server)."""
+        del key
+        return self.client
+
+    def perform(self, effect: Effect) -> Any:
+        """Perform one effect and return its result (what :meth:`run` does per effect; a
+        cluster's driver, :class:`rediscache.routing.ClusterDriver`, calls it on the
+        driver of the node it routed the effect to)."""
+        return self._perform[type(effect)](effect)
+
     def close(self, timeout: float = 2.0) -> None:
         """Stop the background work it started (each worker ends after the step it is in,
         waited for at most ``timeout`` seconds in all; the next collection resumes the
         work), then release the connections the driver kept (:class:`rediscache.wire.Wire`)."""
-        self._stop.set()
-        deadline = time.monotonic() + timeout
-        for thread in list(self._workers):
-            thread.join(max(0.0, deadline - time.monotonic()))
+        stop_workers(self._stop, self._workers, timeout)
         if self.wire is not None:
             self.wire.close()
 
@@ -314,6 +342,7 @@ class AsyncDriver:
                 lambda e: transaction_async(client, e.watch, e.reads, e.build)
             ),
             Command: self._bounded(lambda e: client.execute_command(*e.args)),
+            Broadcast: self._bounded(self._broadcast),
             Pipeline: self._bounded(self._pipeline),
             Sleep: lambda e: asyncio.sleep(e.seconds),
             Compute: _compute_async,
@@ -321,41 +350,25 @@ class AsyncDriver:
             WaitFlights: _wait_flights_async,
             Background: self._background,
         }
-        self._runs = _Runs()
+        self._runs = Runs()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, flow: Flow[T]) -> T:
-        """:meth:`SyncDriver.run` with ``await``; a cancellation is thrown into the flow
-        too (its ``finally`` clauses release what it holds).
-
-        redis-py's asyncio connections can swallow a cancellation that arrives while they
-        read or write (measured with redis-py 8.1: a task cancelled in a loop of commands
-        ran on to the end in 18 of 20 tries), so after each effect the driver also checks
-        the task for a cancellation request it has not seen (``Task.cancelling()``, Python
-        3.11+) and throws ``CancelledError`` into the flow itself."""
+        """:meth:`SyncDriver.run` with ``await`` (see :func:`run_async`)."""
         perform = self._perform
-        send = flow.send
-        task = asyncio.current_task()
-        cancelling = getattr(task, "cancelling", None)
-        seen = cancelling() if cancelling is not None else 0
-        try:
-            effect: Effect = send(None)
-            while True:
-                try:
-                    reply = await perform[type(effect)](effect)
-                except BaseException as exc:
-                    if cancelling is not None and isinstance(exc, asyncio.CancelledError):
-                        seen = cancelling()
-                    effect = flow.throw(exc)
-                    continue
-                if cancelling is not None and cancelling() > seen:  # swallowed below us
-                    seen = cancelling()
-                    effect = flow.throw(asyncio.CancelledError())
-                    continue
-                effect = send(reply)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        return await run_async(flow, lambda effect: perform[type(effect)](effect))
+
+    def client_for(self, key: Any) -> redis.asyncio.Redis:
+        """The client that serves ``key``: this driver's (one server)."""
+        del key
+        return self.client
+
+    def perform(self, effect: Effect) -> Awaitable[Any]:
+        """Perform one effect (see :meth:`SyncDriver.perform`)."""
+        return self._perform[type(effect)](effect)
+
+    async def _broadcast(self, effect: Broadcast) -> list[Any]:
+        return [await self.client.execute_command(*effect.args)]
 
     async def _pipeline(self, effect: Pipeline) -> list[Any]:
         pipe = self.client.pipeline(transaction=effect.transaction)
@@ -365,37 +378,12 @@ class AsyncDriver:
 
     async def _background(self, effect: Background) -> None:
         """Run ``effect``'s flow in a task of the running loop (see Background)."""
-        if not self._runs.start(effect.key):
-            return
-
-        async def work() -> None:
-            done = False
-            try:
-                while not done:
-                    try:
-                        await self.run(effect.make())
-                    except _LOGGED as exc:
-                        log.warning("rediscache background work %s failed: %s", effect.key, exc)
-                    done = not self._runs.again(effect.key)
-            finally:
-                if not done:  # cancelled, or an unexpected error: let the next one start
-                    self._runs.forget(effect.key)
-
-        task = asyncio.get_running_loop().create_task(work())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        background_task(self.run, effect, self._runs, self._tasks)
 
     async def settle(self, timeout: float | None = None) -> None:
         """Wait for the background tasks at most ``timeout`` seconds, then cancel what is
         left (it is resumed by the next collection)."""
-        tasks = list(self._tasks)
-        if not tasks:
-            return
-        _, pending = await asyncio.wait(tasks, timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await settle_tasks(self._tasks, timeout)
 
     def _bounded(self, perform: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
         """``perform`` holding one of the pool's connection slots while it runs."""
@@ -415,6 +403,81 @@ class AsyncDriver:
         if table is None:
             table = self._flights[effect.prefix] = InFlight(asyncio.Event)
         return table
+
+
+async def run_async(flow: Flow[T], perform: Callable[[Any], Awaitable[Any]]) -> T:
+    """Run ``flow`` to its result, awaiting ``perform(effect)`` for each effect it yields
+    (an asyncio driver's); an effect's exception, a cancellation too, is thrown into the
+    flow (its ``finally`` clauses release what it holds).
+
+    redis-py's asyncio connections can swallow a cancellation that arrives while they
+    read or write (measured with redis-py 8.1: a task cancelled in a loop of commands
+    ran on to the end in 18 of 20 tries), so after each effect this also checks the task
+    for a cancellation request it has not seen (``Task.cancelling()``, Python 3.11+) and
+    throws ``CancelledError`` into the flow itself."""
+    send = flow.send
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    seen = cancelling() if cancelling is not None else 0
+    try:
+        effect: Effect = send(None)
+        while True:
+            try:
+                reply = await perform(effect)
+            except BaseException as exc:
+                if cancelling is not None and isinstance(exc, asyncio.CancelledError):
+                    seen = cancelling()
+                effect = flow.throw(exc)
+                continue
+            if cancelling is not None and cancelling() > seen:  # swallowed below us
+                seen = cancelling()
+                effect = flow.throw(asyncio.CancelledError())
+                continue
+            effect = send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+
+
+def background_task(
+    run: Callable[[Flow[Any]], Awaitable[Any]],
+    effect: Background,
+    runs: Runs,
+    tasks: set[asyncio.Task[None]],
+) -> None:
+    """Start ``effect``'s flow in a task of the running loop, run by ``run`` (an asyncio
+    driver's), unless one of its key runs already (then it runs once more when done)."""
+    if not runs.start(effect.key):
+        return
+
+    async def work() -> None:
+        done = False
+        try:
+            while not done:
+                try:
+                    await run(effect.make())
+                except _LOGGED as exc:
+                    log.warning("rediscache background work %s failed: %s", effect.key, exc)
+                done = not runs.again(effect.key)
+        finally:
+            if not done:  # cancelled, or an unexpected error: let the next one start
+                runs.forget(effect.key)
+
+    task = asyncio.get_running_loop().create_task(work())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def settle_tasks(tasks: set[asyncio.Task[None]], timeout: float | None) -> None:
+    """Wait for ``tasks`` at most ``timeout`` seconds, then cancel what is left."""
+    pending_now = list(tasks)
+    if not pending_now:
+        return
+    _, pending = await asyncio.wait(pending_now, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
 
 
 async def _compute_async(effect: Compute) -> Any:
@@ -603,17 +666,39 @@ def public(op: str, fn: Callable[..., T]) -> Callable[..., T]:
 # --------------------------------------------------------------------------- one surface
 
 
+class SyncRunner(Protocol):
+    """What a sync facade needs of its driver: :class:`SyncDriver` (one server), or
+    :class:`rediscache.routing.ClusterDriver` (a cluster)."""
+
+    def run(self, flow: Flow[T]) -> T: ...
+
+    def client_for(self, key: Any) -> Any: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
+
+
+class AsyncRunner(Protocol):
+    """What an asyncio facade needs of its driver: :class:`AsyncDriver`, or
+    :class:`rediscache.routing.AsyncClusterDriver`."""
+
+    async def run(self, flow: Flow[T]) -> T: ...
+
+    def client_for(self, key: Any) -> Any: ...
+
+    async def settle(self, timeout: float | None = None) -> None: ...
+
+
 class SyncFacade:
     """Base of the sync facades: operations (:class:`Op`) run on ``_driver``."""
 
-    _driver: SyncDriver
+    _driver: SyncRunner
     _context: HubContext
 
 
 class AsyncFacade:
     """Base of the asyncio facades: operations (:class:`Op`) are awaited on ``_driver``."""
 
-    _driver: AsyncDriver
+    _driver: AsyncRunner
     _context: HubContext
 
 

@@ -18,6 +18,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = [
     "Background",
+    "Broadcast",
     "Command",
     "Compute",
     "Effect",
@@ -79,7 +80,18 @@ class Transaction(NamedTuple):
 
 class Command(NamedTuple):
     """``client.execute_command(*args)``: one command with redis-py's reply parsing (e.g. a
-    dict for HGETALL). Result: the parsed reply; an error reply raises."""
+    dict for HGETALL). Result: the parsed reply; an error reply raises. ``at``: for a
+    command without a key (``INFO``, ``FT._LIST``), a key whose server must run it (on a
+    cluster: the node of that key's slot; :mod:`rediscache.routing`)."""
+
+    args: tuple[Any, ...]
+    at: Any = None
+
+
+class Broadcast(NamedTuple):
+    """``execute_command(*args)`` on every primary of a cluster (on one server: on it), in
+    the order of their first slot. Result: the parsed replies, one per primary; an error
+    reply raises. For what is kept per node: users (ACL), settings (CONFIG), statistics."""
 
     args: tuple[Any, ...]
 
@@ -141,6 +153,7 @@ Effect = (
     | Once
     | Transaction
     | Command
+    | Broadcast
     | Pipeline
     | Sleep
     | Compute

@@ -143,11 +143,25 @@ def redact(text: str) -> str:
 def _settings(client: Any) -> dict[str, Any]:
     pool = getattr(client, "connection_pool", None)
     kwargs = getattr(pool, "connection_kwargs", None)
+    if kwargs is None:  # a redis-py cluster client: its nodes' settings
+        kwargs = getattr(getattr(client, "nodes_manager", None), "connection_kwargs", None)
+        kwargs = getattr(client, "connection_kwargs", kwargs)
     return kwargs if isinstance(kwargs, dict) else {}
 
 
 def address(client: Any) -> str:
-    """Where ``client`` connects (``host:port`` or the unix socket), without credentials."""
+    """Where ``client`` connects (``host:port`` or the unix socket), without credentials;
+    for a redis-py cluster client, its first node (``cluster at host:port``)."""
+    if hasattr(client, "get_default_node"):
+        nodes = getattr(client, "startup_nodes", None) or getattr(
+            getattr(client, "nodes_manager", None), "startup_nodes", None
+        )
+        first = next(iter(nodes.values()), None) if isinstance(nodes, dict) else None
+        if first is None and isinstance(nodes, list) and nodes:
+            first = nodes[0]
+        if first is not None:
+            return f"{first.host}:{first.port}"
+        return "a cluster"
     kw = _settings(client)
     if kw.get("path"):
         return str(kw["path"])

@@ -12,7 +12,9 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
 import redis.asyncio.retry
+import redis.cluster
 import redis.utils
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -20,15 +22,17 @@ from redis.retry import Retry
 from .access import Access
 from .context import HubContext
 from .drive import Op, SyncDriver, SyncFacade, sync_op
-from .effects import Flow
+from .effects import Command, Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
 from .guard import address, auth_refused, database, redact, refused_credentials
+from .keys import SpaceKeys, validate_space_name
 from .metrics import OpStats
 from .registry import COMPACT_MIN_KEYS, Registry, ServerStats
+from .routing import ClusterDriver, ClusterNodes
 from .server import ServerConfig, ServerInfo, ensure_running
 from .space import Space, SpaceConfig
 from .state import SpaceState
-from .wire import count_connects
+from .wire import ConnectCounter, count_connects
 
 __all__ = [
     "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "ConnectPlan", "Hub",
@@ -37,11 +41,17 @@ __all__ = [
 
 
 def _check_client(client: object, kind: type[Any] = redis.Redis) -> None:
-    if not isinstance(client, kind):
+    if kind is redis.Redis and isinstance(client, redis.cluster.RedisCluster):
+        kwargs = client.nodes_manager.connection_kwargs
+    elif not isinstance(client, kind):
+        also = " or a redis.cluster.RedisCluster" if kind is redis.Redis else ""
         raise InvalidInputError(
-            f"client must be a {kind.__module__}.{kind.__name__}, got {type(client).__name__}"
+            f"client must be a {kind.__module__}.{kind.__name__}{also}, got "
+            f"{type(client).__name__}"
+            + ("" if also else " (for a cluster, pass its URL: redis+cluster://host:port)")
         )
-    kwargs = client.connection_pool.connection_kwargs
+    else:
+        kwargs = client.connection_pool.connection_kwargs
     if kwargs.get("decode_responses"):
         raise InvalidInputError("pass a redis client with decode_responses=False")
     protocol = kwargs.get("protocol")
@@ -104,6 +114,74 @@ def verify(registry: Registry, where: str, client: Any) -> Flow[None]:
         raise refused_credentials(f"connecting to {where}", client) from exc
 
 
+#: URL schemes naming a Redis Cluster (redis-py's RedisCluster takes them without "+cluster").
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+def plain_url(url: str) -> str:
+    """``url`` with a cluster scheme (:data:`CLUSTER_SCHEMES`) written as redis-py's."""
+    for scheme in CLUSTER_SCHEMES:
+        if url.startswith(scheme):
+            return scheme.replace("+cluster", "") + url[len(scheme) :]
+    return url
+
+
+def cluster_slots(plan: ConnectPlan, where: str) -> Flow[Any]:
+    """The slot map (``CLUSTER SLOTS``) when the server is a cluster node, else None.
+    Round trips: one (INFO cluster), two on a cluster.
+
+    Raises:
+        InvalidInputError: the plan's URL asks for a cluster and the server is not one.
+    """
+    try:
+        info = yield Command(("INFO", "cluster"))
+    except redis.exceptions.NoPermissionError:
+        info = {}
+    if not int(info.get("cluster_enabled", 0) or 0):
+        if plan.cluster:
+            raise InvalidInputError(
+                f"{where} is not a Redis Cluster node (cluster_enabled:0): connect to it "
+                "with redis:// (or rediss://)"
+            )
+        return None
+    return (yield Command(("CLUSTER", "SLOTS")))
+
+
+def cluster_nodes(seed: Any, slots: Any, module: Any) -> ClusterNodes:
+    """The nodes of the cluster ``seed`` (a client of one node, sync or asyncio:
+    ``module`` is ``redis`` or ``redis.asyncio``) is part of, with the slot map ``slots``
+    (a ``CLUSTER SLOTS`` reply): each node's client is made like the seed's, with its
+    options, pool size and credentials.
+
+    Raises:
+        InvalidInputError: the seed connects through a unix socket (cluster nodes announce
+            TCP addresses).
+    """
+    pool = seed.connection_pool
+    kwargs = pool.connection_kwargs
+    if "host" not in kwargs:
+        raise InvalidInputError(
+            "a Redis Cluster is reached over TCP: connect with redis+cluster://host:port"
+        )
+    settings = {
+        k: v for k, v in kwargs.items() if k not in ("host", "port", "redis_connect_func")
+    }
+    sizing: dict[str, Any] = {"max_connections": pool.max_connections}
+    if isinstance(getattr(pool, "timeout", None), int | float):
+        sizing["timeout"] = pool.timeout
+    kind = type(pool)
+
+    def new_client(host: str, port: int) -> Any:
+        node_pool = kind(
+            connection_class=pool.connection_class, host=host, port=port, **sizing, **settings
+        )
+        return module.Redis.from_pool(node_pool)
+
+    nodes = ClusterNodes(new_client, (kwargs["host"], int(kwargs["port"])))
+    nodes.load(slots)
+    return nodes
+
+
 def connect(
     url: str | None = None,
     *,
@@ -120,8 +198,15 @@ def connect(
       ``start_timeout`` (seconds) overrides the config's wait for a server loading its data.
     * ``connect("redis://:pw@host:6379/0")`` (also ``rediss://`` and ``unix://``): any Redis;
       ``redis_kwargs`` go to ``redis.Redis.from_url``.
-    * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies); the hub
-      never closes a client it did not create.
+    * ``connect(client=r)``: an existing redis-py client (protocol 2, bytes replies), a
+      ``redis.Redis`` or a ``redis.cluster.RedisCluster``; the hub never closes a client it
+      did not create.
+    * ``connect("redis+cluster://:pw@host:7000")`` (also ``rediss+cluster://``): a Redis
+      Cluster, reached through any of its nodes (redis-py's ``RedisCluster`` takes the same
+      URL with ``redis://``). A ``redis://`` URL or a client naming a cluster node is
+      detected as one too. Each space lives on the primary owning its hash tag's slot
+      (:mod:`rediscache.routing`); ``hub.client`` is then a ``redis.cluster.RedisCluster``
+      (for a URL; a client passed in stays the hub's client). See docs/scale.md.
 
     The clients it creates have redis-py's own retries off (pass ``retry=`` to choose
     another policy): reads are retried by rediscache within a documented bound and writes are
@@ -147,11 +232,14 @@ def connect(
     driver instead, without a timeout). ``connect(url, max_connections=..., timeout=...)``
     chooses others.
 
-    Round trips: two (PING, MODULE LIST), plus the server start when needed.
+    Round trips: three (PING, MODULE LIST, INFO cluster), plus the server start when
+    needed, and on a cluster one more (CLUSTER SLOTS).
 
     Raises:
         ConnectionFailedError: unreachable server; AuthenticationFailedError (a subclass)
             when it refused the user or password.
+        InvalidInputError: a ``redis+cluster://`` URL naming a server that is not a cluster
+            node, or a cluster reached through a unix socket.
         ServerLoadingError: the server is still loading its data.
         SearchModuleMissingError: the server has no search module.
         EmbeddedServerError: the embedded server cannot start (see its subclasses).
@@ -162,10 +250,33 @@ def connect(
     hub = Hub(opened, owns_client=owns, server=info)  # counts connections from the first
     try:
         hub._driver.run(verify(hub._registry, where, opened))
+        return _on_cluster(hub, plan, where)
     except BaseException:
         hub.close()
         raise
-    return hub
+
+
+def _on_cluster(hub: Hub, plan: ConnectPlan, where: str) -> Hub:
+    """``hub`` itself on one server; on a cluster, a hub over its nodes made from ``hub``'s
+    client (``hub`` is then spent: its driver closed, its client too when the new hub's
+    client is a ``RedisCluster`` of the plan's URL). One or two round trips."""
+    slots = hub._driver.run(cluster_slots(plan, where))
+    if slots is None:
+        return hub
+    seed = hub.client
+    nodes = cluster_nodes(seed, slots, redis)
+    user: Any = seed
+    owns = hub._owns
+    if isinstance(plan.client, redis.cluster.RedisCluster):
+        user, owns = plan.client, False
+    elif plan.url is not None:
+        user = redis.cluster.RedisCluster.from_url(plain_url(plan.url), protocol=2)
+    hub._driver.close()
+    if user is seed:  # a plain client given (or connect_as's): used for its own node
+        nodes.adopt(seed)
+    elif hub._owns:
+        seed.close()
+    return Hub(user, owns_client=owns, server=hub.server, nodes=nodes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +288,11 @@ class ConnectPlan:
     url: str | None = None
     redis_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     embedded: ServerConfig | None = None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether the URL asks for a cluster (``redis+cluster://``)."""
+        return self.url is not None and self.url.startswith(CLUSTER_SCHEMES)
 
 
 def plan_connect(
@@ -213,9 +329,12 @@ def plan_connect(
         _check_client(client, kind)
         return ConnectPlan(client=client)
     if url is not None:
-        if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        if not isinstance(url, str) or not url.startswith(
+            ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+        ):
             raise InvalidInputError(
-                f"unsupported URL {redact(str(url))!r}: use redis://, rediss:// or unix://"
+                f"unsupported URL {redact(str(url))!r}: use redis://, rediss://, unix://, "
+                "or for a cluster redis+cluster:// or rediss+cluster://"
             )
         return ConnectPlan(url=url, redis_kwargs=dict(redis_kwargs))
     config = server or ServerConfig()
@@ -236,6 +355,16 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     Raises:
         InvalidInputError: a bad URL or redis-py option.
     """
+    if isinstance(plan.client, redis.cluster.RedisCluster):  # a seed client of its node
+        pool = plan.client.get_default_node().redis_connection.connection_pool
+        kwargs = {k: v for k, v in pool.connection_kwargs.items() if k != "redis_connect_func"}
+        seed = redis.BlockingConnectionPool(
+            connection_class=pool.connection_class,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_TIMEOUT,
+            **kwargs,
+        )
+        return redis.Redis.from_pool(seed), True, "the given cluster client's cluster"
     if plan.client is not None:
         return plan.client, False, "the given client's server"
     retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)
@@ -249,7 +378,9 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     if plan.url is not None:
         try:
             pool = kind.from_url(
-                plan.url, protocol=2, **{"retry": retry, **pooling, **plan.redis_kwargs}
+                plain_url(plan.url),
+                protocol=2,
+                **{"retry": retry, **pooling, **plan.redis_kwargs},
             )
             pool.connection_class(**pool.connection_kwargs)  # no I/O: refuses unknown options
         except (ValueError, TypeError) as exc:  # a bad URL, or an unknown keyword argument
@@ -287,12 +418,23 @@ class HubSurface:
     :class:`rediscache.asyncio.AsyncHub` (the registry's flows are documented in
     :class:`rediscache.registry.Registry`)."""
 
-    def __init__(self, client: Any, *, owns_client: bool, server: ServerInfo | None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        owns_client: bool,
+        server: ServerInfo | None,
+        nodes: ClusterNodes | None = None,
+    ) -> None:
         self.client = client
         self.server = server
         self._owns = owns_client
+        self._nodes = nodes
         # counts connections from the first command: see index_wait
-        self._context = HubContext(count_connects(client), INDEX_WAIT)
+        if nodes is not None:  # counted per node
+            self._context = HubContext(ConnectCounter(), INDEX_WAIT, nodes.counter_for)
+        else:
+            self._context = HubContext(count_connects(client), INDEX_WAIT)
         self._registry = Registry(client, self._context)
         self._access = self._registry.access
 
@@ -311,7 +453,27 @@ class HubSurface:
         kind = type(self).__name__
         if self.server is not None:
             return f"{kind}(embedded server in {self.server.data_dir}, {where})"
+        if self._nodes is not None:
+            return f"{kind}(Redis Cluster at {where}, {len(self._nodes.primaries())} primaries)"
         return f"{kind}(Redis at {where}, db {database(self.client)})"
+
+    def node_client(self, space: str | None = None) -> Any:
+        """The plain redis-py client (``redis.Redis``, or ``redis.asyncio.Redis`` for an
+        AsyncHub) of the server that holds space ``space``: on one server the hub's own
+        client; on a cluster the client of the primary owning the space's slot (as last
+        known), or with None of the first primary. For commands that concern that node
+        (``FT.INFO``, ``MEMORY USAGE``, ``CLIENT LIST``). No I/O; the hub owns the client.
+
+        Raises:
+            InvalidInputError: ``space`` is not a valid space name.
+        """
+        if self._nodes is None:
+            if space is not None:
+                validate_space_name(space)
+            return self.client
+        if space is None:
+            return self._nodes.client(self._nodes.default)
+        return self._nodes.client(self._nodes.address(SpaceKeys.for_space(space).config))
 
     def metrics(self, *, reset: bool = False) -> dict[str, OpStats]:
         """Per-operation counters and latency (calls, errors, hits, misses, p50/p99/mean in
@@ -340,13 +502,22 @@ class Hub(SyncFacade, HubSurface):
     """
 
     def __init__(
-        self, client: redis.Redis, *, owns_client: bool = False, server: ServerInfo | None = None
+        self,
+        client: Any,
+        *,
+        owns_client: bool = False,
+        server: ServerInfo | None = None,
+        nodes: ClusterNodes | None = None,
     ) -> None:
         # Connections are kept between calls only from a pool the hub owns (it goes when
         # the hub goes): a hub on a client passed in takes one from that pool per call, so
-        # dropping such a hub without close() leaves the client's pool whole.
-        self._driver = SyncDriver(client, keep=owns_client)
-        super().__init__(client, owns_client=owns_client, server=server)
+        # dropping such a hub without close() leaves the client's pool whole. The node
+        # clients of a cluster (nodes) are the hub's own.
+        if nodes is not None:
+            self._driver = ClusterDriver(nodes)
+        else:
+            self._driver = SyncDriver(client, keep=owns_client)
+        super().__init__(client, owns_client=owns_client, server=server, nodes=nodes)
 
     def close(self) -> None:
         """Close the connection if the hub created it (clients passed in stay open). Background
@@ -355,6 +526,9 @@ class Hub(SyncFacade, HubSurface):
         self._driver.close()  # the connections it kept go back to the pool
         if self._owns:
             self.client.close()
+        if self._nodes is not None:
+            for node in self._nodes.made():
+                node.close()
 
     def __enter__(self) -> Hub:
         return self
@@ -384,8 +558,9 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
     """
     if not isinstance(user, str) or not user or not isinstance(password, str):
         raise InvalidInputError("connect_as takes a hub, a user name and its password")
-    pool = hub.client.connection_pool
+    pool = hub.node_client().connection_pool
     kwargs = {**pool.connection_kwargs, "username": user, "password": password}
+    kwargs.pop("redis_connect_func", None)
     client = redis.Redis.from_pool(
         redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     )
@@ -393,7 +568,7 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
     try:
         where = f"Redis at {address(client)} as {user!r}"
         other._driver.run(verify(other._registry, where, client))
+        return _on_cluster(other, ConnectPlan(client=client), where)
     except BaseException:
         other.close()
         raise
-    return other

@@ -17,7 +17,7 @@ from . import collect, generations
 from .access import Access
 from .config import SpaceConfig, build_config
 from .context import HubContext
-from .effects import Command, Flow, Pipeline, Sleep
+from .effects import Broadcast, Command, Flow, Pipeline, Sleep
 from .errors import (
     ConnectionFailedError,
     PermissionDeniedError,
@@ -220,11 +220,15 @@ class Registry:
                     "next_gen": str(state.live),
                     "next_ver": "0",
                 }
+                # the registry first: a name listed without a config is skipped by
+                # listings (and taken up again by the next create), while a config not
+                # listed would hide the space. Apart: on a cluster the registry is in
+                # another slot than the space.
+                yield Command(("SADD", REGISTRY, name))
                 yield Pipeline(
                     [
                         ("FT.ALIASADD", keys.index, gen.index),
                         ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
-                        ("SADD", REGISTRY, name),
                     ],
                     transaction=True,
                 )
@@ -309,11 +313,9 @@ class Registry:
         keys = SpaceKeys.for_space(name)
         self.context.forget(name)
         may_scan = yield from generations.may_scan()
-        if may_scan:  # an owner: the name leaves the registry
-            forget: tuple[Any, ...] = ("SREM", REGISTRY, name)
+        if may_scan:  # an owner: the name leaves the registry (below)
             mark: tuple[Any, ...] = ("DEL", keys.dropped)
         else:  # a role may not write the registry: it marks the space dropped for good
-            forget = ("EXISTS", keys.config)
             mark = ("SETNX", keys.dropped, int(time.time()))
         replies = yield Pipeline(
             [
@@ -321,19 +323,19 @@ class Registry:
                 mark,
                 ("HGETALL", keys.versions),
                 ("DEL", keys.versions),
-                forget,
                 ("DEL", keys.config),
             ],
             transaction=True,
         )
-        existed = bool(replies[5]) and not replies[0]
+        if may_scan:  # after the config: a listed name without one is skipped by listings
+            yield Command(("SREM", REGISTRY, name))
+        existed = bool(replies[4]) and not replies[0]
         # generations of versions (a writer's copy may have no index yet)
         versioned = {ref[1] for ref in generations.parse_versions(replies[2], name).values()}
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
-        indexes = [
-            i.decode() for i in (yield Command(("FT._LIST",))) if i.decode().startswith(keys.prefix)
-        ]
+        listed = yield Command(("FT._LIST",), at=keys.config)  # the space's node's indexes
+        indexes = [i.decode() for i in listed if i.decode().startswith(keys.prefix)]
         existed = existed or bool(indexes)
         if not existed and not missing_ok:
             raise SpaceNotFoundError(f"space {name!r} does not exist")
@@ -345,7 +347,7 @@ class Registry:
             deleted = yield from self._drop_by_indexes(keys, indexes, versioned)
         yield from self.access.forget_space(name)
         if compact and deleted >= COMPACT_MIN_KEYS:
-            yield from self._compact_aof()
+            yield from self._compact_aof(keys.config)
         return deleted
 
     def _drop_by_indexes(
@@ -370,8 +372,9 @@ class Registry:
         )
         return deleted
 
-    def _compact_aof(self) -> Flow[None]:
-        """Start a background rewrite of the server's AOF if it keeps one (two round trips;
+    def _compact_aof(self, at: str) -> Flow[None]:
+        """Start a background rewrite of the AOF of the server of key ``at`` (on a cluster:
+        the node of the dropped space) if it keeps one (two round trips;
         the rewrite itself is not waited for). A rewrite already running began before this
         drop's deletions, and Redis refuses a second one meanwhile rather than queueing it
         (three drops in a row left two spaces' keys in the file, and a restart replayed
@@ -381,11 +384,11 @@ class Registry:
         deadline = time.monotonic() + AOF_WAIT
         while True:
             try:
-                info = yield Command(("INFO", "persistence"))
+                info = yield Command(("INFO", "persistence"), at=at)
                 if not int(info.get("aof_enabled", 0)):
                     return
                 if not int(info.get("aof_rewrite_in_progress", 0)):
-                    yield Command(("BGREWRITEAOF",))
+                    yield Command(("BGREWRITEAOF",), at=at)
                     return
             except redis.ResponseError as exc:
                 if "in progress" not in str(exc):
@@ -403,22 +406,33 @@ class Registry:
         return {"redis": str(info.get("redis_version", "?")), "search": search or "none"}
 
     def server_stats(self) -> Flow[ServerStats]:
-        """Versions, memory, keys and clients of the connected server. Two round trips
-        (INFO; MODULE LIST and DBSIZE)."""
-        info = yield Command(("INFO",))
+        """Versions, memory, keys and clients of the connected server; of a cluster, the
+        sums over its primaries (memory, keys, clients; ``maxmemory`` too, 0 when one
+        primary has no limit) and the shortest uptime. Two round trips per primary (INFO;
+        MODULE LIST and DBSIZE)."""
+        infos = yield Broadcast(("INFO",))
         # a role may not list modules nor count every space's keys
         modules, keys = yield Pipeline([("MODULE", "LIST"), ("DBSIZE",)], raise_on_error=False)
         if isinstance(modules, Exception):
             search = "unknown"
         else:
             search = parse_search_version(modules) or "none"
+        counts: list[Any] = []
+        if not isinstance(keys, Exception):
+            with contextlib.suppress(redis.RedisError):
+                counts = yield Broadcast(("DBSIZE",))
+
+        def total(name: str) -> int:
+            return sum(int(info.get(name, 0)) for info in infos)
+
+        limits = [int(info.get("maxmemory", 0)) for info in infos]
         return ServerStats(
-            redis_version=str(info.get("redis_version", "?")),
+            redis_version=str(infos[0].get("redis_version", "?")),
             search_version=search,
-            used_memory=int(info.get("used_memory", 0)),
-            used_memory_peak=int(info.get("used_memory_peak", 0)),
-            maxmemory=int(info.get("maxmemory", 0)),
-            keys=None if isinstance(keys, Exception) else int(keys),
-            connected_clients=int(info.get("connected_clients", 0)),
-            uptime_seconds=int(info.get("uptime_in_seconds", 0)),
+            used_memory=total("used_memory"),
+            used_memory_peak=total("used_memory_peak"),
+            maxmemory=0 if 0 in limits else sum(limits),
+            keys=None if isinstance(keys, Exception) else sum(int(c) for c in counts),
+            connected_clients=total("connected_clients"),
+            uptime_seconds=min(int(info.get("uptime_in_seconds", 0)) for info in infos),
         )

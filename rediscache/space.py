@@ -240,8 +240,8 @@ class Space(SyncFacade, SpaceSurface):
         max_items = check_int(max_items, "max_items")
         max_bytes = check_int(max_bytes, "max_bytes")
         self.disable_hot_cache()
-        client = self._driver.client
         config = self.keys.config
+        client = self._driver.client_for(config)  # on a cluster: the node of the space
 
         def state_of() -> bytes | None:
             raw: bytes | None = client.hget(config, STATE_FIELD)

@@ -219,7 +219,7 @@ class Target:
     def reconnected(self) -> bool:
         """Whether the client opened a connection since the indexes were last known
         complete (then a search result may come from an index being rebuilt)."""
-        return self.readiness.seen != self.context.connects.count
+        return self.readiness.seen != self.context.connects_of(self.keys.config).count
 
     def search_index(self, gen: GenKeys) -> Flow[str]:
         """The index searches use (the live alias), once the live generation's index is
@@ -238,19 +238,20 @@ class Target:
         return self.keys.index
 
     def server_id(self) -> Flow[bytes | None]:
-        """The run id of the server (``INFO server``), read once per connection of the hub
-        (a new connection may reach a restarted server, with another run id); None when
-        the ACL user may not run INFO (then no marks are used)."""
-        ctx = self.context
-        seen = ctx.connects.count
-        if ctx.run_seen != seen:
+        """The run id of the space's server (``INFO server``; on a cluster, of the node of
+        the space), read once per connection to it (a new connection may reach a restarted
+        server, with another run id); None when the ACL user may not run INFO (then no
+        marks are used)."""
+        known = self.readiness
+        seen = self.context.connects_of(self.keys.config).count
+        if known.run_seen != seen:
             try:
-                info = yield Command(("INFO", "server"))
-                ctx.run_id = str(info.get("run_id", "")).encode() or None
+                info = yield Command(("INFO", "server"), at=self.keys.config)
+                known.run_id = str(info.get("run_id", "")).encode() or None
             except redis.ResponseError:  # NOPERM: INFO is not among the user's commands
-                ctx.run_id = None
-            ctx.run_seen = seen
-        return ctx.run_id
+                known.run_id = None
+            known.run_seen = seen
+        return known.run_id
 
     def searchable(
         self, gen: GenKeys, timeout: float, *, create: bool = True, marks: bool = False
@@ -278,7 +279,7 @@ class Target:
 
     def note_connects(self) -> None:
         """After a new connection, nothing known about the indexes holds any more."""
-        seen = self.context.connects.count
+        seen = self.context.connects_of(self.keys.config).count
         if seen != self.readiness.seen:
             self.readiness.ready.clear()
             self.readiness.seen = seen

@@ -775,18 +775,24 @@ class ConnectCounter:
         self.count = 0
 
 
-def count_connects(client: Any) -> ConnectCounter:
+def count_connects(client: Any, counter: ConnectCounter | None = None) -> ConnectCounter:
     """Install a connect hook (redis-py's ``redis_connect_func`` connection setting, chained
     to any one already set) on ``client``'s pool, sync or asyncio, that counts the
-    connections it opens from now on; returns the counter (the one already installed when
-    called again). Connections the pool made before are not seen when they reconnect:
-    install it before the first command."""
-    kwargs = client.connection_pool.connection_kwargs
+    connections it opens from now on in ``counter`` (default: a new one); returns the
+    counter (the one already installed when called again). Connections the pool made
+    before are not seen when they reconnect: install it before the first command. A
+    client without a pool of its own (a redis-py cluster client) gets a counter that never
+    counts: the hub of a cluster counts its node clients' connections
+    (:class:`rediscache.routing.ClusterNodes`)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return counter or ConnectCounter()
+    kwargs = pool.connection_kwargs
     previous = kwargs.get("redis_connect_func")
     installed = getattr(previous, "rediscache_counter", None)
     if isinstance(installed, ConnectCounter):
         return installed
-    counter = ConnectCounter()
+    counter = counter or ConnectCounter()
     hook: Any
     if isinstance(client, redis.asyncio.Redis):
 

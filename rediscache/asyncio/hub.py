@@ -9,10 +9,20 @@ from types import TracebackType
 from typing import Any
 
 import redis.asyncio
+import redis.asyncio.cluster
 
 from ..drive import AsyncDriver, AsyncFacade, async_op
-from ..hub import HubSurface, open_client, plan_connect, verify
+from ..hub import (
+    HubSurface,
+    cluster_nodes,
+    cluster_slots,
+    open_client,
+    plain_url,
+    plan_connect,
+    verify,
+)
 from ..registry import Registry
+from ..routing import AsyncClusterDriver, ClusterNodes
 from ..server import ServerConfig, ServerInfo, ensure_running
 from ..space import SpaceConfig
 from ..state import SpaceState
@@ -38,7 +48,11 @@ async def connect_async(
     / ``unix://`` URL, or ``client``, an existing ``redis.asyncio.Redis`` (protocol 2,
     bytes replies) that the hub never closes.
 
-    Round trips: two (PING, MODULE LIST), plus the server start when needed.
+    A cluster (``redis+cluster://``, or a node detected as one) works as with
+    :func:`rediscache.connect`; ``hub.client`` is then a ``redis.asyncio.cluster.RedisCluster``.
+
+    Round trips: three (PING, MODULE LIST, INFO cluster), plus the server start when
+    needed, and on a cluster one more (CLUSTER SLOTS).
     """
     plan = plan_connect(
         url, client, data_dir, server, start_timeout, redis_kwargs, redis.asyncio.Redis
@@ -50,10 +64,22 @@ async def connect_async(
     hub = AsyncHub(opened, owns_client=owns, server=info)
     try:
         await hub._driver.run(verify(hub._registry, where, opened))
+        slots = await hub._driver.run(cluster_slots(plan, where))
+        if slots is None:
+            return hub
+        nodes = cluster_nodes(opened, slots, redis.asyncio)
     except BaseException:
         await hub.close()
         raise
-    return hub
+    # on a cluster: a hub over its nodes (see rediscache.hub._on_cluster)
+    user: Any = opened
+    if plan.url is not None:
+        user = redis.asyncio.cluster.RedisCluster.from_url(plain_url(plan.url), protocol=2)
+        if owns:
+            await opened.aclose()
+    else:  # a plain client given: used for its own node
+        nodes.adopt(opened)
+    return AsyncHub(user, owns_client=owns, server=info, nodes=nodes)
 
 
 _registry = attrgetter("_registry")
@@ -74,13 +100,17 @@ class AsyncHub(AsyncFacade, HubSurface):
 
     def __init__(
         self,
-        client: redis.asyncio.Redis,
+        client: Any,
         *,
         owns_client: bool = False,
         server: ServerInfo | None = None,
+        nodes: ClusterNodes | None = None,
     ) -> None:
-        self._driver = AsyncDriver(client)
-        super().__init__(client, owns_client=owns_client, server=server)
+        if nodes is not None:
+            self._driver = AsyncClusterDriver(nodes)
+        else:
+            self._driver = AsyncDriver(client)
+        super().__init__(client, owns_client=owns_client, server=server, nodes=nodes)
 
     async def close(self) -> None:
         """Close the connection if the hub created it (clients passed in stay open). Background
@@ -89,6 +119,9 @@ class AsyncHub(AsyncFacade, HubSurface):
         await self._driver.settle(0)
         if self._owns:
             await self.client.aclose()
+        if self._nodes is not None:
+            for node in self._nodes.made():
+                await node.aclose()
 
     async def __aenter__(self) -> AsyncHub:
         return self
