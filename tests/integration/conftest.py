@@ -22,13 +22,24 @@ from both import MODES, Api, async_hub_args
 from packaging.version import Version
 
 import rediscache
+import rediscache.cluster
 from rediscache import Hub, connect_async, server
+
+#: The topologies the tests that use a hub run on (REDISCACHE_TEST_TOPOLOGIES, comma
+#: separated): one server, and a Redis Cluster of three primaries with a replica each.
+TOPOLOGIES = tuple(
+    t.strip() for t in os.environ.get("REDISCACHE_TEST_TOPOLOGIES", "single,cluster").split(",")
+)
+#: The environment variable naming the server of the tests (instead of a started one).
+URL_ENV = "REDISCACHE_TEST_URL"
+#: A cluster to use instead of starting one (a redis+cluster:// URL).
+CLUSTER_URL_ENV = "REDISCACHE_TEST_CLUSTER_URL"
 
 
 @pytest.fixture(scope="session")
-def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+def single_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
     """Data dir of the session's embedded server (None when REDISCACHE_TEST_URL is used)."""
-    if os.environ.get("REDISCACHE_TEST_URL"):
+    if os.environ.get(URL_ENV):
         yield None
         return
     data_dir = tmp_path_factory.mktemp("redis")
@@ -40,9 +51,58 @@ def server_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None
 
 
 @pytest.fixture(scope="session")
-def hub(server_dir: Path | None) -> Iterator[rediscache.Hub]:
-    """A hub on the session's server."""
-    url = os.environ.get("REDISCACHE_TEST_URL")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the session's local Redis Cluster (3 primaries, a replica each, started
+    from the same wheels as the embedded server), or of REDISCACHE_TEST_CLUSTER_URL."""
+    given = os.environ.get(CLUSTER_URL_ENV)
+    if given:
+        yield given
+        return
+    data_dir = tmp_path_factory.mktemp("cluster")
+    info, _ = rediscache.cluster.start(data_dir, primaries=3, replicas=1)
+    try:
+        yield info.url
+    finally:
+        rediscache.cluster.stop(data_dir)
+
+
+@pytest.fixture(scope="session", params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Which topology the hub of a test runs on: ``single`` or ``cluster``. On a cluster,
+    REDISCACHE_TEST_URL names it while its tests run (the tests that connect by
+    themselves use it), and ``server_dir`` is None (the tests of the embedded server's own
+    life skip)."""
+    kind = request.param
+    if kind == "single":
+        yield kind
+        return
+    url = request.getfixturevalue("cluster_url")
+    before = os.environ.get(URL_ENV)
+    os.environ[URL_ENV] = url
+    try:
+        yield kind
+    finally:
+        if before is None:
+            os.environ.pop(URL_ENV, None)
+        else:
+            os.environ[URL_ENV] = before
+
+
+@pytest.fixture(scope="session")
+def server_dir(topology: str, request: pytest.FixtureRequest) -> Path | None:
+    """Data dir of the session's embedded server; None on a cluster or when
+    REDISCACHE_TEST_URL is used."""
+    if topology != "single":
+        return None
+    found: Path | None = request.getfixturevalue("single_server")
+    return found
+
+
+@pytest.fixture(scope="session")
+def hub(server_dir: Path | None, topology: str) -> Iterator[rediscache.Hub]:
+    """A hub on the session's server (or cluster)."""
+    del topology
+    url = os.environ.get(URL_ENV)
     h = rediscache.connect(url) if url else rediscache.connect(data_dir=server_dir)
     try:
         yield h

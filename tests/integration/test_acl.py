@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import redis
 import redis.asyncio
+import redis.cluster
 
 import rediscache
 from rediscache import Hub, PermissionDeniedError, scripts
@@ -27,12 +28,18 @@ def _vectors(n: int, seed: int = 0) -> np.ndarray:
     return rng.standard_normal((n, DIM)).astype(np.float32)
 
 
-def _client(hub: Hub, user: str, password: str, module: Any = redis) -> Any:
-    """A raw redis-py client of the test server, logged in as ``user``."""
-    pool = hub.client.connection_pool
+def _client(
+    hub: Hub, user: str, password: str, module: Any = redis, *, cluster: bool = False
+) -> Any:
+    """A raw redis-py client of the test server (of a cluster: of its first primary),
+    logged in as ``user``; ``cluster``: on a cluster, a RedisCluster client instead."""
+    pool = hub.node_client().connection_pool
     wanted = ("host", "port", "path", "db", "socket_timeout", "protocol")
     kwargs = {k: v for k, v in pool.connection_kwargs.items() if k in wanted}
     kwargs.update(username=user, password=password)
+    if cluster and isinstance(hub.client, redis.cluster.RedisCluster) and module is redis:
+        kwargs.pop("db", None)
+        return redis.cluster.RedisCluster(**kwargs)
     cls = pool.connection_class
     if module is redis.asyncio:
         cls = {
@@ -67,7 +74,8 @@ class Team:
         return name
 
     def raw(self, user: str) -> redis.Redis:
-        return _client(self.hub, user, self.passwords[user])
+        """A client as ``user`` (on a cluster, a RedisCluster client: keys are routed)."""
+        return _client(self.hub, user, self.passwords[user], cluster=True)  # type: ignore[no-any-return]
 
     def hub_as(self, user: str) -> Hub:
         return rediscache.connect(client=self.raw(user))
@@ -452,7 +460,7 @@ def test_a_role_lists_its_spaces_and_server_stats_from_the_cli(team: Team) -> No
     from rediscache.cli import cli
 
     reader = team.user("read", team.b)
-    kw = team.hub.client.connection_pool.connection_kwargs
+    kw = team.hub.node_client().connection_pool.connection_kwargs
     pw = quote(team.passwords[reader], safe="")
     if kw.get("path"):
         url = f"unix://{reader}@{kw['path']}?password={pw}"
@@ -473,7 +481,7 @@ def test_an_admin_drops_its_space_without_scan(team: Team, server_dir: Any) -> N
     with team.hub_as(admin) as h:
         deleted = h.drop_space(team.a)
     assert deleted >= 22  # the live documents, the version's copy, the stage's
-    client = team.hub.client
+    client = team.hub.node_client(team.a)  # the server (cluster node) of the space
     assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
     assert not [i for i in client.execute_command("FT._LIST") if i.startswith(keys.prefix.encode())]
     assert team.a not in team.hub.spaces()
@@ -526,7 +534,7 @@ def test_roles_cannot_track_or_select_their_way_to_other_spaces(team: Team) -> N
     it on (its hot cache follows its own spaces' keyspace notifications), nor SELECT
     another database, where the same key names may hold another hub's spaces."""
     writer = team.user("write", team.a)
-    raw = team.raw(writer)
+    raw = _client(team.hub, writer, team.passwords[writer])  # a connection to one server
     b = SpaceKeys.for_space(team.b)
     _refused(lambda: raw.execute_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", b.prefix))
     _refused(lambda: raw.execute_command("SELECT", 1))
@@ -661,7 +669,7 @@ def _cli(
     url = os.environ.get("REDISCACHE_TEST_URL")
     if user is not None:
         assert hub is not None
-        kw = hub.client.connection_pool.connection_kwargs
+        kw = hub.node_client().connection_pool.connection_kwargs
         if kw.get("path"):
             url = f"unix://{user[0]}:{user[1]}@{kw['path']}"
         else:
@@ -721,10 +729,11 @@ def test_revoked_or_rotated_credentials_are_an_authentication_error(team: Team) 
     team.hub.revoke(gone)
     team.users.remove(gone)
     team.hub.passwd(rotated, "another-password")
-    hubs[rotated].client.connection_pool.disconnect()
+    hubs[rotated].node_client(team.a).connection_pool.disconnect()
     for user, h in hubs.items():
         calls = (lambda h=h: h.space(team.a).get("k1"), lambda h=h: h.space(team.a),
-                 lambda u=user: rediscache.connect(client=team.raw(u)))  # fmt: skip
+                 lambda u=user: rediscache.connect(
+                     client=_client(team.hub, u, team.passwords[u])))  # fmt: skip
         for call in calls:
             with pytest.raises(AuthenticationFailedError) as err:
                 call()

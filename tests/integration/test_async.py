@@ -23,6 +23,7 @@ from both import Api, async_hub_args, norm, outcome
 
 import rediscache
 from rediscache import AsyncHub, Hub, connect_async
+from rediscache.hub import plain_url
 
 CREATE: dict[str, Any] = {
     "dim": 8,
@@ -385,8 +386,8 @@ def test_sync_get_or_compute_rejects_an_async_compute(hub: Hub, space_name: str)
 
 def _async_client(hub: Hub, **kwargs: Any) -> redis.asyncio.Redis:
     url = os.environ.get("REDISCACHE_TEST_URL")
-    if url:
-        return redis.asyncio.Redis.from_url(url, protocol=2, **kwargs)
+    if url:  # a cluster's too: a client of the node it names
+        return redis.asyncio.Redis.from_url(plain_url(url), protocol=2, **kwargs)
     info = hub.server
     assert info is not None and info.unix_socket
     return redis.asyncio.Redis(

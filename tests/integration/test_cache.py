@@ -161,7 +161,7 @@ def test_no_stampede_across_threads(hub: Hub, space_name: str) -> None:
     keys = [f"item:{i}" for i in range(5)]
     results: list[np.ndarray[Any, Any]] = []
     errors: list[BaseException] = []
-    pool = hub.client.connection_pool
+    pool = hub.node_client(space_name).connection_pool
     other = redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **pool.connection_kwargs
@@ -204,9 +204,11 @@ import numpy as np, redis, rediscache
 
 cfg = json.loads(sys.argv[1])
 if "url" in cfg:
-    client = redis.Redis.from_url(cfg["url"], protocol=2)
+    hub = rediscache.connect(cfg["url"])
 else:
-    client = redis.Redis(unix_socket_path=cfg["path"], password=cfg["password"], protocol=2)
+    hub = rediscache.connect(client=redis.Redis(
+        unix_socket_path=cfg["path"], password=cfg["password"], protocol=2))
+client = hub.client  # on a cluster a RedisCluster client: the counter's node
 
 def compute(missing):
     for key in missing:
@@ -215,9 +217,9 @@ def compute(missing):
     return np.stack([np.random.default_rng(zlib.crc32(k.encode())).standard_normal(4)
                      for k in missing])
 
-space = rediscache.connect(client=client).space(cfg["space"])
+space = hub.space(cfg["space"])
 space.get_or_compute(cfg["keys"], compute)
-client.close()
+hub.close()
 """
 
 

@@ -409,7 +409,7 @@ def test_calls_too_large_for_one_script_are_refused_or_split(make: Make, space_n
 def test_a_write_whose_reply_is_lost_is_not_sent_again(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 1024, metric="l2", algorithm="flat")
     space.put_many([f"k{i}" for i in range(400)], _rows(400, 1024))
-    pool = hub.client.connection_pool
+    pool = hub.node_client(space_name).connection_pool
     slow = redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **pool.connection_kwargs
@@ -433,9 +433,10 @@ def test_a_write_whose_reply_is_lost_is_not_sent_again(hub: Hub, space_name: str
 def test_a_busy_server_is_reported_as_busy(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
     space.put("a", [1.0, 2.0, 3.0, 4.0])
-    old = hub.client.config_get("busy-reply-threshold")["busy-reply-threshold"]
-    hub.client.config_set("busy-reply-threshold", 100)
-    pool = hub.client.connection_pool
+    node = hub.node_client(space_name)  # the space's server (on a cluster, its node)
+    old = node.config_get("busy-reply-threshold")["busy-reply-threshold"]
+    node.config_set("busy-reply-threshold", 100)
+    pool = node.connection_pool
     blocker = redis.Redis(
         connection_pool=redis.ConnectionPool(
             connection_class=pool.connection_class, **pool.connection_kwargs
@@ -457,7 +458,7 @@ def test_a_busy_server_is_reported_as_busy(hub: Hub, space_name: str) -> None:
     finally:
         thread.join(5)
         blocker.close()
-        hub.client.config_set("busy-reply-threshold", old)
+        node.config_set("busy-reply-threshold", old)
     assert space.get("a") is not None
 
 

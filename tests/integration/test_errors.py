@@ -409,11 +409,11 @@ def test_more_concurrent_calls_than_connections_wait_for_one(
     assert len(asyncio.run(many())) == 250
     url = os.environ.get("REDISCACHE_TEST_URL") or server.status(server_dir).info.url  # type: ignore[union-attr]
     with rediscache.connect(url, max_connections=1, timeout=0.2) as small:
-        held = small.client.connection_pool.get_connection()  # the only one
+        held = small.node_client(space_name).connection_pool.get_connection()  # the only one
         try:
             with pytest.raises(rediscache.ConnectionFailedError) as err:
                 small.space(space_name)
         finally:
-            small.client.connection_pool.release(held)
+            small.node_client(space_name).connection_pool.release(held)
         assert "max_connections=1" in str(err.value) and "nothing was sent" in str(err.value)
         assert small.space(space_name).get("k1") is not None

@@ -202,7 +202,7 @@ def test_a_failed_chunk_names_file_rows(hub: Hub, space_name: str, tmp_path: Pat
 
 def _client(hub: Hub, **options: Any) -> redis.Redis:
     """Another client to the hub's server (unix socket or TCP alike), with ``options``."""
-    pool = hub.client.connection_pool
+    pool = hub.node_client().connection_pool
     kwargs = {**pool.connection_kwargs, **options}
     return redis.Redis(connection_pool=redis.ConnectionPool(pool.connection_class, **kwargs))
 
@@ -227,7 +227,7 @@ def test_import_writes_a_batch_again_after_a_lost_reply(
 
     def progress(done: int, total: int | None) -> None:
         if done and not paused:
-            hub.client.execute_command("CLIENT", "PAUSE", 1200, "WRITE")
+            hub.node_client(space_name).execute_command("CLIENT", "PAUSE", 1200, "WRITE")
             paused.append(done)
 
     try:

@@ -219,9 +219,10 @@ def _rebuild_index(hub: rediscache.Hub, name: str) -> None:
     background."""
     space = hub.space(name)
     gen = space.live_keys
-    hub.client.execute_command("FT.DROPINDEX", gen.index)
-    SyncDriver(hub.client).run(create_index(space.config, gen))
-    hub.client.execute_command("FT.ALIASADD", space.keys.index, gen.index)
+    node = hub.node_client(name)
+    node.execute_command("FT.DROPINDEX", gen.index)
+    SyncDriver(node).run(create_index(space.config, gen))
+    node.execute_command("FT.ALIASADD", space.keys.index, gen.index)
 
 
 @pytest.fixture()
@@ -265,7 +266,7 @@ def test_a_long_lived_client_checks_again_after_reconnecting(
     space = hub.space(name)
     space.search(vecs[0], 3)  # verified complete once
     _rebuild_index(hub, name)
-    hub.client.connection_pool.disconnect()  # what a server restart does to the pool
+    hub.node_client(name).connection_pool.disconnect()  # what a server restart does
     hub.index_wait = 0.0
     try:
         with pytest.raises(rediscache.IndexBuildingError, match="still being built") as err:
@@ -407,7 +408,7 @@ def test_dropping_spaces_in_a_row_compacts_the_aof_after_each(hub: rediscache.Hu
     """A rewrite already running began before the next drop's deletions, and Redis refuses a
     second one meanwhile: each drop must get a rewrite that starts after its own deletions
     (only the first did: the others' keys stayed in the file and were replayed on restart)."""
-    if not int(hub.client.info("persistence").get("aof_enabled", 0)):
+    if not int(hub.node_client().info("persistence").get("aof_enabled", 0)):
         pytest.skip("the server keeps no AOF")
     names = [f"aof_{i}_{uuid.uuid4().hex[:6]}" for i in range(3)]
     rng = np.random.default_rng(0)
@@ -415,14 +416,19 @@ def test_dropping_spaces_in_a_row_compacts_the_aof_after_each(hub: rediscache.Hu
         space = hub.create_space(name, 8, algorithm="flat")
         space.put_many([str(i) for i in range(1200)], rng.standard_normal((1200, 8)))
 
-    def rewrites() -> int:
-        return int(hub.client.info("persistence")["aof_rewrites"])
+    # the servers of the spaces (on a cluster, each drop compacts its space's node)
+    nodes = {id(c): c for c in (hub.node_client(name) for name in names)}.values()
 
-    while int(hub.client.info("persistence")["aof_rewrite_in_progress"]):
-        time.sleep(0.05)
+    def rewrites() -> int:
+        return sum(int(node.info("persistence")["aof_rewrites"]) for node in nodes)
+
+    def settled() -> None:
+        while any(int(n.info("persistence")["aof_rewrite_in_progress"]) for n in nodes):
+            time.sleep(0.05)
+
+    settled()
     before = rewrites()
     for name in names:
         hub.drop_space(name)  # each waits for the rewrite the previous one started
-    while int(hub.client.info("persistence")["aof_rewrite_in_progress"]):
-        time.sleep(0.05)
+    settled()
     assert rewrites() - before == len(names)

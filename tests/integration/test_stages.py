@@ -39,7 +39,8 @@ def _prefix_keys(hub: Hub, prefix: str) -> set[bytes]:
 
 
 def _indexes(hub: Hub, prefix: str) -> list[str]:
-    return sorted(i.decode() for i in hub.client.execute_command("FT._LIST")
+    node = hub.node_client(prefix.split("{", 1)[1].split("}", 1)[0])  # the space's node
+    return sorted(i.decode() for i in node.execute_command("FT._LIST")
                   if i.decode().startswith(prefix))  # fmt: skip
 
 
@@ -214,10 +215,11 @@ def test_collection_lists_through_an_index_and_never_scans(hub: Hub, space_name:
     space.put_many(_keys(), _vectors(0))
     stage = space.stage()
     stage.put_many(_keys(), _vectors(1))  # unbuilt: listed by its listing index only
-    hub.client.config_resetstat()
+    node = hub.node_client(space_name)
+    node.config_resetstat()
     stage.discard()
     assert wait_background(30)
-    stats = hub.client.info("commandstats")
+    stats = node.info("commandstats")
     assert "cmdstat_scan" not in stats and "cmdstat_keys" not in stats
     assert stats["cmdstat_FT.AGGREGATE"]["calls"] >= 1
     prefix = space.keys.prefix
@@ -279,10 +281,11 @@ def test_a_switch_from_a_new_client_needs_no_index_scan(hub: Hub, space_name: st
     stage.put_many(_keys(), _vectors(3))
     stage.build()
     other = rediscache.connect(url=None, client=hub.client).space(space_name)
-    hub.client.config_resetstat()
+    node = hub.node_client(space_name)
+    node.config_resetstat()
     other.rollback(v, collect=False)
     other.staged("b").publish(keep=False)
-    assert "cmdstat_FT.INFO" not in hub.client.info("commandstats")
+    assert "cmdstat_FT.INFO" not in node.info("commandstats")
     assert len(other) == N
 
 
@@ -320,7 +323,7 @@ def test_a_stage_whose_copy_was_cut_leaks_nothing(
     space.put_many(_keys(), _vectors(0))
     keys = space.keys
     made = scripts.call(
-        hub.client,
+        hub.node_client(space_name),
         scripts.stage_call(
             [keys.config, keys.lock], field="stage:cut", token="t0", created_at=1.0,
             copy=True, lease_ms=200, label="cut",

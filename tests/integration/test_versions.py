@@ -46,13 +46,14 @@ def _contents(reader: Any) -> dict[str, tuple[bytes, dict[str, Any]]]:
 
 def _doc_keys(hub: Hub, space: Space) -> set[bytes]:
     # a set: SCAN may return a key twice while the keyspace is rehashing
-    return set(hub.client.scan_iter(match=space.keys.prefix.replace("{", "[{]") + "g[0-9]*"))
+    node = hub.node_client(space.name)  # the space's server (on a cluster: its node)
+    return set(node.scan_iter(match=space.keys.prefix.replace("{", "[{]") + "g[0-9]*"))
 
 
 def _indexes(hub: Hub, space: Space) -> list[str]:
     return sorted(
         i.decode()
-        for i in hub.client.execute_command("FT._LIST")
+        for i in hub.node_client(space.name).execute_command("FT._LIST")
         if i.decode().startswith(space.keys.prefix)
     )
 

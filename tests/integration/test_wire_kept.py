@@ -18,14 +18,17 @@ import redis
 
 import rediscache
 from rediscache import Hub, wire
+from rediscache.keys import SpaceKeys
+from rediscache.routing import ClusterDriver
 
 
 def _pool_client(hub: Hub, **pool_kwargs: Any) -> redis.Redis:
     """A client of its own on the session's server, with a BlockingConnectionPool."""
-    kwargs = dict(hub.client.connection_pool.connection_kwargs)
+    node = hub.node_client()  # on a cluster: its first primary
+    kwargs = dict(node.connection_pool.connection_kwargs)
     kwargs.pop("redis_connect_func", None)  # the session hub's connect counter
     pool = redis.BlockingConnectionPool(
-        connection_class=hub.client.connection_pool.connection_class, **kwargs, **pool_kwargs
+        connection_class=node.connection_pool.connection_class, **kwargs, **pool_kwargs
     )
     return redis.Redis(connection_pool=pool)
 
@@ -50,15 +53,25 @@ def own(server_dir: Path | None, hub: Hub) -> Iterator[tuple[Hub, rediscache.Spa
         own_hub.close()
 
 
+def _wire(hub: Hub, name: str) -> wire.Wire | None:
+    """The Wire of the driver that serves space ``name`` (on a cluster: its node's)."""
+    driver: Any = hub._driver
+    if isinstance(driver, ClusterDriver):
+        driver = driver._driver(driver.nodes.address(SpaceKeys.for_space(name).config))
+    found: wire.Wire | None = driver.wire
+    return found
+
+
 def test_kept_connections_go_back_to_the_pool_on_close(
     own: tuple[Hub, rediscache.Space, redis.Redis],
 ) -> None:
     own_hub, space, _client = own
     for _ in range(5):
         assert space.get("a") is not None
-    assert own_hub._driver.wire is not None and own_hub._driver.wire.idle  # one is kept
+    kept = _wire(own_hub, space.name)
+    assert kept is not None and kept.idle  # one is kept
     own_hub.close()
-    assert own_hub._driver.wire.idle == []
+    assert kept.idle == []
 
 
 def test_a_hub_on_a_client_passed_in_keeps_no_connection(hub: Hub, space_name: str) -> None:
@@ -71,7 +84,9 @@ def test_a_hub_on_a_client_passed_in_keeps_no_connection(hub: Hub, space_name: s
             other = rediscache.connect(client=client)
             other.space(space_name).put(f"k{i}", np.ones(4))
             assert other.space(space_name).get(f"k{i}") is not None
-            assert other._driver.wire is not None and other._driver.wire.idle == []
+            kept = _wire(other, space_name)
+            if other.node_client(space_name) is client:  # (on a cluster: its node's)
+                assert kept is not None and kept.idle == []
         pool = client.connection_pool
         taken = [pool.get_connection() for _ in range(16)]  # every one is free
         for conn in taken:
@@ -102,7 +117,8 @@ def test_a_pool_with_few_connections_keeps_none(hub: Hub) -> None:
         assert kept.roundtrip([("PING",)]) == [b"PONG"]
         assert kept.idle == []
         assert wire.Wire(_pool_client(hub, max_connections=16)).size == 2
-        assert wire.Wire(hub.client).size == wire.KEPT  # rediscache's own: 100 connections
+        own = hub.node_client()
+        assert wire.Wire(own).size == wire.KEPT  # rediscache's own: 100 connections
     finally:
         client.close()
 
@@ -114,11 +130,11 @@ def _forking() -> Any:
     return multiprocessing.get_context("fork")
 
 
-def _kill_kept(hub: Hub, kept: wire.Wire) -> None:
+def _kill_kept(hub: Hub, kept: wire.Wire, name: str) -> None:
     """The server closes every connection ``kept`` holds (CLIENT KILL from another one)."""
     for conn in list(kept.idle):
         conn.send_command("CLIENT", "ID")
-        hub.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+        hub.node_client(name).execute_command("CLIENT", "KILL", "ID", conn.read_response())
 
 
 def test_a_killed_kept_connection_is_replaced(
@@ -127,20 +143,20 @@ def test_a_killed_kept_connection_is_replaced(
     own_hub, space, _client = own
     space.get("a")
     space.put("c", np.ones(4))  # the script's connection is kept too
-    kept = own_hub._driver.wire
+    kept = _wire(own_hub, space.name)
     assert kept is not None and kept.idle
-    _kill_kept(hub, kept)
+    _kill_kept(hub, kept, space.name)
     # a write first: sent on a connection the server closed, its outcome would be unknown
     space.put("d", np.full(4, 2.0))
     np.testing.assert_array_equal(space.get("d"), np.full(4, 2.0, dtype=np.float32))
-    _kill_kept(hub, kept)
+    _kill_kept(hub, kept, space.name)
     np.testing.assert_array_equal(space.get("a"), np.eye(1, 4, dtype=np.float32)[0])
     stats = own_hub.metrics()
     assert stats["put"].errors == 0 and stats["get"].errors == 0
 
 
 def _child_get(hub: Hub, name: str, out: Any) -> None:
-    kept = hub._driver.wire
+    kept = _wire(hub, name)
     assert kept is not None
     parents = {id(conn) for conn in kept.idle}  # the parent's, copied by the fork
     got = hub.space(name).get("a").tolist()
@@ -152,7 +168,8 @@ def test_a_forked_child_does_not_share_kept_connections(
 ) -> None:
     own_hub, space, _client = own
     space.get("a")
-    assert own_hub._driver.wire is not None and own_hub._driver.wire.idle
+    kept = _wire(own_hub, space.name)
+    assert kept is not None and kept.idle
     ctx = _forking()
     out = ctx.Queue()
     child = ctx.Process(target=_child_get, args=(own_hub, space.name, out))
@@ -162,5 +179,5 @@ def test_a_forked_child_does_not_share_kept_connections(
     assert child.exitcode == 0
     assert shared == 0  # the child read on a connection of its own: they are the parent's
     assert got == [1.0, 0.0, 0.0, 0.0]
-    assert own_hub._driver.wire.idle  # the parent's stay with the parent
+    assert kept.idle  # the parent's stay with the parent
     assert space.get("b").tolist() == [0.0, 1.0, 0.0, 0.0]

@@ -59,19 +59,20 @@ def test_a_large_put_many_is_one_transaction_small_and_expiring_ones_a_script(
 ) -> None:
     s = hub.create_space(space_name, DIM, algorithm="flat", fields={"cat": "tag"})
     keys, vectors, meta = _rows(N)
-    before = _counts(hub.client)
+    before = _counts(hub.node_client(space_name))
     s.put_many(keys, vectors, meta)
-    after = _counts(hub.client)
+    after = _counts(hub.node_client(space_name))
     assert after["exec"] - before["exec"] == 1 and after["evalsha"] == before["evalsha"]
     s.put_many(keys[:3], vectors[:3])  # below TX_ROWS: one script call
-    again = _counts(hub.client)
+    again = _counts(hub.node_client(space_name))
     assert again["exec"] == after["exec"] and again["evalsha"] > after["evalsha"]
     assert len(s) == N
     hub.drop_space(space_name)
     e = hub.create_space(space_name, DIM, algorithm="flat", ttl=60)
-    before = _counts(hub.client)
+    before = _counts(hub.node_client(space_name))
     e.put_many(keys, vectors)
-    assert _counts(hub.client)["exec"] == before["exec"]  # expiring: write.lua sets PEXPIRE
+    # expiring: write.lua sets PEXPIRE
+    assert _counts(hub.node_client(space_name))["exec"] == before["exec"]
     assert len(e) == N and 0 < hub.client.pttl(e.live_keys.doc("k1")) <= 60_000
 
 
@@ -186,7 +187,7 @@ def test_a_transaction_never_sent_whole_is_tried_once_more(
 def test_a_single_connection_client_writes_with_the_script(
     hub: rediscache.Hub, space_name: str
 ) -> None:
-    pool = hub.client.connection_pool
+    pool = hub.node_client(space_name).connection_pool
     single = redis.Redis(
         connection_pool=type(pool)(connection_class=pool.connection_class, **{
             k: v for k, v in pool.connection_kwargs.items() if k != "redis_connect_func"

@@ -167,7 +167,7 @@ def test_writes_and_timeouts_are_never_retried(monkeypatch: pytest.MonkeyPatch) 
 
 
 #: Public methods that never talk to Redis (no round trip), so need no guard.
-NO_IO = {"close", "metrics", "validate", "validate_row", "disable_hot_cache"}
+NO_IO = {"close", "metrics", "validate", "validate_row", "disable_hot_cache", "node_client"}
 #: What a version view refuses at once (ReadOnlyError), and its count (no round trip).
 VIEW_LOCAL = {"put", "put_many", "delete", "update_mean", "update_vectors"}
 #: Calls that only call a guarded public method (len(space) is space.count()).

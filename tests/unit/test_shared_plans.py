@@ -300,7 +300,7 @@ def test_a_drop_by_a_user_not_allowed_to_read_persistence_is_not_failed_by_it() 
     from rediscache.registry import Registry
 
     def run(replies: list[Any]) -> list[Any]:
-        flow = Registry._compact_aof(None)  # type: ignore[arg-type]
+        flow = Registry._compact_aof(None, "rc:{s}:cfg")  # type: ignore[arg-type]
         sent: list[Any] = []
         try:
             effect = next(flow)

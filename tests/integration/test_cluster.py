@@ -1,0 +1,225 @@
+"""A hub on a Redis Cluster: the local cluster the tests start, spaces bound to the shard of
+their hash tag, what is kept per node (users, settings, statistics), and how connect()
+recognises a cluster. (Every other integration test runs on the cluster too: the ``hub``
+fixture is parametrised over ``single`` and ``cluster``.)"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+from click.testing import CliRunner
+from redis.crc import key_slot
+
+import rediscache
+from rediscache import cluster
+from rediscache.access import KEYSPACE_EVENTS
+from rediscache.cli import cli
+from rediscache.hub import plain_url
+from rediscache.keys import SpaceKeys
+
+DIM = 8
+
+
+@pytest.fixture()
+def chub(cluster_url: str) -> Iterator[rediscache.Hub]:
+    with rediscache.connect(cluster_url) as hub:
+        yield hub
+
+
+@pytest.fixture()
+def names(chub: rediscache.Hub) -> Iterator[list[str]]:
+    """Six fresh space names (dropped afterwards): enough to cover three shards."""
+    made = [f"c-{i}-{uuid.uuid4().hex[:8]}" for i in range(6)]
+    yield made
+    for name in made:
+        chub.drop_space(name, missing_ok=True)
+
+
+def _primaries(hub: rediscache.Hub) -> list[redis.Redis]:
+    nodes = hub._nodes
+    assert nodes is not None
+    return [nodes.client(where) for where in nodes.primaries()]
+
+
+def _slots_of(client: redis.Redis) -> set[int]:
+    me = client.connection_pool.connection_kwargs["port"]
+    owned = set()
+    for start, end, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
+        if int(primary[1]) == me:
+            owned |= set(range(int(start), int(end) + 1))
+    return owned
+
+
+def test_the_cluster_has_three_primaries_with_a_replica_each_all_with_search(
+    chub: rediscache.Hub, cluster_url: str
+) -> None:
+    primaries = _primaries(chub)
+    assert len(primaries) == 3
+    seen_replicas = 0
+    for node in primaries:
+        modules = node.execute_command("MODULE", "LIST")
+        assert any(b"search" in bytes(m[1]).lower() for m in modules)
+        info = node.info("replication")
+        assert info["role"] == "master"
+        seen_replicas += int(info["connected_slaves"])
+        host = node.connection_pool.connection_kwargs["host"]
+        assert host == "127.0.0.1"
+    if "REDISCACHE_TEST_CLUSTER_URL" not in os.environ:
+        assert seen_replicas == 3
+    assert repr(chub).startswith("Hub(Redis Cluster at 127.0.0.1:") and "3 primaries" in repr(chub)
+
+
+def test_each_space_lives_whole_on_the_shard_of_its_tag(
+    chub: rediscache.Hub, names: list[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    for name in names:
+        space = chub.create_space(name, DIM, fields={"cat": "tag"})
+        vecs = rng.standard_normal((30, DIM)).astype(np.float32)
+        space.put_many([f"k{i}" for i in range(30)], vecs, [{"cat": "a"}] * 30)
+        space.snapshot("v1")
+        space.put("k0", vecs[1])  # the version's copy: a second generation
+        assert space.search(vecs[2], k=1, filter={"cat": "a"})[0].key == "k2"
+    homes = set()
+    for node in _primaries(chub):
+        slots = _slots_of(node)
+        indexes = [i.decode() for i in node.execute_command("FT._LIST")]
+        for name in names:
+            keys = SpaceKeys.for_space(name)
+            mine = key_slot(keys.config.encode()) in slots
+            here = [i for i in indexes if i.startswith(keys.prefix)]
+            stored = list(node.scan_iter(match=keys.all_scan_pattern(), count=1000))
+            if mine:
+                homes.add(node.connection_pool.connection_kwargs["port"])
+                assert here and len(stored) >= 31, name  # its index and documents
+                assert chub.node_client(name) is node
+            else:
+                assert not here and not stored, name  # nothing of it elsewhere
+    assert len(homes) >= 2  # the six spaces are spread over shards
+    assert sorted(set(chub.spaces()) & set(names)) == sorted(names)
+
+
+def test_server_stats_add_up_the_primaries(chub: rediscache.Hub, names: list[str]) -> None:
+    for name in names[:3]:
+        chub.create_space(name, DIM).put("x", np.ones(DIM))
+    stats = chub.server_stats()
+    primaries = _primaries(chub)
+    keys = sum(int(node.dbsize()) for node in primaries)
+    assert abs(int(stats.keys or 0) - keys) <= 3  # other tests' background work aside
+    assert stats.used_memory >= max(int(n.info("memory")["used_memory"]) for n in primaries)
+    assert stats.search_version != "none"
+
+
+def test_users_and_keyspace_settings_are_set_on_every_primary(
+    chub: rediscache.Hub, names: list[str]
+) -> None:
+    name = names[0]
+    chub.create_space(name, DIM).put("x", np.ones(DIM))
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    granted = chub.grant(user, [name], "read")
+    try:
+        for node in _primaries(chub):
+            assert user in {u.decode() if isinstance(u, bytes) else u for u in node.acl_users()}
+            events = node.config_get("notify-keyspace-events")["notify-keyspace-events"]
+            assert set(KEYSPACE_EVENTS) <= set(events.replace("A", "g$lshzxetd"))
+        assert granted.password is not None
+        with rediscache.connect_as(chub, user, granted.password) as reader:
+            assert reader.space(name).get("x") is not None
+            assert repr(reader).startswith("Hub(Redis Cluster")
+    finally:
+        chub.revoke(user)
+    for node in _primaries(chub):
+        assert user not in {u.decode() if isinstance(u, bytes) else u for u in node.acl_users()}
+
+
+def test_connect_recognises_a_cluster_by_any_url_or_client(
+    cluster_url: str, names: list[str], chub: rediscache.Hub
+) -> None:
+    chub.create_space(names[0], DIM).put("x", np.ones(DIM))
+    plain = plain_url(cluster_url)
+    with rediscache.connect(plain) as hub:  # redis:// to one node
+        assert isinstance(hub.client, redis.cluster.RedisCluster)
+        assert hub.space(names[0]).get("x") is not None
+    node = chub.node_client()
+    other = redis.Redis(connection_pool=redis.ConnectionPool(
+        connection_class=node.connection_pool.connection_class,
+        **{k: v for k, v in node.connection_pool.connection_kwargs.items()
+           if k != "redis_connect_func"},
+    ))  # fmt: skip
+    with rediscache.connect(client=other) as hub:  # a plain client of one node
+        assert hub.client is other and hub.space(names[0]).get("x") is not None
+    assert other.ping()  # not closed: the caller's
+    other.close()
+    given = redis.cluster.RedisCluster.from_url(plain, protocol=2)
+    with rediscache.connect(client=given) as hub:
+        assert hub.client is given and hub.space(names[0]).get("x") is not None
+    assert given.ping()
+    given.close()
+
+
+def test_a_cluster_url_naming_one_server_is_refused(hub: rediscache.Hub, topology: str) -> None:
+    if topology != "single":
+        pytest.skip("about a server that is not a cluster")
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    if url is None:
+        info = hub.server
+        assert info is not None
+        url = info.url
+    with pytest.raises(rediscache.InvalidInputError, match="not a Redis Cluster node"):
+        rediscache.connect(url.replace("redis://", "redis+cluster://", 1))
+    assert hub.node_client() is hub.client and hub.node_client("any-space") is hub.client
+
+
+def test_the_cli_starts_reports_and_stops_a_local_cluster(tmp_path: Path) -> None:
+    root = tmp_path / "cl"
+    base = ["--data-dir", str(root), "server"]
+    try:
+        res = CliRunner().invoke(cli, [*base, "start", "--cluster", "2"])
+        assert res.exit_code == 0, res.output
+        assert "started: a Redis Cluster of 2 primaries" in res.stdout
+        assert "redis+cluster://:***@127.0.0.1:" in res.stdout
+        res = CliRunner().invoke(cli, [*base, "status", "--cluster", "--show-password"])
+        assert res.exit_code == 0 and "running: 2 primaries" in res.stdout
+        info = cluster.status(root)
+        assert info is not None and info.url in res.stdout
+        with rediscache.connect(info.url) as hub:
+            space = hub.create_space("cli-made", DIM)
+            space.put("a", np.ones(DIM))
+            assert space.search(np.ones(DIM), k=1)[0].key == "a"
+        again = CliRunner().invoke(cli, [*base, "start", "--cluster", "2"])
+        assert again.exit_code == 0 and "already running" in again.stdout
+        other = CliRunner().invoke(cli, [*base, "start", "--cluster", "3"])
+        assert other.exit_code != 0 and "holds a cluster of 2 primaries" in other.output
+        bad = CliRunner().invoke(cli, [*base, "start", "--cluster", "2", "--port", "7000"])
+        assert bad.exit_code == 2 and "--port: not with --cluster" in bad.output
+    finally:
+        res = CliRunner().invoke(cli, [*base, "stop", "--cluster"])
+    assert res.exit_code == 0 and "stopped" in res.stdout
+    res = CliRunner().invoke(cli, [*base, "status", "--cluster"])
+    assert res.exit_code == 3 and "not running" in res.stdout
+
+
+def test_a_stopped_cluster_comes_back_with_its_data(tmp_path: Path) -> None:
+    root = tmp_path / "cl"
+    info, started = cluster.start(root, primaries=2)
+    assert started
+    try:
+        with rediscache.connect(info.url) as hub:
+            for name in ("one", "two", "three"):
+                hub.create_space(name, DIM).put_many(["a", "b"], np.eye(2, DIM))
+        assert cluster.stop(root)
+        again, started = cluster.start(root, primaries=2)
+        assert started and again.password == info.password
+        with rediscache.connect(again.url) as hub:
+            assert hub.spaces() == ["one", "three", "two"]
+            for name in ("one", "two", "three"):
+                hits = hub.space(name).search(np.eye(2, DIM)[1], k=1)
+                assert hits[0].key == "b"
+    finally:
+        cluster.stop(root)
