@@ -19,11 +19,14 @@ class IndexReadiness:
     connection count it was read at (``run_seen``). One per space and hub, shared by every
     object of that space, so that ``hub.space(name)`` per request does not check again."""
 
-    __slots__ = ("ready", "run_id", "run_seen", "seen")
+    __slots__ = ("node", "ready", "run_id", "run_seen", "seen")
 
     def __init__(self) -> None:
         self.ready: set[int] = set()
         self.seen = -1
+        #: The connection counter ``seen`` was read from: on a cluster, another one means
+        #: the space's slot moved to another node (see HubContext.connects_of).
+        self.node: ConnectCounter | None = None
         self.run_id: bytes | None = None
         self.run_seen = -1
 

@@ -57,6 +57,7 @@ __all__ = [
     "ReadOnlyError",
     "RedisBinaryNotFoundError",
     "RediscacheError",
+    "ReshardingError",
     "SchemaMismatchError",
     "SearchModuleMissingError",
     "ServerBusyError",
@@ -146,6 +147,15 @@ class StaleStateError(ServerError):
     Calls retry a few times after a snapshot, rollback or copy changes the state; this is
     raised only when the space keeps changing. Nothing was written by the failed attempts.
     """
+
+
+class ReshardingError(ServerError):
+    """A Redis Cluster is moving the slot of the space between nodes (a resharding): a
+    search is refused meanwhile, since each node's index covers its own documents only and
+    an answer would miss hits, and so is a write that touches keys on both nodes at once.
+    Retryable: nothing was written. rediscache waits up to
+    :data:`rediscache.routing.RESHARD_WAIT` seconds for the move to end before raising it.
+    Gets follow the keys to their new node and never raise it."""
 
 
 class ServerBusyError(ServerError):

@@ -99,8 +99,12 @@ class HotCache:
         state_of: Callable[[], bytes | None],
         max_items: int = 10_000,
         max_bytes: int = 64 << 20,
+        node_of: Callable[[], redis.Redis] | None = None,
     ) -> None:
         self._client = client
+        # on a cluster: the client of the node now holding the space (see get)
+        self._node_of = node_of
+        self._moved = False
         self._prefix = prefix
         self._config_key = config_key.encode()
         self._doc_marker = doc_marker.encode()
@@ -159,6 +163,8 @@ class HotCache:
         """The cached bytes of ``key`` (and a hit), or None (a miss; an entry past its
         deadline is dropped and a miss). Applies the invalidations waiting on the listener's
         socket first."""
+        if self._node_of is not None and self._node_of() is not self._client:
+            self._move(self._node_of())
         if not self._active.is_set():
             return None
         fd = self._fd
@@ -197,6 +203,21 @@ class HotCache:
             ):
                 k, (v, _) = self._entries.popitem(last=False)
                 self._bytes -= len(v) + len(k) + 64
+
+    def _move(self, client: redis.Redis) -> None:
+        """The space's slot moved to another cluster node (the hub read its new slot map):
+        writes now go there, where this listener hears nothing. Start empty, bypassed until
+        the listener listens on the new node."""
+        with self._io:
+            if client is self._client:
+                return
+            self._client = client
+            self._moved = True
+            self._active.clear()
+            self.clear()
+            if self._conn is not None:  # ends the session: the listener starts a new one
+                with contextlib.suppress(redis.RedisError, OSError):
+                    self._conn.disconnect()
 
     def _drop(self, key: bytes) -> None:
         """Remove ``key``'s entry, if any (the lock is held)."""
@@ -270,6 +291,10 @@ class HotCache:
             except (redis.RedisError, OSError) as exc:
                 if self._stop.is_set():
                     return
+                if self._moved:  # not a loss: it follows the space to its new node
+                    self._moved = False
+                    log.info("hot cache of %s: the space moved to another node", self._name)
+                    continue
                 if self._sessions != sessions:  # it had been listening: a new loss
                     failures = 0
                 if failures == 0:

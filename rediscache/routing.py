@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+import time
+from collections.abc import Callable, Generator, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 import redis.asyncio
@@ -63,7 +64,7 @@ from .effects import (
     Transaction,
     WaitFlights,
 )
-from .errors import ServerError
+from .errors import ReshardingError, ServerError
 from .wire import ConnectCounter, count_connects
 
 __all__ = [
@@ -270,6 +271,204 @@ def _merge(size: int, results: Iterator[tuple[list[int], list[Any]]]) -> list[An
     return replies
 
 
+class _At(NamedTuple):
+    """A step of :func:`_route`: perform ``effect`` on the node at ``where``."""
+
+    where: Address
+    effect: Effect
+
+
+class _All(NamedTuple):
+    """A step of :func:`_route`: perform each of ``parts`` (concurrently where the driver
+    can); the results in order."""
+
+    parts: list[_At]
+
+
+#: Seconds a search (or a write touching keys on both nodes) waits for a slot being moved
+#: between nodes before raising ReshardingError; polled every RESHARD_PAUSE seconds.
+RESHARD_WAIT = 10.0
+RESHARD_PAUSE = 0.05
+
+
+def _trouble(value: Any) -> str | None:
+    """What a reply, an error or a list of replies says about the slot: ``moved`` (it has
+    another owner now), ``ask`` (it is being moved and the key is on the new node),
+    ``tryagain`` (being moved, keys on both nodes), ``aborted`` (a transaction refused:
+    perhaps for one of those), else None."""
+    if isinstance(value, list):
+        found = [t for v in value if isinstance(v, Exception | list) and (t := _trouble(v))]
+        for kind in ("moved", "ask", "tryagain", "aborted"):
+            if kind in found:
+                return kind
+        return None
+    if isinstance(value, redis.exceptions.MovedError) or (
+        isinstance(value, redis.ResponseError) and str(value).startswith("MOVED ")
+    ):
+        return "moved"
+    if isinstance(value, redis.exceptions.AskError) or (
+        isinstance(value, redis.ResponseError) and str(value).startswith("ASK ")
+    ):
+        return "ask"
+    if isinstance(value, redis.exceptions.TryAgainError) or (
+        isinstance(value, redis.ResponseError) and str(value).startswith("TRYAGAIN")
+    ):
+        return "tryagain"
+    if isinstance(value, redis.exceptions.ExecAbortError):
+        return "aborted"
+    return None
+
+
+def _searches(commands: list[tuple[Any, ...]]) -> bool:
+    """Whether any of ``commands`` is a search module command (FT.*): its index covers
+    one node's documents, so it cannot follow a key to another node."""
+    return any(_word(c[0]).startswith(b"FT.") for c in commands)
+
+
+def _commands(effect: Any) -> list[tuple[Any, ...]]:
+    kind = type(effect)
+    if kind is Command:
+        return [effect.args]
+    if kind is Once:
+        return [effect.command]
+    if kind is Transaction:
+        return list(effect.reads)
+    return list(effect.commands)
+
+
+def _quiet(pipeline: Any) -> Any:
+    """``pipeline`` with its error replies returned as values (raised by the route)."""
+    return pipeline._replace(raise_on_error=False)
+
+
+def _asked_to(error: Any) -> Address:
+    text = str(error).split()
+    host, port = text[-1].rsplit(":", 1)
+    return host, int(port)
+
+
+def _reload(nodes: ClusterNodes) -> Generator[Any, Any, None]:
+    """Read the slot map again (``CLUSTER SLOTS``), from the first primary that answers."""
+    error: Exception | None = None
+    for where in nodes.primaries():
+        try:
+            reply = yield _At(where, Command(("CLUSTER", "SLOTS")))
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            error = exc
+            continue
+        nodes.load(reply)
+        return
+    assert error is not None
+    raise error
+
+
+def _migrating(nodes: ClusterNodes, effect: Any, where: Address) -> Generator[Any, Any, bool]:
+    """Whether the slot of ``effect``'s first key is being moved away from or into the node
+    at ``where`` (its line in ``CLUSTER NODES`` lists ``[slot->-id]`` or ``[slot-<-id]``)."""
+    key = next((k for c in _commands(effect) if (k := command_key(c)) is not None), None)
+    if type(effect) is Transaction:
+        key = effect.watch
+    if key is None:
+        return False
+    slot = _slot(key)
+    text = yield _At(where, Command(("CLUSTER", "NODES")))
+    raw = text if isinstance(text, bytes) else str(text).encode()
+    return f"[{slot}->-".encode() in raw or f"[{slot}-<-".encode() in raw
+
+
+def _follow(effect: Any, outcome: Any, box: list[Address]) -> Generator[Any, Any, Any]:
+    """``effect``'s result once the commands answered ASK are sent to the node now holding
+    their keys (``ASKING`` first, on the same connection): nothing ran where they were.
+    Error replies come back as values (a Command's error is raised by the caller)."""
+    kind = type(effect)
+    if kind is Command or kind is Once:
+        command = _commands(effect)[0]
+        box[0] = _asked_to(outcome)  # a NOSCRIPT there: the script is loaded there
+        got = yield _At(box[0], Pipeline([("ASKING",), command], False, False))
+        return got[1]
+    replies = list(outcome)
+    commands = _commands(effect)
+    asked: dict[Address, list[int]] = {}
+    for i, reply in enumerate(replies):
+        if _trouble(reply) == "ask":
+            asked.setdefault(_asked_to(reply), []).append(i)
+    for where, positions in asked.items():
+        framed = [c for i in positions for c in (("ASKING",), commands[i])]
+        part = Roundtrip(framed) if kind is Roundtrip else Pipeline(framed, False, False)
+        got = yield _At(where, part)
+        for i, reply in zip(positions, got[1::2], strict=True):
+            replies[i] = reply
+    return replies
+
+
+def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[Any, Any, Any]:
+    """Perform ``effect`` on the cluster: its steps (:class:`_At`, :class:`_All`,
+    :class:`Sleep`) are performed by a driver, which sends their results back (and throws
+    their errors in). Returns the result. ``box`` holds the node of the flow's last keyed
+    effect (where its keyless commands go): set to this effect's node before it is sent, so
+    that a ``SCRIPT LOAD`` after a ``NOSCRIPT`` error goes where the script was refused.
+
+    ``MOVED``: the slot map is read again and the effect sent to the new owner (at most
+    :data:`MOVES` times). During a slot's move between nodes, commands of keys already on
+    the new node are answered ``ASK`` and sent there (``ASKING`` first); searches (FT.*),
+    scripts and transactions over keys on both nodes (``TRYAGAIN``, an aborted ``EXEC``)
+    wait for the move to end, at most :data:`RESHARD_WAIT` seconds, then raise
+    :class:`ReshardingError`. Nothing of those ran: retrying them writes nothing twice."""
+    moves = 0
+    deadline: float | None = None
+    kind = type(effect)
+    quiet = kind is Pipeline  # its error replies are raised here, after following ASKs
+    while True:
+        where, parts = _split(effect, nodes, box[0])
+        box[0] = where
+        sent = _quiet(effect) if quiet else effect
+        reply: Any = None
+        try:
+            if parts is None:
+                reply = yield _At(where, sent)
+            else:
+                got = yield _All([_At(at, _quiet(p) if quiet else p) for at, p, _ in parts])
+                reply = _merge(
+                    len(effect.commands),
+                    iter([(pos, g) for (_, _, pos), g in zip(parts, got, strict=True)]),
+                )
+            outcome: Any = reply
+            raised = False
+        except redis.ResponseError as exc:
+            outcome, raised = exc, True
+        trouble = _trouble(outcome)
+        if trouble == "moved" and moves < MOVES:
+            moves += 1
+            yield from _reload(nodes)
+            continue
+        pending = trouble in ("ask", "tryagain") or (
+            trouble == "aborted" and (yield from _migrating(nodes, effect, where))
+        )
+        follows = kind is not Transaction and not (kind is Pipeline and effect.transaction)
+        if trouble == "ask" and follows and not _searches(_commands(effect)):
+            reply = outcome = yield from _follow(effect, outcome, box)
+            raised = kind is Command and isinstance(outcome, Exception)
+            pending = _trouble(outcome) in ("ask", "tryagain")  # keys on both nodes
+        if pending:
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + RESHARD_WAIT
+            if now < deadline:
+                yield Sleep(RESHARD_PAUSE)
+                yield from _reload(nodes)
+                continue
+            raise ReshardingError(
+                f"the cluster is moving a slot of this space to another node and did not "
+                f"finish within {RESHARD_WAIT:g} s; nothing was written: retry later"
+            ) from (outcome if isinstance(outcome, Exception) else None)
+        if raised:
+            raise outcome
+        if quiet and effect.raise_on_error:
+            first = next((r for r in reply if isinstance(r, Exception)), None)
+            if first is not None:
+                raise first
+        return reply
+
+
 _LOCAL_KINDS = (Sleep, Compute, Flights, WaitFlights)
 
 
@@ -305,7 +504,7 @@ class ClusterDriver:
 
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :meth:`rediscache.drive.SyncDriver.run`)."""
-        sticky = self.nodes.default
+        box = [self.nodes.default]  # the node of the flow's last keyed effect
         send = flow.send
         try:
             effect: Any = send(None)
@@ -327,7 +526,7 @@ class ClusterDriver:
                         )
                         reply = None
                     else:
-                        reply, sticky = self._routed(effect, sticky)
+                        reply = self._routed(effect, box)
                 except BaseException as exc:
                     effect = flow.throw(exc)
                     continue
@@ -336,30 +535,26 @@ class ClusterDriver:
             result: T = stop.value
             return result
 
-    def _routed(self, effect: Effect, sticky: Address) -> tuple[Any, Address]:
-        for attempt in range(MOVES + 1):
-            where, parts = _split(effect, self.nodes, sticky)
+    def _routed(self, effect: Effect, box: list[Address]) -> Any:
+        """Perform ``effect`` where :func:`_route` sends it; its result and node."""
+        steps = _route(effect, self.nodes, box)
+        result: Any = None
+        error: BaseException | None = None
+        while True:
             try:
-                if parts is None:
-                    reply = self._driver(where).perform(effect)
+                step = steps.send(result) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if type(step) is _At:
+                    result = self._driver(step.where).perform(step.effect)
+                elif type(step) is _All:
+                    result = [self._driver(at.where).perform(at.effect) for at in step.parts]
                 else:
-                    reply = _merge(
-                        len(effect.commands),  # type: ignore[union-attr]
-                        ((pos, self._driver(at).perform(part)) for at, part, pos in parts),
-                    )
-            except redis.ResponseError as exc:
-                if attempt == MOVES or not _moved(exc):
-                    raise
-                self._reload()
-                continue
-            if attempt < MOVES and _moved(reply):
-                self._reload()
-                continue
-            return reply, where
-        raise AssertionError("unreachable")
-
-    def _reload(self) -> None:
-        self.nodes.load(self._driver(self.nodes.default).perform(Command(("CLUSTER", "SLOTS"))))
+                    time.sleep(step.seconds)
+            except BaseException as exc:  # thrown into the route
+                error = exc
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the background work it started, then release the connections its one-node
@@ -395,11 +590,11 @@ class AsyncClusterDriver:
 
     async def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :func:`rediscache.drive.run_async`)."""
-        sticky = [self.nodes.default]  # the node of the flow's last keyed effect
+        box = [self.nodes.default]  # the node of the flow's last keyed effect
 
         async def perform(effect: Any) -> Any:
             if isinstance(effect, _LOCAL_KINDS):
-                return await self._driver(sticky[0]).perform(effect)
+                return await self._driver(box[0]).perform(effect)
             if type(effect) is Broadcast:
                 return await asyncio.gather(
                     *(
@@ -410,39 +605,34 @@ class AsyncClusterDriver:
             if type(effect) is Background:
                 background_task(self.run, effect, self._runs, self._tasks)
                 return None
-            reply, sticky[0] = await self._routed(effect, sticky[0])
-            return reply
+            return await self._routed(effect, box)
 
         return await run_async(flow, perform)
 
-    async def _routed(self, effect: Effect, sticky: Address) -> tuple[Any, Address]:
-        for attempt in range(MOVES + 1):
-            where, parts = _split(effect, self.nodes, sticky)
+    async def _routed(self, effect: Effect, box: list[Address]) -> Any:
+        """:meth:`ClusterDriver._routed`, the parts of a split effect sent concurrently."""
+        steps = _route(effect, self.nodes, box)
+        result: Any = None
+        error: BaseException | None = None
+        while True:
             try:
-                if parts is None:
-                    reply = await self._driver(where).perform(effect)
+                step = steps.send(result) if error is None else steps.throw(error)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                if type(step) is _At:
+                    result = await self._driver(step.where).perform(step.effect)
+                elif type(step) is _All:
+                    result = list(
+                        await asyncio.gather(
+                            *(self._driver(at.where).perform(at.effect) for at in step.parts)
+                        )
+                    )
                 else:
-                    got = await asyncio.gather(
-                        *(self._driver(at).perform(part) for at, part, _ in parts)
-                    )
-                    reply = _merge(
-                        len(effect.commands),  # type: ignore[union-attr]
-                        iter([(pos, g) for (_, _, pos), g in zip(parts, got, strict=True)]),
-                    )
-            except redis.ResponseError as exc:
-                if attempt == MOVES or not _moved(exc):
-                    raise
-                await self._reload()
-                continue
-            if attempt < MOVES and _moved(reply):
-                await self._reload()
-                continue
-            return reply, where
-        raise AssertionError("unreachable")
-
-    async def _reload(self) -> None:
-        reply = await self._driver(self.nodes.default).perform(Command(("CLUSTER", "SLOTS")))
-        self.nodes.load(reply)
+                    await asyncio.sleep(step.seconds)
+            except BaseException as exc:  # thrown into the route
+                error = exc
 
     async def settle(self, timeout: float | None = None) -> None:
         """Wait for the background tasks at most ``timeout`` seconds, then cancel the rest."""

@@ -241,11 +241,15 @@ class Space(SyncFacade, SpaceSurface):
         max_bytes = check_int(max_bytes, "max_bytes")
         self.disable_hot_cache()
         config = self.keys.config
-        client = self._driver.client_for(config)  # on a cluster: the node of the space
+        driver = self._driver
+        client = driver.client_for(config)  # on a cluster: the node of the space
 
         def state_of() -> bytes | None:
-            raw: bytes | None = client.hget(config, STATE_FIELD)
+            raw: bytes | None = driver.client_for(config).hget(config, STATE_FIELD)
             return raw
+
+        def node_of() -> Any:
+            return driver.client_for(config)
 
         self._parts.target.hot = HotCache(
             client,
@@ -256,6 +260,8 @@ class Space(SyncFacade, SpaceSurface):
             state_of=state_of,
             max_items=max_items,
             max_bytes=max_bytes,
+            # on a cluster the space may move to another node (a resharding)
+            node_of=node_of if getattr(driver, "nodes", None) is not None else None,
         )
         return self._parts.target.hot
 

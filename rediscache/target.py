@@ -218,8 +218,16 @@ class Target:
 
     def reconnected(self) -> bool:
         """Whether the client opened a connection since the indexes were last known
-        complete (then a search result may come from an index being rebuilt)."""
-        return self.readiness.seen != self.context.connects_of(self.keys.config).count
+        complete (then a search result may come from an index being rebuilt), or, on a
+        cluster, the space's slot moved to another node since."""
+        counter = self.context.connects_of(self.keys.config)
+        return self.readiness.seen != counter.count or self.readiness.node is not counter
+
+    def moved(self) -> bool:
+        """Whether the space's slot moved to another cluster node since its indexes were
+        last checked (its indexes did not move with its keys: :meth:`restore_indexes`)."""
+        node = self.readiness.node
+        return node is not None and node is not self.context.connects_of(self.keys.config)
 
     def search_index(self, gen: GenKeys) -> Flow[str]:
         """The index searches use (the live alias), once the live generation's index is
@@ -228,14 +236,54 @@ class Target:
         :attr:`HubContext.index_wait`; when a rollback replaced ``gen`` meanwhile (its index
         is gone) the new live generation is checked instead, never re-created."""
         if gen.gen not in self.readiness.ready or self.reconnected():
+            moved = self.moved()
             self.note_connects()
+            if moved:
+                yield from self.restore_indexes()
             for _ in range(ATTEMPTS):
                 found = yield from self.searchable(gen, self.context.index_wait, create=False)
                 if found:
                     break
                 yield from self.refresh()
+                if gen.gen == self.gen.gen:  # still live, and no index: restore it
+                    yield from self.restore_indexes()
                 gen = self.gen
         return self.keys.index
+
+    def restore_indexes(self) -> Flow[None]:
+        """Create the search indexes the space's state names but its server lacks, from
+        the stored config: the live generation's (and the live alias) and each version's.
+        Indexes are not keys: when a cluster moves the space's slot to another node, the
+        documents and config move and the indexes stay behind (a crash between a
+        generation's documents and its index leaves the same). The server indexes the
+        documents already there in the background; searches wait for that
+        (:attr:`HubContext.index_wait`). Three round trips and one per index created.
+
+        Raises:
+            PermissionDeniedError: the user may not create indexes (a reader): an admin's
+                or owner's first search after the move builds them.
+        """
+        keys = self.keys
+        listed = yield Command(("FT._LIST",), at=keys.config)
+        names = {i.decode() if isinstance(i, bytes) else str(i) for i in listed}
+        raw = yield Command(("HGETALL", keys.versions))
+        gens = {self.state.live} | {
+            gen for _, gen in generations.parse_versions(raw, keys.name).values()
+        }
+        for g in sorted(gens):
+            gen = keys.gen(g)
+            if gen.index in names:
+                continue
+            try:
+                yield Command(("HDEL", keys.config, gen.built_field))  # built anew
+                yield from generations.create_index(self.config, gen)
+            except redis.exceptions.NoPermissionError as exc:
+                raise generations.no_index_yet(gen) from exc
+            except redis.ResponseError as exc:
+                if "already exists" not in str(exc).lower():
+                    raise
+        with contextlib.suppress(redis.ResponseError):  # the alias is there already
+            yield Command(("FT.ALIASADD", keys.index, self.gen.index))
 
     def server_id(self) -> Flow[bytes | None]:
         """The run id of the space's server (``INFO server``; on a cluster, of the node of
@@ -278,11 +326,13 @@ class Target:
         )
 
     def note_connects(self) -> None:
-        """After a new connection, nothing known about the indexes holds any more."""
-        seen = self.context.connects_of(self.keys.config).count
-        if seen != self.readiness.seen:
+        """After a new connection (or a move to another node), nothing known about the
+        indexes holds any more."""
+        counter = self.context.connects_of(self.keys.config)
+        if counter.count != self.readiness.seen or counter is not self.readiness.node:
             self.readiness.ready.clear()
-            self.readiness.seen = seen
+            self.readiness.seen = counter.count
+            self.readiness.node = counter
 
     # ------------------------------------------------------------ writing in place
 

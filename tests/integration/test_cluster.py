@@ -5,10 +5,14 @@ fixture is parametrised over ``single`` and ``cluster``.)"""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -223,3 +227,128 @@ def test_a_stopped_cluster_comes_back_with_its_data(tmp_path: Path) -> None:
                 assert hits[0].key == "b"
     finally:
         cluster.stop(root)
+
+
+def _move_slot(hub: rediscache.Hub, name: str, pause: float = 0.005) -> tuple[Any, Any]:
+    """Move the slot of space ``name`` to another primary as ``redis-cli --cluster
+    reshard`` does (IMPORTING / MIGRATING, MIGRATE in batches, SETSLOT NODE on every
+    primary), in a thread; returns the thread and the target node's client."""
+    source = hub.node_client(name)
+    target = next(c for c in _primaries(hub) if c is not source)
+    slot = key_slot(SpaceKeys.for_space(name).config.encode())
+    ids = {c: c.execute_command("CLUSTER", "MYID") for c in (source, target)}
+    kw = target.connection_pool.connection_kwargs
+    password = kw.get("password")
+
+    def move() -> None:
+        target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source])
+        source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target])
+        while keys := source.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 50):
+            auth = ["AUTH", password] if password else []
+            source.execute_command(
+                "MIGRATE", kw["host"], kw["port"], "", 0, 10_000, *auth, "KEYS", *keys
+            )
+            time.sleep(pause)
+        for node in _primaries(hub):
+            node.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target])
+
+    thread = threading.Thread(target=move, daemon=True)
+    return thread, target
+
+
+def test_a_space_keeps_answering_while_its_slot_moves_to_another_node(
+    chub: rediscache.Hub, names: list[str], cluster_url: str
+) -> None:
+    """A resharding moves the space's keys one batch at a time; its indexes stay behind
+    (they are not keys). Gets follow the keys (ASK), writes touching both nodes wait,
+    searches wait for the move to end, and after it the library creates the indexes on
+    the new node from the stored config: nothing acknowledged is lost, no answer is
+    partial."""
+    name = names[0]
+    rng = np.random.default_rng(7)
+    n = 3000
+    vecs = rng.standard_normal((n, DIM)).astype(np.float32)
+    keys = [f"k{i}" for i in range(n)]
+    space = chub.create_space(name, DIM, metric="l2", algorithm="flat", fields={"cat": "tag"})
+    space.put_many(keys, vecs, [{"cat": "a"}] * n)
+    space.snapshot("v1")
+    space.put("k0", vecs[1])  # the version keeps the old k0 in a generation of its own
+    cached = chub.space(name)  # a handle with a hot cache, which must follow the move
+    cached.enable_hot_cache()
+    np.testing.assert_array_equal(cached.get("k7"), vecs[7])
+    np.testing.assert_array_equal(cached.get("k7"), vecs[7])
+    assert cached.hot_cache is not None and cached.hot_cache.stats().hits == 1
+    aio = asyncio.new_event_loop()
+    ahub = aio.run_until_complete(rediscache.connect_async(cluster_url))  # a map read now
+    thread, target = _move_slot(chub, name, pause=0.02)
+    written: list[str] = []
+    outcomes: dict[str, int] = {}
+
+    def write() -> None:  # a writer meanwhile (write.lua: the config and a document)
+        for j in range(1, 10_000):
+            try:
+                space.put(f"new{j}", vecs[j])
+                written.append(f"new{j}")
+            except rediscache.ReshardingError:
+                outcomes["write refused"] = outcomes.get("write refused", 0) + 1
+            if not thread.is_alive():
+                return
+
+    wrong: list[str] = []
+
+    def search() -> None:  # a searcher meanwhile: each answer full, or an error
+        for j in range(5, n):
+            try:
+                hits = space.search(vecs[j], k=1, filter={"cat": "a"})
+                if hits[0].key != keys[j]:
+                    wrong.append(f"{keys[j]} -> {hits[0].key}")
+                outcomes["searched"] = outcomes.get("searched", 0) + 1
+            except (rediscache.ReshardingError, rediscache.IndexBuildingError) as exc:
+                outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+            if not thread.is_alive():
+                return
+
+    others = [threading.Thread(target=f, daemon=True) for f in (write, search)]
+    thread.start()
+    for other in others:
+        other.start()
+    i = 0
+    while thread.is_alive() or i < 3:
+        i += 1
+        picked = rng.integers(1, n, 20)
+        got = space.get_many([keys[j] for j in picked])
+        np.testing.assert_array_equal(got, vecs[picked])  # exact, whichever node holds them
+        outcomes["read"] = outcomes.get("read", 0) + 1
+    thread.join(30)
+    for other in others:
+        other.join(30)
+    assert not wrong  # no search answered from part of the documents
+    assert (
+        chub.node_client(name).connection_pool.connection_kwargs["port"]
+        == (target.connection_pool.connection_kwargs["port"])
+    )
+    for j in rng.integers(1, n, 50):
+        assert space.search(vecs[j], k=1, filter={"cat": "a"})[0].key == keys[j]
+    for key, vector in zip(written, space.get_many(written), strict=True):
+        np.testing.assert_array_equal(vector, vecs[int(key[3:])])  # every write acknowledged
+    assert len(space) == n + len(written)
+    np.testing.assert_array_equal(space.at("v1").get("k0"), vecs[0])
+    assert space.at("v1").search(vecs[0], k=1)[0].key == "k0"
+    moved = {i.decode() for i in target.execute_command("FT._LIST")}
+    assert space.live_keys.index in moved and space.keys.gen(1).index in moved
+
+    np.testing.assert_array_equal(cached.get("k7"), vecs[7])  # read on the new node
+    with rediscache.connect(cluster_url) as other:  # another client writes it there
+        other.space(name).put("k7", vecs[8])
+    for _ in range(3):  # never the value the old node's listener could not see replaced
+        np.testing.assert_array_equal(cached.get("k7"), vecs[8])
+    cached.disable_hot_cache()
+
+    async def from_asyncio() -> None:  # a hub that read the map before the move
+        aspace = await ahub.space(name)
+        assert (await aspace.search(vecs[9], k=1))[0].key == "k9"
+        np.testing.assert_array_equal(await aspace.get("k9"), vecs[9])
+
+    aio.run_until_complete(from_asyncio())
+    aio.run_until_complete(ahub.close())
+    aio.close()
