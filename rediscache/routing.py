@@ -30,6 +30,7 @@ once more to the new owner, at most :data:`MOVES` times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -144,14 +145,17 @@ class ClusterNodes:
         self._counters: dict[Address, ConnectCounter] = {}
         self._adopted: set[Address] = set()
         self._slots: list[Address] = [seed] * 16384
+        self._seed = seed
         #: The first primary (keyless commands of a flow that sent no keyed one).
         self.default = seed
         #: How many times the slot map was read.
         self.loads = 0
 
-    def load(self, reply: Any) -> None:
+    def load(self, reply: Any, asked: Address | None = None) -> None:
         """Take the slot map from a ``CLUSTER SLOTS`` reply (RESP2: ``[start, end,
-        [host, port, id, ...], replicas...]`` per range).
+        [host, port, id, ...], replicas...]`` per range) of the node at ``asked`` (default:
+        the first node): a node that does not know its own address (a cluster of one, never
+        met by another) names it ``""``, which means that node's address.
 
         Raises:
             ServerError: the reply covers no slot (the cluster is not formed).
@@ -161,6 +165,8 @@ class ClusterNodes:
         for entry in reply or []:
             start, end, primary = int(entry[0]), int(entry[1]), entry[2]
             host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
+            if host in ("", "?"):
+                host = (asked or self._seed)[0]
             where = (host, int(primary[1]))
             slots[start : end + 1] = [where] * (end - start + 1)
             seen.append((start, where))
@@ -347,19 +353,21 @@ def _asked_to(error: Any) -> Address:
     return host, int(port)
 
 
-def _reload(nodes: ClusterNodes) -> Generator[Any, Any, None]:
-    """Read the slot map again (``CLUSTER SLOTS``), from the first primary that answers."""
+def _reload(nodes: ClusterNodes, avoid: Address | None = None) -> Generator[Any, Any, None]:
+    """Read the slot map again (``CLUSTER SLOTS``), from the first primary that answers
+    (``avoid``: one not to ask, e.g. a node that just failed)."""
     error: Exception | None = None
     for where in nodes.primaries():
+        if where == avoid:
+            continue
         try:
             reply = yield _At(where, Command(("CLUSTER", "SLOTS")))
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             error = exc
             continue
-        nodes.load(reply)
+        nodes.load(reply, where)
         return
-    assert error is not None
-    raise error
+    raise error or redis.ConnectionError("no node of the cluster answered")
 
 
 def _migrating(nodes: ClusterNodes, effect: Any, where: Address) -> Generator[Any, Any, bool]:
@@ -436,6 +444,12 @@ def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[An
             raised = False
         except redis.ResponseError as exc:
             outcome, raised = exc, True
+        except (redis.ConnectionError, redis.TimeoutError):
+            # the node may be down and its replica promoted in its place: read the map
+            # again (from a node that answers) for the caller's retry, then raise
+            with contextlib.suppress(redis.RedisError, ServerError):
+                yield from _reload(nodes, avoid=where)
+            raise
         trouble = _trouble(outcome)
         if trouble == "moved" and moves < MOVES:
             moves += 1

@@ -128,3 +128,43 @@ def test_a_moved_reply_reads_the_map_again_and_sends_once_more_to_the_new_owner(
     assert driver.run(flow()) == b"value"
     assert [name for name, _ in log] == ["A", "A", "B"]  # sent, map read, sent again
     assert nodes.address("{k}") == B
+
+
+def test_a_node_that_does_not_know_its_address_is_the_node_asked() -> None:
+    """A cluster of one node that never met another names itself "" in CLUSTER SLOTS."""
+    nodes = ClusterNodes(lambda host, port: None, ("localhost", 7001))
+    nodes.load([[0, 16383, [b"", 7001, b"a"]]])
+    assert nodes.primaries() == [("localhost", 7001)]
+    nodes.load([[0, 16383, [b"", 7009, b"a"]]], ("10.0.0.5", 7009))
+    assert nodes.primaries() == [("10.0.0.5", 7009)]
+
+
+class _Down:
+    """A node that is gone (its connections refused)."""
+
+    def __init__(self, log: list[Any]) -> None:
+        self.log = log
+
+    def perform(self, effect: Any) -> Any:
+        self.log.append(("A", effect))
+        raise redis.ConnectionError("refused")
+
+
+def test_a_node_that_cannot_be_reached_makes_the_map_be_read_from_another() -> None:
+    """A primary killed and replaced by its replica: the caller's retry (rediscache.guard)
+    must find the new primary, so the map is read again from a node that answers."""
+    nodes = ClusterNodes(lambda host, port: None, A)
+    nodes.load([[0, 8191, [b"127.0.0.1", 7001, b"a"]], [8192, 16383, [b"127.0.0.1", 7002, b"b"]]])
+    driver = ClusterDriver(nodes)
+    log: list[Any] = []
+    driver._drivers = {A: _Down(log), B: _Node("B", log)}  # type: ignore[dict-item]
+
+    def flow() -> Any:
+        return (yield Command(("GET", "{k}")))
+
+    assert nodes.address("{k}") == A
+    with pytest.raises(redis.ConnectionError):
+        driver.run(flow())
+    assert [name for name, _ in log] == ["A", "B"]  # the map came from B, not from A
+    assert nodes.address("{k}") == B
+    assert driver.run(flow()) == b"value"
