@@ -147,6 +147,12 @@ def cluster_slots(plan: ConnectPlan, where: str) -> Flow[Any]:
     return (yield Command(("CLUSTER", "SLOTS")))
 
 
+def cluster_options(plan: ConnectPlan) -> dict[str, Any]:
+    """The plan's redis-py options that a ``RedisCluster`` client takes too (TLS files,
+    timeouts, credentials; not the pool's wait ``timeout`` nor the hub's ``retry``)."""
+    return {k: v for k, v in plan.redis_kwargs.items() if k not in ("timeout", "retry")}
+
+
 def cluster_nodes(seed: Any, slots: Any, module: Any) -> ClusterNodes:
     """The nodes of the cluster ``seed`` (a client of one node, sync or asyncio:
     ``module`` is ``redis`` or ``redis.asyncio``) is part of, with the slot map ``slots``
@@ -270,7 +276,9 @@ def _on_cluster(hub: Hub, plan: ConnectPlan, where: str) -> Hub:
     if isinstance(plan.client, redis.cluster.RedisCluster):
         user, owns = plan.client, False
     elif plan.url is not None:
-        user = redis.cluster.RedisCluster.from_url(plain_url(plan.url), protocol=2)
+        user = redis.cluster.RedisCluster.from_url(
+            plain_url(plan.url), protocol=2, **cluster_options(plan)
+        )
     hub._driver.close()
     if user is seed:  # a plain client given (or connect_as's): used for its own node
         nodes.adopt(seed)

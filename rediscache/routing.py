@@ -24,7 +24,12 @@ Which node an effect goes to:
 
 When a node answers ``MOVED`` (the slot map changed: a resharding or a failover), nothing
 ran there: the driver reads the slot map again (``CLUSTER SLOTS``) and sends the effect
-once more to the new owner, at most :data:`MOVES` times.
+once more to the new owner, at most :data:`MOVES` times. While a slot moves between nodes,
+reads follow the keys already moved (``ASK``), and searches and writes over keys on both
+nodes wait for the move to end (:func:`_route`; at most :data:`RESHARD_WAIT` seconds, then
+:class:`rediscache.errors.ReshardingError`). A node that cannot be reached makes the map
+be read again from another before the error reaches the caller, whose retry (reads:
+:mod:`rediscache.guard`) then finds a replica promoted in its place. docs/scale.md.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ from .drive import (
     run_async,
     settle_tasks,
     start_background,
+    stop_workers,
 )
-from .drive import stop_workers as _stop_workers
 from .effects import (
     Background,
     Broadcast,
@@ -69,7 +74,8 @@ from .errors import ReshardingError, ServerError
 from .wire import ConnectCounter, count_connects
 
 __all__ = [
-    "MOVES", "AsyncClusterDriver", "ClusterDriver", "ClusterNodes", "command_key",
+    "MOVES", "RESHARD_PAUSE", "RESHARD_WAIT", "AsyncClusterDriver", "ClusterDriver",
+    "ClusterNodes", "command_key",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -120,23 +126,12 @@ def _slot(key: Any) -> int:
     return int(key_slot(key if isinstance(key, bytes) else str(key).encode()))
 
 
-def _moved(value: Any) -> bool:
-    """Whether ``value`` (a reply, an exception, or a list of them) says a slot moved to
-    another node (``MOVED``; redis-py's MovedError)."""
-    if isinstance(value, redis.exceptions.MovedError):
-        return True
-    if isinstance(value, redis.ResponseError):
-        return str(value).startswith("MOVED ")
-    if isinstance(value, list):
-        return any(_moved(v) for v in value if isinstance(v, Exception | list))
-    return False
-
-
 class ClusterNodes:
     """The primaries of one cluster, as a hub sees them: a client per primary (made on
-    first use by ``new_client(host, port)``, connections counted by the hub's counter) and
-    the slot map. Shared by every driver of the hub (threads, background work). No I/O:
-    :meth:`load` takes a ``CLUSTER SLOTS`` reply its drivers read."""
+    first use by ``new_client(host, port)``, its connections counted per node:
+    :meth:`counter_for`) and the slot map. Shared by every driver of the hub (threads,
+    background work). No I/O: :meth:`load` takes a ``CLUSTER SLOTS`` reply its drivers
+    read."""
 
     def __init__(self, new_client: Callable[[str, int], Any], seed: Address) -> None:
         self._new_client = new_client
@@ -145,6 +140,7 @@ class ClusterNodes:
         self._counters: dict[Address, ConnectCounter] = {}
         self._adopted: set[Address] = set()
         self._slots: list[Address] = [seed] * 16384
+        self._primaries = [seed]
         self._seed = seed
         #: The first primary (keyless commands of a flow that sent no keyed one).
         self.default = seed
@@ -172,9 +168,11 @@ class ClusterNodes:
             seen.append((start, where))
         if not seen:
             raise ServerError("the cluster serves no slot yet (CLUSTER SLOTS is empty)")
+        owners = list(dict.fromkeys(where for _, where in sorted(seen)))
         with self._lock:
             self._slots = slots
-            self.default = min(seen)[1]
+            self._primaries = owners
+            self.default = owners[0]
             self.loads += 1
 
     def address(self, key: Any) -> Address:
@@ -226,10 +224,7 @@ class ClusterNodes:
 
     def primaries(self) -> list[Address]:
         """The primaries that own slots, first slot first."""
-        seen: dict[Address, None] = {}
-        for where in self._slots:
-            seen.setdefault(where, None)
-        return list(seen)
+        return list(self._primaries)
 
 
 def _split(
@@ -486,7 +481,22 @@ def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[An
 _LOCAL_KINDS = (Sleep, Compute, Flights, WaitFlights)
 
 
-class ClusterDriver:
+class _OnNodes:
+    """What both cluster drivers say about their nodes (no I/O)."""
+
+    nodes: ClusterNodes
+
+    @property
+    def client(self) -> Any:
+        """The client of the first primary."""
+        return self.nodes.client(self.nodes.default)
+
+    def client_for(self, key: Any) -> Any:
+        """The client of the node that owns ``key`` (as last known)."""
+        return self.nodes.client(self.nodes.address(key))
+
+
+class ClusterDriver(_OnNodes):
     """Performs flows on a cluster, each effect on the node that owns its keys (see the
     module's doc); the sync twin of :class:`AsyncClusterDriver`. ``keep``: whether its
     one-node drivers keep connections between calls (:class:`rediscache.wire.Wire`)."""
@@ -498,15 +508,6 @@ class ClusterDriver:
         self._local = SyncDriver(None)
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
-
-    @property
-    def client(self) -> Any:
-        """The client of the first primary."""
-        return self.nodes.client(self.nodes.default)
-
-    def client_for(self, key: Any) -> Any:
-        """The client of the node that owns ``key`` (as last known)."""
-        return self.nodes.client(self.nodes.address(key))
 
     def _driver(self, where: Address) -> SyncDriver:
         found = self._drivers.get(where)
@@ -573,12 +574,12 @@ class ClusterDriver:
     def close(self, timeout: float = 2.0) -> None:
         """Stop the background work it started, then release the connections its one-node
         drivers kept."""
-        _stop_workers(self._stop, self._workers, timeout)
+        stop_workers(self._stop, self._workers, timeout)
         for driver in self._drivers.values():
             driver.close(timeout=0)
 
 
-class AsyncClusterDriver:
+class AsyncClusterDriver(_OnNodes):
     """:class:`ClusterDriver` for ``redis.asyncio`` clients."""
 
     def __init__(self, nodes: ClusterNodes) -> None:
@@ -586,15 +587,6 @@ class AsyncClusterDriver:
         self._drivers: dict[Address, AsyncDriver] = {}
         self._runs = Runs()
         self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def client(self) -> Any:
-        """The client of the first primary."""
-        return self.nodes.client(self.nodes.default)
-
-    def client_for(self, key: Any) -> Any:
-        """The client of the node that owns ``key`` (as last known)."""
-        return self.nodes.client(self.nodes.address(key))
 
     def _driver(self, where: Address) -> AsyncDriver:
         found = self._drivers.get(where)

@@ -15,6 +15,7 @@ from ..drive import AsyncDriver, AsyncFacade, async_op
 from ..hub import (
     HubSurface,
     cluster_nodes,
+    cluster_options,
     cluster_slots,
     open_client,
     plain_url,
@@ -74,7 +75,9 @@ async def connect_async(
     # on a cluster: a hub over its nodes (see rediscache.hub._on_cluster)
     user: Any = opened
     if plan.url is not None:
-        user = redis.asyncio.cluster.RedisCluster.from_url(plain_url(plan.url), protocol=2)
+        user = redis.asyncio.cluster.RedisCluster.from_url(
+            plain_url(plan.url), protocol=2, **cluster_options(plan)
+        )
         if owns:
             await opened.aclose()
     else:  # a plain client given: used for its own node

@@ -12,7 +12,7 @@ from redis.crc import key_slot
 from rediscache import errors
 from rediscache.effects import Command, Once, Pipeline, Roundtrip, Transaction
 from rediscache.keys import REGISTRY, SpaceKeys
-from rediscache.routing import ClusterDriver, ClusterNodes, _moved, _split, command_key
+from rediscache.routing import ClusterDriver, ClusterNodes, _split, _trouble, command_key
 
 A, B, C = ("127.0.0.1", 7001), ("127.0.0.1", 7002), ("127.0.0.1", 7003)
 
@@ -93,11 +93,15 @@ def test_the_slot_map_is_read_from_cluster_slots() -> None:
         nodes.load([])
 
 
-def test_moved_replies_are_recognised_in_replies_and_errors() -> None:
+def test_moved_ask_and_tryagain_are_recognised_in_replies_and_errors() -> None:
     moved = redis.exceptions.MovedError("3999 127.0.0.1:7002")
-    assert _moved(moved) and _moved([b"ok", moved]) and _moved([[moved]])
-    assert _moved(redis.ResponseError("MOVED 3999 127.0.0.1:7002"))
-    assert not _moved(redis.ResponseError("WRONGTYPE")) and not _moved([b"x", 1])
+    asked = redis.exceptions.AskError("3999 127.0.0.1:7002")
+    assert _trouble(moved) == _trouble([b"ok", moved]) == _trouble([[moved]]) == "moved"
+    assert _trouble(redis.ResponseError("MOVED 3999 127.0.0.1:7002")) == "moved"
+    assert _trouble([asked, moved]) == "moved" and _trouble([b"x", asked]) == "ask"
+    assert _trouble(redis.exceptions.TryAgainError("Multiple keys")) == "tryagain"
+    assert _trouble(redis.exceptions.ExecAbortError("discarded")) == "aborted"
+    assert _trouble(redis.ResponseError("WRONGTYPE")) is None and _trouble([b"x", 1]) is None
 
 
 class _Node:
