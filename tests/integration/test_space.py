@@ -278,13 +278,42 @@ def test_text_filter_matches_stop_words_and_phrases(hub: Hub, space_name: str) -
 def test_search_errors_are_wrapped(hub: Hub, space_name: str) -> None:
     space = hub.create_space(space_name, 2, metric="l2")
     space.put("a", [1, 2])
-    hub.client.execute_command("FT.DROPINDEX", space.keys.index)  # dropped behind our back
+    # replaced behind our back by an index without the vector field: FT.SEARCH fails (an
+    # index merely dropped is created again: the next test)
+    gen = space.live_keys
+    node = hub.node_client(space_name)
+    node.execute_command("FT.DROPINDEX", gen.index)
+    node.execute_command(
+        "FT.CREATE", gen.index, "ON", "HASH", "PREFIX", 1, gen.doc_prefix, "SCHEMA", "x", "TAG"
+    )
     with pytest.raises(rediscache.ServerError, match="search in space"):
         space.search([1, 2], 1)
     with pytest.raises(rediscache.ServerError, match="search in space"):
         space.search_many([[1, 2]], 1)
     with pytest.raises(rediscache.ServerError, match="search in space"):
         space.within([1, 2], 1.0)
+
+
+def test_indexes_missing_under_the_live_space_are_created_from_its_config(
+    hub: Hub, space_name: str
+) -> None:
+    """The indexes a space's state names but its server lacks (a cluster moved the space's
+    slot to another node, where indexes do not follow; or they were dropped by hand) are
+    created again by the next search from the stored config, versions' too."""
+    space = hub.create_space(space_name, 2, metric="l2", fields={"cat": "tag"})
+    space.put_many(["a", "b"], [[1, 2], [5, 5]], [{"cat": "x"}, {"cat": "y"}])
+    space.snapshot("v1")
+    space.put("a", [9, 9])  # the version keeps the old "a" in a generation of its own
+    node = hub.node_client(space_name)
+    version_index = space.at("v1").gen_keys.index
+    for index in (space.live_keys.index, version_index):
+        node.execute_command("FT.DROPINDEX", index)
+    other = rediscache.connect(client=node).space(space_name)  # a hub that knows nothing
+    assert [h.key for h in other.search([9, 9], 1)] == ["a"]
+    assert [h.key for h in other.search([9, 9], 1, filter={"cat": "y"})] == ["b"]
+    assert [h.key for h in other.at("v1").search([1, 2], 1)] == ["a"]
+    listed = {i.decode() for i in node.execute_command("FT._LIST")}
+    assert {space.live_keys.index, version_index} <= listed
 
 
 def test_space_of_another_key_layout_is_refused(hub: Hub, space_name: str) -> None:
