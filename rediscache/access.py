@@ -382,7 +382,8 @@ class Access:
             deleted, forgotten = yield Pipeline(
                 [("ACL", "DELUSER", user), ("HDEL", ACL_RECORDS, user)], transaction=True
             )
-            others = yield Broadcast(("ACL", "DELUSER", user))  # users are per node
+            # users are per node: on a cluster every other node, replicas too
+            others = yield Broadcast(("ACL", "DELUSER", user), replicas=True)
             yield from _save()
             return bool(deleted or forgotten or any(others))
         names = _names(spaces)
@@ -407,7 +408,8 @@ class Access:
             raise InvalidInputError(f"no user {user!r} on the server: grant it a role first")
         password = password or secrets.token_urlsafe(24)
         secret = [f">{password}"] if keep_old else ["resetpass", f">{password}"]
-        yield Broadcast(("ACL", "SETUSER", user, *secret))
+        yield Command(("ACL", "SETUSER", user, *secret), at=ACL_RECORDS)
+        yield from self._spread(current)
         yield from _save()
         return Granted(current, password)
 
@@ -454,15 +456,29 @@ class Access:
         return grants, known
 
     def _install(self, grants: UserGrants, secret: list[str]) -> Flow[None]:
-        """Set the user's rules from ``grants`` and record them, in one transaction, then on
-        every primary of a cluster too (users are per node; ACL SETUSER of the same rules
-        is idempotent: the node of the records, a lone server's too, is set twice)."""
+        """Set the user's rules from ``grants`` and record them, in one transaction, then
+        copy the user to every other node (:meth:`_spread`)."""
         setuser = ("ACL", "SETUSER", grants.user, "on", *secret, *rules(grants, self.db))
         yield Pipeline(
             [setuser, ("HSET", ACL_RECORDS, grants.user, grants.to_json())], transaction=True
         )
-        yield Broadcast(setuser)
+        yield from self._spread(grants)
         yield from _save()
+
+    def _spread(self, grants: UserGrants) -> Flow[None]:
+        """Make the user the same on every node of a cluster, replicas included (users are
+        not replicated, and a replica may be promoted): the rules of ``grants`` and the
+        password hashes the node of the records holds (``ACL GETUSER``), so a node that
+        lacked the user gets its passwords too. Two round trips; on one server it sets the
+        same user again (ACL SETUSER is idempotent)."""
+        found = yield Command(("ACL", "GETUSER", grants.user), at=ACL_RECORDS)
+        fields = found if isinstance(found, dict) else dict(zip(found[::2], found[1::2]))
+        hashes = fields.get(b"passwords", fields.get("passwords")) or []
+        secret = ["resetpass", *(f"#{h.decode() if isinstance(h, bytes) else h}" for h in hashes)]
+        yield Broadcast(
+            ("ACL", "SETUSER", grants.user, "on", *secret, *rules(grants, self.db)),
+            replicas=True,
+        )
 
 
 def _keyspace_events() -> Flow[None]:
@@ -471,7 +487,8 @@ def _keyspace_events() -> Flow[None]:
     its config file when it has one (CONFIG REWRITE; the embedded server writes it into
     its config at every start while its ACL file holds roles). Publishing costs the server
     a little on every write (docs/security.md has the measured cost); nothing when set."""
-    replies = yield Broadcast(("CONFIG", "GET", "notify-keyspace-events"))  # per node
+    # per node, replicas too (one may be promoted)
+    replies = yield Broadcast(("CONFIG", "GET", "notify-keyspace-events"), replicas=True)
     for reply in replies:
         values = reply.values() if isinstance(reply, dict) else reply[1::2]
         current = next(iter(values), b"")
@@ -482,15 +499,17 @@ def _keyspace_events() -> Flow[None]:
     else:
         return
     # the union of what any node publishes, and the hub's: every node the same
-    yield Broadcast(("CONFIG", "SET", "notify-keyspace-events", current + KEYSPACE_EVENTS))
+    yield Broadcast(
+        ("CONFIG", "SET", "notify-keyspace-events", current + KEYSPACE_EVENTS), replicas=True
+    )
     with contextlib.suppress(redis.ResponseError):  # no config file to keep it in
-        yield Broadcast(("CONFIG", "REWRITE"))
+        yield Broadcast(("CONFIG", "REWRITE"), replicas=True)
 
 
 def _save() -> Flow[None]:
     """ACL SAVE when the server keeps its users in an ACL file (the embedded server does)."""
     try:
-        yield Broadcast(("ACL", "SAVE"))
+        yield Broadcast(("ACL", "SAVE"), replicas=True)
     except redis.ResponseError as exc:
         if not _no_aclfile(exc):
             raise

@@ -169,33 +169,83 @@ def _node_id(client: redis.Redis) -> str:
 
 
 def _join(cluster: ClusterInfo) -> None:
-    """Join the nodes into one cluster (a no-op for a cluster already formed)."""
+    """Join the nodes into one cluster, or repair what an interrupted start left; each step
+    is done only where it is missing, so a formed cluster (its nodes restarted, or roles
+    swapped by a failover) is left as it is: every node meets the first, a new cluster's
+    primaries get equal slot ranges, each node that serves no slot replicates the primary
+    with the fewest replicas, then the nodes agree (``cluster_state:ok``), the replicas
+    sync, and ``CLUSTER SLOTS`` lists every node."""
     clients = [_client(node) for node in cluster.nodes]
     try:
         first = clients[0]
-        if _info_cluster(first).get("cluster_state") == "ok" and all(
-            _info_cluster(c).get("cluster_known_nodes") == str(len(clients)) for c in clients
-        ):
-            return
+        everyone = len(clients)
         for node in cluster.nodes[1:]:
             first.execute_command("CLUSTER", "MEET", node.host, node.port)
-        ids = [_node_id(c) for c in clients]
+        _wait(clients, lambda c: int(_info_cluster(c).get("cluster_known_nodes", 0)) == everyone)
         n = cluster.primaries
         for i, client in enumerate(clients[:n]):
             low, high = i * SLOTS // n, (i + 1) * SLOTS // n - 1
-            owned = int(_info_cluster(client).get("cluster_slots_assigned", "0"))
-            if owned == 0 and _slots_free(client, low, high):
+            if not _serves(first, _node_id(client)) and _slots_free(client, low, high):
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", low, high)
-        _wait(clients, lambda c: _info_cluster(c).get("cluster_known_nodes") == str(len(clients)))
-        for j, client in enumerate(clients[n:]):
-            primary = ids[j % n]
-            if _role(client) != "slave":
-                client.execute_command("CLUSTER", "REPLICATE", primary)
+        _wait(clients, lambda c: int(_info_cluster(c).get("cluster_slots_assigned", 0)) == SLOTS)
+        _attach_replicas(first, clients, cluster.replicas)
         _wait(clients, lambda c: _info_cluster(c).get("cluster_state") == "ok")
-        _wait(clients[n:], _synced)
+        _wait([c for c in clients if _role(c) == "slave"], _synced)
+        # clients learn the replicas from CLUSTER SLOTS, which lists them a little later
+        _wait(clients[:1], lambda c: _listed(c) == everyone)
     finally:
         for client in clients:
             client.close()
+
+
+def _nodes_table(client: redis.Redis) -> list[tuple[str, set[str], str, int]]:
+    """``CLUSTER NODES`` as (id, flags, primary id or "-", slots served) per node."""
+    raw = client.execute_command("CLUSTER", "NODES")
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    table = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 8:
+            continue
+        served = 0
+        for item in parts[8:]:
+            if item.startswith("["):  # a slot being moved, not served
+                continue
+            low, _, high = item.partition("-")
+            served += int(high or low) - int(low) + 1
+        table.append((parts[0], set(parts[2].split(",")), parts[3], served))
+    return table
+
+
+def _serves(first: redis.Redis, node_id: str) -> bool:
+    """Whether the node ``node_id`` serves any slot (as ``first`` knows the cluster)."""
+    return any(nid == node_id and served for nid, _, _, served in _nodes_table(first))
+
+
+def _attach_replicas(first: redis.Redis, clients: list[redis.Redis], per: int) -> None:
+    """Make each node that serves no slot and replicates nobody a replica of the primary
+    with the fewest replicas (below ``per``)."""
+    for client in clients:
+        table = _nodes_table(first)
+        me = _node_id(client)
+        mine = next((row for row in table if row[0] == me), None)
+        if mine is None or mine[3] or "slave" in mine[1] or mine[2] != "-":
+            continue  # a primary serving slots, or a replica already
+        counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
+        for _, flags, primary, _ in table:
+            if "slave" in flags and primary in counts:
+                counts[primary] += 1
+        wanting = sorted((c, nid) for nid, c in counts.items() if c < per)
+        if wanting:
+            client.execute_command("CLUSTER", "REPLICATE", wanting[0][1])
+            _wait([client], lambda c: _role(c) == "slave")
+
+
+def _listed(client: redis.Redis) -> int:
+    """How many nodes (primaries and replicas) ``CLUSTER SLOTS`` names."""
+    ports = {int(node[1]) for entry in client.execute_command("CLUSTER", "SLOTS") or []
+             for node in entry[2:]}  # fmt: skip
+    return len(ports)
 
 
 def _synced(client: redis.Redis) -> bool:

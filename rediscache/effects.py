@@ -90,10 +90,13 @@ class Command(NamedTuple):
 
 class Broadcast(NamedTuple):
     """``execute_command(*args)`` on every primary of a cluster (on one server: on it), in
-    the order of their first slot. Result: the parsed replies, one per primary; an error
-    reply raises. For what is kept per node: users (ACL), settings (CONFIG), statistics."""
+    the order of their first slot, and with ``replicas`` on every replica too (users and
+    settings are not replicated, and a replica may be promoted). Result: the parsed
+    replies, one per node; an error reply raises. For what is kept per node: users (ACL),
+    settings (CONFIG), statistics."""
 
     args: tuple[Any, ...]
+    replicas: bool = False
 
 
 class Pipeline(NamedTuple):

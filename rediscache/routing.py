@@ -141,6 +141,7 @@ class ClusterNodes:
         self._adopted: set[Address] = set()
         self._slots: list[Address] = [seed] * 16384
         self._primaries = [seed]
+        self._replicas: list[Address] = []
         self._seed = seed
         #: The first primary (keyless commands of a flow that sent no keyed one).
         self.default = seed
@@ -158,22 +159,28 @@ class ClusterNodes:
         """
         slots = list(self._slots)
         seen = []
+        replicas: dict[Address, None] = {}
         for entry in reply or []:
-            start, end, primary = int(entry[0]), int(entry[1]), entry[2]
-            host = primary[0].decode() if isinstance(primary[0], bytes) else str(primary[0])
-            if host in ("", "?"):
-                host = (asked or self._seed)[0]
-            where = (host, int(primary[1]))
+            start, end = int(entry[0]), int(entry[1])
+            where, *copies = [self._address_of(node, asked) for node in entry[2:]]
             slots[start : end + 1] = [where] * (end - start + 1)
             seen.append((start, where))
+            replicas.update(dict.fromkeys(copies))
         if not seen:
             raise ServerError("the cluster serves no slot yet (CLUSTER SLOTS is empty)")
         owners = list(dict.fromkeys(where for _, where in sorted(seen)))
         with self._lock:
             self._slots = slots
             self._primaries = owners
+            self._replicas = [r for r in replicas if r not in owners]
             self.default = owners[0]
             self.loads += 1
+
+    def _address_of(self, node: Any, asked: Address | None) -> Address:
+        host = node[0].decode() if isinstance(node[0], bytes) else str(node[0])
+        if host in ("", "?"):  # the node asked, which does not know its own address
+            host = (asked or self._seed)[0]
+        return host, int(node[1])
 
     def address(self, key: Any) -> Address:
         """The primary that owns ``key``'s slot, as last read."""
@@ -225,6 +232,10 @@ class ClusterNodes:
     def primaries(self) -> list[Address]:
         """The primaries that own slots, first slot first."""
         return list(self._primaries)
+
+    def everyone(self) -> list[Address]:
+        """The primaries, then their replicas (as of the last slot map)."""
+        return [*self._primaries, *self._replicas]
 
 
 def _split(
@@ -478,6 +489,16 @@ def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[An
         return reply
 
 
+def _broadcast(effect: Broadcast, nodes: ClusterNodes) -> Generator[Any, Any, Any]:
+    """The steps of a Broadcast: the command on every primary (and with ``replicas`` on
+    every replica, the slot map read again first: a replica added since must not be
+    missed by a grant or a revoke); the replies in order."""
+    if effect.replicas:
+        yield from _reload(nodes)
+    targets = nodes.everyone() if effect.replicas else nodes.primaries()
+    return (yield _All([_At(where, Command(effect.args)) for where in targets]))
+
+
 _LOCAL_KINDS = (Sleep, Compute, Flights, WaitFlights)
 
 
@@ -528,10 +549,7 @@ class ClusterDriver(_OnNodes):
                     if isinstance(effect, _LOCAL_KINDS):
                         reply = self._local.perform(effect)
                     elif type(effect) is Broadcast:
-                        reply = [
-                            self._driver(where).perform(Command(effect.args))
-                            for where in self.nodes.primaries()
-                        ]
+                        reply = self._steps(_broadcast(effect, self.nodes))
                     elif type(effect) is Background:
                         start_background(
                             lambda: ClusterDriver(self.nodes, keep=False),
@@ -551,8 +569,11 @@ class ClusterDriver(_OnNodes):
             return result
 
     def _routed(self, effect: Effect, box: list[Address]) -> Any:
-        """Perform ``effect`` where :func:`_route` sends it; its result and node."""
-        steps = _route(effect, self.nodes, box)
+        """Perform ``effect`` where :func:`_route` sends it; its result."""
+        return self._steps(_route(effect, self.nodes, box))
+
+    def _steps(self, steps: Generator[Any, Any, Any]) -> Any:
+        """Run a routing generator (:func:`_route`, :func:`_broadcast`) to its result."""
         result: Any = None
         error: BaseException | None = None
         while True:
@@ -602,12 +623,7 @@ class AsyncClusterDriver(_OnNodes):
             if isinstance(effect, _LOCAL_KINDS):
                 return await self._driver(box[0]).perform(effect)
             if type(effect) is Broadcast:
-                return await asyncio.gather(
-                    *(
-                        self._driver(where).perform(Command(effect.args))
-                        for where in self.nodes.primaries()
-                    )
-                )
+                return await self._steps(_broadcast(effect, self.nodes))
             if type(effect) is Background:
                 background_task(self.run, effect, self._runs, self._tasks)
                 return None
@@ -617,7 +633,10 @@ class AsyncClusterDriver(_OnNodes):
 
     async def _routed(self, effect: Effect, box: list[Address]) -> Any:
         """:meth:`ClusterDriver._routed`, the parts of a split effect sent concurrently."""
-        steps = _route(effect, self.nodes, box)
+        return await self._steps(_route(effect, self.nodes, box))
+
+    async def _steps(self, steps: Generator[Any, Any, Any]) -> Any:
+        """:meth:`ClusterDriver._steps`, with ``await``."""
         result: Any = None
         error: BaseException | None = None
         while True:

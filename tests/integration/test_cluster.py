@@ -127,18 +127,39 @@ def test_users_and_keyspace_settings_are_set_on_every_primary(
     chub.create_space(name, DIM).put("x", np.ones(DIM))
     user = f"u-{uuid.uuid4().hex[:8]}"
     granted = chub.grant(user, [name], "read")
+    nodes = chub._nodes
+    assert nodes is not None
+    everyone = [nodes.client(where) for where in nodes.everyone()]
+    if "REDISCACHE_TEST_CLUSTER_URL" not in os.environ:
+        assert len(everyone) == 6  # the replicas too: users and settings are not replicated
     try:
-        for node in _primaries(chub):
+        for node in everyone:  # the same user, password included, on every node
             assert user in {u.decode() if isinstance(u, bytes) else u for u in node.acl_users()}
             events = node.config_get("notify-keyspace-events")["notify-keyspace-events"]
             assert set(KEYSPACE_EVENTS) <= set(events.replace("A", "g$lshzxetd"))
+            kw = node.connection_pool.connection_kwargs
+            assert granted.password is not None
+            as_user = redis.Redis(
+                host=kw["host"], port=kw["port"], username=user, password=granted.password
+            )
+            assert as_user.ping()  # a replica promoted later lets the user in too
+            as_user.close()
+        rotated = chub.passwd(user)
+        assert rotated.password is not None
+        for node in everyone:
+            kw = node.connection_pool.connection_kwargs
+            with redis.Redis(
+                host=kw["host"], port=kw["port"], username=user, password=rotated.password
+            ) as as_user:
+                assert as_user.ping()
+        granted = rotated
         assert granted.password is not None
         with rediscache.connect_as(chub, user, granted.password) as reader:
             assert reader.space(name).get("x") is not None
             assert repr(reader).startswith("Hub(Redis Cluster")
     finally:
         chub.revoke(user)
-    for node in _primaries(chub):
+    for node in everyone:  # revoked everywhere: a replica promoted later must not let it in
         assert user not in {u.decode() if isinstance(u, bytes) else u for u in node.acl_users()}
 
 
@@ -352,3 +373,52 @@ def test_a_space_keeps_answering_while_its_slot_moves_to_another_node(
     aio.run_until_complete(from_asyncio())
     aio.run_until_complete(ahub.close())
     aio.close()
+
+
+def test_a_start_after_a_failover_or_an_interrupted_start_leaves_the_cluster_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start interrupted before the replicas were attached is completed by the next one;
+    a start after a failover (the first node now a replica) keeps the roles as they are."""
+    root = tmp_path / "cl"
+    calls: list[int] = []
+    attach = cluster._attach_replicas
+
+    def interrupted(*args: Any) -> None:
+        calls.append(1)
+        raise KeyboardInterrupt  # Ctrl-C after the slots, before the replicas
+
+    monkeypatch.setattr(cluster, "_attach_replicas", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cluster.start(root, primaries=2, replicas=1)
+    monkeypatch.setattr(cluster, "_attach_replicas", attach)
+    try:
+        info, _ = cluster.start(root, primaries=2, replicas=1)  # repairs it
+        roles = _roles(info)
+        assert sorted(roles.values()) == ["master", "master", "slave", "slave"]
+        with rediscache.connect(info.url) as hub:
+            hub.create_space("kept", DIM).put("a", np.ones(DIM))
+            nodes = hub._nodes
+            assert nodes is not None and len(nodes.everyone()) == 4
+        replica = next(n for n in info.nodes if roles[n.port] == "slave")
+        with redis.Redis(host=replica.host, port=replica.port, password=info.password) as r:
+            r.execute_command("CLUSTER", "FAILOVER")  # the replica takes over its primary
+            deadline = time.monotonic() + 30
+            while r.execute_command("ROLE")[0] != b"master" and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert cluster.stop(root)
+        again, _ = cluster.start(root, primaries=2, replicas=1)  # refused REPLICATE before
+        assert _roles(again)[replica.port] == "master"
+        with rediscache.connect(again.url) as hub:
+            assert hub.space("kept").get("a") is not None
+    finally:
+        cluster.stop(root)
+    assert calls == [1]
+
+
+def _roles(info: cluster.ClusterInfo) -> dict[int, str]:
+    out = {}
+    for node in info.nodes:
+        with redis.Redis(host=node.host, port=node.port, password=info.password) as r:
+            out[node.port] = r.execute_command("ROLE")[0].decode()
+    return out
