@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,16 +35,26 @@ import redis
 import redis.cluster
 
 from .errors import EmbeddedServerError, InvalidInputError
-from .server import ServerConfig, ServerInfo, default_data_dir
+from .server import (
+    CLUSTER_RECORD,
+    STATE_FILE,
+    ServerConfig,
+    ServerInfo,
+    default_data_dir,
+    recorded,
+)
 from .server import start as start_node
 from .server import stop as stop_node
 
-__all__ = ["SLOTS", "ClusterInfo", "default_cluster_dir", "start", "status", "stop"]
+__all__ = [
+    "SLOTS", "ClusterInfo", "default_cluster_dir", "describe", "fits", "nodes_status",
+    "recorded_replicas", "start", "status", "stop",
+]  # fmt: skip
 
 #: Slots of a Redis Cluster.
 SLOTS = 16384
 #: The cluster's own record in its data directory.
-CLUSTER_FILE = "cluster.json"
+CLUSTER_FILE = CLUSTER_RECORD
 #: Seconds :func:`start` waits for the nodes to agree on the cluster (``cluster_state:ok``).
 JOIN_TIMEOUT = 60.0
 
@@ -126,13 +137,18 @@ def start(
     """
     primaries, replicas = _check_counts(primaries, replicas)
     root = _dir(data_dir)
+    if (root / STATE_FILE).exists():
+        raise InvalidInputError(
+            f"{root} holds a single embedded server (server.json), not a cluster: start the "
+            "cluster in another directory (--data-dir)"
+        )
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     record = _read_record(root)
     if record is not None and (record["primaries"], record["replicas"]) != (primaries, replicas):
         raise InvalidInputError(
             f"{root} holds a cluster of {record['primaries']} primaries with "
-            f"{record['replicas']} replicas each, not {primaries} and {replicas}: stop it and "
-            "start the new one in another directory"
+            f"{record['replicas']} replica(s) each, not {primaries} and {replicas}: start it "
+            "as it is, or the new one in another directory"
         )
     password = record["password"] if record else secrets.token_urlsafe(24)
     if record is None:
@@ -290,16 +306,54 @@ def _wait(clients: list[redis.Redis], ok: Any) -> None:
 
 
 def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.0) -> bool:
-    """Shut down every node of the cluster in ``data_dir`` (replicas first). Returns False
-    when none was running. The directory stays: the next :func:`start` brings the same
-    cluster back with its data."""
+    """Shut down every node of the cluster in ``data_dir``, all at once (each flushes its
+    AOF). Returns False when none was running. The directory stays: the next
+    :func:`start` brings the same cluster back with its data."""
     root = _dir(data_dir)
-    nodes = sorted(root.glob("node-*"), key=lambda p: int(p.name.split("-")[1]), reverse=True)
-    stopped = False
-    for node in nodes:
+    nodes = sorted(root.glob("node-*"), key=lambda p: int(p.name.split("-")[1]))
+
+    def one(node: Path) -> bool:
         with contextlib.suppress(EmbeddedServerError):
-            stopped = stop_node(node, timeout=timeout) or stopped
-    return stopped
+            return stop_node(node, timeout=timeout)
+        return False
+
+    if not nodes:
+        return False
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        return any(list(pool.map(one, nodes)))
+
+
+def recorded_replicas(data_dir: str | os.PathLike[str] | None, primaries: int) -> int:
+    """The replicas per primary of the cluster recorded in ``data_dir`` when it has
+    ``primaries`` primaries, else 0 (a new cluster's default)."""
+    record = _read_record(_dir(data_dir))
+    if record is not None and record["primaries"] == primaries:
+        return int(record["replicas"])
+    return 0
+
+
+def fits(data_dir: str | os.PathLike[str] | None, primaries: int, replicas: int) -> bool:
+    """Whether :func:`start` would accept these counts for ``data_dir`` (no cluster there
+    yet, or one of that shape)."""
+    record = _read_record(_dir(data_dir))
+    return record is None or (record["primaries"], record["replicas"]) == (primaries, replicas)
+
+
+def nodes_status(data_dir: str | os.PathLike[str] | None = None) -> list[tuple[str, int, bool]]:
+    """Each node of the cluster recorded in ``data_dir``: its directory's name, its port
+    (0 when never started) and whether it runs."""
+    from .server import status as node_status
+
+    root = _dir(data_dir)
+    record = _read_record(root)
+    if record is None:
+        return []
+    out = []
+    for i in range(record["primaries"] * (1 + record["replicas"])):
+        found = node_status(root / f"node-{i}")
+        last = recorded(root / f"node-{i}")
+        out.append((f"node-{i}", last.port if last is not None else 0, found.running))
+    return out
 
 
 def status(data_dir: str | os.PathLike[str] | None = None) -> ClusterInfo | None:
@@ -325,6 +379,7 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> ClusterInfo | None
 def describe(info: ClusterInfo) -> dict[str, Any]:
     """A JSON-able description of ``info`` without the password."""
     return {
+        "url": info.url.replace(info.password, "***"),
         "data_dir": info.data_dir,
         "primaries": info.primaries,
         "replicas": info.replicas,

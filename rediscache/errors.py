@@ -22,7 +22,9 @@ from :class:`LookupError`::
         +-- ServerTimeoutError              no reply to a read within the socket timeout
         +-- OutcomeUnknownError             a write was sent but its reply never came
         +-- IndexBuildingError              a search index is still being (re)built
-        +-- ConnectionFailedError           cannot reach or authenticate to Redis
+        +-- ReshardingError                 a cluster is moving the space's slot; retry
+        +-- ConnectionFailedError           cannot reach or authenticate to Redis (or a
+        |                                   cluster's shard has no primary: CLUSTERDOWN)
         |   +-- AuthenticationFailedError   Redis refused the user or password
         +-- PermissionDeniedError           the ACL user may not run a command (NOPERM)
         +-- SearchModuleMissingError        the server has no RediSearch
@@ -189,7 +191,8 @@ def reply_error(message: str, context: str, *, call: bool = True) -> ServerError
     """The library's error for an error reply ``message`` of Redis, during ``context`` (e.g.
     "search in space 'items'"): :class:`ServerBusyError` for ``BUSY``,
     :class:`ServerLoadingError` for ``LOADING``, :class:`PermissionDeniedError` for
-    ``NOPERM``, a plain :class:`ServerError` otherwise. ``call``: whether ``context`` names
+    ``NOPERM``, :class:`ConnectionFailedError` for ``CLUSTERDOWN``, a plain
+    :class:`ServerError` otherwise. ``call``: whether ``context`` names
     the public call; if not (a script's name, or empty), the call's guard puts its name in
     front."""
     lowered = message.lower()
@@ -204,6 +207,12 @@ def reply_error(message: str, context: str, *, call: bool = True) -> ServerError
         error = ServerLoadingError(
             f"{at}Redis is loading its data after a restart (LOADING); nothing was "
             "done: retry once it is ready"
+        )
+    elif message.startswith("CLUSTERDOWN") or lowered.startswith("the cluster is down"):
+        error = ConnectionFailedError(
+            f"{at}the Redis Cluster is down for this key (CLUSTERDOWN: a shard has no "
+            "reachable primary, e.g. while its replica is being promoted, about the node "
+            "timeout plus an election); nothing was done: retry in a few seconds"
         )
     elif message.startswith("NOPERM") or "no permissions" in lowered:
         error = PermissionDeniedError(f"{at}Redis refused it ({noperm_reason(message)})")

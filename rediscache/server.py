@@ -69,6 +69,7 @@ __all__ = [
     "ensure_running",
     "find_binaries",
     "indexes_building",
+    "recorded",
     "search_version",
     "start",
     "status",
@@ -91,6 +92,9 @@ SOCKET_FILE = "redis.sock"
 #: The server's ACL users (mode 0600): the owner account ``default`` (its password is the
 #: one in server.json) and the users granted roles (rediscache.access; ACL SAVE writes it).
 ACL_FILE = "users.acl"
+#: The record of a local cluster (rediscache.cluster) in its data directory: such a
+#: directory holds the cluster's nodes, not a server of its own.
+CLUSTER_RECORD = "cluster.json"
 #: A cluster node's own record of the cluster (Redis writes it; ServerConfig.cluster).
 CLUSTER_NODES_FILE = "nodes.conf"
 #: Milliseconds without an answer after which cluster nodes consider a node failing.
@@ -440,6 +444,12 @@ def _read_state(data_dir: Path) -> ServerInfo | None:
         return None
 
 
+def recorded(data_dir: str | os.PathLike[str]) -> ServerInfo | None:
+    """What the last start of the server in ``data_dir`` recorded (``server.json``: its
+    port, pid, binaries), whether it still runs or not; None when never started there."""
+    return _read_state(Path(data_dir))
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically to ``path`` with mode 0600."""
     tmp = path.with_name(path.name + ".tmp")
@@ -650,6 +660,8 @@ def _conf_text(
             "cluster-enabled yes",
             f"cluster-config-file {CLUSTER_NODES_FILE}",
             f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
+            # the shards still up keep serving their spaces while another has no primary
+            "cluster-require-full-coverage no",
             # a replica authenticates to its primary as the owner account
             f"masterauth {_quote(password)}",
         ]
@@ -740,6 +752,13 @@ def start(
         EmbeddedServerError: the server exited or did not become ready in time.
     """
     config = config or ServerConfig()
+    if (config.data_dir / CLUSTER_RECORD).exists():
+        raise InvalidInputError(
+            f"{config.data_dir} holds a local Redis Cluster, not a single server: connect "
+            "with its URL (`rediscache --data-dir DIR server status --cluster "
+            "--show-password` prints it; then --url 'redis+cluster://...'), or manage it "
+            "with `server start/stop/status --cluster`"
+        )
     if config.tls_cert is not None and config.tls_key is not None:
         _check_tls_files(config.tls_cert, config.tls_key, config.tls_client_ca)
     with _locked(config.data_dir):

@@ -317,8 +317,9 @@ def human_bytes(n: float) -> str:
 @click.option(
     "--url",
     metavar="URL",
-    help="Redis with the search module (redis://, rediss://, unix://; for TLS add "
-    "?ssl_ca_certs=/path/ca.pem). Default: the embedded local server. Env: REDISCACHE_URL.",
+    help="Redis with the search module (redis://, rediss://, unix://; a Redis Cluster: "
+    "redis+cluster://, or any node's redis://; for TLS add ?ssl_ca_certs=/path/ca.pem). "
+    "Default: the embedded local server. Env: REDISCACHE_URL.",
 )
 @click.option(
     "--data-dir",

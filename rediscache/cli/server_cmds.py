@@ -31,16 +31,19 @@ from .space_cmds import generation_lines
 @cli.group(short_help="Start, stop and inspect the local server.")
 @click.pass_obj
 def server(state: State) -> None:
-    """Start, stop and inspect the embedded local Redis server.
+    """Start, stop and inspect the embedded local Redis server, or with --cluster a local
+    Redis Cluster of such servers (for development).
 
-    They act on the data directory (--data-dir, REDISCACHE_DATA_DIR, or the default), never
-    on a --url server, which rediscache cannot start or stop.
+    They act on the data directory (--data-dir, REDISCACHE_DATA_DIR, or the default; a
+    cluster's default is ~/.local/share/rediscache/cluster), never on a --url server,
+    which rediscache cannot start or stop.
 
     \b
     Example:
       rediscache server start --port 6390
       rediscache server status --json
       rediscache server stop
+      rediscache server start --cluster 3 --replicas 1
     """
     if state is not None and state.url is not None:
         raise click.UsageError(
@@ -103,9 +106,8 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option(
     "--replicas",
     type=click.IntRange(0, 4),
-    default=0,
-    show_default=True,
-    help="With --cluster: replicas per primary.",
+    help="With --cluster: replicas per primary (default: as the directory's cluster has, "
+    "0 for a new one). Without replicas a node's death stops its spaces until it is back.",
 )
 @json_option
 @click.pass_obj
@@ -124,7 +126,7 @@ def server_start(
     tls_port: int | None,
     no_tls: bool,
     primaries: int | None,
-    replicas: int,
+    replicas: int | None,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
@@ -162,7 +164,7 @@ def server_start(
             raise click.UsageError(f"{', '.join(given)}: not with --cluster")
         _start_cluster(state, primaries, replicas, start_timeout, as_json)
         return
-    if replicas:
+    if replicas is not None:
         raise click.UsageError("--replicas goes with --cluster N")
     if no_tls and tls_cert is not None:
         raise click.UsageError("--no-tls contradicts --tls-cert: give one")
@@ -220,11 +222,14 @@ def _cluster_dir(state: State) -> Path:
 
 
 def _start_cluster(
-    state: State, primaries: int, replicas: int, start_timeout: float, as_json: bool
+    state: State, primaries: int, replicas: int | None, start_timeout: float, as_json: bool
 ) -> None:
     root = _cluster_dir(state)
-    nodes = primaries * (1 + replicas)
-    click.echo(f"starting {nodes} nodes in {root}...", err=True)
+    if replicas is None:
+        replicas = clu.recorded_replicas(root, primaries)
+    if clu.status(root) is None and clu.fits(root, primaries, replicas):
+        nodes = primaries * (1 + replicas)
+        click.echo(f"starting {nodes} nodes in {root}...", err=True)
     info, started = clu.start(
         root, primaries=primaries, replicas=replicas, start_timeout=start_timeout
     )
@@ -234,8 +239,8 @@ def _start_cluster(
     verb = "started" if started else "already running"
     ports = ", ".join(str(n.port) for n in info.nodes)
     click.echo(
-        f"{verb}: a Redis Cluster of {primaries} primaries with {replicas} replica(s) each "
-        f"(ports {ports}; data {info.data_dir})"
+        f"{verb}: a Redis Cluster of {plural(primaries, 'primary', 'primaries')} with "
+        f"{plural(replicas, 'replica')} each (ports {ports}; data {info.data_dir})"
     )
     click.echo(
         f"connect: rediscache --url '{info.url.replace(info.password, '***')}' ...  "
@@ -263,6 +268,8 @@ def server_stop(state: State, is_cluster: bool) -> None:
         click.echo("stopped" if clu.stop(_cluster_dir(state)) else "not running")
         return
     data_dir = state.server_config().data_dir
+    if (data_dir / srv.CLUSTER_RECORD).exists():
+        raise click.UsageError(f"{data_dir} holds a local Redis Cluster: use --cluster")
     if srv.status(data_dir).loading:
         click.echo("the server is loading its data; waiting for it to stop...", err=True)
     stopped = srv.stop(data_dir)
@@ -274,7 +281,7 @@ def server_stop(state: State, is_cluster: bool) -> None:
     "--show-password",
     is_flag=True,
     help="Include the owner's password in the printed URL (never in --json output: read it "
-    "from server.json in the data directory, mode 0600).",
+    "from server.json in the data directory, mode 0600; a cluster's from cluster.json).",
 )
 @click.option(
     "--cluster", "is_cluster", is_flag=True, help="The local cluster (server start --cluster)."
@@ -295,12 +302,18 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
       rediscache server status --cluster --show-password
     """
     if is_cluster:
-        found = clu.status(_cluster_dir(state))
+        root = _cluster_dir(state)
+        found = clu.status(root)
         if wants_json(state, as_json):
             described = clu.describe(found) if found else {"data_dir": str(_cluster_dir(state))}
             click.echo(json.dumps({"running": found is not None, **described}, indent=2))
         elif found is None:
-            click.echo(f"not running (or a node is down; data dir {_cluster_dir(state)})")
+            down = [f"{name} (port {port})" for name, port, up in clu.nodes_status(root) if not up]
+            if down and len(down) < len(clu.nodes_status(root)):
+                click.echo(f"not whole: {', '.join(down)} not running (data dir {root}); "
+                           "`server start --cluster N` starts what is down")  # fmt: skip
+            else:
+                click.echo(f"not running (data dir {root})")
         else:
             url = found.url if show_password else found.url.replace(found.password, "***")
             click.echo(
@@ -312,7 +325,12 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
         if found is None:
             sys.exit(3)
         return
-    st = srv.status(state.server_config().data_dir)
+    data_dir = state.server_config().data_dir
+    if (data_dir / srv.CLUSTER_RECORD).exists():
+        raise click.UsageError(
+            f"{data_dir} holds a local Redis Cluster: `server status --cluster` reports it"
+        )
+    st = srv.status(data_dir)
     if wants_json(state, as_json):
         out: dict[str, Any] = {"running": st.running, "data_dir": st.data_dir}
         if st.holder_pid is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import threading
 import time
 import uuid
@@ -223,11 +224,34 @@ def test_the_cli_starts_reports_and_stops_a_local_cluster(tmp_path: Path) -> Non
         assert other.exit_code != 0 and "holds a cluster of 2 primaries" in other.output
         bad = CliRunner().invoke(cli, [*base, "start", "--cluster", "2", "--port", "7000"])
         assert bad.exit_code == 2 and "--port: not with --cluster" in bad.output
+        # the cluster's directory is not a single server's: nothing starts there
+        mixed = CliRunner().invoke(cli, ["--data-dir", str(root), "space", "list"])
+        assert mixed.exit_code != 0 and "holds a local Redis Cluster" in mixed.output
+        assert not (root / "server.json").exists()
+        mixed = CliRunner().invoke(cli, [*base, "status"])
+        assert mixed.exit_code == 2 and "--cluster" in mixed.output
+        # one node down: status says which
+        victim = info.nodes[1]
+        os.kill(victim.pid, signal.SIGKILL)
+        res = CliRunner().invoke(cli, [*base, "status", "--cluster"])
+        assert res.exit_code == 3 and f"node-1 (port {victim.port}) not running" in res.stdout
+        res = CliRunner().invoke(cli, [*base, "start", "--cluster", "2"])  # brings it back
+        assert res.exit_code == 0 and "started" in res.stdout, res.output
     finally:
         res = CliRunner().invoke(cli, [*base, "stop", "--cluster"])
     assert res.exit_code == 0 and "stopped" in res.stdout
     res = CliRunner().invoke(cli, [*base, "status", "--cluster"])
     assert res.exit_code == 3 and "not running" in res.stdout
+    single = tmp_path / "single"
+    res = CliRunner().invoke(cli, ["--data-dir", str(single), "server", "start"])
+    try:
+        assert res.exit_code == 0, res.output
+        res = CliRunner().invoke(
+            cli, ["--data-dir", str(single), "server", "start", "--cluster", "2"]
+        )
+        assert res.exit_code != 0 and "holds a single embedded server" in res.output
+    finally:
+        CliRunner().invoke(cli, ["--data-dir", str(single), "server", "stop"])
 
 
 def test_a_stopped_cluster_comes_back_with_its_data(tmp_path: Path) -> None:
