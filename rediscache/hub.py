@@ -276,9 +276,16 @@ def _on_cluster(hub: Hub, plan: ConnectPlan, where: str) -> Hub:
     if isinstance(plan.client, redis.cluster.RedisCluster):
         user, owns = plan.client, False
     elif plan.url is not None:
-        user = redis.cluster.RedisCluster.from_url(
-            plain_url(plan.url), protocol=2, **cluster_options(plan)
-        )
+        try:  # it reads the slot map and the command table from the nodes
+            user = redis.cluster.RedisCluster.from_url(
+                plain_url(plan.url), protocol=2, **cluster_options(plan)
+            )
+        except redis.RedisError as exc:
+            if auth_refused(exc):
+                raise refused_credentials(f"connecting to the cluster {where}", seed) from exc
+            raise ConnectionFailedError(
+                f"connecting to the cluster {where}: {redact(str(exc))}"
+            ) from exc
     hub._driver.close()
     if user is seed:  # a plain client given (or connect_as's): used for its own node
         nodes.adopt(seed)
