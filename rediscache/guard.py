@@ -151,7 +151,8 @@ def _settings(client: Any) -> dict[str, Any]:
 
 def address(client: Any) -> str:
     """Where ``client`` connects (``host:port`` or the unix socket), without credentials;
-    for a redis-py cluster client, its first node (``cluster at host:port``)."""
+    for a redis-py cluster client ``a node of the cluster at host:port`` (its first node:
+    which node failed is in the error's own text)."""
     if hasattr(client, "get_default_node"):
         nodes = getattr(client, "startup_nodes", None) or getattr(
             getattr(client, "nodes_manager", None), "startup_nodes", None
@@ -160,8 +161,8 @@ def address(client: Any) -> str:
         if first is None and isinstance(nodes, list) and nodes:
             first = nodes[0]
         if first is not None:
-            return f"{first.host}:{first.port}"
-        return "a cluster"
+            return f"a node of the cluster at {first.host}:{first.port}"
+        return "a node of the cluster"
     kw = _settings(client)
     if kw.get("path"):
         return str(kw["path"])

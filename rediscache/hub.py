@@ -169,9 +169,7 @@ def cluster_nodes(seed: Any, slots: Any, module: Any) -> ClusterNodes:
         raise InvalidInputError(
             "a Redis Cluster is reached over TCP: connect with redis+cluster://host:port"
         )
-    settings = {
-        k: v for k, v in kwargs.items() if k not in ("host", "port", "redis_connect_func")
-    }
+    settings = {k: v for k, v in kwargs.items() if k not in ("host", "port", "redis_connect_func")}
     sizing: dict[str, Any] = {"max_connections": pool.max_connections}
     if isinstance(getattr(pool, "timeout", None), int | float):
         sizing["timeout"] = pool.timeout
@@ -469,7 +467,10 @@ class HubSurface:
         if self.server is not None:
             return f"{kind}(embedded server in {self.server.data_dir}, {where})"
         if self._nodes is not None:
-            return f"{kind}(Redis Cluster at {where}, {len(self._nodes.primaries())} primaries)"
+            host, port = self._nodes.default
+            return (
+                f"{kind}(Redis Cluster at {host}:{port}, {len(self._nodes.primaries())} primaries)"
+            )
         return f"{kind}(Redis at {where}, db {database(self.client)})"
 
     def node_client(self, space: str | None = None) -> Any:

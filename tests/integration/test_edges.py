@@ -417,9 +417,15 @@ def test_a_write_whose_reply_is_lost_is_not_sent_again(hub: Hub, space_name: str
     )
     other_hub = rediscache.connect(client=slow)  # connected and checked with a sane timeout,
     other = other_hub.space(space_name)
-    other_hub.close()  # then every later connection of the pool waits 1 ms for a reply
-    slow.connection_pool.connection_kwargs["socket_timeout"] = 0.001
+    other_hub.close()  # then the pool's connection waits 1 ms for a reply
     slow.connection_pool.reset()
+    # connected (and authenticated) with the sane timeout, so that the write is what goes
+    # unanswered, not a handshake on a busy machine; then 1 ms for every reply
+    conn = slow.connection_pool.get_connection()
+    slow.connection_pool.connection_kwargs["socket_timeout"] = 0.001
+    conn.socket_timeout = 0.001
+    conn._sock.settimeout(0.001)
+    slow.connection_pool.release(conn)
     with pytest.raises(rediscache.OutcomeUnknownError, match="not sent again"):
         other.update_mean("user", [f"k{i}" for i in range(380)])
     slow.close()
