@@ -499,6 +499,17 @@ def _broadcast(effect: Broadcast, nodes: ClusterNodes) -> Generator[Any, Any, An
     return (yield _All([_At(where, Command(effect.args)) for where in targets]))
 
 
+def _advance(
+    steps: Generator[Any, Any, Any], result: Any, error: BaseException | None
+) -> tuple[bool, Any]:
+    """Send ``result`` (or throw ``error``) into a routing generator: (False, its next
+    step), or (True, its result) once it returned."""
+    try:
+        return False, (steps.send(result) if error is None else steps.throw(error))
+    except StopIteration as stop:
+        return True, stop.value
+
+
 _LOCAL_KINDS = (Sleep, Compute, Flights, WaitFlights)
 
 
@@ -577,10 +588,9 @@ class ClusterDriver(_OnNodes):
         result: Any = None
         error: BaseException | None = None
         while True:
-            try:
-                step = steps.send(result) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                return stop.value
+            done, step = _advance(steps, result, error)
+            if done:
+                return step
             result, error = None, None
             try:
                 if type(step) is _At:
@@ -640,10 +650,9 @@ class AsyncClusterDriver(_OnNodes):
         result: Any = None
         error: BaseException | None = None
         while True:
-            try:
-                step = steps.send(result) if error is None else steps.throw(error)
-            except StopIteration as stop:
-                return stop.value
+            done, step = _advance(steps, result, error)
+            if done:
+                return step
             result, error = None, None
             try:
                 if type(step) is _At:
