@@ -44,7 +44,9 @@ AOF_WAIT = 60.0
 class ServerStats:
     """What :meth:`Hub.server_stats` reports (memory in bytes; maxmemory 0 = no limit).
     For a user with roles on spaces (rediscache.access), who may neither list modules
-    nor count every key, ``search_version`` is ``"unknown"`` and ``keys`` None."""
+    nor count every key, ``search_version`` is ``"unknown"`` and ``keys`` None. On a
+    Redis Cluster (``cluster``) the figures add up its ``primaries`` (the peak is the sum
+    of each primary's peak)."""
 
     redis_version: str
     search_version: str
@@ -54,6 +56,9 @@ class ServerStats:
     keys: int | None
     connected_clients: int
     uptime_seconds: int
+    #: Whether the server is a Redis Cluster, and how many primaries the figures add up.
+    cluster: bool = False
+    primaries: int = 1
 
 
 #: The name of a generation's index or listing index, after the space's prefix.
@@ -435,4 +440,6 @@ class Registry:
             keys=None if isinstance(keys, Exception) else sum(int(c) for c in counts),
             connected_clients=total("connected_clients"),
             uptime_seconds=min(int(info.get("uptime_in_seconds", 0)) for info in infos),
+            cluster=bool(int(infos[0].get("cluster_enabled", 0) or 0)),
+            primaries=len(infos),
         )

@@ -463,8 +463,13 @@ def stats(state: State, space: str | None, as_json: bool) -> None:
     if wants_json(state, as_json):
         emit({"server": server, "spaces": spaces})
         return
+    where = (
+        f"Redis Cluster of {plural(server.primaries, 'primary', 'primaries')} (sums), "
+        if server.cluster
+        else ""
+    )
     click.echo(
-        f"server: Redis {server.redis_version}, search {server.search_version}; "
+        f"server: {where}Redis {server.redis_version}, search {server.search_version}; "
         f"memory {human_bytes(server.used_memory)} (peak {human_bytes(server.used_memory_peak)}"
         f"{', limit ' + human_bytes(server.maxmemory) if server.maxmemory else ''}); "
         f"{plural(server.keys, 'key') if server.keys is not None else 'keys not visible'}; "

@@ -119,6 +119,7 @@ def test_server_stats_add_up_the_primaries(chub: rediscache.Hub, names: list[str
     assert abs(int(stats.keys or 0) - keys) <= 3  # other tests' background work aside
     assert stats.used_memory >= max(int(n.info("memory")["used_memory"]) for n in primaries)
     assert stats.search_version != "none"
+    assert stats.cluster and stats.primaries == len(primaries)
 
 
 def test_users_and_keyspace_settings_are_set_on_every_primary(
@@ -200,6 +201,8 @@ def test_a_cluster_url_naming_one_server_is_refused(hub: rediscache.Hub, topolog
     with pytest.raises(rediscache.InvalidInputError, match="not a Redis Cluster node"):
         rediscache.connect(url.replace("redis://", "redis+cluster://", 1))
     assert hub.node_client() is hub.client and hub.node_client("any-space") is hub.client
+    stats = hub.server_stats()
+    assert not stats.cluster and stats.primaries == 1
 
 
 def test_the_cli_starts_reports_and_stops_a_local_cluster(tmp_path: Path) -> None:
