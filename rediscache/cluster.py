@@ -153,9 +153,10 @@ def start(
     password = record["password"] if record else secrets.token_urlsafe(24)
     if record is None:
         record = {"primaries": primaries, "replicas": replicas, "password": password}
-        path = root / CLUSTER_FILE
-        path.write_text(json.dumps(record, indent=2))
-        path.chmod(0o600)
+        # the owner's only from the start: it holds the password
+        fd = os.open(root / CLUSTER_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record, indent=2))
     nodes: list[ServerInfo] = []
     started = False
     for i in range(primaries * (1 + replicas)):
