@@ -54,6 +54,7 @@ from .errors import (
     ConnectionFailedError,
     InvalidInputError,
     OutcomeUnknownError,
+    PermissionDeniedError,
     ReadOnlyError,
     ServerBusyError,
     ServerError,
@@ -454,10 +455,11 @@ def import_file(
             if progress is not None:
                 progress(rows, total)
     except ServerError as exc:
-        raise type(exc)(
+        stopped = type(exc)(
             f"import of {str(src)!r} stopped after {job.written} rows were written: {exc}. "
             "Importing the file again is safe (it replaces the same records)."
-        ) from exc
+        )
+        raise _with_facts(stopped, exc) from exc
     except InvalidInputError:
         raise
     except (OSError, ValueError) as exc:  # a file cut short or corrupt mid-way (pyarrow too)
@@ -648,9 +650,19 @@ class _Import:
         tries = f" after {attempts} attempts" if attempts > 1 else ""
         # Rows of this batch before the failed chunk were stored by the last attempt.
         self.written += start
-        cause = str(exc.__cause__ or exc)
+        # a refusal's own message names the user, the call and the role it needs
+        cause = str(exc if isinstance(exc, PermissionDeniedError) else exc.__cause__ or exc)
         error = type(exc) if isinstance(exc, ServerError) else ConnectionFailedError
-        return error(f"the rows from {span} {fate}{tries} ({cause})")
+        return _with_facts(error(f"the rows from {span} {fate}{tries} ({cause})"), exc)
+
+
+def _with_facts(error: ServerError, exc: BaseException) -> ServerError:
+    """``error`` (a message about ``exc``) with ``exc``'s facts, when it is a refusal: the
+    user, space and role of a PermissionDeniedError."""
+    if isinstance(exc, PermissionDeniedError) and isinstance(error, PermissionDeniedError):
+        error.user, error.space, error.needs = exc.user, exc.space, exc.needs
+        error.reason, error.final = exc.reason, exc.final
+    return error
 
 
 def _check_dim(b: _Batch, dim: int, name: str, src: Path, vector_field: str = "vector") -> None:

@@ -116,6 +116,10 @@ def chunk_failed(
     if isinstance(exc, PermissionDeniedError):
         exc.rows = (start, end)
         return exc
+    if isinstance(exc, redis.exceptions.NoPermissionError):  # a MULTI of a role: refused
+        denied = reply_error(str(exc), "")  # the call's guard names the user, call, role
+        denied.rows = (start, end)
+        return denied
     loading = isinstance(exc, redis.BusyLoadingError)  # a ConnectionError to redis-py: refused
     unknown = not loading and isinstance(
         exc, OutcomeUnknownError | redis.ConnectionError | redis.TimeoutError

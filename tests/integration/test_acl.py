@@ -782,3 +782,27 @@ def test_roles_list_documents_through_indexes_diff_export_and_copy_without_copy(
     _refused(lambda: raw.copy(keys.config, keys.config, destination_db=1, replace=True))
     _refused(lambda: raw.move(keys.config, 1))
     raw.close()
+
+
+def test_an_import_refused_to_a_reader_names_the_role_it_needs(team: Team, tmp_path: Any) -> None:
+    """A large batch goes through a MULTI whose HDEL/HSET the server refuses, and an
+    import with vectors_only through write.lua: either way the import says who may not do
+    what and which role would, as every other refused call does."""
+    import json
+
+    from rediscache import transfer
+
+    reader = team.user("read", team.a)
+    path = tmp_path / "rows.jsonl"
+    with path.open("w") as fh:
+        for i in range(40):
+            fh.write(json.dumps({"id": f"k{i}", "vector": [0.5 + i] * DIM, "cat": "x"}) + "\n")
+    with team.hub_as(reader) as h:
+        for options in ({}, {"vectors_only": True}):
+            with pytest.raises(PermissionDeniedError) as err:
+                transfer.import_file(h.space(team.a), path, **options)
+            text = str(err.value)
+            assert f"user {reader!r} may not" in text and "needs role write" in text, text
+            assert "stopped after 0 rows were written" in text and "User " not in text
+            assert err.value.needs == "write" and err.value.user == reader
+    assert len(team.hub.space(team.a)) == 20  # nothing written
