@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 
 import redis
 
-from . import scripts
+from . import generations, scripts
 from .config import GarbageInfo
 from .effects import Background, Command, Flow, Pipeline, Sleep
 from .errors import ServerError
@@ -186,8 +186,7 @@ def _drop_stale_listings(keys: SpaceKeys, gens: set[int], lease: Lease) -> Flow[
     """Drop the listing index of these generations (the live one, versions') if one is
     left: publish drops a stage's, and a client that died right after publishing left it,
     slowing every write of the live space. One FT._LIST."""
-    listed = yield Command(("FT._LIST",), at=keys.config)  # the space's node's indexes
-    names = {i.decode() if isinstance(i, bytes) else i for i in listed}
+    names = yield from generations.listed_indexes(keys.config)
     for g in sorted(gens):
         listing = keys.gen(g).listing
         if listing in names:
@@ -265,8 +264,7 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: Lease) -> Flow[None
 def _listing_index(gen: GenKeys) -> Flow[str | None]:
     """The index that lists ``gen``'s documents: its listing index, else its vector index,
     else None. FT._LIST, not FT.INFO: its cost does not grow with the indexes' size."""
-    listed = yield Command(("FT._LIST",), at=gen.listing)  # the space's node's indexes
-    names = {i.decode() if isinstance(i, bytes) else i for i in listed}
+    names = yield from generations.listed_indexes(gen.listing)
     for index in (gen.listing, gen.index):
         if index in names:
             return index

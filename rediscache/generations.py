@@ -117,6 +117,28 @@ def create_index(config: SpaceConfig, gen: GenKeys) -> Flow[None]:
     )
 
 
+def create_missing_index(config: SpaceConfig, gen: GenKeys) -> Flow[None]:
+    """Create the missing index of ``gen`` (its ``built`` mark goes first: the new index is
+    built anew). Two round trips.
+
+    Raises:
+        PermissionDeniedError: the user may not create indexes (:func:`no_index_yet`).
+        redis.ResponseError: FT.CREATE's error (e.g. another client made it meanwhile).
+    """
+    try:
+        yield Command(("HDEL", gen.space.config, gen.built_field))
+        yield from create_index(config, gen)
+    except redis.exceptions.NoPermissionError as exc:
+        raise no_index_yet(gen) from exc
+
+
+def listed_indexes(at: str) -> Flow[set[str]]:
+    """The names of the search indexes of the server of key ``at`` (``FT._LIST``; on a
+    cluster, of the node of that key's slot). One round trip."""
+    listed = yield Command(("FT._LIST",), at=at)
+    return {i.decode() if isinstance(i, bytes) else str(i) for i in listed}
+
+
 #: Schema of a listing index: one field no document has. RediSearch still lists every hash
 #: under the prefix in such an index (its document table), at about a tenth of a vector
 #: index's cost per write, and deleting a document from it costs next to nothing.
@@ -221,13 +243,8 @@ def ensure_searchable(
                 raise reply_error(str(exc), where) from exc
             if not create:
                 return False
-            try:
-                yield Command(("HDEL", gen.space.config, mark))  # a new index: built anew
-                yield from create_index(config, gen)
-            except redis.exceptions.NoPermissionError as exc:
-                raise no_index_yet(gen) from exc
-            except redis.ResponseError:
-                pass  # a racing client made it
+            with contextlib.suppress(redis.ResponseError):  # a racing client made it
+                yield from create_missing_index(config, gen)
             continue
         done = index_done(reply)
         if done >= 1:

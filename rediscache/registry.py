@@ -339,8 +339,8 @@ class Registry:
         versioned = {ref[1] for ref in generations.parse_versions(replies[2], name).values()}
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
-        listed = yield Command(("FT._LIST",), at=keys.config)  # the space's node's indexes
-        indexes = [i.decode() for i in listed if i.decode().startswith(keys.prefix)]
+        listed = yield from generations.listed_indexes(keys.config)
+        indexes = sorted(i for i in listed if i.startswith(keys.prefix))
         existed = existed or bool(indexes)
         if not existed and not missing_ok:
             raise SpaceNotFoundError(f"space {name!r} does not exist")

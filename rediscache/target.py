@@ -264,8 +264,7 @@ class Target:
                 or owner's first search after the move builds them.
         """
         keys = self.keys
-        listed = yield Command(("FT._LIST",), at=keys.config)
-        names = {i.decode() if isinstance(i, bytes) else str(i) for i in listed}
+        names = yield from generations.listed_indexes(keys.config)
         raw = yield Command(("HGETALL", keys.versions))
         gens = {self.state.live} | {
             gen for _, gen in generations.parse_versions(raw, keys.name).values()
@@ -275,10 +274,7 @@ class Target:
             if gen.index in names:
                 continue
             try:
-                yield Command(("HDEL", keys.config, gen.built_field))  # built anew
-                yield from generations.create_index(self.config, gen)
-            except redis.exceptions.NoPermissionError as exc:
-                raise generations.no_index_yet(gen) from exc
+                yield from generations.create_missing_index(self.config, gen)
             except redis.ResponseError as exc:
                 if "already exists" not in str(exc).lower():
                     raise
