@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -314,14 +315,35 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
     nodes = sorted(root.glob("node-*"), key=lambda p: int(p.name.split("-")[1]))
 
     def one(node: Path) -> bool:
-        with contextlib.suppress(EmbeddedServerError):
+        try:
             return stop_node(node, timeout=timeout)
-        return False
+        except EmbeddedServerError:
+            # it refused SHUTDOWN (e.g. a replica in the middle of a sync): SIGTERM, on
+            # which Redis also flushes its AOF and exits, rather than leave it running
+            last = recorded(node)
+            if last is None:
+                return False
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(last.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and _alive(last.pid):
+                time.sleep(0.05)
+            return True
 
     if not nodes:
         return False
     with ThreadPoolExecutor(len(nodes)) as pool:
         return any(list(pool.map(one, nodes)))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(OSError):  # a zombie child of this process has exited
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    return True
 
 
 def recorded_replicas(data_dir: str | os.PathLike[str] | None, primaries: int) -> int:
