@@ -596,11 +596,56 @@ class ClusterDriver(_OnNodes):
                 if type(step) is _At:
                     result = self._driver(step.where).perform(step.effect)
                 elif type(step) is _All:
-                    result = [self._driver(at.where).perform(at.effect) for at in step.parts]
+                    result = self._together(step.parts)
                 else:
                     time.sleep(step.seconds)
             except BaseException as exc:  # thrown into the route
                 error = exc
+
+    def _together(self, parts: list[_At]) -> list[Any]:
+        """Perform the parts of a split effect: round trips are each sent before any
+        reply is read (a part's round trip sends the next one's while its server works:
+        ``Roundtrip.meanwhile``), so the nodes run them at the same time; other effects
+        one after another. The first error is raised once every reply was read."""
+        if not all(type(at.effect) is Roundtrip for at in parts):
+            return [self._driver(at.where).perform(at.effect) for at in parts]
+        results: list[Any] = [None] * len(parts)
+        errors: list[BaseException | None] = [None] * len(parts)
+        started = [False] * len(parts)
+
+        def run(j: int) -> None:
+            started[j] = True
+            at = parts[j]
+            effect: Any = at.effect
+            if j + 1 < len(parts):
+                own = effect.meanwhile
+
+                def meanwhile() -> Exception | None:
+                    late = own() if own is not None else None
+                    if not started[j + 1]:  # once, also when the round trip is resent
+                        try:
+                            run(j + 1)
+                        except BaseException as exc:  # raised after every reply is read
+                            errors[j + 1] = exc
+                    return late
+
+                effect = effect._replace(meanwhile=meanwhile)
+            results[j] = self._driver(at.where).perform(effect)
+
+        try:
+            run(0)
+        except BaseException as exc:
+            errors[0] = exc
+        for j in range(len(parts)):  # a part whose sender failed first: on its own
+            if not started[j]:
+                try:
+                    results[j] = self._driver(parts[j].where).perform(parts[j].effect)
+                except BaseException as exc:
+                    errors[j] = exc
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+        return results
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the background work it started, then release the connections its one-node
