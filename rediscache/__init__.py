@@ -12,7 +12,14 @@ find nearest neighbours with metadata filters, and run the embedded local Redis 
     >>> rediscache.import_file(items, "vectors.npy", meta="meta.jsonl")
 """
 
-from .asyncio import AsyncHub, AsyncSpace, AsyncStage, AsyncVersionView, connect_async
+from .asyncio import (
+    AsyncHub,
+    AsyncPartitionedSpace,
+    AsyncSpace,
+    AsyncStage,
+    AsyncVersionView,
+    connect_async,
+)
 from .config import GarbageInfo, GenerationInfo
 from .diff import Diff, Drift
 from .errors import (
@@ -46,6 +53,7 @@ from .hotcache import HotCache, HotCacheStats
 from .hub import Hub, ServerStats, connect, connect_as
 from .metrics import OpStats
 from .operations import Averaged
+from .partitioned import PartitionedSpace, PartitionedVersionView
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import (
@@ -68,6 +76,7 @@ __all__ = [
     "LIVE",
     "And",
     "AsyncHub",
+    "AsyncPartitionedSpace",
     "AsyncSpace",
     "AsyncStage",
     "AsyncVersionView",
@@ -96,6 +105,8 @@ __all__ = [
     "OpStats",
     "Or",
     "OutcomeUnknownError",
+    "PartitionedSpace",
+    "PartitionedVersionView",
     "PermissionDeniedError",
     "PortInUseError",
     "ReadOnlyError",

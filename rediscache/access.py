@@ -47,7 +47,7 @@ import redis
 from . import generations, scripts
 from .effects import Broadcast, Command, Flow, Pipeline
 from .errors import InvalidInputError, SpaceNotFoundError
-from .keys import ACL_RECORDS, REGISTRY, SpaceKeys, validate_space_name
+from .keys import ACL_RECORDS, REGISTRY, SpaceKeys, partitions_prefix, validate_space_name
 
 __all__ = [
     "ADMIN_COMMANDS",
@@ -249,13 +249,16 @@ def _selector(space: str, role: str, db: int) -> str:
     its commands on its own keys only, so a user who is admin of one space and reader of
     another cannot drop the other's indexes."""
     keys = SpaceKeys.for_space(space)
-    prefix = keys.prefix
-    if role == "read":
-        # documents, config and versions read-only; the index names read-write, as
-        # RediSearch declares FT.SEARCH/FT.INFO/FT.AGGREGATE's index argument
-        parts = [f"%R~{prefix}*", f"~{keys.index}", f"~{prefix}g*:idx", f"~{prefix}g*:ls"]
-    else:
-        parts = [f"~{prefix}*"]
+    # the space's keys, and its partitions' when it is partitioned (rc:{space#<n>}:...;
+    # no other space's name contains '#')
+    parts: list[str] = []
+    for prefix in (keys.prefix, partitions_prefix(space)):
+        if role == "read":
+            # documents, config and versions read-only; the index names read-write, as
+            # RediSearch declares FT.SEARCH/FT.INFO/FT.AGGREGATE's index argument
+            parts += [f"%R~{prefix}*", f"~{prefix}idx", f"~{prefix}g*:idx", f"~{prefix}g*:ls"]
+        else:
+            parts += [f"~{prefix}*"]
     parts += [f"%R~{keys.dropped}", f"&{keys.keyspace_channels(db)}", "+psubscribe"]
     level = ROLES.index(role)
     commands = list(READ_COMMANDS)

@@ -49,6 +49,9 @@ class SpaceConfig:
     #: Whether entries may expire (a default ttl, per-write ttls, refresh_ttl). Searches of
     #: an expiring space check each hit against expiry (docs/serving.md); others need not.
     expiring: bool = False
+    #: The partitions of a partitioned space, by name (``items#0``...; rediscache.keys):
+    #: empty for a space of one partition (every space not created with ``partitions=``).
+    partitions: tuple[str, ...] = ()
 
     def schema(self) -> tuple[Any, ...]:
         """What must match for two configs to describe the same space."""
@@ -61,15 +64,17 @@ class SpaceConfig:
             tuple(sorted(self.hnsw.items())),
             self.ttl,
             self.expiring,
+            len(self.partitions) or 1,
         )
 
     def describe(self) -> str:
         """A short human-readable summary of the schema."""
         fields = ", ".join(f"{k}:{v}" for k, v in sorted(self.fields.items())) or "none"
         ttl = f" ttl={self.ttl:g}s" if self.ttl else (" expiring" if self.expiring else "")
+        parts = f" partitions={len(self.partitions)}" if self.partitions else ""
         return (
             f"dim={self.dim} metric={self.metric} algorithm={self.algorithm} "
-            f"dtype={self.dtype} fields={fields}{ttl}"
+            f"dtype={self.dtype} fields={fields}{ttl}{parts}"
         )
 
     def schema_args(self) -> list[str | int]:
@@ -85,7 +90,9 @@ class SpaceConfig:
 
     def to_hash(self) -> dict[str, str]:
         """The config as the fields of its Redis hash."""
+        parts = {"partitions": json.dumps(list(self.partitions))} if self.partitions else {}
         return {
+            **parts,
             "dim": str(self.dim),
             "metric": self.metric,
             "algorithm": self.algorithm,
@@ -119,6 +126,7 @@ class SpaceConfig:
             created_at=float(d.get("created_at", 0.0)),
             ttl=float(d["ttl"]) if d.get("ttl") else None,
             expiring=d.get("expiring") == "1",
+            partitions=tuple(json.loads(d["partitions"])) if d.get("partitions") else (),
         )
 
 
@@ -185,6 +193,10 @@ class SpaceInfo:
     live_memory_bytes: int = 0
     generations: tuple[GenerationInfo, ...] = ()
     garbage: GarbageInfo | None = None
+    #: A partitioned space's partitions, each described as a space (``name#n``); the
+    #: figures above add them up (``percent_indexed``: the least indexed). Empty for a
+    #: space of one partition.
+    partitions: tuple[SpaceInfo, ...] = ()
 
 
 def build_config(
@@ -197,14 +209,18 @@ def build_config(
     hnsw: Mapping[str, int] | None,
     ttl: float | None = None,
     expiring: bool | None = None,
+    partitions: int = 1,
 ) -> SpaceConfig:
     """The checked config of a new space (see :meth:`rediscache.Hub.create_space` for the
-    arguments). Pure.
+    arguments; ``partitions`` names them ``name#0``... here, their hash tags are chosen
+    at creation). Pure.
 
     Raises:
-        InvalidInputError: a bad name, ttl, dim, metric, algorithm, dtype, fields or hnsw.
+        InvalidInputError: a bad name, ttl, dim, metric, algorithm, dtype, fields, hnsw or
+            number of partitions (1 to 1024).
     """
     validate_space_name(name)
+    count = check_int(partitions, "partitions", high=1024)
     if ttl is not None and ttl_to_ms(ttl) == 0:
         raise InvalidInputError("ttl must be a positive number of seconds (or None: forever)")
     if expiring is None:
@@ -237,4 +253,5 @@ def build_config(
         created_at=time.time(),
         ttl=None if ttl is None else float(ttl),
         expiring=bool(expiring),
+        partitions=tuple(f"{name}#{n}" for n in range(count)) if count > 1 else (),
     )

@@ -130,6 +130,10 @@ class ServerError(RediscacheError):
     """
 
     rows: tuple[int, int] | None = None
+    #: The keys stored before the failure, where ``rows`` cannot say it (a partitioned
+    #: space's batch is written partition by partition, not in input order); otherwise
+    #: None.
+    stored: list[str] | None = None
     #: The keys of the failed chunk that were not stored (or only partly), when the rest of
     #: it was: a put_many chunk written as a transaction can fail this way only if another
     #: client turned a key into another type mid-write (rediscache.writes). Otherwise None:

@@ -25,13 +25,13 @@ from .drive import Op, SyncDriver, SyncFacade, sync_op
 from .effects import Command, Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
 from .guard import address, auth_refused, database, redact, refused_credentials
-from .keys import SpaceKeys, validate_space_name
+from .keys import SpaceKeys
 from .metrics import OpStats
-from .registry import COMPACT_MIN_KEYS, Registry, ServerStats
+from .partitioned import PartitionedSpace
+from .registry import COMPACT_MIN_KEYS, Found, PartsFound, Registry, ServerStats
 from .routing import ClusterDriver, ClusterNodes
 from .server import ServerConfig, ServerInfo, ensure_running
-from .space import Space, SpaceConfig
-from .state import SpaceState
+from .space import Space
 from .wire import ConnectCounter, count_connects
 
 __all__ = [
@@ -480,12 +480,14 @@ class HubSurface:
         known), or with None of the first primary. For commands that concern that node
         (``FT.INFO``, ``MEMORY USAGE``, ``CLIENT LIST``). No I/O; the hub owns the client.
 
+        ``space`` may name a partition of a partitioned space (``items#0``).
+
         Raises:
             InvalidInputError: ``space`` is not a valid space name.
         """
         if self._nodes is None:
             if space is not None:
-                validate_space_name(space)
+                SpaceKeys.for_space(space)  # checks the name (a partition's too)
             return self.client
         if space is None:
             return self._nodes.client(self._nodes.default)
@@ -507,8 +509,10 @@ class HubSurface:
     users = Op(Access.users, _access)
 
 
-def _space_of(hub: Hub, found: tuple[SpaceConfig, SpaceState]) -> Space:
-    return Space(hub, *found)
+def _space_of(hub: Hub, found: Found | PartsFound) -> Space | PartitionedSpace:
+    if len(found) == 3:
+        return PartitionedSpace(hub, found[0], found[2])
+    return Space(hub, found[0], found[1])
 
 
 class Hub(SyncFacade, HubSurface):
@@ -558,9 +562,15 @@ class Hub(SyncFacade, HubSurface):
         self.close()
 
     create_space = sync_op(
-        "create_space", Registry.create_space, _registry, wrap=_space_of, returns="Space"
+        "create_space",
+        Registry.create_space,
+        _registry,
+        wrap=_space_of,
+        returns="Space | PartitionedSpace",
     )
-    space = sync_op("space", Registry.space, _registry, wrap=_space_of, returns="Space")
+    space = sync_op(
+        "space", Registry.space, _registry, wrap=_space_of, returns="Space | PartitionedSpace"
+    )
 
 
 def connect_as(hub: Hub, user: str, password: str) -> Hub:

@@ -26,6 +26,13 @@ Layout of a space named ``items`` (layout 2, with versions)::
     rc:{items}:lock               STRING  lease of the client copying a generation (fork)
     rc:{items}:cl:<key>           STRING  short lock of a client computing <key> (get_or_compute)
 
+A *partitioned* space ``items`` of P partitions (``create_space(..., partitions=P)``;
+rediscache.partitioned) keeps its schema, its ``release`` number and its versions under
+``rc:{items}:`` (``cfg`` with a ``partitions`` field naming the partitions, ``ver``,
+``lock``: the lease of a switch), and its embeddings in P partitions, each laid out like a
+space named ``items#<n>`` (``rc:{items#<n>}:...``, with a ``release`` field in its
+``cfg``). An embedding's partition is :func:`partition_of` its key.
+
 A *generation* is one complete set of documents with its own index. The live space is one
 generation (``state.live``); every version points at one generation. Versions and the live
 space share a generation until the live space is written, when the version moves to a copy
@@ -51,6 +58,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 from dataclasses import dataclass
 
 from .errors import InvalidInputError
@@ -65,6 +73,9 @@ __all__ = [
     "SpaceKeys",
     "built_field",
     "count_field",
+    "partition_name",
+    "partition_of",
+    "partitions_prefix",
     "stage_field",
     "validate_space_name",
 ]
@@ -81,6 +92,11 @@ REGISTRY = ROOT + "spaces"
 ACL_RECORDS = ROOT + "acl"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: A partition of a partitioned space: its space's name, ``#`` and a number (``items#0``).
+#: Users never name one: they are reached through their space (rediscache.partitioned).
+_PARTITION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}#[0-9]{1,5}")
+#: What joins a partitioned space's name and a partition's number.
+PARTITION_MARK = "#"
 #: Glob metacharacters that must be escaped in a SCAN MATCH pattern.
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -102,6 +118,28 @@ def validate_space_name(name: object) -> str:
     return name
 
 
+def partition_of(key: str, partitions: int) -> int:
+    """The partition (0 to ``partitions - 1``) that holds the embedding ``key`` of a
+    partitioned space: the CRC-32 (zlib's, of the key's UTF-8 bytes) modulo the number of
+    partitions. Stable across processes, machines and Python versions (``hash()`` is not);
+    the number of partitions is fixed when the space is created, so a key never moves."""
+    return zlib.crc32(key.encode("utf-8")) % partitions
+
+
+def partition_name(space: str, number: int) -> str:
+    """The name of a partition of the partitioned space ``space``: ``space#number``. Each
+    partition is stored like a space of that name (its keys under ``rc:{space#number}:``,
+    its own hash tag, so a cluster may hold it on its own shard)."""
+    return f"{space}{PARTITION_MARK}{number}"
+
+
+def partitions_prefix(space: str) -> str:
+    """A glob pattern matching the key prefix of every partition of ``space``
+    (``rc:{space#*}:``; for ACL key patterns: rediscache.access). No other space's keys
+    match it: space names never contain ``#``."""
+    return f"{ROOT}{{{space}{PARTITION_MARK}*}}:"
+
+
 @dataclass(frozen=True)
 class SpaceKeys:
     """Key names of one space. Build with ``SpaceKeys.for_space(name)``."""
@@ -117,8 +155,10 @@ class SpaceKeys:
 
     @classmethod
     def for_space(cls, name: str) -> SpaceKeys:
-        """Key names for the space ``name`` (validated)."""
-        validate_space_name(name)
+        """Key names for the space ``name`` (validated), or for a partition of a partitioned
+        space (:func:`partition_name`)."""
+        if not (isinstance(name, str) and _PARTITION_RE.fullmatch(name)):
+            validate_space_name(name)
         prefix = f"{ROOT}{{{name}}}:"
         return cls(
             name=name,

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 from . import collect, generations
 from .access import Access
 from .config import SpaceConfig, build_config
 from .context import HubContext
-from .effects import Broadcast, Command, Flow, Pipeline, Sleep
+from .effects import Broadcast, Command, Flow, Pipeline, Sleep, Transaction
 from .errors import (
     ConnectionFailedError,
+    CorruptDataError,
     PermissionDeniedError,
     SchemaMismatchError,
     SearchModuleMissingError,
@@ -28,9 +31,9 @@ from .errors import (
     SpaceNotFoundError,
 )
 from .guard import database, translate
-from .keys import REGISTRY, SpaceKeys
+from .keys import REGISTRY, SpaceKeys, partition_name, validate_space_name
 from .server import parse_search_version
-from .state import STATE_FIELD, SpaceState, new_origin
+from .state import RELEASE_FIELD, STATE_FIELD, SpaceState, new_origin
 
 __all__ = ["AOF_WAIT", "COMPACT_MIN_KEYS", "Registry", "ServerStats"]
 
@@ -67,6 +70,51 @@ _GEN_INDEX = re.compile(r"g(\d+):(?:idx|ls)$")
 
 #: A space as found on the server: its config and state.
 Found = tuple[SpaceConfig, SpaceState]
+#: A partitioned space as found: its root's config and state, and each partition's.
+PartsFound = tuple[SpaceConfig, SpaceState, list[Found]]
+
+
+def _spread_names(name: str, count: int) -> Flow[list[str]]:
+    """Names for the ``count`` partitions of the space ``name``: ``name#0``... on one
+    server; on a Redis Cluster, names whose hash tags fall on the primaries holding the
+    fewest partitions so far (trying ``name#0``, ``name#1``... in order), so that
+    partitions spread over every primary. One round trip (CLUSTER SLOTS)."""
+    try:
+        slots = yield Command(("CLUSTER", "SLOTS"))
+    except redis.ResponseError:  # not a cluster
+        slots = None
+    owners = _slot_owners(slots)
+    if not owners:
+        return [partition_name(name, n) for n in range(count)]
+    load = dict.fromkeys(sorted(set(owners.values())), 0)
+    names: list[str] = []
+    for n in range(count * 64):
+        if len(names) == count:
+            break
+        part = partition_name(name, n)
+        owner = owners.get(key_slot(SpaceKeys.for_space(part).config.encode()))
+        if owner is None or load[owner] > min(load.values()):
+            continue
+        load[owner] += 1
+        names.append(part)
+    n = count * 64
+    while len(names) < count:  # slots unassigned: any names left over
+        part = partition_name(name, n)
+        names.append(part)
+        n += 1
+    return names
+
+
+def _slot_owners(slots: Any) -> dict[int, str]:
+    """Slot -> ``host:port`` of its primary from a ``CLUSTER SLOTS`` reply (RESP2:
+    ``[first, last, [host, port, id], replicas...]`` per range); empty for None. Pure."""
+    owners: dict[int, str] = {}
+    for entry in slots or []:
+        host, port = entry[2][0], entry[2][1]
+        where = f"{host.decode() if isinstance(host, bytes) else host}:{int(port)}"
+        for slot in range(int(entry[0]), int(entry[1]) + 1):
+            owners[slot] = where
+    return owners
 
 
 class Registry:
@@ -174,7 +222,8 @@ class Registry:
         ttl: float | None = None,
         expiring: bool | None = None,
         exist_ok: bool = False,
-    ) -> Flow[Found]:
+        partitions: int = 1,
+    ) -> Flow[Found | PartsFound]:
         """Create a space: an index over embeddings of ``dim`` floats, plus metadata ``fields``.
 
         ``ttl``: default seconds to live of the embeddings written (a cache; None: forever;
@@ -186,17 +235,27 @@ class Registry:
         filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
         ``ef_construction`` and ``ef_runtime`` (defaults 16, 200, 100).
 
+        ``partitions`` (2 to 1024): spread the space over that many partitions, each with
+        its own index and hash tag, chosen so that a Redis Cluster holds them on different
+        primaries where it has as many (a space larger than one shard, searched on every
+        shard at once: :class:`rediscache.partitioned.PartitionedSpace`, docs/scale.md).
+        Fixed for the life of the space.
+
         Round trips: three or four (config read, FT.CREATE of generation 1's index, one
-        transaction adding the live alias, config and registry entry). Atomic enough for
-        concurrent creators: one wins, the others see the same schema (or an error).
+        transaction adding the live alias, config and registry entry), and as many per
+        partition. Atomic enough for concurrent creators: one wins, the others see the same
+        schema (or an error).
 
         Raises:
-            InvalidInputError: bad name, dim, metric, algorithm, dtype, fields or hnsw.
+            InvalidInputError: bad name, dim, metric, algorithm, dtype, fields, hnsw or
+                partitions.
             SchemaMismatchError: the space exists with another schema (even with exist_ok),
                 or it exists and ``exist_ok`` is False.
         """
-        keys = SpaceKeys.for_space(name)
-        config = build_config(name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring)
+        keys = SpaceKeys.for_space(validate_space_name(name))
+        config = build_config(
+            name, dim, metric, algorithm, dtype, fields, hnsw, ttl, expiring, partitions
+        )
         found = yield from self._read_config(keys)
         if found is None:
             if not (yield from generations.may_scan()):
@@ -209,35 +268,12 @@ class Registry:
                 yield from self.drop_space(name, missing_ok=True, compact=False)
             # grants on a dropped space of that name do not carry over to the new one
             yield from self.access.forget_space(name)
-            state = SpaceState.initial(new_origin())
-            gen = keys.gen(state.live)
-            try:
-                yield from generations.create_index(config, gen)
-            except redis.ResponseError as exc:
-                if "already exists" not in str(exc).lower():
-                    raise ServerError(f"creating the index of space {name!r}: {exc}") from exc
-                found = yield from self._wait_config(keys)
-            else:
-                fields_of = {
-                    **config.to_hash(),
-                    STATE_FIELD: state.raw,
-                    gen.count_field: "0",
-                    "next_gen": str(state.live),
-                    "next_ver": "0",
-                }
-                # the registry first: a name listed without a config is skipped by
-                # listings (and taken up again by the next create), while a config not
-                # listed would hide the space. Apart: on a cluster the registry is in
-                # another slot than the space.
-                yield Command(("SADD", REGISTRY, name))
-                yield Pipeline(
-                    [
-                        ("FT.ALIASADD", keys.index, gen.index),
-                        ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
-                    ],
-                    transaction=True,
-                )
-                return config, state
+            if config.partitions:
+                return (yield from self._create_partitioned(keys, config))
+            made = yield from self._create_one(keys, config, {}, listed=True)
+            if made is not None:
+                return made
+            found = yield from self._wait_config(keys)
         if found is not None:
             existing, state = found
             if existing.schema() != config.schema():
@@ -249,8 +285,105 @@ class Registry:
                 raise SchemaMismatchError(
                     f"space {name!r} already exists; pass exist_ok=True to reuse it"
                 )
+            if existing.partitions:
+                return existing, state, (yield from self._read_parts(existing))
             return existing, state
         raise ServerError(f"space {name!r}: index exists but its config never appeared")
+
+    def _create_one(
+        self, keys: SpaceKeys, config: SpaceConfig, extra: dict[str, str], *, listed: bool
+    ) -> Flow[Found | None]:
+        """Create the index, alias and config of one space (or partition: ``listed``
+        False keeps it out of the registry; ``extra`` fields join its config). None when
+        another client created the index first (its config follows)."""
+        state = SpaceState.initial(new_origin())
+        gen = keys.gen(state.live)
+        try:
+            yield from generations.create_index(config, gen)
+        except redis.ResponseError as exc:
+            if "already exists" not in str(exc).lower():
+                raise ServerError(f"creating the index of space {keys.name!r}: {exc}") from exc
+            return None
+        fields_of = {
+            **config.to_hash(),
+            **extra,
+            STATE_FIELD: state.raw,
+            gen.count_field: "0",
+            "next_gen": str(state.live),
+            "next_ver": "0",
+        }
+        # the registry first: a name listed without a config is skipped by listings (and
+        # taken up again by the next create), while a config not listed would hide the
+        # space. Apart: on a cluster the registry is in another slot than the space.
+        if listed:
+            yield Command(("SADD", REGISTRY, keys.name))
+        yield Pipeline(
+            [
+                ("FT.ALIASADD", keys.index, gen.index),
+                ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
+            ],
+            transaction=True,
+        )
+        return config, state
+
+    def _create_partitioned(self, keys: SpaceKeys, config: SpaceConfig) -> Flow[PartsFound]:
+        """Create the partitions of a partitioned space (named for the primaries of a
+        cluster: :func:`_spread_names`), then its root config, which makes it exist (a
+        creation interrupted before it leaves partitions that the next create or drop of
+        the name takes up)."""
+        names = yield from _spread_names(keys.name, len(config.partitions))
+        config = dataclasses.replace(config, partitions=tuple(names))
+        for part in names:
+            pkeys = SpaceKeys.for_space(part)
+            pconfig = dataclasses.replace(config, name=part, partitions=())
+            extra = {RELEASE_FIELD: "1", "root": keys.name}
+            old = yield from self._read_config(pkeys)
+            if old is not None:  # left by an interrupted create, or a concurrent creator's
+                continue
+            if (yield from self._create_one(pkeys, pconfig, extra, listed=False)) is None:
+                yield from self._wait_config(pkeys)
+        state = SpaceState.initial(new_origin())
+        fields_of = {**config.to_hash(), STATE_FIELD: state.raw, RELEASE_FIELD: "1"}
+        yield Command(("SADD", REGISTRY, keys.name))
+
+        def build(replies: list[Any]) -> list[tuple[Any, ...]]:
+            if replies[0]:  # a concurrent creator's root: nothing to write
+                return []
+            return [("HSET", keys.config, *[x for kv in fields_of.items() for x in kv])]
+
+        done = yield Transaction(keys.config, [("EXISTS", keys.config)], build)
+        if not done:  # another creator's root came first: take it as found
+            found = yield from self._wait_config(keys)
+            if found is None:
+                raise ServerError(f"space {keys.name!r}: its config never appeared")
+            config, state = found
+        return config, state, (yield from self._read_parts(config))
+
+    def _read_parts(self, config: SpaceConfig) -> Flow[list[Found]]:
+        """The config and state of each partition of the partitioned space ``config``. One
+        round trip (on a cluster: one per node, sent together).
+
+        Raises:
+            CorruptDataError: a partition is missing (its keys were deleted by hand, or a
+                drop was interrupted): drop the space and create it again.
+        """
+        names = list(config.partitions)
+        raws = yield Pipeline(
+            [("HGETALL", SpaceKeys.for_space(n).config) for n in names], raise_on_error=False
+        )
+        found: list[Found] = []
+        for part, raw in zip(names, raws, strict=True):
+            if isinstance(raw, Exception):
+                raise raw
+            if not raw:
+                raise CorruptDataError(
+                    f"partition {part!r} of space {config.name!r} is missing (a drop was "
+                    "interrupted, or its keys were deleted): drop the space and create it again"
+                )
+            found.append(
+                (SpaceConfig.from_hash(part, raw), SpaceState.parse(raw.get(STATE_FIELD.encode())))
+            )
+        return found
 
     def _wait_config(self, keys: SpaceKeys) -> Flow[Found | None]:
         # Another client created the index an instant ago; its config follows in ~1 RTT.
@@ -276,18 +409,21 @@ class Registry:
             raw.get(STATE_FIELD.encode())
         )
 
-    def space(self, name: str) -> Flow[Found]:
-        """The existing space ``name``. One round trip (its config).
+    def space(self, name: str) -> Flow[Found | PartsFound]:
+        """The existing space ``name``. One round trip (its config; a partitioned space's
+        partitions in a second).
 
         Raises:
             SpaceNotFoundError: no such space.
         """
-        found = yield from self._read_config(SpaceKeys.for_space(name))
+        found = yield from self._read_config(SpaceKeys.for_space(validate_space_name(name)))
         if found is None:
             raise SpaceNotFoundError(
                 f"space {name!r} does not exist; create it with create_space() "
                 "or `rediscache space create`"
             )
+        if found[0].partitions:
+            return found[0], found[1], (yield from self._read_parts(found[0]))
         return found
 
     def spaces(self) -> Flow[list[str]]:
@@ -317,6 +453,12 @@ class Registry:
         """
         keys = SpaceKeys.for_space(name)
         self.context.forget(name)
+        deleted = 0
+        listed_parts = yield Command(("HGET", keys.config, "partitions"))
+        if listed_parts:  # a partitioned space: its partitions first (a drop taken up again
+            # after an interruption finds them through the root, which goes last)
+            for part in json.loads(listed_parts):
+                deleted += yield from self.drop_space(part, missing_ok=True, compact=False)
         may_scan = yield from generations.may_scan()
         if may_scan:  # an owner: the name leaves the registry (below)
             mark: tuple[Any, ...] = ("DEL", keys.dropped)
@@ -347,9 +489,9 @@ class Registry:
         if may_scan:
             for index in indexes:
                 yield from generations.drop_index(index, f"index {index!r} of space {name!r}")
-            deleted = yield from generations.unlink_matching(keys.all_scan_pattern())
+            deleted += yield from generations.unlink_matching(keys.all_scan_pattern())
         else:
-            deleted = yield from self._drop_by_indexes(keys, indexes, versioned)
+            deleted += yield from self._drop_by_indexes(keys, indexes, versioned)
         yield from self.access.forget_space(name)
         if compact and deleted >= COMPACT_MIN_KEYS:
             yield from self._compact_aof(keys.config)

@@ -29,10 +29,14 @@ from dataclasses import dataclass
 
 from .errors import CorruptDataError
 
-__all__ = ["SpaceState", "new_origin"]
+__all__ = ["RELEASE_FIELD", "STATE_FIELD", "SpaceState", "new_origin"]
 
 #: Field of the config hash holding the state string.
 STATE_FIELD = "state"
+#: Field of a partitioned space's config and of each of its partitions' configs holding
+#: its release number ("<n>", or "~<n>" while a partition switches to release n):
+#: rediscache.partitioned.
+RELEASE_FIELD = "release"
 
 
 @dataclass(frozen=True)

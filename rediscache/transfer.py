@@ -59,6 +59,7 @@ from .errors import (
     ServerBusyError,
     ServerError,
 )
+from .partitioned import PartitionedSpace, PartitionedVersionView
 from .space import Space, Stage, VersionView
 
 __all__ = [
@@ -360,7 +361,7 @@ def _check_names(id_field: object, vector_field: object, progress: object) -> No
 
 
 def import_file(
-    space: Space | Stage,
+    space: Space | Stage | PartitionedSpace,
     path: str | os.PathLike[str],
     *,
     meta: str | os.PathLike[str] | None = None,
@@ -404,8 +405,8 @@ def import_file(
         ServerError: Redis failed (after the retries); the message names the rows of the
             file (positions and keys) whose fate is unknown and how many rows were written.
     """
-    if not isinstance(space, Space | Stage):
-        if isinstance(space, VersionView):
+    if not isinstance(space, Space | Stage | PartitionedSpace):
+        if isinstance(space, VersionView | PartitionedVersionView):
             raise ReadOnlyError("a version is read-only: import into the space itself")
         raise InvalidInputError(f"import needs a Space or a Stage, got {type(space).__name__}")
     batch_size = check_int(batch_size, "batch_size", high=1_000_000)
@@ -498,7 +499,7 @@ class _Import:
 
     def __init__(
         self,
-        space: Space | Stage,
+        space: Space | Stage | PartitionedSpace,
         src: Path,
         dim: int,
         vector_field: str,
@@ -758,7 +759,7 @@ def _dumps(obj: dict[str, Any], key: str) -> bytes:
 
 
 def export_file(
-    source: Space | VersionView,
+    source: Space | VersionView | PartitionedSpace | PartitionedVersionView,
     path: str | os.PathLike[str],
     *,
     meta: str | os.PathLike[str] | None = None,
@@ -782,7 +783,7 @@ def export_file(
         InvalidInputError: an unknown format, a missing directory, metadata that the format
             cannot hold, or a metadata field named like the id or vector field.
     """
-    if not isinstance(source, Space | VersionView):
+    if not isinstance(source, Space | VersionView | PartitionedSpace | PartitionedVersionView):
         raise InvalidInputError(
             f"export needs a Space or a version view (space.at(v)), got {type(source).__name__}"
         )

@@ -29,7 +29,7 @@ import contextlib
 import json
 import numbers
 import time
-from typing import Any
+from typing import Any, TypeVar
 
 from . import collect as garbage
 from . import generations, scripts
@@ -44,6 +44,8 @@ from .state import STATE_FIELD, SpaceState
 from .target import ATTEMPTS, Target
 
 __all__ = ["LIVE", "Diff", "Drift", "Version", "VersionRef", "VersionTarget", "Versions"]
+
+T = TypeVar("T")
 
 #: Pass as a side of :meth:`Versions.diff` to compare with the live space.
 LIVE = "live"
@@ -63,6 +65,49 @@ def check_label(label: object) -> str:
             f"digits (those name version ids) and not {LIVE!r}"
         )
     return label
+
+
+def check_ref(ref: object, name: str) -> VersionRef:
+    """``ref`` when it can name a version of the space ``name`` (no round trip).
+
+    Raises:
+        InvalidInputError: not a Version, an id (a positive int) or a label (str).
+        VersionNotFoundError: a Version of another space.
+    """
+    if isinstance(ref, Version):
+        if ref.space is not None and ref.space != name:
+            raise VersionNotFoundError(
+                f"{ref} is a version of space {ref.space!r}, not of {name!r}"
+            )
+        return ref
+    if isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
+        if int(ref) < 1:
+            raise InvalidInputError(f"version ids are positive integers, got {ref!r}")
+        return int(ref)
+    if isinstance(ref, str):
+        return ref
+    raise InvalidInputError(f"a version is a Version, an id (int) or a label (str), got {ref!r}")
+
+
+def find_version(
+    table: dict[int, tuple[Version, T]], ref: VersionRef, name: str
+) -> tuple[Version, T]:
+    """The entry of ``table`` (id -> (Version, where it is)) that ``ref`` (checked by
+    :func:`check_ref`) names. Pure.
+
+    Raises:
+        VersionNotFoundError: none, naming the versions there are.
+    """
+    if isinstance(ref, Version):
+        found = table.get(ref.id)
+    elif isinstance(ref, int):
+        found = table.get(ref)
+    else:
+        found = next((t for t in table.values() if t[0].label == ref), None)
+    if found is None:
+        have = ", ".join(str(v) for v, _ in table.values()) or "none"
+        raise VersionNotFoundError(f"space {name!r} has no version {ref!r} (versions: {have})")
+    return found
 
 
 class VersionTarget(Target):
@@ -130,43 +175,12 @@ class Versions:
         return [v for v, _ in (yield from self._table()).values()]
 
     def _check(self, ref: object) -> VersionRef:
-        """``ref`` when it can name a version of this space (no round trip).
-
-        Raises:
-            InvalidInputError: not a Version, an id (a positive int) or a label (str).
-            VersionNotFoundError: a Version of another space.
-        """
-        name = self.target.keys.name
-        if isinstance(ref, Version):
-            if ref.space is not None and ref.space != name:
-                raise VersionNotFoundError(
-                    f"{ref} is a version of space {ref.space!r}, not of {name!r}"
-                )
-            return ref
-        if isinstance(ref, numbers.Integral) and not isinstance(ref, bool):
-            if int(ref) < 1:
-                raise InvalidInputError(f"version ids are positive integers, got {ref!r}")
-            return int(ref)
-        if isinstance(ref, str):
-            return ref
-        raise InvalidInputError(
-            f"a version is a Version, an id (int) or a label (str), got {ref!r}"
-        )
+        """:func:`check_ref` for this space."""
+        return check_ref(ref, self.target.keys.name)
 
     def _resolve(self, ref: VersionRef) -> Flow[tuple[Version, int]]:
-        name = self.target.keys.name
         ref = self._check(ref)
-        table = yield from self._table()
-        if isinstance(ref, Version):
-            found = table.get(ref.id)
-        elif isinstance(ref, int):
-            found = table.get(ref)
-        else:
-            found = next((t for t in table.values() if t[0].label == ref), None)
-        if found is None:
-            have = ", ".join(str(v) for v, _ in table.values()) or "none"
-            raise VersionNotFoundError(f"space {name!r} has no version {ref!r} (versions: {have})")
-        return found
+        return find_version((yield from self._table()), ref, self.target.keys.name)
 
     def version(self, ref: VersionRef) -> Flow[Version]:
         """The version with this id or label (or a fresh copy of a Version). One round trip.

@@ -25,11 +25,19 @@ hiredis (:func:`rediscache.wire.roundtrip_async`), which keeps ``get_many(100)``
 """
 
 from .hub import AsyncHub, connect_async
-from .space import AsyncSpace, AsyncStage, AsyncVersionView
+from .space import (
+    AsyncPartitionedSpace,
+    AsyncPartitionedVersionView,
+    AsyncSpace,
+    AsyncStage,
+    AsyncVersionView,
+)
 
 __all__ = [
     "SYNC_ONLY",
     "AsyncHub",
+    "AsyncPartitionedSpace",
+    "AsyncPartitionedVersionView",
     "AsyncSpace",
     "AsyncStage",
     "AsyncVersionView",

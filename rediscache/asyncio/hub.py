@@ -22,12 +22,10 @@ from ..hub import (
     plan_connect,
     verify,
 )
-from ..registry import Registry
+from ..registry import Found, PartsFound, Registry
 from ..routing import AsyncClusterDriver, ClusterNodes
 from ..server import ServerConfig, ServerInfo, ensure_running
-from ..space import SpaceConfig
-from ..state import SpaceState
-from .space import AsyncSpace
+from .space import AsyncPartitionedSpace, AsyncSpace
 
 __all__ = ["AsyncHub", "connect_async"]
 
@@ -88,8 +86,10 @@ async def connect_async(
 _registry = attrgetter("_registry")
 
 
-def _space_of(hub: AsyncHub, found: tuple[SpaceConfig, SpaceState]) -> AsyncSpace:
-    return AsyncSpace(hub, *found)
+def _space_of(hub: AsyncHub, found: Found | PartsFound) -> AsyncSpace | AsyncPartitionedSpace:
+    if len(found) == 3:
+        return AsyncPartitionedSpace(hub, found[0], found[2])
+    return AsyncSpace(hub, found[0], found[1])
 
 
 class AsyncHub(AsyncFacade, HubSurface):
@@ -138,6 +138,16 @@ class AsyncHub(AsyncFacade, HubSurface):
         await self.close()
 
     create_space = async_op(
-        "create_space", Registry.create_space, _registry, wrap=_space_of, returns="AsyncSpace"
+        "create_space",
+        Registry.create_space,
+        _registry,
+        wrap=_space_of,
+        returns="AsyncSpace | AsyncPartitionedSpace",
     )
-    space = async_op("space", Registry.space, _registry, wrap=_space_of, returns="AsyncSpace")
+    space = async_op(
+        "space",
+        Registry.space,
+        _registry,
+        wrap=_space_of,
+        returns="AsyncSpace | AsyncPartitionedSpace",
+    )

@@ -4,11 +4,15 @@ the surfaces of :mod:`rediscache.space` on an asyncio driver (see :mod:`rediscac
 from __future__ import annotations
 
 from ..drive import AsyncFacade, async_op
+from ..partitioned import PartitionedSurface, PartitionedViewSurface, PartitionSet, _set
 from ..space import SpaceSurface, StageSurface, ViewSurface, _stages, _versions
 from ..stages import Stages, StageTarget
 from ..versions import Versions, VersionTarget
 
-__all__ = ["AsyncSpace", "AsyncStage", "AsyncVersionView"]
+__all__ = [
+    "AsyncPartitionedSpace", "AsyncPartitionedVersionView", "AsyncSpace", "AsyncStage",
+    "AsyncVersionView",
+]  # fmt: skip
 
 
 def _view_of(space: AsyncSpace, target: VersionTarget) -> AsyncVersionView:
@@ -44,3 +48,29 @@ class AsyncVersionView(AsyncFacade, ViewSurface):
 class AsyncStage(AsyncFacade, StageSurface):
     """:class:`rediscache.Stage` for asyncio (from ``await space.stage()``): see
     :class:`StageSurface`; every call is awaited (``await stage.count()`` for ``len``)."""
+
+
+class AsyncPartitionedVersionView(AsyncFacade, PartitionedViewSurface):
+    """:class:`rediscache.partitioned.PartitionedVersionView` for asyncio: every read and
+    search awaited, ``len()`` not."""
+
+
+def _partitioned_view_of(
+    space: AsyncPartitionedSpace, parts: PartitionSet
+) -> AsyncPartitionedVersionView:
+    return AsyncPartitionedVersionView(space, parts)
+
+
+class AsyncPartitionedSpace(AsyncFacade, PartitionedSurface):
+    """:class:`rediscache.partitioned.PartitionedSpace` for asyncio: the same methods
+    (:class:`rediscache.partitioned.PartitionedSurface`), each awaited (``await
+    space.count()`` for ``len``). The partitions' round trips of one call are sent
+    together (on a cluster: one task per node)."""
+
+    at = async_op(
+        "at",
+        PartitionSet.at,
+        _set,
+        wrap=_partitioned_view_of,
+        returns="AsyncPartitionedVersionView",
+    )

@@ -22,9 +22,10 @@ import numpy as np
 import redis
 
 from .. import server as srv
-from ..errors import PermissionDeniedError, RediscacheError, denied_message
+from ..errors import InvalidInputError, PermissionDeniedError, RediscacheError, denied_message
 from ..guard import redact
 from ..hub import DATA_DIR_ENV, Hub, connect, resolve_target
+from ..partitioned import PartitionedSpace
 from ..space import Space
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -104,7 +105,7 @@ class State:
             self.log(f"connected{where} in {time.perf_counter() - began:.2f} s")
         return self._hub
 
-    def space(self, name: str) -> Space:
+    def space(self, name: str) -> Space | PartitionedSpace:
         """The space ``name``; an ACL user refused it hears which command it may not run
         there (not the library call that opens the space)."""
         try:
@@ -124,6 +125,17 @@ class State:
             error.user, error.space, error.needs = exc.user, name, exc.needs
             error.reason, error.operation, error.final = exc.reason, exc.operation, True
             raise error from exc
+
+    def single(self, name: str, doing: str) -> Space:
+        """The space ``name`` for a command that a partitioned space does not offer yet
+        (``doing``: stages, diff), which then gets a clear error."""
+        sp = self.space(name)
+        if isinstance(sp, PartitionedSpace):
+            raise InvalidInputError(
+                f"space {name!r} is partitioned ({sp.partitions} partitions): {doing} "
+                "is not available on partitioned spaces yet (docs/scale.md)"
+            )
+        return sp
 
     def close(self) -> None:
         if self._hub is not None:

@@ -13,6 +13,7 @@ import click
 
 from .. import transfer
 from ..errors import SchemaMismatchError
+from ..partitioned import PartitionedSpace
 from ..space import Space, Stage, VersionView
 from .base import (
     State,
@@ -95,6 +96,14 @@ def space() -> None:
     is_flag=True,
     help="Entries may expire (per-write ttls) although there is no default --ttl.",
 )
+@click.option(
+    "--partitions",
+    type=click.IntRange(1, 1024),
+    default=1,
+    show_default=True,
+    help="Spread the space over N partitions, each with its own index; on a Redis "
+    "Cluster they go to different primaries (a space larger than one shard).",
+)
 @click.option("--exist-ok", is_flag=True, help="Succeed if the same space already exists.")
 @json_option
 @click.pass_obj
@@ -112,6 +121,7 @@ def space_create(
     ef_runtime: int | None,
     ttl: float | None,
     expiring: bool,
+    partitions: int,
     exist_ok: bool,
     as_json: bool,
 ) -> None:
@@ -122,6 +132,7 @@ def space_create(
       rediscache space create items --dim 384 --field genre:tag --field year:numeric
       rediscache space create faces --dim 512 --metric l2 --algorithm flat
       rediscache space create text-cache --dim 384 --ttl 3600
+      rediscache --url redis+cluster://127.0.0.1:7000 space create big --dim 384 --partitions 3
     """
     hnsw = {
         k: v
@@ -140,6 +151,7 @@ def space_create(
         "hnsw": hnsw or None,
         "ttl": ttl,
         "expiring": expiring or None,
+        "partitions": partitions,
     }
     try:
         sp = state.hub().create_space(name, dim, **schema, exist_ok=exist_ok)
@@ -230,7 +242,16 @@ def space_info(state: State, name: str, as_json: bool) -> None:
 
 def generation_lines(info: dict[str, Any]) -> list[str]:
     """What each generation of a space costs (``space info``, ``stats SPACE``), and the
-    garbage still to delete."""
+    garbage still to delete; for a partitioned space, those of each partition."""
+    if info.get("partitions"):
+        lines = [f"{'partitions:':18}{len(info['partitions'])}"]
+        for part in info["partitions"]:
+            lines.append(
+                f"  {part['name']}: {part['count']:,} embeddings, "
+                f"{human_bytes(part['memory_bytes'])}"
+            )
+            lines += ["  " + line for line in generation_lines(part)]
+        return lines
     lines = [f"{'generations:':18}{len(info['generations'])} (memory by what uses it)"]
     for g in info["generations"]:
         roles = ", ".join(g["roles"])
@@ -365,8 +386,11 @@ def import_(
       rediscache import items retrained.jsonl --vectors-only   # keep metadata
       rediscache import items model-b.npy --meta meta.jsonl --stage model-b   # a release
     """
-    live = state.space(space_name)
-    sp: Space | Stage = live if stage_label is None else stage_of(live, stage_label)
+    sp: Space | Stage | PartitionedSpace
+    if stage_label is None:
+        sp = state.space(space_name)
+    else:
+        sp = stage_of(state.single(space_name, "--stage"), stage_label)
     done = [0]
     started = time.perf_counter()
 

@@ -49,7 +49,7 @@ def stage(state: State, space_name: str, label: str | None, from_live: bool, as_
       rediscache import items model-b.npy --meta meta.jsonl --stage model-b
       rediscache diff items --stage model-b && rediscache publish items model-b
     """
-    made = state.space(space_name).stage(label, empty=not from_live)
+    made = state.single(space_name, "a stage").stage(label, empty=not from_live)
     count = made.count()
     if wants_json(state, as_json):
         emit({"space": space_name, "label": made.label, "count": count})
@@ -69,7 +69,7 @@ def stages(state: State, space_name: str, as_json: bool) -> None:
     Example:
       rediscache stages items --json
     """
-    found = state.space(space_name).stages()
+    found = state.single(space_name, "a stage").stages()
     if wants_json(state, as_json):
         emit([asdict(s) for s in found])
         return
@@ -122,7 +122,7 @@ def publish(
       rediscache publish items model-b --version-label model-a
       rediscache publish items model-b --no-keep --yes
     """
-    sp = state.space(space_name)
+    sp = state.single(space_name, "a stage")
     staged = sp.staged(label)
     count = staged.count()
     live = sp.count()
@@ -160,7 +160,7 @@ def discard(state: State, space_name: str, label: str, yes: bool) -> None:
     Example:
       rediscache discard items model-b --yes
     """
-    sp = state.space(space_name)
+    sp = state.single(space_name, "a stage")
     count = sp.staged(label).count()  # an unknown stage fails here, before asking
     confirm(yes, f"Discard stage {label!r} of {space_name!r} ({count:,} embeddings)?")
     sp.discard_stage(label)
@@ -181,7 +181,7 @@ def collect_garbage(state: State, space_name: str, as_json: bool) -> None:
     Example:
       rediscache collect-garbage items
     """
-    deleted = state.space(space_name).collect_garbage()
+    deleted = state.single(space_name, "a stage").collect_garbage()
     if wants_json(state, as_json):
         emit({"space": space_name, "deleted": deleted})
     else:

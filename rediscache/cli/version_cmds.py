@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 import click
 
+from ..partitioned import PartitionedSpace
 from ..space import Space
 from ..versions import LIVE, Version
 from .base import State, cli, confirm, emit, friendly, json_option, wants_json
@@ -17,7 +18,7 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _version(sp: Space, text: str) -> Version:
+def _version(sp: Space | PartitionedSpace, text: str) -> Version:
     return sp.version(version_ref(text))
 
 
@@ -151,7 +152,7 @@ def diff(
       rediscache diff items 3 5 --sample 500 --json
       rediscache diff items --stage model-b           # live -> the stage, before publishing
     """
-    sp = state.space(space_name)
+    sp = state.single(space_name, "diff")
     if (a is None) == (stage_label is None):
         raise click.UsageError("give a version A, or --stage LABEL (not both)")
     if stage_label is not None:

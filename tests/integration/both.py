@@ -18,6 +18,7 @@ import numpy as np
 
 import rediscache
 from rediscache import AsyncSpace, AsyncStage, AsyncVersionView, Averaged, Hit, Record
+from rediscache.asyncio import AsyncPartitionedSpace, AsyncPartitionedVersionView
 
 MODES = ("sync", "async")
 
@@ -73,7 +74,7 @@ class Api:
     @property
     def is_async(self) -> bool:
         """Whether the calls go to an AsyncSpace."""
-        return isinstance(self._space, AsyncSpace)
+        return isinstance(self._space, AsyncSpace | AsyncPartitionedSpace)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._space, name)
@@ -85,7 +86,7 @@ class Api:
             if inspect.isasyncgen(result):  # an async stream: collected
                 result = self._run(_collect(result))
             result = self._run(result) if asyncio.iscoroutine(result) else result
-            if isinstance(result, AsyncVersionView | AsyncStage):
+            if isinstance(result, AsyncVersionView | AsyncStage | AsyncPartitionedVersionView):
                 return Api(result, self._run, self.raw)
             return result
 

@@ -806,3 +806,38 @@ def test_an_import_refused_to_a_reader_names_the_role_it_needs(team: Team, tmp_p
             assert "stopped after 0 rows were written" in text and "User " not in text
             assert err.value.needs == "write" and err.value.user == reader
     assert len(team.hub.space(team.a)) == 20  # nothing written
+
+
+def test_roles_on_a_partitioned_space_reach_its_partitions_and_nothing_else(
+    team: Team,
+) -> None:
+    name = f"acl-p-{uuid.uuid4().hex[:6]}"
+    space = team.hub.create_space(name, DIM, partitions=3)
+    try:
+        space.put_many([f"k{i}" for i in range(30)], _vectors(30))
+        space.snapshot("v1")
+        reader, writer, admin = (team.user(r, name) for r in ("read", "write", "admin"))
+        with team.hub_as(reader) as h:
+            p = h.space(name)
+            assert isinstance(p, rediscache.PartitionedSpace)
+            assert len(p.get_many([f"k{i}" for i in range(30)])) == 30
+            assert len(p.search(_vectors(1, 5)[0], k=5)) == 5 and p.count() == 30
+            assert p.at("v1").count() == 30
+            with pytest.raises(PermissionDeniedError):
+                p.put("new", _vectors(1)[0])
+            with pytest.raises(PermissionDeniedError):
+                p.rollback("v1")
+            with pytest.raises(PermissionDeniedError):
+                h.space(team.a)
+        with team.hub_as(writer) as h:
+            p = h.space(name)
+            assert p.put_many(["w1", "w2", "w3"], _vectors(3, 2)) == 3
+            with pytest.raises(PermissionDeniedError):
+                p.rollback("v1")
+        with team.hub_as(admin) as h:
+            h.space(name).rollback("v1")
+            assert h.space(name).count() == 30
+        raw = team.raw(reader)  # a partition of another space is out of reach
+        _refused(lambda: raw.hget(SpaceKeys.for_space(f"{team.a}#0").config, "dim"))
+    finally:
+        team.hub.drop_space(name, missing_ok=True)

@@ -12,10 +12,17 @@ import pytest
 
 import rediscache
 from rediscache import AsyncHub, AsyncSpace, AsyncVersionView, Hub, Space, VersionView
-from rediscache.asyncio import SYNC_ONLY
+from rediscache.asyncio import SYNC_ONLY, AsyncPartitionedSpace, AsyncPartitionedVersionView
+from rediscache.partitioned import PartitionedSpace, PartitionedVersionView
 
 PACKAGE = Path(rediscache.__file__).parent
-PAIRS = [(Hub, AsyncHub), (Space, AsyncSpace), (VersionView, AsyncVersionView)]
+PAIRS = [
+    (Hub, AsyncHub),
+    (Space, AsyncSpace),
+    (VersionView, AsyncVersionView),
+    (PartitionedSpace, AsyncPartitionedSpace),
+    (PartitionedVersionView, AsyncPartitionedVersionView),
+]
 
 
 def _module_name(path: Path) -> str:
@@ -99,9 +106,7 @@ def test_every_module_says_its_job() -> None:
 
 def _public(cls: type[Any]) -> dict[str, Any]:
     return {
-        name: inspect.getattr_static(cls, name)
-        for name in dir(cls)
-        if not name.startswith("_")
+        name: inspect.getattr_static(cls, name) for name in dir(cls) if not name.startswith("_")
     }
 
 
@@ -138,7 +143,7 @@ def test_help_shows_what_a_call_returns_and_names_the_call() -> None:
     the flow type of the implementation); a wrong argument names the public call."""
     assert inspect.signature(Space.get).return_annotation == "npt.NDArray[Any] | None"
     assert inspect.signature(AsyncSpace.snapshot).return_annotation == "Version"
-    assert inspect.signature(Hub.create_space).return_annotation == "Space"
+    assert inspect.signature(Hub.create_space).return_annotation == "Space | PartitionedSpace"
     assert inspect.signature(AsyncSpace.at).return_annotation == "AsyncVersionView"
     assert inspect.signature(Space.iter_batches).return_annotation == "Iterator[Batch]"
     assert list(inspect.signature(Space.search).parameters)[:3] == ["self", "vector", "k"]

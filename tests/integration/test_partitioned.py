@@ -1,0 +1,346 @@
+"""Partitioned spaces (create_space(..., partitions=P)): routing, search merge, recall, and
+versions that are atomic for readers across partitions. Run on one server and on the
+cluster (where the partitions go to different primaries)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from both import Api
+from click.testing import CliRunner
+
+import rediscache
+from rediscache import Hub, PartitionedSpace, partitioned
+from rediscache.cli import cli
+from rediscache.keys import SpaceKeys, partition_of
+from rediscache.state import RELEASE_FIELD
+
+DIM = 8
+
+
+def _rows(n: int, seed: int = 0, prefix: str = "k") -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [f"{prefix}{i}" for i in range(n)], rng.normal(size=(n, DIM)).astype(np.float32)
+
+
+def _node_of(hub: Hub, name: str) -> Any:
+    return hub.node_client(name) if hub.server_stats().cluster else hub.client
+
+
+def test_partition_of_is_crc32_mod_p_and_stable() -> None:
+    import zlib
+
+    assert partition_of("item:7", 3) == zlib.crc32(b"item:7") % 3
+    assert partition_of("é", 5) == zlib.crc32("é".encode()) % 5  # UTF-8 bytes
+    assert {partition_of(f"k{i}", 4) for i in range(100)} == {0, 1, 2, 3}
+
+
+def test_each_key_is_stored_in_its_partition_and_read_back_in_order(
+    make: Callable[..., Api], space_name: str, hub: Hub
+) -> None:
+    space = make(space_name, DIM, metric="l2", fields={"tag": "tag"}, partitions=3)
+    keys, vecs = _rows(90)
+    meta = [{"tag": "even" if i % 2 == 0 else "odd", "i": i} for i in range(90)]
+    assert space.put_many(keys, vecs, meta) == 90
+    config = hub.space(space_name).config
+    assert len(config.partitions) == 3
+    for key in keys[:20]:  # the document is in the key's partition, and only there
+        own = config.partitions[partition_of(key, 3)]
+        for part in config.partitions:
+            client = _node_of(hub, part)
+            live = SpaceKeys.for_space(part).gen(1).doc(key)
+            assert bool(client.exists(live)) == (part == own), (key, part)
+    order = keys[::-1]
+    np.testing.assert_array_equal(space.get_many(order), vecs[::-1])
+    assert space.count() == 90
+    np.testing.assert_array_equal(space.get("k5"), vecs[5])
+    assert space.get("absent") is None
+    out = space.get_many(["k1", "nope", "k2"], missing="nan")
+    assert np.isnan(out[1]).all() and (out[[0, 2]] == vecs[[1, 2]]).all()
+    with pytest.raises(rediscache.KeyNotFoundError) as err:
+        space.get_many(["k1", "nope"])
+    assert list(err.value.keys) == ["nope"]
+    assert space.get_metadata_many(["k3", "zz"]) == [{"tag": "odd", "i": 3}, None]
+    record = space.get_record("k4")
+    assert record.metadata == {"tag": "even", "i": 4}
+    assert space.delete("k1", "k2", "zz") == 2 and space.count() == 88
+    batches = space.iter_batches(16)
+    assert sorted(k for b in batches for k in b[0]) == sorted(set(keys) - {"k1", "k2"})
+
+
+def test_search_merges_every_partition_exactly_like_one_flat_space(
+    make: Callable[..., Api], space_name: str
+) -> None:
+    space = make(space_name, DIM, metric="l2", algorithm="flat", fields={"tag": "tag"},
+                 partitions=4)  # fmt: skip
+    keys, vecs = _rows(200, seed=3)
+    space.put_many(keys, vecs, [{"tag": "a" if i < 100 else "b"} for i in range(200)])
+    rng = np.random.default_rng(9)
+    for q in rng.normal(size=(5, DIM)).astype(np.float32):
+        dist = ((vecs - q) ** 2).sum(axis=1)
+        exact = [keys[i] for i in np.argsort(dist, kind="stable")[:25]]
+        assert [h.key for h in space.search(q, 10)] == exact[:10]
+        page = space.search(q, 10, offset=10)  # pages of the merged ranking
+        assert [h.key for h in page] == exact[10:20]
+        without = space.search(q, 5, exclude=exact[:2])
+        assert [h.key for h in without] == exact[2:7]
+        tagged = [h.key for h in space.search(q, 5, filter={"tag": "b"})]
+        assert tagged == [k for k in exact + keys if int(k[1:]) >= 100][: len(tagged)]
+        assert len(tagged) == 5 and all(int(k[1:]) >= 100 for k in tagged)
+        radius = float(np.sort(dist)[7]) + 1e-4
+        assert [h.key for h in space.within(q, radius)] == exact[:8]
+    many = space.search_many(rng.normal(size=(3, DIM)).astype(np.float32), 4)
+    assert len(many) == 3 and all(len(hits) == 4 for hits in many)
+    similar = space.similar("k0", 3)
+    assert "k0" not in [h.key for h in similar] and len(similar) == 3
+
+
+def test_recall_at_10_of_three_partitions_matches_one_space_on_the_dev_set(
+    hub: Hub, space_name: str, dev_data: Path, topology: str
+) -> None:
+    last = os.environ.get("REDISCACHE_TEST_TOPOLOGIES", "single,cluster").split(",")[-1]
+    if topology != last.strip():
+        pytest.skip("the same indexes on either topology: measured once, on the run's last")
+    vectors = np.load(dev_data / "vectors.npy")
+    queries = np.load(dev_data / "queries.npy")[:200]
+    gt = np.load(dev_data / "gt_ids.npy")[:200, :10]
+    keys = [str(i) for i in range(len(vectors))]
+
+    def recall(space: Any) -> float:
+        results = space.search_many(queries, 10)
+        found = [len({int(h.key) for h in hits} & set(row.tolist())) / 10
+                 for hits, row in zip(results, gt, strict=True)]  # fmt: skip
+        return float(np.mean(found))
+
+    one = hub.create_space(space_name, vectors.shape[1])
+    one.put_many(keys, vectors)
+    single = recall(one)
+    hub.drop_space(space_name)
+    parted = hub.create_space(space_name, vectors.shape[1], partitions=3)
+    parted.put_many(keys, vectors)
+    assert parted.count() == len(vectors)
+    split = recall(parted)
+    print(f"recall@10 one partition {single:.4f}, three partitions {split:.4f}")
+    assert split >= 0.95
+    assert abs(split - single) <= 0.01 or split > single
+
+
+def test_vector_operations_over_partitions_match_numpy(
+    make: Callable[..., Api], space_name: str
+) -> None:
+    space = make(space_name, DIM, metric="l2", partitions=3)
+    keys, vecs = _rows(30, seed=5)
+    space.put_many(keys, vecs)
+    picks = ["k1", "k2", "k3", "k4", "k5", "k6"]  # spread over the partitions
+    assert len({partition_of(k, 3) for k in picks}) > 1
+    rows = vecs[[1, 2, 3, 4, 5, 6]].astype(np.float64)
+    np.testing.assert_allclose(space.average(picks), rows.mean(axis=0), rtol=1e-5, atol=1e-6)
+    w = [1, 2, 3, 4, 5, 6]
+    np.testing.assert_allclose(
+        space.average(picks, weights=w, into="avg"),
+        (rows * np.array(w)[:, None]).sum(axis=0) / sum(w),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(space.get("avg"), (rows * np.array(w)[:, None]).sum(0) / 21,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    skipped = space.average(["k1", "gone"], missing="skip")
+    assert skipped.used == 1 and skipped.missing == ("gone",)
+    with pytest.raises(rediscache.KeyNotFoundError):
+        space.average(["k1", "gone"])
+    got = space.combine(add=["k1", vecs[2]], subtract=["k3"], normalize=False, into="c")
+    np.testing.assert_allclose(got, vecs[1] + vecs[2] - vecs[3], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(space.get("c"), got, rtol=1e-6)
+    space.put("m", vecs[0])
+    mean = space.update_mean("m", ["k1", "k2", vecs[3]])
+    np.testing.assert_allclose(mean, vecs[:4].mean(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_versions_snapshot_rollback_view_and_delete_every_partition(
+    make: Callable[..., Api], space_name: str
+) -> None:
+    space = make(space_name, DIM, metric="l2", partitions=3)
+    keys, vecs = _rows(60, seed=1)
+    space.put_many(keys, vecs)
+    v1 = space.snapshot("first")
+    assert v1.count == 60 and [v.label for v in space.versions()] == ["first"]
+    space.put_many(keys, vecs + 1)
+    space.put("extra", vecs[0])
+    view = space.at("first")
+    assert len(view) == 60 and view.count() == 60
+    np.testing.assert_array_equal(view.get_many(keys), vecs)
+    assert view.search(vecs[7], 1)[0].key == "k7"
+    with pytest.raises(rediscache.ReadOnlyError):
+        view.put("x", vecs[0])
+    assert space.count() == 61
+    assert space.rollback("first").id == v1.id
+    assert space.count() == 60 and space.get("extra") is None
+    np.testing.assert_array_equal(space.get_many(keys), vecs)
+    assert space.search(vecs[9], 1)[0].key == "k9"
+    with pytest.raises(rediscache.InvalidInputError):
+        space.snapshot("first")  # labels stay unique
+    space.snapshot("second", keep_last=1)
+    assert [v.label for v in space.versions()] == ["second"]
+    space.delete_version("second")
+    assert space.versions() == []
+    with pytest.raises(rediscache.VersionNotFoundError):
+        space.rollback("first")
+
+
+def _version_of(rows: np.ndarray) -> set[int]:
+    """Which version rows come from: version A's rows lead with 1, B's with 2."""
+    return {round(float(x)) for x in rows[:, 0]}
+
+
+def test_readers_never_see_two_versions_across_partitions_during_rollbacks(
+    hub: Hub, space_name: str
+) -> None:
+    space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys = [f"k{i}" for i in range(48)]
+    assert {partition_of(k, 3) for k in keys} == {0, 1, 2}
+    base = np.random.default_rng(2).normal(size=(48, DIM)).astype(np.float32) * 0.01
+    a, b = base.copy(), base.copy()
+    a[:, 0], b[:, 0] = 1, 2
+    space.put_many(keys, a)
+    space.snapshot("A")
+    space.put_many(keys, b)
+    space.snapshot("B")
+    stop = threading.Event()
+    seen: list[set[int]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        reader = hub.space(space_name)
+        try:
+            while not stop.is_set():
+                seen.append(_version_of(reader.get_many(keys)))
+                hits = reader.search(np.zeros(DIM, np.float32), 48, with_vectors=True)
+                assert len(hits) == 48
+                seen.append(_version_of(np.stack([h.vector for h in hits])))
+        except BaseException as exc:
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        for i in range(30):
+            space.rollback("A" if i % 2 == 0 else "B")
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(30)
+    assert not errors, errors[0]
+    assert len(seen) > 20
+    assert all(len(s) == 1 for s in seen), [s for s in seen if len(s) > 1][:3]
+    assert {next(iter(s)) for s in seen} == {1, 2}  # both versions were read
+
+
+def test_a_rollback_whose_client_died_is_completed_by_the_next_reader(
+    hub: Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = hub.create_space(space_name, DIM, metric="l2", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys = [f"k{i}" for i in range(30)]
+    a = np.ones((30, DIM), np.float32)
+    space.put_many(keys, a)
+    v = space.snapshot("A")
+    space.put_many(keys, a * 2)
+    # a switcher that died after switching partition 0 only (lease expired)
+    parts = space._parts
+    root = _node_of(hub, space_name)
+    ids = json.loads(root.hget(parts.keys.versions, v.id))["parts"]
+    intent = {"release": 2, "parts": ids, "version": v.id}
+    root.hset(parts.keys.config, partitioned.SWITCH_FIELD, json.dumps(intent))
+    first = space.config.partitions[0]
+    _node_of(hub, first).hset(SpaceKeys.for_space(first).config, RELEASE_FIELD, "~2")
+    hub._driver.run(parts.parts[0].versions.rollback(ids[0]))
+    _node_of(hub, first).hset(SpaceKeys.for_space(first).config, RELEASE_FIELD, "2")
+    monkeypatch.setattr(partitioned, "SWITCH_STALL", 0.05)
+    started = time.monotonic()
+    rows = hub.space(space_name).get_many(keys)  # waits, then completes the switch
+    assert time.monotonic() - started < partitioned.SWITCH_WAIT
+    assert _version_of(rows) == {1}
+    assert not root.hget(parts.keys.config, partitioned.SWITCH_FIELD)
+    assert root.hget(parts.keys.config, RELEASE_FIELD) == b"2"
+    assert space.count() == 30
+
+
+def test_a_batch_failing_in_a_later_partition_says_which_rows_were_stored(
+    hub: Hub, space_name: str
+) -> None:
+    space = hub.create_space(space_name, DIM, metric="l2", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys, vecs = _rows(30)
+    last = space._parts.parts[2].writes
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise rediscache.ServerError("the node went away")
+        yield  # a flow
+
+    last.put_many = broken  # type: ignore[method-assign]
+    with pytest.raises(rediscache.ServerError) as err:
+        space.put_many(keys, vecs)
+    stored = err.value.stored
+    assert stored is not None and "stopped after" in str(err.value)
+    assert sorted(stored) == sorted(k for k in keys if partition_of(k, 3) != 2)
+    assert space.count() == len(stored)
+    with pytest.raises(rediscache.InvalidInputError):  # checked whole before any write
+        space.put_many(["x", "y"], np.ones((2, DIM + 1)))
+    assert space.count() == len(stored)
+
+
+def test_partitions_spread_over_the_primaries_of_a_cluster_and_drop_goes_whole(
+    hub: Hub, space_name: str, topology: str
+) -> None:
+    space = hub.create_space(space_name, DIM, partitions=3)
+    space.put_many(*_rows(30))
+    names = space.config.partitions
+    if topology == "cluster":
+        nodes = {hub._driver.nodes.address(SpaceKeys.for_space(n).config) for n in names}
+        assert len(nodes) == 3
+    info = space.info()
+    assert info.count == 30 and len(info.partitions) == 3
+    assert sum(p.count for p in info.partitions) == 30
+    assert hub.spaces().count(space_name) == 1 and not any("#" in s for s in hub.spaces())
+    with pytest.raises(rediscache.InvalidInputError):
+        hub.space(names[0])  # partitions are reached through their space only
+    hub.drop_space(space_name)
+    for part in names:
+        client = _node_of(hub, part)
+        assert not client.keys(f"rc:{{{part}}}:*")
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        hub.space(space_name)
+
+
+def test_the_cli_creates_fills_and_searches_a_partitioned_space(
+    hub: Hub, space_name: str, tmp_path: Path
+) -> None:
+    url = os.environ.get("REDISCACHE_TEST_URL")
+    base = ["--url", url] if url else ["--data-dir", str(hub.server.data_dir)]  # type: ignore[union-attr]
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        res = runner.invoke(cli, [*base, *args], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res
+
+    run("space", "create", space_name, "--dim", str(DIM), "--partitions", "3")
+    keys, vecs = _rows(40)
+    lines = [json.dumps({"id": k, "vector": v.tolist()}) for k, v in zip(keys, vecs, strict=True)]
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    run("import", space_name, str(tmp_path / "rows.jsonl"))
+    assert hub.space(space_name).count() == 40
+    out = run("stats", space_name, "--json").output
+    assert json.loads(out)["spaces"][0]["count"] == 40
+    res = runner.invoke(cli, [*base, "stage", space_name, "x"])
+    assert res.exit_code != 0 and "partitioned" in res.output
