@@ -535,6 +535,9 @@ def test_a_collector_of_a_dropped_space_never_touches_the_space_made_again(
     space, vecs = _space(hub, space_name)
     space.snapshot("v")
     space.put("k0", -vecs[0])  # the copy for "v"
+    # the copy started a background collector: let it end, or (on a slow machine) it
+    # takes the garbage of the rollback below before the collector under test reaches it
+    assert wait_background(60)
     space.rollback("v", collect=False)  # the first generation is garbage
     keys = space.keys
     fresh: dict[str, Any] = {}
@@ -555,6 +558,7 @@ def test_a_collector_of_a_dropped_space_never_touches_the_space_made_again(
 
     flow = _interleave(collect.collect_garbage(keys, set()), at, recreate)
     hub._driver.run(flow)
+    assert "space" in fresh, f"the collector never reached the step of {moment}"
     made = fresh["space"]
     assert len(made) == 40
     np.testing.assert_array_equal(made.get_many([f"k{i}" for i in range(40)]), vecs)
