@@ -225,11 +225,18 @@ def space_info(state: State, name: str, as_json: bool) -> None:
     sp = state.space(name)
     info = asdict(sp.info())
     info["versions"] = [asdict(v) for v in sp.versions()]
+    hub = state.hub()
+    if hub._nodes is not None:  # a cluster: which primary holds the space (or each partition)
+        info["node"] = _node_of(hub, name)
+        for part in info.get("partitions") or []:
+            part["node"] = _node_of(hub, part["name"])
     if wants_json(state, as_json):
         emit(info)
         return
     for key in ("name", "dim", "metric", "algorithm", "dtype", "fields", "hnsw", "count"):
         click.echo(f"{key + ':':18}{info[key]}")
+    if "node" in info:
+        click.echo(f"{'node:':18}{info['node']} (a primary of the cluster)")
     click.echo(f"{'memory:':18}{human_bytes(info['memory_bytes'])}")
     click.echo(f"{'vector index:':18}{human_bytes(info['vector_index_bytes'])}")
     indexing = f"yes ({info['percent_indexed'] * 100:.0f}%)" if info["indexing"] else "no"
@@ -240,15 +247,22 @@ def space_info(state: State, name: str, as_json: bool) -> None:
         click.echo(line)
 
 
+def _node_of(hub: Any, name: str) -> str:
+    """``host:port`` of the primary holding the space (or partition) ``name``."""
+    kwargs = hub.node_client(name).connection_pool.connection_kwargs
+    return f"{kwargs.get('host')}:{kwargs.get('port')}"
+
+
 def generation_lines(info: dict[str, Any]) -> list[str]:
     """What each generation of a space costs (``space info``, ``stats SPACE``), and the
     garbage still to delete; for a partitioned space, those of each partition."""
     if info.get("partitions"):
         lines = [f"{'partitions:':18}{len(info['partitions'])}"]
         for part in info["partitions"]:
+            node = f", on {part['node']}" if part.get("node") else ""
             lines.append(
                 f"  {part['name']}: {part['count']:,} embeddings, "
-                f"{human_bytes(part['memory_bytes'])}"
+                f"{human_bytes(part['memory_bytes'])}{node}"
             )
             lines += ["  " + line for line in generation_lines(part)]
         return lines

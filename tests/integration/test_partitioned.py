@@ -342,5 +342,9 @@ def test_the_cli_creates_fills_and_searches_a_partitioned_space(
     assert hub.space(space_name).count() == 40
     out = run("stats", space_name, "--json").output
     assert json.loads(out)["spaces"][0]["count"] == 40
+    info = run("space", "info", space_name).output
+    assert "partitions:       3" in info and info.count(" embeddings, ") == 3
+    if url is not None and "cluster" in url:  # each partition's primary, and the root's
+        assert info.count(", on 127.0.0.1:") == 3 and "node:             127.0.0.1:" in info
     res = runner.invoke(cli, [*base, "stage", space_name, "x"])
     assert res.exit_code != 0 and "partitioned" in res.output
