@@ -41,14 +41,13 @@ __all__ = [
 
 
 def _check_client(client: object, kind: type[Any] = redis.Redis) -> None:
-    if kind is redis.Redis and isinstance(client, redis.cluster.RedisCluster):
+    cluster = redis.cluster.RedisCluster if kind is redis.Redis else redis.asyncio.RedisCluster
+    if isinstance(client, cluster):
         kwargs = client.nodes_manager.connection_kwargs
     elif not isinstance(client, kind):
-        also = " or a redis.cluster.RedisCluster" if kind is redis.Redis else ""
         raise InvalidInputError(
-            f"client must be a {kind.__module__}.{kind.__name__}{also}, got "
-            f"{type(client).__name__}"
-            + ("" if also else " (for a cluster, pass its URL: redis+cluster://host:port)")
+            f"client must be a {kind.__module__}.{kind.__name__} or a "
+            f"{cluster.__module__}.{cluster.__name__}, got {type(client).__name__}"
         )
     else:
         kwargs = client.connection_pool.connection_kwargs
@@ -378,6 +377,13 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
             **kwargs,
         )
         return redis.Redis.from_pool(seed), True, "the given cluster client's cluster"
+    if isinstance(plan.client, redis.asyncio.RedisCluster):  # a seed client of a node
+        node = next(iter(plan.client.nodes_manager.startup_nodes.values()))
+        node_kwargs = {k: v for k, v in node.connection_kwargs.items() if k != "redis_connect_func"}
+        aseed = redis.asyncio.ConnectionPool(
+            connection_class=node.connection_class, max_connections=MAX_CONNECTIONS, **node_kwargs
+        )
+        return redis.asyncio.Redis.from_pool(aseed), True, "the given cluster client's cluster"
     if plan.client is not None:
         return plan.client, False, "the given client's server"
     retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)

@@ -44,8 +44,8 @@ async def connect_async(
     The arguments, the choice of server and the errors are those of
     :func:`rediscache.connect`: nothing for the embedded local server (started first if
     needed, in a worker thread: starting a process blocks), a ``redis://`` / ``rediss://``
-    / ``unix://`` URL, or ``client``, an existing ``redis.asyncio.Redis`` (protocol 2,
-    bytes replies) that the hub never closes.
+    / ``unix://`` URL, or ``client``, an existing ``redis.asyncio.Redis`` or
+    ``redis.asyncio.RedisCluster`` (protocol 2, bytes replies) that the hub never closes.
 
     A cluster (``redis+cluster://``, or a node detected as one) works as with
     :func:`rediscache.connect`; ``hub.client`` is then a ``redis.asyncio.cluster.RedisCluster``.
@@ -72,7 +72,10 @@ async def connect_async(
         raise
     # on a cluster: a hub over its nodes (see rediscache.hub._on_cluster)
     user: Any = opened
-    if plan.url is not None:
+    if isinstance(plan.client, redis.asyncio.RedisCluster):
+        user, owns = plan.client, False  # the seed (a node's client) is the hub's: closed
+        await opened.aclose()
+    elif plan.url is not None:
         user = redis.asyncio.cluster.RedisCluster.from_url(
             plain_url(plan.url), protocol=2, **cluster_options(plan)
         )

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+import redis.asyncio
 from click.testing import CliRunner
 from redis.crc import key_slot
 
@@ -188,6 +189,18 @@ def test_connect_recognises_a_cluster_by_any_url_or_client(
         assert hub.client is given and hub.space(names[0]).get("x") is not None
     assert given.ping()
     given.close()
+
+    async def from_asyncio() -> None:  # an asyncio RedisCluster given
+        agiven = redis.asyncio.RedisCluster.from_url(plain, protocol=2)
+        async with await rediscache.connect_async(client=agiven) as ahub:
+            assert ahub.client is agiven
+            space = await ahub.space(names[0])
+            assert await space.get("x") is not None
+            assert len(await space.search(np.ones(DIM), 1)) == 1
+        assert await agiven.ping()  # the caller's: not closed
+        await agiven.aclose()
+
+    asyncio.run(from_asyncio())
 
 
 def test_a_cluster_url_naming_one_server_is_refused(hub: rediscache.Hub, topology: str) -> None:
