@@ -55,6 +55,17 @@ SPACES = 6
 GET_MANY = 100
 
 
+def dev_or_bundled() -> Any:
+    """The 20,000 dev vectors (../shared/data/dev), or the package's 2,000 without them."""
+    if (DEV / "vectors.npy").is_file():
+        data = load_dev(DEV, 20_000)
+        say(f"data: the dev set ({len(data.vectors):,} vectors)")
+    else:
+        data = load_bundled(2_000)
+        say(f"data: the bundled sample ({len(data.vectors):,} vectors; ../shared is absent)")
+    return data
+
+
 def spread_names(count: int = SPACES) -> list[str]:
     """Space names whose slots spread evenly over 2 and over 3 equal slot ranges."""
     names: list[str] = []
@@ -220,12 +231,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if (DEV / "vectors.npy").is_file():
-        data = load_dev(DEV, 20_000)
-        say(f"data: the dev set ({len(data.vectors):,} vectors)")
-    else:
-        data = load_bundled(2_000)
-        say(f"data: the bundled sample ({len(data.vectors):,} vectors; ../shared is absent)")
+    data = dev_or_bundled()
     rows = [run_shards(int(s), data, args) for s in args.shards.split(",")]
     say("")
     say("shards  search/s  raw/s  ratio  get_many/s  raw/s  ratio  recall@10")

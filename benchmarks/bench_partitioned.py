@@ -43,10 +43,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_cluster import GET_MANY, _node_work  # noqa: E402
-from bench_core import DIM, K, load_bundled, load_dev, say  # noqa: E402
+from bench_cluster import GET_MANY, _node_work, dev_or_bundled  # noqa: E402
+from bench_core import DIM, K, say  # noqa: E402
 
-DEV = HERE.parent.parent / "shared" / "data" / "dev"
 NAMES = {"ordinary": "bench-one", "partitioned": "bench-parts"}
 
 
@@ -184,12 +183,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if (DEV / "vectors.npy").is_file():
-        data = load_dev(DEV, 20_000)
-        say(f"data: the dev set ({len(data.vectors):,} vectors)")
-    else:
-        data = load_bundled(2_000)
-        say(f"data: the bundled sample ({len(data.vectors):,} vectors; ../shared is absent)")
+    data = dev_or_bundled()
     rows = [run_shards(int(s), data, args) for s in args.shards.split(",")]
     say("")
     say(f"one space vs one space of {args.partitions} partitions (ratio: partitioned / one)")
