@@ -243,6 +243,9 @@ def _serves(first: redis.Redis, node_id: str) -> bool:
 def _attach_replicas(first: redis.Redis, clients: list[redis.Redis], per: int) -> None:
     """Make each node that serves no slot and replicates nobody a replica of the primary
     with the fewest replicas (below ``per``)."""
+    # replicas attached here: ``first`` learns of them over the cluster bus, later, so its
+    # table alone would count none of them and send every new replica to the same primary
+    made: dict[str, str] = {}
     for client in clients:
         table = _nodes_table(first)
         me = _node_id(client)
@@ -250,12 +253,16 @@ def _attach_replicas(first: redis.Redis, clients: list[redis.Redis], per: int) -
         if mine is None or mine[3] or "slave" in mine[1] or mine[2] != "-":
             continue  # a primary serving slots, or a replica already
         counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
-        for _, flags, primary, _ in table:
-            if "slave" in flags and primary in counts:
+        for nid, flags, primary, _ in table:
+            if "slave" in flags and primary in counts and nid not in made:
+                counts[primary] += 1
+        for primary in made.values():
+            if primary in counts:
                 counts[primary] += 1
         wanting = sorted((c, nid) for nid, c in counts.items() if c < per)
         if wanting:
             client.execute_command("CLUSTER", "REPLICATE", wanting[0][1])
+            made[me] = wanting[0][1]
             _wait([client], lambda c: _role(c) == "slave")
 
 
@@ -399,10 +406,43 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> ClusterInfo | None
     )  # fmt: skip
 
 
-def describe(info: ClusterInfo) -> dict[str, Any]:
-    """A JSON-able description of ``info`` without the password."""
+def replica_counts(info: ClusterInfo) -> list[int]:
+    """How many replicas each primary serving slots has now (``CLUSTER NODES`` of the
+    first node that answers), primaries in the order of their first slot."""
+    for node in info.nodes:
+        client = redis.Redis(host=node.host, port=node.port, password=info.password,
+                             socket_timeout=5, protocol=2)  # fmt: skip
+        try:
+            table = _nodes_table(client)
+            slots = client.execute_command("CLUSTER", "SLOTS") or []
+        except redis.RedisError:
+            continue
+        finally:
+            client.close()
+        counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
+        for _, flags, primary, _ in table:
+            if "slave" in flags and primary in counts:
+                counts[primary] += 1
+        order = [_id_of(entry) for entry in sorted(slots, key=lambda e: int(e[0]))]
+        ranked = list(dict.fromkeys(n for n in order if n in counts)) + [
+            n for n in counts if n not in order
+        ]
+        return [counts[n] for n in ranked]
+    return []
+
+
+def _id_of(entry: Any) -> str:
+    """The primary's node id in a ``CLUSTER SLOTS`` range entry."""
+    node = entry[2]
+    raw = node[2] if len(node) > 2 else b""
+    return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+
+def describe(info: ClusterInfo, *, show_password: bool = False) -> dict[str, Any]:
+    """A JSON-able description of ``info``; its URL without the password unless
+    ``show_password``."""
     return {
-        "url": info.url.replace(info.password, "***"),
+        "url": info.url if show_password else info.url.replace(info.password, "***"),
         "data_dir": info.data_dir,
         "primaries": info.primaries,
         "replicas": info.replicas,

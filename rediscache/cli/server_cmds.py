@@ -305,7 +305,13 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
         root = _cluster_dir(state)
         found = clu.status(root)
         if wants_json(state, as_json):
-            described = clu.describe(found) if found else {"data_dir": str(_cluster_dir(state))}
+            described: dict[str, Any] = (
+                clu.describe(found, show_password=show_password)
+                if found
+                else {"data_dir": str(_cluster_dir(state))}
+            )
+            if found:
+                described["replicas_per_primary"] = clu.replica_counts(found)
             click.echo(json.dumps({"running": found is not None, **described}, indent=2))
         elif found is None:
             down = [f"{name} (port {port})" for name, port, up in clu.nodes_status(root) if not up]
@@ -316,8 +322,16 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
                 click.echo(f"not running (data dir {root})")
         else:
             url = found.url if show_password else found.url.replace(found.password, "***")
+            counts = clu.replica_counts(found)
+            shape = (
+                f"{found.replicas} replica(s) each"
+                if set(counts) == {found.replicas}
+                else f"replicas per primary {', '.join(map(str, counts))} (not "
+                f"{found.replicas} each: a failover or a node down; `server stop --cluster` "
+                "and `server start --cluster N` set them again)"
+            )
             click.echo(
-                f"running: {found.primaries} primaries, {found.replicas} replica(s) each\n"
+                f"running: {found.primaries} primaries, {shape}\n"
                 f"  url:     {url}\n"
                 + "".join(f"  node:    {n.host}:{n.port} (pid {n.pid})\n" for n in found.nodes)
                 + f"  data:    {found.data_dir}"
@@ -336,7 +350,7 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
         if st.holder_pid is not None:
             out.update(pid=st.holder_pid, state_file_missing=True)
         if st.info is not None:
-            out.update(_info_dict(st.info))
+            out.update(_info_dict(st.info, show_password))
             if st.info.tls_port is not None:
                 out["tls_running"] = srv.tls_running(st.info)
             out.update(
@@ -395,12 +409,17 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
         sys.exit(3)
 
 
-def _info_dict(info: srv.ServerInfo) -> dict[str, Any]:
-    """The server's facts for --json output: never its password."""
+def _info_dict(info: srv.ServerInfo, show_password: bool = False) -> dict[str, Any]:
+    """The server's facts for --json output: its password only with ``show_password``
+    (in the URLs, as the text output shows it)."""
     out = asdict(info)
-    out["url"] = info.url.replace(info.password, "***")
+
+    def hide(url: str) -> str:
+        return url if show_password else url.replace(info.password, "***")
+
+    out["url"] = hide(info.url)
     if info.tls_url is not None:
-        out["tls_url"] = info.tls_url.replace(info.password, "***")
+        out["tls_url"] = hide(info.tls_url)
     out.pop("password")
     return out
 
