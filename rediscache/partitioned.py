@@ -29,8 +29,9 @@ Versions across partitions (the protocol; tests/integration/test_partitioned.py)
   partition answered at one release, none of them switching; otherwise it is read again
   (a switch takes a few round trips per partition). So a reader never sees partition 1
   at version A and partition 2 at version B (:func:`gather`).
-* A switch interrupted (its client killed) leaves the intent and no lease: a reader that
-  waited :data:`SWITCH_STALL` seconds, or the next switch or snapshot, completes it (each
+* A switch interrupted (its client killed) leaves the intent and a lease that expires
+  within :data:`SWITCH_LEASE_MS`: then a waiting reader (it tries every
+  :data:`SWITCH_STALL` seconds), or the next switch or snapshot, completes it (each
   partition already at the intent's release is skipped: idempotent). A reader that cannot
   (a reader role may not write) waits at most :data:`SWITCH_WAIT` seconds, then raises
   :class:`rediscache.errors.StaleStateError`.
@@ -86,10 +87,11 @@ __all__ = [
 ]  # fmt: skip
 
 #: Milliseconds a switch or snapshot holds the root's lease without renewing it (renewed
-#: after each partition): a client killed meanwhile blocks the next switch that long.
-SWITCH_LEASE_MS = 10_000
-#: Seconds a reader meeting partitions at different releases waits before it completes
-#: the switch itself when no client holds the lease (its switcher died).
+#: before and after each partition's step, a few round trips): a client killed meanwhile
+#: holds back the next switch, and readers of a switch it left half done, that long.
+SWITCH_LEASE_MS = 5_000
+#: Seconds between a waiting reader's attempts to complete a switch left half done (each
+#: succeeds once the dead switcher's lease expired).
 SWITCH_STALL = 1.0
 #: Seconds a reader waits in all for the partitions to agree before StaleStateError.
 SWITCH_WAIT = 30.0
@@ -450,7 +452,7 @@ class PartitionSet:
         key = check_keys([key], "key")[0]
         vector = yield from self.get(key)
         if vector is None:
-            raise KeyNotFoundError(f"key {key!r} not in {self.where()}", [key])
+            raise KeyNotFoundError(f"{key!r} is not in {self.where()}", [key])
         return (
             yield from self.search(
                 vector, k, filter=filter, ef=ef, with_vectors=with_vectors,
@@ -787,6 +789,7 @@ class PartitionSet:
         release = int(intent["release"])
         for part, vid in zip(self.parts, intent["parts"], strict=True):
             config = part.target.keys.config
+            yield from self._renew(token)  # never touch a partition without the lease
             if _release((yield Command(("HGET", config, RELEASE_FIELD)))) == release:
                 continue
             yield Command(("HSET", config, RELEASE_FIELD, f"~{release}"))
@@ -807,7 +810,8 @@ class PartitionSet:
 
         Raises:
             redis.exceptions.NoPermissionError: the user may not write the space (a
-                reader)."""
+                reader; internal: readers catch it, and a public call's guard turns any
+                refusal into PermissionDeniedError)."""
         token = uuid.uuid4().hex
         taken = yield Command(("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS))
         if not taken:
@@ -990,6 +994,20 @@ class _OfPartitions:
         return self._parts.where()
 
 
+def _not_yet(name: str) -> Any:
+    """A method of a space that a partitioned space does not offer yet: it raises
+    InvalidInputError (a RediscacheError) naming it."""
+
+    def refuse(self: _OfPartitions, *_args: Any, **_kwargs: Any) -> NoReturn:
+        raise InvalidInputError(
+            f"{self._where()} is partitioned ({self.partitions} partitions): {name} is not "
+            "available on partitioned spaces yet (docs/scale.md); nothing was done"
+        )
+
+    refuse.__name__ = refuse.__qualname__ = name
+    return refuse
+
+
 class PartitionedSurface(_OfPartitions):
     """The public surface of a partitioned space, declared once for
     :class:`PartitionedSpace` and :class:`rediscache.asyncio.AsyncPartitionedSpace`: the
@@ -1039,6 +1057,14 @@ class PartitionedSurface(_OfPartitions):
     purge_expired = Op(PartitionSet.purge_expired, _set)
     collect_garbage = Op(PartitionSet.collect_garbage, _set)
     prune_versions = Op(PartitionSet.prune_versions, _set)
+
+    # not (yet) on a partitioned space: a clear error rather than an AttributeError
+    stage = _not_yet("stage")
+    staged = _not_yet("staged")
+    stages = _not_yet("stages")
+    discard_stage = _not_yet("discard_stage")
+    diff = _not_yet("diff")
+    get_or_compute = _not_yet("get_or_compute")
 
     versions = Op(PartitionSet.versions, _set)
     version = Op(PartitionSet.version, _set)

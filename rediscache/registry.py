@@ -235,10 +235,11 @@ class Registry:
         filters); other metadata is stored but not indexed. ``hnsw`` overrides ``M``,
         ``ef_construction`` and ``ef_runtime`` (defaults 16, 200, 100).
 
-        ``partitions`` (2 to 1024): spread the space over that many partitions, each with
-        its own index and hash tag, chosen so that a Redis Cluster holds them on different
-        primaries where it has as many (a space larger than one shard, searched on every
-        shard at once: :class:`rediscache.partitioned.PartitionedSpace`, docs/scale.md).
+        ``partitions`` (2 to 1024; 1, the default, makes an ordinary space): spread the
+        space over that many partitions, each with its own index and hash tag, chosen so
+        that a Redis Cluster holds them on different primaries where it has as many (a
+        space larger than one shard, searched on every shard at once:
+        :class:`rediscache.partitioned.PartitionedSpace`, docs/scale.md).
         Fixed for the life of the space.
 
         Round trips: three or four (config read, FT.CREATE of generation 1's index, one

@@ -195,6 +195,7 @@ def space_list(state: State, as_json: bool) -> None:
                 "algorithm": c.algorithm,
                 "dtype": c.dtype,
                 "fields": dict(c.fields),
+                "partitions": len(c.partitions) or 1,
             }
         )
     if wants_json(state, as_json):
@@ -204,9 +205,11 @@ def space_list(state: State, as_json: bool) -> None:
         click.echo("no spaces (create one with: rediscache space create NAME --dim N)")
     for r in rows:
         fields = " ".join(f"{k}:{v}" for k, v in r["fields"].items())
+        parts = f"  {r['partitions']} partitions" if r["partitions"] > 1 else ""
         click.echo(
             f"{r['name']}  {r['count']:,} x {r['dim']}  {r['metric']} {r['algorithm']} "
             f"{r['dtype']}  {fields}".rstrip()
+            + parts
         )
 
 

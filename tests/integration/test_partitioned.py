@@ -191,6 +191,9 @@ def test_versions_snapshot_rollback_view_and_delete_every_partition(
     assert [v.label for v in space.versions()] == ["second"]
     space.delete_version("second")
     assert space.versions() == []
+    for refused in ("stage", "staged", "diff", "get_or_compute"):  # not yet: a clear error
+        with pytest.raises(rediscache.InvalidInputError, match="partitioned"):
+            getattr(space, refused)("x")
     with pytest.raises(rediscache.VersionNotFoundError):
         space.rollback("first")
 
@@ -340,6 +343,8 @@ def test_the_cli_creates_fills_and_searches_a_partitioned_space(
     (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
     run("import", space_name, str(tmp_path / "rows.jsonl"))
     assert hub.space(space_name).count() == 40
+    listed = [line for line in run("space", "list").output.splitlines() if space_name in line]
+    assert listed and listed[0].endswith("3 partitions")
     out = run("stats", space_name, "--json").output
     assert json.loads(out)["spaces"][0]["count"] == 40
     info = run("space", "info", space_name).output
