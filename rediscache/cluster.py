@@ -340,7 +340,34 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
     if not nodes:
         return False
     with ThreadPoolExecutor(len(nodes)) as pool:
-        return any(list(pool.map(one, nodes)))
+        stopped = any(list(pool.map(one, nodes)))
+    left = _still_running(nodes)
+    for _, pid in left:  # e.g. a replica loading its data: SIGTERM, and wait for it
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = _still_running(nodes)
+    if left:
+        names = ", ".join(f"{node.name} (pid {pid})" for node, pid in left)
+        raise EmbeddedServerError(
+            f"{names} of the cluster in {root} did not stop within {timeout:g} s: run "
+            "`server stop --cluster` again once it is done loading"
+        )
+    return stopped
+
+
+def _still_running(nodes: list[Path]) -> list[tuple[Path, int]]:
+    """The nodes whose directory a redis-server still holds, with its pid."""
+    from .server import _holder, _runs_redis
+
+    out = []
+    for node in nodes:
+        pid = _holder(node)
+        if pid and _runs_redis(pid):
+            out.append((node, pid))
+    return out
 
 
 def _alive(pid: int) -> bool:
