@@ -28,6 +28,7 @@ _DOC_MARKER_B = DOC_MARKER.encode()
 H = TypeVar("H")
 
 __all__ = [
+    "RANGE_EPSILON",
     "KnnQuery",
     "RangeQuery",
     "RawHit",
@@ -154,6 +155,14 @@ def check_radius(radius: object) -> float:
     return r
 
 
+#: How far beyond the radius (a factor of it) an HNSW range search looks for candidates
+#: (RediSearch's ``$EPSILON``; its default, 0.01, is used when none is given). Measured on
+#: the 20,000 dev vectors (cosine, M 16), 30 queries, radius = the 10th nearest distance:
+#: 0.01 found 160 of the 300 embeddings within the radius (2.6 ms a query), 0.1 found
+#: 294 (1.9 ms), 0.5 all 300 (7.7 ms), 2.0 all 300 (20 ms).
+RANGE_EPSILON = 0.5
+
+
 @functools.lru_cache(maxsize=512)
 def range_query(
     radius: float,
@@ -164,10 +173,12 @@ def range_query(
     limit: int = 100,
     offset: int = 0,
     probe: bool = False,
+    hnsw: bool = False,
 ) -> RangeQuery:
     """Prepare ``FT.SEARCH`` for the embeddings within distance ``radius``, nearest first.
 
-    Query: ``@vec:[VECTOR_RANGE $r $vec]=>{$YIELD_DISTANCE_AS: __dist}``, followed by
+    Query: ``@vec:[VECTOR_RANGE $r $vec]=>{$YIELD_DISTANCE_AS: __dist}`` (with ``hnsw``,
+    an HNSW index's, also ``$EPSILON:`` :data:`RANGE_EPSILON`), followed by
     ``(<filter_str>)`` when there is a filter (an intersection; ``=>{...}`` binds tighter than
     the implicit AND in the DIALECT 2 grammar, so the attribute stays on the range node).
     Then ``PARAMS 4 r <radius> vec <blob>``, ``SORTBY __dist ASC``, ``LIMIT offset limit``,
@@ -179,7 +190,10 @@ def range_query(
     r = check_radius(radius)
     limit = check_int(limit, "limit", high=2**31 - 1)
     offset = check_int(offset, "offset", low=0, high=2**31 - 1)
-    query = f"@{VECTOR_FIELD}:[VECTOR_RANGE $r $vec]=>{{$YIELD_DISTANCE_AS: {DISTANCE_FIELD}}}"
+    epsilon = f"; $EPSILON: {RANGE_EPSILON}" if hnsw else ""
+    query = (
+        f"@{VECTOR_FIELD}:[VECTOR_RANGE $r $vec]=>{{$YIELD_DISTANCE_AS: {DISTANCE_FIELD}{epsilon}}}"
+    )
     if filter_str:
         query += f" ({filter_str})"
     return RangeQuery(
@@ -277,9 +291,7 @@ def search_rounds(
         purge = []
         still: list[int] = []
         for i, reply in zip(pending, replies):
-            _total, hits, vanished = parse_search_reply(
-                reply, space_prefix=space_prefix, make=make
-            )
+            _total, hits, vanished = parse_search_reply(reply, space_prefix=space_prefix, make=make)
             if vanished and attempt < rounds - 1:
                 still.append(i)
                 if plan.vanishing:

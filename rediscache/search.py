@@ -156,7 +156,8 @@ class Searches:
         Returns at most ``limit`` hits starting at ``offset`` (page with both: pages of one
         radius neither repeat nor skip hits while the space is not written). Distances are
         those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH
-        VECTOR_RANGE); expired entries as in :meth:`search`.
+        VECTOR_RANGE); expired entries as in :meth:`search`. Exact in a FLAT space; in an
+        HNSW space approximate, with :data:`rediscache.ftsearch.RANGE_EPSILON`.
         """
         plan = self._within_plan(
             vector,
@@ -390,11 +391,12 @@ class Searches:
         vec = self.target.codec.as_vector(vector)
         filter_str = self._filter_str(filter)
         probe = self.target.config.expiring
+        hnsw = self.target.config.algorithm == "hnsw"
 
         def prepare(depth: int, start: int) -> ftsearch.RangeQuery:
             return ftsearch.range_query(r, filter_str=filter_str, with_vectors=vectors,
                                         with_metadata=metadata, limit=depth - start,
-                                        offset=start, probe=probe)  # fmt: skip
+                                        offset=start, probe=probe, hnsw=hnsw)  # fmt: skip
 
         return ftsearch.SearchPlan(
             (self.target.codec.encode(vec),), offset, limit, frozenset(), vectors, probe, prepare

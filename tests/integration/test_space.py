@@ -210,6 +210,15 @@ def test_recall_at_10_on_dev_data(hub: Hub, space_name: str, dev_data: Path) -> 
     print(f"recall@10 default={recall:.3f} ef10={recall_ef10:.3f}")
     assert recall >= 0.95
     assert recall_ef10 < recall  # the explicit default matters
+    # range search: every embedding within the 10th nearest distance (RediSearch's own
+    # EPSILON, 0.01, found about half of them: rediscache.ftsearch.RANGE_EPSILON)
+    found = wanted = 0
+    for q in queries[:20]:
+        dist = 1 - vectors @ q / np.linalg.norm(q)
+        radius = float(np.sort(dist)[9]) + 1e-5
+        wanted += int((dist <= radius).sum())
+        found += len(space.within(q, radius, limit=1000))
+    assert found >= 0.99 * wanted, (found, wanted)
 
 
 def test_put_replaces_the_whole_record(hub: Hub, space_name: str) -> None:

@@ -452,6 +452,12 @@ def test_knn_query_validates(kwargs: dict[str, object]) -> None:
         knn_query(depth, **args)  # type: ignore[arg-type]
 
 
+def test_range_query_of_an_hnsw_index_widens_its_candidates() -> None:
+    q = range_query(0.25, filter_str=None, with_vectors=False, with_metadata=True, limit=5,
+                    hnsw=True)  # fmt: skip
+    assert q.query == ("@vec:[VECTOR_RANGE $r $vec]=>{$YIELD_DISTANCE_AS: __dist; $EPSILON: 0.5}")
+
+
 def test_range_query() -> None:
     q = range_query(0.25, filter_str=None, with_vectors=False, with_metadata=True, limit=50)
     assert q.args(b"B") == [
