@@ -322,7 +322,8 @@ def translate(
         if isinstance(exc, ConnectionFailedError):  # a script that was never sent
             root = _root(exc)
             error = ConnectionFailedError(
-                f"{context}: cannot reach Redis at {address(client)} ({redact(str(root))}); "
+                f"{context}: cannot reach Redis at {_reached(client, root)} "
+                f"({redact(str(root))}); "
                 + ("nothing was written" if one_step or not writes else _STEPS)
             )
         elif isinstance(exc, OutcomeUnknownError) or exc.unplaced:
@@ -355,12 +356,12 @@ def translate(
         reason = redact(str(exc))
         if not writes:
             error = ConnectionFailedError(
-                f"{context}: cannot reach Redis at {address(client)} ({reason}); "
+                f"{context}: cannot reach Redis at {_reached(client, exc)} ({reason}); "
                 "nothing was written"
             )
         elif _connecting(exc):
             error = ConnectionFailedError(
-                f"{context}: cannot reach Redis at {address(client)} ({reason}); "
+                f"{context}: cannot reach Redis at {_reached(client, exc)} ({reason}); "
                 + ("nothing was written" if one_step else _STEPS)
             )
         else:
@@ -425,6 +426,17 @@ def _space_of(obj: Any, op: str, args: tuple[Any, ...]) -> str | None:
     if op in _HUB_SPACE_CALLS and args and isinstance(args[0], str):
         return args[0]
     return None
+
+
+_CONNECTING_TO = re.compile(r"connecting to ([A-Za-z0-9_.\-]+|\[[0-9a-fA-F:.]+\]):(\d+)")
+
+
+def _reached(client: Any, exc: BaseException) -> str:
+    """The server a connection error is about: the ``host:port`` redis-py names in it
+    ("Error 111 connecting to host:port"), which on a cluster is the node that failed,
+    not the hub's first node; else where ``client`` connects."""
+    found = _CONNECTING_TO.search(str(exc))
+    return f"{found.group(1)}:{found.group(2)}" if found else address(client)
 
 
 def _client(obj: Any) -> Any:

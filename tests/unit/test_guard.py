@@ -14,7 +14,9 @@ import redis
 
 import rediscache
 from rediscache import AsyncHub, AsyncSpace, AsyncVersionView, Hub, Space, VersionView, guard
+from rediscache.asyncio import AsyncPartitionedSpace, AsyncPartitionedVersionView
 from rediscache.drive import AsyncDriver, AsyncFacade, Op, SyncDriver, SyncFacade
+from rediscache.partitioned import PartitionedSpace, PartitionedVersionView
 
 SECRET = "s3cret-Word"
 
@@ -172,14 +174,23 @@ NO_IO = {"close", "metrics", "validate", "validate_row", "disable_hot_cache", "n
 VIEW_LOCAL = {"put", "put_many", "delete", "update_mean", "update_vectors"}
 #: Calls that only call a guarded public method (len(space) is space.count()).
 DELEGATES = {"__len__"}
-VIEWS = (VersionView, AsyncVersionView)
+VIEWS = (VersionView, AsyncVersionView, PartitionedVersionView, AsyncPartitionedVersionView)
+#: What a partitioned space refuses at once (InvalidInputError: not available yet), and
+#: where its key goes (no round trip).
+PARTITIONED_LOCAL = {"stage", "staged", "stages", "discard_stage", "diff", "get_or_compute",
+                     "partition_of"}  # fmt: skip
+PARTITIONED = (PartitionedSpace, AsyncPartitionedSpace, *VIEWS[2:])
 
 
-@pytest.mark.parametrize("cls", [Hub, AsyncHub, Space, AsyncSpace, VersionView, AsyncVersionView])
+@pytest.mark.parametrize(
+    "cls",
+    [Hub, AsyncHub, Space, AsyncSpace, VersionView, AsyncVersionView, *PARTITIONED],
+)
 def test_every_public_method_is_guarded(cls: type[Any]) -> None:
     """A new public method that talks to Redis must run inside guard.guarded (the methods
     rediscache.drive makes do), or be listed in NO_IO here."""
     local = NO_IO | DELEGATES | (VIEW_LOCAL if cls in VIEWS else set())
+    local |= PARTITIONED_LOCAL if cls in PARTITIONED else set()
     unguarded = [
         name
         for name, member in inspect.getmembers(cls)
@@ -245,3 +256,15 @@ def test_a_malformed_url_error_quotes_no_piece_of_its_password(cut: str) -> None
     assert SECRET not in str(err.value) and f"cd{SECRET[:3]}" not in str(err.value)
     if isinstance(err.value, rediscache.InvalidInputError):
         assert "percent-encoded" in str(err.value)
+
+
+def test_a_connection_error_names_the_server_that_failed_not_the_hubs_first() -> None:
+    """On a cluster the hub's client is its first node's; the node that failed is the one
+    redis-py names in its error (a failover trial named the seed node instead)."""
+    seed = redis.Redis(host="127.0.0.1", port=44299)
+    failed = redis.ConnectionError("Error 111 connecting to 127.0.0.1:34399. Connection refused.")
+    error = guard.translate(failed, "get_many in space 'x'", writes=False, client=seed)
+    assert error is not None and "cannot reach Redis at 127.0.0.1:34399 (" in str(error)
+    plain = redis.ConnectionError("Connection reset by peer")  # no address in it: the client's
+    error = guard.translate(plain, "get in space 'x'", writes=False, client=seed)
+    assert error is not None and "127.0.0.1:44299" in str(error)
