@@ -193,6 +193,23 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
 
 
+def _take_data_dir(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).data_dir = value
+
+
+def data_dir_option(fn: F) -> F:
+    """``--data-dir`` on a server command (the same as the global ``rediscache
+    --data-dir``, which it overrides), so that it may follow the command too."""
+    return click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        expose_value=False,
+        callback=_take_data_dir,
+        help="Data directory of the embedded server or local cluster (as rediscache --data-dir).",
+    )(fn)
+
+
 def wants_json(state: State, as_json: bool) -> bool:
     return state.as_json or as_json
 

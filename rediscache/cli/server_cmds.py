@@ -16,6 +16,7 @@ from .base import (
     StartProgressLine,
     State,
     cli,
+    data_dir_option,
     emit,
     friendly,
     human_bytes,
@@ -57,6 +58,7 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @server.command("start", short_help="Start the embedded server.")
+@data_dir_option
 @click.option("--port", type=click.IntRange(1, 65535), help="TCP port (default: a free one).")
 @click.option(
     "--appendfsync",
@@ -250,6 +252,7 @@ def _start_cluster(
 
 
 @server.command("stop", short_help="Stop the embedded server cleanly.")
+@data_dir_option
 @click.option(
     "--cluster", "is_cluster", is_flag=True, help="Stop the local cluster (server start --cluster)."
 )
@@ -277,11 +280,12 @@ def server_stop(state: State, is_cluster: bool) -> None:
 
 
 @server.command("status", short_help="Is the embedded server running?")
+@data_dir_option
 @click.option(
     "--show-password",
     is_flag=True,
-    help="Include the owner's password in the printed URL (never in --json output: read it "
-    "from server.json in the data directory, mode 0600; a cluster's from cluster.json).",
+    help="Include the owner's password in the printed URL, --json output too (it is also in "
+    "server.json in the data directory, mode 0600; a cluster's in cluster.json).",
 )
 @click.option(
     "--cluster", "is_cluster", is_flag=True, help="The local cluster (server start --cluster)."

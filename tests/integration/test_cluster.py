@@ -236,6 +236,9 @@ def test_the_cli_starts_reports_and_stops_a_local_cluster(tmp_path: Path) -> Non
         assert described["url"] == info.url and described["replicas_per_primary"] == [0, 0]
         res = CliRunner().invoke(cli, [*base, "status", "--cluster", "--json"])
         assert info.password not in res.stdout and ":***@" in res.stdout
+        # --data-dir may follow the command too
+        res = CliRunner().invoke(cli, ["server", "status", "--cluster", "--data-dir", str(root)])
+        assert res.exit_code == 0 and "running: 2 primaries" in res.stdout, res.output
         with rediscache.connect(info.url) as hub:
             space = hub.create_space("cli-made", DIM)
             space.put("a", np.ones(DIM))
