@@ -53,7 +53,7 @@ from .hotcache import HotCache, HotCacheStats
 from .hub import Hub, ServerStats, connect, connect_as
 from .metrics import OpStats
 from .operations import Averaged
-from .partitioned import PartitionedSpace, PartitionedVersionView
+from .partitioned import PartitionedSpace, PartitionedStage, PartitionedVersionView
 from .query import And, Filter, Not, Num, Or, Tag, Text
 from .server import ServerConfig, ServerInfo, ServerStatus
 from .space import (
@@ -106,6 +106,7 @@ __all__ = [
     "Or",
     "OutcomeUnknownError",
     "PartitionedSpace",
+    "PartitionedStage",
     "PartitionedVersionView",
     "PermissionDeniedError",
     "PortInUseError",

@@ -35,6 +35,10 @@ Versions across partitions (the protocol; tests/integration/test_partitioned.py)
   partition already at the intent's release is skipped: idempotent). A reader that cannot
   (a reader role may not write) waits at most :data:`SWITCH_WAIT` seconds, then raises
   :class:`rediscache.errors.StaleStateError`.
+* ``publish`` of a stage (a stage of that label in every partition) is the same switch
+  with each partition's publish in place of its rollback; the intent records the stage,
+  and the ids of the versions kept so far (a partition published by a client that died
+  before recording it kept its newest version), so it is completed the same way.
 * Snapshots take the same lease: a snapshot never straddles a switch. Writes are atomic
   per partition, not across partitions (a put_many racing a rollback may be kept in some
   partitions and undone in others, as each of its chunks is on one space).
@@ -45,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -67,6 +72,7 @@ from .errors import (
     PermissionDeniedError,
     ReadOnlyError,
     ServerError,
+    StageNotFoundError,
     StaleStateError,
     VersionNotFoundError,
 )
@@ -74,7 +80,8 @@ from .generations import Version, VersionRef, parse_versions
 from .keys import SpaceKeys, partition_of
 from .operations import Averaged
 from .reads import CHUNK, Batch, BatchScan, Hit, Record, vector_rows
-from .space import HubHandle, SpaceParts, ViewParts
+from .space import HubHandle, SpaceParts, StageParts, ViewParts
+from .stages import StageInfo
 from .state import RELEASE_FIELD, SpaceState
 from .target import Target
 from .versions import check_label, check_ref, find_version
@@ -82,6 +89,7 @@ from .writes import VectorsUpdated, Writes
 
 __all__ = [
     "SWITCH_LEASE_MS", "SWITCH_STALL", "SWITCH_WAIT", "PartitionSet", "PartitionedSpace",
+    "PartitionedStage", "PartitionedStageSurface",
     "PartitionedSurface", "PartitionedVersionView", "PartitionedViewSurface", "gather",
     "merge_hits",
 ]  # fmt: skip
@@ -210,6 +218,8 @@ class PartitionSet:
         *,
         live: bool = True,
         version: Version | None = None,
+        stage: str | None = None,
+        owner: PartitionSet | None = None,
     ) -> None:
         self.config = config
         self.keys = SpaceKeys.for_space(config.name)
@@ -219,6 +229,9 @@ class PartitionSet:
         self.size = len(parts)
         self.live = live
         self.pinned = version
+        #: A stage's label, and the live partitions it belongs to (for its publish).
+        self.stage_label = stage
+        self.owner = owner
         self.marks = [p.target.keys.config for p in parts] if live else None
 
     @classmethod
@@ -231,6 +244,8 @@ class PartitionSet:
         """How messages name the space."""
         if self.pinned is not None:
             return f"version {self.pinned} of space {self.keys.name!r}"
+        if self.stage_label is not None:
+            return f"stage {self.stage_label!r} of space {self.keys.name!r}"
         return f"space {self.keys.name!r}"
 
     def part_of(self, key: str) -> Any:
@@ -785,24 +800,45 @@ class PartitionSet:
         return version
 
     def _apply(self, intent: dict[str, Any], token: str, collect: bool = True) -> Flow[None]:
-        """Switch each partition not yet at the intent's release, then the root."""
+        """Switch each partition not yet at the intent's release (a rollback to its
+        version, or the publish of its stage), then the root: its release, and a publish's
+        kept version."""
         release = int(intent["release"])
-        for part, vid in zip(self.parts, intent["parts"], strict=True):
+        publishing = intent.get("publish")
+        kept: list[int | None] = intent.get("kept") or [None] * self.size
+        for n, part in enumerate(self.parts):
             config = part.target.keys.config
             yield from self._renew(token)  # never touch a partition without the lease
             if _release((yield Command(("HGET", config, RELEASE_FIELD)))) == release:
                 continue
             yield Command(("HSET", config, RELEASE_FIELD, f"~{release}"))
-            yield from part.versions.rollback(vid, collect=collect)
+            if publishing is None:
+                yield from part.versions.rollback(intent["parts"][n], collect=collect)
+            else:
+                kept[n] = yield from _publish_part(part, publishing, bool(intent["keep"]))
+                intent["kept"] = kept
+                yield Command(("HSET", self.keys.config, SWITCH_FIELD, json.dumps(intent)))
             yield Command(("HSET", config, RELEASE_FIELD, str(release)))
             yield from self._renew(token)
-        yield Pipeline(
-            [
-                ("HSET", self.keys.config, RELEASE_FIELD, str(release)),
-                ("HDEL", self.keys.config, SWITCH_FIELD),
-            ],
-            transaction=True,
-        )
+        root: list[tuple[Any, ...]] = [
+            ("HSET", self.keys.config, RELEASE_FIELD, str(release)),
+            ("HDEL", self.keys.config, SWITCH_FIELD),
+        ]
+        if publishing is not None and intent["keep"]:
+            ids: list[int] = []
+            total = 0
+            for n, part in enumerate(self.parts):  # a partition published by a client that
+                versions = yield from part.versions.versions()  # died before recording it:
+                known = kept[n]
+                pid = known if known is not None else versions[-1].id  # its newest
+                ids.append(pid)
+                total += next((v.count for v in versions if v.id == pid), 0)
+            vid = int((yield Command(("HINCRBY", self.keys.config, "next_ver", 1))))
+            record = {"label": intent.get("label"), "created_at": time.time(), "count": total,
+                      "gen": 0, "parts": ids}  # fmt: skip
+            root.append(("HSET", self.keys.versions, vid, json.dumps(record)))
+            root.append(("HSET", self.keys.config, "published", vid))
+        yield Pipeline(root, transaction=True)
 
     def finish_switch(self) -> Flow[bool]:
         """Complete a switch whose client died (its intent is in the root and no client
@@ -855,6 +891,127 @@ class PartitionSet:
             yield from self.delete_version(version)
         return doomed
 
+    # ------------------------------------------------------------ stages (releases)
+
+    def stage(self, label: str | None = None, *, empty: bool = True) -> Flow[PartitionSet]:
+        """Open a staged release of the space (:meth:`rediscache.Space.stage`): a stage of
+        the same label in every partition, which no reader of the live space sees until
+        :meth:`publish`. Round trips: two per partition (plus the copies with
+        ``empty=False``). A failure discards the partitions' stages made so far.
+
+        Raises:
+            InvalidInputError: a bad label, or one a stage of the space has already."""
+        label = check_label(label) if label is not None else f"stage-{secrets.token_hex(4)}"
+        made: list[Any] = []
+        try:
+            for part in self.parts:
+                made.append(StageParts((yield from part.stages.stage(label, empty=empty))))
+        except Exception:
+            for part in self.parts[: len(made)]:
+                with contextlib.suppress(Exception):
+                    yield from part.stages.discard_stage(label)
+            raise
+        return PartitionSet(self.config, made, self.context, live=False, stage=label, owner=self)
+
+    def staged(self, label: str) -> Flow[PartitionSet]:
+        """The stage ``label`` of every partition, to go on writing, checking or
+        publishing it. One round trip per partition.
+
+        Raises:
+            StageNotFoundError: no such stage."""
+        made: list[Any] = []
+        for part in self.parts:
+            made.append(StageParts((yield from part.stages.staged(label))))
+        return PartitionSet(self.config, made, self.context, live=False, stage=label, owner=self)
+
+    def stages(self) -> Flow[list[StageInfo]]:
+        """The space's stages, oldest first: each partition's, added up (``complete``
+        only when it is in every partition). One round trip per partition."""
+        found: dict[str, list[StageInfo]] = {}
+        for part in self.parts:
+            for info in (yield from part.stages.stages()):
+                found.setdefault(info.label, []).append(info)
+        out = []
+        for label, infos in found.items():
+            complete = len(infos) == self.size and all(i.complete for i in infos)
+            first = min(i.created_at for i in infos)
+            out.append(StageInfo(label, first, sum(i.count for i in infos), complete))
+        return sorted(out, key=lambda s: (s.created_at, s.label))
+
+    def discard_stage(self, label: str) -> Flow[None]:
+        """Discard the stage ``label`` in every partition that has it.
+
+        Raises:
+            StageNotFoundError: no partition has it."""
+        found = False
+        for part in self.parts:
+            with contextlib.suppress(StageNotFoundError):
+                yield from part.stages.discard_stage(label)
+                found = True
+        if not found:
+            raise StageNotFoundError(f"space {self.keys.name!r} has no stage {label!r}")
+
+    # the calls of a stage (this set is a stage's: stage_label and owner are set)
+
+    def build(self, *, timeout: float = generations.INDEX_TIMEOUT) -> Flow[None]:
+        """Build every partition's index of the stage (:meth:`StageOps.build`), waiting at
+        most ``timeout`` seconds for each."""
+        for part in self.parts:
+            ops: Any = part.ops  # a stage's parts: StageParts (StageOps)
+            yield from ops.build(timeout=timeout)
+
+    def publish(
+        self,
+        *,
+        keep: bool = True,
+        label: str | None = None,
+        timeout: float = generations.INDEX_TIMEOUT,
+    ) -> Flow[Version | None]:
+        """Make the stage the live space in every partition, atomically for readers (the
+        switch of :meth:`rollback`, with each partition's publish for its rollback): every
+        partition's index is built first, then the partitions switch one after another
+        under the root's lease while readers wait. ``keep`` keeps the replaced contents as
+        a version of the space (labelled ``label``), returned for ``rollback``.
+
+        Raises:
+            StageNotFoundError: the stage was published or discarded.
+            InvalidInputError: a bad label, or one a version has.
+            IndexBuildingError: an index was not complete after ``timeout`` seconds."""
+        live = self.owner
+        if live is None or self.stage_label is None:
+            raise InvalidInputError(f"{self.where()} is not a stage")
+        if label is not None:
+            check_label(label)
+            if not keep:
+                raise InvalidInputError("label names the version kept: pass keep=True with it")
+        yield from self.build(timeout=timeout)
+        token = uuid.uuid4().hex
+        yield from live._lease(token)
+        try:
+            table = yield from live._table()
+            if label is not None and any(v.label == label for v, _ in table.values()):
+                raise InvalidInputError(f"space {live.keys.name!r} has a version {label!r}")
+            for part in self.parts:  # still there (not published or discarded meanwhile)
+                yield from part.target.refresh()
+            current = yield Command(("HGET", live.keys.config, RELEASE_FIELD))
+            intent = {"release": int(current or 1) + 1, "publish": self.stage_label,
+                      "keep": keep, "label": label, "kept": [None] * live.size}  # fmt: skip
+            yield Command(("HSET", live.keys.config, SWITCH_FIELD, json.dumps(intent)))
+            yield from live._apply(intent, token)
+            published = yield Command(("HGET", live.keys.config, "published"))
+        finally:
+            yield from live._unlease(token)
+        if not keep:
+            return None
+        kept: Version = yield from live.version(int(published))
+        return kept
+
+    def discard(self) -> Flow[None]:
+        """Discard this stage in every partition."""
+        if self.owner is None or self.stage_label is None:
+            raise InvalidInputError(f"{self.where()} is not a stage")
+        yield from self.owner.discard_stage(self.stage_label)
+
     def at(self, ref: VersionRef) -> Flow[PartitionSet]:
         """The partitions of the version ``ref``, for a read-only view
         (:class:`PartitionedView`). Round trips: one plus one per partition.
@@ -897,6 +1054,18 @@ class PartitionSet:
     def _unlease(self, token: str) -> Flow[None]:
         with contextlib.suppress(Exception):
             yield from scripts.run(scripts.fork_abort_call(self.keys.lock, token=token))
+
+
+def _publish_part(part: Any, label: str, keep: bool) -> Flow[int | None]:
+    """Publish the stage ``label`` of one partition; the id of the version it kept. A
+    stage already gone was published by a client that died before marking it: None
+    (its kept version is the partition's newest)."""
+    try:
+        target = yield from part.stages.staged(label)
+    except StageNotFoundError:
+        return None
+    version = yield from StageParts(target).ops.publish(keep=keep)
+    return None if version is None else int(version.id)
 
 
 class Batches:
@@ -1014,9 +1183,8 @@ class PartitionedSurface(_OfPartitions):
     operations of a space that make sense over partitions, each documented in
     :class:`PartitionSet` (same arguments, results and errors as a space's, with what
     partitioning changes: round trips, atomicity). Not on a partitioned space (yet):
-    stages, diff, the hot cache and get_or_compute (each partition is stored as a space,
-    which ``hub.space`` does not open; their keys are documented in
-    :mod:`rediscache.keys`)."""
+    diff, the hot cache and get_or_compute (each partition is stored as a space, which
+    ``hub.space`` does not open; their keys are documented in :mod:`rediscache.keys`)."""
 
     def __init__(
         self, hub: HubHandle, config: SpaceConfig, found: list[tuple[SpaceConfig, SpaceState]]
@@ -1058,11 +1226,10 @@ class PartitionedSurface(_OfPartitions):
     collect_garbage = Op(PartitionSet.collect_garbage, _set)
     prune_versions = Op(PartitionSet.prune_versions, _set)
 
+    stages = Op(PartitionSet.stages, _set)
+    discard_stage = Op(PartitionSet.discard_stage, _set)
+
     # not (yet) on a partitioned space: a clear error rather than an AttributeError
-    stage = _not_yet("stage")
-    staged = _not_yet("staged")
-    stages = _not_yet("stages")
-    discard_stage = _not_yet("discard_stage")
     diff = _not_yet("diff")
     get_or_compute = _not_yet("get_or_compute")
 
@@ -1116,6 +1283,62 @@ class PartitionedViewSurface(_OfPartitions):
     put = put_many = delete = update_mean = update_vectors = _read_only
 
 
+class PartitionedStageSurface(_OfPartitions):
+    """The public surface of a stage of a partitioned space (from ``space.stage()`` or
+    ``space.staged(label)``), declared once for :class:`PartitionedStage` and its asyncio
+    twin: the writes, reads and searches of a partitioned space on the stage of every
+    partition, plus ``build``, ``publish`` (atomic for readers across partitions) and
+    ``discard`` (:class:`PartitionSet`). After publish or discard, calls raise
+    :class:`StageNotFoundError`."""
+
+    def __init__(self, space: Any, parts: PartitionSet) -> None:
+        self.space = space
+        self._driver = space._driver
+        self._context = space._context
+        self._parts = parts
+
+    @property
+    def label(self) -> str:
+        """The stage's label."""
+        assert self._parts.stage_label is not None
+        return self._parts.stage_label
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.label!r})"
+
+    validate = Local(Writes.validate, _first_writes_of)
+    validate_row = Local(Writes.validate_row, _first_writes_of)
+
+    put = Op(PartitionSet.put, _set)
+    put_many = Op(PartitionSet.put_many, _set)
+    update_vectors = Op(PartitionSet.update_vectors, _set)
+    delete = Op(PartitionSet.delete, _set)
+    get = Op(PartitionSet.get, _set)
+    get_many = Op(PartitionSet.get_many, _set)
+    count = Op(PartitionSet.count, _set)
+    get_record = Op(PartitionSet.get_record, _set)
+    get_metadata_many = Op(PartitionSet.get_metadata_many, _set)
+    iter_batches = IterOp(PartitionSet.iter_batches, _set, item="Batch")
+    search = Op(PartitionSet.search, _set)
+    search_many = Op(PartitionSet.search_many, _set)
+    within = Op(PartitionSet.within, _set)
+    similar = Op(PartitionSet.similar, _set)
+
+    build = Op(PartitionSet.build, _set)
+    publish = Op(PartitionSet.publish, _set)
+    discard = Op(PartitionSet.discard, _set)
+    diff = _not_yet("diff")
+
+
+class PartitionedStage(SyncFacade, PartitionedStageSurface):
+    """A staged release of a partitioned space: see :class:`PartitionedStageSurface`.
+    ``len(stage)`` counts its embeddings."""
+
+    def __len__(self) -> int:
+        """:meth:`count`: the number of embeddings in the stage."""
+        return int(self.count())
+
+
 class PartitionedVersionView(SyncFacade, PartitionedViewSurface):
     """A read-only view of one version of a partitioned space: see
     :class:`PartitionedViewSurface`."""
@@ -1136,4 +1359,18 @@ class PartitionedSpace(SyncFacade, PartitionedSurface):
         _set,
         wrap=lambda s, t: PartitionedVersionView(s, t),
         returns="PartitionedVersionView",
+    )
+    stage = sync_op(
+        "stage",
+        PartitionSet.stage,
+        _set,
+        wrap=lambda s, t: PartitionedStage(s, t),
+        returns="PartitionedStage",
+    )
+    staged = sync_op(
+        "staged",
+        PartitionSet.staged,
+        _set,
+        wrap=lambda s, t: PartitionedStage(s, t),
+        returns="PartitionedStage",
     )

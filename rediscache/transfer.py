@@ -59,7 +59,7 @@ from .errors import (
     ServerBusyError,
     ServerError,
 )
-from .partitioned import PartitionedSpace, PartitionedVersionView
+from .partitioned import PartitionedSpace, PartitionedStage, PartitionedVersionView
 from .space import Space, Stage, VersionView
 
 __all__ = [
@@ -361,7 +361,7 @@ def _check_names(id_field: object, vector_field: object, progress: object) -> No
 
 
 def import_file(
-    space: Space | Stage | PartitionedSpace,
+    space: Space | Stage | PartitionedSpace | PartitionedStage,
     path: str | os.PathLike[str],
     *,
     meta: str | os.PathLike[str] | None = None,
@@ -405,7 +405,7 @@ def import_file(
         ServerError: Redis failed (after the retries); the message names the rows of the
             file (positions and keys) whose fate is unknown and how many rows were written.
     """
-    if not isinstance(space, Space | Stage | PartitionedSpace):
+    if not isinstance(space, Space | Stage | PartitionedSpace | PartitionedStage):
         if isinstance(space, VersionView | PartitionedVersionView):
             raise ReadOnlyError("a version is read-only: import into the space itself")
         raise InvalidInputError(f"import needs a Space or a Stage, got {type(space).__name__}")
@@ -499,7 +499,7 @@ class _Import:
 
     def __init__(
         self,
-        space: Space | Stage | PartitionedSpace,
+        space: Space | Stage | PartitionedSpace | PartitionedStage,
         src: Path,
         dim: int,
         vector_field: str,

@@ -27,6 +27,7 @@ hiredis (:func:`rediscache.wire.roundtrip_async`), which keeps ``get_many(100)``
 from .hub import AsyncHub, connect_async
 from .space import (
     AsyncPartitionedSpace,
+    AsyncPartitionedStage,
     AsyncPartitionedVersionView,
     AsyncSpace,
     AsyncStage,
@@ -37,6 +38,7 @@ __all__ = [
     "SYNC_ONLY",
     "AsyncHub",
     "AsyncPartitionedSpace",
+    "AsyncPartitionedStage",
     "AsyncPartitionedVersionView",
     "AsyncSpace",
     "AsyncStage",

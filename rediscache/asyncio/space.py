@@ -4,14 +4,20 @@ the surfaces of :mod:`rediscache.space` on an asyncio driver (see :mod:`rediscac
 from __future__ import annotations
 
 from ..drive import AsyncFacade, async_op
-from ..partitioned import PartitionedSurface, PartitionedViewSurface, PartitionSet, _set
+from ..partitioned import (
+    PartitionedStageSurface,
+    PartitionedSurface,
+    PartitionedViewSurface,
+    PartitionSet,
+    _set,
+)
 from ..space import SpaceSurface, StageSurface, ViewSurface, _stages, _versions
 from ..stages import Stages, StageTarget
 from ..versions import Versions, VersionTarget
 
 __all__ = [
-    "AsyncPartitionedSpace", "AsyncPartitionedVersionView", "AsyncSpace", "AsyncStage",
-    "AsyncVersionView",
+    "AsyncPartitionedSpace", "AsyncPartitionedStage", "AsyncPartitionedVersionView",
+    "AsyncSpace", "AsyncStage", "AsyncVersionView",
 ]  # fmt: skip
 
 
@@ -61,6 +67,17 @@ def _partitioned_view_of(
     return AsyncPartitionedVersionView(space, parts)
 
 
+class AsyncPartitionedStage(AsyncFacade, PartitionedStageSurface):
+    """:class:`rediscache.partitioned.PartitionedStage` for asyncio: every call awaited
+    (``await stage.count()`` for ``len``)."""
+
+
+def _partitioned_stage_of(
+    space: AsyncPartitionedSpace, parts: PartitionSet
+) -> AsyncPartitionedStage:
+    return AsyncPartitionedStage(space, parts)
+
+
 class AsyncPartitionedSpace(AsyncFacade, PartitionedSurface):
     """:class:`rediscache.partitioned.PartitionedSpace` for asyncio: the same methods
     (:class:`rediscache.partitioned.PartitionedSurface`), each awaited (``await
@@ -73,4 +90,18 @@ class AsyncPartitionedSpace(AsyncFacade, PartitionedSurface):
         _set,
         wrap=_partitioned_view_of,
         returns="AsyncPartitionedVersionView",
+    )
+    stage = async_op(
+        "stage",
+        PartitionSet.stage,
+        _set,
+        wrap=_partitioned_stage_of,
+        returns="AsyncPartitionedStage",
+    )
+    staged = async_op(
+        "staged",
+        PartitionSet.staged,
+        _set,
+        wrap=_partitioned_stage_of,
+        returns="AsyncPartitionedStage",
     )

@@ -13,8 +13,7 @@ import click
 
 from .. import transfer
 from ..errors import SchemaMismatchError
-from ..partitioned import PartitionedSpace
-from ..space import Space, Stage, VersionView
+from ..space import VersionView
 from .base import (
     State,
     Terminated,
@@ -403,11 +402,8 @@ def import_(
       rediscache import items retrained.jsonl --vectors-only   # keep metadata
       rediscache import items model-b.npy --meta meta.jsonl --stage model-b   # a release
     """
-    sp: Space | Stage | PartitionedSpace
-    if stage_label is None:
-        sp = state.space(space_name)
-    else:
-        sp = stage_of(state.single(space_name, "--stage"), stage_label)
+    live = state.space(space_name)
+    sp = live if stage_label is None else stage_of(live, stage_label)
     done = [0]
     started = time.perf_counter()
 

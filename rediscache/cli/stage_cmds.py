@@ -9,6 +9,7 @@ from dataclasses import asdict
 import click
 
 from ..errors import StageNotFoundError
+from ..partitioned import PartitionedSpace, PartitionedStage
 from ..space import Space, Stage
 from .base import State, cli, confirm, emit, friendly, json_option, wants_json
 
@@ -17,7 +18,7 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def stage_of(space: Space, label: str) -> Stage:
+def stage_of(space: Space | PartitionedSpace, label: str) -> Stage | PartitionedStage:
     """The stage ``label`` of ``space``, staged (empty) when it does not exist yet."""
     try:
         return space.staged(label)
@@ -49,7 +50,7 @@ def stage(state: State, space_name: str, label: str | None, from_live: bool, as_
       rediscache import items model-b.npy --meta meta.jsonl --stage model-b
       rediscache diff items --stage model-b && rediscache publish items model-b
     """
-    made = state.single(space_name, "a stage").stage(label, empty=not from_live)
+    made = state.space(space_name).stage(label, empty=not from_live)
     count = made.count()
     if wants_json(state, as_json):
         emit({"space": space_name, "label": made.label, "count": count})
@@ -69,7 +70,7 @@ def stages(state: State, space_name: str, as_json: bool) -> None:
     Example:
       rediscache stages items --json
     """
-    found = state.single(space_name, "a stage").stages()
+    found = state.space(space_name).stages()
     if wants_json(state, as_json):
         emit([asdict(s) for s in found])
         return
@@ -122,7 +123,7 @@ def publish(
       rediscache publish items model-b --version-label model-a
       rediscache publish items model-b --no-keep --yes
     """
-    sp = state.single(space_name, "a stage")
+    sp = state.space(space_name)
     staged = sp.staged(label)
     count = staged.count()
     live = sp.count()
@@ -160,7 +161,7 @@ def discard(state: State, space_name: str, label: str, yes: bool) -> None:
     Example:
       rediscache discard items model-b --yes
     """
-    sp = state.single(space_name, "a stage")
+    sp = state.space(space_name)
     count = sp.staged(label).count()  # an unknown stage fails here, before asking
     confirm(yes, f"Discard stage {label!r} of {space_name!r} ({count:,} embeddings)?")
     sp.discard_stage(label)
@@ -181,7 +182,7 @@ def collect_garbage(state: State, space_name: str, as_json: bool) -> None:
     Example:
       rediscache collect-garbage items
     """
-    deleted = state.single(space_name, "a stage").collect_garbage()
+    deleted = state.space(space_name).collect_garbage()
     if wants_json(state, as_json):
         emit({"space": space_name, "deleted": deleted})
     else:

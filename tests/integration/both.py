@@ -18,7 +18,11 @@ import numpy as np
 
 import rediscache
 from rediscache import AsyncSpace, AsyncStage, AsyncVersionView, Averaged, Hit, Record
-from rediscache.asyncio import AsyncPartitionedSpace, AsyncPartitionedVersionView
+from rediscache.asyncio import (
+    AsyncPartitionedSpace,
+    AsyncPartitionedStage,
+    AsyncPartitionedVersionView,
+)
 
 MODES = ("sync", "async")
 
@@ -86,7 +90,10 @@ class Api:
             if inspect.isasyncgen(result):  # an async stream: collected
                 result = self._run(_collect(result))
             result = self._run(result) if asyncio.iscoroutine(result) else result
-            if isinstance(result, AsyncVersionView | AsyncStage | AsyncPartitionedVersionView):
+            kinds = (
+                AsyncVersionView | AsyncStage | AsyncPartitionedVersionView | AsyncPartitionedStage
+            )
+            if isinstance(result, kinds):
                 return Api(result, self._run, self.raw)
             return result
 

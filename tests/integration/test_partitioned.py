@@ -191,7 +191,7 @@ def test_versions_snapshot_rollback_view_and_delete_every_partition(
     assert [v.label for v in space.versions()] == ["second"]
     space.delete_version("second")
     assert space.versions() == []
-    for refused in ("stage", "staged", "diff", "get_or_compute"):  # not yet: a clear error
+    for refused in ("diff", "get_or_compute"):  # not yet: a clear error
         with pytest.raises(rediscache.InvalidInputError, match="partitioned"):
             getattr(space, refused)("x")
     with pytest.raises(rediscache.VersionNotFoundError):
@@ -351,5 +351,107 @@ def test_the_cli_creates_fills_and_searches_a_partitioned_space(
     assert "partitions:       3" in info and info.count(" embeddings, ") == 3
     if url is not None and "cluster" in url:  # each partition's primary, and the root's
         assert info.count(", on 127.0.0.1:") == 3 and "node:             127.0.0.1:" in info
-    res = runner.invoke(cli, [*base, "stage", space_name, "x"])
+    res = runner.invoke(cli, [*base, "diff", space_name, "--stage", "x"])
     assert res.exit_code != 0 and "partitioned" in res.output
+    # a release through the CLI: import into a stage, list it, publish it
+    more = [json.dumps({"id": f"n{i}", "vector": [float(i + 1)] * DIM}) for i in range(25)]
+    (tmp_path / "release.jsonl").write_text("\n".join(more) + "\n")
+    run("import", space_name, str(tmp_path / "release.jsonl"), "--stage", "r2")
+    assert "r2" in run("stages", space_name).output
+    assert hub.space(space_name).count() == 40  # not live yet
+    run("publish", space_name, "r2", "--yes")
+    assert hub.space(space_name).count() == 25
+    assert [v.count for v in hub.space(space_name).versions()][-1] == 40  # the kept one
+
+
+def test_a_stage_is_published_in_every_partition_atomically_for_readers(
+    make: Callable[..., Api], space_name: str, hub: Hub
+) -> None:
+    space = make(space_name, DIM, metric="l2", algorithm="flat", partitions=3)
+    keys = [f"k{i}" for i in range(48)]
+    base = np.random.default_rng(4).normal(size=(48, DIM)).astype(np.float32) * 0.01
+    a, b = base.copy(), base.copy()
+    a[:, 0], b[:, 0] = 1, 2
+    space.put_many(keys, a)
+    stage = space.stage("model-b")
+    assert stage.put_many(keys, b) == 48 and stage.count() == 48
+    assert _version_of(space.get_many(keys)) == {1}  # live readers see none of it
+    assert _version_of(stage.get_many(keys)) == {2}
+    assert [s.label for s in space.stages()] == ["model-b"] and space.stages()[0].count == 48
+    assert space.staged("model-b").count() == 48
+    kept = stage.publish(label="model-a")
+    assert kept is not None and kept.label == "model-a" and kept.count == 48
+    assert _version_of(space.get_many(keys)) == {2}
+    assert space.search(b[3], 1)[0].key == "k3"
+    with pytest.raises(rediscache.StageNotFoundError):
+        stage.count()
+    space.rollback("model-a")  # the release undone
+    assert _version_of(space.get_many(keys)) == {1}
+    other = space.stage()
+    other.put("x", a[0])
+    other.discard()
+    assert space.stages() == []
+    with pytest.raises(rediscache.StageNotFoundError):
+        space.discard_stage("nope")
+
+
+def test_readers_never_see_a_mix_while_releases_are_published(hub: Hub, space_name: str) -> None:
+    space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys = [f"k{i}" for i in range(48)]
+    rows = np.zeros((48, DIM), np.float32)
+    space.put_many(keys, rows + 1)
+    stop = threading.Event()
+    seen: list[set[int]] = []
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        reader = hub.space(space_name)
+        try:
+            while not stop.is_set():
+                seen.append(_version_of(reader.get_many(keys)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for release in range(2, 8):
+            stage = space.stage()
+            rows[:, 0] = release
+            stage.put_many(keys, rows)
+            stage.publish(keep=False)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not errors, errors[0]
+    assert all(len(s) == 1 for s in seen), [s for s in seen if len(s) > 1][:3]
+    assert len({next(iter(s)) for s in seen}) >= 2
+    assert space.versions() == []
+
+
+def test_a_publish_whose_client_died_is_completed_by_the_next_reader(
+    hub: Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space = hub.create_space(space_name, DIM, metric="l2", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys = [f"k{i}" for i in range(30)]
+    space.put_many(keys, np.ones((30, DIM), np.float32))
+    stage = space.stage("b")
+    stage.put_many(keys, np.full((30, DIM), 2, np.float32))
+    # a publisher that died after publishing partition 0 only, before recording it
+    parts = space._parts
+    root = _node_of(hub, space_name)
+    intent = {"release": 2, "publish": "b", "keep": True, "label": "a", "kept": [None] * 3}
+    root.hset(parts.keys.config, partitioned.SWITCH_FIELD, json.dumps(intent))
+    first = space.config.partitions[0]
+    _node_of(hub, first).hset(SpaceKeys.for_space(first).config, RELEASE_FIELD, "~2")
+    hub._driver.run(stage._parts.parts[0].ops.publish(keep=True))
+    monkeypatch.setattr(partitioned, "SWITCH_STALL", 0.05)
+    rows = hub.space(space_name).get_many(keys)  # waits, then completes the publish
+    assert _version_of(rows) == {2}
+    assert not root.hget(parts.keys.config, partitioned.SWITCH_FIELD)
+    versions = space.versions()
+    assert [v.label for v in versions] == ["a"] and versions[0].count == 30
+    space.rollback("a")
+    assert _version_of(space.get_many(keys)) == {1}

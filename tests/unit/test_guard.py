@@ -14,9 +14,13 @@ import redis
 
 import rediscache
 from rediscache import AsyncHub, AsyncSpace, AsyncVersionView, Hub, Space, VersionView, guard
-from rediscache.asyncio import AsyncPartitionedSpace, AsyncPartitionedVersionView
+from rediscache.asyncio import (
+    AsyncPartitionedSpace,
+    AsyncPartitionedStage,
+    AsyncPartitionedVersionView,
+)
 from rediscache.drive import AsyncDriver, AsyncFacade, Op, SyncDriver, SyncFacade
-from rediscache.partitioned import PartitionedSpace, PartitionedVersionView
+from rediscache.partitioned import PartitionedSpace, PartitionedStage, PartitionedVersionView
 
 SECRET = "s3cret-Word"
 
@@ -177,9 +181,10 @@ DELEGATES = {"__len__"}
 VIEWS = (VersionView, AsyncVersionView, PartitionedVersionView, AsyncPartitionedVersionView)
 #: What a partitioned space refuses at once (InvalidInputError: not available yet), and
 #: where its key goes (no round trip).
-PARTITIONED_LOCAL = {"stage", "staged", "stages", "discard_stage", "diff", "get_or_compute",
-                     "partition_of"}  # fmt: skip
-PARTITIONED = (PartitionedSpace, AsyncPartitionedSpace, *VIEWS[2:])
+PARTITIONED_LOCAL = {"diff", "get_or_compute", "partition_of"}
+PARTITIONED = (
+    PartitionedSpace, AsyncPartitionedSpace, PartitionedStage, AsyncPartitionedStage, *VIEWS[2:]
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,13 @@ import pytest
 
 import rediscache
 from rediscache import AsyncHub, AsyncSpace, AsyncVersionView, Hub, Space, VersionView
-from rediscache.asyncio import SYNC_ONLY, AsyncPartitionedSpace, AsyncPartitionedVersionView
-from rediscache.partitioned import PartitionedSpace, PartitionedVersionView
+from rediscache.asyncio import (
+    SYNC_ONLY,
+    AsyncPartitionedSpace,
+    AsyncPartitionedStage,
+    AsyncPartitionedVersionView,
+)
+from rediscache.partitioned import PartitionedSpace, PartitionedStage, PartitionedVersionView
 
 PACKAGE = Path(rediscache.__file__).parent
 PAIRS = [
@@ -22,6 +27,7 @@ PAIRS = [
     (VersionView, AsyncVersionView),
     (PartitionedSpace, AsyncPartitionedSpace),
     (PartitionedVersionView, AsyncPartitionedVersionView),
+    (PartitionedStage, AsyncPartitionedStage),
 ]
 
 
