@@ -1240,16 +1240,33 @@ class PartitionedSurface(_OfPartitions):
     delete_version = Op(PartitionSet.delete_version, _set)
 
 
-class PartitionedViewSurface(_OfPartitions):
-    """The public surface of a version of a partitioned space (from ``space.at(ref)``),
-    declared once for :class:`PartitionedVersionView` and its asyncio twin: reads and
-    searches of the version in every partition; writes raise :class:`ReadOnlyError`."""
+class _OfSpaceOfPartitions(_OfPartitions):
+    """A facade of partitions that belong to a partitioned space (a version view, a
+    stage): made from the space's facade, whose driver and context it shares, with the
+    reads and searches of its partitions (not counted in the hub's metrics)."""
 
     def __init__(self, space: Any, parts: PartitionSet) -> None:
         self.space = space
         self._driver = space._driver
         self._context = space._context
         self._parts = parts
+
+    get = Op(PartitionSet.get, _set)
+    get_many = Op(PartitionSet.get_many, _set)
+    count = Op(PartitionSet.count, _set)
+    get_record = Op(PartitionSet.get_record, _set)
+    get_metadata_many = Op(PartitionSet.get_metadata_many, _set)
+    iter_batches = IterOp(PartitionSet.iter_batches, _set, item="Batch")
+    search = Op(PartitionSet.search, _set)
+    search_many = Op(PartitionSet.search_many, _set)
+    within = Op(PartitionSet.within, _set)
+    similar = Op(PartitionSet.similar, _set)
+
+
+class PartitionedViewSurface(_OfSpaceOfPartitions):
+    """The public surface of a version of a partitioned space (from ``space.at(ref)``),
+    declared once for :class:`PartitionedVersionView` and its asyncio twin: reads and
+    searches of the version in every partition; writes raise :class:`ReadOnlyError`."""
 
     @property
     def version(self) -> Version:
@@ -1264,17 +1281,6 @@ class PartitionedViewSurface(_OfPartitions):
         """Number of embeddings in the version (no round trip)."""
         return self.version.count
 
-    get = Op(PartitionSet.get, _set)
-    get_many = Op(PartitionSet.get_many, _set)
-    count = Op(PartitionSet.count, _set)
-    get_record = Op(PartitionSet.get_record, _set)
-    get_metadata_many = Op(PartitionSet.get_metadata_many, _set)
-    iter_batches = IterOp(PartitionSet.iter_batches, _set, item="Batch")
-    search = Op(PartitionSet.search, _set)
-    search_many = Op(PartitionSet.search_many, _set)
-    within = Op(PartitionSet.within, _set)
-    similar = Op(PartitionSet.similar, _set)
-
     def _read_only(self, *_args: Any, **_kwargs: Any) -> NoReturn:
         raise ReadOnlyError(
             f"{self._where()} is read-only: write to the space, or rollback() to this version"
@@ -1283,19 +1289,13 @@ class PartitionedViewSurface(_OfPartitions):
     put = put_many = delete = update_mean = update_vectors = _read_only
 
 
-class PartitionedStageSurface(_OfPartitions):
+class PartitionedStageSurface(_OfSpaceOfPartitions):
     """The public surface of a stage of a partitioned space (from ``space.stage()`` or
     ``space.staged(label)``), declared once for :class:`PartitionedStage` and its asyncio
     twin: the writes, reads and searches of a partitioned space on the stage of every
     partition, plus ``build``, ``publish`` (atomic for readers across partitions) and
     ``discard`` (:class:`PartitionSet`). After publish or discard, calls raise
     :class:`StageNotFoundError`."""
-
-    def __init__(self, space: Any, parts: PartitionSet) -> None:
-        self.space = space
-        self._driver = space._driver
-        self._context = space._context
-        self._parts = parts
 
     @property
     def label(self) -> str:
@@ -1313,16 +1313,6 @@ class PartitionedStageSurface(_OfPartitions):
     put_many = Op(PartitionSet.put_many, _set)
     update_vectors = Op(PartitionSet.update_vectors, _set)
     delete = Op(PartitionSet.delete, _set)
-    get = Op(PartitionSet.get, _set)
-    get_many = Op(PartitionSet.get_many, _set)
-    count = Op(PartitionSet.count, _set)
-    get_record = Op(PartitionSet.get_record, _set)
-    get_metadata_many = Op(PartitionSet.get_metadata_many, _set)
-    iter_batches = IterOp(PartitionSet.iter_batches, _set, item="Batch")
-    search = Op(PartitionSet.search, _set)
-    search_many = Op(PartitionSet.search_many, _set)
-    within = Op(PartitionSet.within, _set)
-    similar = Op(PartitionSet.similar, _set)
 
     build = Op(PartitionSet.build, _set)
     publish = Op(PartitionSet.publish, _set)
