@@ -299,8 +299,8 @@ class Registry:
         another client created the index first (its config follows)."""
         state = SpaceState.initial(new_origin())
         gen = keys.gen(state.live)
-        try:
-            yield from generations.create_index(config, gen)
+        try:  # a new space: no document to look for (drop_space deleted the old ones)
+            yield from generations.create_index(config, gen, scan=False)
         except redis.ResponseError as exc:
             if "already exists" not in str(exc).lower():
                 raise ServerError(f"creating the index of space {keys.name!r}: {exc}") from exc

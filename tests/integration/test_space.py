@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -330,3 +331,33 @@ def test_space_of_another_key_layout_is_refused(hub: Hub, space_name: str) -> No
     hub.client.hset(space.keys.config, "layout", "1")  # as rediscache before versions wrote
     with pytest.raises(rediscache.CorruptDataError, match="key layout '1'"):
         hub.space(space_name)
+
+
+def test_a_new_space_is_searchable_at_once_on_a_server_holding_other_keys(
+    hub: Hub, space_name: str
+) -> None:
+    """A new space's index is created without a scan of the keyspace (it has no document
+    yet): with one, a server holding 100,000 other keys kept it 'indexing' (0.3 s here, 30 s
+    in a trial loading 20,000 vectors beside 69,000 keys) and searches waited for it."""
+    node = hub.node_client(space_name)
+    tag = uuid.uuid4().hex[:8]
+    others = [f"other-{tag}:{{{space_name}}}:{i}" for i in range(100_000)]  # its node's
+    for start in range(0, len(others), 10_000):
+        pipe = node.pipeline(transaction=False)
+        for key in others[start : start + 10_000]:
+            pipe.set(key, "x")
+        pipe.execute()
+    try:
+        space = hub.create_space(space_name, 4)
+        info = node.execute_command("FT.INFO", space.live_keys.index)
+        fields = dict(zip(info[::2], info[1::2], strict=True))
+        assert int(fields[b"indexing"]) == 0
+        space.put("a", [1, 0, 0, 0])
+        hub.index_wait, before = 0.0, hub.index_wait  # no waiting for an index build
+        try:
+            assert space.search([1, 0, 0, 0], 1)[0].key == "a"
+        finally:
+            hub.index_wait = before
+    finally:
+        for start in range(0, len(others), 10_000):
+            node.unlink(*others[start : start + 10_000])
