@@ -48,8 +48,9 @@ from .server import start as start_node
 from .server import stop as stop_node
 
 __all__ = [
-    "SLOTS", "ClusterInfo", "default_cluster_dir", "describe", "fits", "nodes_status",
-    "recorded_replicas", "start", "status", "stop",
+    "SLOTS", "ClusterInfo", "default_cluster_dir", "describe", "fits", "live_url",
+    "nodes_status", "recorded_replicas", "replica_counts", "start", "status",
+    "status_password", "stop",
 ]  # fmt: skip
 
 #: Slots of a Redis Cluster.
@@ -378,6 +379,30 @@ def _alive(pid: int) -> bool:
     with contextlib.suppress(OSError):  # a zombie child of this process has exited
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     return True
+
+
+def live_url(data_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """A ``redis+cluster://`` URL (with the password) naming a node of the cluster in
+    ``data_dir`` that runs, for when its first node is down (the cluster may still serve
+    every slot: a replica took over); None when none runs."""
+    from .server import status as node_status
+
+    root = _dir(data_dir)
+    record = _read_record(root)
+    if record is None:
+        return None
+    for i in range(record["primaries"] * (1 + record["replicas"])):
+        found = node_status(root / f"node-{i}")
+        if found.running and found.info is not None:
+            info = found.info
+            return f"redis+cluster://:{record['password']}@{info.host}:{info.port}/0"
+    return None
+
+
+def status_password(data_dir: str | os.PathLike[str] | None = None) -> str:
+    """The password recorded for the cluster in ``data_dir`` ("" when none is)."""
+    record = _read_record(_dir(data_dir))
+    return str(record["password"]) if record is not None else ""
 
 
 def recorded_replicas(data_dir: str | os.PathLike[str] | None, primaries: int) -> int:

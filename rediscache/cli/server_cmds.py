@@ -314,14 +314,22 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
                 if found
                 else {"data_dir": str(_cluster_dir(state))}
             )
+            live = clu.live_url(root) if found is None else None
+            if live is not None:  # not whole: the nodes that run still serve
+                password = clu.status_password(root)
+                described["url"] = live if show_password else live.replace(password, "***")
             if found:
                 described["replicas_per_primary"] = clu.replica_counts(found)
             click.echo(json.dumps({"running": found is not None, **described}, indent=2))
         elif found is None:
             down = [f"{name} (port {port})" for name, port, up in clu.nodes_status(root) if not up]
             if down and len(down) < len(clu.nodes_status(root)):
+                live = clu.live_url(root) or ""
+                if not show_password:
+                    live = live.replace(clu.status_password(root), "***")
                 click.echo(f"not whole: {', '.join(down)} not running (data dir {root}); "
-                           "`server start --cluster N` starts what is down")  # fmt: skip
+                           "`server start --cluster N` starts what is down; the others "
+                           f"answer at {live}")  # fmt: skip
             else:
                 click.echo(f"not running (data dir {root})")
         else:

@@ -260,6 +260,10 @@ def test_the_cli_starts_reports_and_stops_a_local_cluster(tmp_path: Path) -> Non
         os.kill(victim.pid, signal.SIGKILL)
         res = CliRunner().invoke(cli, [*base, "status", "--cluster"])
         assert res.exit_code == 3 and f"node-1 (port {victim.port}) not running" in res.stdout
+        # the URL of a node that still runs, for clients (its first node may be the dead one)
+        res = CliRunner().invoke(cli, [*base, "status", "--cluster", "--json", "--show-password"])
+        live = json.loads(res.stdout)["url"]
+        assert f":{victim.port}/" not in live and info.password in live
         res = CliRunner().invoke(cli, [*base, "start", "--cluster", "2"])  # brings it back
         assert res.exit_code == 0 and "started" in res.stdout, res.output
     finally:

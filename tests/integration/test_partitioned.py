@@ -455,3 +455,43 @@ def test_a_publish_whose_client_died_is_completed_by_the_next_reader(
     assert [v.label for v in versions] == ["a"] and versions[0].count == 30
     space.rollback("a")
     assert _version_of(space.get_many(keys)) == {1}
+
+
+def test_an_average_over_partitions_during_rollbacks_is_of_one_version(
+    hub: Hub, space_name: str
+) -> None:
+    """average (and combine, update_mean, which read their inputs the same way) reads every
+    input at one release: a rollback meanwhile never yields a mean of two versions."""
+    space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat", partitions=3)
+    assert isinstance(space, PartitionedSpace)
+    keys = [f"k{i}" for i in range(48)]
+    base = np.random.default_rng(6).normal(size=(48, DIM)).astype(np.float32) * 0.01
+    a, b = base.copy(), base.copy()
+    a[:, 0], b[:, 0] = 1, 2
+    space.put_many(keys, a)
+    space.snapshot("A")
+    space.put_many(keys, b)
+    space.snapshot("B")
+    stop = threading.Event()
+    means: list[float] = []
+    errors: list[BaseException] = []
+
+    def average() -> None:
+        reader = hub.space(space_name)
+        try:
+            while not stop.is_set():
+                means.append(float(reader.average(keys)[0]))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=average)
+    thread.start()
+    try:
+        for i in range(30):
+            space.rollback("A" if i % 2 == 0 else "B")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not errors, errors[0]
+    assert len(means) > 10
+    assert all(abs(m - 1) < 1e-4 or abs(m - 2) < 1e-4 for m in means), sorted(set(means))[:5]
