@@ -14,7 +14,7 @@ answer (searches: the P top-k lists by distance, ties by key).
 Versions across partitions (the protocol; tests/integration/test_partitioned.py):
 
 * The root (``rc:{items}:cfg``) holds the space's *release*, a number that grows by one at
-  every rollback, and each partition's config holds the release it is at: ``"<n>"``, or
+  every rollback or publish, and each partition's config holds the release it is at: ``"<n>"``, or
   ``"~<n>"`` while it switches to release n. A version of the space is one version per
   partition (the root's ``ver`` hash lists their ids).
 * A switch (rollback) first waits for every partition's version to be searchable (nothing
