@@ -85,7 +85,7 @@ from .stages import StageInfo
 from .state import RELEASE_FIELD, SpaceState
 from .target import Target
 from .versions import check_label, check_ref, find_version
-from .writes import VectorsUpdated, Writes
+from .writes import VectorsUpdated, Writes, vectors_updated
 
 __all__ = [
     "SWITCH_LEASE_MS", "SWITCH_STALL", "SWITCH_WAIT", "PartitionSet", "PartitionedSpace",
@@ -542,33 +542,18 @@ class PartitionSet:
         ttl: float | None = None,
     ) -> Flow[int]:
         """Store many embeddings (:meth:`rediscache.Space.put_many`): the whole batch is
-        checked first (nothing written on bad input), then each partition's rows are
-        written as one space's put_many, partition after partition.
+        checked and encoded first (nothing written on bad input), then each partition's
+        rows are written as one space's put_many writes them, partition after partition.
 
         Raises:
             InvalidInputError: bad keys, vectors, metadata or ttl (nothing written).
-            ServerError: Redis failed mid-way; its message and ``rows`` say which rows were
-                stored (every row of the partitions before, and the failing partition's
-                rows its own error names)."""
+            ServerError: Redis failed mid-way; its ``stored`` lists the keys stored (a
+                failure in the first partition's first chunk stored nothing and is raised
+                as it is)."""
         first = self.parts[0].writes
-        first.validate(keys, vectors, metadata)
-        first.ttl_ms(ttl)
-        key_list = list(keys)
-        matrix = self.codec.as_matrix(vectors) if len(key_list) else None
-        done: list[str] = []
-        for n, positions in self.groups(key_list).items():
-            sub_keys = [key_list[i] for i in positions]
-            assert matrix is not None
-            sub_meta = None if metadata is None else [metadata[i] for i in positions]
-            try:
-                yield from self.parts[n].writes.put_many(
-                    sub_keys, matrix[positions], sub_meta, ttl=ttl
-                )
-            except ServerError as exc:
-                if not done and (exc.rows is None or exc.rows[0] == 0):
-                    raise  # nothing was stored
-                raise _partly(exc, done, sub_keys, "put_many", self.where()) from exc
-            done.extend(sub_keys)
+        ttl_ms = first.ttl_ms(ttl)
+        key_list, rows = first._prepare(keys, vectors, metadata)
+        yield from self._write_parts(key_list, rows, ttl_ms, None, "put_many")
         return len(key_list)
 
     def update_vectors(
@@ -581,28 +566,44 @@ class PartitionSet:
     ) -> Flow[VectorsUpdated]:
         """Replace the vectors of ``keys``, keeping their metadata
         (:meth:`rediscache.Space.update_vectors`, same arguments and result): the batch is
-        checked first, then each partition's rows are written as one space's, partition
-        after partition (a failure's ``stored`` lists the rows written)."""
+        checked and encoded first, then written partition after partition (a failure's
+        ``stored`` lists the rows written)."""
         first = self.parts[0].writes
-        key_list, _, _ = first._update_vectors_plan(keys, vectors, missing, ttl)
-        matrix = self.codec.as_matrix(vectors)
-        updated = created = 0
-        skipped: set[str] = set()
+        key_list, rows, ttl_ms = first._update_vectors_plan(keys, vectors, missing, ttl)
+        created, skipped = yield from self._write_parts(
+            key_list, rows, ttl_ms, missing, "update_vectors"
+        )
+        return vectors_updated(key_list, created, skipped)
+
+    def _write_parts(
+        self,
+        key_list: list[str],
+        rows: list[Any],
+        ttl_ms: int | None,
+        missing: str | None,
+        what: str,
+    ) -> Flow[tuple[int, list[int]]]:
+        """Write checked and encoded ``rows`` (:meth:`Writes._prepare`: the same for every
+        partition, which share the schema) partition after partition, each as its own
+        space's writes do; returns documents created and the input positions left out
+        (``missing="skip"``)."""
+        created = 0
+        skipped: list[int] = []
         done: list[str] = []
         for n, positions in self.groups(key_list).items():
             sub_keys = [key_list[i] for i in positions]
             try:
-                got = yield from self.parts[n].writes.update_vectors(
-                    sub_keys, matrix[positions], missing=missing, ttl=ttl
+                made, left = yield from self.parts[n].writes._write_chunks(
+                    sub_keys, [rows[i] for i in positions], ttl_ms, missing, what
                 )
             except ServerError as exc:
                 if not done and (exc.rows is None or exc.rows[0] == 0):
                     raise  # nothing was stored
-                raise _partly(exc, done, sub_keys, "update_vectors", self.where()) from exc
-            updated, created = updated + got.updated, created + got.created
-            skipped.update(got.skipped)
+                raise _partly(exc, done, sub_keys, what, self.where()) from exc
+            created += made
+            skipped += [positions[i] for i in left]
             done.extend(sub_keys)
-        return VectorsUpdated(updated, created, tuple(k for k in key_list if k in skipped))
+        return created, sorted(skipped)
 
     def delete(self, *keys: str) -> Flow[int]:
         """Delete embeddings; returns how many existed. One call per partition holding
@@ -654,7 +655,7 @@ class PartitionSet:
         if kept.sum() <= 0:
             raise InvalidInputError("the weights of the keys found sum to 0: nothing to average")
         mean = (rows[used].astype(np.float64) * kept[:, None]).sum(axis=0) / kept.sum()
-        out = yield from self._store(mean, into, normalize)
+        out = yield from self._combined([mean], [], None, into, normalize)
         if missing == "skip":
             skipped = tuple(k for k, u in zip(key_list, used, strict=True) if not u)
             return Averaged(out, int(used.sum()), len(skipped), skipped)
@@ -674,18 +675,18 @@ class PartitionSet:
         :meth:`average`: keys read at one release, ``into`` stored in a second step."""
         add_items = yield from self._resolved(list(add))
         sub_items = yield from self._resolved(list(subtract))
+        return (yield from self._combined(add_items, sub_items, weights, into, normalize))
+
+    def _combined(
+        self, add: list[Any], subtract: list[Any], weights: Any, into: str | None, normalize: bool
+    ) -> Flow[npt.NDArray[Any]]:
+        """:meth:`rediscache.Space.combine` of vector literals, in ``into``'s partition
+        (which stores the result there) or, without ``into``, in the first (no I/O)."""
         part = self.part_of(into) if into is not None else self.parts[0]
-        out: npt.NDArray[Any]
-        out = yield from part.ops.combine(
-            add_items, sub_items, weights=weights, into=into, normalize=normalize
+        out: npt.NDArray[Any] = yield from part.ops.combine(
+            add, subtract, weights=weights, into=into, normalize=normalize
         )
         return out
-
-    def _store(
-        self, mean: npt.NDArray[Any], into: str | None, normalize: bool
-    ) -> Flow[npt.NDArray[Any]]:
-        part = self.part_of(into) if into is not None else self.parts[0]
-        return (yield from part.ops.combine([mean], (), into=into, normalize=normalize))
 
     def update_mean(
         self, key: str, items: Sequence[Any], *, alpha: float | None = None

@@ -71,6 +71,13 @@ def test_each_key_is_stored_in_its_partition_and_read_back_in_order(
     assert space.get_metadata_many(["k3", "zz"]) == [{"tag": "odd", "i": 3}, None]
     record = space.get_record("k4")
     assert record.metadata == {"tag": "even", "i": 4}
+    updated = space.update_vectors(["k3", "nope", "k4"], np.full((3, DIM), 5.0), missing="skip")
+    assert (updated.updated, updated.created, updated.skipped) == (2, 0, ("nope",))
+    assert (space.get("k3") == 5).all() and space.get_record("k3").metadata == {
+        "tag": "odd",
+        "i": 3,
+    }
+    space.put_many(["k3", "k4"], vecs[[3, 4]], [meta[3], meta[4]])
     assert space.delete("k1", "k2", "zz") == 2 and space.count() == 88
     batches = space.iter_batches(16)
     assert sorted(k for b in batches for k in b[0]) == sorted(set(keys) - {"k1", "k2"})
@@ -290,7 +297,7 @@ def test_a_batch_failing_in_a_later_partition_says_which_rows_were_stored(
         raise rediscache.ServerError("the node went away")
         yield  # a flow
 
-    last.put_many = broken  # type: ignore[method-assign]
+    last._write_chunks = broken  # type: ignore[method-assign]  # its writer of chunks
     with pytest.raises(rediscache.ServerError) as err:
         space.put_many(keys, vecs)
     stored = err.value.stored
