@@ -117,6 +117,11 @@ def _slot_owners(slots: Any) -> dict[int, str]:
     return owners
 
 
+def _found(name: str, raw: Mapping[bytes, bytes]) -> Found:
+    """The config and state of the space ``name`` from its config hash. Pure."""
+    return SpaceConfig.from_hash(name, raw), SpaceState.parse(raw.get(STATE_FIELD.encode()))
+
+
 class Registry:
     """The hub's flows. ``client`` is only used to describe the server in messages;
     ``context`` forgets what it knew of a dropped space."""
@@ -329,9 +334,9 @@ class Registry:
 
     def _create_partitioned(self, keys: SpaceKeys, config: SpaceConfig) -> Flow[PartsFound]:
         """Create the partitions of a partitioned space (named for the primaries of a
-        cluster: :func:`_spread_names`), then its root config, which makes it exist (a
-        creation interrupted before it leaves partitions that the next create or drop of
-        the name takes up)."""
+        cluster: :func:`_spread_names`), then its root config, which makes it exist. A
+        creation interrupted before the root leaves partitions that the next create of the
+        name takes up when they have its schema, and replaces otherwise."""
         names = yield from _spread_names(keys.name, len(config.partitions))
         config = dataclasses.replace(config, partitions=tuple(names))
         for part in names:
@@ -340,7 +345,9 @@ class Registry:
             extra = {RELEASE_FIELD: "1", "root": keys.name}
             old = yield from self._read_config(pkeys)
             if old is not None:  # left by an interrupted create, or a concurrent creator's
-                continue
+                if old[0].schema() == pconfig.schema():
+                    continue
+                yield from self.drop_space(part, missing_ok=True, compact=False)
             if (yield from self._create_one(pkeys, pconfig, extra, listed=False)) is None:
                 yield from self._wait_config(pkeys)
         state = SpaceState.initial(new_origin())
@@ -381,9 +388,7 @@ class Registry:
                     f"partition {part!r} of space {config.name!r} is missing (a drop was "
                     "interrupted, or its keys were deleted): drop the space and create it again"
                 )
-            found.append(
-                (SpaceConfig.from_hash(part, raw), SpaceState.parse(raw.get(STATE_FIELD.encode())))
-            )
+            found.append(_found(part, raw))
         return found
 
     def _wait_config(self, keys: SpaceKeys) -> Flow[Found | None]:
@@ -406,9 +411,7 @@ class Registry:
         # a user of hand-written ACL rules may not read the mark: only roles drop that way
         if not raw or (isinstance(dropped, int) and dropped > 0):
             return None
-        return SpaceConfig.from_hash(keys.name, raw), SpaceState.parse(
-            raw.get(STATE_FIELD.encode())
-        )
+        return _found(keys.name, raw)
 
     def space(self, name: str) -> Flow[Found | PartsFound]:
         """The existing space ``name``. One round trip (its config; a partitioned space's

@@ -502,3 +502,20 @@ def test_an_average_over_partitions_during_rollbacks_is_of_one_version(
     assert not errors, errors[0]
     assert len(means) > 10
     assert all(abs(m - 1) < 1e-4 or abs(m - 2) < 1e-4 for m in means), sorted(set(means))[:5]
+
+
+def test_a_create_interrupted_before_its_root_is_taken_up_with_the_schema_asked(
+    hub: Hub, space_name: str
+) -> None:
+    """Partitions left by a create that died before writing the root are reused only when
+    they have the schema asked for, and replaced otherwise."""
+    left = hub.create_space(space_name, 4, partitions=3)
+    names = left.config.partitions
+    root = _node_of(hub, space_name)
+    root.delete(SpaceKeys.for_space(space_name).config)  # as if it died before the root
+    again = hub.create_space(space_name, 8, metric="l2", partitions=3)
+    assert again.config.partitions == names and again.dim == 8
+    again.put_many([f"k{i}" for i in range(12)], np.ones((12, 8)))
+    assert again.count() == 12 and again.search(np.ones(8), 1)[0].distance == 0
+    same = hub.create_space(space_name, 8, metric="l2", partitions=3, exist_ok=True)
+    assert same.count() == 12
