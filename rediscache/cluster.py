@@ -27,6 +27,7 @@ import os
 import secrets
 import signal
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -241,6 +242,18 @@ def _serves(first: redis.Redis, node_id: str) -> bool:
     return any(nid == node_id and served for nid, _, _, served in _nodes_table(first))
 
 
+def _replicas_per_primary(
+    table: list[tuple[str, set[str], str, int]], skip: Collection[str] = ()
+) -> dict[str, int]:
+    """Replicas of each primary serving slots in a :func:`_nodes_table`, not counting
+    the replicas ``skip`` names. Pure."""
+    counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
+    for nid, flags, primary, _ in table:
+        if "slave" in flags and primary in counts and nid not in skip:
+            counts[primary] += 1
+    return counts
+
+
 def _attach_replicas(first: redis.Redis, clients: list[redis.Redis], per: int) -> None:
     """Make each node that serves no slot and replicates nobody a replica of the primary
     with the fewest replicas (below ``per``)."""
@@ -253,10 +266,7 @@ def _attach_replicas(first: redis.Redis, clients: list[redis.Redis], per: int) -
         mine = next((row for row in table if row[0] == me), None)
         if mine is None or mine[3] or "slave" in mine[1] or mine[2] != "-":
             continue  # a primary serving slots, or a replica already
-        counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
-        for nid, flags, primary, _ in table:
-            if "slave" in flags and primary in counts and nid not in made:
-                counts[primary] += 1
+        counts = _replicas_per_primary(table, skip=made)
         for primary in made.values():
             if primary in counts:
                 counts[primary] += 1
@@ -326,24 +336,16 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
         try:
             return stop_node(node, timeout=timeout)
         except EmbeddedServerError:
-            # it refused SHUTDOWN (e.g. a replica in the middle of a sync): SIGTERM, on
-            # which Redis also flushes its AOF and exits, rather than leave it running
-            last = recorded(node)
-            if last is None:
-                return False
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(last.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(last.pid):
-                time.sleep(0.05)
-            return True
+            # it refused SHUTDOWN (e.g. a replica in the middle of a sync): the sweep
+            # below sends it SIGTERM, on which Redis also flushes its AOF and exits
+            return recorded(node) is not None
 
     if not nodes:
         return False
     with ThreadPoolExecutor(len(nodes)) as pool:
         stopped = any(list(pool.map(one, nodes)))
     left = _still_running(nodes)
-    for _, pid in left:  # e.g. a replica loading its data: SIGTERM, and wait for it
+    for _, pid in left:  # it refused SHUTDOWN, or is loading its data: SIGTERM, and wait
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
@@ -369,16 +371,6 @@ def _still_running(nodes: list[Path]) -> list[tuple[Path, int]]:
         if pid and _runs_redis(pid):
             out.append((node, pid))
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie child of this process has exited
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    return True
 
 
 def live_url(data_dir: str | os.PathLike[str] | None = None) -> str | None:
@@ -471,10 +463,7 @@ def replica_counts(info: ClusterInfo) -> list[int]:
             continue
         finally:
             client.close()
-        counts = {nid: 0 for nid, flags, _, served in table if served and "master" in flags}
-        for _, flags, primary, _ in table:
-            if "slave" in flags and primary in counts:
-                counts[primary] += 1
+        counts = _replicas_per_primary(table)
         order = [_id_of(entry) for entry in sorted(slots, key=lambda e: int(e[0]))]
         ranked = list(dict.fromkeys(n for n in order if n in counts)) + [
             n for n in counts if n not in order
