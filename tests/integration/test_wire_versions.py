@@ -104,7 +104,9 @@ class Runs:
 
     def __init__(self, versions: list[str], cache: Path, url: str) -> None:
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(versions)))
-        self._runs = {v: self._pool.submit(self._run, v, cache, url) for v in versions}
+        self._runs = {
+            v: self._pool.submit(self._run, v, cache, url) for v in dict.fromkeys(versions)
+        }
 
     @staticmethod
     def _run(version: str, cache: Path, url: str) -> subprocess.CompletedProcess[str] | str:
@@ -142,11 +144,13 @@ def runs(request: pytest.FixtureRequest, server_dir: Path | None, topology: str)
         if cache is not None
         else request.getfixturevalue("tmp_path_factory").mktemp("redis-py")
     )
-    selected = [  # the releases of the tests this session runs (-k may leave out some)
-        item.callspec.params["version"]
-        for item in request.session.items
-        if getattr(item, "originalname", None) == "test_wire_with_redis_py"
-    ]
+    selected = list(  # the releases of the tests this session runs (-k may leave out some),
+        dict.fromkeys(  # once each: every topology has its copy of each test
+            item.callspec.params["version"]
+            for item in request.session.items
+            if getattr(item, "originalname", None) == "test_wire_with_redis_py"
+        )
+    )
     started = Runs(selected, Path(base), url)
     try:
         yield started
