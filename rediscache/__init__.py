@@ -22,11 +22,14 @@ from .asyncio import (
 )
 from .config import GarbageInfo, GenerationInfo
 from .diff import Diff, Drift
+from .durability import Durability
 from .errors import (
     AuthenticationFailedError,
     ConnectionFailedError,
     CorruptDataError,
+    DurabilityError,
     EmbeddedServerError,
+    FailoverTimeoutError,
     IndexBuildingError,
     InvalidInputError,
     KeyNotFoundError,
@@ -86,8 +89,11 @@ __all__ = [
     "CorruptDataError",
     "Diff",
     "Drift",
+    "Durability",
+    "DurabilityError",
     "EmbeddedServerError",
     "ExportReport",
+    "FailoverTimeoutError",
     "Filter",
     "GarbageInfo",
     "GenerationInfo",

@@ -31,6 +31,7 @@ import redis
 import redis.asyncio
 
 from .context import HubContext
+from .durability import Durability, short_of_durability, writes
 from .effects import (
     Background,
     Broadcast,
@@ -48,13 +49,14 @@ from .effects import (
     WaitFlights,
 )
 from .errors import InvalidInputError, RediscacheError
-from .guard import Call, guarded
+from .guard import FAILOVER_WAIT, Call, Failover, guarded, refused, unsent
 from .metrics import Metrics
 from .wire import Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
-    "AsyncDriver", "AsyncFacade", "IterOp", "Local", "Op", "Stepper", "SyncDriver", "SyncFacade",
-    "async_op", "public", "sync_op", "wait_background",
+    "AsyncDriver", "AsyncFacade", "FailoverAsyncDriver", "FailoverDriver", "IterOp", "Local",
+    "Op", "Stepper", "SyncDriver", "SyncFacade", "async_op", "forget_connections", "public",
+    "sync_op", "wait_background",
 ]  # fmt: skip
 
 log = logging.getLogger("rediscache")
@@ -223,6 +225,9 @@ def _inflight_for(prefix: str) -> InFlight[threading.Event]:
 class SyncDriver:
     """Performs flows on a sync redis-py client, with plain blocking calls."""
 
+    #: What each write waits for (``hub.durability``; None: nothing).
+    durability: Durability | None = None
+
     def __init__(self, client: redis.Redis, *, keep: bool = True) -> None:
         self.client = client
         # keep=False: a driver made for one call keeps no connection (rediscache.wire.Wire)
@@ -240,9 +245,7 @@ class SyncDriver:
             Compute: _compute,
             Flights: lambda e: _inflight_for(e.prefix),
             WaitFlights: _wait_flights,
-            Background: lambda e: start_background(
-                lambda: SyncDriver(client, keep=False), e, self._stop, self._workers
-            ),
+            Background: lambda e: start_background(self._fresh, e, self._stop, self._workers),
         }
         self._stop = threading.Event()
         self._workers: set[threading.Thread] = set()
@@ -250,6 +253,8 @@ class SyncDriver:
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result, performing each effect it yields; an effect's
         exception is thrown into the flow at its ``yield``."""
+        if self.durability is not None:
+            return self._run_each(short_of_durability(flow))
         perform = self._perform
         wire = self.wire
         send = flow.send
@@ -279,11 +284,65 @@ class SyncDriver:
         del key
         return self.client
 
+    def _fresh(self) -> SyncDriver:
+        """A driver like this one for background work, keeping no connection."""
+        fresh = SyncDriver(self.client, keep=False)
+        fresh.durability = self.durability
+        return fresh
+
+    def _run_each(self, flow: Flow[T]) -> T:
+        """:meth:`run`, each effect performed by :meth:`perform` (no inlined fast path)."""
+        send = flow.send
+        try:
+            effect: Any = send(None)
+            while True:
+                try:
+                    reply = self.perform(effect)
+                except BaseException as exc:
+                    effect = flow.throw(exc)
+                    continue
+                effect = send(reply)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+
     def perform(self, effect: Effect) -> Any:
         """Perform one effect and return its result (what :meth:`run` does per effect; a
         cluster's driver, :class:`rediscache.routing.ClusterDriver`, calls it on the
         driver of the node it routed the effect to)."""
+        if self.durability is not None:
+            return self._durably(effect, self.durability)
         return self._perform[type(effect)](effect)
+
+    def _durably(self, effect: Any, durability: Durability) -> Any:
+        """Perform ``effect`` with ``durability``'s wait after its writes, on the same
+        connection and in the same round trip (:mod:`rediscache.durability`)."""
+        kind = type(effect)
+        wire = self.wire
+        assert wire is not None
+        wait = durability.command()
+        if kind is Once:
+            reply, acked = wire.once(effect.command, wait)
+            durability.check(acked, reply)
+            return reply
+        if kind is Transaction:
+            check = durability.check
+            return wire.transaction(effect.watch, effect.reads, effect.build, check, wait)
+        if kind is Roundtrip and writes(effect.commands):
+            replies = wire.roundtrip([*effect.commands, wait], None, effect.meanwhile)
+            durability.check(replies[-1], replies[:-1])
+            return replies[:-1]
+        if kind is Command:
+            reply, acked = self._pipeline(Pipeline([effect.args, wait], False, False))
+            if isinstance(reply, Exception):
+                raise reply
+            durability.check(acked, reply)
+            return reply
+        if kind is Pipeline and not effect.transaction:  # inside MULTI WAIT is refused
+            replies = self._pipeline(effect._replace(commands=[*effect.commands, wait]))
+            durability.check(replies[-1], replies[:-1])
+            return replies[:-1]
+        return self._perform[kind](effect)
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the background work it started (each worker ends after the step it is in,
@@ -298,6 +357,87 @@ class SyncDriver:
         for command in effect.commands:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=effect.raise_on_error))
+
+
+#: Effects performed without the server (never waiting for a primary).
+_OFF_SERVER = (Sleep, Compute, Flights, WaitFlights, Background)
+
+
+class FailoverDriver(SyncDriver):
+    """A :class:`SyncDriver` for a server that fails over by itself (a primary watched by
+    Sentinels): a step that met no primary (:func:`rediscache.guard.unsent`) is performed
+    again, after the connections it kept are dropped (a new one asks the Sentinels where
+    the primary is), for at most ``failover_wait`` seconds, then FailoverTimeoutError."""
+
+    def __init__(
+        self, client: redis.Redis, *, keep: bool = True, failover_wait: float = FAILOVER_WAIT
+    ) -> None:
+        super().__init__(client, keep=keep)
+        self.failover_wait = failover_wait
+        self._perform[Broadcast] = self._broadcast
+
+    def _broadcast(self, effect: Broadcast) -> list[Any]:
+        """The command on the primary and, with ``replicas``, on every replica the
+        Sentinels know as healthy (what each node keeps for itself, users: a replica may
+        be promoted)."""
+        replies = [self.client.execute_command(*effect.args)]
+        if effect.replicas:
+            pool: Any = self.client.connection_pool
+            for host, port in pool.sentinel_manager.discover_slaves(pool.service_name):
+                node = redis.Redis.from_pool(
+                    redis.ConnectionPool(host=host, port=port, **_node_settings(pool))
+                )
+                try:
+                    replies.append(node.execute_command(*effect.args))
+                finally:
+                    node.close()
+        return replies
+
+    def _fresh(self) -> SyncDriver:
+        fresh = FailoverDriver(self.client, keep=False, failover_wait=self.failover_wait)
+        fresh.durability = self.durability
+        return fresh
+
+    def run(self, flow: Flow[T]) -> T:
+        """:meth:`SyncDriver.run`, each effect performed by :meth:`perform`."""
+        return self._run_each(short_of_durability(flow) if self.durability else flow)
+
+    def perform(self, effect: Effect) -> Any:
+        """Perform ``effect``, again while it meets no primary (see the class doc)."""
+        once = super().perform
+        if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
+            return once(effect)
+        wait: Failover | None = None
+        while True:
+            try:
+                reply = once(effect)
+                problem = refused(reply)
+                if problem is None:
+                    return reply
+            except BaseException as exc:
+                if not unsent(exc):
+                    raise
+                problem = exc
+            wait = wait or Failover(self.failover_wait)
+            pause = wait.pause(problem)
+            forget_connections(self.client, self.wire)
+            time.sleep(pause)
+
+
+def _node_settings(pool: Any) -> dict[str, Any]:
+    """The connection settings of a Sentinel-managed pool, for a plain connection to one
+    of its nodes (credentials, db, protocol, timeouts)."""
+    skip = ("connection_pool", "redis_connect_func", "host", "port", "connection_class")
+    return {k: v for k, v in pool.connection_kwargs.items() if k not in skip}
+
+
+def forget_connections(client: Any, wire: Wire | None = None) -> None:
+    """Drop the idle connections of ``client``'s pool (and those ``wire`` kept), so that
+    the next ones are made afresh: to the primary a Sentinel names now."""
+    if wire is not None:
+        wire.close()
+    with contextlib.suppress(Exception):
+        client.connection_pool.disconnect(inuse_connections=False)
 
 
 def _compute(effect: Compute) -> Any:
@@ -323,6 +463,9 @@ _LOCAL = SyncDriver(None)
 
 class AsyncDriver:
     """Performs flows on a ``redis.asyncio`` client, awaiting each effect."""
+
+    #: What each write waits for (``hub.durability``; None: nothing).
+    durability: Durability | None = None
 
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self.client = client
@@ -355,6 +498,8 @@ class AsyncDriver:
 
     async def run(self, flow: Flow[T]) -> T:
         """:meth:`SyncDriver.run` with ``await`` (see :func:`run_async`)."""
+        if self.durability is not None:
+            return await run_async(short_of_durability(flow), self.perform)
         perform = self._perform
         return await run_async(flow, lambda effect: perform[type(effect)](effect))
 
@@ -365,7 +510,48 @@ class AsyncDriver:
 
     def perform(self, effect: Effect) -> Awaitable[Any]:
         """Perform one effect (see :meth:`SyncDriver.perform`)."""
+        if self.durability is not None:
+            return self._durably(effect, self.durability)
         return self._perform[type(effect)](effect)
+
+    async def _durably(self, effect: Any, durability: Durability) -> Any:
+        """:meth:`SyncDriver._durably` for asyncio."""
+        kind = type(effect)
+        wait = durability.command()
+        client = self.client
+        if kind is Once:
+            reply, acked = await self._bounded(lambda e: once_async(client, e.command, wait))(
+                effect
+            )
+            durability.check(acked, reply)
+            return reply
+        if kind is Transaction:
+            return await self._bounded(
+                lambda e: transaction_async(
+                    client, e.watch, e.reads, e.build, durability.check, wait
+                )
+            )(effect)
+        if kind is Roundtrip and writes(effect.commands):
+            replies = await self._bounded(
+                lambda e: roundtrip_async(client, [*e.commands, wait], None, e.meanwhile)
+            )(effect)
+            durability.check(replies[-1], replies[:-1])
+            return replies[:-1]
+        if kind is Command:
+            reply, acked = await self._perform[Pipeline](
+                Pipeline([effect.args, wait], False, False)
+            )
+            if isinstance(reply, Exception):
+                raise reply
+            durability.check(acked, reply)
+            return reply
+        if kind is Pipeline and not effect.transaction:
+            replies = await self._perform[Pipeline](
+                effect._replace(commands=[*effect.commands, wait])
+            )
+            durability.check(replies[-1], replies[:-1])
+            return replies[:-1]
+        return await self._perform[kind](effect)
 
     async def _broadcast(self, effect: Broadcast) -> list[Any]:
         return [await self.client.execute_command(*effect.args)]
@@ -403,6 +589,60 @@ class AsyncDriver:
         if table is None:
             table = self._flights[effect.prefix] = InFlight(asyncio.Event)
         return table
+
+
+class FailoverAsyncDriver(AsyncDriver):
+    """:class:`FailoverDriver` for ``redis.asyncio`` clients."""
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, failover_wait: float = FAILOVER_WAIT
+    ) -> None:
+        super().__init__(client)
+        self.failover_wait = failover_wait
+        self._perform[Broadcast] = self._bounded(self._broadcast_all)
+
+    async def _broadcast_all(self, effect: Broadcast) -> list[Any]:
+        """:meth:`FailoverDriver._broadcast` for asyncio."""
+        replies = [await self.client.execute_command(*effect.args)]
+        if effect.replicas:
+            pool: Any = self.client.connection_pool
+            for host, port in await pool.sentinel_manager.discover_slaves(pool.service_name):
+                node = redis.asyncio.Redis.from_pool(
+                    redis.asyncio.ConnectionPool(host=host, port=port, **_node_settings(pool))
+                )
+                try:
+                    replies.append(await node.execute_command(*effect.args))
+                finally:
+                    await node.aclose()
+        return replies
+
+    async def run(self, flow: Flow[T]) -> T:
+        """:meth:`AsyncDriver.run`, each effect performed by :meth:`perform`."""
+        if self.durability is not None:
+            flow = short_of_durability(flow)
+        return await run_async(flow, self.perform)
+
+    async def perform(self, effect: Effect) -> Any:
+        """Perform ``effect``, again while it meets no primary (see FailoverDriver)."""
+        once = super().perform
+        if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
+            return await once(effect)
+        wait: Failover | None = None
+        while True:
+            try:
+                reply = await once(effect)
+                problem = refused(reply)
+                if problem is None:
+                    return reply
+            except Exception as exc:
+                if not unsent(exc):
+                    raise
+                problem = exc
+            wait = wait or Failover(self.failover_wait)
+            pause = wait.pause(problem)
+            with contextlib.suppress(Exception):
+                await self.client.connection_pool.disconnect(inuse_connections=False)
+            await asyncio.sleep(pause)
 
 
 async def run_async(flow: Flow[T], perform: Callable[[Any], Awaitable[Any]]) -> T:

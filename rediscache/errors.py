@@ -21,11 +21,14 @@ from :class:`LookupError`::
         +-- ServerLoadingError              Redis is still loading its data (LOADING)
         +-- ServerTimeoutError              no reply to a read within the socket timeout
         +-- OutcomeUnknownError             a write was sent but its reply never came
+        +-- DurabilityError                 a write reached fewer replicas than asked
         +-- IndexBuildingError              a search index is still being (re)built
         +-- ReshardingError                 a cluster is moving the space's slot; retry
         +-- ConnectionFailedError           cannot reach or authenticate to Redis (or a
         |                                   cluster's shard has no primary: CLUSTERDOWN)
         |   +-- AuthenticationFailedError   Redis refused the user or password
+        |   +-- FailoverTimeoutError        no primary within failover_wait (Sentinel,
+        |                                   a cluster with replicas)
         +-- PermissionDeniedError           the ACL user may not run a command (NOPERM)
         +-- SearchModuleMissingError        the server has no RediSearch
         +-- EmbeddedServerError             the local embedded server cannot start
@@ -235,6 +238,23 @@ class ConnectionFailedError(ServerError):
     """Redis cannot be reached, or refused the credentials. A read that fails so wrote
     nothing; a write raises it only when it was never sent (else
     :class:`OutcomeUnknownError`)."""
+
+
+class DurabilityError(ServerError):
+    """A write was applied on the primary but reached fewer replicas (or AOF fsyncs) than
+    the hub's ``durability`` asks within its timeout (:mod:`rediscache.durability`): a
+    failover now may lose it. Nothing was undone."""
+
+    #: The reply of the effect whose wait fell short, for the driver to go on with:
+    #: (reply,), or None (rediscache.durability.short_of_durability).
+    carried: tuple[object] | None = None
+
+
+class FailoverTimeoutError(ConnectionFailedError):
+    """No primary answered within the hub's ``failover_wait`` (seconds; Sentinel-managed
+    servers and clusters with replicas, see :mod:`rediscache.guard`): the primary went away
+    and no replica was promoted in time, or the client cannot reach the one promoted. The
+    step that waited was never run; the message says what the last attempt met."""
 
 
 class ServerTimeoutError(ServerError):

@@ -31,6 +31,18 @@ have reached the server. The clients :func:`rediscache.connect` creates have red
 retries turned off so that these are the only ones; a client passed in keeps its own
 ``Retry``, which then also applies to connecting and to the commands sent through redis-py.
 
+Failover: on a hub whose server can fail over by itself (a primary watched by Sentinels, a
+cluster whose primaries have replicas), a step that met no primary is sent again, however
+the call writes: its connection could not be made (the primary is dead and not yet
+replaced), Sentinel knows no primary (:class:`redis.sentinel.MasterNotFoundError`), or the
+node refused it as a replica (``READONLY``: a demoted primary; ``MASTERDOWN``,
+``CLUSTERDOWN``: a shard without primary). None of those ran anything, so sending them again
+writes nothing twice. Each such step waits at most the hub's ``failover_wait`` seconds
+(:data:`FAILOVER_WAIT`, 30; after pauses of :data:`FAILOVER_PAUSES`), then raises
+:class:`FailoverTimeoutError`. A write whose reply was lost with the primary still raises
+:class:`OutcomeUnknownError` at once (it may have run): only the caller can tell whether to
+write it again. docs/availability.md measures a failover seen by callers.
+
 Credentials never appear in messages: :func:`redact` hides passwords in URLs and ``password=``
 settings of any text it is given.
 """
@@ -49,6 +61,8 @@ from .effects import Flow, Sleep
 from .errors import (
     AuthenticationFailedError,
     ConnectionFailedError,
+    DurabilityError,
+    FailoverTimeoutError,
     OutcomeUnknownError,
     PermissionDeniedError,
     RediscacheError,
@@ -60,15 +74,26 @@ from .errors import (
     reply_error,
 )
 from .metrics import HIT_OPS, Metrics, hits_of
+from .wire import NotSent
 
 __all__ = [
-    "NEEDS", "ONE_STEP", "READS", "READ_RETRIES", "RETRY_PAUSES", "Call", "acl_user", "address",
-    "auth_refused", "guarded", "needs", "redact", "refused_credentials", "translate",
+    "FAILOVER_PAUSES", "FAILOVER_WAIT", "NEEDS", "ONE_STEP", "READS", "READ_RETRIES",
+    "RETRY_PAUSES", "Call", "Failover", "acl_user", "address", "auth_refused", "guarded",
+    "needs", "redact", "refused", "refused_credentials", "translate", "unsent",
 ]  # fmt: skip
 
 #: Further attempts of a read whose connection was lost, and the pause before each.
 READ_RETRIES = 2
 RETRY_PAUSES = (0.05, 0.25)
+
+#: Seconds a step that met no primary waits for one (see the module docstring), by default,
+#: on hubs whose server fails over by itself; ``hub.failover_wait`` sets it per hub. Set it
+#: above the time a failover takes: Sentinel's ``down-after-milliseconds`` plus a few
+#: seconds (a local set: 5 s + about 2; Redis's default 30 s), a cluster's
+#: ``cluster-node-timeout`` plus a few seconds.
+FAILOVER_WAIT = 30.0
+#: Pauses between the attempts of a step waiting for a primary (the last one repeats).
+FAILOVER_PAUSES = (0.05, 0.1, 0.2, 0.5)
 
 #: Calls that only read (``average`` and ``combine`` unless given ``into``): safe to repeat.
 READS = frozenset({
@@ -163,6 +188,16 @@ def address(client: Any) -> str:
         if first is not None:
             return f"a node of the cluster at {first.host}:{first.port}"
         return "a node of the cluster"
+    pool = getattr(client, "connection_pool", None)
+    manager = getattr(pool, "sentinel_manager", None)
+    if manager is not None:  # found through Sentinels: where they last said
+        lead = getattr(pool, "master_address", None) or getattr(
+            getattr(pool, "proxy", None), "master_address", None
+        )
+        name = getattr(pool, "service_name", "?")
+        return (
+            f"{lead[0]}:{lead[1]} (the primary of {name!r})" if lead else f"the primary of {name!r}"
+        )
     kw = _settings(client)
     if kw.get("path"):
         return str(kw["path"])
@@ -215,11 +250,78 @@ def _pool_full(exc: BaseException) -> bool:
 
 def _lost(exc: BaseException) -> bool:
     """Whether a read failed because its connection was lost or could not be made."""
-    if isinstance(exc, redis.BusyLoadingError) or _pool_full(exc) or auth_refused(exc):
+    if isinstance(exc, redis.BusyLoadingError | FailoverTimeoutError) or _pool_full(exc):
+        return False  # a failover waited for already, a refusal, the client's own limit
+    if auth_refused(exc):
         return False
     if isinstance(exc, redis.ConnectionError | ConnectionError):
         return True
     return isinstance(exc, ConnectionFailedError) and exc.operation is None
+
+
+_NO_PRIMARY_REPLIES = ("READONLY", "MASTERDOWN", "CLUSTERDOWN")
+
+
+def unsent(exc: BaseException) -> bool:
+    """Whether ``exc`` says its step ran nothing because it met no primary: a connection
+    that could not be made, Sentinel knowing no primary, a replica's refusal (READONLY,
+    MASTERDOWN, CLUSTERDOWN). Credentials refused are not that. Pure."""
+    if isinstance(exc, redis.ResponseError):
+        return isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(
+            _NO_PRIMARY_REPLIES
+        )
+    if isinstance(exc, NotSent):  # the connection failed before the command was written
+        return not auth_refused(exc) and not _pool_full(exc)
+    if isinstance(exc, redis.ConnectionError | ConnectionError | redis.TimeoutError):
+        if auth_refused(exc) or _pool_full(exc) or isinstance(exc, redis.BusyLoadingError):
+            return False
+        return _no_primary(exc) or _connecting(exc)
+    return False
+
+
+def _no_primary(exc: BaseException) -> bool:
+    """Sentinel's MasterNotFoundError (or SlaveNotFoundError), by name: redis.sentinel is
+    imported only by hubs that use it."""
+    return type(exc).__name__ in ("MasterNotFoundError", "SlaveNotFoundError")
+
+
+def refused(reply: Any) -> BaseException | None:
+    """The first error reply in ``reply`` (a reply, or a list of replies) that :func:`unsent`
+    accepts: a node that answered as a replica, a shard without a primary. Pure."""
+    if isinstance(reply, BaseException):
+        return reply if unsent(reply) else None
+    if type(reply) is list:
+        for item in reply:
+            if isinstance(item, redis.ResponseError) and unsent(item):
+                error: BaseException = item
+                return error
+    return None
+
+
+class Failover:
+    """The wait of one step for a primary: :meth:`pause` gives the seconds before the next
+    attempt after ``exc``, or raises :class:`FailoverTimeoutError` once ``wait`` seconds
+    have passed since the first failure."""
+
+    __slots__ = ("deadline", "tries", "wait")
+
+    def __init__(self, wait: float) -> None:
+        self.wait = wait
+        self.deadline = time.monotonic() + wait
+        self.tries = 0
+
+    def pause(self, exc: BaseException) -> float:
+        """The pause before the next attempt; raises FailoverTimeoutError (from ``exc``)
+        when the wait is over."""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise FailoverTimeoutError(
+                f"no primary answered within {self.wait:g} s (the hub's failover_wait): "
+                f"{redact(str(exc))}; this step was not run"
+            ) from exc
+        step = FAILOVER_PAUSES[min(self.tries, len(FAILOVER_PAUSES) - 1)]
+        self.tries += 1
+        return min(step, left)
 
 
 def needs(op: str, kwargs: dict[str, Any] | None = None) -> str:
@@ -319,7 +421,14 @@ def translate(
     if isinstance(exc, RediscacheError):
         if not isinstance(exc, ServerError) or exc.operation is not None:
             return None
-        if isinstance(exc, ConnectionFailedError):  # a script that was never sent
+        if isinstance(exc, DurabilityError):  # the call completed on the primary
+            error = DurabilityError(f"{context}: {exc}")
+        elif isinstance(exc, FailoverTimeoutError):
+            error = FailoverTimeoutError(
+                f"{context}: {exc}; "
+                + ("nothing was written" if one_step or not writes else _STEPS)
+            )
+        elif isinstance(exc, ConnectionFailedError):  # a script that was never sent
             root = _root(exc)
             error = ConnectionFailedError(
                 f"{context}: cannot reach Redis at {_reached(client, root)} "

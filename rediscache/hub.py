@@ -9,22 +9,25 @@ from operator import attrgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlencode
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.cluster
+import redis.connection
 import redis.utils
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .access import Access
 from .context import HubContext
-from .drive import Op, SyncDriver, SyncFacade, sync_op
+from .drive import FailoverDriver, Op, SyncDriver, SyncFacade, sync_op
+from .durability import Durability
 from .effects import Command, Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
-from .guard import address, auth_refused, database, redact, refused_credentials
+from .guard import FAILOVER_WAIT, address, auth_refused, database, redact, refused_credentials
 from .keys import SpaceKeys
 from .metrics import OpStats
 from .partitioned import PartitionedSpace
@@ -35,8 +38,9 @@ from .space import Space
 from .wire import ConnectCounter, count_connects
 
 __all__ = [
-    "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "ConnectPlan", "Hub",
-    "HubSurface", "ServerStats", "connect", "open_client", "plan_connect", "verify",
+    "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "SENTINEL_SCHEME",
+    "ConnectPlan", "Hub", "HubSurface", "ServerStats", "connect", "failover_wait_of",
+    "open_client", "plan_connect", "sentinel_parts", "verify", "watched_by_sentinels",
 ]  # fmt: skip
 
 
@@ -115,6 +119,82 @@ def verify(registry: Registry, where: str, client: Any) -> Flow[None]:
 
 #: URL schemes naming a Redis Cluster (redis-py's RedisCluster takes them without "+cluster").
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+
+
+#: The URL scheme naming a primary watched by Sentinels: ``redis+sentinel://[[user]:password@]
+#: host:port[,host:port...]/service[/db][?sentinel_password=...&sentinel_username=...&...]``
+#: (:func:`sentinel_parts`).
+SENTINEL_SCHEME = "redis+sentinel://"
+#: Seconds a Sentinel query waits to connect and for a reply (unless the URL says).
+SENTINEL_TIMEOUT = 2.0
+#: Sentinel's own port, for addresses given without one.
+SENTINEL_PORT = 26379
+
+
+def sentinel_parts(
+    url: str,
+) -> tuple[list[tuple[str, int]], str, dict[str, Any], dict[str, Any]]:
+    """The parts of a ``redis+sentinel://`` URL: the Sentinels' addresses, the service
+    name, the data nodes' redis-py options (user name and password of the userinfo, ``db``
+    of the second path segment, the query's other options as redis-py reads a URL's) and
+    the Sentinels' (``sentinel_password``, ``sentinel_username``; timeouts of
+    :data:`SENTINEL_TIMEOUT` unless ``socket_timeout`` is given). Pure; what redis-py's
+    ``Sentinel(sentinels, sentinel_kwargs=..., **options).master_for(service)`` takes.
+
+    Raises:
+        InvalidInputError: no Sentinel address, a bad port, no service name, a bad db.
+    """
+    rest = url[len(SENTINEL_SCHEME) :]
+    netloc, _, tail = rest.partition("/")
+    path, _, query = tail.partition("?")
+    userinfo, at, hosts = netloc.rpartition("@")
+    if not at:
+        userinfo, hosts = "", netloc
+    usage = (
+        "use redis+sentinel://[:password@]host:port[,host:port...]/service[/db]"
+        "[?sentinel_password=...]"
+    )
+    sentinels: list[tuple[str, int]] = []
+    for item in filter(None, hosts.split(",")):
+        host, sep, port = item.rpartition(":")
+        if not sep or "]" in port:  # no port (an IPv6 address in brackets has colons)
+            host, port = item, str(SENTINEL_PORT)
+        host = host.strip("[]")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise InvalidInputError(f"bad Sentinel address {item!r} in {redact(url)!r}: {usage}")
+        sentinels.append((host, int(port)))
+    segments = [unquote(p) for p in path.split("/") if p]
+    if not sentinels or not segments or len(segments) > 2:
+        raise InvalidInputError(f"{redact(url)!r} names no Sentinel or no service: {usage}")
+    if len(segments) == 2 and not segments[1].isdigit():
+        raise InvalidInputError(f"bad database {segments[1]!r} in {redact(url)!r}: {usage}")
+    user, _, password = userinfo.partition(":")
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    watchers: dict[str, Any] = {
+        "password": options.pop("sentinel_password", None) or None,
+        "username": options.pop("sentinel_username", None) or None,
+    }
+    try:
+        converted = redis.connection.parse_url("redis://localhost/0?" + urlencode(options))
+    except ValueError as exc:
+        raise InvalidInputError(f"invalid option in {redact(url)!r}: {exc}") from exc
+    converted.pop("host", None)
+    converted.pop("db", None)
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        watchers[name] = converted.get(name, SENTINEL_TIMEOUT)
+    node = {
+        "username": unquote(user) or None,
+        "password": unquote(password) or None,
+        "db": int(segments[1]) if len(segments) == 2 else 0,
+        **converted,
+    }
+    return sentinels, segments[0], node, watchers
+
+
+def watched_by_sentinels(client: Any) -> bool:
+    """Whether ``client``'s pool finds its server through Sentinels (redis-py's
+    ``Sentinel.master_for``, sync or asyncio)."""
+    return hasattr(getattr(client, "connection_pool", None), "sentinel_manager")
 
 
 def plain_url(url: str) -> str:
@@ -210,6 +290,14 @@ def connect(
       detected as one too. Each space lives on the primary owning its hash tag's slot
       (:mod:`rediscache.routing`); ``hub.client`` is then a ``redis.cluster.RedisCluster``
       (for a URL; a client passed in stays the hub's client). See docs/scale.md.
+    * ``connect("redis+sentinel://:pw@host1:26379,host2:26379/service?sentinel_password=spw")``:
+      a primary watched by Sentinels (redis-py's ``Sentinel(...).master_for(service)``; see
+      :func:`sentinel_parts`: the userinfo's credentials are the data nodes', the query's
+      ``sentinel_password``/``sentinel_username`` the Sentinels', a second path segment the
+      db). Each new connection asks the Sentinels for the primary, so after a failover the
+      hub finds the new one by itself: a call that meets no primary waits for one up to
+      :attr:`Hub.failover_wait` seconds (see :mod:`rediscache.guard`). ``client=`` also
+      takes a client made by ``Sentinel.master_for``. See docs/availability.md.
 
     The clients it creates have redis-py's own retries off (pass ``retry=`` to choose
     another policy): reads are retried by rediscache within a documented bound and writes are
@@ -306,6 +394,11 @@ class ConnectPlan:
         """Whether the URL asks for a cluster (``redis+cluster://``)."""
         return self.url is not None and self.url.startswith(CLUSTER_SCHEMES)
 
+    @property
+    def sentinel(self) -> bool:
+        """Whether the URL names Sentinels (``redis+sentinel://``)."""
+        return self.url is not None and self.url.startswith(SENTINEL_SCHEME)
+
 
 def plan_connect(
     url: str | None,
@@ -342,12 +435,15 @@ def plan_connect(
         return ConnectPlan(client=client)
     if url is not None:
         if not isinstance(url, str) or not url.startswith(
-            ("redis://", "rediss://", "unix://", *CLUSTER_SCHEMES)
+            ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, *CLUSTER_SCHEMES)
         ):
             raise InvalidInputError(
                 f"unsupported URL {redact(str(url))!r}: use redis://, rediss://, unix://, "
-                "or for a cluster redis+cluster:// or rediss+cluster://"
+                "for a cluster redis+cluster:// or rediss+cluster://, for a primary watched "
+                "by Sentinels redis+sentinel://"
             )
+        if url.startswith(SENTINEL_SCHEME):
+            sentinel_parts(url)  # checked now
         return ConnectPlan(url=url, redis_kwargs=dict(redis_kwargs))
     config = server or ServerConfig()
     if data_dir is not None:
@@ -387,6 +483,8 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     if plan.client is not None:
         return plan.client, False, "the given client's server"
     retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)
+    if plan.url is not None and plan.sentinel:
+        return _sentinel_client(plan, module, retry)
     # sync: threads wait for a free connection in a blocking pool; asyncio: tasks wait in
     # the driver (rediscache.drive.AsyncDriver), the pool itself never runs out
     blocking = module is redis
@@ -428,6 +526,41 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     return module.Redis.from_pool(pool), True, f"the embedded server in {info.data_dir}"
 
 
+def _sentinel_client(plan: ConnectPlan, module: Any, retry: Any) -> tuple[Any, bool, str]:
+    """The client of the primary the Sentinels of ``plan.url`` name (redis-py's
+    ``Sentinel.master_for``; ``module``: ``redis`` or ``redis.asyncio``): each new
+    connection asks them where the primary is. No I/O.
+
+    Raises:
+        InvalidInputError: a bad URL or redis-py option.
+    """
+    import redis.asyncio.sentinel
+    import redis.sentinel
+
+    assert plan.url is not None
+    sentinels, service, node, watchers = sentinel_parts(plan.url)
+    options = {**node, **plan.redis_kwargs}
+    options.pop("timeout", None)  # a blocking pool's; redis-py's Sentinel pool does not wait
+    kind = redis.sentinel.Sentinel if module is redis else redis.asyncio.sentinel.Sentinel
+    try:
+        manager = kind(sentinels, sentinel_kwargs=watchers)
+        client = manager.master_for(
+            service, protocol=2, retry=retry, max_connections=MAX_CONNECTIONS, **options
+        )
+        client.connection_pool.connection_class(**client.connection_pool.connection_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"invalid option for {redact(plan.url)!r}: {exc}") from exc
+    where = ", ".join(f"{h}:{p}" for h, p in sentinels)
+    return client, True, f"the primary of {service!r} (Sentinels at {where})"
+
+
+def close_sentinels(client: Any) -> list[Any]:
+    """The Sentinel clients behind ``client`` (a :func:`watched_by_sentinels` client), to be
+    closed with it."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", []))
+
+
 _registry = attrgetter("_registry")
 _access = attrgetter("_access")
 
@@ -436,6 +569,8 @@ class HubSurface:
     """The public surface of a hub, declared once for :class:`Hub` and
     :class:`rediscache.asyncio.AsyncHub` (the registry's flows are documented in
     :class:`rediscache.registry.Registry`)."""
+
+    _driver: Any  # the subclass's driver, set before this class's __init__
 
     def __init__(
         self,
@@ -456,6 +591,56 @@ class HubSurface:
             self._context = HubContext(count_connects(client), INDEX_WAIT)
         self._registry = Registry(client, self._context)
         self._access = self._registry.access
+
+    @property
+    def failover_wait(self) -> float:
+        """Seconds a step that meets no primary waits for one (see :mod:`rediscache.guard`:
+        :data:`~rediscache.guard.FAILOVER_WAIT`, 30, on a hub over Sentinels or over a
+        cluster whose primaries have replicas; 0, no wait, elsewhere). Settable on those
+        hubs (0 turns the wait off).
+
+        Raises:
+            InvalidInputError: set on a hub whose server does not fail over by itself, or
+                not a number of seconds from 0 to 3600.
+        """
+        return float(getattr(self._driver, "failover_wait", 0.0))
+
+    @failover_wait.setter
+    def failover_wait(self, seconds: float) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (0 <= seconds <= 3600)
+        ):
+            raise InvalidInputError(f"failover_wait must be 0 to 3600 seconds, got {seconds!r}")
+        if not hasattr(self._driver, "failover_wait"):
+            raise InvalidInputError(
+                "failover_wait applies to hubs over Sentinels (redis+sentinel://) or a "
+                "cluster; this hub's server does not fail over by itself"
+            )
+        self._driver.failover_wait = float(seconds)
+
+    @property
+    def durability(self) -> Durability | None:
+        """What every write of this hub waits for before it returns: None (the default,
+        Redis's asynchronous replication: a failover may lose the last writes) or a
+        :class:`~rediscache.durability.Durability` (``WAIT``/``WAITAOF`` on the writing
+        connection; a write that reached fewer replicas in time raises
+        :class:`DurabilityError`). Settable; see :mod:`rediscache.durability` for what
+        it covers and docs/availability.md for what it costs.
+
+        Raises:
+            InvalidInputError: set to something else than a Durability or None.
+        """
+        return self._driver.durability  # type: ignore[no-any-return]
+
+    @durability.setter
+    def durability(self, value: Durability | None) -> None:
+        if value is not None and not isinstance(value, Durability):
+            raise InvalidInputError(
+                f"durability must be a rediscache.Durability or None, got {value!r}"
+            )
+        self._driver.durability = value
 
     @property
     def index_wait(self) -> float:
@@ -515,6 +700,13 @@ class HubSurface:
     users = Op(Access.users, _access)
 
 
+def failover_wait_of(nodes: ClusterNodes) -> float:
+    """The default failover wait of a hub over the cluster of ``nodes``: FAILOVER_WAIT when
+    its primaries have replicas (one takes over a dead primary), else 0 (a dead shard stays
+    down until someone restarts it: calls fail at once)."""
+    return FAILOVER_WAIT if len(nodes.everyone()) > len(nodes.primaries()) else 0.0
+
+
 def _space_of(hub: Hub, found: Found | PartsFound) -> Space | PartitionedSpace:
     if len(found) == 3:
         return PartitionedSpace(hub, found[0], found[2])
@@ -540,7 +732,9 @@ class Hub(SyncFacade, HubSurface):
         # dropping such a hub without close() leaves the client's pool whole. The node
         # clients of a cluster (nodes) are the hub's own.
         if nodes is not None:
-            self._driver = ClusterDriver(nodes)
+            self._driver = ClusterDriver(nodes, failover_wait=failover_wait_of(nodes))
+        elif watched_by_sentinels(client):
+            self._driver = FailoverDriver(client, keep=owns_client)
         else:
             self._driver = SyncDriver(client, keep=owns_client)
         super().__init__(client, owns_client=owns_client, server=server, nodes=nodes)
@@ -552,6 +746,8 @@ class Hub(SyncFacade, HubSurface):
         self._driver.close()  # the connections it kept go back to the pool
         if self._owns:
             self.client.close()
+            for watcher in close_sentinels(self.client):
+                watcher.close()
         if self._nodes is not None:
             for node in self._nodes.made():
                 node.close()

@@ -55,6 +55,7 @@ from .drive import (
     start_background,
     stop_workers,
 )
+from .durability import Durability, short_of_durability
 from .effects import (
     Background,
     Broadcast,
@@ -71,6 +72,7 @@ from .effects import (
     WaitFlights,
 )
 from .errors import ReshardingError, ServerError
+from .guard import Failover, refused, unsent
 from .wire import ConnectCounter, count_connects
 
 __all__ = [
@@ -415,7 +417,9 @@ def _follow(effect: Any, outcome: Any, box: list[Address]) -> Generator[Any, Any
     return replies
 
 
-def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[Any, Any, Any]:
+def _route(
+    effect: Any, nodes: ClusterNodes, box: list[Address], wait: float = 0.0
+) -> Generator[Any, Any, Any]:
     """Perform ``effect`` on the cluster: its steps (:class:`_At`, :class:`_All`,
     :class:`Sleep`) are performed by a driver, which sends their results back (and throws
     their errors in). Returns the result. ``box`` holds the node of the flow's last keyed
@@ -427,9 +431,15 @@ def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[An
     the new node are answered ``ASK`` and sent there (``ASKING`` first); searches (FT.*),
     scripts and transactions over keys on both nodes (``TRYAGAIN``, an aborted ``EXEC``)
     wait for the move to end, at most :data:`RESHARD_WAIT` seconds, then raise
-    :class:`ReshardingError`. Nothing of those ran: retrying them writes nothing twice."""
+    :class:`ReshardingError`. Nothing of those ran: retrying them writes nothing twice.
+
+    A node that cannot be reached, or a shard without a primary (``CLUSTERDOWN``), while
+    ``wait`` > 0 (the hub's failover_wait): the slot map is read again and the effect sent
+    again, after pauses, until a replica has taken over, at most ``wait`` seconds
+    (:class:`rediscache.guard.Failover`); nothing of it ran."""
     moves = 0
     deadline: float | None = None
+    failing: Failover | None = None
     kind = type(effect)
     quiet = kind is Pipeline  # its error replies are raised here, after following ASKs
     while True:
@@ -450,12 +460,24 @@ def _route(effect: Any, nodes: ClusterNodes, box: list[Address]) -> Generator[An
             raised = False
         except redis.ResponseError as exc:
             outcome, raised = exc, True
-        except (redis.ConnectionError, redis.TimeoutError):
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             # the node may be down and its replica promoted in its place: read the map
-            # again (from a node that answers) for the caller's retry, then raise
+            # again (from a node that answers), then wait for a primary, or raise for the
+            # caller's retry
             with contextlib.suppress(redis.RedisError, ServerError):
                 yield from _reload(nodes, avoid=where)
+            if wait > 0 and unsent(exc):
+                failing = failing or Failover(wait)
+                yield Sleep(failing.pause(exc))
+                continue
             raise
+        down = refused(outcome) if wait > 0 and parts is None else None
+        if down is not None:  # CLUSTERDOWN: the shard has no primary yet
+            failing = failing or Failover(wait)
+            yield Sleep(failing.pause(down))
+            with contextlib.suppress(redis.RedisError, ServerError):
+                yield from _reload(nodes)
+            continue
         trouble = _trouble(outcome)
         if trouble == "moved" and moves < MOVES:
             moves += 1
@@ -533,9 +555,13 @@ class ClusterDriver(_OnNodes):
     module's doc); the sync twin of :class:`AsyncClusterDriver`. ``keep``: whether its
     one-node drivers keep connections between calls (:class:`rediscache.wire.Wire`)."""
 
-    def __init__(self, nodes: ClusterNodes, *, keep: bool = True) -> None:
+    def __init__(
+        self, nodes: ClusterNodes, *, keep: bool = True, failover_wait: float = 0.0
+    ) -> None:
         self.nodes = nodes
         self._keep = keep
+        self.failover_wait = failover_wait
+        self._durability: Durability | None = None
         self._drivers: dict[Address, SyncDriver] = {}
         self._local = SyncDriver(None)
         self._stop = threading.Event()
@@ -547,11 +573,25 @@ class ClusterDriver(_OnNodes):
             # connections are kept only from pools the hub owns (a client passed in: none)
             keep = self._keep and not self.nodes.adopted(where)
             found = self._drivers[where] = SyncDriver(self.nodes.client(where), keep=keep)
+            found.durability = self._durability
         return found
+
+    @property
+    def durability(self) -> Durability | None:
+        """What each write waits for, on every node (``hub.durability``)."""
+        return self._durability
+
+    @durability.setter
+    def durability(self, value: Durability | None) -> None:
+        self._durability = value
+        for driver in self._drivers.values():
+            driver.durability = value
 
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :meth:`rediscache.drive.SyncDriver.run`)."""
         box = [self.nodes.default]  # the node of the flow's last keyed effect
+        if self._durability is not None:
+            flow = short_of_durability(flow)
         send = flow.send
         try:
             effect: Any = send(None)
@@ -563,7 +603,9 @@ class ClusterDriver(_OnNodes):
                         reply = self._steps(_broadcast(effect, self.nodes))
                     elif type(effect) is Background:
                         start_background(
-                            lambda: ClusterDriver(self.nodes, keep=False),
+                            lambda: ClusterDriver(
+                                self.nodes, keep=False, failover_wait=self.failover_wait
+                            ),
                             effect,
                             self._stop,
                             self._workers,
@@ -581,7 +623,7 @@ class ClusterDriver(_OnNodes):
 
     def _routed(self, effect: Effect, box: list[Address]) -> Any:
         """Perform ``effect`` where :func:`_route` sends it; its result."""
-        return self._steps(_route(effect, self.nodes, box))
+        return self._steps(_route(effect, self.nodes, box, self.failover_wait))
 
     def _steps(self, steps: Generator[Any, Any, Any]) -> Any:
         """Run a routing generator (:func:`_route`, :func:`_broadcast`) to its result."""
@@ -658,8 +700,10 @@ class ClusterDriver(_OnNodes):
 class AsyncClusterDriver(_OnNodes):
     """:class:`ClusterDriver` for ``redis.asyncio`` clients."""
 
-    def __init__(self, nodes: ClusterNodes) -> None:
+    def __init__(self, nodes: ClusterNodes, *, failover_wait: float = 0.0) -> None:
         self.nodes = nodes
+        self.failover_wait = failover_wait
+        self._durability: Durability | None = None
         self._drivers: dict[Address, AsyncDriver] = {}
         self._runs = Runs()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -668,11 +712,25 @@ class AsyncClusterDriver(_OnNodes):
         found = self._drivers.get(where)
         if found is None:
             found = self._drivers[where] = AsyncDriver(self.nodes.client(where))
+            found.durability = self._durability
         return found
+
+    @property
+    def durability(self) -> Durability | None:
+        """What each write waits for, on every node (``hub.durability``)."""
+        return self._durability
+
+    @durability.setter
+    def durability(self, value: Durability | None) -> None:
+        self._durability = value
+        for driver in self._drivers.values():
+            driver.durability = value
 
     async def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :func:`rediscache.drive.run_async`)."""
         box = [self.nodes.default]  # the node of the flow's last keyed effect
+        if self._durability is not None:
+            flow = short_of_durability(flow)
 
         async def perform(effect: Any) -> Any:
             if isinstance(effect, _LOCAL_KINDS):
@@ -688,7 +746,7 @@ class AsyncClusterDriver(_OnNodes):
 
     async def _routed(self, effect: Effect, box: list[Address]) -> Any:
         """:meth:`ClusterDriver._routed`, the parts of a split effect sent concurrently."""
-        return await self._steps(_route(effect, self.nodes, box))
+        return await self._steps(_route(effect, self.nodes, box, self.failover_wait))
 
     async def _steps(self, steps: Generator[Any, Any, Any]) -> Any:
         """:meth:`ClusterDriver._steps`, with ``await``."""

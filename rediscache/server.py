@@ -95,6 +95,8 @@ ACL_FILE = "users.acl"
 #: The record of a local cluster (rediscache.cluster) in its data directory: such a
 #: directory holds the cluster's nodes, not a server of its own.
 CLUSTER_RECORD = "cluster.json"
+#: The record of a local primary with replicas and Sentinels (rediscache.ha).
+HA_RECORD = "ha.json"
 #: A cluster node's own record of the cluster (Redis writes it; ServerConfig.cluster).
 CLUSTER_NODES_FILE = "nodes.conf"
 #: Milliseconds without an answer after which cluster nodes consider a node failing.
@@ -145,6 +147,9 @@ class ServerConfig:
         cluster: run as a node of a Redis Cluster (``cluster-enabled yes``; its cluster bus
             listens on ``port + 10000``, chosen free as well). :mod:`rediscache.cluster`
             starts such nodes and joins them; a node alone serves no slot.
+        replica_of: ``"host:port"`` of a primary this server replicates from its start
+            (``replicaof`` in redis.conf, authenticating with its own password: every node
+            of a set shares one). :mod:`rediscache.ha` starts such sets with Sentinels.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -162,6 +167,7 @@ class ServerConfig:
     tls_port: int | None = None
     no_tls: bool = False
     cluster: bool = False
+    replica_of: str | None = None
 
     def __post_init__(self) -> None:
         """Check every field (each ends up in redis.conf or on a command line), taking str
@@ -221,6 +227,22 @@ class ServerConfig:
                 "ServerConfig.maxmemory must be a size such as '2gb' or '512mb', "
                 f"got {self.maxmemory!r}"
             )
+        if self.replica_of is not None:
+            host, _, port = str(self.replica_of).rpartition(":")
+            if (
+                not isinstance(self.replica_of, str)
+                or not _HOST.fullmatch(host)
+                or not port.isdigit()
+                or not 1 <= int(port) <= 65535
+            ):
+                raise InvalidInputError(
+                    f"ServerConfig.replica_of must be 'host:port', got {self.replica_of!r}"
+                )
+            if self.cluster:
+                raise InvalidInputError(
+                    "ServerConfig.replica_of is for a primary and its replicas outside a "
+                    "cluster (a cluster node's replica is set with CLUSTER REPLICATE)"
+                )
         timeout = self.start_timeout
         if (
             isinstance(timeout, bool)
@@ -662,9 +684,13 @@ def _conf_text(
             f"cluster-node-timeout {CLUSTER_NODE_TIMEOUT_MS}",
             # the shards still up keep serving their spaces while another has no primary
             "cluster-require-full-coverage no",
-            # a replica authenticates to its primary as the owner account
-            f"masterauth {_quote(password)}",
         ]
+    # a replica authenticates to its primary as the owner account (any node of a cluster or
+    # of a Sentinel-managed set may become a replica)
+    lines.append(f"masterauth {_quote(password)}")
+    if config.replica_of is not None:
+        lead, _, lead_port = config.replica_of.rpartition(":")
+        lines.append(f"replicaof {lead} {lead_port}")
     if config.maxmemory:
         lines.append(f"maxmemory {config.maxmemory}")
     if bins.module is not None:
@@ -752,6 +778,13 @@ def start(
         EmbeddedServerError: the server exited or did not become ready in time.
     """
     config = config or ServerConfig()
+    if (config.data_dir / HA_RECORD).exists():
+        raise InvalidInputError(
+            f"{config.data_dir} holds a local primary with replicas and Sentinels, not a "
+            "single server: connect with its URL (`rediscache --data-dir DIR server status "
+            "--sentinel --show-password` prints it), or manage it with `server "
+            "start/stop/status --sentinel`"
+        )
     if (config.data_dir / CLUSTER_RECORD).exists():
         raise InvalidInputError(
             f"{config.data_dir} holds a local Redis Cluster, not a single server: connect "

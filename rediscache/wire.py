@@ -407,6 +407,8 @@ async def transaction_async(
     watch: str,
     reads: list[tuple[Any, ...]],
     build: Callable[[list[Any]], list[tuple[Any, ...]]],
+    after: Callable[[Any, Any], None] | None = None,
+    wait: tuple[Any, ...] | None = None,
 ) -> list[Any] | None:
     """:meth:`Wire.transaction` for an asyncio client, on one pooled connection."""
     pool = client.connection_pool
@@ -440,6 +442,8 @@ async def transaction_async(
                 clean = True
             raise
         second = _in_multi(writes)
+        if wait is not None:
+            second.append(wait)
         try:
             await conn.send_packed_command(_pack(conn, second))
         except _UNSENT as exc:
@@ -452,6 +456,11 @@ async def transaction_async(
                 await conn.disconnect()
         finally:
             await pool.release(conn)
+    if wait is not None:
+        done = _transacted(replies[:-1])
+        if after is not None:
+            after(replies[-1], done)
+        return done
     return _transacted(replies)
 
 
@@ -467,6 +476,14 @@ def once(client: redis.Redis, command: tuple[Any, ...]) -> Any:
     return Wire(client, keep=False).once(command)
 
 
+def _read_one(conn: Any) -> Any:
+    """One reply read from ``conn``, an error reply as its exception."""
+    try:
+        return conn.read_response()
+    except redis.ResponseError as exc:
+        return exc
+
+
 def _executed(client: redis.Redis, command: tuple[Any, ...]) -> Any:
     """:func:`once` on a single-connection client, through redis-py (which locks it)."""
     try:
@@ -475,8 +492,10 @@ def _executed(client: redis.Redis, command: tuple[Any, ...]) -> Any:
         return exc
 
 
-async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> Any:
-    """:func:`once` for an asyncio client."""
+async def once_async(
+    client: redis.asyncio.Redis, command: tuple[Any, ...], after: tuple[Any, ...] | None = None
+) -> Any:
+    """:func:`once` for an asyncio client (``after``: see :meth:`Wire.once`)."""
     pool = client.connection_pool
     try:
         conn = await _connection(pool, [command])
@@ -484,14 +503,22 @@ async def once_async(client: redis.asyncio.Redis, command: tuple[Any, ...]) -> A
         raise NotSent(str(exc)) from exc
     try:
         try:
-            await conn.send_packed_command(conn.pack_command(*command))
+            sent = [command] if after is None else [command, after]
+            await conn.send_packed_command(conn.pack_commands(sent))
         except _UNSENT as exc:
             await conn.disconnect()
             raise NotSent(str(exc)) from exc
         try:
-            return await conn.read_response()
-        except redis.ResponseError as exc:
-            return exc
+            try:
+                reply = await conn.read_response()
+            except redis.ResponseError as exc:
+                reply = exc
+            if after is None:
+                return reply
+            try:
+                return reply, await conn.read_response()
+            except redis.ResponseError as exc:
+                return reply, exc
         except BaseException:
             await conn.disconnect()
             raise
@@ -584,12 +611,16 @@ class Wire:
             raise late
         return replies
 
-    def once(self, command: tuple[Any, ...]) -> Any:
-        """:func:`once` on a kept connection (checked first) or one from the pool."""
+    def once(self, command: tuple[Any, ...], after: tuple[Any, ...] | None = None) -> Any:
+        """:func:`once` on a kept connection (checked first) or one from the pool. With
+        ``after`` (a durable write's WAIT): sent in the same write, and the reply is
+        ``(reply, reply of after)``."""
         if self.single:
+            if after is not None:
+                return _executed(self.client, command), _executed(self.client, after)
             return _executed(self.client, command)
         conn = self._checked(command)
-        self._send_once(conn, [command])
+        self._send_once(conn, [command] if after is None else [command, after])
         try:
             reply = conn.read_response()
         except redis.ResponseError as exc:
@@ -597,6 +628,12 @@ class Wire:
         except BaseException:
             self._broken(conn)  # a reply may be half read: never reuse this connection
             raise
+        if after is not None:
+            try:
+                reply = (reply, _read_one(conn))
+            except BaseException:
+                self._broken(conn)
+                raise
         self._keep(conn)
         return reply
 
@@ -605,6 +642,8 @@ class Wire:
         watch: str,
         reads: list[tuple[Any, ...]],
         build: Callable[[list[Any]], list[tuple[Any, ...]]],
+        after: Callable[[Any, Any], None] | None = None,
+        wait: tuple[Any, ...] | None = None,
     ) -> list[Any] | None:
         """An optimistic transaction on one connection (kept or from the pool): ``WATCH
         watch`` and the ``reads`` in one round trip (sent again on a fresh connection if the
@@ -618,7 +657,11 @@ class Wire:
         written). Raises :class:`NotSent` when the connection failed before ``EXEC`` was
         written whole (a transaction runs only once ``EXEC`` arrives: nothing ran), the
         redis error when the reply was lost (it may have run), and the error of a command
-        the server refused to queue (``EXEC`` then runs none: e.g. out of memory)."""
+        the server refused to queue (``EXEC`` then runs none: e.g. out of memory).
+
+        ``wait`` (a durable write's WAIT) is sent after ``EXEC`` in the same write, and
+        ``after`` called with its reply and the transaction's result (it raises when the
+        write is not durable)."""
         if self.single:
             return None
         first = _watching(watch, reads)
@@ -661,6 +704,8 @@ class Wire:
             self._broken(conn)  # the watch is dropped with the connection
             raise
         second = _in_multi(writes)
+        if wait is not None:
+            second.append(wait)
         self._send_once(conn, second)
         try:
             replies = _receive(conn, len(second))
@@ -668,6 +713,11 @@ class Wire:
             self._broken(conn)  # EXEC may have run; a reply may be half read
             raise
         self._keep(conn)
+        if wait is not None:
+            done = _transacted(replies[:-1])
+            if after is not None:
+                after(replies[-1], done)
+            return done
         return _transacted(replies)
 
     def close(self) -> None:

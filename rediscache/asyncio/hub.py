@@ -11,16 +11,19 @@ from typing import Any
 import redis.asyncio
 import redis.asyncio.cluster
 
-from ..drive import AsyncDriver, AsyncFacade, async_op
+from ..drive import AsyncDriver, AsyncFacade, FailoverAsyncDriver, async_op
 from ..hub import (
     HubSurface,
+    close_sentinels,
     cluster_nodes,
     cluster_options,
     cluster_slots,
+    failover_wait_of,
     open_client,
     plain_url,
     plan_connect,
     verify,
+    watched_by_sentinels,
 )
 from ..registry import Found, PartsFound, Registry
 from ..routing import AsyncClusterDriver, ClusterNodes
@@ -49,6 +52,8 @@ async def connect_async(
 
     A cluster (``redis+cluster://``, or a node detected as one) works as with
     :func:`rediscache.connect`; ``hub.client`` is then a ``redis.asyncio.cluster.RedisCluster``.
+    So does a primary watched by Sentinels (``redis+sentinel://``, or a client made by
+    ``redis.asyncio.sentinel.Sentinel.master_for``).
 
     Round trips: three (PING, MODULE LIST, INFO cluster), plus the server start when
     needed, and on a cluster one more (CLUSTER SLOTS).
@@ -113,7 +118,9 @@ class AsyncHub(AsyncFacade, HubSurface):
         nodes: ClusterNodes | None = None,
     ) -> None:
         if nodes is not None:
-            self._driver = AsyncClusterDriver(nodes)
+            self._driver = AsyncClusterDriver(nodes, failover_wait=failover_wait_of(nodes))
+        elif watched_by_sentinels(client):
+            self._driver = FailoverAsyncDriver(client)
         else:
             self._driver = AsyncDriver(client)
         super().__init__(client, owns_client=owns_client, server=server, nodes=nodes)
@@ -125,6 +132,8 @@ class AsyncHub(AsyncFacade, HubSurface):
         await self._driver.settle(0)
         if self._owns:
             await self.client.aclose()
+            for watcher in close_sentinels(self.client):
+                await watcher.aclose()
         if self._nodes is not None:
             for node in self._nodes.made():
                 await node.aclose()

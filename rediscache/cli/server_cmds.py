@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from .. import cluster as clu
+from .. import ha
 from .. import server as srv
 from .base import (
     StartProgressLine,
@@ -33,11 +34,13 @@ from .space_cmds import generation_lines
 @click.pass_obj
 def server(state: State) -> None:
     """Start, stop and inspect the embedded local Redis server, or with --cluster a local
-    Redis Cluster of such servers (for development).
+    Redis Cluster of such servers, or with --sentinels a primary with replicas watched by
+    Sentinels (for development).
 
     They act on the data directory (--data-dir, REDISCACHE_DATA_DIR, or the default; a
-    cluster's default is ~/.local/share/rediscache/cluster), never on a --url server,
-    which rediscache cannot start or stop.
+    cluster's default is ~/.local/share/rediscache/cluster, a Sentinel set's
+    ~/.local/share/rediscache/ha), never on a --url server, which rediscache cannot start
+    or stop.
 
     \b
     Example:
@@ -45,6 +48,8 @@ def server(state: State) -> None:
       rediscache server status --json
       rediscache server stop
       rediscache server start --cluster 3 --replicas 1
+      rediscache server start --replicas 2 --sentinels 3
+      rediscache server status --sentinel --show-password
     """
     if state is not None and state.url is not None:
         raise click.UsageError(
@@ -109,7 +114,17 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     "--replicas",
     type=click.IntRange(0, 4),
     help="With --cluster: replicas per primary (default: as the directory's cluster has, "
-    "0 for a new one). Without replicas a node's death stops its spaces until it is back.",
+    "0 for a new one). Without replicas a node's death stops its spaces until it is back. "
+    "With --sentinels: replicas of the one primary (1 to 4).",
+)
+@click.option(
+    "--sentinels",
+    type=click.IntRange(1, 7),
+    metavar="S",
+    help="Start a primary with --replicas replicas and S Sentinels instead (for "
+    "development: on 127.0.0.1, data in --data-dir, default ~/.local/share/rediscache/ha): "
+    "the Sentinels promote a replica when the primary dies. Connect with the "
+    "redis+sentinel:// URL it prints.",
 )
 @json_option
 @click.pass_obj
@@ -129,6 +144,7 @@ def server_start(
     no_tls: bool,
     primaries: int | None,
     replicas: int | None,
+    sentinels: int | None,
     as_json: bool,
 ) -> None:
     """Start the embedded server (or report the one already running).
@@ -149,8 +165,12 @@ def server_start(
       rediscache server start --start-timeout 300     # a large data dir after a crash
       rediscache server start --tls-cert server.pem --tls-key server.key
       rediscache server start --cluster 3 --replicas 1   # a local Redis Cluster
+      rediscache server start --replicas 2 --sentinels 3 # a primary, replicas, Sentinels
     """
-    if primaries is not None:
+    if primaries is not None and sentinels is not None:
+        raise click.UsageError("--cluster and --sentinels are two topologies: give one")
+    if primaries is not None or sentinels is not None:
+        flag = "--cluster" if primaries is not None else "--sentinels"
         given = [
             name
             for name, value in (
@@ -163,11 +183,15 @@ def server_start(
             if value is not None
         ]  # fmt: skip
         if given:
-            raise click.UsageError(f"{', '.join(given)}: not with --cluster")
-        _start_cluster(state, primaries, replicas, start_timeout, as_json)
+            raise click.UsageError(f"{', '.join(given)}: not with {flag}")
+        if primaries is not None:
+            _start_cluster(state, primaries, replicas, start_timeout, as_json)
+        else:
+            assert sentinels is not None
+            _start_set(state, replicas, sentinels, start_timeout, as_json)
         return
     if replicas is not None:
-        raise click.UsageError("--replicas goes with --cluster N")
+        raise click.UsageError("--replicas goes with --cluster N or --sentinels S")
     if no_tls and tls_cert is not None:
         raise click.UsageError("--no-tls contradicts --tls-cert: give one")
     if (tls_cert is None) != (tls_key is None):
@@ -251,28 +275,90 @@ def _start_cluster(
     )
 
 
+def _set_dir(state: State) -> Path:
+    """The local set's data directory (server start --sentinels): --data-dir, else the
+    default."""
+    return Path(state.data_dir) if state.data_dir is not None else ha.default_ha_dir()
+
+
+def _start_set(
+    state: State, replicas: int | None, sentinels: int, start_timeout: float, as_json: bool
+) -> None:
+    root = _set_dir(state)
+    if replicas is None:
+        raise click.UsageError("--sentinels S needs --replicas N (1 to 4): whom to promote")
+    if ha.status(root) is None:
+        click.echo(
+            f"starting a primary, {plural(replicas, 'replica')} and "
+            f"{plural(sentinels, 'Sentinel')} in {root}...",
+            err=True,
+        )
+    info, started = ha.start(
+        root, replicas=replicas, sentinels=sentinels, start_timeout=start_timeout
+    )
+    if wants_json(state, as_json):
+        click.echo(json.dumps({**ha.describe(info), "started": started}, indent=2))
+        return
+    verb = "started" if started else "already running"
+    lead = info.nodes[info.primary]
+    click.echo(
+        f"{verb}: a primary (node-{info.primary}, port {lead.port}) with "
+        f"{plural(replicas, 'replica')} and {plural(sentinels, 'Sentinel')} (ports "
+        f"{', '.join(str(p) for _, p in info.sentinels)}; data {info.data_dir})"
+    )
+    click.echo(
+        f"connect: rediscache --url '{info.url.replace(info.password, '***')}' ...  "
+        f"(the password: `rediscache --data-dir {root} server status --sentinel "
+        "--show-password`)"
+    )
+
+
+def _refuse_other_topology(data_dir: Path, command: str) -> None:
+    """A usage error when ``data_dir`` holds a cluster or a Sentinel set, not a server."""
+    if (data_dir / srv.CLUSTER_RECORD).exists():
+        raise click.UsageError(
+            f"{data_dir} holds a local Redis Cluster: `server {command} --cluster`"
+        )
+    if (data_dir / srv.HA_RECORD).exists():
+        raise click.UsageError(
+            f"{data_dir} holds a primary with replicas and Sentinels: `server {command} --sentinel`"
+        )
+
+
 @server.command("stop", short_help="Stop the embedded server cleanly.")
 @data_dir_option
 @click.option(
     "--cluster", "is_cluster", is_flag=True, help="Stop the local cluster (server start --cluster)."
 )
+@click.option(
+    "--sentinel",
+    "is_set",
+    is_flag=True,
+    help="Stop the local primary, replicas and Sentinels (server start --sentinels).",
+)
 @click.pass_obj
 @friendly
-def server_stop(state: State, is_cluster: bool) -> None:
+def server_stop(state: State, is_cluster: bool, is_set: bool) -> None:
     """Stop the embedded server cleanly (the AOF is flushed first); with --cluster, every
-    node of the local cluster.
+    node of the local cluster; with --sentinel, the Sentinels, then every node of the
+    local set.
 
     \b
     Example:
       rediscache server stop
       rediscache server stop --cluster
+      rediscache server stop --sentinel
     """
+    if is_cluster and is_set:
+        raise click.UsageError("--cluster and --sentinel are two topologies: give one")
     if is_cluster:
         click.echo("stopped" if clu.stop(_cluster_dir(state)) else "not running")
         return
+    if is_set:
+        click.echo("stopped" if ha.stop(_set_dir(state)) else "not running")
+        return
     data_dir = state.server_config().data_dir
-    if (data_dir / srv.CLUSTER_RECORD).exists():
-        raise click.UsageError(f"{data_dir} holds a local Redis Cluster: use --cluster")
+    _refuse_other_topology(data_dir, "stop")
     if srv.status(data_dir).loading:
         click.echo("the server is loading its data; waiting for it to stop...", err=True)
     stopped = srv.stop(data_dir)
@@ -290,21 +376,36 @@ def server_stop(state: State, is_cluster: bool) -> None:
 @click.option(
     "--cluster", "is_cluster", is_flag=True, help="The local cluster (server start --cluster)."
 )
+@click.option(
+    "--sentinel",
+    "is_set",
+    is_flag=True,
+    help="The local primary, replicas and Sentinels (server start --sentinels).",
+)
 @json_option
 @click.pass_obj
 @friendly
-def server_status(state: State, show_password: bool, is_cluster: bool, as_json: bool) -> None:
+def server_status(
+    state: State, show_password: bool, is_cluster: bool, is_set: bool, as_json: bool
+) -> None:
     """Is the embedded server running? Versions, address, memory, keys. With --cluster: is
-    every node of the local cluster running, and its URL.
+    every node of the local cluster running, and its URL. With --sentinel: is every node
+    and Sentinel of the local set running, which node is the primary, and its URL.
 
-    Exit status 0 when running, 3 when not.
+    Exit status 0 when running, 3 when not (or, with --sentinel, not whole).
 
     \b
     Example:
       rediscache server status
       rediscache server status --json
       rediscache server status --cluster --show-password
+      rediscache server status --sentinel --show-password
     """
+    if is_cluster and is_set:
+        raise click.UsageError("--cluster and --sentinel are two topologies: give one")
+    if is_set:
+        _set_status(state, show_password, as_json)
+        return
     if is_cluster:
         root = _cluster_dir(state)
         found = clu.status(root)
@@ -352,10 +453,7 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
             sys.exit(3)
         return
     data_dir = state.server_config().data_dir
-    if (data_dir / srv.CLUSTER_RECORD).exists():
-        raise click.UsageError(
-            f"{data_dir} holds a local Redis Cluster: `server status --cluster` reports it"
-        )
+    _refuse_other_topology(data_dir, "status")
     st = srv.status(data_dir)
     if wants_json(state, as_json):
         out: dict[str, Any] = {"running": st.running, "data_dir": st.data_dir}
@@ -418,6 +516,42 @@ def server_status(state: State, show_password: bool, is_cluster: bool, as_json: 
                 f"  index {name} is being rebuilt: {percent:.1f}% (its searches wait for it)"
             )
     if not st.running:
+        sys.exit(3)
+
+
+def _set_status(state: State, show_password: bool, as_json: bool) -> None:
+    """``server status --sentinel``: exit 3 unless every member runs."""
+    root = _set_dir(state)
+    found = ha.status(root)
+    members = ha.members(root)
+    if wants_json(state, as_json):
+        described: dict[str, Any] = (
+            ha.describe(found, show_password=show_password) if found else {"data_dir": str(root)}
+        )
+        click.echo(
+            json.dumps({"running": found is not None, **described, "members": members}, indent=2)
+        )
+    elif found is None:
+        down = [f"{m['name']} (port {m['port']})" for m in members if not m["running"]]
+        if members and len(down) < len(members):
+            click.echo(
+                f"not whole: {', '.join(down)} not running (data dir {root}); `server start "
+                "--replicas N --sentinels S` starts what is down (a node comes back as a "
+                "replica of the current primary)"
+            )
+        else:
+            click.echo(f"not running (data dir {root})")
+    else:
+        url = found.url if show_password else found.url.replace(found.password, "***")
+        lines = [f"running: primary node-{found.primary}, "
+                 f"{plural(len(found.nodes) - 1, 'replica')}, "
+                 f"{plural(len(found.sentinels), 'Sentinel')}", f"  url:     {url}"]  # fmt: skip
+        for m in members:
+            role = {"master": "primary", "slave": "replica"}.get(m.get("role", ""), "")
+            lines.append(f"  {m['name']:<11} port {m['port']}" + (f" ({role})" if role else ""))
+        lines.append(f"  data:    {found.data_dir}")
+        click.echo("\n".join(lines))
+    if found is None:
         sys.exit(3)
 
 

@@ -1,0 +1,418 @@
+"""High availability on a real set: a primary, two replicas and three Sentinels (the same
+redis-server binary in sentinel mode, rediscache.ha) on 127.0.0.1 ports chosen at run time.
+
+Each failover test kills the primary with SIGKILL under load and checks what callers saw:
+the hub finds the new primary through the Sentinels by itself, only writes whose reply was
+lost with the primary raise (OutcomeUnknownError), reads never fail, scripts and indexes
+work on the new primary, durable writes (hub.durability) are never lost. The killed node is
+then started again (it rejoins as a replica) for the next test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+import redis.sentinel
+from click.testing import CliRunner
+
+import rediscache
+from rediscache import ha
+from rediscache.cli import cli
+
+DIM = 8
+#: A quicker failover than a deployment's (ha.DOWN_AFTER_MS): the tests wait for several.
+DOWN_AFTER_MS = 2000
+#: Seconds within which every test's calls must resume after a kill (failover_wait's bound
+#: is what makes it so; a failover here takes about DOWN_AFTER_MS + 1 s).
+RESUME_BOUND = 30.0
+
+
+@pytest.fixture(scope="module")
+def ha_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("ha")
+    ha.start(root, replicas=2, sentinels=3, down_after_ms=DOWN_AFTER_MS)
+    try:
+        yield root
+    finally:
+        ha.stop(root)
+
+
+@pytest.fixture()
+def ha_set(ha_dir: Path) -> ha.HAInfo:
+    """The running set, every member up (a node killed by the test before is started
+    again: it rejoins as a replica of the current primary)."""
+    info, _ = ha.start(ha_dir, replicas=2, sentinels=3)
+    return info
+
+
+@pytest.fixture()
+def space_name(ha_set: ha.HAInfo) -> Iterator[str]:
+    name = f"ha-{os.urandom(4).hex()}"
+    yield name
+    with rediscache.connect(ha_set.url) as hub:
+        hub.drop_space(name, missing_ok=True)
+
+
+def _kill_primary(info: ha.HAInfo, *, gone: bool = False) -> float:
+    """SIGKILL the primary; the monotonic time of the kill. ``gone``: return once the
+    process is dead (its connections closed: a call sent later is not in flight at the
+    kill)."""
+    node = info.nodes[info.primary]
+    os.kill(node.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while gone and time.monotonic() - killed < 10:
+        try:
+            os.waitpid(node.pid, os.WNOHANG)  # ha.start spawned it from this process
+        except ChildProcessError:
+            pass
+        try:
+            os.kill(node.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
+    return killed
+
+
+def _wait_new_primary(info: ha.HAInfo, old: ha.HAInfo) -> tuple[str, int]:
+    sentinel = redis.sentinel.Sentinel(
+        info.sentinels, sentinel_kwargs={"password": info.password, "socket_timeout": 2}
+    )
+    gone = old.nodes[old.primary].port
+    deadline = time.monotonic() + RESUME_BOUND
+    while time.monotonic() < deadline:
+        try:
+            host, port = sentinel.discover_master(info.service)
+            if port != gone:
+                return host, port
+        except redis.sentinel.MasterNotFoundError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("no replica was promoted")
+
+
+class Load:
+    """Writers (put, durable or not, and update_mean) and readers (get_many + search)
+    running until stopped; what each saw, timed against the kill."""
+
+    def __init__(self, space: Any, durable_space: Any) -> None:
+        self.space, self.durable_space = space, durable_space
+        self.acked: dict[str, list[str]] = {"plain": [], "durable": []}
+        self.errors: list[tuple[str, BaseException]] = []
+        self.first_after: dict[str, float] = {}
+        self.killed_at: float | None = None
+        self.stop = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._writer, args=("plain", space)),
+            threading.Thread(target=self._writer, args=("durable", durable_space)),
+            threading.Thread(target=self._reader),
+            threading.Thread(target=self._averager),
+        ]
+
+    def _done(self, kind: str, began: float) -> None:
+        if self.killed_at is not None and began > self.killed_at and kind not in self.first_after:
+            self.first_after[kind] = time.monotonic() - self.killed_at
+
+    def _writer(self, kind: str, space: Any) -> None:
+        i = 0
+        while not self.stop.is_set():
+            key = f"{kind}-{i}"
+            began = time.monotonic()
+            try:
+                space.put(key, np.full(DIM, i % 7 + 1, np.float32))
+                self.acked[kind].append(key)
+                self._done("write", began)
+            except rediscache.RediscacheError as exc:
+                self.errors.append((kind, exc))
+            i += 1
+
+    def _reader(self) -> None:
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                assert self.space.get_many(["seed-0", "seed-1"]).shape == (2, DIM)
+                assert len(self.space.search(np.ones(DIM), 3)) == 3
+                self._done("read", began)
+            except rediscache.RediscacheError as exc:
+                self.errors.append(("read", exc))
+
+    def _averager(self) -> None:
+        while not self.stop.is_set():
+            began = time.monotonic()
+            try:
+                self.space.update_mean("mean", ["seed-0", "seed-1"])
+                self._done("script", began)
+            except rediscache.RediscacheError as exc:
+                self.errors.append(("script", exc))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+def _seed(space: Any) -> None:
+    space.put_many([f"seed-{i}" for i in range(20)], np.eye(20, DIM, dtype=np.float32) + 0.5)
+
+
+def test_the_set_is_found_through_its_sentinels(ha_set: ha.HAInfo, space_name: str) -> None:
+    with rediscache.connect(ha_set.url) as hub:
+        primary = ha_set.nodes[ha_set.primary]
+        assert f"{primary.port} (the primary of 'rediscache')" in repr(hub)
+        assert hub.failover_wait == rediscache.guard.FAILOVER_WAIT
+        space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
+        _seed(space)
+        assert space.search(np.eye(20, DIM)[3] + 0.5, 1)[0].key == "seed-3"
+    # a client made by redis-py's Sentinel works as well (the hub does not close it)
+    sentinel = redis.sentinel.Sentinel(
+        ha_set.sentinels, sentinel_kwargs={"password": ha_set.password}
+    )
+    client = sentinel.master_for("rediscache", password=ha_set.password, protocol=2)
+    with rediscache.connect(client=client) as hub:
+        assert len(hub.space(space_name)) == 20
+        assert hub.failover_wait > 0
+    assert client.ping()
+    client.close()
+
+
+def test_a_killed_primary_is_replaced_and_callers_resume(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    """SIGKILL of the primary under writers, readers and a script caller: each resumes by
+    itself; reads never fail; the only errors are writes in flight at the kill
+    (OutcomeUnknownError, at most one per writing thread); every durable write that
+    returned is on the new primary; the new primary runs the scripts (loaded again) and
+    answers searches (the index was replicated)."""
+    with (
+        rediscache.connect(ha_set.url) as hub,
+        rediscache.connect(ha_set.url) as durable_hub,
+    ):
+        durable_hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
+        _seed(space)
+        durable_space = durable_hub.space(space_name)
+        with Load(space, durable_space) as load:
+            time.sleep(1.0)
+            load.killed_at = _kill_primary(ha_set)
+            deadline = time.monotonic() + RESUME_BOUND
+            while len(load.first_after) < 3 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        kinds = {kind for kind, _ in load.errors}
+        assert set(load.first_after) == {"write", "read", "script"}, (load.first_after, load.errors)
+        assert "read" not in kinds, load.errors
+        assert all(isinstance(e, rediscache.OutcomeUnknownError) for _, e in load.errors), (
+            load.errors
+        )
+        assert len(load.errors) <= 3, load.errors
+        assert load.acked["durable"] and load.acked["plain"]
+        lost = [k for k in load.acked["durable"] if space.get(k) is None]
+        assert lost == []  # acknowledged by a replica before the call returned
+        assert space.search(np.eye(20, DIM)[5] + 0.5, 1)[0].key == "seed-5"
+        space.update_mean("after", ["seed-0"])  # write.lua and update_mean.lua loaded anew
+        assert space.get("after") is not None
+
+
+def test_an_asyncio_hub_resumes_after_a_failover(ha_set: ha.HAInfo, space_name: str) -> None:
+    async def main() -> tuple[list[BaseException], float]:
+        hub = await rediscache.connect_async(ha_set.url)
+        async with hub:
+            space = await hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
+            await space.put_many([f"seed-{i}" for i in range(5)], np.ones((5, DIM)))
+            errors: list[BaseException] = []
+            killed = _kill_primary(ha_set, gone=True)
+            await asyncio.sleep(0.1)  # the loop sees its idle connections closed
+            resumed = None
+            for i in range(400):
+                try:
+                    await space.put(f"a{i}", np.ones(DIM))
+                    assert (await space.get_many(["seed-0"])).shape == (1, DIM)
+                    resumed = resumed or time.monotonic() - killed
+                    if i > 20:
+                        break
+                except rediscache.RediscacheError as exc:
+                    errors.append(exc)
+            assert resumed is not None
+            return errors, resumed
+
+    errors, resumed = asyncio.run(main())
+    assert resumed < RESUME_BOUND
+    # killed between calls: nothing was in flight, so nothing failed
+    assert errors == []
+
+
+def test_a_hot_cache_forgets_what_it_cannot_vouch_for_after_a_failover(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    with rediscache.connect(ha_set.url) as hub, rediscache.connect(ha_set.url) as other:
+        space = hub.create_space(space_name, DIM)
+        space.put("k", np.ones(DIM))
+        cache = space.enable_hot_cache()
+        assert space.get("k")[0] == 1.0
+        assert space.get("k")[0] == 1.0 and cache.stats().hits >= 1
+        old = ha_set
+        _kill_primary(ha_set)
+        _wait_new_primary(ha.status(old.data_dir) or ha_set, old)
+        other.space(space_name).put("k", np.full(DIM, 2.0))  # through the new primary
+        deadline = time.monotonic() + RESUME_BOUND
+        while space.get("k")[0] != 2.0:  # the listener reconnects and drops its entries
+            assert time.monotonic() < deadline, "the hot cache kept serving a stale vector"
+            time.sleep(0.05)
+        other.space(space_name).put("k", np.full(DIM, 3.0))
+        deadline = time.monotonic() + 10
+        while space.get("k")[0] != 3.0:  # invalidations arrive again
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
+def test_rollbacks_cut_by_a_failover_leave_one_version(ha_set: ha.HAInfo, space_name: str) -> None:
+    """Rollbacks back and forth while the primary dies: afterwards the live space is exactly
+    one of the two versions (every key the same), as after a crash on one node."""
+    keys = [f"k{i}" for i in range(50)]
+    with rediscache.connect(ha_set.url) as hub:
+        hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        space = hub.create_space(space_name, DIM)
+        space.put_many(keys, np.ones((50, DIM)))
+        a = space.snapshot("a")
+        space.put_many(keys, np.full((50, DIM), 2.0))
+        b = space.snapshot("b")
+        stop = threading.Event()
+        seen: list[BaseException] = []
+
+        def switch() -> None:
+            i = 0
+            while not stop.is_set():
+                try:
+                    space.rollback(a if i % 2 else b, collect=False)
+                except rediscache.RediscacheError as exc:
+                    seen.append(exc)
+                i += 1
+
+        t = threading.Thread(target=switch)
+        t.start()
+        time.sleep(0.5)
+        _kill_primary(ha_set)
+        time.sleep(DOWN_AFTER_MS / 1000 + 4)
+        stop.set()
+        t.join()
+        values = {float(v[0]) for v in space.get_many(keys)}
+        assert values in ({1.0}, {2.0}), values
+        assert {v.label for v in space.versions()} >= {"a", "b"}
+        assert all(
+            isinstance(e, rediscache.OutcomeUnknownError | rediscache.DurabilityError) for e in seen
+        ), seen
+
+
+def test_a_failover_longer_than_the_wait_raises_failover_timeout(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    with rediscache.connect(ha_set.url) as hub:
+        space = hub.create_space(space_name, DIM)
+        space.put("k", np.ones(DIM))
+        hub.failover_wait = 0.3  # far below the Sentinels' DOWN_AFTER_MS
+        _kill_primary(ha_set, gone=True)
+        with pytest.raises(rediscache.FailoverTimeoutError) as err:
+            space.put("k2", np.ones(DIM))
+        assert "within 0.3 s" in str(err.value) and "not stored" in str(err.value)
+        with pytest.raises(rediscache.FailoverTimeoutError):
+            space.get("k")
+        hub.failover_wait = RESUME_BOUND
+        assert space.get("k") is not None  # once a replica took over
+    with pytest.raises(rediscache.InvalidInputError):
+        hub.failover_wait = -1
+
+
+def test_grants_reach_every_replica(ha_set: ha.HAInfo, space_name: str) -> None:
+    """Redis does not replicate users: a grant is made on every node (a replica may be
+    promoted), and the role's hub keeps working after a failover."""
+    with rediscache.connect(ha_set.url) as hub:
+        space = hub.create_space(space_name, DIM)
+        space.put("k", np.ones(DIM))
+        hub.grant("reader-ha", space_name, "read", password="pw-ha-1")
+    for node in ha_set.nodes:
+        client = redis.Redis(host=node.host, port=node.port, password=ha_set.password)
+        try:
+            assert client.acl_getuser("reader-ha") is not None, node.port
+        finally:
+            client.close()
+    url = ha_set.url.replace(f":{ha_set.password}@", "reader-ha:pw-ha-1@", 1)
+    with rediscache.connect(url) as role:
+        assert role.space(space_name).get("k") is not None
+        _kill_primary(ha_set)
+        assert role.space(space_name).get("k") is not None  # on the promoted replica
+    with rediscache.connect(ha_set.url) as hub:
+        assert hub.revoke("reader-ha")
+
+
+def test_durable_writes_wait_for_replicas_and_say_when_they_did_not(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    with rediscache.connect(ha_set.url) as hub:
+        space = hub.create_space(space_name, DIM)
+        hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+        space.put_many([f"k{i}" for i in range(300)], np.ones((300, DIM)))  # a transaction
+        space.put("one", np.ones(DIM))
+        space.delete("k0")
+        space.snapshot("v")
+        hub.durability = rediscache.Durability(replicas=3, timeout=0.2)  # only 2 exist
+        with pytest.raises(rediscache.DurabilityError) as err:
+            space.put("k1", np.full(DIM, 5.0))
+        assert str(err.value).startswith(f"put in space {space_name!r}: done on the primary")
+        assert "2 of the 3 replica(s)" in str(err.value)
+        assert space.get("k1")[0] == 5.0  # applied, not undone
+        hub.durability = rediscache.Durability(replicas=2, aof=True, timeout=5.0)
+        space.put("k2", np.ones(DIM))
+        hub.durability = None
+    for i, node in enumerate(ha_set.nodes):  # on every node now
+        client = redis.Redis(host=node.host, port=node.port, password=ha_set.password)
+        try:
+            assert client.dbsize() > 300, i
+        finally:
+            client.close()
+    with pytest.raises(rediscache.InvalidInputError):
+        rediscache.Durability(replicas=0)
+    with pytest.raises(rediscache.InvalidInputError):
+        rediscache.Durability(timeout=0)
+
+
+def test_the_command_line_starts_reports_and_stops_a_set(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    base = ["--data-dir", str(root), "server"]
+    run: Callable[..., Any] = CliRunner().invoke
+    res = run(cli, [*base, "start", "--replicas", "1", "--sentinels", "1"])
+    try:
+        assert res.exit_code == 0, res.output
+        assert "redis+sentinel://" in res.output and "1 replica" in res.output
+        res = run(cli, [*base, "status", "--sentinel", "--json", "--show-password"])
+        assert res.exit_code == 0, res.output
+        import json
+
+        described = json.loads(res.stdout)
+        assert described["primary"] == "node-0" and len(described["sentinels"]) == 1
+        with rediscache.connect(described["url"]) as hub:
+            hub.create_space("cli-ha", DIM).put("a", np.ones(DIM))
+        res = run(cli, ["--url", described["url"], "space", "list"])
+        assert res.exit_code == 0 and "cli-ha" in res.output, res.output
+        bad = run(cli, [*base, "start", "--replicas", "2", "--sentinels", "1"])
+        assert bad.exit_code != 0 and "holds a primary with 1 replica" in bad.output
+        mixed = run(cli, [*base, "status"])
+        assert mixed.exit_code == 2 and "--sentinel" in mixed.output
+    finally:
+        res = run(cli, [*base, "stop", "--sentinel"])
+    assert res.exit_code == 0 and "stopped" in res.output, res.output
+    res = run(cli, [*base, "status", "--sentinel"])
+    assert res.exit_code == 3 and "not running" in res.output

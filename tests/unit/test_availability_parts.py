@@ -1,0 +1,114 @@
+"""The pure parts of high availability: the redis+sentinel:// URL, which errors a failover
+wait retries, the wait's bound, and what a durable write checks."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+import redis.sentinel
+
+import rediscache
+from rediscache.durability import Durability, writes
+from rediscache.guard import FAILOVER_PAUSES, Failover, refused, translate, unsent
+from rediscache.hub import plan_connect, sentinel_parts
+from rediscache.wire import NotSent
+
+
+def test_a_sentinel_url_gives_the_sentinels_the_service_and_both_credentials() -> None:
+    sentinels, service, node, watchers = sentinel_parts(
+        "redis+sentinel://app:p%40ss@10.0.0.1:26379,10.0.0.2,[::1]:26380/items/3"
+        "?sentinel_password=s3&socket_timeout=0.5"
+    )
+    assert sentinels == [("10.0.0.1", 26379), ("10.0.0.2", 26379), ("::1", 26380)]
+    assert service == "items"
+    assert node["username"] == "app" and node["password"] == "p@ss" and node["db"] == 3
+    assert node["socket_timeout"] == 0.5
+    assert watchers["password"] == "s3" and watchers["socket_timeout"] == 0.5
+    _, _, node, watchers = sentinel_parts("redis+sentinel://h:1/svc")
+    assert node["password"] is None and node["db"] == 0 and watchers["password"] is None
+    assert watchers["socket_timeout"] == 2.0  # a Sentinel that hangs must not hang us
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+sentinel://h:26379",  # no service
+        "redis+sentinel:///svc",  # no Sentinel
+        "redis+sentinel://h:port/svc",
+        "redis+sentinel://h:99999/svc",
+        "redis+sentinel://h:1/svc/notadb",
+        "redis+sentinel://h:1/a/1/extra",
+    ],
+)
+def test_bad_sentinel_urls_are_refused_with_the_form_to_use(url: str) -> None:
+    with pytest.raises(rediscache.InvalidInputError, match="redis\\+sentinel://"):
+        plan_connect(url, None, None, None, None, {}, redis.Redis)
+
+
+def test_a_sentinel_url_error_hides_the_password() -> None:
+    with pytest.raises(rediscache.InvalidInputError) as err:
+        sentinel_parts("redis+sentinel://:secret-pw@h:1")
+    assert "secret-pw" not in str(err.value)
+
+
+def test_what_a_failover_wait_retries() -> None:
+    """Only what ran nothing: a connection not made, no primary known, a replica's
+    refusal. A lost reply, a timeout, a refused password, a full pool are not."""
+    assert unsent(redis.ConnectionError("Error 111 connecting to h:1. Connection refused."))
+    assert unsent(redis.sentinel.MasterNotFoundError("No master found for 'x'"))
+    assert unsent(redis.exceptions.ReadOnlyError("You can't write against a read only replica."))
+    assert unsent(redis.ResponseError("MASTERDOWN Link with MASTER is down"))
+    assert unsent(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"))
+    assert unsent(NotSent("Connection reset by peer"))
+    assert not unsent(redis.ConnectionError("Connection closed by server."))  # sent
+    assert not unsent(redis.TimeoutError("Timeout reading from socket"))
+    assert not unsent(redis.AuthenticationError("WRONGPASS invalid username-password pair"))
+    assert not unsent(redis.ConnectionError("Too many connections"))
+    assert not unsent(redis.BusyLoadingError("LOADING"))
+    assert not unsent(redis.ResponseError("WRONGTYPE"))
+    assert refused([b"x", redis.exceptions.ReadOnlyError("READONLY")]) is not None
+    assert refused([b"x", redis.ResponseError("WRONGTYPE")]) is None
+    assert refused(b"OK") is None
+
+
+def test_a_failover_wait_pauses_then_gives_up_with_a_typed_error() -> None:
+    wait = Failover(0.05)
+    cause = redis.ConnectionError("Error 111 connecting to h:1. Connection refused.")
+    pauses = [wait.pause(cause)]
+    assert 0 < pauses[0] <= FAILOVER_PAUSES[0]
+    time.sleep(0.06)
+    with pytest.raises(rediscache.FailoverTimeoutError) as err:
+        wait.pause(cause)
+    assert "within 0.05 s" in str(err.value) and err.value.__cause__ is cause
+    # a public call names itself and says what was written
+    mapped = translate(err.value, "put into 'items'", writes=True)
+    assert isinstance(mapped, rediscache.FailoverTimeoutError)
+    assert str(mapped).startswith("put into 'items': no primary answered")
+    assert "nothing was written" in str(mapped)
+    assert isinstance(mapped, rediscache.ConnectionFailedError)
+
+
+def test_durability_commands_and_checks() -> None:
+    assert Durability(replicas=2, timeout=0.5).command() == ("WAIT", 2, 500)
+    assert Durability(replicas=1, aof=True).command() == ("WAITAOF", 1, 1, 1000)
+    Durability(replicas=2).check(2)
+    Durability(replicas=1, aof=True).check([1, 1])
+    with pytest.raises(rediscache.DurabilityError, match="1 of the 2 replica"):
+        Durability(replicas=2).check(1)
+    with pytest.raises(rediscache.DurabilityError, match="not even it"):
+        Durability(replicas=1, aof=True).check([0, 1])
+    with pytest.raises(redis.ResponseError):
+        Durability().check(
+            redis.ResponseError(
+                "ERR WAITAOF cannot be used when numlocal is set but appendonly is disabled"
+            )
+        )
+    for bad in ({"replicas": -1}, {"replicas": True}, {"timeout": 0}, {"timeout": float("nan")},
+                {"aof": "yes"}, {"replicas": 0}):  # fmt: skip
+        with pytest.raises(rediscache.InvalidInputError):
+            Durability(**bad)  # type: ignore[arg-type]
+    assert writes([("HGET", "k", "f"), ("HSET", "k", "f", "v")])
+    assert writes([(b"unlink", b"k")])
+    assert not writes([("HGET", "k", "f"), ("FT.SEARCH", "i", "*")])
