@@ -55,8 +55,8 @@ from .wire import Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
     "AsyncDriver", "AsyncFacade", "FailoverAsyncDriver", "FailoverDriver", "IterOp", "Local",
-    "Op", "Stepper", "SyncDriver", "SyncFacade", "async_op", "forget_connections", "public",
-    "sync_op", "wait_background",
+    "Op", "ReplicaReadingAsyncDriver", "ReplicaReadingDriver", "Stepper", "SyncDriver",
+    "SyncFacade", "async_op", "forget_connections", "public", "sync_op", "wait_background",
 ]  # fmt: skip
 
 log = logging.getLogger("rediscache")
@@ -424,6 +424,59 @@ class FailoverDriver(SyncDriver):
             time.sleep(pause)
 
 
+class ReplicaReadingDriver(FailoverDriver):
+    """A :class:`FailoverDriver` sending round trips of read commands (what get, get_many,
+    search... send, their state check included: one round trip answers from one node, in
+    one version) to ``replicas`` (a client of ``Sentinel.slave_for``: each new connection
+    goes to a replica the Sentinels call healthy, in turn, else to the primary); everything
+    else, and reads through redis-py's own commands, to the primary."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        replicas: redis.Redis,
+        *,
+        keep: bool = True,
+        failover_wait: float = FAILOVER_WAIT,
+    ) -> None:
+        super().__init__(client, keep=keep, failover_wait=failover_wait)
+        self.replicas = replicas
+        self.replica_wire = Wire(replicas, keep=keep)
+
+    def _fresh(self) -> SyncDriver:
+        fresh = ReplicaReadingDriver(
+            self.client, self.replicas, keep=False, failover_wait=self.failover_wait
+        )
+        fresh.durability = self.durability
+        return fresh
+
+    def perform(self, effect: Effect) -> Any:
+        """A read round trip on a replica (again, on the next, while it meets none that
+        answers), anything else as :meth:`FailoverDriver.perform`."""
+        if type(effect) is not Roundtrip or writes(effect.commands):
+            return super().perform(effect)
+        wire = self.replica_wire
+        wait: Failover | None = None
+        while True:
+            try:
+                reply = wire.roundtrip(effect.commands, effect.packed, effect.meanwhile)
+                problem = refused(reply)
+                if problem is None:
+                    return reply
+            except BaseException as exc:
+                if not unsent(exc):
+                    raise
+                problem = exc
+            wait = wait or Failover(self.failover_wait)
+            pause = wait.pause(problem)
+            forget_connections(self.replicas, wire)
+            time.sleep(pause)
+
+    def close(self, timeout: float = 2.0) -> None:
+        super().close(timeout)
+        self.replica_wire.close()
+
+
 def _node_settings(pool: Any) -> dict[str, Any]:
     """The connection settings of a Sentinel-managed pool, for a plain connection to one
     of its nodes (credentials, db, protocol, timeouts)."""
@@ -642,6 +695,44 @@ class FailoverAsyncDriver(AsyncDriver):
             pause = wait.pause(problem)
             with contextlib.suppress(Exception):
                 await self.client.connection_pool.disconnect(inuse_connections=False)
+            await asyncio.sleep(pause)
+
+
+class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
+    """:class:`ReplicaReadingDriver` for ``redis.asyncio`` clients."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        replicas: redis.asyncio.Redis,
+        *,
+        failover_wait: float = FAILOVER_WAIT,
+    ) -> None:
+        super().__init__(client, failover_wait=failover_wait)
+        self.replicas = replicas
+        self._replica_read = self._bounded(
+            lambda e: roundtrip_async(replicas, e.commands, e.packed, e.meanwhile)
+        )
+
+    async def perform(self, effect: Effect) -> Any:
+        """:meth:`ReplicaReadingDriver.perform` with ``await``."""
+        if type(effect) is not Roundtrip or writes(effect.commands):
+            return await super().perform(effect)
+        wait: Failover | None = None
+        while True:
+            try:
+                reply = await self._replica_read(effect)
+                problem = refused(reply)
+                if problem is None:
+                    return reply
+            except Exception as exc:
+                if not unsent(exc):
+                    raise
+                problem = exc
+            wait = wait or Failover(self.failover_wait)
+            pause = wait.pause(problem)
+            with contextlib.suppress(Exception):
+                await self.replicas.connection_pool.disconnect(inuse_connections=False)
             await asyncio.sleep(pause)
 
 

@@ -23,7 +23,7 @@ from redis.retry import Retry
 
 from .access import Access
 from .context import HubContext
-from .drive import FailoverDriver, Op, SyncDriver, SyncFacade, sync_op
+from .drive import FailoverDriver, Op, ReplicaReadingDriver, SyncDriver, SyncFacade, sync_op
 from .durability import Durability
 from .effects import Command, Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
@@ -40,7 +40,8 @@ from .wire import ConnectCounter, count_connects
 __all__ = [
     "COMPACT_MIN_KEYS", "INDEX_WAIT", "MAX_CONNECTIONS", "POOL_TIMEOUT", "SENTINEL_SCHEME",
     "ConnectPlan", "Hub", "HubSurface", "ServerStats", "connect", "failover_wait_of",
-    "open_client", "plan_connect", "sentinel_parts", "verify", "watched_by_sentinels",
+    "open_client", "plan_connect", "replica_client", "sentinel_parts", "verify",
+    "watched_by_sentinels",
 ]  # fmt: skip
 
 
@@ -272,6 +273,7 @@ def connect(
     data_dir: str | Path | None = None,
     server: ServerConfig | None = None,
     start_timeout: float | None = None,
+    read_from_replicas: bool = False,
     **redis_kwargs: Any,
 ) -> Hub:
     """Connect to a Redis with the search module and return a :class:`Hub`.
@@ -298,6 +300,10 @@ def connect(
       hub finds the new one by itself: a call that meets no primary waits for one up to
       :attr:`Hub.failover_wait` seconds (see :mod:`rediscache.guard`). ``client=`` also
       takes a client made by ``Sentinel.master_for``. See docs/availability.md.
+      ``read_from_replicas=True`` (with such a URL) sends reads to the replicas
+      (:class:`rediscache.drive.ReplicaReadingDriver`): they may lag the primary, and
+      see this hub's own writes only once replicated (docs/availability.md says by how
+      much, and how to read one's own writes).
 
     The clients it creates have redis-py's own retries off (pass ``retry=`` to choose
     another policy): reads are retried by rediscache within a documented bound and writes are
@@ -335,10 +341,15 @@ def connect(
         SearchModuleMissingError: the server has no search module.
         EmbeddedServerError: the embedded server cannot start (see its subclasses).
     """
-    plan = plan_connect(url, client, data_dir, server, start_timeout, redis_kwargs, redis.Redis)
+    plan = plan_connect(
+        url, client, data_dir, server, start_timeout, redis_kwargs, redis.Redis,
+        read_from_replicas=read_from_replicas,
+    )  # fmt: skip
     info = ensure_running(plan.embedded) if plan.embedded is not None else None
     opened, owns, where = open_client(plan, info, redis)
-    hub = Hub(opened, owns_client=owns, server=info)  # counts connections from the first
+    replicas = replica_client(plan, opened, redis)
+    # counts connections from the first
+    hub = Hub(opened, owns_client=owns, server=info, replicas=replicas)
     try:
         hub._driver.run(verify(hub._registry, where, opened))
         return _on_cluster(hub, plan, where)
@@ -388,6 +399,7 @@ class ConnectPlan:
     url: str | None = None
     redis_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     embedded: ServerConfig | None = None
+    read_from_replicas: bool = False
 
     @property
     def cluster(self) -> bool:
@@ -408,13 +420,23 @@ def plan_connect(
     start_timeout: float | None,
     redis_kwargs: Mapping[str, Any],
     kind: type[Any],
+    *,
+    read_from_replicas: bool = False,
 ) -> ConnectPlan:
     """The checked arguments of a connect (``kind``: the client class expected). Pure,
     apart from reading the environment (:func:`resolve_target`).
 
     Raises:
-        InvalidInputError: a bad client, URL, server config, data_dir or option.
+        InvalidInputError: a bad client, URL, server config, data_dir or option;
+            ``read_from_replicas`` without a ``redis+sentinel://`` URL.
     """
+    if not isinstance(read_from_replicas, bool):
+        raise InvalidInputError(f"read_from_replicas must be a bool, got {read_from_replicas!r}")
+    if read_from_replicas and not (isinstance(url, str) and url.startswith(SENTINEL_SCHEME)):
+        raise InvalidInputError(
+            "read_from_replicas needs a redis+sentinel:// URL (the Sentinels name the "
+            "healthy replicas); on a cluster or one server every read goes to a primary"
+        )
     if server is not None and not isinstance(server, ServerConfig):
         raise InvalidInputError(f"server must be a ServerConfig, got {type(server).__name__}")
     if client is None and url is None and data_dir is None and server is None:
@@ -444,7 +466,9 @@ def plan_connect(
             )
         if url.startswith(SENTINEL_SCHEME):
             sentinel_parts(url)  # checked now
-        return ConnectPlan(url=url, redis_kwargs=dict(redis_kwargs))
+        return ConnectPlan(
+            url=url, redis_kwargs=dict(redis_kwargs), read_from_replicas=read_from_replicas
+        )
     config = server or ServerConfig()
     if data_dir is not None:
         if not isinstance(data_dir, str | Path):
@@ -552,6 +576,21 @@ def _sentinel_client(plan: ConnectPlan, module: Any, retry: Any) -> tuple[Any, b
         raise InvalidInputError(f"invalid option for {redact(plan.url)!r}: {exc}") from exc
     where = ", ".join(f"{h}:{p}" for h, p in sentinels)
     return client, True, f"the primary of {service!r} (Sentinels at {where})"
+
+
+def replica_client(plan: ConnectPlan, primary: Any, module: Any) -> Any:
+    """A client of the replicas of ``primary``'s service (``Sentinel.slave_for``, made like
+    the primary's client) when ``plan`` asks to read from replicas, else None. No I/O."""
+    if not plan.read_from_replicas or plan.url is None:
+        return None
+    _, service, node, _ = sentinel_parts(plan.url)
+    options = {**node, **plan.redis_kwargs}
+    options.pop("timeout", None)
+    retry = no_retry() if module is redis else redis.asyncio.retry.Retry(NoBackoff(), 0)
+    manager = primary.connection_pool.sentinel_manager
+    return manager.slave_for(
+        service, protocol=2, retry=retry, max_connections=MAX_CONNECTIONS, **options
+    )
 
 
 def close_sentinels(client: Any) -> list[Any]:
@@ -726,13 +765,18 @@ class Hub(SyncFacade, HubSurface):
         owns_client: bool = False,
         server: ServerInfo | None = None,
         nodes: ClusterNodes | None = None,
+        replicas: Any = None,
     ) -> None:
         # Connections are kept between calls only from a pool the hub owns (it goes when
         # the hub goes): a hub on a client passed in takes one from that pool per call, so
         # dropping such a hub without close() leaves the client's pool whole. The node
-        # clients of a cluster (nodes) are the hub's own.
+        # clients of a cluster (nodes) are the hub's own, so is ``replicas`` (a client of
+        # the primary's replicas, read_from_replicas).
+        self._replicas = replicas
         if nodes is not None:
             self._driver = ClusterDriver(nodes, failover_wait=failover_wait_of(nodes))
+        elif replicas is not None:
+            self._driver = ReplicaReadingDriver(client, replicas, keep=owns_client)
         elif watched_by_sentinels(client):
             self._driver = FailoverDriver(client, keep=owns_client)
         else:
@@ -744,6 +788,8 @@ class Hub(SyncFacade, HubSurface):
         work it started (garbage collection) stops after its current step, at most 2 s, and
         releases its lease; the next collection resumes it."""
         self._driver.close()  # the connections it kept go back to the pool
+        if self._replicas is not None:
+            self._replicas.close()
         if self._owns:
             self.client.close()
             for watcher in close_sentinels(self.client):

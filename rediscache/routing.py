@@ -73,7 +73,7 @@ from .effects import (
 )
 from .errors import ReshardingError, ServerError
 from .guard import Failover, refused, unsent
-from .wire import ConnectCounter, count_connects
+from .wire import ConnectCounter, NotSent, count_connects
 
 __all__ = [
     "MOVES", "RESHARD_PAUSE", "RESHARD_WAIT", "AsyncClusterDriver", "ClusterDriver",
@@ -460,7 +460,7 @@ def _route(
             raised = False
         except redis.ResponseError as exc:
             outcome, raised = exc, True
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except (redis.ConnectionError, redis.TimeoutError, NotSent) as exc:
             # the node may be down and its replica promoted in its place: read the map
             # again (from a node that answers), then wait for a primary, or raise for the
             # caller's retry

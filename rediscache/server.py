@@ -546,9 +546,16 @@ def _pid_alive(pid: int) -> bool:
 def search_version(client: redis.Redis) -> str | None:
     """RediSearch's version as ``major.minor.patch``, or None when the module is absent.
 
-    One round trip (MODULE LIST); works with RESP2 and RESP3 clients.
+    One round trip (MODULE LIST; INFO modules on a replica that refuses it until it has
+    synced with its primary, MASTERDOWN); works with RESP2 and RESP3 clients.
     """
-    return parse_search_version(client.execute_command("MODULE", "LIST"))
+    try:
+        return parse_search_version(client.execute_command("MODULE", "LIST"))
+    except redis.exceptions.MasterDownError:
+        modules = client.info("modules").get("modules", [])
+        listed = [[b"name", str(m.get("name", "")).encode(), b"ver", m.get("ver", 0)]
+                  for m in modules if isinstance(m, dict)]  # fmt: skip
+        return parse_search_version(listed)
 
 
 def parse_search_version(module_list: Any) -> str | None:
@@ -688,6 +695,12 @@ def _conf_text(
     # a replica authenticates to its primary as the owner account (any node of a cluster or
     # of a Sentinel-managed set may become a replica)
     lines.append(f"masterauth {_quote(password)}")
+    if not config.cluster:
+        # a replica cut off from its primary refuses reads (MASTERDOWN) rather than answer
+        # from data of unknown age: replica reads (rediscache.ha's sets) are bounded by the
+        # replication link's lag. Not on cluster nodes: a restarted cluster's replica may
+        # wait for a primary started after it, and is never read from.
+        lines.append("replica-serve-stale-data no")
     if config.replica_of is not None:
         lead, _, lead_port = config.replica_of.rpartition(":")
         lines.append(f"replicaof {lead} {lead_port}")
@@ -1098,7 +1111,8 @@ def _wait_ready(
             raise _startup_failure(config, bins, info.port, _log_tail(config.data_dir, log_start))
         try:
             with info.client(socket_timeout=5, socket_connect_timeout=2, retry=_NO_RETRY) as client:
-                client.ping()
+                with contextlib.suppress(redis.exceptions.MasterDownError):
+                    client.ping()  # refused by a replica that has not synced yet: it is up
                 version = search_version(client)
                 if version is None:
                     raise SearchModuleMissingError(

@@ -11,7 +11,13 @@ from typing import Any
 import redis.asyncio
 import redis.asyncio.cluster
 
-from ..drive import AsyncDriver, AsyncFacade, FailoverAsyncDriver, async_op
+from ..drive import (
+    AsyncDriver,
+    AsyncFacade,
+    FailoverAsyncDriver,
+    ReplicaReadingAsyncDriver,
+    async_op,
+)
 from ..hub import (
     HubSurface,
     close_sentinels,
@@ -22,6 +28,7 @@ from ..hub import (
     open_client,
     plain_url,
     plan_connect,
+    replica_client,
     verify,
     watched_by_sentinels,
 )
@@ -40,6 +47,7 @@ async def connect_async(
     data_dir: str | Path | None = None,
     server: ServerConfig | None = None,
     start_timeout: float | None = None,
+    read_from_replicas: bool = False,
     **redis_kwargs: Any,
 ) -> AsyncHub:
     """Connect to a Redis with the search module and return an :class:`AsyncHub`.
@@ -59,13 +67,15 @@ async def connect_async(
     needed, and on a cluster one more (CLUSTER SLOTS).
     """
     plan = plan_connect(
-        url, client, data_dir, server, start_timeout, redis_kwargs, redis.asyncio.Redis
-    )
+        url, client, data_dir, server, start_timeout, redis_kwargs, redis.asyncio.Redis,
+        read_from_replicas=read_from_replicas,
+    )  # fmt: skip
     info = None
     if plan.embedded is not None:
         info = await asyncio.to_thread(ensure_running, plan.embedded)
     opened, owns, where = open_client(plan, info, redis.asyncio)
-    hub = AsyncHub(opened, owns_client=owns, server=info)
+    replicas = replica_client(plan, opened, redis.asyncio)
+    hub = AsyncHub(opened, owns_client=owns, server=info, replicas=replicas)
     try:
         await hub._driver.run(verify(hub._registry, where, opened))
         slots = await hub._driver.run(cluster_slots(plan, where))
@@ -116,9 +126,13 @@ class AsyncHub(AsyncFacade, HubSurface):
         owns_client: bool = False,
         server: ServerInfo | None = None,
         nodes: ClusterNodes | None = None,
+        replicas: Any = None,
     ) -> None:
+        self._replicas = replicas
         if nodes is not None:
             self._driver = AsyncClusterDriver(nodes, failover_wait=failover_wait_of(nodes))
+        elif replicas is not None:
+            self._driver = ReplicaReadingAsyncDriver(client, replicas)
         elif watched_by_sentinels(client):
             self._driver = FailoverAsyncDriver(client)
         else:
@@ -130,6 +144,8 @@ class AsyncHub(AsyncFacade, HubSurface):
         work still running (garbage collection) is cancelled first; the next collection
         resumes it."""
         await self._driver.settle(0)
+        if self._replicas is not None:
+            await self._replicas.aclose()
         if self._owns:
             await self.client.aclose()
             for watcher in close_sentinels(self.client):

@@ -10,6 +10,7 @@ then started again (it rejoins as a replica) for the next test."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import threading
@@ -70,10 +71,8 @@ def _kill_primary(info: ha.HAInfo, *, gone: bool = False) -> float:
     os.kill(node.pid, signal.SIGKILL)
     killed = time.monotonic()
     while gone and time.monotonic() - killed < 10:
-        try:
-            os.waitpid(node.pid, os.WNOHANG)  # ha.start spawned it from this process
-        except ChildProcessError:
-            pass
+        with contextlib.suppress(ChildProcessError):  # ha.start spawned it from here
+            os.waitpid(node.pid, os.WNOHANG)
         try:
             os.kill(node.pid, 0)
         except ProcessLookupError:
@@ -416,3 +415,63 @@ def test_the_command_line_starts_reports_and_stops_a_set(tmp_path: Path) -> None
     assert res.exit_code == 0 and "stopped" in res.output, res.output
     res = run(cli, [*base, "status", "--sentinel"])
     assert res.exit_code == 3 and "not running" in res.output
+
+
+def _calls(client: redis.Redis, command: str) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def test_reads_from_replicas_leave_the_primary_alone(ha_set: ha.HAInfo, space_name: str) -> None:
+    """With read_from_replicas, searches and gets are answered by the replicas; a hub whose
+    writes wait for every replica (Durability(replicas=2)) reads them back at once; writes
+    and scripts go to the primary."""
+    clients = [
+        redis.Redis(host=n.host, port=n.port, password=ha_set.password) for n in ha_set.nodes
+    ]
+    try:
+        with rediscache.connect(ha_set.url, read_from_replicas=True) as hub:
+            hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+            space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
+            _seed(space)
+            before = [_calls(c, "FT.SEARCH") for c in clients]
+            for i in range(40):
+                space.put(f"mine-{i}", np.full(DIM, 9.0 + i))
+                assert space.get(f"mine-{i}")[0] == 9.0 + i  # its own write, from a replica
+                assert space.search(np.eye(20, DIM)[4] + 0.5, 1)[0].key == "seed-4"
+            after = [_calls(c, "FT.SEARCH") for c in clients]
+            served = [a - b for a, b in zip(after, before, strict=True)]
+            assert served[ha_set.primary] == 0, served
+            assert sum(served) >= 40, served
+        with pytest.raises(rediscache.InvalidInputError, match="redis\\+sentinel"):
+            rediscache.connect(ha_set.nodes[0].url, read_from_replicas=True)
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_reads_from_replicas_go_on_when_the_replicas_are_gone(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    """Both replicas killed: the Sentinels list none healthy, reads go to the primary."""
+    with rediscache.connect(ha_set.url, read_from_replicas=True) as hub:
+        space = hub.create_space(space_name, DIM)
+        space.put("k", np.ones(DIM))
+        time.sleep(0.2)  # replicated
+        for i, node in enumerate(ha_set.nodes):
+            if i != ha_set.primary:
+                os.kill(node.pid, signal.SIGKILL)
+        sentinel = redis.sentinel.Sentinel(
+            ha_set.sentinels, sentinel_kwargs={"password": ha_set.password}
+        )
+        deadline = time.monotonic() + RESUME_BOUND
+        while True:  # until the Sentinels mark them down, reads wait for a replica
+            got = space.get("k")
+            assert got is not None and got[0] == 1.0
+            if not sentinel.discover_slaves(ha_set.service):
+                break
+            assert time.monotonic() < deadline, "the Sentinels still list the replicas"
+            time.sleep(0.2)
+        assert space.get("k")[0] == 1.0  # from the primary
+        for watcher in sentinel.sentinels:
+            watcher.close()

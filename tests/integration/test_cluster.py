@@ -475,3 +475,60 @@ def _roles(info: cluster.ClusterInfo) -> dict[int, str]:
         with redis.Redis(host=node.host, port=node.port, password=info.password) as r:
             out[node.port] = r.execute_command("ROLE")[0].decode()
     return out
+
+
+def test_a_killed_primary_is_replaced_by_its_replica_and_callers_resume(tmp_path: Path) -> None:
+    """SIGKILL of the primary holding a space, under a writer and a reader: its replica
+    takes over (cluster-node-timeout, then the election) and both resume by themselves,
+    within the hub's failover_wait; reads never fail; only a write in flight at the kill
+    may raise (OutcomeUnknownError)."""
+    root = tmp_path / "cl"
+    # three primaries: a replica is promoted by a majority of the primaries' votes
+    info, _ = cluster.start(root, primaries=3, replicas=1)
+    try:
+        with rediscache.connect(info.url) as hub:
+            assert hub.failover_wait == rediscache.guard.FAILOVER_WAIT  # it has replicas
+            space = hub.create_space("fo", 4, metric="l2", algorithm="flat")
+            space.put_many([f"s{i}" for i in range(10)], np.eye(10, 4, dtype=np.float32))
+            port = hub.node_client("fo").connection_pool.connection_kwargs["port"]
+            victim = next(n for n in info.nodes if n.port == port)
+            errors: list[tuple[str, BaseException]] = []
+            resumed: dict[str, float] = {}
+            killed: list[float] = []
+            stop = threading.Event()
+
+            def work(kind: str) -> None:
+                i = 0
+                while not stop.is_set():
+                    began = time.monotonic()
+                    try:
+                        if kind == "write":
+                            space.put(f"w{i}", np.ones(4))
+                        else:
+                            assert space.get_many(["s1"]).shape == (1, 4)
+                            assert space.search(np.eye(10, 4)[2], 1)[0].key == "s2"
+                        if killed and began > killed[0] and kind not in resumed:
+                            resumed[kind] = time.monotonic() - killed[0]
+                    except rediscache.RediscacheError as exc:
+                        errors.append((kind, exc))
+                    i += 1
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in ("write", "read")]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(time.monotonic())
+            deadline = time.monotonic() + 60
+            while len(resumed) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stop.set()
+            for t in threads:
+                t.join()
+            assert set(resumed) == {"write", "read"}, errors[:3]
+            assert all(v < hub.failover_wait for v in resumed.values()), resumed
+            assert [k for k, _ in errors if k == "read"] == [], errors[:3]
+            assert len(errors) <= 1, errors[:3]
+            assert all(isinstance(e, rediscache.OutcomeUnknownError) for _, e in errors)
+    finally:
+        cluster.stop(root)
