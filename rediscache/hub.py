@@ -835,9 +835,13 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
     pool = hub.node_client().connection_pool
     kwargs = {**pool.connection_kwargs, "username": user, "password": password}
     kwargs.pop("redis_connect_func", None)
-    client = redis.Redis.from_pool(
-        redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
-    )
+    if watched_by_sentinels(hub.client):  # a client of the same Sentinels' primary
+        kwargs.pop("connection_pool", None)
+        client = pool.sentinel_manager.master_for(pool.service_name, **kwargs)
+    else:
+        client = redis.Redis.from_pool(
+            redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
     other = Hub(client, owns_client=True, server=hub.server)
     try:
         where = f"Redis at {address(client)} as {user!r}"

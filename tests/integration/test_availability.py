@@ -342,6 +342,8 @@ def test_grants_reach_every_replica(ha_set: ha.HAInfo, space_name: str) -> None:
         space = hub.create_space(space_name, DIM)
         space.put("k", np.ones(DIM))
         hub.grant("reader-ha", space_name, "read", password="pw-ha-1")
+        with rediscache.connect_as(hub, "reader-ha", "pw-ha-1") as role:
+            assert role.space(space_name).get("k") is not None
     for node in ha_set.nodes:
         client = redis.Redis(host=node.host, port=node.port, password=ha_set.password)
         try:
@@ -475,3 +477,35 @@ def test_reads_from_replicas_go_on_when_the_replicas_are_gone(
         assert space.get("k")[0] == 1.0  # from the primary
         for watcher in sentinel.sentinels:
             watcher.close()
+
+
+def test_an_asyncio_hub_writes_durably_and_reads_from_replicas(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    async def main() -> list[int]:
+        hub = await rediscache.connect_async(ha_set.url, read_from_replicas=True)
+        async with hub:
+            hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+            space = await hub.create_space(space_name, DIM)
+            before = [_calls(c, "hget") for c in clients]
+            for i in range(20):
+                await space.put(f"k{i}", np.full(DIM, i + 1.0))
+                assert (await space.get(f"k{i}"))[0] == i + 1.0
+            hub.durability = rediscache.Durability(replicas=3, timeout=0.2)
+            with pytest.raises(rediscache.DurabilityError):
+                await space.put("short", np.ones(DIM))
+            assert (await space.get_many(["short"])).shape == (1, DIM)
+            return [
+                a - b for a, b in zip([_calls(c, "hget") for c in clients], before, strict=True)
+            ]
+
+    clients = [
+        redis.Redis(host=n.host, port=n.port, password=ha_set.password) for n in ha_set.nodes
+    ]
+    try:
+        served = asyncio.run(main())
+    finally:
+        for c in clients:
+            c.close()
+    replicas = [n for i, n in enumerate(served) if i != ha_set.primary]
+    assert sum(replicas) >= 20, served
