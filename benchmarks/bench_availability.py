@@ -1,7 +1,7 @@
 """Benchmark high availability on a local primary with replicas and Sentinels (by hand).
 
     PYTHONPATH=. python benchmarks/bench_availability.py [--replicas 2] [--rounds 3]
-        [--calls 2000] [--down-after-ms 5000] [--json PATH]
+        [--calls 2000] [--down-after-ms 5000] [--behind 1.0] [--json PATH]
 
 It starts a local set (rediscache.ha: a primary, ``--replicas`` replicas, 3 Sentinels) in a
 temporary directory and measures, in the same run:
@@ -109,8 +109,10 @@ def durable_cost(info: ha.HAInfo, calls: int, rounds: int, replicas: int) -> dic
     return out
 
 
-def failover_round(info: ha.HAInfo) -> dict[str, Any]:
-    """One kill of the primary under two writers and a reader."""
+def failover_round(info: ha.HAInfo, lagging: float = 0.0) -> dict[str, Any]:
+    """One kill of the primary under two writers and a reader. ``lagging``: the replicas
+    are stopped (SIGSTOP) that many seconds before the kill and continued right after it,
+    as replicas that fell behind would be: what they had not received is lost."""
     plain_hub = rediscache.connect(info.url)
     durable_hub = rediscache.connect(info.url)
     durable_hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
@@ -162,8 +164,14 @@ def failover_round(info: ha.HAInfo) -> dict[str, Any]:
     for t in threads:
         t.start()
     time.sleep(2.0)
+    behind = [n.pid for i, n in enumerate(info.nodes) if i != info.primary] if lagging else []
+    for pid in behind:
+        os.kill(pid, signal.SIGSTOP)
+    time.sleep(lagging)
     os.kill(info.nodes[info.primary].pid, signal.SIGKILL)
     killed.append(time.monotonic())
+    for pid in behind:
+        os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + 60
     while len(first) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -176,6 +184,7 @@ def failover_round(info: ha.HAInfo) -> dict[str, Any]:
     plain_hub.close()
     durable_hub.close()
     return {
+        "replicas_behind_s": lagging,
         "first_write_s": round(first.get("write", float("nan")), 2),
         "first_read_s": round(first.get("read", float("nan")), 2),
         "errors": errors,
@@ -190,6 +199,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--down-after-ms", type=int, default=ha.DOWN_AFTER_MS)
+    parser.add_argument("--behind", type=float, default=1.0,
+                        help="seconds the replicas fall behind before the last kill")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ha-") as tmp:
@@ -210,6 +221,9 @@ def main() -> None:
                 got = failover_round(info)
                 rounds.append(got)
                 say(f"failover round {r + 1}: {json.dumps(got)}")
+            info, _ = ha.start(root, replicas=args.replicas, sentinels=3)
+            behind = failover_round(info, lagging=args.behind)
+            say(f"failover with the replicas {args.behind:g} s behind: {json.dumps(behind)}")
         finally:
             ha.stop(root)
     report = {
@@ -220,6 +234,7 @@ def main() -> None:
         "replicas": args.replicas,
         "durable_cost": cost,
         "failover": rounds,
+        "failover_replicas_behind": behind,
         "first_write_s_median": statistics.median(r["first_write_s"] for r in rounds),
         "first_read_s_median": statistics.median(r["first_read_s"] for r in rounds),
     }
