@@ -509,3 +509,50 @@ def test_an_asyncio_hub_writes_durably_and_reads_from_replicas(
             c.close()
     replicas = [n for i, n in enumerate(served) if i != ha_set.primary]
     assert sum(replicas) >= 20, served
+
+
+def test_copies_cut_by_a_failover_leave_every_version_whole(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    """The first write after a snapshot copies the space (a fork in steps); the primary is
+    killed while snapshots and forks follow one another: afterwards the live space and
+    every version hold every key, the copies untouched but for the one key each write
+    changed, and the space takes writes and snapshots again."""
+    n = 3000
+    keys = [f"k{i}" for i in range(n)]
+    with rediscache.connect(ha_set.url) as hub:
+        hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        space = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
+        space.put_many(keys, np.ones((n, 4)))
+        stop = threading.Event()
+        seen: list[BaseException] = []
+
+        def fork() -> None:
+            i = 2
+            while not stop.is_set():
+                try:
+                    space.snapshot(f"s{i}")
+                    space.put("k0", np.full(4, float(i)))  # copies the space first
+                except rediscache.RediscacheError as exc:
+                    seen.append(exc)
+                i += 1
+
+        t = threading.Thread(target=fork)
+        t.start()
+        time.sleep(1.5)
+        _kill_primary(ha_set)
+        time.sleep(DOWN_AFTER_MS / 1000 + 4)
+        stop.set()
+        t.join()
+        assert all(
+            isinstance(e, rediscache.OutcomeUnknownError | rediscache.DurabilityError) for e in seen
+        ), seen
+        views = [space, *(space.at(v) for v in space.versions())]
+        assert len(views) > 2
+        for view in views:
+            got = view.get_many(keys[1:])
+            assert got.shape == (n - 1, 4) and float(np.abs(got - 1.0).max()) == 0.0
+            assert view.get("k0") is not None
+        space.put("k1", np.full(4, 7.0))
+        space.snapshot("after")
+        assert space.get("k1")[0] == 7.0 and len(space) == n
