@@ -56,7 +56,8 @@ from .wire import Wire, once_async, roundtrip_async, transaction_async
 __all__ = [
     "AsyncDriver", "AsyncFacade", "FailoverAsyncDriver", "FailoverDriver", "IterOp", "Local",
     "Op", "ReplicaReadingAsyncDriver", "ReplicaReadingDriver", "Stepper", "SyncDriver",
-    "SyncFacade", "async_op", "forget_connections", "public", "sync_op", "wait_background",
+    "SyncFacade", "async_op", "forget_connections", "public", "ride", "ride_async", "run_sync",
+    "sync_op", "wait_background",
 ]  # fmt: skip
 
 log = logging.getLogger("rediscache")
@@ -292,19 +293,7 @@ class SyncDriver:
 
     def _run_each(self, flow: Flow[T]) -> T:
         """:meth:`run`, each effect performed by :meth:`perform` (no inlined fast path)."""
-        send = flow.send
-        try:
-            effect: Any = send(None)
-            while True:
-                try:
-                    reply = self.perform(effect)
-                except BaseException as exc:
-                    effect = flow.throw(exc)
-                    continue
-                effect = send(reply)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+        return run_sync(flow, self.perform)
 
     def perform(self, effect: Effect) -> Any:
         """Perform one effect and return its result (what :meth:`run` does per effect; a
@@ -407,21 +396,9 @@ class FailoverDriver(SyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return once(effect)
-        wait: Failover | None = None
-        while True:
-            try:
-                reply = once(effect)
-                problem = refused(reply)
-                if problem is None:
-                    return reply
-            except BaseException as exc:
-                if not unsent(exc):
-                    raise
-                problem = exc
-            wait = wait or Failover(self.failover_wait)
-            pause = wait.pause(problem)
-            forget_connections(self.client, self.wire)
-            time.sleep(pause)
+        return ride(
+            once, effect, self.failover_wait, lambda: forget_connections(self.client, self.wire)
+        )
 
 
 class ReplicaReadingDriver(FailoverDriver):
@@ -456,25 +433,61 @@ class ReplicaReadingDriver(FailoverDriver):
         if type(effect) is not Roundtrip or writes(effect.commands):
             return super().perform(effect)
         wire = self.replica_wire
-        wait: Failover | None = None
-        while True:
-            try:
-                reply = wire.roundtrip(effect.commands, effect.packed, effect.meanwhile)
-                problem = refused(reply)
-                if problem is None:
-                    return reply
-            except BaseException as exc:
-                if not unsent(exc):
-                    raise
-                problem = exc
-            wait = wait or Failover(self.failover_wait)
-            pause = wait.pause(problem)
-            forget_connections(self.replicas, wire)
-            time.sleep(pause)
+        return ride(
+            lambda e: wire.roundtrip(e.commands, e.packed, e.meanwhile),
+            effect,
+            self.failover_wait,
+            lambda: forget_connections(self.replicas, wire),
+        )
 
     def close(self, timeout: float = 2.0) -> None:
         super().close(timeout)
         self.replica_wire.close()
+
+
+def ride(
+    perform: Callable[[Any], Any], effect: Any, seconds: float, forget: Callable[[], None]
+) -> Any:
+    """``perform(effect)``, performed again while it meets no primary (an error
+    :func:`rediscache.guard.unsent` accepts, or such an error reply): ``forget`` drops the
+    connections before each new attempt; at most ``seconds`` (then FailoverTimeoutError)."""
+    wait: Failover | None = None
+    while True:
+        try:
+            reply = perform(effect)
+            problem = refused(reply)
+            if problem is None:
+                return reply
+        except BaseException as exc:
+            if not unsent(exc):
+                raise
+            problem = exc
+        wait = wait or Failover(seconds)
+        pause = wait.pause(problem)
+        forget()
+        time.sleep(pause)
+
+
+async def ride_async(
+    perform: Callable[[Any], Awaitable[Any]], effect: Any, seconds: float, client: Any
+) -> Any:
+    """:func:`ride` for asyncio: ``client``'s idle connections are dropped between tries."""
+    wait: Failover | None = None
+    while True:
+        try:
+            reply = await perform(effect)
+            problem = refused(reply)
+            if problem is None:
+                return reply
+        except Exception as exc:
+            if not unsent(exc):
+                raise
+            problem = exc
+        wait = wait or Failover(seconds)
+        pause = wait.pause(problem)
+        with contextlib.suppress(Exception):
+            await client.connection_pool.disconnect(inuse_connections=False)
+        await asyncio.sleep(pause)
 
 
 def _node_settings(pool: Any) -> dict[str, Any]:
@@ -680,22 +693,7 @@ class FailoverAsyncDriver(AsyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return await once(effect)
-        wait: Failover | None = None
-        while True:
-            try:
-                reply = await once(effect)
-                problem = refused(reply)
-                if problem is None:
-                    return reply
-            except Exception as exc:
-                if not unsent(exc):
-                    raise
-                problem = exc
-            wait = wait or Failover(self.failover_wait)
-            pause = wait.pause(problem)
-            with contextlib.suppress(Exception):
-                await self.client.connection_pool.disconnect(inuse_connections=False)
-            await asyncio.sleep(pause)
+        return await ride_async(once, effect, self.failover_wait, self.client)
 
 
 class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
@@ -718,22 +716,26 @@ class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
         """:meth:`ReplicaReadingDriver.perform` with ``await``."""
         if type(effect) is not Roundtrip or writes(effect.commands):
             return await super().perform(effect)
-        wait: Failover | None = None
+        return await ride_async(self._replica_read, effect, self.failover_wait, self.replicas)
+
+
+def run_sync(flow: Flow[T], perform: Callable[[Any], Any]) -> T:
+    """Run ``flow`` to its result, ``perform(effect)`` for each effect it yields; an
+    effect's exception is thrown into the flow at its ``yield`` (the sync twin of
+    :func:`run_async`, for drivers without :meth:`SyncDriver.run`'s inlined fast path)."""
+    send = flow.send
+    try:
+        effect: Any = send(None)
         while True:
             try:
-                reply = await self._replica_read(effect)
-                problem = refused(reply)
-                if problem is None:
-                    return reply
-            except Exception as exc:
-                if not unsent(exc):
-                    raise
-                problem = exc
-            wait = wait or Failover(self.failover_wait)
-            pause = wait.pause(problem)
-            with contextlib.suppress(Exception):
-                await self.replicas.connection_pool.disconnect(inuse_connections=False)
-            await asyncio.sleep(pause)
+                reply = perform(effect)
+            except BaseException as exc:
+                effect = flow.throw(exc)
+                continue
+            effect = send(reply)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
 
 
 async def run_async(flow: Flow[T], perform: Callable[[Any], Awaitable[Any]]) -> T:

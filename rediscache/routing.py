@@ -51,6 +51,7 @@ from .drive import (
     SyncDriver,
     background_task,
     run_async,
+    run_sync,
     settle_tasks,
     start_background,
     stop_workers,
@@ -539,6 +540,19 @@ class _OnNodes:
     """What both cluster drivers say about their nodes (no I/O)."""
 
     nodes: ClusterNodes
+    _durability: Durability | None
+    _drivers: dict[Address, Any]
+
+    @property
+    def durability(self) -> Durability | None:
+        """What each write waits for, on every node (``hub.durability``)."""
+        return self._durability
+
+    @durability.setter
+    def durability(self, value: Durability | None) -> None:
+        self._durability = value
+        for driver in self._drivers.values():
+            driver.durability = value
 
     @property
     def client(self) -> Any:
@@ -576,50 +590,28 @@ class ClusterDriver(_OnNodes):
             found.durability = self._durability
         return found
 
-    @property
-    def durability(self) -> Durability | None:
-        """What each write waits for, on every node (``hub.durability``)."""
-        return self._durability
-
-    @durability.setter
-    def durability(self, value: Durability | None) -> None:
-        self._durability = value
-        for driver in self._drivers.values():
-            driver.durability = value
-
     def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :meth:`rediscache.drive.SyncDriver.run`)."""
         box = [self.nodes.default]  # the node of the flow's last keyed effect
         if self._durability is not None:
             flow = short_of_durability(flow)
-        send = flow.send
-        try:
-            effect: Any = send(None)
-            while True:
-                try:
-                    if isinstance(effect, _LOCAL_KINDS):
-                        reply = self._local.perform(effect)
-                    elif type(effect) is Broadcast:
-                        reply = self._steps(_broadcast(effect, self.nodes))
-                    elif type(effect) is Background:
-                        start_background(
-                            lambda: ClusterDriver(
-                                self.nodes, keep=False, failover_wait=self.failover_wait
-                            ),
-                            effect,
-                            self._stop,
-                            self._workers,
-                        )
-                        reply = None
-                    else:
-                        reply = self._routed(effect, box)
-                except BaseException as exc:
-                    effect = flow.throw(exc)
-                    continue
-                effect = send(reply)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
+
+        def perform(effect: Any) -> Any:
+            if isinstance(effect, _LOCAL_KINDS):
+                return self._local.perform(effect)
+            if type(effect) is Broadcast:
+                return self._steps(_broadcast(effect, self.nodes))
+            if type(effect) is Background:
+                start_background(
+                    lambda: ClusterDriver(self.nodes, keep=False, failover_wait=self.failover_wait),
+                    effect,
+                    self._stop,
+                    self._workers,
+                )
+                return None
+            return self._routed(effect, box)
+
+        return run_sync(flow, perform)
 
     def _routed(self, effect: Effect, box: list[Address]) -> Any:
         """Perform ``effect`` where :func:`_route` sends it; its result."""
@@ -714,17 +706,6 @@ class AsyncClusterDriver(_OnNodes):
             found = self._drivers[where] = AsyncDriver(self.nodes.client(where))
             found.durability = self._durability
         return found
-
-    @property
-    def durability(self) -> Durability | None:
-        """What each write waits for, on every node (``hub.durability``)."""
-        return self._durability
-
-    @durability.setter
-    def durability(self, value: Durability | None) -> None:
-        self._durability = value
-        for driver in self._drivers.values():
-            driver.durability = value
 
     async def run(self, flow: Flow[T]) -> T:
         """Run ``flow`` to its result (see :func:`rediscache.drive.run_async`)."""

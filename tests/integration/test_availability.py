@@ -164,6 +164,34 @@ class Load:
             t.join()
 
 
+def _kill_during(
+    ha_set: ha.HAInfo, step: Callable[[int], None], warmup: float
+) -> list[BaseException]:
+    """``step(0)``, ``step(1)``... in a thread while the primary is killed after ``warmup``
+    seconds, until the Sentinels have promoted a replica and a few steps ran on it; the
+    library errors the steps raised."""
+    stop = threading.Event()
+    seen: list[BaseException] = []
+
+    def loop() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                step(i)
+            except rediscache.RediscacheError as exc:
+                seen.append(exc)
+            i += 1
+
+    t = threading.Thread(target=loop)
+    t.start()
+    time.sleep(warmup)
+    _kill_primary(ha_set)
+    time.sleep(DOWN_AFTER_MS / 1000 + 4)
+    stop.set()
+    t.join()
+    return seen
+
+
 def _seed(space: Any) -> None:
     space.put_many([f"seed-{i}" for i in range(20)], np.eye(20, DIM, dtype=np.float32) + 0.5)
 
@@ -289,25 +317,7 @@ def test_rollbacks_cut_by_a_failover_leave_one_version(ha_set: ha.HAInfo, space_
         a = space.snapshot("a")
         space.put_many(keys, np.full((50, DIM), 2.0))
         b = space.snapshot("b")
-        stop = threading.Event()
-        seen: list[BaseException] = []
-
-        def switch() -> None:
-            i = 0
-            while not stop.is_set():
-                try:
-                    space.rollback(a if i % 2 else b, collect=False)
-                except rediscache.RediscacheError as exc:
-                    seen.append(exc)
-                i += 1
-
-        t = threading.Thread(target=switch)
-        t.start()
-        time.sleep(0.5)
-        _kill_primary(ha_set)
-        time.sleep(DOWN_AFTER_MS / 1000 + 4)
-        stop.set()
-        t.join()
+        seen = _kill_during(ha_set, lambda i: space.rollback(a if i % 2 else b, collect=False), 0.5)
         values = {float(v[0]) for v in space.get_many(keys)}
         assert values in ({1.0}, {2.0}), values
         assert {v.label for v in space.versions()} >= {"a", "b"}
@@ -524,26 +534,12 @@ def test_copies_cut_by_a_failover_leave_every_version_whole(
         hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
         space = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
         space.put_many(keys, np.ones((n, 4)))
-        stop = threading.Event()
-        seen: list[BaseException] = []
 
-        def fork() -> None:
-            i = 2
-            while not stop.is_set():
-                try:
-                    space.snapshot(f"s{i}")
-                    space.put("k0", np.full(4, float(i)))  # copies the space first
-                except rediscache.RediscacheError as exc:
-                    seen.append(exc)
-                i += 1
+        def fork(i: int) -> None:
+            space.snapshot(f"s{i}")
+            space.put("k0", np.full(4, i + 2.0))  # copies the space first
 
-        t = threading.Thread(target=fork)
-        t.start()
-        time.sleep(1.5)
-        _kill_primary(ha_set)
-        time.sleep(DOWN_AFTER_MS / 1000 + 4)
-        stop.set()
-        t.join()
+        seen = _kill_during(ha_set, fork, 1.5)
         assert all(
             isinstance(e, rediscache.OutcomeUnknownError | rediscache.DurabilityError) for e in seen
         ), seen
