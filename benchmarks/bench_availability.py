@@ -1,7 +1,8 @@
 """Benchmark high availability on a local primary with replicas and Sentinels (by hand).
 
     PYTHONPATH=. python benchmarks/bench_availability.py [--replicas 2] [--rounds 3]
-        [--calls 2000] [--down-after-ms 5000] [--behind 1.0] [--json PATH]
+        [--calls 2000] [--down-after-ms 5000] [--behind 1.0] [--cluster-rounds 2]
+        [--json PATH]
 
 It starts a local set (rediscache.ha: a primary, ``--replicas`` replicas, 3 Sentinels) in a
 temporary directory and measures, in the same run:
@@ -44,7 +45,7 @@ import numpy as np
 import redis
 
 import rediscache
-from rediscache import ha
+from rediscache import cluster, ha
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -71,9 +72,9 @@ def durable_cost(info: ha.HAInfo, calls: int, rounds: int, replicas: int) -> dic
     space = hub.create_space("bench-durable", DIM, algorithm="flat")
     modes: dict[str, Any] = {
         "none": None,
-        "wait1": rediscache.Durability(replicas=1, timeout=5.0),
-        f"wait{replicas}": rediscache.Durability(replicas=replicas, timeout=5.0),
-        "waitaof1": rediscache.Durability(replicas=1, aof=True, timeout=5.0),
+        "wait1": rediscache.Durability(replicas=1, timeout=3.0),
+        f"wait{replicas}": rediscache.Durability(replicas=replicas, timeout=3.0),
+        "waitaof1": rediscache.Durability(replicas=1, aof=True, timeout=3.0),
     }
     samples: dict[str, list[float]] = {"raw_hset": [], "raw_hset_wait1": []}
     samples.update({f"put_{m}": [] for m in modes})
@@ -110,18 +111,38 @@ def durable_cost(info: ha.HAInfo, calls: int, rounds: int, replicas: int) -> dic
 
 
 def failover_round(info: ha.HAInfo, lagging: float = 0.0) -> dict[str, Any]:
-    """One kill of the primary under two writers and a reader. ``lagging``: the replicas
-    are stopped (SIGSTOP) that many seconds before the kill and continued right after it,
-    as replicas that fell behind would be: what they had not received is lost."""
-    plain_hub = rediscache.connect(info.url)
-    durable_hub = rediscache.connect(info.url)
-    durable_hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+    """One kill of the set's primary under two writers and a reader. ``lagging``: the
+    replicas are stopped (SIGSTOP) that many seconds before the kill and continued right
+    after it, as replicas that fell behind would be: what they had not received is lost."""
+    victim = info.nodes[info.primary].pid
+    behind = [n.pid for i, n in enumerate(info.nodes) if i != info.primary] if lagging else []
+    return kill_round(info.url, lambda hub, name: victim, behind, lagging)
+
+
+def cluster_round(url: str, nodes: list[Any]) -> dict[str, Any]:
+    """One kill of the cluster primary holding the writers' space."""
+
+    def victim(hub: rediscache.Hub, name: str) -> int:
+        port = hub.node_client(name).connection_pool.connection_kwargs["port"]
+        return int(next(n.pid for n in nodes if n.port == port))
+
+    return kill_round(url, victim, [], 0.0)
+
+
+def kill_round(url: str, victim_of: Any, behind: list[int], lagging: float) -> dict[str, Any]:
+    """Two writers (one durable) and a reader on a new space; the process
+    ``victim_of(hub, space name)`` killed with SIGKILL (``behind`` stopped ``lagging``
+    seconds before); what callers saw."""
+    plain_hub = rediscache.connect(url)
+    durable_hub = rediscache.connect(url)
+    durable_hub.durability = rediscache.Durability(replicas=1, timeout=3.0)
     name = f"bench-fo-{os.urandom(3).hex()}"
     space = plain_hub.create_space(name, DIM, algorithm="flat")
     rng = np.random.default_rng(1)
     space.put_many([f"s{i}" for i in range(100)], rng.standard_normal((100, DIM)))
     spaces = {"plain": space, "durable": durable_hub.space(name)}
     acked: dict[str, list[str]] = {"plain": [], "durable": []}
+    texts: list[str] = []  # what the errors said, with when (seconds after the kill)
     errors: dict[str, int] = {}
     first: dict[str, float] = {}
     killed: list[float] = []
@@ -144,6 +165,7 @@ def failover_round(info: ha.HAInfo, lagging: float = 0.0) -> dict[str, Any]:
                 with lock:
                     label = f"{kind} write: {type(exc).__name__}"
                     errors[label] = errors.get(label, 0) + 1
+                    texts.append(f"{time.monotonic() - killed[0] if killed else -1:.2f} s: {exc}")
             i += 1
 
     def read() -> None:
@@ -164,11 +186,10 @@ def failover_round(info: ha.HAInfo, lagging: float = 0.0) -> dict[str, Any]:
     for t in threads:
         t.start()
     time.sleep(2.0)
-    behind = [n.pid for i, n in enumerate(info.nodes) if i != info.primary] if lagging else []
     for pid in behind:
         os.kill(pid, signal.SIGSTOP)
     time.sleep(lagging)
-    os.kill(info.nodes[info.primary].pid, signal.SIGKILL)
+    os.kill(victim_of(plain_hub, name), signal.SIGKILL)
     killed.append(time.monotonic())
     for pid in behind:
         os.kill(pid, signal.SIGCONT)
@@ -190,6 +211,7 @@ def failover_round(info: ha.HAInfo, lagging: float = 0.0) -> dict[str, Any]:
         "errors": errors,
         "acked": {k: len(v) for k, v in acked.items()},
         "lost": lost,
+        "messages": texts[:6],
     }
 
 
@@ -201,6 +223,8 @@ def main() -> None:
     parser.add_argument("--down-after-ms", type=int, default=ha.DOWN_AFTER_MS)
     parser.add_argument("--behind", type=float, default=1.0,
                         help="seconds the replicas fall behind before the last kill")  # fmt: skip
+    parser.add_argument("--cluster-rounds", type=int, default=2,
+                        help="kills of a cluster primary (0: none)")  # fmt: skip
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ha-") as tmp:
@@ -226,6 +250,18 @@ def main() -> None:
             say(f"failover with the replicas {args.behind:g} s behind: {json.dumps(behind)}")
         finally:
             ha.stop(root)
+        clustered = []
+        if args.cluster_rounds:
+            croot = Path(tmp) / "cluster"
+            say(f"starting a cluster of 3 primaries with a replica each in {croot}")
+            try:
+                for r in range(args.cluster_rounds):
+                    cinfo, _ = cluster.start(croot, primaries=3, replicas=1)
+                    got = cluster_round(cinfo.url, list(cinfo.nodes))
+                    clustered.append(got)
+                    say(f"cluster failover round {r + 1}: {json.dumps(got)}")
+            finally:
+                cluster.stop(croot)
     report = {
         "machine": os.uname().nodename,
         "cpus": os.cpu_count(),
@@ -235,6 +271,7 @@ def main() -> None:
         "durable_cost": cost,
         "failover": rounds,
         "failover_replicas_behind": behind,
+        "cluster_failover": clustered,
         "first_write_s_median": statistics.median(r["first_write_s"] for r in rounds),
         "first_read_s_median": statistics.median(r["first_read_s"] for r in rounds),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Mapping
 from operator import attrgetter
@@ -593,6 +594,26 @@ def replica_client(plan: ConnectPlan, primary: Any, module: Any) -> Any:
     )
 
 
+def socket_timeout(client: Any) -> float | None:
+    """The socket timeout (seconds) of ``client``'s connections: the pool's setting, else
+    the connection class's default (redis-py 8: 5 s; None: no timeout)."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", {})
+    if "socket_timeout" in kwargs:
+        value = kwargs["socket_timeout"]
+    else:
+        value = None
+        for kind in getattr(getattr(pool, "connection_class", None), "__mro__", ()):
+            try:  # the first class of the chain that names it (a Sentinel's passes **kwargs)
+                param = inspect.signature(kind.__init__).parameters.get("socket_timeout")
+            except (TypeError, ValueError):
+                continue
+            if param is not None:
+                value = None if param.default is inspect.Parameter.empty else param.default
+                break
+    return float(value) if isinstance(value, int | float) else None
+
+
 def close_sentinels(client: Any) -> list[Any]:
     """The Sentinel clients behind ``client`` (a :func:`watched_by_sentinels` client), to be
     closed with it."""
@@ -669,7 +690,8 @@ class HubSurface:
         it covers and docs/availability.md for what it costs.
 
         Raises:
-            InvalidInputError: set to something else than a Durability or None.
+            InvalidInputError: set to something else than a Durability or None, or to a
+                timeout not below the connections' ``socket_timeout``.
         """
         return self._driver.durability  # type: ignore[no-any-return]
 
@@ -678,6 +700,14 @@ class HubSurface:
         if value is not None and not isinstance(value, Durability):
             raise InvalidInputError(
                 f"durability must be a rediscache.Durability or None, got {value!r}"
+            )
+        limit = socket_timeout(self.node_client())
+        if value is not None and isinstance(limit, int | float) and value.timeout >= limit:
+            raise InvalidInputError(
+                f"Durability.timeout ({value.timeout:g} s) must be below the connections' "
+                f"socket_timeout ({limit:g} s): the reply of a write waiting for its replicas "
+                "would time out first and leave its outcome unknown; give a shorter timeout "
+                "or connect with a longer socket_timeout="
             )
         self._driver.durability = value
 

@@ -228,7 +228,7 @@ def test_a_killed_primary_is_replaced_and_callers_resume(
         rediscache.connect(ha_set.url) as hub,
         rediscache.connect(ha_set.url) as durable_hub,
     ):
-        durable_hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        durable_hub.durability = rediscache.Durability(replicas=1, timeout=3.0)
         space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
         _seed(space)
         durable_space = durable_hub.space(space_name)
@@ -311,7 +311,7 @@ def test_rollbacks_cut_by_a_failover_leave_one_version(ha_set: ha.HAInfo, space_
     one of the two versions (every key the same), as after a crash on one node."""
     keys = [f"k{i}" for i in range(50)]
     with rediscache.connect(ha_set.url) as hub:
-        hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        hub.durability = rediscache.Durability(replicas=1, timeout=3.0)
         space = hub.create_space(space_name, DIM)
         space.put_many(keys, np.ones((50, DIM)))
         a = space.snapshot("a")
@@ -374,7 +374,7 @@ def test_durable_writes_wait_for_replicas_and_say_when_they_did_not(
 ) -> None:
     with rediscache.connect(ha_set.url) as hub:
         space = hub.create_space(space_name, DIM)
-        hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+        hub.durability = rediscache.Durability(replicas=2, timeout=3.0)
         space.put_many([f"k{i}" for i in range(300)], np.ones((300, DIM)))  # a transaction
         space.put("one", np.ones(DIM))
         space.delete("k0")
@@ -385,8 +385,10 @@ def test_durable_writes_wait_for_replicas_and_say_when_they_did_not(
         assert str(err.value).startswith(f"put in space {space_name!r}: done on the primary")
         assert "2 of the 3 replica(s)" in str(err.value)
         assert space.get("k1")[0] == 5.0  # applied, not undone
-        hub.durability = rediscache.Durability(replicas=2, aof=True, timeout=5.0)
+        hub.durability = rediscache.Durability(replicas=2, aof=True, timeout=3.0)
         space.put("k2", np.ones(DIM))
+        with pytest.raises(rediscache.InvalidInputError, match="socket_timeout"):
+            hub.durability = rediscache.Durability(replicas=1, timeout=5.0)  # redis-py's 5 s
         hub.durability = None
     for i, node in enumerate(ha_set.nodes):  # on every node now
         client = redis.Redis(host=node.host, port=node.port, password=ha_set.password)
@@ -443,7 +445,7 @@ def test_reads_from_replicas_leave_the_primary_alone(ha_set: ha.HAInfo, space_na
     ]
     try:
         with rediscache.connect(ha_set.url, read_from_replicas=True) as hub:
-            hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+            hub.durability = rediscache.Durability(replicas=2, timeout=3.0)
             space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
             _seed(space)
             before = [_calls(c, "FT.SEARCH") for c in clients]
@@ -495,7 +497,7 @@ def test_an_asyncio_hub_writes_durably_and_reads_from_replicas(
     async def main() -> list[int]:
         hub = await rediscache.connect_async(ha_set.url, read_from_replicas=True)
         async with hub:
-            hub.durability = rediscache.Durability(replicas=2, timeout=5.0)
+            hub.durability = rediscache.Durability(replicas=2, timeout=3.0)
             space = await hub.create_space(space_name, DIM)
             before = [_calls(c, "hget") for c in clients]
             for i in range(20):
@@ -531,7 +533,7 @@ def test_copies_cut_by_a_failover_leave_every_version_whole(
     n = 3000
     keys = [f"k{i}" for i in range(n)]
     with rediscache.connect(ha_set.url) as hub:
-        hub.durability = rediscache.Durability(replicas=1, timeout=5.0)
+        hub.durability = rediscache.Durability(replicas=1, timeout=3.0)
         space = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
         space.put_many(keys, np.ones((n, 4)))
 
