@@ -31,7 +31,7 @@ import redis
 import redis.asyncio
 
 from .context import HubContext
-from .durability import Durability, short_of_durability, writes
+from .durability import Durability, short_of_durability, writes, writes_data
 from .effects import (
     Background,
     Broadcast,
@@ -307,6 +307,8 @@ class SyncDriver:
         """Perform ``effect`` with ``durability``'s wait after its writes, on the same
         connection and in the same round trip (:mod:`rediscache.durability`)."""
         kind = type(effect)
+        if kind not in _GUARDABLE or not writes_data(effect):
+            return self._perform[kind](effect)
         wire = self.wire
         assert wire is not None
         wait = durability.command()
@@ -317,7 +319,7 @@ class SyncDriver:
         if kind is Transaction:
             check = durability.check
             return wire.transaction(effect.watch, effect.reads, effect.build, check, wait)
-        if kind is Roundtrip and writes(effect.commands):
+        if kind is Roundtrip:
             replies = wire.roundtrip([*effect.commands, wait], None, effect.meanwhile)
             durability.check(replies[-1], replies[:-1])
             return replies[:-1]
@@ -347,6 +349,9 @@ class SyncDriver:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=effect.raise_on_error))
 
+
+#: Effects that may carry a durable write's wait (rediscache.durability.writes_data).
+_GUARDABLE = frozenset({Once, Transaction, Roundtrip, Command, Pipeline})
 
 #: Effects performed without the server (never waiting for a primary).
 _OFF_SERVER = (Sleep, Compute, Flights, WaitFlights, Background)
@@ -583,6 +588,8 @@ class AsyncDriver:
     async def _durably(self, effect: Any, durability: Durability) -> Any:
         """:meth:`SyncDriver._durably` for asyncio."""
         kind = type(effect)
+        if kind not in _GUARDABLE or not writes_data(effect):
+            return await self._perform[kind](effect)
         wait = durability.command()
         client = self.client
         if kind is Once:
@@ -597,7 +604,7 @@ class AsyncDriver:
                     client, e.watch, e.reads, e.build, durability.check, wait
                 )
             )(effect)
-        if kind is Roundtrip and writes(effect.commands):
+        if kind is Roundtrip:
             replies = await self._bounded(
                 lambda e: roundtrip_async(client, [*e.commands, wait], None, e.meanwhile)
             )(effect)

@@ -6,10 +6,11 @@ so a failover (the primary dies, a replica is promoted) loses the writes the rep
 received yet. ``WAIT n timeout`` makes the writing connection wait until ``n`` replicas
 acknowledged everything it wrote; ``WAITAOF 1 n timeout`` until the primary and ``n``
 replicas fsynced it to their AOF. With ``hub.durability = Durability(replicas=1)`` every
-effect of a call that may write (a script, a transaction, a pipeline, a command, a round
-trip holding a write command) carries that command on the same connection, in the same round
+effect of a call that writes data (:func:`writes_data`: a writing script, a transaction,
+commands holding a write command) carries that command on the same connection, in the same round
 trip: no extra round trip, but the reply comes only once the replicas acknowledged (the
-latency of one replication hop; docs/availability.md measures it).
+latency of one replication hop; docs/availability.md measures it). Reads wait for nothing,
+nor do ttl refreshes and a search index's "complete" mark.
 
 A write that reached fewer replicas than asked within the timeout is applied on the primary
 but may be lost on a failover: the call runs to its end on the primary, then raises
@@ -30,14 +31,19 @@ from .errors import DurabilityError, InvalidInputError
 
 T = TypeVar("T")
 
-__all__ = ["WRITE_COMMANDS", "Durability", "short_of_durability", "writes"]
+__all__ = [
+    "UNGUARDED_SCRIPTS", "WRITE_COMMANDS", "Durability", "short_of_durability", "writes",
+    "writes_data",
+]  # fmt: skip
 
 #: Commands that write, by name: a round trip holding one of them carries the wait too
 #: (scripts, transactions, pipelines and single commands always do).
 WRITE_COMMANDS = frozenset(
-    b"SET HSET HDEL HINCRBY DEL UNLINK SADD SREM ZADD ZREM PEXPIRE EXPIRE PERSIST COPY "
-    b"RENAME INCR INCRBY".split()
+    b"SET HSET HDEL HINCRBY DEL UNLINK SADD SREM ZADD ZREM COPY RENAME INCR INCRBY".split()
 )
+#: Scripts whose writes are not the data's (a search index's "complete" mark, which any
+#: reader may write and the next one writes again): no wait after them.
+UNGUARDED_SCRIPTS = ("mark_built",)
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,39 @@ def short_of_durability(flow: Flow[T]) -> Flow[T]:
                 reply, error = exc.carried[0], None
         except BaseException as exc:
             reply, error = None, exc
+
+
+def writes_data(effect: Any) -> bool:
+    """Whether ``effect`` (a Once, Command, Pipeline, Roundtrip or Transaction) writes data
+    a durable write waits for: a transaction; a script called with EVALSHA (not
+    EVALSHA_RO) other than :data:`UNGUARDED_SCRIPTS`; commands among which one of
+    :data:`WRITE_COMMANDS` (so a read, a search, a ttl refresh, waits for nothing)."""
+    from .effects import Command, Once, Transaction
+
+    kind = type(effect)
+    if kind is Transaction:
+        return True
+    if kind is Once:
+        verb = effect.command[0]
+        verb = verb.decode() if isinstance(verb, bytes) else str(verb)
+        if verb.upper() not in ("EVALSHA", "EVAL"):
+            return writes([effect.command])
+        return str(effect.command[1]) not in _unguarded_shas()
+    if kind is Command:
+        return writes([effect.args])
+    return writes(effect.commands)
+
+
+def _unguarded_shas() -> frozenset[str]:
+    from . import scripts
+
+    global _UNGUARDED
+    if _UNGUARDED is None:
+        _UNGUARDED = frozenset(scripts.sha(name) for name in UNGUARDED_SCRIPTS)
+    return _UNGUARDED
+
+
+_UNGUARDED: frozenset[str] | None = None
 
 
 def writes(commands: list[tuple[Any, ...]]) -> bool:

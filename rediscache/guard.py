@@ -36,7 +36,8 @@ cluster whose primaries have replicas), a step that met no primary is sent again
 the call writes: its connection could not be made (the primary is dead and not yet
 replaced), Sentinel knows no primary (:class:`redis.sentinel.MasterNotFoundError`), or the
 node refused it as a replica (``READONLY``: a demoted primary; ``MASTERDOWN``,
-``CLUSTERDOWN``: a shard without primary). None of those ran anything, so sending them again
+``CLUSTERDOWN``: a shard without primary; ``NOREPLICAS``: a primary cut off from its
+replicas, which the Sentinels may be replacing). None of those ran anything, so sending them again
 writes nothing twice. Each such step waits at most the hub's ``failover_wait`` seconds
 (:data:`FAILOVER_WAIT`, 30; after pauses of :data:`FAILOVER_PAUSES`), then raises
 :class:`FailoverTimeoutError`. A write whose reply was lost with the primary still raises
@@ -259,13 +260,14 @@ def _lost(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionFailedError) and exc.operation is None
 
 
-_NO_PRIMARY_REPLIES = ("READONLY", "MASTERDOWN", "CLUSTERDOWN")
+_NO_PRIMARY_REPLIES = ("READONLY", "MASTERDOWN", "CLUSTERDOWN", "NOREPLICAS")
 
 
 def unsent(exc: BaseException) -> bool:
     """Whether ``exc`` says its step ran nothing because it met no primary: a connection
     that could not be made, Sentinel knowing no primary, a replica's refusal (READONLY,
-    MASTERDOWN, CLUSTERDOWN). Credentials refused are not that. Pure."""
+    MASTERDOWN, CLUSTERDOWN), a primary without its replicas refusing writes (NOREPLICAS).
+    Credentials refused are not that. Pure."""
     if isinstance(exc, redis.ResponseError):
         return isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(
             _NO_PRIMARY_REPLIES

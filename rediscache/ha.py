@@ -22,6 +22,7 @@ primary, started again, becomes a replica of the new one. docs/availability.md m
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -202,12 +203,17 @@ def start(
     password = str(record["password"])
     count = 1 + replicas
     first = _current_primary(root, record, count)
+    # a primary whose replicas all went quiet for longer than this refuses writes: one
+    # stalled past down-after (the Sentinels promote a replica meanwhile) accepts none the
+    # failover would throw away when it wakes up
+    lag = max(1, int(record.get("down_after_ms", DOWN_AFTER_MS)) // 1000 - 1)
     configs = [
         ServerConfig(
-            data_dir=root / f"node-{i}", host=host, password=password, start_timeout=start_timeout
+            data_dir=root / f"node-{i}", host=host, password=password,
+            start_timeout=start_timeout, min_replicas_to_write=1, min_replicas_max_lag=lag,
         )
         for i in range(count)
-    ]
+    ]  # fmt: skip
     for config in configs:
         config.data_dir.mkdir(exist_ok=True, mode=0o700)
     nodes: dict[int, ServerInfo] = {}
@@ -215,10 +221,7 @@ def start(
     lead = nodes[first]
     for i in range(count):
         if i != first:
-            config = ServerConfig(
-                data_dir=configs[i].data_dir, host=host, password=password,
-                start_timeout=start_timeout, replica_of=f"{lead.host}:{lead.port}",
-            )  # fmt: skip
+            config = dataclasses.replace(configs[i], replica_of=f"{lead.host}:{lead.port}")
             nodes[i], fresh = start_node(config)
             started = started or fresh
     watchers = []

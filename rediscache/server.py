@@ -150,6 +150,11 @@ class ServerConfig:
         replica_of: ``"host:port"`` of a primary this server replicates from its start
             (``replicaof`` in redis.conf, authenticating with its own password: every node
             of a set shares one). :mod:`rediscache.ha` starts such sets with Sentinels.
+        min_replicas_to_write, min_replicas_max_lag: as a primary, refuse writes
+            (``NOREPLICAS``) unless that many replicas acknowledged within that many
+            seconds (Redis's settings; 0: never refuse). A primary cut off from its replicas
+            (stalled while the Sentinels promoted one of them) then accepts no write that
+            the failover would throw away.
     """
 
     data_dir: Path = field(default_factory=default_data_dir)
@@ -168,6 +173,8 @@ class ServerConfig:
     no_tls: bool = False
     cluster: bool = False
     replica_of: str | None = None
+    min_replicas_to_write: int = 0
+    min_replicas_max_lag: int = 10
 
     def __post_init__(self) -> None:
         """Check every field (each ends up in redis.conf or on a command line), taking str
@@ -242,6 +249,12 @@ class ServerConfig:
                 raise InvalidInputError(
                     "ServerConfig.replica_of is for a primary and its replicas outside a "
                     "cluster (a cluster node's replica is set with CLUSTER REPLICATE)"
+                )
+        for name, low in (("min_replicas_to_write", 0), ("min_replicas_max_lag", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 64:
+                raise InvalidInputError(
+                    f"ServerConfig.{name} must be an int from {low} to 64, got {value!r}"
                 )
         timeout = self.start_timeout
         if (
@@ -704,6 +717,11 @@ def _conf_text(
     if config.replica_of is not None:
         lead, _, lead_port = config.replica_of.rpartition(":")
         lines.append(f"replicaof {lead} {lead_port}")
+    if config.min_replicas_to_write:
+        lines += [
+            f"min-replicas-to-write {config.min_replicas_to_write}",
+            f"min-replicas-max-lag {config.min_replicas_max_lag}",
+        ]
     if config.maxmemory:
         lines.append(f"maxmemory {config.maxmemory}")
     if bins.module is not None:

@@ -112,3 +112,23 @@ def test_durability_commands_and_checks() -> None:
     assert writes([("HGET", "k", "f"), ("HSET", "k", "f", "v")])
     assert writes([(b"unlink", b"k")])
     assert not writes([("HGET", "k", "f"), ("FT.SEARCH", "i", "*")])
+
+
+def test_only_effects_that_write_data_wait_for_replicas() -> None:
+    """A read, a read-only script, a search index's "complete" mark and a ttl refresh
+    carry no WAIT (a durable hub's reads must never fail for want of replicas)."""
+    from rediscache import scripts
+    from rediscache.durability import writes_data
+    from rediscache.effects import Command, Once, Pipeline, Roundtrip, Transaction
+
+    write = scripts.write_call("rc:{s}:cfg", [b"d"], state=b"x", count_field="n",
+                               check_field="c", rows=None, names=["k"], ttl_ms=None)  # fmt: skip
+    assert writes_data(Once(write.command()))
+    mark = scripts.mark_built_call("rc:{s}:cfg", "built", b"run")
+    assert mark.command()[0] == "EVALSHA" and not writes_data(Once(mark.command()))
+    assert not writes_data(Once(("EVALSHA_RO", "abc", 0)))
+    assert not writes_data(Command(("FT.INFO", "idx")))
+    assert writes_data(Command(("HSET", "k", "f", "v")))
+    assert not writes_data(Roundtrip([("HGET", "k", "v"), ("PEXPIRE", "k", 100)]))
+    assert writes_data(Pipeline([("HGET", "k", "v"), ("UNLINK", "k")]))
+    assert writes_data(Transaction("w", [], lambda replies: []))
