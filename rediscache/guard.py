@@ -317,9 +317,12 @@ class Failover:
         when the wait is over."""
         left = self.deadline - time.monotonic()
         if left <= 0:
+            said = redact(str(exc))
+            if len(said) > 300:  # redis-py's MasterNotFoundError quotes every Sentinel client
+                said = said[:300] + "..."
             raise FailoverTimeoutError(
                 f"no primary answered within {self.wait:g} s (the hub's failover_wait): "
-                f"{redact(str(exc))}; this step was not run"
+                f"{said}; this step was not run"
             ) from exc
         step = FAILOVER_PAUSES[min(self.tries, len(FAILOVER_PAUSES) - 1)]
         self.tries += 1

@@ -61,7 +61,7 @@ from .server import stop as stop_node
 
 __all__ = [
     "DOWN_AFTER_MS", "FAILOVER_TIMEOUT_MS", "SERVICE", "HAInfo", "default_ha_dir", "describe",
-    "members", "start", "status", "stop",
+    "members", "recorded_replicas", "start", "status", "status_password", "stop",
 ]  # fmt: skip
 
 #: The name the Sentinels monitor the primary under (the ``service`` of the URL).
@@ -72,7 +72,8 @@ SERVICE = "rediscache"
 DOWN_AFTER_MS = 5000
 #: ``sentinel failover-timeout``: how long a failover may take before another is tried.
 FAILOVER_TIMEOUT_MS = 15000
-#: Seconds :func:`start` waits for the replicas to sync and the Sentinels to know everyone.
+#: Seconds :func:`start` waits at least for the Sentinels to know everyone and the replicas
+#: to sync (3 x its start_timeout when that is longer).
 JOIN_TIMEOUT = 60.0
 SENTINEL_CONF = "sentinel.conf"
 SENTINEL_STATE = "sentinel.json"
@@ -96,6 +97,9 @@ class HAInfo:
     primary: int
     sentinels: tuple[tuple[str, int], ...]
     service: str = SERVICE
+    #: Replicas (``node-<i>``) still syncing with the primary when :func:`start` returned
+    #: (a restarted node with much data takes minutes); the set serves without them.
+    syncing: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -157,14 +161,15 @@ def start(
     primary down (a new set's; a set started before keeps its Sentinels' configuration).
     The quorum is a majority of the Sentinels. A directory that already holds a set keeps
     its shape: other counts raise InvalidInputError. Each node waits for its start at most
-    ``start_timeout`` seconds; the replicas' sync and the Sentinels' discovery at most
-    :data:`JOIN_TIMEOUT`.
+    ``start_timeout`` seconds; the Sentinels' discovery and the replicas' sync at most
+    the larger of :data:`JOIN_TIMEOUT` and 3 x ``start_timeout``: replicas still syncing
+    then are named in ``info.syncing`` (the set serves without them meanwhile).
 
     Raises:
         InvalidInputError: bad counts, or counts other than the directory's set; a
             directory holding a single server or a cluster.
-        EmbeddedServerError: a node or Sentinel did not start, or they did not agree in
-            time (what started is left running: ``stop(data_dir)``).
+        EmbeddedServerError: a node or Sentinel did not start, or a Sentinel did not
+            learn the set in time (what started is left running: ``stop(data_dir)``).
     """
     replicas, sentinels = _check_counts(replicas, sentinels)
     if (
@@ -237,10 +242,10 @@ def start(
         str(root.resolve()), password, tuple(nodes[i] for i in range(count)), first,
         tuple(watchers), str(record.get("service", SERVICE)),
     )  # fmt: skip
-    _wait_joined(info)
-    if record.get("primary") != first:
+    if record.get("primary") != first:  # before the wait: a start cut short keeps it
         _write_record(root, {**record, "primary": first})
-    return info, started
+    syncing = _wait_joined(info, max(JOIN_TIMEOUT, 3 * start_timeout))
+    return dataclasses.replace(info, syncing=syncing), started
 
 
 def _node_client(node: ServerInfo, password: str, timeout: float = 5.0) -> redis.Redis:
@@ -394,12 +399,19 @@ def _pairs(reply: Any) -> dict[str, str]:
     return {_text(reply[i]): _text(reply[i + 1]) for i in range(0, len(reply) - 1, 2)}
 
 
-def _wait_joined(info: HAInfo) -> None:
-    """Wait until every replica's link to the primary is up and every Sentinel knows the
-    primary (as the primary it is), all the replicas and every other Sentinel."""
+def _wait_joined(info: HAInfo, wait: float) -> tuple[str, ...]:
+    """Wait until every Sentinel knows the primary (as the primary it is), all the
+    replicas and every other Sentinel, and every replica's link to the primary is up;
+    at most ``wait`` seconds. Returns the replicas still syncing then (a restarted node
+    replays its AOF, then syncs anew: minutes for large data), which the set serves
+    without.
+
+    Raises:
+        EmbeddedServerError: a Sentinel does not know the set within ``wait`` seconds.
+    """
     lead = info.nodes[info.primary]
     replicas = len(info.nodes) - 1
-    deadline = time.monotonic() + JOIN_TIMEOUT
+    deadline = time.monotonic() + wait
 
     def synced(node: ServerInfo) -> bool:
         with contextlib.closing(_node_client(node, info.password)) as client:
@@ -415,28 +427,36 @@ def _wait_joined(info: HAInfo) -> None:
             and int(master.get("num-other-sentinels", 0)) >= len(info.sentinels) - 1
         )
 
-    checks: list[Callable[[], bool]] = [
-        functools.partial(synced, node) for i, node in enumerate(info.nodes) if i != info.primary
-    ]
-    checks += [functools.partial(knows, where) for where in info.sentinels]
-    while checks:
-        left = []
-        for check in checks:
+    checks: dict[str, Callable[[], bool]] = {
+        f"node-{i}": functools.partial(synced, node)
+        for i, node in enumerate(info.nodes)
+        if i != info.primary
+    }
+    checks.update(
+        {f"sentinel-{i}": functools.partial(knows, w) for i, w in enumerate(info.sentinels)}
+    )
+    while True:
+        left = {}
+        for name, check in checks.items():
             try:
                 ok = check()
             except redis.RedisError:
                 ok = False
             if not ok:
-                left.append(check)
+                left[name] = check
         checks = left
         if not checks:
-            return
+            return ()
         if time.monotonic() > deadline:
-            raise EmbeddedServerError(
-                f"the replicas and Sentinels in {info.data_dir} did not agree within "
-                f"{JOIN_TIMEOUT:.0f} s (see each node's redis.log and each Sentinel's "
-                "sentinel.log); they are left running: `rediscache server stop --sentinel`"
-            )
+            watchers = [name for name in checks if name.startswith("sentinel-")]
+            if watchers:
+                raise EmbeddedServerError(
+                    f"{', '.join(watchers)} of {info.data_dir} did not learn the primary, "
+                    f"its replicas and the other Sentinels within {wait:g} s (see each "
+                    "Sentinel's sentinel.log); everything is left running: `rediscache "
+                    "server stop --sentinel`"
+                )
+            return tuple(checks)
         time.sleep(0.1)
 
 
@@ -527,6 +547,12 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> HAInfo | None:
         str(root.resolve()), str(record["password"]), tuple(nodes), primary, tuple(watchers),
         str(record.get("service", SERVICE)),
     )  # fmt: skip
+
+
+def recorded_replicas(data_dir: str | os.PathLike[str] | None) -> int | None:
+    """The replicas of the set recorded in ``data_dir``, or None when it holds none."""
+    record = _read_record(_dir(data_dir))
+    return int(record["replicas"]) if record is not None else None
 
 
 def status_password(data_dir: str | os.PathLike[str] | None = None) -> str:

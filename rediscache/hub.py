@@ -567,6 +567,9 @@ def _sentinel_client(plan: ConnectPlan, module: Any, retry: Any) -> tuple[Any, b
     options = {**node, **plan.redis_kwargs}
     options.pop("timeout", None)  # a blocking pool's; redis-py's Sentinel pool does not wait
     kind = redis.sentinel.Sentinel if module is redis else redis.asyncio.sentinel.Sentinel
+    # a dead Sentinel is skipped at once: redis-py's default retries it with backoff, some
+    # seconds per dead Sentinel on every new connection (past failover_wait, and in connect)
+    watchers = {**watchers, "retry": retry}
     try:
         manager = kind(sentinels, sentinel_kwargs=watchers)
         client = manager.master_for(

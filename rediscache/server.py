@@ -813,8 +813,8 @@ def start(
         raise InvalidInputError(
             f"{config.data_dir} holds a local primary with replicas and Sentinels, not a "
             "single server: connect with its URL (`rediscache --data-dir DIR server status "
-            "--sentinel --show-password` prints it), or manage it with `server "
-            "start/stop/status --sentinel`"
+            "--sentinel --show-password` prints it), or manage it with `server start "
+            "--sentinels S`, `server status --sentinel`, `server stop --sentinel`"
         )
     if (config.data_dir / CLUSTER_RECORD).exists():
         raise InvalidInputError(
@@ -1297,8 +1297,11 @@ def status(data_dir: str | os.PathLike[str] | None = None) -> ServerStatus:
         ) as client:
             raw = client.info()
             loading = bool(int(raw.get("loading", 0)))
-            keys = None if loading else int(client.dbsize())  # DBSIZE waits for the load
-            building = {} if loading else indexes_building(client)
+            try:
+                keys = None if loading else int(client.dbsize())  # DBSIZE waits for the load
+                building = {} if loading else indexes_building(client)
+            except redis.exceptions.MasterDownError:  # a replica syncing with its primary
+                keys, building = None, {}
     except (redis.BusyLoadingError, redis.TimeoutError, redis.ConnectionError) as exc:
         # Not answering now: loading (a long load answers nothing for seconds at a time),
         # busy or slow, if the recorded process runs; else not running.

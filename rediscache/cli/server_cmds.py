@@ -115,7 +115,8 @@ PEM_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
     type=click.IntRange(0, 4),
     help="With --cluster: replicas per primary (default: as the directory's cluster has, "
     "0 for a new one). Without replicas a node's death stops its spaces until it is back. "
-    "With --sentinels: replicas of the one primary (1 to 4).",
+    "With --sentinels: replicas of the one primary (1 to 4; default: as the directory's "
+    "set has).",
 )
 @click.option(
     "--sentinels",
@@ -286,13 +287,18 @@ def _start_set(
 ) -> None:
     root = _set_dir(state)
     if replicas is None:
+        replicas = ha.recorded_replicas(root)
+    if replicas is None:
         raise click.UsageError("--sentinels S needs --replicas N (1 to 4): whom to promote")
-    if ha.status(root) is None:
+    down = [m["name"] for m in ha.members(root) if not m["running"]]
+    if not ha.members(root):
         click.echo(
             f"starting a primary, {plural(replicas, 'replica')} and "
             f"{plural(sentinels, 'Sentinel')} in {root}...",
             err=True,
         )
+    elif down:
+        click.echo(f"starting {', '.join(down)} of the set in {root}...", err=True)
     info, started = ha.start(
         root, replicas=replicas, sentinels=sentinels, start_timeout=start_timeout
     )
@@ -311,6 +317,13 @@ def _start_set(
         f"(the password: `rediscache --data-dir {root} server status --sentinel "
         "--show-password`)"
     )
+    if info.syncing:
+        click.echo(
+            f"{', '.join(info.syncing)} still syncing with the primary (a restarted node "
+            "replays its data, then syncs anew); the set serves meanwhile: `server status "
+            "--sentinel` shows when it is done",
+            err=True,
+        )
 
 
 def _refuse_other_topology(data_dir: Path, command: str) -> None:
@@ -332,6 +345,7 @@ def _refuse_other_topology(data_dir: Path, command: str) -> None:
 )
 @click.option(
     "--sentinel",
+    "--sentinels",
     "is_set",
     is_flag=True,
     help="Stop the local primary, replicas and Sentinels (server start --sentinels).",
@@ -378,6 +392,7 @@ def server_stop(state: State, is_cluster: bool, is_set: bool) -> None:
 )
 @click.option(
     "--sentinel",
+    "--sentinels",
     "is_set",
     is_flag=True,
     help="The local primary, replicas and Sentinels (server start --sentinels).",
@@ -524,6 +539,9 @@ def _set_status(state: State, show_password: bool, as_json: bool) -> None:
     root = _set_dir(state)
     found = ha.status(root)
     members = ha.members(root)
+    for m in members:  # the words of the rest of rediscache, not Redis's
+        if "role" in m:
+            m["role"] = {"master": "primary", "slave": "replica"}.get(m["role"], m["role"])
     if wants_json(state, as_json):
         described: dict[str, Any] = (
             ha.describe(found, show_password=show_password) if found else {"data_dir": str(root)}
@@ -534,11 +552,15 @@ def _set_status(state: State, show_password: bool, as_json: bool) -> None:
     elif found is None:
         down = [f"{m['name']} (port {m['port']})" for m in members if not m["running"]]
         if members and len(down) < len(members):
+            count = sum(1 for m in members if m["name"].startswith("sentinel-"))
             click.echo(
                 f"not whole: {', '.join(down)} not running (data dir {root}); `server start "
-                "--replicas N --sentinels S` starts what is down (a node comes back as a "
-                "replica of the current primary)"
+                f"--sentinels {count}` starts what is down (a node comes back as a replica "
+                "of the current primary)"
             )
+            for m in members:
+                state_of = m.get("role") or ("running" if m["running"] else "NOT RUNNING")
+                click.echo(f"  {m['name']:<11} port {m['port']} ({state_of})")
         else:
             click.echo(f"not running (data dir {root})")
     else:
@@ -547,7 +569,7 @@ def _set_status(state: State, show_password: bool, as_json: bool) -> None:
                  f"{plural(len(found.nodes) - 1, 'replica')}, "
                  f"{plural(len(found.sentinels), 'Sentinel')}", f"  url:     {url}"]  # fmt: skip
         for m in members:
-            role = {"master": "primary", "slave": "replica"}.get(m.get("role", ""), "")
+            role = m.get("role", "")
             lines.append(f"  {m['name']:<11} port {m['port']}" + (f" ({role})" if role else ""))
         lines.append(f"  data:    {found.data_dir}")
         click.echo("\n".join(lines))

@@ -335,6 +335,12 @@ def test_a_failover_longer_than_the_wait_raises_failover_timeout(
         space.put("k", np.ones(DIM))
         hub.failover_wait = 0.3  # far below the Sentinels' DOWN_AFTER_MS
         _kill_primary(ha_set, gone=True)
+        # the replicas, cut off from their primary, refuse reads (MASTERDOWN): the status
+        # says which member is down, it does not fail
+        res = CliRunner().invoke(cli, ["--data-dir", ha_set.data_dir, "server", "status",
+                                       "--sentinel"])  # fmt: skip
+        assert res.exit_code == 3 and "not whole" in res.output, res.output
+        assert "(replica)" in res.output and "NOT RUNNING" in res.output, res.output
         with pytest.raises(rediscache.FailoverTimeoutError) as err:
             space.put("k2", np.ones(DIM))
         assert "within 0.3 s" in str(err.value) and "not stored" in str(err.value)
@@ -423,6 +429,10 @@ def test_the_command_line_starts_reports_and_stops_a_set(tmp_path: Path) -> None
         assert res.exit_code == 0 and "cli-ha" in res.output, res.output
         bad = run(cli, [*base, "start", "--replicas", "2", "--sentinels", "1"])
         assert bad.exit_code != 0 and "holds a primary with 1 replica" in bad.output
+        again = run(cli, [*base, "start", "--sentinels", "1"])  # its --replicas recorded
+        assert again.exit_code == 0 and "already running" in again.output, again.output
+        res = run(cli, [*base, "status", "--sentinels"])  # either spelling
+        assert res.exit_code == 0 and "(primary)" in res.output, res.output
         mixed = run(cli, [*base, "status"])
         assert mixed.exit_code == 2 and "--sentinel" in mixed.output
     finally:

@@ -132,3 +132,24 @@ def test_only_effects_that_write_data_wait_for_replicas() -> None:
     assert not writes_data(Roundtrip([("HGET", "k", "v"), ("PEXPIRE", "k", 100)]))
     assert writes_data(Pipeline([("HGET", "k", "v"), ("UNLINK", "k")]))
     assert writes_data(Transaction("w", [], lambda replies: []))
+
+
+def test_a_dead_sentinel_is_skipped_at_once_and_a_long_error_is_cut() -> None:
+    """redis-py retries a Sentinel it cannot reach with backoff (seconds per dead Sentinel,
+    on each new connection and past failover_wait): the hub's Sentinel clients do not;
+    and MasterNotFoundError's text (every Sentinel client's repr) is cut in the message."""
+    from rediscache.hub import ConnectPlan, open_client
+
+    plan = ConnectPlan(url="redis+sentinel://:pw@127.0.0.1:1,127.0.0.1:2/svc")
+    client, owns, where = open_client(plan, None, redis)
+    try:
+        for watcher in client.connection_pool.sentinel_manager.sentinels:
+            retry = watcher.get_retry()
+            assert retry is not None and retry._retries == 0
+        assert owns and "127.0.0.1:1, 127.0.0.1:2" in where
+    finally:
+        client.close()
+    wait = Failover(0.0)
+    with pytest.raises(rediscache.FailoverTimeoutError) as err:
+        wait.pause(redis.sentinel.MasterNotFoundError("No master found for 'svc' : " + "x" * 5000))
+    assert len(str(err.value)) < 500
