@@ -51,7 +51,7 @@ from .server import stop as stop_node
 __all__ = [
     "SLOTS", "ClusterInfo", "default_cluster_dir", "describe", "fits", "live_url",
     "nodes_status", "recorded_replicas", "replica_counts", "start", "status",
-    "status_password", "stop",
+    "status_password", "stop", "stop_nodes",
 ]  # fmt: skip
 
 #: Slots of a Redis Cluster.
@@ -331,6 +331,18 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
     :func:`start` brings the same cluster back with its data."""
     root = _dir(data_dir)
     nodes = sorted(root.glob("node-*"), key=lambda p: int(p.name.split("-")[1]))
+    return stop_nodes(nodes, timeout, "`server stop --cluster`")
+
+
+def stop_nodes(nodes: list[Path], timeout: float, again: str) -> bool:
+    """Stop the embedded servers of the directories ``nodes``, all at once, cleanly:
+    SHUTDOWN, else (a node refusing it: a replica writing its first AOF after a sync, one
+    loading its data) SIGTERM, on which Redis also flushes its AOF and exits. Returns
+    False when none was running. ``again``: the command to run again, for the error.
+
+    Raises:
+        EmbeddedServerError: a node still running after ``timeout`` seconds.
+    """
 
     def one(node: Path) -> bool:
         try:
@@ -353,10 +365,9 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
         time.sleep(0.1)
         left = _still_running(nodes)
     if left:
-        names = ", ".join(f"{node.name} (pid {pid})" for node, pid in left)
+        names = ", ".join(f"{node} (pid {pid})" for node, pid in left)
         raise EmbeddedServerError(
-            f"{names} of the cluster in {root} did not stop within {timeout:g} s: run "
-            "`server stop --cluster` again once it is done loading"
+            f"{names} did not stop within {timeout:g} s: run {again} again once it is done loading"
         )
     return stopped
 

@@ -31,13 +31,13 @@ import secrets
 import signal
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import redis
 
+from .cluster import stop_nodes
 from .errors import EmbeddedServerError, InvalidInputError
 from .server import (
     CLUSTER_RECORD,
@@ -57,7 +57,6 @@ from .server import (
 )
 from .server import start as start_node
 from .server import status as node_status
-from .server import stop as stop_node
 
 __all__ = [
     "DOWN_AFTER_MS", "FAILOVER_TIMEOUT_MS", "SERVICE", "HAInfo", "default_ha_dir", "describe",
@@ -485,10 +484,7 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
             raise EmbeddedServerError(f"a Sentinel of {root} did not stop within {timeout:g} s")
         time.sleep(0.05)
     nodes = sorted(root.glob("node-*"))
-    if nodes:
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            stopped = any(list(pool.map(lambda n: stop_node(n, timeout=timeout), nodes))) or stopped
-    return stopped
+    return stop_nodes(nodes, timeout, "`server stop --sentinel`") or stopped
 
 
 def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
