@@ -269,7 +269,11 @@ def unsent(exc: BaseException) -> bool:
     MASTERDOWN, CLUSTERDOWN), a primary without its replicas refusing writes (NOREPLICAS).
     Credentials refused are not that. Pure."""
     if isinstance(exc, redis.ResponseError):
-        return isinstance(exc, redis.exceptions.ReadOnlyError) or str(exc).startswith(
+        # redis-py quotes a pipeline's refused command: "Command # 1 (...) of pipeline
+        # caused error: NOREPLICAS ..."
+        said = str(exc).rpartition("of pipeline caused error: ")[2]
+        said = said.rpartition("discarded because of: ")[2]  # EXECABORT, with its cause
+        return isinstance(exc, redis.exceptions.ReadOnlyError) or said.startswith(
             _NO_PRIMARY_REPLIES
         )
     if isinstance(exc, NotSent):  # the connection failed before the command was written

@@ -505,6 +505,8 @@ def test_reads_from_replicas_go_on_when_the_replicas_are_gone(
         hub.failover_wait = 0.5
         with pytest.raises(rediscache.FailoverTimeoutError, match="NOREPLICAS"):
             space.put("k2", np.ones(DIM))
+        with pytest.raises(rediscache.FailoverTimeoutError):  # a MULTI of redis-py's
+            hub.create_space(space_name + "-2", DIM)
         ha.start(ha_set.data_dir, replicas=2, sentinels=3)  # the replicas come back
         hub.failover_wait = RESUME_BOUND
         space.put("k2", np.ones(DIM))

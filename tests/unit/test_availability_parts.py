@@ -62,6 +62,19 @@ def test_what_a_failover_wait_retries() -> None:
     assert unsent(redis.ResponseError("MASTERDOWN Link with MASTER is down"))
     assert unsent(redis.exceptions.ClusterDownError("CLUSTERDOWN The cluster is down"))
     assert unsent(NotSent("Connection reset by peer"))
+    assert unsent(redis.ResponseError("NOREPLICAS Not enough good replicas to write."))
+    assert unsent(  # a transaction pipeline refused while queueing, as redis-py words it
+        redis.ResponseError(
+            "Command # 1 (HSET k f v) of pipeline caused error: NOREPLICAS Not enough good "
+            "replicas to write."
+        )
+    )
+    assert not unsent(redis.exceptions.ExecAbortError("Transaction discarded"))
+    assert unsent(
+        redis.exceptions.ExecAbortError(
+            "Transaction discarded because of: NOREPLICAS Not enough good replicas to write."
+        )
+    )
     assert not unsent(redis.ConnectionError("Connection closed by server."))  # sent
     assert not unsent(redis.TimeoutError("Timeout reading from socket"))
     assert not unsent(redis.AuthenticationError("WRONGPASS invalid username-password pair"))
