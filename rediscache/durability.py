@@ -26,24 +26,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .effects import Flow
+from .effects import Command, Flow, Once, Transaction
 from .errors import DurabilityError, InvalidInputError
 
 T = TypeVar("T")
 
-__all__ = [
-    "UNGUARDED_SCRIPTS", "WRITE_COMMANDS", "Durability", "short_of_durability", "writes",
-    "writes_data",
-]  # fmt: skip
+__all__ = ["WRITE_COMMANDS", "Durability", "short_of_durability", "writes", "writes_data"]
 
 #: Commands that write, by name: a round trip holding one of them carries the wait too
 #: (scripts, transactions, pipelines and single commands always do).
 WRITE_COMMANDS = frozenset(
     b"SET HSET HDEL HINCRBY DEL UNLINK SADD SREM ZADD ZREM COPY RENAME INCR INCRBY".split()
 )
-#: Scripts whose writes are not the data's (a search index's "complete" mark, which any
-#: reader may write and the next one writes again): no wait after them.
-UNGUARDED_SCRIPTS = ("mark_built",)
 
 
 @dataclass(frozen=True)
@@ -157,10 +151,9 @@ def short_of_durability(flow: Flow[T]) -> Flow[T]:
 def writes_data(effect: Any) -> bool:
     """Whether ``effect`` (a Once, Command, Pipeline, Roundtrip or Transaction) writes data
     a durable write waits for: a transaction; a script called with EVALSHA (not
-    EVALSHA_RO) other than :data:`UNGUARDED_SCRIPTS`; commands among which one of
-    :data:`WRITE_COMMANDS` (so a read, a search, a ttl refresh, waits for nothing)."""
-    from .effects import Command, Once, Transaction
-
+    EVALSHA_RO) whose writes are the data's (``Once.data``: not a search index's
+    "complete" mark); commands among which one of :data:`WRITE_COMMANDS` (so a read, a
+    search, a ttl refresh, waits for nothing)."""
     kind = type(effect)
     if kind is Transaction:
         return True
@@ -169,22 +162,10 @@ def writes_data(effect: Any) -> bool:
         verb = verb.decode() if isinstance(verb, bytes) else str(verb)
         if verb.upper() not in ("EVALSHA", "EVAL"):
             return writes([effect.command])
-        return str(effect.command[1]) not in _unguarded_shas()
+        return bool(effect.data)
     if kind is Command:
         return writes([effect.args])
     return writes(effect.commands)
-
-
-def _unguarded_shas() -> frozenset[str]:
-    from . import scripts
-
-    global _UNGUARDED
-    if _UNGUARDED is None:
-        _UNGUARDED = frozenset(scripts.sha(name) for name in UNGUARDED_SCRIPTS)
-    return _UNGUARDED
-
-
-_UNGUARDED: frozenset[str] | None = None
 
 
 def writes(commands: list[tuple[Any, ...]]) -> bool:

@@ -54,9 +54,12 @@ class Once(NamedTuple):
     """Send one command once on a pooled connection, without any retry (a script call:
     :func:`rediscache.scripts.run`). Result: the reply, an error reply as an exception
     value. Raises :class:`rediscache.wire.NotSent` when the connection failed before the
-    command was written, or the connection error when its reply was lost."""
+    command was written, or the connection error when its reply was lost. ``data``:
+    whether a durable hub waits for its writes (False: a script whose writes are not the
+    data's, :mod:`rediscache.durability`)."""
 
     command: tuple[Any, ...]
+    data: bool = True
 
 
 class Transaction(NamedTuple):

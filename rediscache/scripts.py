@@ -159,6 +159,9 @@ class ScriptCall(Generic[R]):
     parse: Callable[[Any], R]
     failed: Callable[[redis.ResponseError], R]
     writes: bool = True
+    #: Whether its writes are the data's, which a durable hub waits for (False: a search
+    #: index's "complete" mark, which any reader may write again).
+    data: bool = True
 
     def command(self) -> tuple[Any, ...]:
         """The EVALSHA command of this call: EVALSHA_RO for a script that only reads (Redis
@@ -205,10 +208,10 @@ def run(planned: ScriptCall[R]) -> Flow[R]:
     command = planned.command()
     for attempt in (1, 2):
         try:
-            reply = yield Once(command)
+            reply = yield Once(command, planned.data)
             if isinstance(reply, redis.exceptions.NoScriptError):
                 yield Once(("SCRIPT", "LOAD", source(planned.name)))
-                reply = yield Once(command)
+                reply = yield Once(command, planned.data)
             return planned.finish(reply)
         except NotSent as exc:
             if attempt == 2:
@@ -646,7 +649,7 @@ def mark_built_call(config: str, field: str, run_id: bytes) -> ScriptCall[bool]:
     exists (True), else nothing (False: the space was dropped). One round trip, atomic."""
     return ScriptCall(
         "mark_built", [config], [field, run_id], lambda reply: bool(reply),
-        _raiser("mark_built", []),
+        _raiser("mark_built", []), data=False,
     )  # fmt: skip
 
 

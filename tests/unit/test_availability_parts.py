@@ -138,7 +138,7 @@ def test_only_effects_that_write_data_wait_for_replicas() -> None:
                                check_field="c", rows=None, names=["k"], ttl_ms=None)  # fmt: skip
     assert writes_data(Once(write.command()))
     mark = scripts.mark_built_call("rc:{s}:cfg", "built", b"run")
-    assert mark.command()[0] == "EVALSHA" and not writes_data(Once(mark.command()))
+    assert mark.command()[0] == "EVALSHA" and not writes_data(Once(mark.command(), mark.data))
     assert not writes_data(Once(("EVALSHA_RO", "abc", 0)))
     assert not writes_data(Command(("FT.INFO", "idx")))
     assert writes_data(Command(("HSET", "k", "f", "v")))
