@@ -401,9 +401,11 @@ class FailoverDriver(SyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return once(effect)
-        return ride(
-            once, effect, self.failover_wait, lambda: forget_connections(self.client, self.wire)
-        )
+        return ride(once, effect, self.failover_wait, self._forget)
+
+    def _forget(self) -> None:
+        """Drop the primary's idle connections (ride's ``forget``)."""
+        forget_connections(self.client, self.wire)
 
 
 class ReplicaReadingDriver(FailoverDriver):
@@ -437,13 +439,13 @@ class ReplicaReadingDriver(FailoverDriver):
         answers), anything else as :meth:`FailoverDriver.perform`."""
         if type(effect) is not Roundtrip or writes(effect.commands):
             return super().perform(effect)
-        wire = self.replica_wire
-        return ride(
-            lambda e: wire.roundtrip(e.commands, e.packed, e.meanwhile),
-            effect,
-            self.failover_wait,
-            lambda: forget_connections(self.replicas, wire),
-        )
+        return ride(self._replica_read, effect, self.failover_wait, self._forget_replicas)
+
+    def _replica_read(self, effect: Roundtrip) -> list[Any]:
+        return self.replica_wire.roundtrip(effect.commands, effect.packed, effect.meanwhile)
+
+    def _forget_replicas(self) -> None:
+        forget_connections(self.replicas, self.replica_wire)
 
     def close(self, timeout: float = 2.0) -> None:
         super().close(timeout)

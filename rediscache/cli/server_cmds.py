@@ -290,8 +290,9 @@ def _start_set(
         replicas = ha.recorded_replicas(root)
     if replicas is None:
         raise click.UsageError("--sentinels S needs --replicas N (1 to 4): whom to promote")
-    down = [m["name"] for m in ha.members(root) if not m["running"]]
-    if not ha.members(root):
+    members = ha.members(root)  # each node's status and role: once
+    down = [m["name"] for m in members if not m["running"]]
+    if not members:
         click.echo(
             f"starting a primary, {plural(replicas, 'replica')} and "
             f"{plural(sentinels, 'Sentinel')} in {root}...",
