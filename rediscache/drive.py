@@ -314,24 +314,24 @@ class SyncDriver:
         wait = durability.command()
         if kind is Once:
             reply, acked = wire.once(effect.command, wait)
-            durability.check(acked, reply)
+            _check(durability, acked, reply)
             return reply
         if kind is Transaction:
             check = durability.check
             return wire.transaction(effect.watch, effect.reads, effect.build, check, wait)
         if kind is Roundtrip:
             replies = wire.roundtrip([*effect.commands, wait], None, effect.meanwhile)
-            durability.check(replies[-1], replies[:-1])
+            _check(durability, replies[-1], replies[:-1])
             return replies[:-1]
         if kind is Command:
             reply, acked = self._pipeline(Pipeline([effect.args, wait], False, False))
             if isinstance(reply, Exception):
                 raise reply
-            durability.check(acked, reply)
+            _check(durability, acked, reply)
             return reply
         if kind is Pipeline and not effect.transaction:  # inside MULTI WAIT is refused
             replies = self._pipeline(effect._replace(commands=[*effect.commands, wait]))
-            durability.check(replies[-1], replies[:-1])
+            _check(durability, replies[-1], replies[:-1])
             return replies[:-1]
         return self._perform[kind](effect)
 
@@ -348,6 +348,15 @@ class SyncDriver:
         for command in effect.commands:
             pipe.execute_command(*command)
         return list(pipe.execute(raise_on_error=effect.raise_on_error))
+
+
+def _check(durability: Durability, acked: Any, result: Any) -> None:
+    """``durability.check(acked, result)``, unless ``result`` holds an error reply of a
+    node that refused the step for want of a primary (:func:`rediscache.guard.refused`:
+    NOREPLICAS, READONLY...): the step wrote nothing, there is nothing to wait for, and it
+    is sent again (a script refused so never wrote: Redis checks before its first write)."""
+    if refused(result) is None:
+        durability.check(acked, result)
 
 
 #: Effects that may carry a durable write's wait (rediscache.durability.writes_data).
@@ -598,7 +607,7 @@ class AsyncDriver:
             reply, acked = await self._bounded(lambda e: once_async(client, e.command, wait))(
                 effect
             )
-            durability.check(acked, reply)
+            _check(durability, acked, reply)
             return reply
         if kind is Transaction:
             return await self._bounded(
@@ -610,7 +619,7 @@ class AsyncDriver:
             replies = await self._bounded(
                 lambda e: roundtrip_async(client, [*e.commands, wait], None, e.meanwhile)
             )(effect)
-            durability.check(replies[-1], replies[:-1])
+            _check(durability, replies[-1], replies[:-1])
             return replies[:-1]
         if kind is Command:
             reply, acked = await self._perform[Pipeline](
@@ -618,13 +627,13 @@ class AsyncDriver:
             )
             if isinstance(reply, Exception):
                 raise reply
-            durability.check(acked, reply)
+            _check(durability, acked, reply)
             return reply
         if kind is Pipeline and not effect.transaction:
             replies = await self._perform[Pipeline](
                 effect._replace(commands=[*effect.commands, wait])
             )
-            durability.check(replies[-1], replies[:-1])
+            _check(durability, replies[-1], replies[:-1])
             return replies[:-1]
         return await self._perform[kind](effect)
 

@@ -166,3 +166,32 @@ def test_a_dead_sentinel_is_skipped_at_once_and_a_long_error_is_cut() -> None:
     with pytest.raises(rediscache.FailoverTimeoutError) as err:
         wait.pause(redis.sentinel.MasterNotFoundError("No master found for 'svc' : " + "x" * 5000))
     assert len(str(err.value)) < 500
+
+
+def test_a_durable_write_refused_for_want_of_replicas_is_sent_again_not_failed() -> None:
+    """A primary short of replicas (min-replicas-to-write) refuses a script before its first
+    write (NOREPLICAS) and WAIT then counts 0: the step wrote nothing, so it is sent again
+    like any refusal of a primary, not failed with DurabilityError (CI saw a durable put
+    raise one while the Sentinels replaced a stalled primary)."""
+    from rediscache.drive import FailoverDriver
+    from rediscache.effects import Once
+
+    class Wire:
+        def __init__(self) -> None:
+            self.sent: list[tuple[object, ...]] = []
+
+        def once(self, command: tuple[object, ...], after: object = None) -> object:
+            self.sent.append(command)
+            if len(self.sent) == 1:
+                return redis.ResponseError("NOREPLICAS Not enough good replicas to write."), 0
+            return b"stored", 1
+
+        def close(self) -> None:
+            pass
+
+    driver = FailoverDriver(redis.Redis(port=1), failover_wait=5.0)
+    fake = Wire()
+    driver.wire = fake  # type: ignore[assignment]
+    driver.durability = Durability(replicas=1)
+    assert driver.perform(Once(("EVALSHA", "abc", 0), True)) == b"stored"
+    assert len(fake.sent) == 2
