@@ -104,6 +104,7 @@ BASE_COMMANDS = (
     "readonly",
     "readwrite",
     "reset",
+    "role",
     "script|exists",
     "script|load",
     "unwatch",

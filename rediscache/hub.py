@@ -551,6 +551,89 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     return module.Redis.from_pool(pool), True, f"the embedded server in {info.data_dir}"
 
 
+def _not_primary(reply: Any, address: tuple[str, int]) -> redis.ConnectionError | None:
+    """The error of a new connection to ``address``, named the primary by a Sentinel, whose
+    ``ROLE`` reply says it is not one; None when it is (or when the user may not send ROLE:
+    users made before it was granted)."""
+    if isinstance(reply, redis.ResponseError):
+        return None
+    role = reply[0] if isinstance(reply, list) and reply else reply
+    role = role.decode() if isinstance(role, bytes) else str(role)
+    if role == "master":
+        return None
+    host, port = address
+    return redis.ConnectionError(
+        f"{host}:{port}, named the primary by a Sentinel, is a {role}: the Sentinels' views "
+        "differ for a moment after a failover (a demoted primary that woke up)"
+    )
+
+
+def _primary_connection(base: type[Any], asyncio_: bool) -> type[Any]:
+    """``base`` (redis-py's Sentinel-managed connection, sync or asyncio) whose new
+    connections to the primary check it answers as one (``ROLE``, one round trip per new
+    connection): a Sentinel that has not yet heard of a failover names the old primary,
+    which, woken up from a stall and demoted, serves reads from a stale (or, while it
+    resynchronises, partly indexed) copy. Refused: a connection error, so the step is sent
+    again after a pause (rediscache.guard.Failover) once the Sentinels agree."""
+
+    if asyncio_:
+
+        class AsyncPrimaryConnection(base):  # type: ignore[misc]
+            async def connect_to(self, address: tuple[str, int]) -> None:
+                await super().connect_to(address)
+                if self.connection_pool.is_master:
+                    await self.send_command("ROLE")
+                    try:
+                        reply = await self.read_response()
+                    except redis.ResponseError as exc:
+                        reply = exc
+                    error = _not_primary(reply, address)
+                    if error is not None:
+                        await self.disconnect()
+                        raise error
+
+        return AsyncPrimaryConnection
+
+    class PrimaryConnection(base):  # type: ignore[misc]
+        def connect_to(self, address: tuple[str, int]) -> None:
+            super().connect_to(address)
+            if self.connection_pool.is_master:
+                self.send_command("ROLE")
+                try:
+                    reply = self.read_response()
+                except redis.ResponseError as exc:
+                    reply = exc
+                error = _not_primary(reply, address)
+                if error is not None:
+                    self.disconnect()
+                    raise error
+
+    return PrimaryConnection
+
+
+def _primary_connections() -> tuple[type[Any], type[Any]]:
+    import redis.asyncio.sentinel
+    import redis.sentinel
+
+    return (
+        _primary_connection(redis.sentinel.SentinelManagedConnection, False),
+        _primary_connection(redis.asyncio.sentinel.SentinelManagedConnection, True),
+    )
+
+
+#: The connection classes of the hub's Sentinel clients (sync, asyncio): see
+#: _primary_connection.
+PRIMARY_CONNECTIONS = _primary_connections()
+
+
+def primary_connection_class(module: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``connection_class`` option of a ``master_for`` client made by the hub (``{}``
+    over TLS: redis-py's own SSL class then)."""
+    if options.get("ssl"):
+        return {}
+    return {"connection_class": PRIMARY_CONNECTIONS[module is not redis]}
+
+
 def _sentinel_client(plan: ConnectPlan, module: Any, retry: Any) -> tuple[Any, bool, str]:
     """The client of the primary the Sentinels of ``plan.url`` name (redis-py's
     ``Sentinel.master_for``; ``module``: ``redis`` or ``redis.asyncio``): each new
@@ -573,7 +656,12 @@ def _sentinel_client(plan: ConnectPlan, module: Any, retry: Any) -> tuple[Any, b
     try:
         manager = kind(sentinels, sentinel_kwargs=watchers)
         client = manager.master_for(
-            service, protocol=2, retry=retry, max_connections=MAX_CONNECTIONS, **options
+            service,
+            protocol=2,
+            retry=retry,
+            max_connections=MAX_CONNECTIONS,
+            **primary_connection_class(module, options),
+            **options,
         )
         client.connection_pool.connection_class(**client.connection_pool.connection_kwargs)
     except (ValueError, TypeError) as exc:
@@ -870,7 +958,9 @@ def connect_as(hub: Hub, user: str, password: str) -> Hub:
     kwargs.pop("redis_connect_func", None)
     if watched_by_sentinels(hub.client):  # a client of the same Sentinels' primary
         kwargs.pop("connection_pool", None)
-        client = pool.sentinel_manager.master_for(pool.service_name, **kwargs)
+        client = pool.sentinel_manager.master_for(
+            pool.service_name, connection_class=pool.connection_class, **kwargs
+        )
     else:
         client = redis.Redis.from_pool(
             redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
