@@ -504,6 +504,39 @@ def test_an_average_over_partitions_during_rollbacks_is_of_one_version(
     assert all(abs(m - 1) < 1e-4 or abs(m - 2) < 1e-4 for m in means), sorted(set(means))[:5]
 
 
+def test_concurrent_update_means_over_partitions_lose_no_item(hub: Hub, space_name: str) -> None:
+    """update_mean stores the running mean with one script in the key's partition: threads
+    adding items at once (inputs from other partitions and raw vectors) lose none (docs/scale.md
+    says so). combine/average ``into`` are single writes of the same script kind."""
+    space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat", partitions=3)
+    keys, vecs = _rows(12, seed=9)
+    space.put_many(keys, vecs)
+    inputs = [k for k in keys if partition_of(k, 3) != partition_of("shared", 3)][:4]
+    assert inputs, "inputs from another partition than the mean's"
+    threads, per_thread = 6, 10
+    extra = np.random.default_rng(10).normal(size=(threads, per_thread, DIM)).astype(np.float32)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        writer = hub.space(space_name)
+        try:
+            for i in range(per_thread):
+                writer.update_mean("shared", [inputs[i % len(inputs)], extra[t, i]])
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(60)
+    assert not errors, errors[0]
+    items = [vecs[keys.index(inputs[i % len(inputs)])] for _ in range(threads)
+             for i in range(per_thread)] + list(extra.reshape(-1, DIM))  # fmt: skip
+    expected = np.mean(np.array(items, dtype=np.float64), axis=0)
+    np.testing.assert_allclose(space.get("shared"), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_a_create_interrupted_before_its_root_is_taken_up_with_the_schema_asked(
     hub: Hub, space_name: str
 ) -> None:
