@@ -628,8 +628,8 @@ PRIMARY_CONNECTIONS = _primary_connections()
 
 def primary_connection_class(module: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     """The ``connection_class`` option of a ``master_for`` client made by the hub (``{}``
-    over TLS: redis-py's own SSL class then)."""
-    if options.get("ssl"):
+    over TLS, redis-py's own SSL class then, or when the caller's options name a class)."""
+    if options.get("ssl") or "connection_class" in options:
         return {}
     return {"connection_class": PRIMARY_CONNECTIONS[module is not redis]}
 
