@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,26 @@ from rediscache.asyncio import (
 )
 
 MODES = ("sync", "async")
+
+
+def in_threads(
+    work: Callable[[int], None], threads: int, timeout: float = 60
+) -> list[BaseException]:
+    """``work(0)`` ... ``work(threads - 1)`` at once, each in a thread; what they raised."""
+    errors: list[BaseException] = []
+
+    def run(t: int) -> None:
+        try:
+            work(t)
+        except BaseException as exc:  # returned to the test
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(t,)) for t in range(threads)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join(timeout)
+    return errors
 
 
 def norm(value: Any) -> Any:

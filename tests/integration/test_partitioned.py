@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from both import Api
+from both import Api, in_threads
 from click.testing import CliRunner
 
 import rediscache
@@ -515,21 +515,13 @@ def test_concurrent_update_means_over_partitions_lose_no_item(hub: Hub, space_na
     assert inputs, "inputs from another partition than the mean's"
     threads, per_thread = 6, 10
     extra = np.random.default_rng(10).normal(size=(threads, per_thread, DIM)).astype(np.float32)
-    errors: list[BaseException] = []
 
     def work(t: int) -> None:
         writer = hub.space(space_name)
-        try:
-            for i in range(per_thread):
-                writer.update_mean("shared", [inputs[i % len(inputs)], extra[t, i]])
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+        for i in range(per_thread):
+            writer.update_mean("shared", [inputs[i % len(inputs)], extra[t, i]])
 
-    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join(60)
+    errors = in_threads(work, threads)
     assert not errors, errors[0]
     items = [vecs[keys.index(inputs[i % len(inputs)])] for _ in range(threads)
              for i in range(per_thread)] + list(extra.reshape(-1, DIM))  # fmt: skip
