@@ -51,7 +51,7 @@ from .effects import (
 from .errors import InvalidInputError, RediscacheError
 from .guard import FAILOVER_WAIT, Call, Failover, guarded, refused, unsent
 from .metrics import Metrics
-from .wire import Wire, once_async, roundtrip_async, transaction_async
+from .wire import AsyncWire, Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
     "AsyncDriver", "AsyncFacade", "FailoverAsyncDriver", "FailoverDriver", "IterOp", "Local",
@@ -549,19 +549,20 @@ class AsyncDriver:
     #: What each write waits for (``hub.durability``; None: nothing).
     durability: Durability | None = None
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: redis.asyncio.Redis, *, keep: bool = False) -> None:
         self.client = client
         self._flights: dict[str, InFlight[asyncio.Event]] = {}
-        # At most as many round trips at once as the pool has connections: tasks beyond
-        # that wait here (cheaply, in order) instead of failing with "Too many connections"
-        # (redis-py's asyncio BlockingConnectionPool would wait too, at a measured 14% of
-        # the throughput of 32 concurrent get_many calls).
+        # keep: the read round trips keep a few connections between calls (AsyncWire)
+        self.wire = wire = AsyncWire(client, keep=keep)
+        # At most as many round trips at once as the pool has connections (less those
+        # kept idle): tasks beyond that wait here (cheaply, in order) instead of failing
+        # with "Too many connections" (redis-py's asyncio BlockingConnectionPool would wait
+        # too, at a measured 14% of the throughput of 32 concurrent get_many calls).
         most = getattr(client.connection_pool, "max_connections", None)
-        self._slots = asyncio.Semaphore(most) if isinstance(most, int) and most > 0 else None
+        fits = isinstance(most, int) and most > wire.size
+        self._slots = asyncio.Semaphore(most - wire.size) if fits else None  # type: ignore[operator]
         self._perform: dict[type[Any], Callable[[Any], Awaitable[Any]]] = {
-            Roundtrip: self._bounded(
-                lambda e: roundtrip_async(client, e.commands, e.packed, e.meanwhile)
-            ),
+            Roundtrip: self._bounded(lambda e: wire.roundtrip(e.commands, e.packed, e.meanwhile)),
             Once: self._bounded(lambda e: once_async(client, e.command)),
             Transaction: self._bounded(
                 lambda e: transaction_async(client, e.watch, e.reads, e.build)
@@ -652,8 +653,10 @@ class AsyncDriver:
 
     async def settle(self, timeout: float | None = None) -> None:
         """Wait for the background tasks at most ``timeout`` seconds, then cancel what is
-        left (it is resumed by the next collection)."""
+        left (it is resumed by the next collection), and release the connections the
+        driver kept (:class:`rediscache.wire.AsyncWire`)."""
         await settle_tasks(self._tasks, timeout)
+        await self.wire.release()
 
     def _bounded(self, perform: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
         """``perform`` holding one of the pool's connection slots while it runs."""

@@ -780,6 +780,83 @@ class Wire:
         _release_all(self.pool, self.idle, disconnect=True)
 
 
+class AsyncWire:
+    """:func:`roundtrip_async` keeping up to :data:`KEPT` idle connections between calls
+    (at most ``max_connections // 8``), as :class:`Wire` does for the sync driver: the
+    asyncio driver's read round trips (get, get_many, search...).
+
+    Taking a connection from redis.asyncio's pool and releasing it costs 20 us or so per
+    call (its lock, its health check that reads the socket, and with redis-py 8 its
+    observability hooks); a kept connection is a list pop. Kept connections count as in
+    use for the pool (the driver lets ``max_connections - size`` round trips run at once,
+    so the pool is never asked for more than it has). They belong to the event loop that
+    made them: a call from another loop releases them to the pool first. A connection that
+    failed is disconnected and released, with the others kept; a round trip on a kept
+    connection that broke is sent once more on one from the pool (the commands are reads).
+    :meth:`release` gives them back (``AsyncHub.close`` through the driver's ``settle``).
+    ``keep=False`` (a hub on a client passed in, whose pool outlives the hub) keeps none.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, keep: bool = True) -> None:
+        self.client = client
+        self.pool = pool = client.connection_pool
+        most = getattr(pool, "max_connections", None)
+        single = getattr(client, "connection", None) is not None
+        keeps = keep and not single and isinstance(most, int)
+        self.size = min(KEPT, most // 8) if keeps else 0  # type: ignore[operator]
+        self.idle: list[Any] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def roundtrip(
+        self,
+        commands: list[tuple[Any, ...]],
+        packed: bytes | None = None,
+        meanwhile: Callable[[], Exception | None] | None = None,
+    ) -> list[Any]:
+        """:func:`roundtrip_async` on a kept connection (or one from the pool)."""
+        if not self.size:
+            return await roundtrip_async(self.client, commands, packed, meanwhile)
+        idle = self.idle
+        if asyncio.get_running_loop() is not self.loop:
+            await self.release()  # another loop's connections go back to the pool
+            self.loop = asyncio.get_running_loop()
+        try:
+            conn = idle.pop()
+        except IndexError:
+            conn = await _connection(self.pool, commands)
+        try:
+            await conn.send_packed_command(_pack(conn, commands, packed))
+            late = meanwhile() if meanwhile is not None else None
+            replies = await _replies_of(conn, len(commands))
+        except _BROKEN:
+            await self._broken(conn)
+            return await roundtrip_async(self.client, commands, packed, meanwhile)
+        except BaseException:
+            await self._broken(conn)  # a reply may be half read (cancellation too)
+            raise
+        if len(idle) < self.size:
+            idle.append(conn)
+        else:
+            await self.pool.release(conn)
+        if late is not None:
+            raise late
+        return replies
+
+    async def release(self, disconnect: bool = False) -> None:
+        """Release the kept connections to the pool (disconnected first if asked)."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if disconnect:
+                await conn.disconnect()
+            await self.pool.release(conn)
+
+    async def _broken(self, conn: Any) -> None:
+        await conn.disconnect()
+        await self.pool.release(conn)
+        await self.release(disconnect=True)  # most often the server restarted
+
+
 def _release_all(pool: Any, idle: list[Any], disconnect: bool = False) -> None:
     """Release every connection of ``idle`` to ``pool`` (disconnected first if asked)."""
     while True:

@@ -135,8 +135,8 @@ class AsyncHub(AsyncFacade, HubSurface):
             self._driver = ReplicaReadingAsyncDriver(client, replicas)
         elif watched_by_sentinels(client):
             self._driver = FailoverAsyncDriver(client)
-        else:
-            self._driver = AsyncDriver(client)
+        else:  # a hub on a client passed in keeps no connection of its pool
+            self._driver = AsyncDriver(client, keep=owns_client)
         super().__init__(client, owns_client=owns_client, server=server, nodes=nodes)
 
     async def close(self) -> None:
