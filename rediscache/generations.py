@@ -22,7 +22,7 @@ from . import scripts
 from .config import SpaceConfig
 from .effects import Command, Flow, Pipeline, Sleep
 from .errors import IndexBuildingError, PermissionDeniedError, ServerError, reply_error
-from .ftsearch import index_done
+from .ftsearch import NO_TIMEOUT, index_done
 from .keys import GenKeys, SpaceKeys
 
 __all__ = [
@@ -377,7 +377,18 @@ def aggregate_page(index: str, cursor: int, step: int) -> Flow[tuple[list[bytes]
         reply = yield Command(("FT.CURSOR", "READ", index, cursor, "COUNT", step))
     else:
         reply = yield Command(
-            ("FT.AGGREGATE", index, "*", "LOAD", 1, "@__key", "WITHCURSOR", "COUNT", step)
+            (
+                "FT.AGGREGATE",
+                index,
+                "*",
+                "LOAD",
+                1,
+                "@__key",
+                "WITHCURSOR",
+                "COUNT",
+                step,
+                *NO_TIMEOUT,
+            )
         )
     rows, after = reply
     return [row[1] for row in rows[1:] if len(row) >= 2], int(after)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import GenerationInfo
 from .effects import Flow, Pipeline
+from .ftsearch import NO_TIMEOUT
 from .generations import parse_versions
 from .keys import STAGE_PREFIX, GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
@@ -85,8 +86,8 @@ def generations_info(keys: SpaceKeys) -> Flow[list[GenerationInfo]]:
         probes += [
             ("FT.INFO", gk.index),
             ("FT.INFO", gk.listing),
-            ("FT.AGGREGATE", gk.listing, "*", "LOAD", 1, "@__key", "LIMIT", 0, SAMPLE),
-            ("FT.AGGREGATE", gk.index, "*", "LOAD", 1, "@__key", "LIMIT", 0, SAMPLE),
+            ("FT.AGGREGATE", gk.listing, "*", "LOAD", 1, "@__key", "LIMIT", 0, SAMPLE, *NO_TIMEOUT),
+            ("FT.AGGREGATE", gk.index, "*", "LOAD", 1, "@__key", "LIMIT", 0, SAMPLE, *NO_TIMEOUT),
         ]
     replies = yield Pipeline(probes, raise_on_error=False)
     samples: list[list[bytes]] = []

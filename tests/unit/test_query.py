@@ -390,6 +390,7 @@ def test_knn_query_plain() -> None:
         "SORTBY", "__dist", "ASC",
         "LIMIT", 0, 10,
         "RETURN", 2, "__dist", "meta",
+        "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
 
@@ -404,6 +405,7 @@ def test_knn_query_with_filter_ef_vectors_and_a_page() -> None:
         "SORTBY", "__dist", "ASC",
         "LIMIT", 20, 5,
         "RETURN", 3, "__dist", "meta", "vec",
+        "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
 
@@ -411,7 +413,7 @@ def test_knn_query_with_filter_ef_vectors_and_a_page() -> None:
 def test_knn_query_without_metadata_and_args_are_fresh_lists() -> None:
     q = knn_query(3, filter_str=None, ef=None, with_vectors=False, with_metadata=False)
     first = q.args(b"a")
-    assert first[-5:] == ["RETURN", 1, "__dist", "DIALECT", 2]
+    assert first[-7:] == ["RETURN", 1, "__dist", "TIMEOUT", 0, "DIALECT", 2]
     first.append("junk")
     assert q.args(b"b")[6] == b"b"
     assert "junk" not in q.args(b"b")
@@ -419,9 +421,9 @@ def test_knn_query_without_metadata_and_args_are_fresh_lists() -> None:
 
 def test_knn_query_probe_loads_hits_only_when_nothing_else_does() -> None:
     bare = knn_query(3, with_metadata=False, probe=True).args(b"a")
-    assert bare[-6:] == ["RETURN", 2, "__dist", "__live", "DIALECT", 2]
+    assert bare[-8:] == ["RETURN", 2, "__dist", "__live", "TIMEOUT", 0, "DIALECT", 2]
     with_meta = knn_query(3, with_metadata=True, probe=True).args(b"a")
-    assert with_meta[-6:] == ["RETURN", 2, "__dist", "meta", "DIALECT", 2]
+    assert with_meta[-8:] == ["RETURN", 2, "__dist", "meta", "TIMEOUT", 0, "DIALECT", 2]
 
 
 def test_knn_query_with_a_lone_negation_prefilter() -> None:
@@ -466,6 +468,7 @@ def test_range_query() -> None:
         "SORTBY", "__dist", "ASC",
         "LIMIT", 0, 50,
         "RETURN", 2, "__dist", "meta",
+        "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
     qf = range_query(
@@ -477,6 +480,7 @@ def test_range_query() -> None:
         "SORTBY", "__dist", "ASC",
         "LIMIT", 5, 5,
         "RETURN", 2, "__dist", "vec",
+        "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
 
