@@ -49,7 +49,7 @@ from .effects import (
     WaitFlights,
 )
 from .errors import InvalidInputError, RediscacheError
-from .guard import FAILOVER_WAIT, Call, Failover, guarded, refused, unsent
+from .guard import FAILOVER_WAIT, Call, Failover, guarded, lost_read, refused, unsent
 from .metrics import Metrics
 from .wire import AsyncWire, Wire, once_async, roundtrip_async, transaction_async
 
@@ -359,6 +359,12 @@ def _check(durability: Durability, acked: Any, result: Any) -> None:
         durability.check(acked, result)
 
 
+def _reads(effect: Any) -> bool:
+    """Whether ``effect`` is a round trip of reads (no write command: repeating it after
+    its reply was lost is safe; a ttl refresh's PEXPIRE sets the same expiry again)."""
+    return type(effect) is Roundtrip and not writes(effect.commands)
+
+
 #: Effects that may carry a durable write's wait (rediscache.durability.writes_data).
 _GUARDABLE = frozenset({Once, Transaction, Roundtrip, Command, Pipeline})
 
@@ -410,7 +416,7 @@ class FailoverDriver(SyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return once(effect)
-        return ride(once, effect, self.failover_wait, self._forget)
+        return ride(once, effect, self.failover_wait, self._forget, _reads(effect))
 
     def _forget(self) -> None:
         """Drop the primary's idle connections (ride's ``forget``)."""
@@ -448,7 +454,7 @@ class ReplicaReadingDriver(FailoverDriver):
         answers), anything else as :meth:`FailoverDriver.perform`."""
         if type(effect) is not Roundtrip or writes(effect.commands):
             return super().perform(effect)
-        return ride(self._replica_read, effect, self.failover_wait, self._forget_replicas)
+        return ride(self._replica_read, effect, self.failover_wait, self._forget_replicas, True)
 
     def _replica_read(self, effect: Roundtrip) -> list[Any]:
         return self.replica_wire.roundtrip(effect.commands, effect.packed, effect.meanwhile)
@@ -462,11 +468,18 @@ class ReplicaReadingDriver(FailoverDriver):
 
 
 def ride(
-    perform: Callable[[Any], Any], effect: Any, seconds: float, forget: Callable[[], None]
+    perform: Callable[[Any], Any],
+    effect: Any,
+    seconds: float,
+    forget: Callable[[], None],
+    reads: bool = False,
 ) -> Any:
     """``perform(effect)``, performed again while it meets no primary (an error
-    :func:`rediscache.guard.unsent` accepts, or such an error reply): ``forget`` drops the
-    connections before each new attempt; at most ``seconds`` (then FailoverTimeoutError)."""
+    :func:`rediscache.guard.unsent` accepts, or such an error reply) or, when ``effect``
+    only ``reads``, while its reply is lost (:func:`rediscache.guard.lost_read`: a primary
+    stalled past the socket timeout, which the Sentinels replace meanwhile): ``forget``
+    drops the connections before each new attempt; at most ``seconds`` (then
+    FailoverTimeoutError)."""
     wait: Failover | None = None
     while True:
         try:
@@ -475,7 +488,7 @@ def ride(
             if problem is None:
                 return reply
         except BaseException as exc:
-            if not unsent(exc):
+            if not (unsent(exc) or (reads and lost_read(exc))):
                 raise
             problem = exc
         wait = wait or Failover(seconds)
@@ -485,7 +498,11 @@ def ride(
 
 
 async def ride_async(
-    perform: Callable[[Any], Awaitable[Any]], effect: Any, seconds: float, client: Any
+    perform: Callable[[Any], Awaitable[Any]],
+    effect: Any,
+    seconds: float,
+    client: Any,
+    reads: bool = False,
 ) -> Any:
     """:func:`ride` for asyncio: ``client``'s idle connections are dropped between tries."""
     wait: Failover | None = None
@@ -496,7 +513,7 @@ async def ride_async(
             if problem is None:
                 return reply
         except Exception as exc:
-            if not unsent(exc):
+            if not (unsent(exc) or (reads and lost_read(exc))):
                 raise
             problem = exc
         wait = wait or Failover(seconds)
@@ -714,7 +731,7 @@ class FailoverAsyncDriver(AsyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return await once(effect)
-        return await ride_async(once, effect, self.failover_wait, self.client)
+        return await ride_async(once, effect, self.failover_wait, self.client, _reads(effect))
 
 
 class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
@@ -737,7 +754,7 @@ class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
         """:meth:`ReplicaReadingDriver.perform` with ``await``."""
         if type(effect) is not Roundtrip or writes(effect.commands):
             return await super().perform(effect)
-        return await ride_async(self._replica_read, effect, self.failover_wait, self.replicas)
+        return await ride_async(self._replica_read, effect, self.failover_wait, self.replicas, True)
 
 
 def run_sync(flow: Flow[T], perform: Callable[[Any], Any]) -> T:

@@ -263,6 +263,22 @@ def _lost(exc: BaseException) -> bool:
 _NO_PRIMARY_REPLIES = ("READONLY", "MASTERDOWN", "CLUSTERDOWN", "NOREPLICAS")
 
 
+class NotPrimary(redis.ConnectionError):  # type: ignore[misc]
+    """A new connection refused before anything was sent on it: the node a Sentinel named
+    the primary answered ``ROLE`` as a replica (the Sentinels' views differ for a moment
+    after a failover). :func:`unsent` accepts it: the step waits for the primary."""
+
+
+def lost_read(exc: BaseException) -> bool:
+    """Whether ``exc`` lost the reply of a step that only reads (a timeout, a connection
+    that broke): repeating it is safe, and where a primary can fail over it is repeated
+    until the new one answers (:func:`rediscache.drive.ride`). Credentials refused and a
+    full pool are not that. Pure."""
+    if not isinstance(exc, redis.ConnectionError | ConnectionError | redis.TimeoutError):
+        return False
+    return not (auth_refused(exc) or _pool_full(exc))
+
+
 def unsent(exc: BaseException) -> bool:
     """Whether ``exc`` says its step ran nothing because it met no primary: a connection
     that could not be made, Sentinel knowing no primary, a replica's refusal (READONLY,
@@ -276,6 +292,8 @@ def unsent(exc: BaseException) -> bool:
         return isinstance(exc, redis.exceptions.ReadOnlyError) or said.startswith(
             _NO_PRIMARY_REPLIES
         )
+    if isinstance(exc, NotPrimary):
+        return True
     if isinstance(exc, NotSent):  # the connection failed before the command was written
         return not auth_refused(exc) and not _pool_full(exc)
     if isinstance(exc, redis.ConnectionError | ConnectionError | redis.TimeoutError):

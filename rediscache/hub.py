@@ -28,7 +28,15 @@ from .drive import FailoverDriver, Op, ReplicaReadingDriver, SyncDriver, SyncFac
 from .durability import Durability
 from .effects import Command, Flow
 from .errors import AuthenticationFailedError, ConnectionFailedError, InvalidInputError
-from .guard import FAILOVER_WAIT, address, auth_refused, database, redact, refused_credentials
+from .guard import (
+    FAILOVER_WAIT,
+    NotPrimary,
+    address,
+    auth_refused,
+    database,
+    redact,
+    refused_credentials,
+)
 from .keys import SpaceKeys
 from .metrics import OpStats
 from .partitioned import PartitionedSpace
@@ -551,7 +559,7 @@ def open_client(plan: ConnectPlan, info: ServerInfo | None, module: Any) -> tupl
     return module.Redis.from_pool(pool), True, f"the embedded server in {info.data_dir}"
 
 
-def _not_primary(reply: Any, address: tuple[str, int]) -> redis.ConnectionError | None:
+def _not_primary(reply: Any, address: tuple[str, int]) -> NotPrimary | None:
     """The error of a new connection to ``address``, named the primary by a Sentinel, whose
     ``ROLE`` reply says it is not one; None when it is (or when the user may not send ROLE:
     users made before it was granted)."""
@@ -562,7 +570,7 @@ def _not_primary(reply: Any, address: tuple[str, int]) -> redis.ConnectionError 
     if role == "master":
         return None
     host, port = address
-    return redis.ConnectionError(
+    return NotPrimary(
         f"{host}:{port}, named the primary by a Sentinel, is a {role}: the Sentinels' views "
         "differ for a moment after a failover (a demoted primary that woke up)"
     )

@@ -35,6 +35,7 @@ import codecs
 import contextlib
 import inspect
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -330,19 +331,34 @@ _reply_error = _error_mapper()
 _ReplyError: Any = _hiredis.ReplyError if _hiredis is not None else redis.ResponseError
 
 
-async def _read_replies(stream: asyncio.StreamReader, n: int) -> list[Any]:
+async def _read_replies(stream: asyncio.StreamReader, n: int, timeout: float | None) -> list[Any]:
     """``n`` RESP2 replies parsed by hiredis from whatever the socket holds: one await per
-    chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each)."""
+    chunk of bytes instead of one per reply (per-reply awaits cost ~5 us each). Each read
+    waits at most ``timeout`` seconds (the connection's socket timeout, as redis-py's own
+    reads: a server that stopped answering raises redis.TimeoutError instead of hanging)."""
     parser = _hiredis.Reader()  # no Python callback inside the C parser (see _settled)
     replies: list[Any] = []
     try:
         while len(replies) < n:
-            _feed(parser, await stream.read(_CHUNK), replies, n)
+            if timeout is None:
+                chunk = await stream.read(_CHUNK)
+            else:
+                async with _timeout(timeout):
+                    chunk = await stream.read(_CHUNK)
+            _feed(parser, chunk, replies, n)
     except redis.RedisError:
         raise
+    except (asyncio.TimeoutError, TimeoutError) as exc:
+        raise redis.TimeoutError(f"Timeout reading from socket (after {timeout:g} s)") from exc
     except OSError as exc:  # a reset connection: a broken one, as on the sync path
         raise redis.ConnectionError(f"Error while reading from socket: {exc}") from exc
     return _settled(replies)
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - redis-py depends on async-timeout there
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 
 def _stream_of(conn: Any) -> asyncio.StreamReader | None:
@@ -392,7 +408,7 @@ async def _replies_of(conn: Any, n: int) -> list[Any]:
     """The next ``n`` replies on an asyncio ``conn`` (error replies as exceptions)."""
     stream = _stream_of(conn)
     if stream is not None:
-        return await _read_replies(stream, n)
+        return await _read_replies(stream, n, getattr(conn, "socket_timeout", None))
     replies: list[Any] = []
     for _ in range(n):
         try:

@@ -665,3 +665,73 @@ def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
     asyncio.run(main())
     with rediscache.connect(ha_set.url) as hub:  # the hub's own clients use them
         assert hub.client.connection_pool.connection_class is sync_kind
+
+
+def test_reads_wait_out_a_primary_stalled_past_their_socket_timeout(
+    ha_set: ha.HAInfo, space_name: str
+) -> None:
+    """A primary stopped (SIGSTOP) longer than the clients' socket timeout, replaced by the
+    Sentinels meanwhile: reads (sync and asyncio) whose reply was lost are sent again until
+    the new primary answers, within failover_wait; none raises, none answers short. (A new
+    user's trial saw a sync read raise ServerTimeoutError, and an asyncio read wait until
+    the old primary woke up: its fast read path had no timeout.)"""
+    with rediscache.connect(ha_set.url, socket_timeout=1) as hub:
+        space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
+        _seed(space)
+        stop = threading.Event()
+        seen: dict[str, list[Any]] = {"sync": [], "async": []}
+        done: dict[str, int] = {"sync": 0, "async": 0}
+
+        def check(vectors: Any, hits: list[Any]) -> None:
+            assert vectors.shape == (2, DIM) and len(hits) == 3, (vectors.shape, hits)
+
+        def sync_reader() -> None:
+            while not stop.is_set():
+                try:
+                    check(space.get_many(["seed-0", "seed-1"]), space.search(np.ones(DIM), 3))
+                    done["sync"] += 1
+                except Exception as exc:
+                    seen["sync"].append(exc)
+
+        async def async_reader() -> None:
+            ahub = await rediscache.connect_async(ha_set.url, socket_timeout=1)
+            try:
+                aspace = await ahub.space(space_name)
+                while not stop.is_set():
+                    try:
+                        vectors = await aspace.get_many(["seed-0", "seed-1"])
+                        check(vectors, await aspace.search(np.ones(DIM), 3))
+                        done["async"] += 1
+                    except Exception as exc:
+                        seen["async"].append(exc)
+                    await asyncio.sleep(0.005)
+            finally:
+                await ahub.close()
+
+        threads = [
+            threading.Thread(target=sync_reader),
+            threading.Thread(target=lambda: asyncio.run(async_reader())),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(1.0)
+            pid = ha_set.nodes[ha_set.primary].pid
+            os.kill(pid, signal.SIGSTOP)
+            stopped = dict(done)
+            try:
+                time.sleep(DOWN_AFTER_MS / 1000 + 6)
+            finally:
+                woke = dict(done)
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert seen == {"sync": [], "async": []}, seen
+        # both resumed on the promoted replica while the old primary was still stopped
+        assert woke["sync"] > stopped["sync"] and woke["async"] > stopped["async"], (
+            stopped,
+            woke,
+        )

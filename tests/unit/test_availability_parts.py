@@ -195,3 +195,47 @@ def test_a_durable_write_refused_for_want_of_replicas_is_sent_again_not_failed()
     driver.durability = Durability(replicas=1)
     assert driver.perform(Once(("EVALSHA", "abc", 0), True)) == b"stored"
     assert len(fake.sent) == 2
+
+
+def test_a_connection_to_a_demoted_primary_and_a_lost_read_are_waited_out() -> None:
+    """The ROLE check's refusal is a step never sent (waited for, as a failover); a read whose
+    reply was lost (a primary stalled past the socket timeout) is repeated while the
+    Sentinels replace it, only by a read round trip; a write's is not (it may have run)."""
+    from rediscache.drive import ride
+    from rediscache.guard import NotPrimary, lost_read
+
+    assert unsent(NotPrimary("127.0.0.1:1, named the primary by a Sentinel, is a slave"))
+    assert lost_read(redis.TimeoutError("Timeout reading from socket"))
+    assert lost_read(redis.ConnectionError("Connection reset by peer"))
+    assert not lost_read(redis.AuthenticationError("invalid password"))
+    assert not lost_read(redis.ConnectionError("Too many connections"))
+    calls: list[int] = []
+
+    def perform(effect: object) -> object:
+        calls.append(1)
+        if len(calls) < 3:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return [b"v"]
+
+    assert ride(perform, None, 5.0, lambda: None, reads=True) == [b"v"]
+    assert len(calls) == 3
+    calls.clear()
+    with pytest.raises(redis.TimeoutError):
+        ride(perform, None, 5.0, lambda: None)  # a write's lost reply: raised at once
+    assert len(calls) == 1
+
+
+def test_an_asyncio_read_of_a_server_that_stopped_answering_times_out() -> None:
+    """The asyncio fast read (hiredis straight from the stream) waits at most the
+    connection's socket timeout, as redis-py's own reads do (it waited until the server
+    woke up: 30 s for a primary stopped 30 s, though the Sentinels had promoted another)."""
+    import asyncio
+
+    from rediscache.wire import _read_replies
+
+    async def main() -> None:
+        silent = asyncio.StreamReader()  # nothing ever arrives
+        with pytest.raises(redis.TimeoutError, match="Timeout reading"):  # not wait_for's
+            await asyncio.wait_for(_read_replies(silent, 1, 0.2), 5)
+
+    asyncio.run(main())
