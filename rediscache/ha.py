@@ -490,7 +490,7 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
 def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Each node and Sentinel of the set recorded in ``data_dir``: ``name``, ``port``
     (0 when never started), ``running`` and, for a running node, its ``role``
-    (``master`` or ``slave``, as ROLE says)."""
+    (``master`` or ``slave``, as ROLE says; ``not answering`` when it did not within 2 s)."""
     root = _dir(data_dir)
     record = _read_record(root)
     if record is None:
@@ -503,11 +503,13 @@ def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, An
                                  "running": found.running}  # fmt: skip
         if found.running and found.info is not None:
             password = str(record["password"])
-            with (
-                contextlib.closing(_node_client(found.info, password, 2.0)) as c,
-                contextlib.suppress(redis.RedisError),
-            ):
-                entry["role"] = _text(c.execute_command("ROLE")[0])
+            with contextlib.closing(_node_client(found.info, password, 2.0)) as c:
+                try:
+                    entry["role"] = _text(c.execute_command("ROLE")[0])
+                except (redis.TimeoutError, redis.ConnectionError):
+                    entry["role"] = "not answering"  # a stalled process: said, not hidden
+                except redis.RedisError:
+                    pass
         out.append(entry)
     for i in range(int(record["sentinels"])):
         sentinel_dir = root / f"sentinel-{i}"

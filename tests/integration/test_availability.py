@@ -749,3 +749,16 @@ def test_the_sets_nodes_keep_a_backlog_a_replica_can_catch_up_from(ha_set: ha.HA
         finally:
             client.close()
         assert int(got) == 64 * 1024 * 1024, (node.port, got)
+
+
+def test_status_says_which_node_is_not_answering(ha_set: ha.HAInfo) -> None:
+    """A stalled member (SIGSTOP) is listed as not answering, not as a node without a role."""
+    replica = next(i for i in range(len(ha_set.nodes)) if i != ha_set.primary)
+    pid = ha_set.nodes[replica].pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        found = {m["name"]: m for m in ha.members(ha_set.data_dir)}
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert found[f"node-{replica}"]["role"] == "not answering", found
+    assert found[f"node-{ha_set.primary}"]["role"] == "master"
