@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from .cluster import stop_nodes
 from .errors import EmbeddedServerError, InvalidInputError
@@ -254,9 +256,11 @@ def _node_client(node: ServerInfo, password: str, timeout: float = 5.0) -> redis
 def _sentinel_client(where: tuple[str, int], password: str, timeout: float = 5.0) -> redis.Redis:
     """A client of one node or Sentinel of the set (the same password everywhere)."""
     host, port = where
+    # no retry: redis-py's default retries a timeout ten times (a stalled member held
+    # `server status --sentinel` for as long as it was stopped); the callers loop themselves
     return redis.Redis(
         host=host, port=port, password=password, socket_timeout=timeout,
-        socket_connect_timeout=timeout, protocol=2,
+        socket_connect_timeout=timeout, protocol=2, retry=Retry(NoBackoff(), 0),
     )  # fmt: skip
 
 
@@ -490,7 +494,8 @@ def stop(data_dir: str | os.PathLike[str] | None = None, *, timeout: float = 60.
 def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
     """Each node and Sentinel of the set recorded in ``data_dir``: ``name``, ``port``
     (0 when never started), ``running`` and, for a running node, its ``role``
-    (``master`` or ``slave``, as ROLE says; ``not answering`` when it did not within 2 s)."""
+    (``master`` or ``slave``, as ROLE says; ``not answering`` when it did not within 2 s)
+    and, for a replica, its ``link`` (:func:`_replica_link`)."""
     root = _dir(data_dir)
     record = _read_record(root)
     if record is None:
@@ -505,7 +510,10 @@ def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, An
             password = str(record["password"])
             with contextlib.closing(_node_client(found.info, password, 2.0)) as c:
                 try:
-                    entry["role"] = _text(c.execute_command("ROLE")[0])
+                    role = c.execute_command("ROLE")
+                    entry["role"] = _text(role[0])
+                    if entry["role"] == "slave":
+                        entry["link"] = _replica_link(c, role)
                 except (redis.TimeoutError, redis.ConnectionError):
                     entry["role"] = "not answering"  # a stalled process: said, not hidden
                 except redis.RedisError:
@@ -519,6 +527,18 @@ def members(data_dir: str | os.PathLike[str] | None = None) -> list[dict[str, An
             port = int(json.loads((sentinel_dir / SENTINEL_STATE).read_text())["port"])
         out.append({"name": f"sentinel-{i}", "port": port, "running": where is not None})
     return out
+
+
+def _replica_link(client: redis.Redis, role: list[Any]) -> str:
+    """How a replica stands with its primary: ``in sync``, ``loading`` (a full
+    resynchronisation's snapshot being loaded and indexed: not yet a copy), ``syncing``
+    (receiving it) or ``link down`` (ROLE's link state and INFO's loading flag)."""
+    if int(client.info("persistence").get("loading", 0)):
+        return "loading"
+    state = _text(role[3]) if len(role) > 3 else ""
+    if state == "connected":
+        return "in sync"
+    return "syncing" if state == "sync" else "link down"
 
 
 def status(data_dir: str | os.PathLike[str] | None = None) -> HAInfo | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import time
 from collections.abc import Mapping
 from operator import attrgetter
 from pathlib import Path
@@ -576,18 +577,40 @@ def _not_primary(reply: Any, address: tuple[str, int]) -> NotPrimary | None:
     )
 
 
+#: Seconds a new connection to the primary may take (connect, handshake, ROLE) before the
+#: Sentinels are asked again whether it still is the one they name: a primary stopped for
+#: a while answers ROLE "master" when it wakes, seconds before they demote it, while they
+#: have named another meanwhile (a new user's trial read 10 s of stale data so).
+RECHECK_AFTER = 0.5
+
+
+def _replaced(address: tuple[str, int], named: tuple[Any, ...]) -> NotPrimary | None:
+    """The error of a connection to ``address`` when the Sentinels now name ``named``."""
+    if (str(named[0]), int(named[1])) == (str(address[0]), int(address[1])):
+        return None
+    host, port = address
+    return NotPrimary(
+        f"{host}:{port} answered as the primary after a slow connection, but the Sentinels "
+        f"now name {named[0]}:{named[1]} (it was replaced while it did not answer)"
+    )
+
+
 def _primary_connection(base: type[Any], asyncio_: bool) -> type[Any]:
     """``base`` (redis-py's Sentinel-managed connection, sync or asyncio) whose new
     connections to the primary check it answers as one (``ROLE``, one round trip per new
     connection): a Sentinel that has not yet heard of a failover names the old primary,
     which, woken up from a stall and demoted, serves reads from a stale (or, while it
-    resynchronises, partly indexed) copy. Refused: a connection error, so the step is sent
-    again after a pause (rediscache.guard.Failover) once the Sentinels agree."""
+    resynchronises, partly indexed) copy. A connection that took longer than
+    :data:`RECHECK_AFTER` (the node may have been stopped meanwhile, and woken up still a
+    primary) also asks the Sentinels again whether they still name it. Refused: a
+    :class:`rediscache.guard.NotPrimary`, so the step is sent again after a pause
+    (rediscache.guard.Failover) once the Sentinels agree."""
 
     if asyncio_:
 
         class AsyncPrimaryConnection(base):  # type: ignore[misc]
             async def connect_to(self, address: tuple[str, int]) -> None:
+                began = time.monotonic()
                 await super().connect_to(address)
                 if self.connection_pool.is_master:
                     await self.send_command("ROLE")
@@ -596,6 +619,9 @@ def _primary_connection(base: type[Any], asyncio_: bool) -> type[Any]:
                     except redis.ResponseError as exc:
                         reply = exc
                     error = _not_primary(reply, address)
+                    if error is None and time.monotonic() - began > RECHECK_AFTER:
+                        named = tuple(await self.connection_pool.get_master_address())
+                        error = _replaced(address, named)
                     if error is not None:
                         await self.disconnect()
                         raise error
@@ -604,6 +630,7 @@ def _primary_connection(base: type[Any], asyncio_: bool) -> type[Any]:
 
     class PrimaryConnection(base):  # type: ignore[misc]
         def connect_to(self, address: tuple[str, int]) -> None:
+            began = time.monotonic()
             super().connect_to(address)
             if self.connection_pool.is_master:
                 self.send_command("ROLE")
@@ -612,6 +639,8 @@ def _primary_connection(base: type[Any], asyncio_: bool) -> type[Any]:
                 except redis.ResponseError as exc:
                     reply = exc
                 error = _not_primary(reply, address)
+                if error is None and time.monotonic() - began > RECHECK_AFTER:
+                    error = _replaced(address, tuple(self.connection_pool.get_master_address()))
                 if error is not None:
                     self.disconnect()
                     raise error

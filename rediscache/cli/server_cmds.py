@@ -543,6 +543,8 @@ def _set_status(state: State, show_password: bool, as_json: bool) -> None:
     for m in members:  # the words of the rest of rediscache, not Redis's
         if "role" in m:
             m["role"] = {"master": "primary", "slave": "replica"}.get(m["role"], m["role"])
+        if m.get("link") not in (None, "in sync"):  # a replica that is not yet a copy
+            m["role"] = f"{m['role']}, {m['link']}"
     if wants_json(state, as_json):
         described: dict[str, Any] = (
             ha.describe(found, show_password=show_password) if found else {"data_dir": str(root)}

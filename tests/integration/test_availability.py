@@ -340,7 +340,7 @@ def test_a_failover_longer_than_the_wait_raises_failover_timeout(
         res = CliRunner().invoke(cli, ["--data-dir", ha_set.data_dir, "server", "status",
                                        "--sentinel"])  # fmt: skip
         assert res.exit_code == 3 and "not whole" in res.output, res.output
-        assert "(replica)" in res.output and "NOT RUNNING" in res.output, res.output
+        assert "(replica, link down)" in res.output and "NOT RUNNING" in res.output, res.output
         with pytest.raises(rediscache.FailoverTimeoutError) as err:
             space.put("k2", np.ones(DIM))
         assert "within 0.3 s" in str(err.value) and "not stored" in str(err.value)
@@ -632,7 +632,7 @@ def test_a_stalled_primary_replaced_meanwhile_loses_no_acknowledged_write(
 
 
 def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
-    ha_set: ha.HAInfo,
+    ha_set: ha.HAInfo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """For a moment after a failover a Sentinel that has not heard of it names the old
     primary, which, woken up and demoted, serves reads from a stale or (while it
@@ -665,6 +665,25 @@ def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
     asyncio.run(main())
     with rediscache.connect(ha_set.url) as hub:  # the hub's own clients use them
         assert hub.client.connection_pool.connection_class is sync_kind
+
+    # a slow connection (the node was stopped meanwhile) asks the Sentinels again: a
+    # primary they replaced while it slept is refused, though it still answers "master"
+    class Replaced(Pool):
+        def get_master_address(self) -> tuple[str, int]:
+            return (replica.host, replica.port)
+
+    monkeypatch.setattr(rediscache.hub, "RECHECK_AFTER", -1.0)
+    conn = sync_kind(connection_pool=Replaced(), password=ha_set.password, protocol=2)
+    with pytest.raises(rediscache.guard.NotPrimary, match="the Sentinels now name"):
+        conn.connect_to((primary.host, primary.port))
+
+    class Same(Pool):
+        def get_master_address(self) -> tuple[str, int]:
+            return (primary.host, primary.port)
+
+    conn = sync_kind(connection_pool=Same(), password=ha_set.password, protocol=2)
+    conn.connect_to((primary.host, primary.port))  # still the one named: kept
+    conn.disconnect()
 
 
 def test_reads_wait_out_a_primary_stalled_past_their_socket_timeout(
@@ -762,3 +781,12 @@ def test_status_says_which_node_is_not_answering(ha_set: ha.HAInfo) -> None:
         os.kill(pid, signal.SIGCONT)
     assert found[f"node-{replica}"]["role"] == "not answering", found
     assert found[f"node-{ha_set.primary}"]["role"] == "master"
+    # once it answers again: a replica, with how it stands with its primary
+    deadline = time.monotonic() + RESUME_BOUND
+    while time.monotonic() < deadline:
+        again = {m["name"]: m for m in ha.members(ha_set.data_dir)}[f"node-{replica}"]
+        if again.get("link") == "in sync":
+            break
+        assert again.get("link") in ("syncing", "loading", "link down", None), again
+        time.sleep(0.2)
+    assert again["role"] == "slave" and again["link"] == "in sync", again

@@ -218,9 +218,9 @@ async def check_async() -> dict[str, Any]:
     taken = {"n": 0}
     read_replies = wire._read_replies
 
-    async def counted(stream: asyncio.StreamReader, n: int) -> list[Any]:
+    async def counted(stream: asyncio.StreamReader, n: int, timeout: float | None) -> list[Any]:
         taken["n"] += 1
-        return await read_replies(stream, n)
+        return await read_replies(stream, n, timeout)
 
     wire._read_replies = counted
     try:
