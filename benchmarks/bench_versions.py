@@ -299,6 +299,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(f"data: {data.source}")
     results = []
     with open_hub(args.url) as (hub, where):
+        # a version's index at 100k takes minutes to build here: "version index s" times it
+        hub.index_wait = 1800.0
         say(f"server: {where}, {hub.server_versions()}")
         for n in sizes:
             say(f"size {n:,} ...")
