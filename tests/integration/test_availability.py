@@ -642,12 +642,20 @@ def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
     pause), sync and asyncio."""
     from rediscache.hub import PRIMARY_CONNECTIONS
 
+    primary = ha_set.nodes[ha_set.primary]
+    replica = next(n for i, n in enumerate(ha_set.nodes) if i != ha_set.primary)
+
     class Pool:  # what a Sentinel-managed connection asks of its pool
         is_master = True
         check_connection = False
 
-    primary = ha_set.nodes[ha_set.primary]
-    replica = next(n for i, n in enumerate(ha_set.nodes) if i != ha_set.primary)
+        def get_master_address(self) -> tuple[str, int]:  # asked after a slow connection
+            return (primary.host, primary.port)
+
+    class AsyncPool(Pool):
+        async def get_master_address(self) -> tuple[str, int]:  # type: ignore[override]
+            return (primary.host, primary.port)
+
     sync_kind, async_kind = PRIMARY_CONNECTIONS
     conn = sync_kind(connection_pool=Pool(), password=ha_set.password, protocol=2)
     with pytest.raises(redis.ConnectionError, match="named the primary by a Sentinel, is a slave"):
@@ -656,7 +664,7 @@ def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
     conn.disconnect()
 
     async def main() -> None:
-        conn = async_kind(connection_pool=Pool(), password=ha_set.password, protocol=2)
+        conn = async_kind(connection_pool=AsyncPool(), password=ha_set.password, protocol=2)
         with pytest.raises(redis.ConnectionError, match="is a slave"):
             await conn.connect_to((replica.host, replica.port))
         await conn.connect_to((primary.host, primary.port))
@@ -676,12 +684,7 @@ def test_a_node_a_sentinel_names_primary_is_used_only_if_it_answers_as_one(
     conn = sync_kind(connection_pool=Replaced(), password=ha_set.password, protocol=2)
     with pytest.raises(rediscache.guard.NotPrimary, match="the Sentinels now name"):
         conn.connect_to((primary.host, primary.port))
-
-    class Same(Pool):
-        def get_master_address(self) -> tuple[str, int]:
-            return (primary.host, primary.port)
-
-    conn = sync_kind(connection_pool=Same(), password=ha_set.password, protocol=2)
+    conn = sync_kind(connection_pool=Pool(), password=ha_set.password, protocol=2)
     conn.connect_to((primary.host, primary.port))  # still the one named: kept
     conn.disconnect()
 
