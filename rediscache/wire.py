@@ -380,28 +380,9 @@ async def roundtrip_async(
     reply on one pooled connection, without redis.asyncio's pipeline bookkeeping (which made
     a get_many(100) cost 2.5x the sync one). Error replies are returned as exceptions; a
     broken connection is retried once (the commands are reads). ``packed`` and
-    ``meanwhile``: as for :meth:`Wire.roundtrip`."""
-    pool = client.connection_pool
-    for attempt in (1, 2):
-        conn = await _connection(pool, commands)
-        try:
-            await conn.send_packed_command(_pack(conn, commands, packed))
-            late = meanwhile() if meanwhile is not None else None
-            replies = await _replies_of(conn, len(commands))
-        except _BROKEN:
-            await conn.disconnect()
-            if attempt == 2:
-                raise
-            continue
-        except BaseException:
-            await conn.disconnect()  # a reply may be half read (cancellation too)
-            raise
-        finally:
-            await pool.release(conn)
-        if late is not None:
-            raise late
-        return replies
-    raise AssertionError("unreachable")
+    ``meanwhile``: as for :meth:`Wire.roundtrip`. :class:`AsyncWire` without kept
+    connections."""
+    return await AsyncWire(client, keep=False).roundtrip(commands, packed, meanwhile)
 
 
 async def _replies_of(conn: Any, n: int) -> list[Any]:
@@ -830,26 +811,28 @@ class AsyncWire:
         meanwhile: Callable[[], Exception | None] | None = None,
     ) -> list[Any]:
         """:func:`roundtrip_async` on a kept connection (or one from the pool)."""
-        if not self.size:
-            return await roundtrip_async(self.client, commands, packed, meanwhile)
         idle = self.idle
-        if asyncio.get_running_loop() is not self.loop:
+        if self.size and asyncio.get_running_loop() is not self.loop:
             await self.release()  # another loop's connections go back to the pool
             self.loop = asyncio.get_running_loop()
         try:
             conn = idle.pop()
         except IndexError:
             conn = await _connection(self.pool, commands)
-        try:
-            await conn.send_packed_command(_pack(conn, commands, packed))
-            late = meanwhile() if meanwhile is not None else None
-            replies = await _replies_of(conn, len(commands))
-        except _BROKEN:
-            await self._broken(conn)
-            return await roundtrip_async(self.client, commands, packed, meanwhile)
-        except BaseException:
-            await self._broken(conn)  # a reply may be half read (cancellation too)
-            raise
+        for attempt in (1, 2):
+            try:
+                await conn.send_packed_command(_pack(conn, commands, packed))
+                late = meanwhile() if meanwhile is not None else None
+                replies = await _replies_of(conn, len(commands))
+                break
+            except _BROKEN:
+                await self._broken(conn)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                await self._broken(conn)  # a reply may be half read (cancellation too)
+                raise
+            conn = await _connection(self.pool, commands)  # once more, one the pool checked
         if len(idle) < self.size:
             idle.append(conn)
         else:
