@@ -359,9 +359,12 @@ def _check(durability: Durability, acked: Any, result: Any) -> None:
         durability.check(acked, result)
 
 
-def _reads(effect: Any) -> bool:
+def _reads(effect: Any, known: bool | None = None) -> bool:
     """Whether ``effect`` is a round trip of reads (no write command: repeating it after
-    its reply was lost is safe; a ttl refresh's PEXPIRE sets the same expiry again)."""
+    its reply was lost is safe; a ttl refresh's PEXPIRE sets the same expiry again);
+    ``known``, when not None, says so already."""
+    if known is not None:
+        return known
     return type(effect) is Roundtrip and not writes(effect.commands)
 
 
@@ -416,7 +419,7 @@ class FailoverDriver(SyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return once(effect)
-        return ride(once, effect, self.failover_wait, self._forget, _reads(effect))
+        return ride(once, effect, self.failover_wait, self._forget)
 
     def _forget(self) -> None:
         """Drop the primary's idle connections (ride's ``forget``)."""
@@ -472,14 +475,14 @@ def ride(
     effect: Any,
     seconds: float,
     forget: Callable[[], None],
-    reads: bool = False,
+    reads: bool | None = None,
 ) -> Any:
     """``perform(effect)``, performed again while it meets no primary (an error
     :func:`rediscache.guard.unsent` accepts, or such an error reply) or, when ``effect``
-    only ``reads``, while its reply is lost (:func:`rediscache.guard.lost_read`: a primary
-    stalled past the socket timeout, which the Sentinels replace meanwhile): ``forget``
-    drops the connections before each new attempt; at most ``seconds`` (then
-    FailoverTimeoutError)."""
+    only reads (``reads``; None: judged from the effect, only once a reply is lost), while
+    its reply is lost (:func:`rediscache.guard.lost_read`: a primary stalled past the socket
+    timeout, which the Sentinels replace meanwhile): ``forget`` drops the connections before
+    each new attempt; at most ``seconds`` (then FailoverTimeoutError)."""
     wait: Failover | None = None
     while True:
         try:
@@ -488,7 +491,7 @@ def ride(
             if problem is None:
                 return reply
         except BaseException as exc:
-            if not (unsent(exc) or (reads and lost_read(exc))):
+            if not (unsent(exc) or (lost_read(exc) and _reads(effect, reads))):
                 raise
             problem = exc
         wait = wait or Failover(seconds)
@@ -502,7 +505,7 @@ async def ride_async(
     effect: Any,
     seconds: float,
     client: Any,
-    reads: bool = False,
+    reads: bool | None = None,
 ) -> Any:
     """:func:`ride` for asyncio: ``client``'s idle connections are dropped between tries."""
     wait: Failover | None = None
@@ -513,7 +516,7 @@ async def ride_async(
             if problem is None:
                 return reply
         except Exception as exc:
-            if not (unsent(exc) or (reads and lost_read(exc))):
+            if not (unsent(exc) or (lost_read(exc) and _reads(effect, reads))):
                 raise
             problem = exc
         wait = wait or Failover(seconds)
@@ -731,7 +734,7 @@ class FailoverAsyncDriver(AsyncDriver):
         once = super().perform
         if isinstance(effect, _OFF_SERVER) or self.failover_wait <= 0:
             return await once(effect)
-        return await ride_async(once, effect, self.failover_wait, self.client, _reads(effect))
+        return await ride_async(once, effect, self.failover_wait, self.client)
 
 
 class ReplicaReadingAsyncDriver(FailoverAsyncDriver):
