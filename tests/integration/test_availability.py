@@ -197,6 +197,22 @@ def _seed(space: Any) -> None:
     space.put_many([f"seed-{i}" for i in range(20)], np.eye(20, DIM, dtype=np.float32) + 0.5)
 
 
+@contextlib.contextmanager
+def _spaces(
+    ha_set: ha.HAInfo, name: str, *, durable_timeout: float, **options: Any
+) -> Iterator[tuple[Any, Any]]:
+    """A new seeded FLAT space of the set, through a plain hub and through a durable one
+    (``Durability(replicas=1, timeout=durable_timeout)``); ``options`` go to connect."""
+    with (
+        rediscache.connect(ha_set.url, **options) as hub,
+        rediscache.connect(ha_set.url, **options) as durable_hub,
+    ):
+        durable_hub.durability = rediscache.Durability(replicas=1, timeout=durable_timeout)
+        space = hub.create_space(name, DIM, metric="l2", algorithm="flat")
+        _seed(space)
+        yield space, durable_hub.space(name)
+
+
 def test_the_set_is_found_through_its_sentinels(ha_set: ha.HAInfo, space_name: str) -> None:
     with rediscache.connect(ha_set.url) as hub:
         primary = ha_set.nodes[ha_set.primary]
@@ -225,14 +241,7 @@ def test_a_killed_primary_is_replaced_and_callers_resume(
     (OutcomeUnknownError, at most one per writing thread); every durable write that
     returned is on the new primary; the new primary runs the scripts (loaded again) and
     answers searches (the index was replicated)."""
-    with (
-        rediscache.connect(ha_set.url) as hub,
-        rediscache.connect(ha_set.url) as durable_hub,
-    ):
-        durable_hub.durability = rediscache.Durability(replicas=1, timeout=3.0)
-        space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
-        _seed(space)
-        durable_space = durable_hub.space(space_name)
+    with _spaces(ha_set, space_name, durable_timeout=3.0) as (space, durable_space):
         with Load(space, durable_space) as load:
             time.sleep(1.0)
             load.killed_at = _kill_primary(ha_set)
@@ -589,14 +598,10 @@ def test_a_stalled_primary_replaced_meanwhile_loses_no_acknowledged_write(
     DurabilityError (they write nothing to wait for) nor return a wrong answer."""
     # a socket timeout longer than the stall: the call in flight gets its reply when the
     # old primary wakes up (a shorter one would give up first: outcome unknown, not lost)
-    with (
-        rediscache.connect(ha_set.url, socket_timeout=15) as hub,
-        rediscache.connect(ha_set.url, socket_timeout=15) as durable_hub,
+    with _spaces(ha_set, space_name, durable_timeout=1.0, socket_timeout=15) as (
+        space,
+        durable_space,
     ):
-        durable_hub.durability = rediscache.Durability(replicas=1, timeout=1.0)
-        space = hub.create_space(space_name, DIM, metric="l2", algorithm="flat")
-        _seed(space)
-        durable_space = durable_hub.space(space_name)
         with Load(space, durable_space) as load:
             time.sleep(1.0)
             pid = ha_set.nodes[ha_set.primary].pid
