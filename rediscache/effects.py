@@ -12,11 +12,13 @@ Pure: types only (and :class:`InFlight`, a table of events guarded by a lock).
 
 from __future__ import annotations
 
+import enum
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 __all__ = [
+    "SLOW",
     "Background",
     "Broadcast",
     "Command",
@@ -29,11 +31,23 @@ __all__ = [
     "Pipeline",
     "Roundtrip",
     "Sleep",
+    "Slow",
     "Transaction",
     "WaitFlights",
 ]
 
 T = TypeVar("T")
+
+
+class Slow(enum.Enum):
+    """The answer of an operation's quick lane (``Op(quick=...)``) to a call it does not
+    serve: run the operation's flow instead."""
+
+    SLOW = "slow"
+
+
+#: :class:`Slow`'s one value.
+SLOW = Slow.SLOW
 
 
 class Roundtrip(NamedTuple):

@@ -696,12 +696,13 @@ class Call:
         metrics_of: Callable[[Any], Metrics] | None,
         *,
         retry: bool = True,
+        t0: float | None = None,
     ) -> None:
         self.obj, self.op, self.fn, self.part = obj, op, fn, part
         self.args, self.kwargs, self.metrics_of = args, kwargs, metrics_of
         self.retry = retry
         self.tries = 0
-        self.t0 = time.perf_counter()
+        self.t0 = time.perf_counter() if t0 is None else t0
 
     def flow(self) -> Flow[Any]:
         """The flow of the next attempt."""

@@ -542,6 +542,9 @@ class _OnNodes:
     nodes: ClusterNodes
     _durability: Durability | None
     _drivers: dict[Address, Any]
+    #: No quick lane (``Op(quick=...)``, :attr:`rediscache.drive.SyncDriver.lane`): every
+    #: effect is routed to the node that owns its keys.
+    lane = None
 
     @property
     def durability(self) -> Durability | None:

@@ -19,14 +19,14 @@ import numpy.typing as npt
 
 from . import ftsearch, query
 from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metadata
-from .effects import Flow, Roundtrip
+from .effects import SLOW, Flow, Roundtrip, Slow
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .query import DISTANCE_FIELD
 from .reads import Hit, Reads
 from .state import SpaceState
 from .target import Target
-from .wire import frame
+from .wire import Wire, frame
 
 __all__ = ["Searches"]
 
@@ -78,34 +78,17 @@ class Searches:
         """
         t = self.target
         first: list[Any] | None = None
-        plain = (  # the usual search: a short path (see _simple), with every check below
-            filter is None and ef is None and exclude is None and t.live
-            and type(offset) is int and offset == 0 and type(k) is int
-            and type(with_vectors) is bool and type(with_metadata) is bool
-            and not t.config.expiring
-        )  # fmt: skip
-        if plain and t.gen.gen in t.readiness.ready and not t.reconnected():
-            prepared = self._simple.get((k, with_vectors, with_metadata))
-            if prepared is not None:
-                codec = t.codec
-                blob = codec.sent_first(vector)
-                if blob is None:
-                    blob = codec.encode(codec.as_vector(vector))
-                    meanwhile = None
-                else:  # checked while the server searches: raised before any hit is read
-                    meanwhile = functools.partial(codec.bytes_error, blob)
-                gen = t.gen
-                first = yield Roundtrip(
-                    [(*prepared.head, blob, *prepared.tail)],
-                    prepared.before + blob + prepared.after,
-                    meanwhile,
-                )
-                if t.reconnected():  # the server may have restarted: the general path
-                    first = None
-                elif not isinstance(first[0], Exception):
-                    hits = _quick_hits(first[0], gen, t.codec, with_vectors)
-                    if hits is not None:
-                        return hits
+        plain = _plain(t, filter, ef, exclude, offset, k, with_vectors, with_metadata)
+        request = self._request(vector, k, with_vectors, with_metadata) if plain else None
+        if request is not None:
+            gen = t.gen
+            first = yield request
+            if t.reconnected():  # the server may have restarted: the general path
+                first = None
+            elif not isinstance(first[0], Exception):
+                hits = _quick_hits(first[0], gen, t.codec, with_vectors)
+                if hits is not None:
+                    return hits
         plan = self._search_plan(
             vector,
             k,
@@ -122,6 +105,60 @@ class Searches:
                 ("FT.SEARCH", t.keys.index, *query_.head), query_.tail, t.codec.nbytes
             )
         return (yield from self._searched(plan, first))[0]
+
+    def quick(
+        self,
+        wire: Wire,
+        vector: Any,
+        k: int = 10,
+        *,
+        filter: query.FilterLike = None,
+        ef: int | None = None,
+        with_vectors: bool = False,
+        with_metadata: bool = True,
+        offset: int = 0,
+        exclude: Collection[str] | None = None,
+    ) -> list[Hit] | Slow:
+        """:meth:`search` of the usual kind sent on ``wire`` without a flow (the sync hub
+        on one server: ``Op``'s quick lane), or :data:`SLOW` when it is not of that kind
+        or its reply is not of the usual shape (then :meth:`search` runs: one more round
+        trip in that rare case)."""
+        t = self.target
+        if not _plain(t, filter, ef, exclude, offset, k, with_vectors, with_metadata):
+            return SLOW
+        request = self._request(vector, k, with_vectors, with_metadata)
+        if request is None:
+            return SLOW
+        gen = t.gen
+        first = wire.roundtrip(*request)
+        if t.reconnected() or isinstance(first[0], Exception):
+            return SLOW
+        hits = _quick_hits(first[0], gen, t.codec, with_vectors)
+        return SLOW if hits is None else hits
+
+    def _request(
+        self, vector: Any, k: int, with_vectors: bool, with_metadata: bool
+    ) -> Roundtrip | None:
+        """The round trip of a plain search (:func:`_plain`) once its command is known
+        (:attr:`_simple`) and the space's indexes are known complete; else None."""
+        t = self.target
+        if t.gen.gen not in t.readiness.ready or t.reconnected():
+            return None
+        prepared = self._simple.get((k, with_vectors, with_metadata))
+        if prepared is None:
+            return None
+        codec = t.codec
+        blob = codec.sent_first(vector)
+        if blob is None:
+            blob = codec.encode(codec.as_vector(vector))
+            meanwhile = None
+        else:  # checked while the server searches: raised before any hit is read
+            meanwhile = functools.partial(codec.bytes_error, blob)
+        return Roundtrip(
+            [(*prepared.head, blob, *prepared.tail)],
+            prepared.before + blob + prepared.after,
+            meanwhile,
+        )
 
     def search_many(
         self,
@@ -443,6 +480,27 @@ class Searches:
 
             return hit
         return lambda key, distance, meta, _vec: Hit(key, distance, unpack_metadata(meta))
+
+
+def _plain(
+    t: Target,
+    filter: Any,
+    ef: Any,
+    exclude: Any,
+    offset: Any,
+    k: Any,
+    with_vectors: Any,
+    with_metadata: Any,
+) -> bool:
+    """Whether a search is of the usual kind, which has a short path (``Searches._simple``,
+    with every check of the general one): no filter, ef, offset or exclude, on a live
+    space that does not expire."""
+    return (
+        filter is None and ef is None and exclude is None and t.live
+        and type(offset) is int and offset == 0 and type(k) is int
+        and type(with_vectors) is bool and type(with_metadata) is bool
+        and not t.config.expiring
+    )  # fmt: skip
 
 
 class _Prepared(NamedTuple):

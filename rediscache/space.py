@@ -174,7 +174,7 @@ class SpaceSurface(_TargetFacade):
     iter_batches = IterOp(Reads.iter_batches, _reads, item="Batch")
 
     # searches (rediscache.search)
-    search = Op(Searches.search, _searches, counted=True)
+    search = Op(Searches.search, _searches, counted=True, quick=Searches.quick)
     search_many = Op(Searches.search_many, _searches, counted=True)
     within = Op(Searches.within, _searches, counted=True)
     similar = Op(Searches.similar, _searches, counted=True)

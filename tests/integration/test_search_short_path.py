@@ -73,3 +73,86 @@ def test_the_sync_short_path_sends_the_prepacked_command_on_a_kept_connection(
     assert [h.key for h in hits] == ["a", "b"] and again == hits
     assert len(sent) == 3 and all(isinstance(p, bytes) and query.tobytes() in p for p in sent[::2])
     assert counter.count == before  # the refused search's connection was kept, not replaced
+
+
+def _count_runs(driver: Any) -> list[object]:
+    """Every flow ``driver`` runs from now on (its ``run`` wrapped on the instance)."""
+    runs: list[object] = []
+    real = driver.run
+
+    def run(flow: Any) -> Any:
+        runs.append(flow)
+        return real(flow)
+
+    driver.run = run
+    return runs
+
+
+def test_a_plain_sync_search_runs_no_flow_once_its_command_is_known(
+    hub: rediscache.Hub, space_name: str
+) -> None:
+    """The sync hub's quick lane (Op(quick=Searches.quick) on a one-server driver): the
+    usual search is one round trip with no flow run; the others, and a cluster's, run
+    their flow. Answers and metrics are those of the flow."""
+    s = hub.create_space(space_name, 4, metric="l2", algorithm="flat", fields={"c": "tag"})
+    rng = np.random.default_rng(5)
+    keys = [f"k{i}" for i in range(30)]
+    s.put_many(keys, rng.standard_normal((30, 4)), [{"c": "ab"[i % 2]} for i in range(30)])
+    query = np.array([0.3, -0.1, 0.5, 0.2], dtype=np.float32)
+    first = s.search(query, 5)  # through the flow: fills the short path's command
+    bare = s.search(query, 5, with_metadata=False)
+    hub.metrics(reset=True)
+    runs = _count_runs(hub._driver)
+    try:
+        for _ in range(4):
+            assert s.search(query, 5) == first
+            assert s.search(query, 5, with_metadata=False) == bare
+        quick_runs = len(runs)
+        filtered = s.search(query, 5, filter={"c": "a"})
+        assert [h.metadata["c"] for h in filtered] == ["a"] * 5
+        assert s.search(query, 4, offset=1) == first[1:]
+        with pytest.raises(TypeError, match=r"^search\(\) got an unexpected keyword argument"):
+            s.search(query, 5, nope=1)  # type: ignore[call-arg]
+        with pytest.raises(rediscache.InvalidInputError):
+            s.search(np.array([np.nan, 0, 0, 0], dtype=np.float32), 5)
+    finally:
+        del hub._driver.run  # type: ignore[attr-defined]
+    one_server = getattr(hub._driver, "lane", None) is not None
+    assert quick_runs == (0 if one_server else 8)
+    assert len(runs) == quick_runs + 2  # the filtered and the paged search ran their flow
+    stats = hub.metrics()["search"]
+    assert stats.calls == 12 and stats.errors == 2  # each call counted once
+
+
+def test_a_quick_search_on_a_killed_kept_connection_answers(
+    hub: rediscache.Hub, space_name: str
+) -> None:
+    s = hub.create_space(space_name, 4, metric="l2", algorithm="flat")
+    s.put_many(["a", "b", "c"], np.eye(3, 4, dtype=np.float32))
+    query = np.array([1.0, 0.1, 0.0, 0.0], dtype=np.float32)
+    first = s.search(query, 2)
+    driver: Any = hub._driver
+    kept = getattr(driver, "lane", None)
+    if kept is None:
+        pytest.skip("no quick lane on this topology (a cluster's driver routes each effect)")
+    hub.metrics(reset=True)
+    for _ in range(3):
+        s.search(query, 2)  # the search's connection is kept
+        assert kept.idle
+        for conn in list(kept.idle):
+            conn.send_command("CLIENT", "ID")
+            hub.client.execute_command("CLIENT", "KILL", "ID", conn.read_response())
+        assert s.search(query, 2) == first
+    assert hub.metrics()["search"].errors == 0
+
+
+def test_only_a_plain_one_server_driver_has_a_quick_lane(hub: rediscache.Hub) -> None:
+    from rediscache.drive import FailoverDriver, SyncDriver
+    from rediscache.durability import Durability
+
+    client = hub.node_client()
+    plain = SyncDriver(client, keep=False)
+    assert plain.lane is plain.wire
+    plain.durability = Durability(replicas=1)
+    assert plain.lane is None  # a durable write waits: every effect goes through run
+    assert FailoverDriver(client, keep=False).lane is None  # rides failovers in run
