@@ -337,12 +337,20 @@ class VectorCodec:
         return self._from_store(arr)
 
     def decode_many(self, raws: list[bytes], keys: list[str]) -> npt.NDArray[Any]:
-        """Several stored vectors into one (n, dim) array (all must be present)."""
-        for raw, key in zip(raws, keys):
-            if len(raw) != self.nbytes:
-                self.decode(raw, key)  # raises with the key named
-        arr = np.frombuffer(b"".join(raws), dtype=self.store_dtype).reshape(len(raws), self.dim)
-        return self._from_store(arr)
+        """Several stored vectors into one (n, dim) array (all must be present; a wrong byte
+        length raises :class:`CorruptDataError` naming its key). The bytes are joined into
+        a bytearray, which the array then uses: one copy (joined bytes were copied again,
+        frombuffer's views of bytes being read-only)."""
+        nbytes = self.nbytes
+        if list(map(len, raws)).count(nbytes) != len(raws):
+            for raw, key in zip(raws, keys):
+                if len(raw) != nbytes:
+                    self.decode(raw, key)  # raises with the key named
+        if self.store_dtype != self.out_dtype:  # float16, bfloat16: widened
+            joined = np.frombuffer(b"".join(raws), dtype=self.store_dtype)
+            return self._from_store(joined.reshape(len(raws), self.dim))
+        arr = np.frombuffer(bytearray().join(raws), dtype=self.out_dtype)
+        return arr.reshape(len(raws), self.dim)
 
     def _from_store(self, arr: npt.NDArray[Any]) -> npt.NDArray[Any]:
         if self.dtype == "bfloat16":
@@ -467,9 +475,7 @@ def _check_nested_keys(value: Any, what: str) -> None:
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                raise InvalidInputError(
-                    f"{what}: nested map keys must be strings too, got {k!r}"
-                )
+                raise InvalidInputError(f"{what}: nested map keys must be strings too, got {k!r}")
             if isinstance(v, (dict, list, tuple)):
                 _check_nested_keys(v, what)
     else:

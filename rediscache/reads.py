@@ -36,6 +36,7 @@ from .generations import KeyPages
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
 from .state import SpaceState
 from .target import ATTEMPTS, Target
+from .wire import Frames
 
 __all__ = ["CHUNK", "Batch", "BatchScan", "Hit", "Reads", "Record"]
 
@@ -96,10 +97,22 @@ def fetch_commands(
     return commands
 
 
+#: HGET of the vector field of a document, in RESP (rediscache.wire.Frames).
+_HGET_VECTOR = Frames(("HGET",), (VECTOR_FIELD,))
+
+
+def _hget_frames(commands: list[tuple[Any, ...]]) -> bytes:
+    """``commands``, HGETs of the vector field only (what get and get_many send without a
+    ttl to refresh or read), in RESP."""
+    return _HGET_VECTOR.of([command[1] for command in commands])
+
+
 def vector_rows(
     codec: VectorCodec, keys: list[str], raws: list[bytes | None], missing: str, where: str
 ) -> npt.NDArray[Any]:
     """``get_many``'s result from the raw vectors (None: absent) of ``keys``."""
+    if None not in raws:
+        return codec.decode_many(raws, keys)  # type: ignore[arg-type]
     absent = [i for i, r in enumerate(raws) if r is None]
     if absent and missing == "raise":
         shown = ", ".join(repr(keys[i]) for i in absent[:5])
@@ -163,7 +176,9 @@ class Reads:
             began = time.monotonic()
         expiry = hot is not None and t.config.expiring
         gen = t.gen
-        replies = yield t.with_check(get_commands(gen, key, ms, expiry))
+        commands = get_commands(gen, key, ms, expiry)
+        packed = _hget_frames(commands) if len(commands) == 1 else None
+        replies = yield t.with_check(commands, packed)
         if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
             replies, gen = yield from t.reread(
                 replies, lambda gen: get_commands(gen, key, ms, expiry)
@@ -265,7 +280,9 @@ class Reads:
         if not key_list:
             return [], t.gen, []
         gen = t.gen
-        replies = yield t.with_check(fetch_commands(gen, key_list, ttl_ms, expiry))
+        commands = fetch_commands(gen, key_list, ttl_ms, expiry)
+        packed = _hget_frames(commands) if len(commands) == len(key_list) else None
+        replies = yield t.with_check(commands, packed)
         if not t.checked_ok(replies):  # a snapshot or rollback meanwhile: read again
             replies, gen = yield from t.reread(
                 replies, lambda gen: fetch_commands(gen, key_list, ttl_ms, expiry)

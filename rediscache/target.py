@@ -36,6 +36,7 @@ from .errors import (
 )
 from .keys import GenKeys, SpaceKeys
 from .state import STATE_FIELD, SpaceState
+from .wire import Frames
 
 if TYPE_CHECKING:
     from .hotcache import HotCache
@@ -74,6 +75,7 @@ class Target:
         self.state = state
         self.state_bytes = state.raw.encode()
         self.gen = self.keys.gen(state.live)
+        self._check_frame = ("", b"")  # (field, the state read of that field in RESP)
 
     def where(self) -> str:
         """How messages name what this target reads."""
@@ -172,12 +174,20 @@ class Target:
         del replies[-1]
         return replies  # type: ignore[no-any-return]
 
-    def with_check(self, commands: list[tuple[Any, ...]]) -> Roundtrip:
+    def with_check(self, commands: list[tuple[Any, ...]], packed: bytes | None = None) -> Roundtrip:
         """The round trip of ``commands`` (built for :attr:`gen`) plus the state read that
         checks them; :meth:`checked_ok` tells whether its replies may be used. For the
-        hottest reads, which then need no nested flow; otherwise use :meth:`read_at`."""
-        commands.append(("HGET", self.keys.config, self.check_field))
-        return Roundtrip(commands)
+        hottest reads, which then need no nested flow; otherwise use :meth:`read_at`.
+        ``packed``: the same commands in RESP (:class:`rediscache.wire.Frames`)."""
+        field = self.check_field
+        commands.append(("HGET", self.keys.config, field))
+        if packed is None:
+            return Roundtrip(commands)
+        known, frame = self._check_frame
+        if known != field:  # a stage's target sets its field after __init__
+            frame = Frames(("HGET",), (field,)).of([self.keys.config])
+            self._check_frame = (field, frame)
+        return Roundtrip(commands, packed + frame)
 
     def checked_ok(self, replies: list[Any]) -> bool:
         """Whether the replies of a :meth:`with_check` round trip come from the state the

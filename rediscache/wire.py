@@ -6,7 +6,8 @@ or reads outside redis-py's command methods goes through here.
 * :func:`once` / :func:`once_async`: one command sent once, never retried (script calls).
 * :meth:`Wire.transaction` / :func:`transaction_async`: WATCH and reads, then commands
   inside MULTI/EXEC on the same connection (optimistic writes).
-* :func:`frame`: a command packed once around the one argument that changes per call.
+* :func:`frame`: a command packed once around the one argument that changes per call;
+  :class:`Frames`: many commands that differ only in their key, packed from one template.
 * :class:`Wire`: both for one sync client, keeping a few connections between calls instead
   of taking each from the pool (the sync driver's hot path).
 * :func:`count_connects`: a hook counting the connections a pool opens.
@@ -54,6 +55,7 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "KEPT",
     "ConnectCounter",
+    "Frames",
     "NotSent",
     "Wire",
     "count_connects",
@@ -179,20 +181,46 @@ def frame(command: tuple[Any, ...], slot: int, size: int) -> tuple[bytes, bytes]
     searches, on the 2-core dev box). Raises TypeError for arguments other than str, bytes
     and int."""
 
-    def arg(value: Any) -> bytes:
-        if type(value) is bytes:
-            return b"$%d\r\n%b\r\n" % (len(value), value)
-        if type(value) is str:
-            value = value.encode("utf-8")
-        elif type(value) is int:
-            value = repr(value).encode("ascii")
-        else:
-            raise TypeError(f"cannot frame argument {value!r}")
-        return b"$%d\r\n%b\r\n" % (len(value), value)
-
-    head = b"*%d\r\n" % len(command) + b"".join(arg(a) for a in command[:slot])
-    tail = b"".join(arg(a) for a in command[slot + 1 :])
+    head = b"*%d\r\n" % len(command) + b"".join(map(_arg, command[:slot]))
+    tail = b"".join(map(_arg, command[slot + 1 :]))
     return head + b"$%d\r\n" % size, b"\r\n" + tail
+
+
+class Frames:
+    """The commands ``(*head, key, *tail)`` that differ only in their key, in RESP (text as
+    UTF-8, ints as their decimal text), as :func:`frame` writes them: for the ``packed``
+    argument of :meth:`Wire.roundtrip` (get's and get_many's HGETs). The command around
+    the key is framed once, here; :meth:`of` makes each command with one bytes formatting:
+    100 HGETs took 22 us where hiredis's ``pack_command`` took 113 us (with :func:`_texts`;
+    hot, in a loop, on the 2-core dev box). Raises TypeError for arguments other than
+    str, bytes and int."""
+
+    __slots__ = ("_template",)
+
+    def __init__(self, head: tuple[Any, ...], tail: tuple[Any, ...]) -> None:
+        before = b"*%d\r\n" % (len(head) + 1 + len(tail)) + b"".join(map(_arg, head))
+        after = b"".join(map(_arg, tail))
+        self._template = before.replace(b"%", b"%%") + b"$%d\r\n%b\r\n" + after.replace(b"%", b"%%")
+
+    def of(self, keys: list[str]) -> bytes:
+        """The commands of ``keys`` (str that UTF-8 encodes: rediscache.codec.check_keys),
+        in order."""
+        template = self._template
+        if len(keys) == 1:
+            key = keys[0].encode()
+            return template % (len(key), key)
+        return b"".join([template % (len(key), key) for key in [k.encode() for k in keys]])
+
+
+def _arg(value: Any) -> bytes:
+    """One argument in RESP (:func:`frame`)."""
+    if type(value) is str:
+        value = value.encode("utf-8")
+    elif type(value) is int:
+        value = repr(value).encode("ascii")
+    elif type(value) is not bytes:
+        raise TypeError(f"cannot frame argument {value!r}")
+    return b"$%d\r\n%b\r\n" % (len(value), value)
 
 
 def _texts(command: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -240,8 +240,22 @@ def test_a_resp3_client_is_refused_up_front() -> None:
     "command, slot",
     [
         (
-            ("FT.SEARCH", "rc:{é}:idx", "*=>[KNN $k @vec $vec AS __dist]", "PARAMS", 4,
-             "k", 10, "vec", b"", "LIMIT", 0, -3, "DIALECT", 2),
+            (
+                "FT.SEARCH",
+                "rc:{é}:idx",
+                "*=>[KNN $k @vec $vec AS __dist]",
+                "PARAMS",
+                4,
+                "k",
+                10,
+                "vec",
+                b"",
+                "LIMIT",
+                0,
+                -3,
+                "DIALECT",
+                2,
+            ),
             8,
         ),
         (("SET", b"", "v"), 1),
@@ -375,3 +389,35 @@ def test_transaction_async_exec_never_sent_whole_is_not_sent_and_a_lost_reply_ra
     with pytest.raises(redis.ConnectionError):
         _tx(lost, lambda replies: [("SET", "a", "b")])
     assert lost.disconnected  # EXEC may have run: the caller reports an unknown outcome
+
+
+@pytest.mark.parametrize(
+    "head, keys, tail",
+    [
+        (("HGET",), ["rc:{s}:g1:doc:a", "rc:{s}:g1:doc:é%d", "rc:{s}:g1:doc:%s%%"], ("vec",)),
+        (("HGET",), ["only"], ("state",)),
+        (("HMGET",), ["k1", "ключ"], ("vec", "meta")),
+        (("PEXPIRE",), ["k%b"], (1500,)),
+        (("SET%s",), ["k"], ("v%d", b"\x00%b")),
+    ],
+)
+def test_frames_are_the_commands_as_redis_py_and_hiredis_pack_them(
+    head: tuple[Any, ...], keys: list[str], tail: tuple[Any, ...]
+) -> None:
+    """get and get_many send their HGETs packed this way (a template made once): a '%' in a
+    key or an argument must not be read as a format."""
+    frames = wire.Frames(head, tail)
+    for _ in range(2):
+        packed = frames.of(keys)
+        commands = [(*head, key, *tail) for key in keys]
+        assert packed == b"".join(redis.Connection().pack_commands(commands))
+        if wire._pack_command is not None:
+            assert packed == b"".join(wire._pack_command(wire._texts(c)) for c in commands)
+
+
+@pytest.mark.parametrize("odd", [1.5, None, True, bytearray(b"x")])
+def test_frames_refuse_what_they_cannot_write_exactly(odd: Any) -> None:
+    with pytest.raises(TypeError):
+        wire.Frames(("HGET",), (odd,))
+    with pytest.raises(TypeError):
+        wire.Frames((odd,), ("vec",))
