@@ -951,15 +951,15 @@ def _method(
                         flow = None  # arguments the call does not take: Call.flow says so
                     if flow is not None:
                         result = driver.run(flow)
-            except BaseException as exc:
-                call = Call(self, op, fn, obj, args, kwargs, metrics, t0=t0)
-                time.sleep(call.failed(exc))  # raises unless a retry is due
-            else:
-                if result is not SLOW:
+                if result is not SLOW:  # counted as Call.done counts
                     if metrics is not None:
                         hits, misses = hits_of(op, result, kwargs) if op in HIT_OPS else (0, 0)
                         metrics(self).record(op, clock() - t0, False, hits, misses)
                     return finish(self, result)
+            except BaseException as exc:
+                call = Call(self, op, fn, obj, args, kwargs, metrics, t0=t0)
+                time.sleep(call.failed(exc))  # raises unless a retry is due
+            else:
                 call = Call(self, op, fn, obj, args, kwargs, metrics, t0=t0)
             while True:
                 try:

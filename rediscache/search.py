@@ -112,19 +112,17 @@ class Searches:
         vector: Any,
         k: int = 10,
         *,
-        filter: query.FilterLike = None,
-        ef: int | None = None,
         with_vectors: bool = False,
         with_metadata: bool = True,
-        offset: int = 0,
-        exclude: Collection[str] | None = None,
+        **others: Any,
     ) -> list[Hit] | Slow:
         """:meth:`search` of the usual kind sent on ``wire`` without a flow (the sync hub
         on one server: ``Op``'s quick lane), or :data:`SLOW` when it is not of that kind
-        or its reply is not of the usual shape (then :meth:`search` runs: one more round
-        trip in that rare case)."""
+        (any other argument given, even at its default, is left to the flow) or its reply
+        is not of the usual shape (then :meth:`search` runs: one more round trip in that
+        rare case)."""
         t = self.target
-        if not _plain(t, filter, ef, exclude, offset, k, with_vectors, with_metadata):
+        if others or not _plain(t, None, None, None, 0, k, with_vectors, with_metadata):
             return SLOW
         request = self._request(vector, k, with_vectors, with_metadata)
         if request is None:
