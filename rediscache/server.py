@@ -1152,6 +1152,8 @@ def _wait_ready(
             loading = True  # replaying the AOF (and rebuilding indexes); keep waiting
         except redis.ConnectionError:
             pass  # not listening yet
+        except redis.TimeoutError:
+            pass  # too busy to answer within 5 s (a load on a busy machine): not dead
         now = time.monotonic()
         if progress is not None and now - reported >= 0.2:
             reported = now

@@ -68,7 +68,11 @@ __all__ = [
     "transaction_async",
 ]
 
-_BROKEN = (redis.ConnectionError, redis.TimeoutError)
+#: What a kept connection that broke raises (the server closed it): the round trip is sent
+#: once more on another. Not a timeout: the server is slow, not the connection broken, and
+#: a second attempt doubled the wait before ServerTimeoutError (the guard does not retry
+#: timeouts either, docs/core.md).
+_BROKEN = (redis.ConnectionError,)
 _UNSENT = (redis.ConnectionError, redis.TimeoutError, OSError)
 
 

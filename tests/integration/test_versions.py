@@ -596,3 +596,35 @@ def test_a_search_of_a_space_dropped_meanwhile_leaves_no_config_behind(
     assert not hub.client.exists(keys.config)
     made = hub.create_space(space_name, 4, fields={"g": "tag"})  # no corrupt config met
     assert len(made) == 0
+
+
+def test_a_collector_meeting_a_drop_under_way_leaves_no_config_behind(
+    hub: Hub, space_name: str
+) -> None:
+    """A drop deletes the config first and the collector's lease only later (SCAN +
+    UNLINK): a collector marking a generation listed in between must not write the config
+    hash again (it held only ``gc:1``, which the space created again under the name read as
+    a config of another layout: CorruptDataError, seen in CI)."""
+    from rediscache import collect, scripts
+
+    space, _ = _space(hub, space_name)
+    space.snapshot("v")
+    space.put("k0", np.ones(4))  # the copy for "v"
+    assert wait_background(60)
+    space.rollback("v", collect=False)  # the first generation is garbage
+    keys = space.keys
+
+    def at(effect: Any) -> bool:  # the collector's write of the "listed" mark
+        command = getattr(effect, "command", None) or getattr(effect, "args", ())
+        return bool(command) and command[0] in ("EVALSHA", "EVAL") and (
+            command[1] == scripts.sha("gc_config") and "listed" in command
+        )  # fmt: skip
+
+    flow = _interleave(
+        collect.collect_garbage(keys, set()), at, lambda: hub.client.delete(keys.config)
+    )
+    assert hub._driver.run(flow) == 0  # it stopped there
+    assert not hub.client.exists(keys.config)
+    hub.drop_space(space_name, missing_ok=True)  # the drop goes on
+    made = hub.create_space(space_name, 4, fields={"g": "tag"})  # no corrupt config met
+    assert len(made) == 0

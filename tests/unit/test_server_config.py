@@ -90,3 +90,38 @@ def test_stop_and_status_take_a_str_path(tmp_path: Path) -> None:
     assert server.status(str(missing)).running is False
     with pytest.raises(InvalidInputError, match="data_dir must be a path"):
         server.stop(42)  # type: ignore[arg-type]
+
+
+def test_a_server_too_busy_to_answer_in_time_is_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loading server on a busy machine may not answer a probe within its 5 s socket
+    timeout: start() keeps waiting (until start_timeout), it does not raise redis-py's
+    TimeoutError (a CI child connecting to a slow-loading data dir died of it)."""
+    import os
+
+    import redis
+
+    answers: list[object] = [redis.TimeoutError("Timeout reading from socket")] * 2 + [True]
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def ping(self) -> bool:
+            got = answers.pop(0)
+            if isinstance(got, Exception):
+                raise got
+            return True
+
+    class Info:
+        def client(self, **kwargs: object) -> Client:
+            return Client()
+
+    monkeypatch.setattr(server, "search_version", lambda client: "2.10.5")
+    config = server.ServerConfig(data_dir=tmp_path, start_timeout=60)
+    got = server._wait_ready(os.getpid(), Info(), config, None, 0)  # type: ignore[arg-type]
+    assert got == "2.10.5" and answers == []

@@ -421,3 +421,46 @@ def test_frames_refuse_what_they_cannot_write_exactly(odd: Any) -> None:
         wire.Frames(("HGET",), (odd,))
     with pytest.raises(TypeError):
         wire.Frames((odd,), ("vec",))
+
+
+def test_a_round_trip_that_timed_out_is_not_sent_again() -> None:
+    """A reply that does not come within the socket timeout raises at once: sending the
+    round trip again on another connection doubled the wait (a stopped server: 10 s
+    before ServerTimeoutError with the default 5 s timeout, found by a new user)."""
+    server_side, client_side = socket.socketpair()
+    try:
+        client_side.settimeout(0.05)  # the server never answers
+        conn = redis.Connection()
+        conn._sock = client_side
+        taken: list[Any] = []
+
+        class Pool:
+            max_connections = 100
+
+            def get_connection(self) -> Any:
+                taken.append(1)
+                return conn
+
+            def release(self, c: Any) -> None:
+                pass
+
+        kept = wire.Wire(_client(Pool()))
+        with pytest.raises(redis.TimeoutError):
+            kept.roundtrip([("PING",)])
+        assert taken == [1]  # one connection, one attempt
+        assert server_side.recv(100) == b"*1\r\n$4\r\nPING\r\n"  # sent once
+    finally:
+        server_side.close()
+        client_side.close()
+
+
+def test_roundtrip_async_that_timed_out_is_not_sent_again() -> None:
+    async def run() -> tuple[FakeAsyncConnection, FakeAsyncPool]:
+        slow = FakeAsyncConnection([redis.TimeoutError("Timeout reading from socket")])
+        pool = FakeAsyncPool(slow, FakeAsyncConnection([b"late"]))
+        with pytest.raises(redis.TimeoutError):
+            await wire.roundtrip_async(_client(pool), [("X",)])
+        return slow, pool
+
+    slow, pool = asyncio.run(run())
+    assert slow.disconnected and len(pool.conns) == 1  # the second connection was not taken
