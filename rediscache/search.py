@@ -246,7 +246,7 @@ class Searches:
         replies: Any = None
         if first is not None:
             next(rounds)  # its first round is the one already sent
-            replies = self._raise_errors(first)
+            replies = yield from self._answers(first)
         elif len(plan.blobs) == 1 and not plan.exclude and not plan.vanishing:
             depth, start = plan.window()
             query = plan.prepare(depth, start).args(plan.blobs[0])
@@ -287,7 +287,16 @@ class Searches:
                 break
             # The round trip opened a new connection: the server may have restarted and be
             # rebuilding the index. Search again once the index is checked.
-        return self._raise_errors(replies[1:] if rnd.purge else replies)
+        return (yield from self._answers(replies[1:] if rnd.purge else replies))
+
+    def _answers(self, replies: list[Any]) -> Flow[list[Any]]:
+        """``replies`` of a round's queries; an error reply raises: SpaceNotFoundError when
+        the live space was dropped (or made again) by another client since this handle read
+        its state ("no such index", a vector size the index does not take: the state is
+        read again, as a read's check does), else its error."""
+        if self.target.live and any(isinstance(reply, Exception) for reply in replies):
+            yield from self.target.refresh()
+        return self._raise_errors(replies)
 
     def _raise_errors(self, replies: list[Any]) -> list[Any]:
         """``replies`` of a round's queries; an error reply raises."""

@@ -157,3 +157,22 @@ def test_only_a_plain_one_server_driver_has_a_quick_lane(hub: rediscache.Hub) ->
     plain.durability = Durability(replicas=1)
     assert plain.lane is None  # a durable write waits: every effect goes through run
     assert FailoverDriver(client, keep=False).lane is None  # rides failovers in run
+
+
+@pytest.mark.parametrize("again", ["dropped", "made again with another dim"])
+def test_a_search_of_a_space_dropped_by_another_client_raises_space_not_found(
+    make: Make, hub: rediscache.Hub, space_name: str, again: str
+) -> None:
+    """An old handle's search of a space another client dropped raised ServerError ("no such
+    index") or, once the name was taken again with another dim, RediSearch's own text about
+    the blob size; reads said SpaceNotFoundError. Found by a new user's trial."""
+    s = make(space_name, 4, metric="l2", algorithm="flat")
+    s.put_many(["a", "b"], np.eye(2, 4, dtype=np.float32))
+    query = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+    assert s.search(query, 1)[0].key == "a"  # the short path's command is known
+    hub.drop_space(space_name)
+    if again != "dropped":
+        hub.create_space(space_name, 8, metric="l2", algorithm="flat").put("z", np.ones(8))
+    for kwargs in ({}, {"with_metadata": False}, {"offset": 0}):
+        with pytest.raises(rediscache.SpaceNotFoundError):
+            s.search(query, 1, **kwargs)
