@@ -11,8 +11,7 @@
 --          generation is deleted: DEL KEYS[3], HDEL the fields ARGV[4..], SREM the
 --          generation ARGV[3] from KEYS[4]
 --
--- Reply: 1 when done, -1 when the lease is not this collector's or (listed) the space's
---        config is gone (nothing written).
+-- Reply: 1 when done, -1 when the lease is not this collector's (nothing written).
 -- Errors: "RC_BAD_STEP" for another ARGV[2].
 -- Cost: O(number of fields).
 -- Atomic because: the check of the lease and the writes must be one step, or a drop and
@@ -23,13 +22,14 @@ if redis.call("GET", KEYS[1]) ~= ARGV[1] then
   return -1
 end
 if ARGV[2] == "listed" then
-  -- a drop deletes the config before it reaches the lease (SCAN + UNLINK): an HSET here
-  -- would create the config again, holding only this mark, which a new space of the name
-  -- then reads as a config of another layout
-  if redis.call("EXISTS", KEYS[2]) == 0 then
-    return -1
+  -- only into an existing config: a drop deletes the config before it reaches the lease
+  -- (SCAN + UNLINK), and an HSET then would create the config again, holding only this
+  -- mark, which a new space of the name reads as a config of another layout. Without the
+  -- mark the collection goes on (a role's drop collects after deleting the config); a
+  -- collection taken up again lists the generation again (idempotent).
+  if redis.call("EXISTS", KEYS[2]) == 1 then
+    redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
   end
-  redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
 elseif ARGV[2] == "forget" then
   redis.call("DEL", KEYS[3])
   redis.call("HDEL", KEYS[2], unpack(ARGV, 4))

@@ -623,7 +623,7 @@ def test_a_collector_meeting_a_drop_under_way_leaves_no_config_behind(
     flow = _interleave(
         collect.collect_garbage(keys, set()), at, lambda: hub.client.delete(keys.config)
     )
-    assert hub._driver.run(flow) == 0  # it stopped there
+    assert hub._driver.run(flow) == 40  # it went on (as a role's drop needs): no mark kept
     assert not hub.client.exists(keys.config)
     hub.drop_space(space_name, missing_ok=True)  # the drop goes on
     made = hub.create_space(space_name, 4, fields={"g": "tag"})  # no corrupt config met
