@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .cluster import stop_nodes
 from .errors import EmbeddedServerError, InvalidInputError
 from .server import (
+    _NO_RETRY,
     CLUSTER_RECORD,
     HA_RECORD,
     STATE_FILE,
@@ -260,7 +259,7 @@ def _sentinel_client(where: tuple[str, int], password: str, timeout: float = 5.0
     # `server status --sentinel` for as long as it was stopped); the callers loop themselves
     return redis.Redis(
         host=host, port=port, password=password, socket_timeout=timeout,
-        socket_connect_timeout=timeout, protocol=2, retry=Retry(NoBackoff(), 0),
+        socket_connect_timeout=timeout, protocol=2, retry=_NO_RETRY,
     )  # fmt: skip
 
 
