@@ -50,8 +50,17 @@ from .effects import (
     WaitFlights,
 )
 from .errors import InvalidInputError, RediscacheError
-from .guard import FAILOVER_WAIT, Call, Failover, guarded, lost_read, refused, unsent
-from .metrics import HIT_OPS, Metrics, hits_of
+from .guard import (
+    FAILOVER_WAIT,
+    Call,
+    Failover,
+    count_success,
+    guarded,
+    lost_read,
+    refused,
+    unsent,
+)
+from .metrics import Metrics
 from .wire import AsyncWire, Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
@@ -938,8 +947,7 @@ def _method(
             driver = self._driver
             try:  # the first attempt without a Call (the usual case: it succeeds)
                 result: Any = SLOW
-                lane = getattr(driver, "lane", None) if quick is not None else None
-                if lane is not None and quick is not None:
+                if quick is not None and (lane := getattr(driver, "lane", None)) is not None:
                     try:
                         result = quick(obj, lane, *args, **kwargs)
                     except TypeError:  # arguments the call does not take: the flow says so
@@ -951,10 +959,9 @@ def _method(
                         flow = None  # arguments the call does not take: Call.flow says so
                     if flow is not None:
                         result = driver.run(flow)
-                if result is not SLOW:  # counted as Call.done counts
+                if result is not SLOW:
                     if metrics is not None:
-                        hits, misses = hits_of(op, result, kwargs) if op in HIT_OPS else (0, 0)
-                        metrics(self).record(op, clock() - t0, False, hits, misses)
+                        count_success(metrics(self), op, clock() - t0, result, kwargs)
                     return finish(self, result)
             except BaseException as exc:
                 call = Call(self, op, fn, obj, args, kwargs, metrics, t0=t0)

@@ -79,7 +79,8 @@ from .wire import NotSent
 
 __all__ = [
     "FAILOVER_PAUSES", "FAILOVER_WAIT", "NEEDS", "ONE_STEP", "READS", "READ_RETRIES",
-    "RETRY_PAUSES", "Call", "Failover", "acl_user", "address", "auth_refused", "guarded",
+    "RETRY_PAUSES", "Call", "Failover", "acl_user", "address", "auth_refused", "count_success",
+    "guarded",
     "needs", "redact", "refused", "refused_credentials", "translate", "unsent",
 ]  # fmt: skip
 
@@ -628,8 +629,18 @@ def _count(
     if error:
         metrics_of(obj).record(op, seconds, error=True)
         return
-    hits, misses = hits_of(op, result, kwargs)
-    metrics_of(obj).record(op, seconds, hits=hits, misses=misses)
+    count_success(metrics_of(obj), op, seconds, result, kwargs)
+
+
+def count_success(
+    metrics: Metrics, op: str, seconds: float, result: Any, kwargs: dict[str, Any]
+) -> None:
+    """Record in ``metrics`` one successful call of ``op`` that took ``seconds``, with the
+    hits and misses of its ``result`` (metrics.hits_of, for the operations that have them).
+    Every successful public call is counted here (Call.done, and the facades' first
+    attempt, rediscache.drive)."""
+    hits, misses = hits_of(op, result, kwargs) if op in HIT_OPS else (0, 0)
+    metrics.record(op, seconds, False, hits, misses)
 
 
 def _start(
@@ -714,11 +725,9 @@ class Call:
     def done(self, result: T) -> T:
         """Count the call's success; returns ``result``."""
         metrics_of = self.metrics_of
-        if metrics_of is not None:  # _count, inline: every call of the hot paths comes here
+        if metrics_of is not None:
             seconds = time.perf_counter() - self.t0
-            op = self.op
-            hits, misses = hits_of(op, result, self.kwargs) if op in HIT_OPS else (0, 0)
-            metrics_of(self.obj).record(op, seconds, False, hits, misses)
+            count_success(metrics_of(self.obj), self.op, seconds, result, self.kwargs)
         return result
 
     def failed(self, exc: BaseException) -> float:
