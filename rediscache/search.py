@@ -4,7 +4,10 @@ neighbours (search, search_many, similar) and range queries (within).
 Each search is a plan (validation and the FT.SEARCH arguments, :mod:`rediscache.ftsearch`)
 run in rounds: one round trip each, another only when hits vanished between the index and
 their documents (expired or deleted). The live space is searched through its alias once its
-index is known complete; a version through its own index, with the state checked.
+index is known complete, a version through its own index; every round trip ends with the
+state read that checks it (:meth:`rediscache.target.Target.checked`), so a search never
+answers from another generation than the handle's, nor from a space dropped and made again
+under its name.
 """
 
 from __future__ import annotations
@@ -54,7 +57,9 @@ class Searches:
         offset: int = 0,
         exclude: Collection[str] | None = None,
     ) -> Flow[list[Hit]]:
-        """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH).
+        """The ``k`` nearest embeddings to ``vector``, nearest first. One round trip (FT.SEARCH
+        and an HGET of the space's state, which keeps the answer within the generation the
+        handle knows: see docs/versions.md).
 
         ``filter`` restricts the candidates (dict form or :mod:`rediscache.query` filter
         objects); ``ef`` overrides the HNSW ``EF_RUNTIME`` for this query; ``exclude`` drops
@@ -74,6 +79,8 @@ class Searches:
 
         Raises:
             InvalidInputError: a bad vector, k, offset, ef, filter or flag.
+            SpaceNotFoundError: the space was dropped since this handle opened it (also
+                when a space of the name was created again).
             ServerError: the search failed (ServerBusyError while Redis runs a long script).
         """
         t = self.target
@@ -81,14 +88,16 @@ class Searches:
         plain = _plain(t, filter, ef, exclude, offset, k, with_vectors, with_metadata)
         request = self._request(vector, k, with_vectors, with_metadata) if plain else None
         if request is not None:
-            gen = t.gen
+            gen, state = t.gen, t.state_bytes
             first = yield request
-            if t.reconnected():  # the server may have restarted: the general path
-                first = None
-            elif not isinstance(first[0], Exception):
-                hits = _quick_hits(first[0], gen, t.codec, with_vectors)
-                if hits is not None:
-                    return hits
+            if first[1] != state or t.reconnected():
+                first = None  # a switch, a drop, a restart: the general path, checked again
+            else:
+                del first[1]
+                if not isinstance(first[0], Exception):
+                    hits = _quick_hits(first[0], gen, t.codec, with_vectors)
+                    if hits is not None:
+                        return hits
         plan = self._search_plan(
             vector,
             k,
@@ -102,8 +111,9 @@ class Searches:
         if plain and first is None:
             query_ = plan.prepare(*plan.window())
             self._simple[(k, with_vectors, with_metadata)] = _Prepared.of(
-                ("FT.SEARCH", t.keys.index, *query_.head), query_.tail, t.codec.nbytes
-            )
+                ("FT.SEARCH", t.keys.index, *query_.head), query_.tail, t.codec.nbytes,
+                t.check_command(), t.check_frame(),
+            )  # fmt: skip
         return (yield from self._searched(plan, first))[0]
 
     def quick(
@@ -127,9 +137,9 @@ class Searches:
         request = self._request(vector, k, with_vectors, with_metadata)
         if request is None:
             return SLOW
-        gen = t.gen
+        gen, state = t.gen, t.state_bytes
         first = wire.roundtrip(*request)
-        if t.reconnected() or isinstance(first[0], Exception):
+        if first[1] != state or t.reconnected() or isinstance(first[0], Exception):
             return SLOW
         hits = _quick_hits(first[0], gen, t.codec, with_vectors)
         return SLOW if hits is None else hits
@@ -138,7 +148,8 @@ class Searches:
         self, vector: Any, k: int, with_vectors: bool, with_metadata: bool
     ) -> Roundtrip | None:
         """The round trip of a plain search (:func:`_plain`) once its command is known
-        (:attr:`_simple`) and the space's indexes are known complete; else None."""
+        (:attr:`_simple`) and the space's indexes are known complete, with the state read
+        that checks it (:meth:`Target.with_check`); else None."""
         t = self.target
         if t.gen.gen not in t.readiness.ready or t.reconnected():
             return None
@@ -153,7 +164,7 @@ class Searches:
         else:  # checked while the server searches: raised before any hit is read
             meanwhile = functools.partial(codec.bytes_error, blob)
         return Roundtrip(
-            [(*prepared.head, blob, *prepared.tail)],
+            [(*prepared.head, blob, *prepared.tail), prepared.check],
             prepared.before + blob + prepared.after,
             meanwhile,
         )
@@ -235,7 +246,8 @@ class Searches:
         self, plan: ftsearch.SearchPlan, first: list[Any] | None = None
     ) -> Flow[list[list[Hit]]]:
         """Run ``plan``'s rounds (one round trip each; one unless hits vanished). ``first``:
-        the replies of its first round, already sent (by :meth:`search`'s short path).
+        the replies of its first round, already sent (by :meth:`search`'s short path; its state
+        read checked and removed).
 
         A single query without excluded keys in a space whose entries do not expire (the
         common case) reads its reply with :func:`_quick_hits`; a reply that cannot be read so
@@ -246,7 +258,7 @@ class Searches:
         replies: Any = None
         if first is not None:
             next(rounds)  # its first round is the one already sent
-            replies = yield from self._answers(first)
+            replies = self._raise_errors(first)
         elif len(plan.blobs) == 1 and not plan.exclude and not plan.vanishing:
             depth, start = plan.window()
             query = plan.prepare(depth, start).args(plan.blobs[0])
@@ -266,37 +278,32 @@ class Searches:
 
     def _search_round(self, rnd: ftsearch.SearchRound) -> Flow[list[Any]]:
         """One round of a search: the queries (and the purge of expired hits) in one round
-        trip; the live space through its alias, a version through its own index with the
-        state checked. Error replies raise."""
+        trip with the state checked (a switch meanwhile: the round again in the new state;
+        a drop: SpaceNotFoundError); the live space through its alias, a version through its
+        own index. Error replies raise."""
         t = self.target
 
         def make(index: str) -> list[tuple[Any, ...]]:
             commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
             return commands + [("FT.SEARCH", index, *args) for args in rnd.queries]
 
+        def live(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
+            if gen.gen in t.readiness.ready and not t.reconnected():
+                index = t.keys.index  # the usual case: known complete
+            else:
+                index = yield from t.search_index(gen)
+            return (yield from t.checked(make(index), state))
+
         for _ in range(2):
             if t.live:
-                if t.gen.gen in t.readiness.ready and not t.reconnected():
-                    index = t.keys.index  # the usual case: known complete
-                else:
-                    index = yield from t.search_index(t.gen)
-                replies = yield Roundtrip(make(index))
+                replies = yield from t.attempts(live)
             else:
                 replies = yield from self._version_round(make)
             if not t.reconnected():
                 break
             # The round trip opened a new connection: the server may have restarted and be
             # rebuilding the index. Search again once the index is checked.
-        return (yield from self._answers(replies[1:] if rnd.purge else replies))
-
-    def _answers(self, replies: list[Any]) -> Flow[list[Any]]:
-        """``replies`` of a round's queries; an error reply raises: SpaceNotFoundError when
-        the live space was dropped (or made again) by another client since this handle read
-        its state ("no such index", a vector size the index does not take: the state is
-        read again, as a read's check does), else its error."""
-        if self.target.live and any(isinstance(reply, Exception) for reply in replies):
-            yield from self.target.refresh()
-        return self._raise_errors(replies)
+        return self._raise_errors(replies[1:] if rnd.purge else replies)
 
     def _raise_errors(self, replies: list[Any]) -> list[Any]:
         """``replies`` of a round's queries; an error reply raises."""
@@ -512,19 +519,29 @@ def _plain(
 
 class _Prepared(NamedTuple):
     """The FT.SEARCH command of a plain search: its arguments before (``head``) and after
-    (``tail``) the query vector, and the same in RESP (``before`` and ``after`` the vector's
-    ``nbytes`` bytes: :func:`rediscache.wire.frame`), so a search joins three byte strings
-    instead of packing the command."""
+    (``tail``) the query vector, the state read that checks it (``check``: the live
+    space's, :meth:`Target.check_command`), and the two in RESP (``before`` and ``after``
+    the vector's ``nbytes`` bytes, ``after`` ending with the state read: see
+    :func:`rediscache.wire.frame`), so a search joins three byte strings instead of packing
+    its commands."""
 
     head: tuple[Any, ...]
     tail: tuple[Any, ...]
+    check: tuple[Any, ...]
     before: bytes
     after: bytes
 
     @classmethod
-    def of(cls, head: tuple[Any, ...], tail: tuple[Any, ...], nbytes: int) -> _Prepared:
+    def of(
+        cls,
+        head: tuple[Any, ...],
+        tail: tuple[Any, ...],
+        nbytes: int,
+        check: tuple[Any, ...],
+        check_frame: bytes,
+    ) -> _Prepared:
         before, after = frame((*head, b"", *tail), len(head), nbytes)
-        return cls(head, tail, before, after)
+        return cls(head, tail, check, before, after + check_frame)
 
 
 _unpackb = msgpack.unpackb

@@ -125,7 +125,7 @@ class Target:
 
     def refresh(self) -> Flow[None]:
         """Reload the state (and the generation read) from Redis. One round trip."""
-        raw = yield Command(("HGET", self.keys.config, self.check_field))
+        raw = yield Command(self.check_command())
         yield from self.adopt(raw)
 
     def expected(self, state: SpaceState) -> str:
@@ -164,7 +164,7 @@ class Target:
         """Send ``commands`` plus a trailing state read in one round trip; StaleStateError
         when the state is not ``state`` any more (then nothing in between switched, since
         states never repeat). Error replies come back as exceptions."""
-        replies = yield Roundtrip([*commands, ("HGET", self.keys.config, self.check_field)])
+        replies = yield Roundtrip([*commands, self.check_command()])
         last = replies[-1]
         if last != (self.state_bytes if state is self.state else self.expected(state).encode()):
             if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
@@ -179,15 +179,23 @@ class Target:
         checks them; :meth:`checked_ok` tells whether its replies may be used. For the
         hottest reads, which then need no nested flow; otherwise use :meth:`read_at`.
         ``packed``: the same commands in RESP (:class:`rediscache.wire.Frames`)."""
-        field = self.check_field
-        commands.append(("HGET", self.keys.config, field))
+        commands.append(self.check_command())
         if packed is None:
             return Roundtrip(commands)
+        return Roundtrip(commands, packed + self.check_frame())
+
+    def check_command(self) -> tuple[str, str, str]:
+        """The state read that checks a round trip's reads (:meth:`with_check`)."""
+        return ("HGET", self.keys.config, self.check_field)
+
+    def check_frame(self) -> bytes:
+        """:meth:`check_command` in RESP (:class:`rediscache.wire.Frames`)."""
+        field = self.check_field
         known, frame = self._check_frame
         if known != field:  # a stage's target sets its field after __init__
             frame = Frames(("HGET",), (field,)).of([self.keys.config])
             self._check_frame = (field, frame)
-        return Roundtrip(commands, packed + frame)
+        return frame
 
     def checked_ok(self, replies: list[Any]) -> bool:
         """Whether the replies of a :meth:`with_check` round trip come from the state the
