@@ -390,9 +390,17 @@ class Reads:
 
     def _index_info(self) -> Flow[SpaceInfo]:
         """What the live index says (FT.INFO through the alias): count, indexing state and
-        its own memory. One round trip."""
+        its own memory. One round trip, with the state read (:meth:`Target.checked`): a
+        space dropped since this handle read its state raises SpaceNotFoundError, also when
+        the name was taken again (whose index the alias names now)."""
         t = self.target
-        reply = yield Command(("FT.INFO", t.keys.index))
+
+        def call(state: SpaceState, gen: GenKeys) -> Flow[Any]:
+            return (yield from t.checked([("FT.INFO", t.keys.index)], state))[0]
+
+        reply = yield from t.attempts(call)
+        if isinstance(reply, Exception):
+            raise reply_error(str(reply), f"FT.INFO of {t.where()}", call=False)
         i = {
             (k.decode() if isinstance(k, bytes) else k): v for k, v in zip(reply[::2], reply[1::2])
         }

@@ -628,3 +628,26 @@ def test_a_collector_meeting_a_drop_under_way_leaves_no_config_behind(
     hub.drop_space(space_name, missing_ok=True)  # the drop goes on
     made = hub.create_space(space_name, 4, fields={"g": "tag"})  # no corrupt config met
     assert len(made) == 0
+
+
+@pytest.mark.parametrize("again", ["dropped", "made again"])
+def test_an_old_handles_index_reads_raise_space_not_found_after_a_drop(
+    make: Any, hub: Hub, space_name: str, again: str
+) -> None:
+    """``info()`` and an expiring space's ``len()`` read FT.INFO through the alias: after
+    another client's drop they raised ServerError ("no such index") or, the name taken
+    again, reported the new space's count under the old handle's schema. The state read in
+    their round trip: SpaceNotFoundError, as every read and search (sync and asyncio)."""
+    s = make(space_name, 4, metric="l2", algorithm="flat", ttl=3600)
+    s.put_many(["a", "b", "c"], np.eye(3, 4, dtype=np.float32))
+    assert s.count() == 3 and s.info().count == 3
+    hub.drop_space(space_name)
+    if again == "made again":
+        other = hub.create_space(space_name, 4, metric="ip", algorithm="flat", ttl=3600)
+        other.put("z", np.ones(4))
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        s.info()
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        s.count()
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        s.purge_expired()
