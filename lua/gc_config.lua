@@ -9,14 +9,16 @@
 -- ARGV[1]  the collector's token
 -- ARGV[2]  "listed": mark the generation listed (HSET ARGV[3] = ARGV[4]); "forget": the
 --          generation is deleted: DEL KEYS[3], HDEL the fields ARGV[4..], SREM the
---          generation ARGV[3] from KEYS[4]
+--          generation ARGV[3] from KEYS[4]; "list": renew the lease for ARGV[3] ms and
+--          add the documents ARGV[4..] (at most a few thousand) to KEYS[3]
 --
 -- Reply: 1 when done, -1 when the lease is not this collector's (nothing written).
 -- Errors: "RC_BAD_STEP" for another ARGV[2].
--- Cost: O(number of fields).
+-- Cost: O(number of fields or documents).
 -- Atomic because: the check of the lease and the writes must be one step, or a drop and
 --       a re-creation of the space between them would let the old collector write the
---       new space's config.
+--       new space's config, or leave a set of listed documents behind a drop (which
+--       deletes the lease with the config, then the space's keys by SCAN).
 
 if redis.call("GET", KEYS[1]) ~= ARGV[1] then
   return -1
@@ -29,6 +31,11 @@ if ARGV[2] == "listed" then
   -- collection taken up again lists the generation again (idempotent).
   if redis.call("EXISTS", KEYS[2]) == 1 then
     redis.call("HSET", KEYS[2], ARGV[3], ARGV[4])
+  end
+elseif ARGV[2] == "list" then
+  redis.call("PEXPIRE", KEYS[1], ARGV[3])
+  if #ARGV > 3 then
+    redis.call("SADD", KEYS[3], unpack(ARGV, 4))
   end
 elseif ARGV[2] == "forget" then
   redis.call("DEL", KEYS[3])

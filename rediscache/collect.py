@@ -237,17 +237,17 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: Lease) -> Flow[None
     index = yield from _listing_index(gen)
     if index is None:
         if (yield from may_scan()):
-            yield from _scan_list(gen, doomed, lease)
+            yield from _scan_list(keys, gen, lease)
             return
         # a role (no SCAN): a copy its writer could not index gets a listing index now
+        yield from _held(lease)  # not atomic with it: a drop just after may leave it behind
         yield from create_listing(gen, existing=True)
         index = gen.listing
     counted = yield from _trusted_count(keys, gen)
 
     def add(batch: list[bytes]) -> Flow[int]:
-        yield from _held(lease)
-        added, _ = yield Pipeline([("SADD", doomed, *batch), ("PEXPIRE", lease.key, LEASE_MS)])
-        return int(added)
+        yield from _config_step(lease, keys, gen, "list", [LEASE_MS, *batch])
+        return len(batch)
 
     while True:
         # A generation without a count trusts its index, judged complete before the read:
@@ -271,18 +271,14 @@ def _listing_index(gen: GenKeys) -> Flow[str | None]:
     return None
 
 
-def _scan_list(gen: GenKeys, doomed: str, lease: Lease) -> Flow[None]:
-    """Fill ``doomed`` by SCAN over ``gen``'s prefix, :data:`STEP` keys per page: for a
+def _scan_list(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[None]:
+    """Fill the generation's set of listed documents by SCAN over ``gen``'s prefix, :data:`STEP` keys per page: for a
     generation without any index (a copy cut before it was indexed), the one case where
     the collection visits other keys. A full SCAN returns every key that existed all along."""
     cursor = -1
     while cursor != 0:
         cursor, batch = yield from scan_page(max(cursor, 0), gen.doc_scan_pattern(), STEP)
-        yield from _held(lease)
-        commands: list[tuple[Any, ...]] = [("PEXPIRE", lease.key, LEASE_MS)]
-        if batch:
-            commands.append(("SADD", doomed, *batch))
-        yield Pipeline(commands)
+        yield from _config_step(lease, keys, gen, "list", [LEASE_MS, *batch])
 
 
 def _built(index: str) -> Flow[bool]:

@@ -475,6 +475,10 @@ class Registry:
                 ("HGETALL", keys.versions),
                 ("DEL", keys.versions),
                 ("DEL", keys.config),
+                # a collector at work loses its lease with the config: its next write (each
+                # checks the lease in its script) does nothing, so none lands behind the
+                # SCAN below; a role's drop collects with a lease of its own
+                ("DEL", keys.gc_lock),
             ],
             transaction=True,
         )

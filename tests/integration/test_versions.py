@@ -651,3 +651,31 @@ def test_an_old_handles_index_reads_raise_space_not_found_after_a_drop(
         s.count()
     with pytest.raises(rediscache.SpaceNotFoundError):
         s.purge_expired()
+
+
+def test_a_collector_listing_during_a_drop_leaves_no_key_behind(hub: Hub, space_name: str) -> None:
+    """A collector had checked its lease (GET) and then added a page of documents to the
+    generation's listed set: a drop run in between (a background collector on a slow
+    machine) deleted every key it found, and the set made after it stayed behind. The
+    drop deletes the lease with the config, and the collector's additions check the lease
+    in the same script."""
+    from rediscache import collect, scripts
+
+    space, _ = _space(hub, space_name)
+    space.snapshot("v")
+    space.put("k0", np.ones(4))  # the copy for "v"
+    assert wait_background(60)
+    space.rollback("v", collect=False)  # the first generation is garbage
+    keys = space.keys
+
+    def at(effect: Any) -> bool:  # the collector's first addition to the listed set
+        command = getattr(effect, "command", None) or getattr(effect, "args", ())
+        if command and command[0] in ("EVALSHA", "EVAL"):
+            return bool(command[1] == scripts.sha("gc_config") and "list" in command)
+        commands = getattr(effect, "commands", ())
+        return any(c[0] == "SADD" for c in commands)
+
+    flow = _interleave(collect.collect_garbage(keys, set()), at,
+                       lambda: hub.drop_space(space_name))  # fmt: skip
+    assert hub._driver.run(flow) == 0  # it stopped: the lease went with the drop
+    assert hub.client.keys(keys.prefix + "*") == []
