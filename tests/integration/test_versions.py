@@ -678,4 +678,5 @@ def test_a_collector_listing_during_a_drop_leaves_no_key_behind(hub: Hub, space_
     flow = _interleave(collect.collect_garbage(keys, set()), at,
                        lambda: hub.drop_space(space_name))  # fmt: skip
     assert hub._driver.run(flow) == 0  # it stopped: the lease went with the drop
+    assert not hub.client.exists(keys.gen(1).doomed, keys.gc_lock, keys.config)
     assert hub.client.keys(keys.prefix + "*") == []
