@@ -272,9 +272,10 @@ def _listing_index(gen: GenKeys) -> Flow[str | None]:
 
 
 def _scan_list(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[None]:
-    """Fill the generation's set of listed documents by SCAN over ``gen``'s prefix, :data:`STEP` keys per page: for a
-    generation without any index (a copy cut before it was indexed), the one case where
-    the collection visits other keys. A full SCAN returns every key that existed all along."""
+    """Fill the generation's set of listed documents by SCAN over ``gen``'s prefix,
+    :data:`STEP` keys per page, each page added while the lease is ours: for a generation
+    without any index (a copy cut before it was indexed), the one case where the collection
+    visits other keys. A full SCAN returns every key that existed all along."""
     cursor = -1
     while cursor != 0:
         cursor, batch = yield from scan_page(max(cursor, 0), gen.doc_scan_pattern(), STEP)

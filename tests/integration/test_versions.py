@@ -523,6 +523,17 @@ def _interleave(flow: Any, at: Any, action: Any) -> Any:
             send, value = flow.throw, exc
 
 
+def _with_garbage(hub: Hub, space_name: str) -> Any:
+    """The keys of a new space of 40 documents whose first generation is garbage (a
+    snapshot, a write that copies, a rollback without collection)."""
+    space, _ = _space(hub, space_name)
+    space.snapshot("v")
+    space.put("k0", np.ones(4))  # the copy for "v"
+    assert wait_background(60)
+    space.rollback("v", collect=False)
+    return space.keys
+
+
 @pytest.mark.parametrize("moment", ["listing", "dropping the index", "unlinking"])
 def test_a_collector_of_a_dropped_space_never_touches_the_space_made_again(
     hub: Hub, space_name: str, moment: str
@@ -607,12 +618,7 @@ def test_a_collector_meeting_a_drop_under_way_leaves_no_config_behind(
     a config of another layout: CorruptDataError, seen in CI)."""
     from rediscache import collect, scripts
 
-    space, _ = _space(hub, space_name)
-    space.snapshot("v")
-    space.put("k0", np.ones(4))  # the copy for "v"
-    assert wait_background(60)
-    space.rollback("v", collect=False)  # the first generation is garbage
-    keys = space.keys
+    keys = _with_garbage(hub, space_name)
 
     def at(effect: Any) -> bool:  # the collector's write of the "listed" mark
         command = getattr(effect, "command", None) or getattr(effect, "args", ())
@@ -661,12 +667,7 @@ def test_a_collector_listing_during_a_drop_leaves_no_key_behind(hub: Hub, space_
     in the same script."""
     from rediscache import collect, scripts
 
-    space, _ = _space(hub, space_name)
-    space.snapshot("v")
-    space.put("k0", np.ones(4))  # the copy for "v"
-    assert wait_background(60)
-    space.rollback("v", collect=False)  # the first generation is garbage
-    keys = space.keys
+    keys = _with_garbage(hub, space_name)
 
     def at(effect: Any) -> bool:  # the collector's first addition to the listed set
         command = getattr(effect, "command", None) or getattr(effect, "args", ())
