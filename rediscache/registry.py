@@ -442,7 +442,8 @@ class Registry:
         Returns the number of keys deleted. Round trips: one per index and one per 1,000
         keys (SCAN + UNLINK). Not atomic: readers may see a partly deleted space while it
         runs; the config and registry entry go first so the space disappears from listings
-        at once.
+        at once (and every handle's next call raises SpaceNotFoundError), with the garbage
+        collector's lease (a collector at work stops at its next step).
 
         ``compact``: when the drop deleted at least :data:`COMPACT_MIN_KEYS` keys and the
         server keeps an append-only file, ask it to rewrite the file in the background
