@@ -81,6 +81,8 @@ class Searches:
             InvalidInputError: a bad vector, k, offset, ef, filter or flag.
             SpaceNotFoundError: the space was dropped since this handle opened it (also
                 when a space of the name was created again).
+            StaleStateError: rollbacks kept switching the space for 2 s
+                (``target.STALE_SECONDS``; docs/versions.md).
             ServerError: the search failed (ServerBusyError while Redis runs a long script).
         """
         t = self.target
