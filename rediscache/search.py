@@ -206,6 +206,15 @@ class Searches:
         those of the space's metric (cosine: 1 - cos). One round trip (FT.SEARCH
         VECTOR_RANGE); expired entries as in :meth:`search`. Exact in a FLAT space; in an
         HNSW space approximate, with :data:`rediscache.ftsearch.RANGE_EPSILON`.
+
+        ``radius`` is at least 0: RediSearch refuses a negative one. In an ``ip`` space of
+        vectors that are not unit length, distances (1 - dot) go below 0 and every such
+        hit is within any radius; ``search`` ranks them.
+
+        Raises:
+            InvalidInputError: a bad vector, radius (negative, NaN, infinite), limit,
+                offset, filter or flag.
+            SpaceNotFoundError: the space was dropped since this handle opened it.
         """
         plan = self._within_plan(
             vector,
