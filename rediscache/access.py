@@ -178,6 +178,7 @@ WRITE_SCRIPTS = (
 ADMIN_SCRIPTS = (
     "drop_version",
     "gc_config",
+    "gc_create_listing",
     "gc_drop_index",
     "gc_unlink",
     "publish",

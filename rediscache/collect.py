@@ -42,7 +42,7 @@ from .errors import ServerError
 from .ftsearch import index_done
 from .generations import (
     aggregate_keys,
-    create_listing,
+    listing_args,
     may_scan,
     parse_versions,
     scan_page,
@@ -240,8 +240,7 @@ def _list(keys: SpaceKeys, gen: GenKeys, doomed: str, lease: Lease) -> Flow[None
             yield from _scan_list(keys, gen, lease)
             return
         # a role (no SCAN): a copy its writer could not index gets a listing index now
-        yield from _held(lease)  # not atomic with it: a drop just after may leave it behind
-        yield from create_listing(gen, existing=True)
+        yield from _create_listing(lease, gen)
         index = gen.listing
     counted = yield from _trusted_count(keys, gen)
 
@@ -280,6 +279,15 @@ def _scan_list(keys: SpaceKeys, gen: GenKeys, lease: Lease) -> Flow[None]:
     while cursor != 0:
         cursor, batch = yield from scan_page(max(cursor, 0), gen.doc_scan_pattern(), STEP)
         yield from _config_step(lease, keys, gen, "list", [LEASE_MS, *batch])
+
+
+def _create_listing(lease: Lease, gen: GenKeys) -> Flow[None]:
+    """FT.CREATE ``gen``'s listing index over its documents while the lease is ours, in
+    one script (a drop deletes the lease first: no index is left behind it)."""
+    args = listing_args(gen, existing=True)
+    call = scripts.gc_create_listing_call(lease.key, gen.listing, args, token=lease.token)
+    if (yield from scripts.run(call)) is None:
+        raise _LeaseLost
 
 
 def _built(index: str) -> Flow[bool]:

@@ -38,6 +38,7 @@ __all__ = [
     "ensure_searchable",
     "existing_spaces",
     "index_batches",
+    "listing_args",
     "may_create_index",
     "may_scan",
     "parse_versions",
@@ -152,6 +153,13 @@ def listed_indexes(at: str) -> Flow[set[str]]:
 LISTING_SCHEMA = ("SCHEMA", "__rc_listed", "TAG")
 
 
+def listing_args(gen: GenKeys, *, existing: bool) -> tuple[Any, ...]:
+    """The FT.CREATE arguments after the name of ``gen``'s listing index (see
+    :func:`create_listing`)."""
+    skip = () if existing else ("SKIPINITIALSCAN",)
+    return ("ON", "HASH", "PREFIX", 1, gen.doc_prefix, *skip, "STOPWORDS", 0, *LISTING_SCHEMA)
+
+
 def create_listing(gen: GenKeys, *, existing: bool = False) -> Flow[None]:
     """FT.CREATE the listing index of a generation: a new one, before anything is written
     to it (SKIPINITIALSCAN, so the server does not scan the keyspace), or with
@@ -161,12 +169,8 @@ def create_listing(gen: GenKeys, *, existing: bool = False) -> Flow[None]:
     Raises:
         ServerError: the server refused (NoPermissionError as redis-py raised it).
     """
-    skip = () if existing else ("SKIPINITIALSCAN",)
     try:
-        yield Command(
-            ("FT.CREATE", gen.listing, "ON", "HASH", "PREFIX", 1, gen.doc_prefix,
-             *skip, "STOPWORDS", 0, *LISTING_SCHEMA)
-        )  # fmt: skip
+        yield Command(("FT.CREATE", gen.listing, *listing_args(gen, existing=existing)))
     except redis.exceptions.NoPermissionError:
         raise  # the caller knows what the user was doing
     except redis.ResponseError as exc:

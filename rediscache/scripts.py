@@ -82,6 +82,7 @@ __all__ = [
     "gather",
     "gather_call",
     "gc_config_call",
+    "gc_create_listing_call",
     "gc_drop_index_call",
     "gc_unlink_call",
     "lost",
@@ -665,16 +666,32 @@ def gc_config_call(
     )  # fmt: skip
 
 
+def _leased_index(reply: Any) -> bool | None:
+    """The reply of a collector's index script: None for -1 (not its lease), else 1/0."""
+    return None if int(reply) < 0 else bool(int(reply))
+
+
 def gc_drop_index_call(lease: str, index: str, *, token: str) -> ScriptCall[bool | None]:
     """``gc_drop_index.lua``: FT.DROPINDEX ``index`` (documents kept) if the collector's
     ``lease`` still holds ``token``; True when dropped, False when there was no such index,
     None when the lease is not this collector's (nothing dropped). One round trip, atomic.
     """
+    return ScriptCall(
+        "gc_drop_index", [lease, index], [token], _leased_index, _raiser("gc_drop_index", [])
+    )
 
-    def parse(reply: Any) -> bool | None:
-        return None if int(reply) < 0 else bool(int(reply))
 
-    return ScriptCall("gc_drop_index", [lease, index], [token], parse, _raiser("gc_drop_index", []))
+def gc_create_listing_call(
+    lease: str, index: str, args: Sequence[Any], *, token: str
+) -> ScriptCall[bool | None]:
+    """``gc_create_listing.lua``: FT.CREATE ``index`` with ``args`` (the arguments after
+    its name) if the collector's ``lease`` still holds ``token``; True when created, False
+    when it existed, None when the lease is not this collector's (nothing created). One
+    round trip, atomic."""
+    return ScriptCall(
+        "gc_create_listing", [lease, index], [token, *args], _leased_index,
+        _raiser("gc_create_listing", []),
+    )  # fmt: skip
 
 
 def gc_unlink_call(

@@ -681,3 +681,60 @@ def test_a_collector_listing_during_a_drop_leaves_no_key_behind(hub: Hub, space_
     assert hub._driver.run(flow) == 0  # it stopped: the lease went with the drop
     assert not hub.client.exists(keys.gen(1).doomed, keys.gc_lock, keys.config)
     assert hub.client.keys(keys.prefix + "*") == []
+
+
+def test_a_roles_collector_creating_a_listing_during_a_drop_leaves_no_index(
+    hub: Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A role may not SCAN: its collector lists a garbage generation that has no index
+    through a listing index it creates. It checked its lease (GET) and then sent
+    FT.CREATE, so a drop in between left that index behind the drop. The creation now
+    checks the lease in the same script (gc_create_listing.lua)."""
+    from rediscache import collect, scripts
+
+    def no_scan() -> Any:  # what a role's may_scan finds (ACL), without making a role
+        return False
+        yield
+
+    monkeypatch.setattr(collect, "may_scan", no_scan)
+    keys = _with_garbage(hub, space_name)
+    hub.node_client(space_name).execute_command("FT.DROPINDEX", keys.gen(1).index)  # no index
+
+    def at(effect: Any) -> bool:  # the collector's creation of the listing index
+        command = getattr(effect, "command", None) or getattr(effect, "args", ())
+        if command and command[0] in ("EVALSHA", "EVAL"):
+            return bool(command[1] == scripts.sha("gc_create_listing"))
+        return bool(command) and command[0] == "FT.CREATE"
+
+    flow = _interleave(collect.collect_garbage(keys, set()), at,
+                       lambda: hub.drop_space(space_name))  # fmt: skip
+    assert hub._driver.run(flow) == 0  # it stopped: the lease went with the drop
+    assert [i for i in _node_indexes(hub, space_name) if i.startswith(keys.prefix)] == []
+
+
+def test_the_listing_script_creates_only_under_the_collectors_lease(
+    hub: Hub, space_name: str
+) -> None:
+    from rediscache import generations, scripts
+
+    keys = _with_garbage(hub, space_name)
+    gen = keys.gen(1)
+    args = generations.listing_args(gen, existing=True)
+    driver = hub._driver
+    hub.client.set(keys.gc_lock, "theirs", px=60_000)
+
+    def create(token: str) -> Any:
+        call = scripts.gc_create_listing_call(keys.gc_lock, gen.listing, args, token=token)
+        return driver.run(scripts.run(call))
+
+    assert create("mine") is None  # another's lease: nothing created
+    assert gen.listing not in _node_indexes(hub, space_name)
+    assert create("theirs") is True
+    assert create("theirs") is False  # it exists
+    assert gen.listing in _node_indexes(hub, space_name)
+    hub.client.delete(keys.gc_lock)
+
+
+def _node_indexes(hub: Hub, name: str) -> set[str]:
+    """Every index on the node of space ``name`` (FT._LIST), whoever made it."""
+    return {i.decode() for i in hub.node_client(name).execute_command("FT._LIST")}
