@@ -291,25 +291,27 @@ class Searches:
         """One round of a search: the queries (and the purge of expired hits) in one round
         trip with the state checked (a switch meanwhile: the round again in the new state;
         a drop: SpaceNotFoundError); the live space through its alias, a version through its
-        own index. Error replies raise."""
+        own index once complete (waiting for it as a live search waits, at most
+        ``hub.index_wait`` seconds, then IndexBuildingError). Error replies raise."""
         t = self.target
 
         def make(index: str) -> list[tuple[Any, ...]]:
             commands: list[tuple[Any, ...]] = [("EXISTS", *rnd.purge)] if rnd.purge else []
             return commands + [("FT.SEARCH", index, *args) for args in rnd.queries]
 
-        def live(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
-            if gen.gen in t.readiness.ready and not t.reconnected():
-                index = t.keys.index  # the usual case: known complete
+        def checked(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
+            if not t.live:  # a version's (a stage's) own index, waited for while it builds
+                t.note_connects()
+                yield from t.searchable(gen, t.context.index_wait)
+                index = gen.index
+            elif gen.gen in t.readiness.ready and not t.reconnected():
+                index = t.keys.index  # the usual case: the live alias, known complete
             else:
                 index = yield from t.search_index(gen)
             return (yield from t.checked(make(index), state))
 
         for _ in range(2):
-            if t.live:
-                replies = yield from t.attempts(live)
-            else:
-                replies = yield from self._version_round(make)
+            replies = yield from t.attempts(checked)
             if not t.reconnected():
                 break
             # The round trip opened a new connection: the server may have restarted and be
@@ -322,19 +324,6 @@ class Searches:
             if isinstance(reply, Exception):
                 raise reply_error(str(reply), f"search in {self.target.where()}")
         return replies
-
-    def _version_round(self, make: Callable[[str], list[tuple[Any, ...]]]) -> Flow[list[Any]]:
-        """A round on a version's own index, once complete (waiting for it as a live search
-        waits, at most ``hub.index_wait`` seconds, then IndexBuildingError), with the state
-        checked."""
-        t = self.target
-
-        def call(state: SpaceState, gen: GenKeys) -> Flow[list[Any]]:
-            t.note_connects()
-            yield from t.searchable(gen, t.context.index_wait)
-            return (yield from t.checked(make(gen.index), state))
-
-        return (yield from t.attempts(call))
 
     # The pure halves: a plan holds what FT.SEARCH needs (ftsearch.SearchPlan), _hits
     # decodes the rounds' results.

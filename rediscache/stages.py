@@ -152,7 +152,7 @@ class StageTarget(Target):
         raise StaleStateError(f"{self.where()} kept changing during a write; retry")
 
     def reconnected(self) -> bool:
-        return False  # searches of a stage check its index in every round (_version_round)
+        return False  # searches of a stage check its index in every round (Searches._search_round)
 
 
 class Stages:
