@@ -47,6 +47,11 @@ CHUNK = 1000
 class Hit(NamedTuple):
     """One search result: the embedding's key, its distance to the query, metadata, vector.
 
+    ``distance`` is the space metric's (cosine: 1 - cos; l2: the squared euclidean distance;
+    ip: 1 - dot), exactly as the server computed and ranked it (float32 in a float32,
+    float16 or bfloat16 space, float64 in a float64 one; read from FT.SEARCH's sort key,
+    see :func:`rediscache.ftsearch.parse_search_reply`). ``vector``: None unless asked for.
+
     A NamedTuple rather than a dataclass: searches build many of them and tuple creation is
     several times cheaper.
     """

@@ -25,7 +25,6 @@ from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metada
 from .effects import SLOW, Flow, Roundtrip, Slow
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
 from .keys import META_FIELD, VECTOR_FIELD, GenKeys
-from .query import DISTANCE_FIELD
 from .reads import Hit, Reads
 from .state import SpaceState
 from .target import Target
@@ -550,7 +549,7 @@ _HIT = functools.partial(tuple.__new__, Hit)  # a Hit of one (key, distance, met
 _NONE = itertools.repeat(None)
 _NUL = b"\x00"
 _EMPTY_MAP = b"\x80"  # msgpack's empty map
-_DIST_B = DISTANCE_FIELD.encode()
+_HASH = b"#"
 _META_B = META_FIELD.encode()
 _VEC_B = VECTOR_FIELD.encode()
 
@@ -558,45 +557,60 @@ _VEC_B = VECTOR_FIELD.encode()
 def _quick_hits(
     reply: Any, gen: GenKeys, codec: VectorCodec, with_vectors: bool
 ) -> list[Hit] | None:
-    """The hits of an ``FT.SEARCH`` reply in the usual shape, with no Python loop over the
-    hits: every document under generation ``gen``'s prefix (the generation the client
-    knows), every hit with the same fields in ``RETURN`` order (``__dist``, then ``meta``,
-    then ``vec`` when asked for; or ``__dist`` alone: no metadata asked for or stored).
-    None for anything else, which :func:`rediscache.ftsearch.parse_search_reply` then reads
-    (and reports).
+    """The hits of an ``FT.SEARCH ... WITHSORTKEYS`` reply (:mod:`rediscache.ftsearch`) in
+    the usual shape, with no Python loop over the hits: every document under generation
+    ``gen``'s prefix (the generation the client knows), every sort key ``#<distance>``, and
+    either no fields at all (``NOCONTENT``: no metadata or vectors asked for) or every hit
+    with the same fields in ``RETURN`` order (``meta``, then ``vec`` when asked for; or
+    none: no metadata stored). None for anything else, which
+    :func:`rediscache.ftsearch.parse_search_reply` then reads (and reports).
 
     The ids are joined with NUL, decoded and split on NUL and the prefix in three calls (so
     every id is checked to carry the prefix: one lacking it makes one part fewer; an id
-    holding a NUL is left to the full parser); the metadata of all hits are decoded in one
+    holding a NUL is left to the full parser); the sort keys are joined and split on ``#``
+    (one lacking it makes one part fewer); the metadata of all hits are decoded in one
     msgpack call (as one array); the Hits are made by ``map`` without their generated
-    ``__new__``. For 10 hits, in situ between two searches on the 2-core dev box (medians):
-    38 us without metadata and 55 us with, where one loop over the hits took 47 and 59 us;
-    taken hot, in a loop, half the time."""
-    if type(reply) is not list or len(reply) % 2 != 1:
+    ``__new__``. For 10 hits, in situ between two searches on the 2-core dev box (medians,
+    of the reader of ``RETURN __dist`` before sort keys): 38 us without metadata and 55 us
+    with, where one loop over the hits took 47 and 59 us; taken hot, in a loop, half the
+    time."""
+    if type(reply) is not list:
         return None
-    n = len(reply) >> 1
-    if n == 0:
+    length = len(reply)
+    if length == 1:
         return []
     try:
-        ids = _NUL.join(reply[1::2])
+        stride = 2 if length < 4 or type(reply[3]) is bytes else 3
+        if length % stride != 1:
+            return None
+        n = length // stride
+        ids = _NUL.join(reply[1::stride])
         if ids.count(_NUL) != n - 1:
             return None
         keys = ("\x00" + ids.decode()).split(gen.doc_split)
         if len(keys) != n + 1:
             return None
         del keys[0]
-        values = reply[2::2]
-        sizes = list(map(len, values))
-        flat = list(_chain(values))
-        size = sizes[0]
-        if sizes != [size] * n or flat[0::size] != [_DIST_B] * n:
+        sortkeys = b"".join(reply[2::stride]).split(_HASH)
+        if len(sortkeys) != n + 1 or sortkeys[0]:
             return None
-        distances = list(map(float, flat[1::size]))
-        if size == 2 and not with_vectors:  # no metadata asked for or stored
+        del sortkeys[0]
+        distances = list(map(float, sortkeys))
+        if stride == 2:  # NOCONTENT: no metadata or vectors asked for
+            if with_vectors:
+                return None
             return list(map(_HIT, zip(keys, distances, [{} for _ in keys], _NONE)))
-        if size != (6 if with_vectors else 4) or flat[2::size] != [_META_B] * n:
+        values = reply[3::stride]
+        sizes = list(map(len, values))  # a vanished hit's nil: TypeError, the full parser
+        size = sizes[0]
+        if sizes != [size] * n:
             return None
-        metas = flat[3::size]
+        if size == 0 and not with_vectors:  # no metadata stored
+            return list(map(_HIT, zip(keys, distances, [{} for _ in keys], _NONE)))
+        flat = list(_chain(values))
+        if size != (4 if with_vectors else 2) or flat[0::size] != [_META_B] * n:
+            return None
+        metas = flat[1::size]
         if b"" in metas:
             metas = [meta or _EMPTY_MAP for meta in metas]
         head = bytes((0x90 | n,)) if n < 16 else b"\xdc" + n.to_bytes(2, "big")
@@ -604,10 +618,10 @@ def _quick_hits(
         if list(map(type, decoded)) != [dict] * n:
             return None
         if with_vectors:
-            if flat[4::size] != [_VEC_B] * n:
+            if flat[2::size] != [_VEC_B] * n:
                 return None
             return [Hit(key, distance, meta, codec.decode(raw, key)) for key, distance, meta, raw
-                    in zip(keys, distances, decoded, flat[5::size])]  # fmt: skip
+                    in zip(keys, distances, decoded, flat[3::size])]  # fmt: skip
     except (AttributeError, TypeError, ValueError, OverflowError):  # the full parser reads
         return None  # (and reports) odd ids, distances or metadata
     return list(map(_HIT, zip(keys, distances, decoded, _NONE)))

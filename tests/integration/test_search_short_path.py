@@ -208,3 +208,52 @@ def test_a_search_after_another_clients_rollback_answers_from_the_restored_gener
         hits = s.search(query, 2, **kwargs)
         assert [(h.key, h.distance) for h in hits] == [("a", 0.0), ("b", 2.0)]
     assert s.search(query, 1)[0].metadata == {"v": 1}
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2", "ip"])
+@pytest.mark.parametrize("ttl", [None, 600])
+def test_every_search_gives_the_servers_distance_in_full(
+    make: Make, space_name: str, metric: str, ttl: int | None
+) -> None:
+    """Each hit's distance is the float32 the server ranked by, not a 12-digit rendering of
+    it (FT.SEARCH's ``__dist`` field): exactly a float32 value, the same for a key whichever
+    search variant (quick lane, general path, filter, page, exclude, many, range, similar,
+    an expiring space's probe) found it, and numpy's within float32 tolerance."""
+    s = make(space_name, 8, metric=metric, algorithm="flat", fields={"g": "tag"}, ttl=ttl)
+    rng = np.random.default_rng(11)
+    vectors = rng.standard_normal((30, 8)).astype(np.float32)
+    if metric == "ip":
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    keys = [f"k{i}" for i in range(30)]
+    s.put_many(keys, vectors, [{"g": "a" if i % 2 else "b"} for i in range(30)])
+    query = vectors[0] + np.float32(0.1)
+    if metric == "ip":
+        query /= np.linalg.norm(query)
+    results = {
+        "plain": s.search(query, 10),
+        "plain again": s.search(query, 10),  # the quick lane once the command is known
+        "no metadata": s.search(query, 10, with_metadata=False),
+        "no metadata again": s.search(query, 10, with_metadata=False),
+        "vectors": s.search(query, 10, with_vectors=True),
+        "filter": s.search(query, 10, filter={"g": ["a", "b"]}),
+        "page": s.search(query, 5, offset=5),
+        "exclude": s.search(query, 10, exclude=["k29"]),
+        "many": s.search_many(np.stack([query, query]), 10)[1],
+        "within": s.within(query, 100.0, limit=10),
+        "similar": s.similar("k0", 10),
+    }
+    seen: dict[str, float] = {}
+    for name, hits in results.items():
+        assert hits, name
+        for hit in hits:
+            assert float(np.float32(hit.distance)) == hit.distance, (name, hit)
+            assert seen.setdefault(hit.key, hit.distance) == hit.distance or name == "similar"
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = query / np.linalg.norm(query)
+    want = {
+        "cosine": 1 - unit @ q,
+        "l2": ((vectors - query) ** 2).sum(axis=1),
+        "ip": 1 - vectors @ query,
+    }[metric]
+    for hit in results["plain again"]:
+        assert abs(hit.distance - float(want[keys.index(hit.key)])) < 1e-5

@@ -389,7 +389,7 @@ def test_knn_query_plain() -> None:
         "PARAMS", 4, "k", 10, "vec", b"BLOB",
         "SORTBY", "__dist", "ASC",
         "LIMIT", 0, 10,
-        "RETURN", 2, "__dist", "meta",
+        "RETURN", 1, "meta", "WITHSORTKEYS",
         "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
@@ -404,7 +404,7 @@ def test_knn_query_with_filter_ef_vectors_and_a_page() -> None:
         "PARAMS", 6, "k", 25, "vec", b"\x00\x01", "ef", 64,
         "SORTBY", "__dist", "ASC",
         "LIMIT", 20, 5,
-        "RETURN", 3, "__dist", "meta", "vec",
+        "RETURN", 2, "meta", "vec", "WITHSORTKEYS",
         "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
@@ -413,7 +413,7 @@ def test_knn_query_with_filter_ef_vectors_and_a_page() -> None:
 def test_knn_query_without_metadata_and_args_are_fresh_lists() -> None:
     q = knn_query(3, filter_str=None, ef=None, with_vectors=False, with_metadata=False)
     first = q.args(b"a")
-    assert first[-7:] == ["RETURN", 1, "__dist", "TIMEOUT", 0, "DIALECT", 2]
+    assert first[-6:] == ["NOCONTENT", "WITHSORTKEYS", "TIMEOUT", 0, "DIALECT", 2]
     first.append("junk")
     assert q.args(b"b")[6] == b"b"
     assert "junk" not in q.args(b"b")
@@ -421,9 +421,9 @@ def test_knn_query_without_metadata_and_args_are_fresh_lists() -> None:
 
 def test_knn_query_probe_loads_hits_only_when_nothing_else_does() -> None:
     bare = knn_query(3, with_metadata=False, probe=True).args(b"a")
-    assert bare[-8:] == ["RETURN", 2, "__dist", "__live", "TIMEOUT", 0, "DIALECT", 2]
+    assert bare[-8:] == ["RETURN", 1, "__live", "WITHSORTKEYS", "TIMEOUT", 0, "DIALECT", 2]
     with_meta = knn_query(3, with_metadata=True, probe=True).args(b"a")
-    assert with_meta[-8:] == ["RETURN", 2, "__dist", "meta", "TIMEOUT", 0, "DIALECT", 2]
+    assert with_meta[-8:] == ["RETURN", 1, "meta", "WITHSORTKEYS", "TIMEOUT", 0, "DIALECT", 2]
 
 
 def test_knn_query_with_a_lone_negation_prefilter() -> None:
@@ -467,7 +467,7 @@ def test_range_query() -> None:
         "PARAMS", 4, "r", "0.25", "vec", b"B",
         "SORTBY", "__dist", "ASC",
         "LIMIT", 0, 50,
-        "RETURN", 2, "__dist", "meta",
+        "RETURN", 1, "meta", "WITHSORTKEYS",
         "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
@@ -479,7 +479,7 @@ def test_range_query() -> None:
         "PARAMS", 4, "r", "1.0", "vec", b"B",
         "SORTBY", "__dist", "ASC",
         "LIMIT", 5, 5,
-        "RETURN", 2, "__dist", "vec",
+        "RETURN", 1, "vec", "WITHSORTKEYS",
         "TIMEOUT", 0,
         "DIALECT", 2,
     ]  # fmt: skip
@@ -505,15 +505,23 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
     reply = [
         7,
         b"rc:{items}:g1:d:a",
-        [b"__dist", b"0.125", b"meta", b"\x81\xa1x\x01", b"vec", b"\x00\x00\x80?"],
+        b"#0.125",
+        [b"meta", b"\x81\xa1x\x01", b"vec", b"\x00\x00\x80?"],
         b"rc:{items}:g27:d:b",
-        [b"vec", b"VV", b"__dist", b"0.5"],
+        b"#0.5",
+        [b"vec", b"VV"],
         b"rc:{items}:g1:d:c\xc3\xa9",
-        [b"meta", b"M", b"__dist", b"1"],
+        b"#1",
+        [b"vec", b"W", b"meta", b"M"],
         b"rc:{items}:g1:d:gone",
+        b"#1.25",
         None,
         b"rc:{items}:g1:d:d",
-        [b"__dist", b"-1.5e-07", b"other", b"zzz"],
+        b"#-1.5000000000000001e-07",
+        [b"other", b"zzz"],
+        b"rc:{items}:g1:d:e",
+        b"#2",
+        [],
     ]
     total, hits, vanished = parse_search_reply(reply, space_prefix=PREFIX)
     assert total == 7
@@ -521,15 +529,27 @@ def test_parse_search_reply_fields_in_any_order_and_missing() -> None:
     assert hits == [
         RawHit("a", 0.125, b"\x81\xa1x\x01", b"\x00\x00\x80?"),
         RawHit("b", 0.5, None, b"VV"),
-        RawHit("cé", 1.0, b"M", None),
-        RawHit("d", -1.5e-07, None, None),
+        RawHit("cé", 1.0, b"M", b"W"),
+        RawHit("d", -1.5000000000000001e-07, None, None),
+        RawHit("e", 2.0, None, None),  # a document without the fields asked for
     ]
     assert hits[0].key == "a" and hits[0].distance == 0.125
 
 
-def test_parse_search_reply_empty_and_hit_without_distance() -> None:
+def test_parse_search_reply_without_content() -> None:
     assert parse_search_reply([0], space_prefix=PREFIX) == (0, [], [])
-    reply = [2, b"rc:{items}:g1:d:a", [b"meta", b"M"], b"rc:{items}:g1:d:b", []]
+    one = [1, b"rc:{items}:g1:d:a", b"#0.32640576362609863"]
+    assert parse_search_reply(one, space_prefix=PREFIX) == (
+        1, [RawHit("a", 0.32640576362609863, None, None)], []
+    )  # fmt: skip
+    two = [5, *one[1:], b"rc:{items}:g2:d:b", b"#3.4028234663852886e+38"]
+    total, hits, vanished = parse_search_reply(two, space_prefix=PREFIX)
+    assert (total, vanished) == (5, [])
+    assert hits[1] == RawHit("b", 3.4028234663852886e38, None, None)
+
+
+def test_parse_search_reply_every_hit_vanished() -> None:
+    reply = [2, b"rc:{items}:g1:d:a", b"#0.1", None, b"rc:{items}:g1:d:b", b"#0.2", None]
     total, hits, vanished = parse_search_reply(reply, space_prefix=PREFIX)
     assert (total, hits) == (2, [])
     assert vanished == [b"rc:{items}:g1:d:a", b"rc:{items}:g1:d:b"]
@@ -542,9 +562,14 @@ def test_parse_search_reply_empty_and_hit_without_distance() -> None:
         None,
         [b"x"],
         [1, b"rc:{items}:g1:d:a"],
-        [1, b"rc:{other}:g1:d:a", [b"__dist", b"0.1"]],
-        [1, b"rc:{items}:g1:d:a", [b"__dist", b"nope"]],
-        [1, b"rc:{items}:g1:d:\xff", [b"__dist", b"0.1"]],
+        [1, b"rc:{items}:g1:d:a", b"#0.1", [b"meta", b"M"], b"rc:{items}:g1:d:b"],
+        [1, b"rc:{other}:g1:d:a", b"#0.1"],
+        [1, b"rc:{items}:g1:d:a", b"#nope"],
+        [1, b"rc:{items}:g1:d:a", b"0.1"],  # not a sort key
+        [1, b"rc:{items}:g1:d:a", None, []],  # no sort key
+        [1, b"rc:{items}:g1:d:a", b"#0.1", b"x", b"#0.2"],
+        [1, b"rc:{items}:g1:d:a", b"#0.1", 5],  # fields neither a list nor nil
+        [1, b"rc:{items}:g1:d:\xff", b"#0.1"],
     ],
 )
 def test_parse_search_reply_refuses_malformed(reply: object) -> None:

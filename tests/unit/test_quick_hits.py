@@ -27,14 +27,18 @@ def test_the_prefix_is_the_generations() -> None:
 
 
 def _reply(n: int, meta: bool = True, vec: bool = False) -> list[Any]:
+    """A reply of ``n`` hits as FT.SEARCH ... WITHSORTKEYS gives it: fields ``meta`` (some of
+    them empty) and ``vec`` when asked for, else NOCONTENT (id and sort key only)."""
     reply: list[Any] = [n]
     for i in range(n):
-        fields: list[Any] = [b"__dist", repr(i / 10).encode()]
+        reply += [PREFIX + f"k{i}/ü".encode(), b"#" + repr(i / 10 - 0.15).encode()]
+        fields: list[Any] = []
         if meta or vec:
             fields += [b"meta", msgpack.packb({"i": i, "name": f"é{i}"}) if i % 3 else b""]
         if vec:
             fields += [b"vec", np.full(4, i, np.float32).tobytes()]
-        reply += [PREFIX + f"k{i}/ü".encode(), fields]
+        if fields:
+            reply.append(fields)
     return reply
 
 
@@ -68,6 +72,20 @@ def test_with_vectors() -> None:
         np.testing.assert_array_equal(a.vector, b.vector)
 
 
+def test_no_metadata_stored() -> None:
+    bare = _reply(4, meta=False)
+    reply = bare[:1]
+    for i in range(1, len(bare), 2):  # RETURN meta, which no document has: empty lists
+        reply += [*bare[i : i + 2], []]
+    got = _quick_hits(reply, GEN, CODEC, False)
+    assert got == _full(reply) and got is not None and len(got) == 4
+    assert [h.metadata for h in got] == [{}] * 4
+
+
+def test_vectors_asked_for_but_no_content_goes_to_the_full_parser() -> None:
+    assert _quick_hits(_reply(3, meta=False), GEN, CODEC, True) is None
+
+
 def _changed(reply: list[Any], i: int, value: Any) -> list[Any]:
     out = list(reply)
     out[i] = value
@@ -77,18 +95,21 @@ def _changed(reply: list[Any], i: int, value: Any) -> list[Any]:
 @pytest.mark.parametrize(
     "reply",
     [
-        _changed(_reply(3), 4, []),  # a hit whose document vanished: no fields
-        _changed(_reply(3), 3, b"rc:{s}:g4:d:k1"),  # another generation answered
-        _changed(_reply(3), 4, [b"meta", b"\x80", b"__dist", b"0.5"]),  # other field order
-        _changed(_reply(3), 4, [b"__dist", b"x", b"meta", b"\x80"]),  # not a distance
-        _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", b"\xc1"]),  # not msgpack
-        _changed(_reply(3), 4, [b"__dist", b"0.1", b"meta", msgpack.packb([1])]),  # not a map
-        _changed(_reply(3), 4, [b"__dist", b"0.1"]),  # one hit without metadata among others
+        _changed(_reply(3), 6, None),  # a hit whose document vanished: nil fields
+        _changed(_reply(3), 3, []),  # one hit without metadata among others
+        _changed(_reply(3), 4, b"rc:{s}:g4:d:k1"),  # another generation answered
+        _changed(_reply(3), 6, [b"vec", b"V", b"meta", b"\x80"]),  # other field order
+        _changed(_reply(3), 5, b"#x"),  # not a distance
+        _changed(_reply(3), 5, b"0.5"),  # not a sort key
+        _changed(_reply(3), 5, b"#0.5#0.6"),  # two in one
+        _changed(_reply(3, meta=False), 4, b"#x"),  # not a distance, without content
+        _changed(_reply(3), 6, [b"meta", b"\xc1"]),  # not msgpack
+        _changed(_reply(3), 6, [b"meta", msgpack.packb([1])]),  # not a map
         _changed(_reply(3), 1, PREFIX + b"k\x00" + PREFIX + b"x"),  # an id holding NUL + prefix
         _changed(_reply(3), 1, PREFIX + b"\xff"),  # not UTF-8
         _changed(_reply(3), 1, b"x" + PREFIX + b"k0"),  # the prefix not at the start
         _changed(_reply(3), 1, 7),  # not bytes
-        _changed(_reply(3), 2, None),  # no field list
+        _changed(_reply(3), 2, None),  # no sort key
         _reply(3)[:-1],  # not the FT.SEARCH shape
         None,
     ],
