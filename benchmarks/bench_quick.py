@@ -6,7 +6,9 @@
 Measures, on one server and in one run, each side alternating in blocks of calls with the
 raw redis-py commands doing the same work (bench_core's ``measure``): ``get`` against
 ``HGET``, ``get_many(100)`` against a pipeline of 100 ``HGET``, ``search`` k=10 with and
-without metadata against ``FT.SEARCH`` returning the same fields, ``search_many(10)``
+without metadata against ``FT.SEARCH`` returning the same fields (without metadata also
+against ``FT.SEARCH NOCONTENT WITHSORTKEYS``, the form rediscache sends: no target, the
+library's own cost over its command), ``search_many(10)``
 against the same ten ``FT.SEARCH`` in a pipeline, the asyncio ``get`` and ``search``
 against redis-py's asyncio ``HGET`` and ``FT.SEARCH``, and ``put_many`` into a FLAT space
 against pipelined ``HSET`` (throughput). Metrics are on, as shipped. Then it prints each
@@ -173,10 +175,13 @@ class Quick:
         )
         rows.append(latency_row("get_many(100)", "pipeline of 100 HGET", t["ours"], t["raw"], 0.6))
 
-        def ft(fields: tuple[str, ...]) -> Callable[[int], object]:
+        def ft(fields: tuple[str, ...] | None) -> Callable[[int], object]:
+            """Raw FT.SEARCH returning ``fields``; None: ``NOCONTENT WITHSORTKEYS``, the
+            form rediscache sends for a search without metadata (distances as sort keys)."""
             query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
-            tail = ("SORTBY", "__dist", "ASC", "LIMIT", 0, K, "RETURN", len(fields), *fields,
-                    "DIALECT", 2)  # fmt: skip
+            shape = ("NOCONTENT", "WITHSORTKEYS") if fields is None else ("RETURN", len(fields),
+                                                                           *fields)  # fmt: skip
+            tail = ("SORTBY", "__dist", "ASC", "LIMIT", 0, K, *shape, "DIALECT", 2)
 
             def raw(i: int) -> object:
                 return client.execute_command(
@@ -195,13 +200,17 @@ class Quick:
         )
         t = measure(
             {"ours": lambda i: space.search(queries[i % nq], K, with_metadata=False),
-             "raw": ft(("__dist",))},
+             "raw": ft(("__dist",)), "same form": ft(None)},
             calls,
         )  # fmt: skip
         rows.append(
             latency_row(
                 "search k=10, no metadata", "FT.SEARCH RETURN __dist", t["ours"], t["raw"], 0.95
             )
+        )
+        same_form = "FT.SEARCH NOCONTENT WITHSORTKEYS"
+        rows.append(  # no target: the library's own cost over the command it sends
+            latency_row("search k=10, no metadata, same form", same_form, t["ours"], t["same form"])
         )
 
         many = [queries[j : j + 10] for j in range(0, nq - 9, 10)]
