@@ -94,7 +94,11 @@ def test_search_merges_every_partition_exactly_like_one_flat_space(
     for q in rng.normal(size=(5, DIM)).astype(np.float32):
         dist = ((vecs - q) ** 2).sum(axis=1)
         exact = [keys[i] for i in np.argsort(dist, kind="stable")[:25]]
-        assert [h.key for h in space.search(q, 10)] == exact[:10]
+        hits = space.search(q, 10)
+        assert [h.key for h in hits] == exact[:10]
+        for h in hits:  # the server's float32 distance in full (its sort key)
+            assert float(np.float32(h.distance)) == h.distance
+            assert abs(h.distance - float(dist[keys.index(h.key)])) <= 1e-5 * (1 + h.distance)
         page = space.search(q, 10, offset=10)  # pages of the merged ranking
         assert [h.key for h in page] == exact[10:20]
         without = space.search(q, 5, exclude=exact[:2])
