@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import inspect
 import itertools
 import json
 import os
@@ -190,6 +191,34 @@ def measure(
     return {name: timing(s, block) for name, s in samples.items()}
 
 
+async def measure_async(
+    sides: dict[str, Callable[[int], Any]], calls: int, block: int = BLOCK
+) -> dict[str, Timing]:
+    """:func:`measure` inside a running event loop, as an asyncio application calls: each
+    side's call ``i`` returns an awaitable, awaited within the timing, or a plain value (a
+    sync side run in the same loop, blocking it, as the loop's own code would); 20 calls of
+    each side to warm up."""
+    for fn in sides.values():
+        for i in range(20):
+            result = fn(i)
+            if inspect.isawaitable(result):
+                await result
+    samples: dict[str, list[int]] = {name: [] for name in sides}
+    names = list(sides)
+    clock = time.perf_counter_ns
+    for b, start in enumerate(range(0, calls, block)):
+        shift = b % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn, out = sides[name], samples[name]
+            for i in range(start, min(start + block, calls)):
+                t0 = clock()
+                result = fn(i)
+                if inspect.isawaitable(result):
+                    await result
+                out.append(clock() - t0)
+    return {name: timing(s, block) for name, s in samples.items()}
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -286,7 +315,9 @@ def say(text: str = "") -> None:
 
 
 def _search_args(index: str, k: int, ef: int, prefilter: str = "*") -> tuple[list[Any], list[Any]]:
-    """Raw FT.SEARCH arguments before and after the vector blob (what rediscache sends)."""
+    """Raw FT.SEARCH arguments before and after the vector blob: the same query as
+    rediscache's, returning the distance and the metadata as fields (``RETURN __dist meta``,
+    as a redis-py user writes it; rediscache asks for ``RETURN meta WITHSORTKEYS``)."""
     q = f"{prefilter}=>[KNN {k} @{VECTOR_FIELD} $vec EF_RUNTIME {ef} AS {DISTANCE_FIELD}]"
     head: list[Any] = [index, q, "PARAMS", 2, "vec"]
     tail: list[Any] = [

@@ -64,14 +64,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_core import (
     Dataset,
     Row,
-    Timing,
     format_table,
     latency_row,
     load_bundled,
     load_dev,
     measure,
+    measure_async,
     say,
-    timing,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -260,7 +259,7 @@ class Quick:
                          "FT.SEARCH", index, query, "PARAMS", 2, "vec", blobs[i % nq], *tail
                      ), calls),
                 ):  # fmt: skip
-                    t = await _measure_async({"ours": ours, "raw": theirs}, count)
+                    t = await measure_async({"ours": ours, "raw": theirs}, count)
                     rows.append(latency_row(op, baseline, t["ours"], t["raw"]))
                 return rows
             finally:
@@ -317,28 +316,6 @@ class Quick:
             "put_many FLAT (vec/s)", "pipelined HSET, same fields, FLAT index", "vec/s",
             rate["ours"], None, rate["raw"], None, ratio, ">= 0.90", ratio >= 0.9,
         )  # fmt: skip
-
-
-async def _measure_async(
-    sides: dict[str, Callable[[int], Any]], calls: int, block: int = 100
-) -> dict[str, Timing]:
-    """bench_core's ``measure`` for coroutine functions: ``calls`` awaited calls of each side,
-    alternating in blocks, after 20 of each to warm up."""
-    for fn in sides.values():
-        for i in range(20):
-            await fn(i)
-    samples: dict[str, list[int]] = {name: [] for name in sides}
-    names = list(sides)
-    clock = time.perf_counter_ns
-    for b, start in enumerate(range(0, calls, block)):
-        shift = b % len(names)
-        for name in names[shift:] + names[:shift]:
-            fn, out = sides[name], samples[name]
-            for i in range(start, min(start + block, calls)):
-                t0 = clock()
-                await fn(i)
-                out.append(clock() - t0)
-    return {name: timing(s, block) for name, s in samples.items()}
 
 
 def previous(path: Path | None) -> dict[tuple[str, str], float]:
