@@ -199,7 +199,7 @@ def no_index_yet(gen: GenKeys) -> PermissionDeniedError:
     """The error of a role that needs an index of ``gen`` which nobody built yet (a version
     a writer copied after a snapshot: only admins and owners create indexes)."""
     denied = PermissionDeniedError(
-        f"this version of space {gen.space.name!r} (generation {gen.gen}) has no index "
+        f"this version of space {gen.space.shown} (generation {gen.gen}) has no index "
         "yet, and this user may not create one (only admins and owners may): an admin's "
         "or owner's first search of it, or a rollback to it, builds it"
     )
@@ -250,7 +250,8 @@ def ensure_searchable(
             reply = yield Command(("FT.INFO", gen.index))
         except redis.ResponseError as exc:
             if not _unknown_index(exc):
-                where = f"checking the index of space {config.name!r} (FT.INFO)"
+                shown = SpaceKeys.for_space(config.name).shown
+                where = f"checking the index of space {shown} (FT.INFO)"
                 raise reply_error(str(exc), where) from exc
             if not create:
                 return False
@@ -269,8 +270,8 @@ def ensure_searchable(
             return True
         if time.monotonic() >= deadline:
             raise IndexBuildingError(
-                f"the index of space {config.name!r} is still being built "
-                f"({100 * done:.1f}% done, waited {timeout:g} s): a search now would miss "
+                f"the index of space {SpaceKeys.for_space(config.name).shown} is still being "
+                f"built ({100 * done:.1f}% done, waited {timeout:g} s): a search now would miss "
                 "hits. After a restart every index is rebuilt from the stored vectors in "
                 "the background; retry later, or allow a longer wait (hub.index_wait)",
                 percent=round(100 * done, 1),

@@ -172,6 +172,18 @@ class SpaceKeys:
         )
 
     @property
+    def space_name(self) -> str:
+        """The name of the space users know: this one's, or a partition's space's."""
+        return self.name.partition(PARTITION_MARK)[0]
+
+    @property
+    def shown(self) -> str:
+        """The space as messages name it, quoted: ``'items'``, or for a partition its space
+        and its number (``'items' (partition 0)``: users never name a partition)."""
+        base, mark, number = self.name.partition(PARTITION_MARK)
+        return f"{base!r} (partition {number})" if mark else repr(base)
+
+    @property
     def dropped(self) -> str:
         """The mark a role's drop leaves (``rc:dropped:{name}``, outside the space's prefix,
         so its admins may create it but never delete it; rediscache.access): the space was
@@ -289,7 +301,7 @@ class GenKeys:
         if isinstance(redis_key, bytes):
             redis_key = redis_key.decode()
         if not redis_key.startswith(self.doc_prefix):
-            raise InvalidInputError(f"{redis_key!r} is not a document of space {self.space.name!r}")
+            raise InvalidInputError(f"{redis_key!r} is not a document of space {self.space.shown}")
         return redis_key[len(self.doc_prefix) :]
 
     def doc_scan_pattern(self) -> str:

@@ -29,7 +29,7 @@ from . import scripts, vecmath
 from .codec import check_flag, check_keys
 from .effects import Flow
 from .errors import InvalidInputError, StaleStateError
-from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys
+from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .state import SpaceState
 from .target import Target
 
@@ -124,8 +124,8 @@ class Operations:
             return "d"
         raise InvalidInputError(
             f"{op} computes on the server, which supports float32 and float64 spaces; "
-            f"{self.config.name!r} is {self.config.dtype} (without into=, average and combine "
-            "work on any dtype)"
+            f"{SpaceKeys.for_space(self.config.name).shown} is {self.config.dtype} (without "
+            "into=, average and combine work on any dtype)"
         )
 
     def _result(self, vec: npt.NDArray[np.float64], op: str) -> npt.NDArray[Any]:

@@ -80,6 +80,7 @@ from .generations import Version, VersionRef, parse_versions
 from .keys import SpaceKeys, partition_of
 from .operations import Averaged
 from .reads import CHUNK, Batch, BatchScan, Hit, Record, vector_rows
+from .search import check_ef, check_exclude, check_page, check_window
 from .space import HubHandle, SpaceParts, StageParts, ViewParts
 from .stages import StageInfo
 from .state import RELEASE_FIELD, SpaceState
@@ -243,10 +244,10 @@ class PartitionSet:
     def where(self) -> str:
         """How messages name the space."""
         if self.pinned is not None:
-            return f"version {self.pinned} of space {self.keys.name!r}"
+            return f"version {self.pinned} of space {self.keys.shown}"
         if self.stage_label is not None:
-            return f"stage {self.stage_label!r} of space {self.keys.name!r}"
-        return f"space {self.keys.name!r}"
+            return f"stage {self.stage_label!r} of space {self.keys.shown}"
+        return f"space {self.keys.shown}"
 
     def part_of(self, key: str) -> Any:
         """The parts of the partition holding ``key``."""
@@ -288,7 +289,7 @@ class PartitionSet:
                     yield from self.finish_switch()
             if now - began > SWITCH_WAIT:
                 raise StaleStateError(
-                    f"the partitions of space {self.keys.name!r} stayed at different releases "
+                    f"the partitions of space {self.keys.shown} stayed at different releases "
                     f"for {SWITCH_WAIT:g} s (a rollback whose client died, which this user may "
                     "not complete: an admin's next call does); retry"
                 )
@@ -386,15 +387,19 @@ class PartitionSet:
         partition's index in one round trip, asking each for its ``offset + k`` nearest,
         and the lists merged (ties by key), from one release of the space. Recall: each
         partition's HNSW index searches a P-th of the data with the same ``ef``
-        (docs/scale.md has the measured recall)."""
-        k = check_int(k, "k", high=10_000)
-        offset = check_int(offset, "offset", low=0)
+        (docs/scale.md has the measured recall). Paging is checked as a space's is: in an
+        HNSW space a page reaching past ``ef`` (``offset + k + len(exclude)``, which each
+        partition is asked for) raises InvalidInputError."""
+        k, offset = check_window(k, offset)
+        skip = check_exclude(exclude)
+        ef = check_ef(self.config, ef)
+        check_page(self.config, offset, k, len(skip), ef)
         depth = offset + k
 
         def one(n: int) -> Flow[list[Hit]]:
             return self.parts[n].searches.search(
                 vector, depth, filter=filter, ef=ef, with_vectors=with_vectors,
-                with_metadata=with_metadata, exclude=exclude,
+                with_metadata=with_metadata, exclude=skip,
             )  # fmt: skip
 
         got = yield from self.together(one, range(self.size))
@@ -437,8 +442,7 @@ class PartitionSet:
     ) -> Flow[list[Hit]]:
         """Embeddings within distance ``radius`` of ``vector`` in every partition, nearest
         first, ``limit`` of them from ``offset`` (:meth:`rediscache.Space.within`)."""
-        limit = check_int(limit, "limit", high=10_000)
-        offset = check_int(offset, "offset", low=0)
+        limit, offset = check_window(limit, offset, "limit")
 
         def one(n: int) -> Flow[list[Hit]]:
             return self.parts[n].searches.within(
@@ -746,7 +750,7 @@ class PartitionSet:
         try:
             table = yield from self._table()
             if label is not None and any(v.label == label for v, _ in table.values()):
-                raise InvalidInputError(f"space {self.keys.name!r} has a version {label!r}")
+                raise InvalidInputError(f"space {self.keys.shown} has a version {label!r}")
             created = time.time()
             ids: list[int] = []
             total = 0
@@ -950,7 +954,7 @@ class PartitionSet:
                 yield from part.stages.discard_stage(label)
                 found = True
         if not found:
-            raise StageNotFoundError(f"space {self.keys.name!r} has no stage {label!r}")
+            raise StageNotFoundError(f"space {self.keys.shown} has no stage {label!r}")
 
     # the calls of a stage (this set is a stage's: stage_label and owner are set)
 
@@ -991,7 +995,7 @@ class PartitionSet:
         try:
             table = yield from live._table()
             if label is not None and any(v.label == label for v, _ in table.values()):
-                raise InvalidInputError(f"space {live.keys.name!r} has a version {label!r}")
+                raise InvalidInputError(f"space {live.keys.shown} has a version {label!r}")
             for part in self.parts:  # still there (not published or discarded meanwhile)
                 yield from part.target.refresh()
             current = yield Command(("HGET", live.keys.config, RELEASE_FIELD))
@@ -1035,7 +1039,7 @@ class PartitionSet:
         while not (yield Command(("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS))):
             if time.monotonic() > deadline:
                 raise ServerError(
-                    f"space {self.keys.name!r}: another client has held its switch lease for "
+                    f"space {self.keys.shown}: another client has held its switch lease for "
                     f"over {SWITCH_WAIT:g} s; retry"
                 )
             yield Sleep(0.005)
@@ -1047,7 +1051,7 @@ class PartitionSet:
         held = yield Command(("GET", self.keys.lock))
         if held is None or held.decode() != token:
             raise ServerError(
-                f"space {self.keys.name!r}: the switch lease expired mid-way (over "
+                f"space {self.keys.shown}: the switch lease expired mid-way (over "
                 f"{SWITCH_LEASE_MS / 1000:g} s between partitions); the next call completes it"
             )
         yield Command(("PEXPIRE", self.keys.lock, SWITCH_LEASE_MS))

@@ -308,7 +308,7 @@ class Registry:
             yield from generations.create_index(config, gen, scan=False)
         except redis.ResponseError as exc:
             if "already exists" not in str(exc).lower():
-                raise ServerError(f"creating the index of space {keys.name!r}: {exc}") from exc
+                raise ServerError(f"creating the index of space {keys.shown}: {exc}") from exc
             return None
         fields_of = {
             **config.to_hash(),
@@ -363,7 +363,7 @@ class Registry:
         if not done:  # another creator's root came first: take it as found
             found = yield from self._wait_config(keys)
             if found is None:
-                raise ServerError(f"space {keys.name!r}: its config never appeared")
+                raise ServerError(f"space {keys.shown}: its config never appeared")
             config, state = found
         return config, state, (yield from self._read_parts(config))
 
@@ -522,7 +522,7 @@ class Registry:
             yield Command(("SADD", keys.garbage, *gens))
         deleted = yield from collect.collect_garbage(keys, set(), wait=True)
         for index in indexes:  # anything the collector did not know
-            yield from generations.drop_index(index, f"index {index!r} of space {keys.name!r}")
+            yield from generations.drop_index(index, f"index {index!r} of space {keys.shown}")
         yield Command(
             ("UNLINK", keys.garbage, keys.lock, keys.gc_lock, *(keys.gen(g).doomed for g in gens))
         )

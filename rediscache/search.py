@@ -22,9 +22,10 @@ import numpy.typing as npt
 
 from . import ftsearch, query
 from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metadata
+from .config import SpaceConfig
 from .effects import SLOW, Flow, Roundtrip, Slow
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
-from .keys import META_FIELD, VECTOR_FIELD, GenKeys
+from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
 from .reads import Hit, Reads
 from .state import SpaceState
 from .target import Target
@@ -340,19 +341,9 @@ class Searches:
         exclude: Collection[str] | None,
     ) -> ftsearch.SearchPlan:
         """The plan of :meth:`search` (raises its input errors)."""
-        k = check_int(k, "k", high=query.MAX_RESULTS)
-        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
-        if offset + k > query.MAX_RESULTS:
-            raise InvalidInputError(
-                f"offset + k must be at most {query.MAX_RESULTS:,}, got {offset + k:,}"
-            )
+        k, offset = check_window(k, offset)
         vec = self.target.codec.as_vector(vector)
-        if exclude is None:
-            skip: frozenset[str] = frozenset()
-        elif isinstance(exclude, (str, bytes)):
-            raise InvalidInputError("exclude must be a collection of keys, not a single string")
-        else:
-            skip = frozenset(check_keys(exclude, "exclude"))
+        skip = check_exclude(exclude)
         return self._knn_plan([self.target.codec.encode(vec)], k, offset, skip, filter, ef,
                               with_vectors, with_metadata)  # fmt: skip
 
@@ -387,24 +378,8 @@ class Searches:
             check_flag(with_vectors, "with_vectors"),
             check_flag(with_metadata, "with_metadata"),
         )
-        if ef is not None:
-            if self.target.config.algorithm != "hnsw":
-                raise InvalidInputError(
-                    f"ef applies to HNSW spaces; {self.target.keys.name!r} is "
-                    f"{self.target.config.algorithm}"
-                )
-            ef = check_int(ef, "ef", high=2**31 - 1)
-        if offset and self.target.config.algorithm == "hnsw":
-            deepest = offset + k + len(exclude)
-            used = ef if ef is not None else self.target.config.hnsw.get("EF_RUNTIME", 10)
-            if deepest > used:
-                raise InvalidInputError(
-                    f"a page at offset {offset} with k={k}"
-                    + (f" and {len(exclude)} excluded keys" if exclude else "")
-                    + f" reaches {deepest} hits deep, past ef={used}: pages of one query are "
-                    "consistent only when every page (the first too) uses one ef at least as "
-                    f"deep as the deepest page: pass ef={deepest} or more on every page"
-                )
+        ef = check_ef(self.target.config, ef)
+        check_page(self.target.config, offset, k, len(exclude), ef)
         filter_str = self._filter_str(filter)
         probe = self.target.config.expiring
 
@@ -428,12 +403,7 @@ class Searches:
     ) -> ftsearch.SearchPlan:
         """The plan of :meth:`within` (raises its input errors)."""
         r = ftsearch.check_radius(radius)
-        limit = check_int(limit, "limit", high=query.MAX_RESULTS)
-        offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
-        if offset + limit > query.MAX_RESULTS:
-            raise InvalidInputError(
-                f"offset + limit must be at most {query.MAX_RESULTS:,}, got {offset + limit:,}"
-            )
+        limit, offset = check_window(limit, offset, "limit")
         vectors, metadata = (
             check_flag(with_vectors, "with_vectors"),
             check_flag(with_metadata, "with_metadata"),
@@ -493,6 +463,60 @@ class Searches:
 
             return hit
         return lambda key, distance, meta, _vec: Hit(key, distance, unpack_metadata(meta))
+
+
+def check_window(count: object, offset: object, what: str = "k") -> tuple[int, int]:
+    """``count`` (``k``, or ``what``: a range search's ``limit``) and ``offset`` of a page,
+    checked: ``count`` in 1..:data:`rediscache.query.MAX_RESULTS`, ``offset`` in 0..that,
+    and their sum at most that (InvalidInputError)."""
+    count = check_int(count, what, high=query.MAX_RESULTS)
+    offset = check_int(offset, "offset", low=0, high=query.MAX_RESULTS)
+    if offset + count > query.MAX_RESULTS:
+        raise InvalidInputError(
+            f"offset + {what} must be at most {query.MAX_RESULTS:,}, got {offset + count:,}"
+        )
+    return count, offset
+
+
+def check_exclude(exclude: Collection[str] | None) -> frozenset[str]:
+    """The keys of a search's ``exclude``, checked (InvalidInputError)."""
+    if exclude is None:
+        return frozenset()
+    if isinstance(exclude, (str, bytes)):
+        raise InvalidInputError("exclude must be a collection of keys, not a single string")
+    return frozenset(check_keys(exclude, "exclude"))
+
+
+def check_ef(config: SpaceConfig, ef: object) -> int | None:
+    """A search's ``ef``, checked: None, or an int >= 1 in an HNSW space
+    (InvalidInputError)."""
+    if ef is None:
+        return None
+    if config.algorithm != "hnsw":
+        raise InvalidInputError(
+            f"ef applies to HNSW spaces; {SpaceKeys.for_space(config.name).shown} is "
+            f"{config.algorithm}"
+        )
+    return check_int(ef, "ef", high=2**31 - 1)
+
+
+def check_page(config: SpaceConfig, offset: int, k: int, excluded: int, ef: int | None) -> None:
+    """InvalidInputError for a page of an HNSW space that reaches deeper than its ``ef``
+    (the space's ``EF_RUNTIME`` when None): ``offset + k + excluded`` past it. Pages of one
+    query are consistent only when every page uses one ef at least that deep (see
+    :meth:`Searches.search`); a partitioned space's pages ask each partition that deep."""
+    if not offset or config.algorithm != "hnsw":
+        return
+    deepest = offset + k + excluded
+    used = ef if ef is not None else config.hnsw.get("EF_RUNTIME", 10)
+    if deepest > used:
+        raise InvalidInputError(
+            f"a page at offset {offset} with k={k}"
+            + (f" and {excluded} excluded keys" if excluded else "")
+            + f" reaches {deepest} hits deep, past ef={used}: pages of one query are "
+            "consistent only when every page (the first too) uses one ef at least as "
+            f"deep as the deepest page: pass ef={deepest} or more on every page"
+        )
 
 
 def _plain(

@@ -103,7 +103,7 @@ class StageTarget(Target):
         self.set_record(record)
 
     def where(self) -> str:
-        return f"stage {self.label!r} of space {self.keys.name!r}"
+        return f"stage {self.label!r} of space {self.keys.shown}"
 
     def set_record(self, record: StageRecord) -> None:
         """Take ``record`` as the stage's current one."""
@@ -212,7 +212,7 @@ class Stages:
                 return StageTarget(t, label, StageRecord.parse(raw_record))
             t.set_state(SpaceState.parse(raw_state))
             return (yield from self._copy_live(label, token, t.keys.gen(live), gen))
-        raise StaleStateError(f"space {t.keys.name!r}: copies of the live generation kept running")
+        raise StaleStateError(f"space {t.keys.shown}: copies of the live generation kept running")
 
     def _copy_live(self, label: str, token: str, live: GenKeys, gen: GenKeys) -> Flow[StageTarget]:
         """Copy the live generation into the new stage ``gen`` (writers wait meanwhile) and

@@ -79,7 +79,7 @@ class Target:
 
     def where(self) -> str:
         """How messages name what this target reads."""
-        return f"space {self.keys.name!r}"
+        return f"space {self.keys.shown}"
 
     def fixed_count(self) -> int | None:
         """The number of documents when it is known without a round trip (a version's), or
@@ -91,8 +91,8 @@ class Target:
         :meth:`set_state`)."""
         if state.origin != self.state.origin:
             raise SpaceNotFoundError(
-                f"space {self.keys.name!r} was dropped and created again since this handle "
-                f"was opened: open it again (hub.space({self.keys.name!r})) to use the new "
+                f"space {self.keys.shown} was dropped and created again since this handle "
+                f"was opened: open it again (hub.space({self.keys.space_name!r})) to use the new "
                 "one; nothing was done"
             )
 
@@ -116,7 +116,7 @@ class Target:
         saving a reload's round trip on the retry."""
         if not isinstance(raw_state, bytes):
             raise SpaceNotFoundError(
-                f"space {self.keys.name!r} was dropped: nothing was done (create it again, "
+                f"space {self.keys.shown} was dropped: nothing was done (create it again, "
                 "or open another)"
             )
         self.set_state(SpaceState.parse(raw_state))
@@ -154,7 +154,7 @@ class Target:
             attempt += 1
             if attempt >= ATTEMPTS and time.monotonic() > deadline:
                 raise StaleStateError(
-                    f"space {self.keys.name!r} kept changing (snapshots, rollbacks) for "
+                    f"space {self.keys.shown} kept changing (snapshots, rollbacks) for "
                     f"{STALE_SECONDS:g} s; retry"
                 )
             if attempt >= 2:
@@ -170,7 +170,7 @@ class Target:
             if isinstance(last, Exception):  # BUSY, LOADING: alive, not dropped
                 raise reply_error(str(last), "", call=False)
             yield from self.adopt(last)
-            raise StaleStateError(f"the state of space {self.keys.name!r} changed")
+            raise StaleStateError(f"the state of space {self.keys.shown} changed")
         del replies[-1]
         return replies  # type: ignore[no-any-return]
 
@@ -362,7 +362,7 @@ class Target:
                 return (yield from call(state, self.keys.gen(state.live)))
             except StaleStateError:
                 yield from self.refresh()
-        raise StaleStateError(f"space {self.keys.name!r} kept changing during a write; retry")
+        raise StaleStateError(f"space {self.keys.shown} kept changing during a write; retry")
 
     def writable_state(self) -> Flow[SpaceState]:
         """The state, once the live generation may be written in place: copies it for the
@@ -375,7 +375,7 @@ class Target:
             else:
                 yield from self.fork(self.state)
         raise StaleStateError(
-            f"space {self.keys.name!r}: snapshots keep arriving between copying the live "
+            f"space {self.keys.shown}: snapshots keep arriving between copying the live "
             "generation and writing it; retry"
         )
 
@@ -388,7 +388,7 @@ class Target:
                 continue
             if time.monotonic() > deadline:
                 raise ServerError(
-                    f"space {self.keys.name!r}: another client has been copying the live "
+                    f"space {self.keys.shown}: another client has been copying the live "
                     f"generation for over {generations.INDEX_TIMEOUT:.0f} s"
                 )
             yield Sleep(0.005)
@@ -417,7 +417,7 @@ class Target:
             yield from generations.create_index(self.config, keys.gen(dst))
         except redis.ResponseError as exc:
             if "already exists" not in str(exc).lower():
-                raise ServerError(f"indexing the copy of space {keys.name!r}: {exc}") from exc
+                raise ServerError(f"indexing the copy of space {keys.shown}: {exc}") from exc
         yield from collect.in_background(keys, self.readiness.ready)
 
     def _fork_copy(self, token: str) -> Flow[tuple[str, int] | None]:

@@ -123,7 +123,7 @@ class VersionTarget(Target):
         self.gen = self.keys.gen(gen)
 
     def where(self) -> str:
-        return f"version {self.version} of space {self.keys.name!r}"
+        return f"version {self.version} of space {self.keys.shown}"
 
     def fixed_count(self) -> int | None:
         return self.version.count
@@ -276,7 +276,7 @@ class Versions:
             if collect and done[1]:  # the replaced generation became garbage
                 yield from garbage.in_background(keys, t.readiness.ready)
             return version
-        raise StaleStateError(f"space {keys.name!r} kept changing during rollback; retry")
+        raise StaleStateError(f"space {keys.shown} kept changing during rollback; retry")
 
     # ------------------------------------------------------------ deleting
 

@@ -107,8 +107,9 @@ def chunk_failed(
     what: str = "put_many",
     key: str | None = None,
 ) -> ServerError:
-    """The error of a put_many (or ``what``) whose chunk ``start..end-1`` (of ``n`` rows)
-    failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
+    """The error of a put_many (or ``what``) into the space ``name`` (as messages name it,
+    quoted: :attr:`rediscache.keys.SpaceKeys.shown`) whose chunk ``start..end-1`` (of ``n``
+    rows) failed: which rows are stored (also in its ``rows``). A script writes all of its chunk or
     nothing; only a lost reply leaves the chunk's fate unknown. The error keeps its kind (a
     chunk that was never sent is a ConnectionFailedError, a refused one a ServerBusyError,
     PermissionDeniedError...). ``key``: the one row's key, when the call wrote one (put).
@@ -135,7 +136,7 @@ def chunk_failed(
         error = type(exc)
     elif loading or isinstance(exc, redis.ResponseError):
         error = type(reply_error(str(exc) if not loading else f"LOADING {exc}", ""))
-    context = f"{what} into {name!r}"
+    context = f"{what} into {name}"
     reason = redact(str(exc))
     if key is not None and n == 1:
         fate = "may or may not be stored" if unknown else "was not stored"
@@ -303,7 +304,7 @@ class Writes:
                 done = yield from self.target.writing(call)
             except (redis.RedisError, ServerError) as exc:
                 one = key_list[0] if n == 1 else None
-                raise chunk_failed(self.target.keys.name, exc, start, end, n, what, one) from exc
+                raise chunk_failed(self.target.keys.shown, exc, start, end, n, what, one) from exc
             created += done.changed
             skipped += [start + i for i in done.skipped]
         return created, skipped
@@ -318,7 +319,7 @@ class Writes:
         if not self.target.config.expiring:
             if ttl is not None and ttl_to_ms(ttl) != 0:
                 raise InvalidInputError(
-                    f"space {self.target.keys.name!r} was created without expiry, so its "
+                    f"space {self.target.keys.shown} was created without expiry, so its "
                     "entries cannot get a ttl: create the space with ttl= (a default) or "
                     "expiring=True"
                 )

@@ -114,6 +114,52 @@ def test_search_merges_every_partition_exactly_like_one_flat_space(
     assert "k0" not in [h.key for h in similar] and len(similar) == 3
 
 
+def test_paging_and_bounds_are_checked_as_in_one_space(
+    make: Callable[..., Api], space_name: str
+) -> None:
+    """A partitioned HNSW space refuses a page past its ef as a space does (each partition
+    is asked offset + k deep: pages past ef repeated and skipped hits with no error), and
+    k, limit and offset have the same bounds and messages."""
+    keys, vecs = _rows(300, seed=5)
+    parted = make(space_name, DIM, metric="cosine", partitions=3)
+    plain = make(space_name + "_one", DIM, metric="cosine")
+    for space in (parted, plain):
+        space.put_many(keys, vecs)
+    q = vecs[0] + 0.1
+
+    def refused(space: Api, call: str, *args: Any, **kwargs: Any) -> str:
+        with pytest.raises(rediscache.InvalidInputError) as info:
+            getattr(space, call)(*args, **kwargs)
+        return str(info.value)
+
+    for call, args, kwargs in [
+        ("search", (q, 10), {"offset": 95}),  # 105 deep, past the default ef 100
+        ("search", (q, 10), {"offset": 85, "exclude": [f"x{i}" for i in range(20)]}),
+        ("search", (q, 10), {"offset": -1}),
+        ("search", (q, 10), {"offset": 20_000}),
+        ("search", (q, 10), {"offset": 9_995, "ef": 20_000}),
+        ("search", (q, 10), {"exclude": "k1"}),
+        ("search", (q, 10), {"ef": 0}),
+        ("within", (q, 0.5), {"offset": 9_995, "limit": 10}),
+        ("within", (q, 0.5), {"offset": -1}),
+    ]:
+        assert refused(parted, call, *args, **kwargs) == refused(plain, call, *args, **kwargs)
+    assert "past ef=100" in refused(parted, "search", q, 10, offset=95)
+    pages = [parted.search(q, 10, offset=o, ef=300) for o in range(0, 300, 10)]
+    found = [h.key for page in pages for h in page]
+    assert len(found) == len(set(found)) == 300  # with one ef deep enough: no repeat, no gap
+    assert found == [h.key for h in parted.search(q, 300, ef=300)]
+
+
+def test_messages_name_the_space_not_a_partition(make: Callable[..., Api], space_name: str) -> None:
+    space = make(space_name, DIM, metric="l2", partitions=3)
+    keys, vecs = _rows(30, seed=2)
+    space.put_many(keys, vecs)
+    with pytest.raises(rediscache.InvalidInputError) as info:
+        space.put("k1", vecs[1], ttl=5)  # a space without expiry
+    assert "#" not in str(info.value) and repr(space_name) in str(info.value)
+
+
 def test_recall_at_10_of_three_partitions_matches_one_space_on_the_dev_set(
     hub: Hub, space_name: str, dev_data: Path, topology: str
 ) -> None:

@@ -274,14 +274,14 @@ def test_failures_name_what_the_user_named() -> None:
     )
     from rediscache.writes import chunk_failed
 
-    lost = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 1, 1, "put", "k1")
+    lost = chunk_failed("'items'", OutcomeUnknownError("no reply"), 0, 1, 1, "put", "k1")
     assert str(lost) == "put into 'items': 'k1' may or may not be stored (no reply)"
     assert isinstance(lost, OutcomeUnknownError)
-    many = chunk_failed("items", OutcomeUnknownError("no reply"), 0, 2, 5, "put_many")
+    many = chunk_failed("'items'", OutcomeUnknownError("no reply"), 0, 2, 5, "put_many")
     assert "rows 0..1 may or may not be stored" in str(many)
     # LOADING: redis-py raises it as a ConnectionError, but the server refused: nothing ran
     refused = chunk_failed(
-        "items", redis.BusyLoadingError("Redis is loading the dataset in memory"), 2, 4, 5
+        "'items'", redis.BusyLoadingError("Redis is loading the dataset in memory"), 2, 4, 5
     )
     assert isinstance(refused, ServerLoadingError) and "rows 2..3 were not stored" in str(refused)
     call = scripts.rollback_call(
