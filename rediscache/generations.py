@@ -23,7 +23,7 @@ from .config import SpaceConfig
 from .effects import Command, Flow, Pipeline, Sleep
 from .errors import IndexBuildingError, PermissionDeniedError, ServerError, reply_error
 from .ftsearch import NO_TIMEOUT, index_done
-from .keys import GenKeys, SpaceKeys
+from .keys import GenKeys, SpaceKeys, shown_name
 
 __all__ = [
     "FORK_LEASE_MS",
@@ -250,8 +250,7 @@ def ensure_searchable(
             reply = yield Command(("FT.INFO", gen.index))
         except redis.ResponseError as exc:
             if not _unknown_index(exc):
-                shown = SpaceKeys.for_space(config.name).shown
-                where = f"checking the index of space {shown} (FT.INFO)"
+                where = f"checking the index of space {shown_name(config.name)} (FT.INFO)"
                 raise reply_error(str(exc), where) from exc
             if not create:
                 return False
@@ -270,7 +269,7 @@ def ensure_searchable(
             return True
         if time.monotonic() >= deadline:
             raise IndexBuildingError(
-                f"the index of space {SpaceKeys.for_space(config.name).shown} is still being "
+                f"the index of space {shown_name(config.name)} is still being "
                 f"built ({100 * done:.1f}% done, waited {timeout:g} s): a search now would miss "
                 "hits. After a restart every index is rebuilt from the stored vectors in "
                 "the background; retry later, or allow a longer wait (hub.index_wait)",

@@ -76,6 +76,7 @@ __all__ = [
     "partition_name",
     "partition_of",
     "partitions_prefix",
+    "shown_name",
     "stage_field",
     "validate_space_name",
 ]
@@ -133,6 +134,13 @@ def partition_name(space: str, number: int) -> str:
     return f"{space}{PARTITION_MARK}{number}"
 
 
+def shown_name(name: str) -> str:
+    """A space's ``name`` as messages give it, quoted: ``'items'``, or for a partition its
+    space and its number (``'items' (partition 0)``: users never name a partition)."""
+    base, mark, number = name.partition(PARTITION_MARK)
+    return f"{base!r} (partition {number})" if mark else repr(base)
+
+
 def partitions_prefix(space: str) -> str:
     """A glob pattern matching the key prefix of every partition of ``space``
     (``rc:{space#*}:``; for ACL key patterns: rediscache.access). No other space's keys
@@ -178,10 +186,8 @@ class SpaceKeys:
 
     @property
     def shown(self) -> str:
-        """The space as messages name it, quoted: ``'items'``, or for a partition its space
-        and its number (``'items' (partition 0)``: users never name a partition)."""
-        base, mark, number = self.name.partition(PARTITION_MARK)
-        return f"{base!r} (partition {number})" if mark else repr(base)
+        """The space as messages name it (:func:`shown_name`)."""
+        return shown_name(self.name)
 
     @property
     def dropped(self) -> str:

@@ -29,7 +29,7 @@ from . import scripts, vecmath
 from .codec import check_flag, check_keys
 from .effects import Flow
 from .errors import InvalidInputError, StaleStateError
-from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
+from .keys import COUNT_FIELD, VECTOR_FIELD, GenKeys, shown_name
 from .state import SpaceState
 from .target import Target
 
@@ -124,7 +124,7 @@ class Operations:
             return "d"
         raise InvalidInputError(
             f"{op} computes on the server, which supports float32 and float64 spaces; "
-            f"{SpaceKeys.for_space(self.config.name).shown} is {self.config.dtype} (without "
+            f"{shown_name(self.config.name)} is {self.config.dtype} (without "
             "into=, average and combine work on any dtype)"
         )
 

@@ -25,7 +25,7 @@ from .codec import VectorCodec, check_flag, check_int, check_keys, unpack_metada
 from .config import SpaceConfig
 from .effects import SLOW, Flow, Roundtrip, Slow
 from .errors import InvalidInputError, KeyNotFoundError, reply_error
-from .keys import META_FIELD, VECTOR_FIELD, GenKeys, SpaceKeys
+from .keys import META_FIELD, VECTOR_FIELD, GenKeys, shown_name
 from .reads import Hit, Reads
 from .state import SpaceState
 from .target import Target
@@ -494,8 +494,7 @@ def check_ef(config: SpaceConfig, ef: object) -> int | None:
         return None
     if config.algorithm != "hnsw":
         raise InvalidInputError(
-            f"ef applies to HNSW spaces; {SpaceKeys.for_space(config.name).shown} is "
-            f"{config.algorithm}"
+            f"ef applies to HNSW spaces; {shown_name(config.name)} is {config.algorithm}"
         )
     return check_int(ef, "ef", high=2**31 - 1)
 
