@@ -11,7 +11,7 @@
 --         "RC_NOTSHARED" (no version shares the live generation: nothing to copy; a dead
 --         copier's copy into a stage is ended first, and writers may go on),
 --         "RC_NOSTATE". Nothing is written then.
--- Cost: O(1). The copy itself (COPY of every document, pipelined by the client) and the new
+-- Cost: O(1). The copy itself (copy_docs.lua over every document, in batches) and the new
 --       generation's index follow; writers wait until fork_commit.lua publishes the result.
 -- Atomic because: the check, the lease and the state change that stops writers must be
 --       one step, or a writer could slip a write in between and into the copy's source.
@@ -31,13 +31,14 @@ if fork ~= "-" then
   if stale then redis.call("SADD", garbage, stale) end
   if shared == "0" then
     -- it was copying live into a stage: no version needs a copy, its copy is just ended
-    redis.call("HDEL", cfg, "fork_gen")
+    redis.call("HDEL", cfg, "fork_gen", "copied")
     redis.call("HSET", cfg, "state", (epoch + 1) .. " " .. live .. " 0 -" .. origin)
     return redis.error_reply("RC_NOTSHARED")
   end
 end
 local gen = redis.call("HINCRBY", cfg, "next_gen", 1)
 redis.call("HSET", cfg, "fork_gen", gen)
+redis.call("HDEL", cfg, "copied")  -- copy_docs.lua counts this copy here
 redis.call("SET", lock, ARGV[1], "PX", ARGV[2])
 local new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[1] .. origin
 redis.call("HSET", cfg, "state", new)

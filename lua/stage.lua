@@ -15,8 +15,8 @@
 --        ("<generation> <token> <open|copy> <created_at>") is what staged writes check.
 -- Errors: "RC_LABEL" (a stage with this label exists), "RC_BUSY" (copy mode: a copy of the
 --         live generation is in progress: wait for it), "RC_NOSTATE". Nothing is written then.
--- Cost: O(1). In copy mode the copy (COPY of every live document, pipelined by the client)
---       follows and stage_commit.lua ends it.
+-- Cost: O(1). In copy mode the copy (copy_docs.lua over every live document, in batches
+--       sent by the client) follows and stage_commit.lua ends it.
 -- Atomic because: the label check, the new generation and the record must be one step, or
 --       two clients staging one label would share a generation; in copy mode the lease and
 --       the state change that stops live writers must come with them, or a write could slip
@@ -37,6 +37,7 @@ local new = ""
 if copy then
   phase = "copy"
   redis.call("HSET", cfg, "fork_gen", gen)
+  redis.call("HDEL", cfg, "copied")  -- copy_docs.lua counts this copy here
   redis.call("SET", lock, ARGV[2], "PX", ARGV[5])
   new = (epoch + 1) .. " " .. live .. " " .. shared .. " " .. ARGV[2] .. origin
   redis.call("HSET", cfg, "state", new)

@@ -6,14 +6,14 @@
 -- KEYS[3]  the space's garbage set
 -- ARGV[1]  the stage's record field ("stage:<label>")
 -- ARGV[2]  the token stage.lua was given
--- ARGV[3]  how many documents the client copied
 --
 -- Reply: { record, new state }: the stage's open record and the space's state.
 -- Errors: "RC_LOST" (the lease expired and a writer took the copy over: the copy is
 --         garbage and the stage is gone), "RC_GONE" (the stage was discarded meanwhile: the
---         copy is garbage), "RC_COUNT <expected>" (the copy has another number of documents
---         than the live generation: it is garbage and the stage is gone; not checked in
---         expiring spaces). Live writers are let in again in every case but RC_LOST (there
+--         copy is garbage), "RC_COUNT <expected> <copied>" (the copy has another number
+--         of documents than the live generation, counted by copy_docs.lua in the config
+--         field "copied": it is garbage and the stage is gone; not checked in expiring
+--         spaces). Live writers are let in again in every case but RC_LOST (there
 --         the client that took over does it).
 -- Cost: O(1).
 -- Atomic because: the stage must open, and live writers come back, in one instant after
@@ -30,7 +30,8 @@ if fork ~= ARGV[2] or redis.call("GET", lock) ~= ARGV[2] then
   return redis.error_reply("RC_LOST")
 end
 local copy = redis.call("HGET", cfg, "fork_gen")
-redis.call("HDEL", cfg, "fork_gen")
+local copied = tonumber(redis.call("HGET", cfg, "copied") or "0")
+redis.call("HDEL", cfg, "fork_gen", "copied")
 redis.call("DEL", lock)
 local new = (epoch + 1) .. " " .. live .. " " .. shared .. " -" .. origin
 redis.call("HSET", cfg, "state", new)
@@ -39,11 +40,11 @@ if token ~= ARGV[2] or gen ~= copy then
   return redis.error_reply("RC_GONE")
 end
 local expected = tonumber(redis.call("HGET", cfg, "n:" .. live) or "0")
-if redis.call("HGET", cfg, "expiring") == "1" then expected = tonumber(ARGV[3]) end
-if tonumber(ARGV[3]) ~= expected then
+if redis.call("HGET", cfg, "expiring") == "1" then expected = copied end
+if copied ~= expected then
   redis.call("SADD", garbage, gen)
   redis.call("HDEL", cfg, ARGV[1])
-  return redis.error_reply("RC_COUNT " .. expected)
+  return redis.error_reply("RC_COUNT " .. expected .. " " .. copied)
 end
 redis.call("HSET", cfg, "n:" .. gen, expected)
 local open = string.gsub(record, " copy ", " open ", 1)

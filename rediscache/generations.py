@@ -475,35 +475,42 @@ class KeyPages:
         raise AssertionError("unreachable")
 
 
-def copy_generation(src: GenKeys, dst: GenKeys, lease: str | None = None) -> Flow[int]:
-    """COPY every document of ``src`` into ``dst`` (pipelined, 1,000 per round trip),
-    renewing the copy's ``lease`` key to :data:`FORK_LEASE_MS` in each round trip; returns
-    how many were copied (COPY does not overwrite, so a repeated key counts once). The
-    documents are found by SCAN over ``src``'s prefix, or for a user who may not SCAN (a
-    role on spaces) through ``src``'s index once it is complete."""
+def copy_generation(src: GenKeys, dst: GenKeys, config: str, lease: scripts.Lease) -> Flow[None]:
+    """Copy every document of ``src`` into ``dst`` under the copy's ``lease`` (key, token),
+    renewed to :data:`FORK_LEASE_MS` at every batch (copy_docs.lua: :data:`BATCH` documents
+    a call with COPY, :data:`SCRIPT_BATCH` field by field for a role). The space's
+    ``config`` hash counts the copies on the server (field ``copied``), which the commit
+    checks against the space's size: a batch sent again after its reply was lost, or a key
+    SCAN returned twice, is neither copied nor counted twice, and a failover that loses a
+    batch's copies loses its count too. The documents are found by SCAN over ``src``'s
+    prefix, or for a user who may not SCAN (a role on spaces) through ``src``'s index once
+    it is complete. Stops early when the lease is no longer this copy's (the commit then
+    reports it)."""
     plen = len(src.doc_prefix)
     target = dst.doc_prefix.encode()
-    renew = [("PEXPIRE", lease, FORK_LEASE_MS)] if lease is not None else []
+    by_copy = yield from may_scan()
+    size = BATCH if by_copy else SCRIPT_BATCH
 
     def copy(batch: list[bytes]) -> Flow[int]:
-        replies = yield Pipeline([*[("COPY", rk, target + rk[plen:]) for rk in batch], *renew])
-        return sum(int(r) for r in replies[: len(batch)])
+        for i in range(0, len(batch), size):
+            part = batch[i : i + size]
+            call = scripts.copy_docs_call(
+                lease, config, part, [target + rk[plen:] for rk in part],
+                lease_ms=FORK_LEASE_MS, by_copy=by_copy,
+            )  # fmt: skip
+            if not (yield from scripts.run(call)):
+                raise _LeaseLost
+        return 0
 
-    def copy_by_script(batch: list[bytes]) -> Flow[int]:
-        # a role has no COPY (its DB option writes into other databases)
-        copied = 0
-        for i in range(0, len(batch), SCRIPT_BATCH):
-            part = batch[i : i + SCRIPT_BATCH]
-            call = scripts.copy_docs_call(part, [target + rk[plen:] for rk in part])
-            copied += yield from scripts.run(call)
-        if renew:
-            yield Pipeline(renew)
-        return copied
+    with contextlib.suppress(_LeaseLost):
+        if by_copy:
+            yield from _scan_batches(src.doc_scan_pattern(), copy)
+        else:
+            yield from index_batches(src.index, copy, INDEX_TIMEOUT)
 
-    if not (yield from may_scan()):
-        return (yield from index_batches(src.index, copy_by_script, INDEX_TIMEOUT))
 
-    return (yield from _scan_batches(src.doc_scan_pattern(), copy))
+class _LeaseLost(Exception):
+    """Raised inside :func:`copy_generation` to stop a copy whose lease was taken over."""
 
 
 def unlink_matching(pattern: str) -> Flow[int]:

@@ -636,12 +636,34 @@ def fork_begin_call(
     )
 
 
-def copy_docs_call(sources: Sequence[bytes], targets: Sequence[bytes]) -> ScriptCall[int]:
+def copy_docs_call(
+    lease: Lease,
+    config: str,
+    sources: Sequence[bytes],
+    targets: Sequence[bytes],
+    *,
+    lease_ms: int,
+    by_copy: bool,
+) -> ScriptCall[bool]:
     """``copy_docs.lua``: copy the hashes ``sources`` to ``targets`` (same length; a
-    target that exists is kept), with their expiry; returns how many were copied. One
-    round trip, atomic. What a role's copy of a generation sends instead of COPY."""
+    target that exists is kept), with their expiry, under the copy's ``lease`` (key,
+    token), which it renews to ``lease_ms``; the space's ``config`` hash counts the copies
+    (field ``copied``, read by fork_commit.lua and stage_commit.lua). ``by_copy``: with
+    COPY (an owner), else field by field (a role, who is not given COPY). Returns True, or
+    False when the lease is not this copy's (nothing written). One round trip, atomic; sent
+    again, it copies and counts nothing twice."""
+
+    def failed(exc: redis.ResponseError) -> bool:
+        if str(exc).startswith("RC_LOST"):
+            return False
+        raise _script_error(exc, "copy_docs", []) from exc
+
     return ScriptCall(
-        "copy_docs", [*sources, *targets], [], lambda reply: int(reply), _raiser("copy_docs", [])
+        "copy_docs",
+        [config, lease[0], *sources, *targets],
+        [lease[1], lease_ms, "copy" if by_copy else "fields"],
+        lambda reply: True,
+        failed,
     )
 
 
@@ -718,8 +740,9 @@ def fork_abort_call(lock_key: str, *, token: str) -> ScriptCall[bool]:
     )
 
 
-def fork_commit_call(keys: Sequence[str], *, token: str, copied: int) -> ScriptCall[str | None]:
-    """``fork_commit.lua``; ``keys`` are config, versions, lease and garbage set.
+def fork_commit_call(keys: Sequence[str], *, token: str) -> ScriptCall[str | None]:
+    """``fork_commit.lua``; ``keys`` are config, versions, lease and garbage set; the
+    copy's size is the count copy_docs.lua kept.
 
     Returns the new state, or None when the lease was lost (another client took the copy
     over). One round trip, atomic. Raises CorruptDataError when the copy's size is wrong
@@ -732,14 +755,12 @@ def fork_commit_call(keys: Sequence[str], *, token: str, copied: int) -> ScriptC
             return None
         if msg.startswith("RC_COUNT"):
             raise CorruptDataError(
-                f"copying the live generation for its versions found {copied} documents "
-                f"where the space counts {msg.split()[1]}; the copy was dropped"
+                f"copying the live generation for its versions found {msg.split()[2]} "
+                f"documents where the space counts {msg.split()[1]}; the copy was dropped"
             ) from exc
         raise _script_error(exc, "fork_commit", []) from exc
 
-    return ScriptCall(
-        "fork_commit", list(keys), [token, copied], lambda reply: str(reply.decode()), failed
-    )
+    return ScriptCall("fork_commit", list(keys), [token], lambda reply: str(reply.decode()), failed)
 
 
 # --------------------------------------------------------------------------- stages
@@ -782,9 +803,10 @@ def stage_call(
 
 
 def stage_commit_call(
-    keys: Sequence[str], *, field: str, token: str, copied: int, label: str
+    keys: Sequence[str], *, field: str, token: str, label: str
 ) -> ScriptCall[tuple[str, str]]:
-    """``stage_commit.lua``; ``keys`` are config, lease and garbage set. Returns (the open
+    """``stage_commit.lua``; ``keys`` are config, lease and garbage set; the copy's size is
+    the count copy_docs.lua kept. Returns (the open
     record, the new state). One round trip, atomic. Raises StageNotFoundError when the
     stage was discarded or its copy taken over meanwhile, CorruptDataError when the copy
     has the wrong size (the stage is dropped then)."""
@@ -799,15 +821,15 @@ def stage_commit_call(
             raise StageNotFoundError(f"stage {label!r} is gone: {why}") from exc
         if code == "RC_COUNT":
             raise CorruptDataError(
-                f"copying the live space into stage {label!r} found {copied} documents where "
-                f"the space counts {msg.split()[1]}; the stage was dropped"
+                f"copying the live space into stage {label!r} found {msg.split()[2]} documents "
+                f"where the space counts {msg.split()[1]}; the stage was dropped"
             ) from exc
         raise _script_error(exc, "stage_commit", [label]) from exc
 
     return ScriptCall(
         "stage_commit",
         list(keys),
-        [field, token, copied],
+        [field, token],
         lambda reply: (reply[0].decode(), reply[1].decode()),
         failed,
     )

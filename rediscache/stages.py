@@ -55,6 +55,7 @@ __all__ = ["StageInfo", "StageOps", "StageTarget", "Stages", "missing_stage"]
 
 T = TypeVar("T")
 
+
 @dataclass(frozen=True)
 class StageRecord:
     """One parsed stage record (see the module docstring)."""
@@ -223,14 +224,13 @@ class Stages:
 
         def copy() -> Flow[tuple[str, str]]:
             yield from generations.create_listing(gen)
-            copied = yield from generations.copy_generation(live, gen, keys.lock)
+            yield from generations.copy_generation(live, gen, keys.config, (keys.lock, token))
             return (
                 yield from scripts.run(
                     scripts.stage_commit_call(
                         [keys.config, keys.lock, keys.garbage],
                         field=stage_field(label),
                         token=token,
-                        copied=copied,
                         label=label,
                     )
                 )
@@ -277,12 +277,10 @@ class Stages:
         return label
 
 
-
 def missing_stage(space: str, label: str) -> str:
     """The message of the StageNotFoundError for the stage ``label`` of ``space``."""
     return (
-        f"space {space!r} has no stage {label!r} (never staged, or published or discarded "
-        "already)"
+        f"space {space!r} has no stage {label!r} (never staged, or published or discarded already)"
     )
 
 

@@ -29,6 +29,7 @@ from .config import SpaceConfig
 from .context import HubContext
 from .effects import Command, Flow, Roundtrip, Sleep
 from .errors import (
+    CorruptDataError,
     ServerError,
     SpaceNotFoundError,
     StaleStateError,
@@ -398,14 +399,24 @@ class Target:
         """Copy the live generation for the versions that share it (docs/versions.md): take
         the lease, COPY the documents server-side into a new generation, move the versions
         to the copy in one script, index the copy, and start deleting what became garbage
-        (in the background: rediscache.collect). A writer who may not create indexes (a
-        ``write`` role: rediscache.access) leaves both to those who may: the versions'
-        copy is indexed at its first search by an admin or owner, or when it is rolled back
-        to or published, and garbage goes at an admin's next switch; reading it by key needs
-        no index."""
+        (in the background: rediscache.collect). A copy whose size differs from the
+        space's count (a failover lost batches the old primary had taken) is dropped whole
+        and made once more; a second such copy raises CorruptDataError. A writer who may
+        not create indexes (a ``write`` role: rediscache.access) leaves both to those who
+        may: the versions' copy is indexed at its first search by an admin or owner, or
+        when it is rolled back to or published, and garbage goes at an admin's next
+        switch; reading it by key needs no index."""
         keys = self.keys
-        token = uuid.uuid4().hex
-        done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
+        for attempt in (1, 2):
+            token = uuid.uuid4().hex
+            try:
+                done = yield from holding_lease(keys.lock, token, self._fork_copy(token))
+                break
+            except CorruptDataError:
+                # the copy was short (a failover lost batches the old primary had taken)
+                # and was dropped whole: copy once more before calling it corrupt
+                if attempt == 2:
+                    raise
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again
             yield from self.refresh()
             return
@@ -439,10 +450,12 @@ class Target:
             return None
         src, dst, new = begun
         self.set_state(SpaceState.parse(new))
-        copied = yield from generations.copy_generation(keys.gen(src), keys.gen(dst), keys.lock)
+        yield from generations.copy_generation(
+            keys.gen(src), keys.gen(dst), keys.config, (keys.lock, token)
+        )
         done = yield from scripts.run(
             scripts.fork_commit_call(
-                [keys.config, keys.versions, keys.lock, keys.garbage], token=token, copied=copied
+                [keys.config, keys.versions, keys.lock, keys.garbage], token=token
             )
         )
         return None if done is None else (done, dst)

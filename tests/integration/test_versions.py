@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -738,3 +739,86 @@ def test_the_listing_script_creates_only_under_the_collectors_lease(
 def _node_indexes(hub: Hub, name: str) -> set[str]:
     """Every index on the node of space ``name`` (FT._LIST), whoever made it."""
     return {i.decode() for i in hub.node_client(name).execute_command("FT._LIST")}
+
+
+@pytest.fixture()
+def copies_sent_twice(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Every batch of a copy of the live generation is sent twice, the first reply thrown
+    away: what a driver or redis-py's retry does after a reply lost to a broken connection
+    or a failover. Returns a list that counts the batches sent again."""
+    import redis.asyncio.client
+
+    from rediscache import drive, scripts, wire
+
+    again: list[int] = []
+    sha = scripts.sha("copy_docs")
+
+    def copying(command: Any) -> bool:
+        # the copy's script call (now) or a pipeline of COPY (before: a count of replies)
+        return len(command) > 1 and (command[1] == sha or str(command[0]).upper() == "COPY")
+
+    sync_once, async_once = wire.Wire.once, drive.once_async
+    sync_execute, async_execute = (
+        redis.client.Pipeline.execute,
+        redis.asyncio.client.Pipeline.execute,
+    )
+
+    def once(self: Any, command: Any, *rest: Any) -> Any:
+        if copying(command):
+            again.append(1)
+            sync_once(self, command, *rest)
+        return sync_once(self, command, *rest)
+
+    async def aonce(client: Any, command: Any, *rest: Any) -> Any:
+        if copying(command):
+            again.append(1)
+            await async_once(client, command, *rest)
+        return await async_once(client, command, *rest)
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if stack and copying(stack[0][0]):
+            again.append(1)
+            sync_execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return sync_execute(self, *args, **kwargs)
+
+    async def aexecute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if stack and copying(stack[0][0]):
+            again.append(1)
+            await async_execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return await async_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(wire.Wire, "once", once)
+    monkeypatch.setattr(drive, "once_async", aonce)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", aexecute)
+    return again
+
+
+def test_a_copy_whose_batches_are_sent_again_counts_each_document_once(
+    make: Callable[..., Any], space_name: str, copies_sent_twice: list[int]
+) -> None:
+    """A copy of the live generation (the first write after a snapshot; a stage copied
+    from live) whose every batch is sent a second time, as after a lost reply, is whole
+    and accepted: the copy's count is the server's (copy_docs.lua), not a sum of replies
+    (which counted 0 for a batch sent again, and the copy was refused as corrupt)."""
+    n = 2500  # three batches
+    keys = [f"k{i}" for i in range(n)]
+    vecs = np.random.default_rng(3).normal(size=(n, 4)).astype(np.float32)
+    api = make(space_name, 4, metric="l2", algorithm="flat")
+    api.put_many(keys, vecs)
+    api.snapshot("before")
+    api.put("k0", np.full(4, 9.0))  # copies the live generation for "before"
+    assert len(copies_sent_twice) >= 3
+    old = api.at("before")
+    assert len(old) == n
+    np.testing.assert_array_equal(old.get_many(keys), vecs)
+    assert api.get("k0")[0] == 9.0 and len(api) == n
+    sent = len(copies_sent_twice)
+    stage = api.stage("patch", empty=False)
+    assert len(copies_sent_twice) >= sent + 3
+    assert len(stage) == n
+    np.testing.assert_array_equal(stage.get_many(keys[1:]), vecs[1:])

@@ -107,10 +107,13 @@ def test_calls_that_return_error_codes() -> None:
     assert begin.failed(redis.ResponseError("RC_BUSY")) == "RC_BUSY"
     assert begin.parse([1, 2, b"3 1 0 t"]) == (1, 2, "3 1 0 t")
     busy = scripts.rollback_call(["k"], version=1, gen=2).failed(redis.ResponseError("RC_BUSY"))
-    lost = scripts.fork_commit_call(["k"], token="t", copied=3).failed(
-        redis.ResponseError("RC_LOST")
-    )
+    lost = scripts.fork_commit_call(["k"], token="t").failed(redis.ResponseError("RC_LOST"))
     assert busy is None and lost is None  # "wait" / "lease lost": results, not errors
+    with pytest.raises(CorruptDataError, match="found 2456 documents where the space counts 3000"):
+        scripts.fork_commit_call(["k"], token="t").failed(redis.ResponseError("RC_COUNT 3000 2456"))
+    copy = scripts.copy_docs_call(("lock", "t"), "cfg", [b"a"], [b"b"], lease_ms=5, by_copy=True)
+    assert copy.keys == ["cfg", "lock", b"a", b"b"] and copy.args == ["t", 5, "copy"]
+    assert copy.failed(redis.ResponseError("RC_LOST")) is False  # lease lost: stop copying
     with pytest.raises(InvalidInputError, match="labelled 'v'"):
         scripts.snapshot_call("cfg", "ver", label="v", created_at=0.0).failed(
             redis.ResponseError("RC_LABEL")
