@@ -822,3 +822,57 @@ def test_a_copy_whose_batches_are_sent_again_counts_each_document_once(
     assert len(copies_sent_twice) >= sent + 3
     assert len(stage) == n
     np.testing.assert_array_equal(stage.get_many(keys[1:]), vecs[1:])
+
+
+@pytest.mark.parametrize("short_copies", [1, 2])
+def test_a_short_copy_is_made_again_then_refused(
+    make: Callable[..., Any], space_name: str, monkeypatch: pytest.MonkeyPatch, short_copies: int
+) -> None:
+    """A copy that comes out short (a batch the old primary took was lost in a failover:
+    here the first batch of a copy is dropped unsent) is dropped whole and made once more;
+    two short copies in a row raise CorruptDataError. Either way every version is whole."""
+    from rediscache import drive, scripts, wire
+
+    sha = scripts.sha("copy_docs")
+    copies: list[int] = []  # the copies begun, by their first batch
+
+    sync_once, async_once = wire.Wire.once, drive.once_async
+    batches: list[str] = []
+
+    def drop(command: Any) -> bool:
+        if not (len(command) > 1 and command[1] == sha):
+            return False
+        token = command[3 + int(command[2])]
+        batches.append(token)
+        first_of_copy = batches.count(token) == 1
+        if first_of_copy:
+            copies.append(1)
+        return first_of_copy and len(copies) <= short_copies
+
+    def once(self: Any, command: Any, *rest: Any) -> Any:
+        return 1 if drop(command) else sync_once(self, command, *rest)
+
+    async def aonce(client: Any, command: Any, *rest: Any) -> Any:
+        return 1 if drop(command) else await async_once(client, command, *rest)
+
+    n = 2500
+    keys = [f"k{i}" for i in range(n)]
+    vecs = np.random.default_rng(4).normal(size=(n, 4)).astype(np.float32)
+    api = make(space_name, 4, metric="l2", algorithm="flat")
+    api.put_many(keys, vecs)
+    api.snapshot("before")
+    monkeypatch.setattr(wire.Wire, "once", once)
+    monkeypatch.setattr(drive, "once_async", aonce)
+    if short_copies == 1:
+        api.put("k0", np.full(4, 9.0))
+        assert api.get("k0")[0] == 9.0
+    else:
+        with pytest.raises(rediscache.CorruptDataError, match="found 1500 documents"):
+            api.put("k0", np.full(4, 9.0))
+        np.testing.assert_array_equal(api.get("k0"), vecs[0])  # nothing written
+    assert len(copies) == 2
+    monkeypatch.undo()
+    np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
+    api.put("k1", np.full(4, 7.0))  # copies (again) and writes
+    np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
+    assert len(api) == n
