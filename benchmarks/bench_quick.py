@@ -8,7 +8,8 @@ raw redis-py commands doing the same work (bench_core's ``measure``): ``get`` ag
 ``HGET``, ``get_many(100)`` against a pipeline of 100 ``HGET``, ``search`` k=10 with and
 without metadata against ``FT.SEARCH`` returning the same fields (without metadata also
 against ``FT.SEARCH NOCONTENT WITHSORTKEYS``, the form rediscache sends: no target, the
-library's own cost over its command), ``search_many(10)``
+library's own cost over its command; and a bare socket sending that form prepacked, its
+reply read by hiredis with no library: the floor under any Python client), ``search_many(10)``
 against the same ten ``FT.SEARCH`` in a pipeline, the asyncio ``get`` and ``search``
 against redis-py's asyncio ``HGET`` and ``FT.SEARCH``, and ``put_many`` into a FLAT space
 against pipelined ``HSET`` (throughput). Metrics are on, as shipped. Then it prints each
@@ -42,6 +43,7 @@ import json
 import os
 import platform
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+import hiredis
 import msgpack
 import numpy as np
 import redis
@@ -119,6 +122,53 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "redis_py": redis.__version__,
     }
+
+
+class BareSender:
+    """One command of ``packed`` (RESP, made before the timing) per call, written on a
+    socket of its own and its reply read by a hiredis Reader, with no client library and no
+    result made: the floor under any Python client of the same command (``close`` after)."""
+
+    def __init__(self, sock: socket.socket, packed: list[bytes]) -> None:
+        self.sock, self.packed = sock, packed
+
+    def __call__(self, i: int) -> object:
+        sock = self.sock
+        sock.sendall(self.packed[i % len(self.packed)])
+        reader = hiredis.Reader()
+        while True:
+            reader.feed(sock.recv(1 << 16))
+            reply = reader.gets()
+            if reply is not False:
+                return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def bare_sender(client: redis.Redis, commands: list[tuple[Any, ...]]) -> BareSender:
+    """A :class:`BareSender` of ``commands`` to ``client``'s server, authenticated as it."""
+    kw = client.connection_pool.connection_kwargs
+    if kw.get("path"):
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(kw["path"])
+    else:
+        sock = socket.create_connection((kw.get("host", "127.0.0.1"), kw["port"]))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.settimeout(30.0)
+    sender = BareSender(sock, [])
+    if kw.get("password"):
+        user = (kw["username"],) if kw.get("username") else ()
+        sender.packed = [hiredis.pack_command(("AUTH", *user, kw["password"]))]
+        if isinstance(sender(0), hiredis.ReplyError):
+            raise RuntimeError("the bare socket could not authenticate")
+    sender.packed = [hiredis.pack_command(tuple(map(_text, c))) for c in commands]
+    return sender
+
+
+def _text(arg: Any) -> Any:
+    """An argument as hiredis packs it: bytes and str as they are, numbers as text."""
+    return arg if isinstance(arg, bytes | str) else str(arg)
 
 
 class Quick:
@@ -197,11 +247,18 @@ class Quick:
         rows.append(
             latency_row("search k=10", "FT.SEARCH RETURN __dist meta", t["ours"], t["raw"], 1.0)
         )
+        query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
+        same = ("SORTBY", "__dist", "ASC", "LIMIT", 0, K, "NOCONTENT", "WITHSORTKEYS",
+                "DIALECT", 2)  # fmt: skip
+        floor = bare_sender(client, [
+            ("FT.SEARCH", index, query, "PARAMS", 2, "vec", b, *same) for b in blobs
+        ])  # fmt: skip
         t = measure(
             {"ours": lambda i: space.search(queries[i % nq], K, with_metadata=False),
-             "raw": ft(("__dist",)), "same form": ft(None)},
+             "raw": ft(("__dist",)), "same form": ft(None), "floor": floor},
             calls,
         )  # fmt: skip
+        floor.close()
         rows.append(
             latency_row(
                 "search k=10, no metadata", "FT.SEARCH RETURN __dist", t["ours"], t["raw"], 0.95
@@ -211,6 +268,10 @@ class Quick:
         rows.append(  # no target: the library's own cost over the command it sends
             latency_row("search k=10, no metadata, same form", same_form, t["ours"], t["same form"])
         )
+        rows.append(  # no target: the least any Python client pays (the floor)
+            latency_row("bare socket: same form, no library", "FT.SEARCH RETURN __dist",
+                        t["floor"], t["raw"])
+        )  # fmt: skip
 
         many = [queries[j : j + 10] for j in range(0, nq - 9, 10)]
         query = f"*=>[KNN {K} @{VECTOR_FIELD} $vec EF_RUNTIME {self.ef} AS __dist]"
