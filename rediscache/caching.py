@@ -187,13 +187,22 @@ class ReadThrough:
         token = uuid.uuid4().hex
         locks = [self.keys.compute_lock(k) for k in keys]
         try:
-            got = yield Pipeline([("SET", lock, token, "NX", "PX", lock_ms) for lock in locks])
+            # each lock is read back after its SET NX: a lock is this call's when it holds
+            # its token, which stays true when the pipeline is sent again after a lost
+            # reply (the second SET NX answers nil for a lock the first one took)
+            got = yield Pipeline(
+                [
+                    *[("SET", lock, token, "NX", "PX", lock_ms) for lock in locks],
+                    *[("GET", lock) for lock in locks],
+                ]
+            )
         except _OUTAGE:
             if on_error == "raise":
                 raise
             return dict(zip(keys, (yield from self._computed(compute, keys))))
-        mine = [k for k, ok in zip(keys, got) if ok]
-        others = [k for k, ok in zip(keys, got) if not ok]
+        ours = [held == token.encode() for held in got[len(locks) :]]
+        mine = [k for k, own in zip(keys, ours) if own]
+        others = [k for k, own in zip(keys, ours) if not own]
         found: dict[str, npt.NDArray[Any]] = {}
         try:
             if mine:

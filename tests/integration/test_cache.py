@@ -378,3 +378,62 @@ def test_stored_results_get_the_default_ttl(hub: Hub, space_name: str) -> None:
         assert _pttl(hub, plain, "avg") == -1
     finally:
         hub.drop_space(space_name + "p")
+
+
+def test_compute_locks_sent_again_stay_the_callers_own(
+    make: Any, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """get_or_compute's locks (one SET NX per missing key, pipelined) sent a second time,
+    as after a reply lost to a broken connection: the keys the call locked are still its
+    own to compute and unlock, never another caller's to wait for (before, the second SET
+    NX answered nil, so the call polled until its own locks expired, lock_seconds, and
+    left them behind)."""
+    import redis.asyncio.client
+
+    from rediscache.caching import ReadThrough
+
+    def locking(stack: list[Any]) -> bool:
+        return bool(stack) and stack[0][0][0] == "SET" and "NX" in stack[0][0]
+
+    sync_execute, async_execute = (
+        redis.client.Pipeline.execute,
+        redis.asyncio.client.Pipeline.execute,
+    )
+    again: list[int] = []
+
+    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if locking(stack):
+            again.append(1)
+            sync_execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return sync_execute(self, *args, **kwargs)
+
+    async def aexecute(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if locking(stack):
+            again.append(1)
+            await async_execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return await async_execute(self, *args, **kwargs)
+
+    def never(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("waited for keys this call had locked")
+
+    api = make(space_name, 4, metric="l2")
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", aexecute)
+    monkeypatch.setattr(ReadThrough, "_wait_for", never)
+    vecs = _vectors(3)
+    computed: list[list[str]] = []
+
+    def compute(keys: list[str]) -> np.ndarray[Any, Any]:
+        computed.append(list(keys))
+        return vecs[[int(k[1]) for k in keys]]
+
+    got = api.get_or_compute(["k0", "k1", "k2"], compute, lock_seconds=30)
+    assert again and computed == [["k0", "k1", "k2"]]
+    np.testing.assert_array_equal(got, vecs)
+    monkeypatch.undo()
+    locks = [api._space._parts.target.keys.compute_lock(k) for k in ("k0", "k1", "k2")]
+    assert api.raw.exists(*locks) == 0  # unlocked, not left to expire
