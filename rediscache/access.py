@@ -381,7 +381,7 @@ class Access:
         closed) and from the records. True when something was revoked. Raises as
         :meth:`grant` does."""
         user = validate_user(user)
-        current, _ = yield from self._current(user)  # first: only owners may read it
+        current, known = yield from self._current(user)  # first: only owners may read it
         yield from self._not_self(user)
         if spaces is None:
             deleted, forgotten = yield Pipeline(
@@ -390,7 +390,10 @@ class Access:
             # users are per node: on a cluster every other node, replicas too
             others = yield Broadcast(("ACL", "DELUSER", user), replicas=True)
             yield from _save()
-            return bool(deleted or forgotten or any(others))
+            # known or recorded before: the replies of a transaction sent again after a
+            # lost reply say 0 for what its first send deleted
+            existed = known or current.owner or bool(current.spaces)
+            return bool(existed or deleted or forgotten or any(others))
         names = _names(spaces)
         left = {s: r for s, r in current.spaces.items() if s not in names}
         if left == dict(current.spaces):

@@ -849,3 +849,27 @@ def test_roles_on_a_partitioned_space_reach_its_partitions_and_nothing_else(
         _refused(lambda: raw.hget(SpaceKeys.for_space(f"{team.a}#0").config, "dim"))
     finally:
         team.hub.drop_space(name, missing_ok=True)
+
+
+def test_a_revoke_sent_again_still_says_it_revoked(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """revoke(user) whose transaction (ACL DELUSER, the record's HDEL) is sent a second
+    time, as after a lost reply, returns True: the user was there (before, the second
+    send's replies said 0 and revoke answered that nothing was revoked)."""
+    reader = team.user("read", team.a)
+    execute = redis.client.Pipeline.execute
+
+    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if any(c[0][:2] == ("ACL", "DELUSER") for c in stack):
+            execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
+    assert team.hub.revoke(reader)
+    monkeypatch.undo()
+    team.users.remove(reader)
+    assert reader not in team.hub.users()
+    assert not team.hub.revoke(reader)  # gone: nothing left to revoke
