@@ -323,13 +323,20 @@ class Registry:
         # space. Apart: on a cluster the registry is in another slot than the space.
         if listed:
             yield Command(("SADD", REGISTRY, keys.name))
-        yield Pipeline(
+        alias, _ = yield Pipeline(
             [
                 ("FT.ALIASADD", keys.index, gen.index),
                 ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
             ],
             transaction=True,
+            raise_on_error=False,
         )
+        if isinstance(alias, Exception):
+            # "already exists" from a transaction sent again after its reply was lost:
+            # the first send made the alias and the config (its state is this one's)
+            made = yield Command(("HGET", keys.config, STATE_FIELD))
+            if "already exists" not in str(alias).lower() or made != state.raw.encode():
+                raise ServerError(f"creating the alias of space {keys.shown}: {alias}")
         return config, state
 
     def _create_partitioned(self, keys: SpaceKeys, config: SpaceConfig) -> Flow[PartsFound]:

@@ -6,6 +6,7 @@ import itertools
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -361,3 +362,42 @@ def test_a_new_space_is_searchable_at_once_on_a_server_holding_other_keys(
     finally:
         for start in range(0, len(others), 10_000):
             node.unlink(*others[start : start + 10_000])
+
+
+def test_a_create_sent_again_makes_the_space(
+    make: Any, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """create_space whose last step (the alias and the config, one transaction) is sent a
+    second time, as after a lost reply, returns the space it made (before, the second
+    FT.ALIASADD's "Alias already exists" raised although the space was made whole)."""
+    import redis.asyncio.client
+
+    execute, aexecute = redis.client.Pipeline.execute, redis.asyncio.client.Pipeline.execute
+    again: list[int] = []
+
+    def aliasing(stack: list[Any]) -> bool:
+        return any(str(c[0][0]).upper() == "FT.ALIASADD" for c in stack)
+
+    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if aliasing(stack):
+            again.append(1)
+            execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return execute(self, *args, **kwargs)
+
+    async def atwice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if aliasing(stack):
+            again.append(1)
+            await aexecute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return await aexecute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", atwice)
+    api = make(space_name, 4, metric="l2")
+    assert again
+    monkeypatch.undo()
+    api.put("a", np.ones(4, dtype=np.float32))
+    assert [h.key for h in api.search(np.ones(4), 1)] == ["a"]
