@@ -189,6 +189,9 @@ class _Store:
                 taken = command[1] in self.locks
                 self.locks.setdefault(command[1], command[2])
                 replies.append(None if taken else True)
+            elif command[0] == "GET":
+                held = self.locks.get(command[1])
+                replies.append(None if held is None else held.encode())
             else:
                 for lock in command[1:]:
                     self.locks.pop(lock, None)
