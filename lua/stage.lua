@@ -10,11 +10,16 @@
 -- ARGV[4]  "empty" (the stage starts empty) or "copy" (the client copies the live
 --          generation into it next, while live writers wait, as for a fork)
 -- ARGV[5]  copy mode: lease in milliseconds (another client may take over after it)
+-- ARGV[6]  the origin of the space the client opened (rediscache.state), or "" (a space
+--          made before origins, whose state has none)
 --
 -- Reply: { generation, record, live generation, new state or "" (empty mode) }. The record
 --        ("<generation> <token> <open|copy> <created_at>") is what staged writes check.
 -- Errors: "RC_LABEL" (a stage with this label exists), "RC_BUSY" (copy mode: a copy of the
---         live generation is in progress: wait for it), "RC_NOSTATE". Nothing is written then.
+--         live generation is in progress: wait for it), "RC_NOSTATE" (the space was
+--         dropped), "RC_ORIGIN" (it was dropped and made again under its name since the
+--         client opened it).
+--         Nothing is written then.
 -- Cost: O(1). In copy mode the copy (copy_docs.lua over every live document, in batches
 --       sent by the client) follows and stage_commit.lua ends it.
 -- Atomic because: the label check, the new generation and the record must be one step, or
@@ -26,6 +31,7 @@ local cfg, lock = KEYS[1], KEYS[2]
 local state = redis.call("HGET", cfg, "state")
 local epoch, live, shared, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
 if not epoch then return redis.error_reply("RC_NOSTATE") end
+if string.sub(origin, 2) ~= ARGV[6] then return redis.error_reply("RC_ORIGIN") end
 if redis.call("HEXISTS", cfg, ARGV[1]) == 1 then return redis.error_reply("RC_LABEL") end
 local copy = ARGV[4] == "copy"
 if copy and fork ~= "-" then return redis.error_reply("RC_BUSY") end

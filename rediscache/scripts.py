@@ -262,6 +262,11 @@ def _script_error(
     args = rest.split()
     if code == "RC_STALE":
         return StaleStateError(f"the space's state changed during {script}.lua (nothing written)")
+    if code in ("RC_NOSTATE", "RC_ORIGIN"):  # the caller's reload says which (and raises)
+        return StaleStateError(
+            f"the space was dropped, or dropped and made again, before {script}.lua "
+            "(nothing written)"
+        )
     if code == "RC_WRONGTYPE":
         return wrong_type_error(names[int(args[0]) - first])
     if code == "RC_NOVERSION":
@@ -553,10 +558,12 @@ def _snapshotted(reply: Any) -> Snapshotted:
 
 
 def snapshot_call(
-    config_key: str, versions_key: str, *, label: str, created_at: float
+    config_key: str, versions_key: str, *, label: str, created_at: float, origin: str | None
 ) -> ScriptCall[Snapshotted]:
-    """``snapshot.lua``: record the live generation as a new version. One round trip,
-    atomic. Raises InvalidInputError when another version has ``label``."""
+    """``snapshot.lua``: record the live generation as a new version, if the space is
+    still the one of ``origin`` (rediscache.state). One round trip, atomic. Raises
+    InvalidInputError when another version has ``label``, StaleStateError when the space
+    was dropped or is another of its name (nothing written)."""
 
     def failed(exc: redis.ResponseError) -> NoReturn:
         if str(exc).startswith("RC_LABEL"):
@@ -567,7 +574,11 @@ def snapshot_call(
         raise _script_error(exc, "snapshot", [label]) from exc
 
     return ScriptCall(
-        "snapshot", [config_key, versions_key], [label, repr(created_at)], _snapshotted, failed
+        "snapshot",
+        [config_key, versions_key],
+        [label, repr(created_at), origin or ""],
+        _snapshotted,
+        failed,
     )
 
 
@@ -780,11 +791,13 @@ def stage_call(
     copy: bool,
     lease_ms: int,
     label: str,
+    origin: str | None,
 ) -> ScriptCall[tuple[int, str, int, str] | None]:
     """``stage.lua``; ``keys`` are the config hash and the copy lease. Returns (the stage's
     generation, its record, the live generation, the new state or "" when not copying), or
     None while a copy of the live generation runs (nothing done: wait). One round trip,
-    atomic. Raises InvalidInputError when a stage has ``label`` already."""
+    atomic. Raises InvalidInputError when a stage has ``label`` already, StaleStateError
+    when the space was dropped or is not the one of ``origin`` (nothing written)."""
 
     def failed(exc: redis.ResponseError) -> None:
         code = str(exc).split(" ")[0]
@@ -798,7 +811,7 @@ def stage_call(
         raise _script_error(exc, "stage", [label]) from exc
 
     mode = "copy" if copy else "empty"
-    args = [field, token, repr(created_at), mode, lease_ms]
+    args = [field, token, repr(created_at), mode, lease_ms, origin or ""]
     return ScriptCall("stage", list(keys), args, _staged, failed)
 
 

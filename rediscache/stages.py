@@ -189,17 +189,22 @@ class Stages:
         field = stage_field(label)
         for _ in range(ATTEMPTS * 8):
             token = uuid.uuid4().hex
-            made = yield from scripts.run(
-                scripts.stage_call(
-                    [t.keys.config, t.keys.lock],
-                    field=field,
-                    token=token,
-                    created_at=time.time(),
-                    copy=not empty,
-                    lease_ms=generations.FORK_LEASE_MS,
-                    label=label,
+            try:
+                made = yield from scripts.run(
+                    scripts.stage_call(
+                        [t.keys.config, t.keys.lock],
+                        field=field,
+                        token=token,
+                        created_at=time.time(),
+                        copy=not empty,
+                        lease_ms=generations.FORK_LEASE_MS,
+                        label=label,
+                        origin=t.state.origin,
+                    )
                 )
-            )
+            except StaleStateError:
+                yield from t.refresh()  # SpaceNotFoundError: dropped, or made again
+                continue
             if made is None:  # a copy of the live generation is running: wait for it
                 yield from t.refresh()
                 yield from t.wait_for_copy()

@@ -35,7 +35,7 @@ from . import collect as garbage
 from . import generations, scripts
 from .codec import check_int
 from .diff import Diff, Drift, compare
-from .effects import Command, Flow, Pipeline
+from .effects import Flow, Pipeline
 from .errors import InvalidInputError, StaleStateError, VersionNotFoundError
 from .generations import Version, VersionRef, parse_versions
 from .reads import Reads
@@ -167,8 +167,14 @@ class Versions:
     # ------------------------------------------------------------ listing
 
     def _table(self) -> Flow[dict[int, tuple[Version, int]]]:
+        """The versions table, read with the state: SpaceNotFoundError when the space was
+        dropped, or dropped and made again since this handle was opened."""
         keys = self.target.keys
-        return parse_versions((yield Command(("HGETALL", keys.versions))), keys.name)
+        raw_state, table = yield Pipeline(
+            [("HGET", keys.config, STATE_FIELD), ("HGETALL", keys.versions)]
+        )
+        yield from self.target.adopt(raw_state)
+        return parse_versions(table, keys.name)
 
     def versions(self) -> Flow[list[Version]]:
         """All versions, oldest first. One round trip."""
@@ -210,9 +216,22 @@ class Versions:
         if keep_last is not None:
             keep_last = check_int(keep_last, "keep_last")
         created = time.time()
-        snap = yield from scripts.run(
-            scripts.snapshot_call(t.keys.config, t.keys.versions, label=text, created_at=created)
-        )
+        for _ in range(ATTEMPTS):
+            try:
+                snap = yield from scripts.run(
+                    scripts.snapshot_call(
+                        t.keys.config,
+                        t.keys.versions,
+                        label=text,
+                        created_at=created,
+                        origin=t.state.origin,
+                    )
+                )
+                break
+            except StaleStateError:
+                yield from t.refresh()  # SpaceNotFoundError: dropped, or made again
+        else:
+            raise StaleStateError(f"space {t.keys.shown} kept changing during a snapshot; retry")
         t.set_state(SpaceState.parse(snap.state))
         version = Version(snap.id, label, created, snap.count, t.keys.name)
         if keep_last is not None:

@@ -335,7 +335,7 @@ def test_a_stage_whose_copy_was_cut_leaks_nothing(
         hub.node_client(space_name),
         scripts.stage_call(
             [keys.config, keys.lock], field="stage:cut", token="t0", created_at=1.0,
-            copy=True, lease_ms=200, label="cut",
+            copy=True, lease_ms=200, label="cut", origin=space._parts.target.state.origin,
         ),
     )  # fmt: skip
     assert made is not None

@@ -876,3 +876,39 @@ def test_a_short_copy_is_made_again_then_refused(
     api.put("k1", np.full(4, 7.0))  # copies (again) and writes
     np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
     assert len(api) == n
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+@pytest.mark.parametrize("made_again", [False, True])
+def test_version_calls_on_a_dropped_space_raise_space_not_found(
+    make: Callable[..., Any], hub: Hub, space_name: str, made_again: bool, partitioned: bool
+) -> None:
+    """A handle whose space was dropped (and, or not, made again under its name): snapshot,
+    stage, versions, version, at, rollback and delete_version raise SpaceNotFoundError and
+    write nothing into the new space (before, snapshot wrote a version into the new space
+    and then raised, stage made a stage there, versions listed the new space's; on a
+    dropped space they raised ServerError RC_NOSTATE or VersionNotFoundError)."""
+    shape: dict[str, Any] = {"metric": "l2", **({"partitions": 2} if partitioned else {})}
+    api = make(space_name, 4, **shape)
+    api.put("a", np.ones(4))
+    api.snapshot("v1")
+    hub.drop_space(space_name)
+    if made_again:
+        hub.create_space(space_name, 4, **shape)
+    calls = {
+        "snapshot": lambda: api.snapshot("ghost"),
+        "stage": lambda: api.stage("ghost-stage"),
+        "stage from live": lambda: api.stage("ghost-copy", empty=False),
+        "versions": api.versions,
+        "version": lambda: api.version("v1"),
+        "at": lambda: api.at("v1"),
+        "rollback": lambda: api.rollback("v1"),
+        "delete_version": lambda: api.delete_version("v1"),
+    }
+    for name, call in calls.items():
+        with pytest.raises(rediscache.SpaceNotFoundError):
+            call()
+            pytest.fail(name)
+    if made_again:
+        new = hub.space(space_name)
+        assert new.versions() == [] and new.stages() == [] and len(new) == 0

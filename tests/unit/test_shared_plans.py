@@ -115,7 +115,7 @@ def test_calls_that_return_error_codes() -> None:
     assert copy.keys == ["cfg", "lock", b"a", b"b"] and copy.args == ["t", 5, "copy"]
     assert copy.failed(redis.ResponseError("RC_LOST")) is False  # lease lost: stop copying
     with pytest.raises(InvalidInputError, match="labelled 'v'"):
-        scripts.snapshot_call("cfg", "ver", label="v", created_at=0.0).failed(
+        scripts.snapshot_call("cfg", "ver", label="v", created_at=0.0, origin=None).failed(
             redis.ResponseError("RC_LABEL")
         )
 
