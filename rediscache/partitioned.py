@@ -711,6 +711,11 @@ class PartitionSet:
     # ------------------------------------------------------------ versions
 
     def _table(self) -> Flow[dict[int, tuple[Version, list[int]]]]:
+        """The root's versions table; first, for the live space, the state of its first
+        partition: SpaceNotFoundError when the space was dropped, or dropped and made again
+        since this handle was opened (a drop deletes the partitions first)."""
+        if self.live:
+            yield from self.parts[0].target.refresh()
         raw = yield Command(("HGETALL", self.keys.versions))
         table = parse_versions(raw, self.keys.name)
         return {
@@ -1036,7 +1041,13 @@ class PartitionSet:
         client's at most :data:`SWITCH_WAIT` seconds; then complete a switch left by a
         client that died."""
         deadline = time.monotonic() + SWITCH_WAIT
-        while not (yield Command(("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS))):
+        # the lease is read back: it is ours when it holds our token, which stays true
+        # when the round trip is sent again after a lost reply (SET NX then answers nil)
+        take = [
+            ("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS),
+            ("GET", self.keys.lock),
+        ]
+        while (yield Pipeline(take))[1] != token.encode():
             if time.monotonic() > deadline:
                 raise ServerError(
                     f"space {self.keys.shown}: another client has held its switch lease for "

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from both import Api, in_threads
 from click.testing import CliRunner
 
@@ -594,3 +595,45 @@ def test_a_create_interrupted_before_its_root_is_taken_up_with_the_schema_asked(
     assert again.count() == 12 and again.search(np.ones(8), 1)[0].distance == 0
     same = hub.create_space(space_name, 8, metric="l2", partitions=3, exist_ok=True)
     assert same.count() == 12
+
+
+def test_a_root_lease_sent_again_is_still_the_callers(
+    hub: rediscache.Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root's lease of a snapshot or a rollback (SET NX) sent a second time, as after a
+    lost reply, is still the caller's: the call goes on (before, the second SET NX answered
+    nil and the caller waited for its own lease, then raised ServerError)."""
+    from rediscache import partitioned
+
+    monkeypatch.setattr(partitioned, "SWITCH_WAIT", 1.0)
+    space = hub.create_space(space_name, 4, metric="l2", partitions=2)
+    space.put_many(["a", "b", "c"], np.eye(3, 4))
+    lock = space.keys.lock
+    command, execute = redis.Redis.execute_command, redis.client.Pipeline.execute
+    again: list[int] = []
+
+    def leasing(args: tuple[Any, ...]) -> bool:
+        return len(args) > 3 and args[0] == "SET" and args[1] == lock and "NX" in args
+
+    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if leasing(args):
+            again.append(1)
+            command(self, *args, **kwargs)
+        return command(self, *args, **kwargs)
+
+    def pipeline_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if stack and leasing(stack[0][0]):
+            again.append(1)
+            execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", twice)
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_twice)
+    space.snapshot("v1")
+    space.put("a", np.ones(4))
+    space.rollback("v1")
+    assert len(again) >= 2
+    monkeypatch.undo()
+    np.testing.assert_array_equal(space.get("a"), np.eye(3, 4)[0])
