@@ -120,7 +120,7 @@ def collect_garbage(keys: SpaceKeys, ready: set[int], *, wait: bool = False) -> 
     Idempotent and crash-safe (see the module docstring). When another collector holds
     the space's lease, returns 0 at once, or with ``wait`` waits for it to finish."""
     lease = Lease(keys.gc_lock, uuid.uuid4().hex)
-    while not (yield Command(("SET", lease.key, lease.token, "NX", "PX", LEASE_MS))):
+    while not (yield from generations.take_lease(lease.key, lease.token, LEASE_MS)):
         if not wait:
             return 0
         yield Sleep(0.05)

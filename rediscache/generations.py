@@ -42,6 +42,7 @@ __all__ = [
     "may_create_index",
     "may_scan",
     "parse_versions",
+    "take_lease",
     "unlink_matching",
 ]
 
@@ -511,6 +512,15 @@ def copy_generation(src: GenKeys, dst: GenKeys, config: str, lease: scripts.Leas
 
 class _LeaseLost(Exception):
     """Raised inside :func:`copy_generation` to stop a copy whose lease was taken over."""
+
+
+def take_lease(key: str, token: str, ms: int) -> Flow[bool]:
+    """Take the lease ``key`` for ``token`` for ``ms`` milliseconds if no one holds it
+    (``SET NX PX``); True when it is ``token``'s. The lease is read back in the same round
+    trip, so a round trip sent again after its reply was lost (where ``SET NX`` answers
+    nil for the lease its first send took) still finds it this caller's. One round trip."""
+    _, held = yield Pipeline([("SET", key, token, "NX", "PX", ms), ("GET", key)])
+    return bool(held == token.encode())
 
 
 def unlink_matching(pattern: str) -> Flow[int]:

@@ -859,8 +859,7 @@ class PartitionSet:
                 reader; internal: readers catch it, and a public call's guard turns any
                 refusal into PermissionDeniedError)."""
         token = uuid.uuid4().hex
-        taken = yield Command(("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS))
-        if not taken:
+        if not (yield from generations.take_lease(self.keys.lock, token, SWITCH_LEASE_MS)):
             return False
         try:
             raw = yield Command(("HGET", self.keys.config, SWITCH_FIELD))
@@ -1041,13 +1040,7 @@ class PartitionSet:
         client's at most :data:`SWITCH_WAIT` seconds; then complete a switch left by a
         client that died."""
         deadline = time.monotonic() + SWITCH_WAIT
-        # the lease is read back: it is ours when it holds our token, which stays true
-        # when the round trip is sent again after a lost reply (SET NX then answers nil)
-        take = [
-            ("SET", self.keys.lock, token, "NX", "PX", SWITCH_LEASE_MS),
-            ("GET", self.keys.lock),
-        ]
-        while (yield Pipeline(take))[1] != token.encode():
+        while not (yield from generations.take_lease(self.keys.lock, token, SWITCH_LEASE_MS)):
             if time.monotonic() > deadline:
                 raise ServerError(
                     f"space {self.keys.shown}: another client has held its switch lease for "

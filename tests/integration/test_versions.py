@@ -912,3 +912,45 @@ def test_version_calls_on_a_dropped_space_raise_space_not_found(
     if made_again:
         new = hub.space(space_name)
         assert new.versions() == [] and new.stages() == [] and len(new) == 0
+
+
+def test_a_collector_lease_sent_again_is_still_its_own(
+    hub: Hub, space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The garbage collector's lease (SET NX) sent a second time, as after a lost reply,
+    is still the collector's: it takes it at the first round trip and collects (before, the
+    second SET NX answered nil and the collector tried again until its own lease expired)."""
+    import redis
+
+    from rediscache import collect
+
+    monkeypatch.setattr(collect, "LEASE_MS", 1000)  # bounds the wait of the code before
+    space, _ = _space(hub, space_name, n=30)
+    space.snapshot("v1")
+    space.put("k0", np.ones(4))  # copies the live generation for v1
+    space.delete_version("v1", collect=False)  # v1's copy is garbage
+    wait_background()
+    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
+    lease = space.keys.gc_lock
+    tries: list[int] = []  # round trips taking the lease; the first is sent twice
+
+    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if stack and stack[0][0][:2] == ("SET", lease):
+            tries.append(1)
+            if len(tries) == 1:
+                execute(self, *args, **kwargs)
+                self.command_stack.extend(stack)
+        return execute(self, *args, **kwargs)
+
+    def command_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if args[:2] == ("SET", lease):
+            tries.append(1)
+            if len(tries) == 1:
+                command(self, *args, **kwargs)
+        return command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
+    monkeypatch.setattr(redis.Redis, "execute_command", command_twice)
+    assert space.collect_garbage() == 30
+    assert len(tries) == 1  # one round trip for the lease, not a wait for its expiry
