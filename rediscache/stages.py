@@ -170,9 +170,10 @@ class Stages:
 
         ``empty=True`` starts it empty (a new model's full load: the usual case). With
         ``empty=False`` it starts as a copy of the live contents (server-side COPY of every
-        document, about 5-10 us each, while writers of the live space wait, as for the
-        first write after a snapshot), for a partial update. ``label`` names it (unique
-        among the space's stages; default: ``stage-<8 hex digits>``).
+        document, about 25-40 us each on the 2-core dev box, docs/versions.md, while
+        writers of the live space wait, as for the first write after a snapshot), for a
+        partial update. ``label`` names it (unique among the space's stages; default:
+        ``stage-<8 hex digits>``).
 
         Round trips: two (the record, the listing index); with ``empty=False`` plus one
         per 1,000 documents copied. Atomic: the stage exists with its generation, or not

@@ -203,8 +203,9 @@ class Versions:
 
         O(1) and copy-free: the version shares the live documents and index until the live
         space is next written; that first write copies the documents for the version
-        (server-side COPY, about 5-10 us per document) while other writers wait, and the
-        version's index is then built in the background. One round trip (one Lua script);
+        (server-side COPY, about 25-40 us per document on the 2-core dev box:
+        docs/versions.md) while other writers wait, and the version's index is then built
+        in the background. One round trip (one Lua script);
         atomic: a concurrent write lands wholly before the snapshot (and is in it) or wholly
         after. ``keep_last`` then deletes the oldest versions beyond that many.
 

@@ -33,7 +33,8 @@ def stage_of(space: Space | PartitionedSpace, label: str) -> Stage | Partitioned
     "--from-live",
     is_flag=True,
     help="Start from a copy of the live contents (for a partial update) instead of empty. "
-    "Live writers wait while the copy is made (about 5-10 us per embedding).",
+    "Live writers wait while the copy is made (about 25-40 us per embedding on a 2-core "
+    "box: docs/versions.md).",
 )
 @json_option
 @click.pass_obj
