@@ -125,3 +125,71 @@ def async_hub_args(server_dir: Path | None) -> dict[str, Any]:
     """Arguments of connect_async for the test session's server."""
     url = os.environ.get("REDISCACHE_TEST_URL")
     return {"url": url} if url else {"data_dir": server_dir}
+
+
+def send_twice(
+    monkeypatch: Any, picked: Callable[[tuple[Any, ...]], bool], *, first: int | None = None
+) -> list[int]:
+    """Send every round trip that holds a command ``picked`` chooses to the server twice,
+    the first reply thrown away: what a retry does after a reply lost to a broken
+    connection or a failover. Covers redis-py's pipelines and single commands (sync and
+    asyncio) and rediscache's script calls (``wire.Wire.once``, ``drive.once_async``);
+    ``first``: only the first that many round trips so chosen. Returns a list with one
+    entry per chosen round trip (sent twice or not)."""
+    import redis.asyncio.client
+
+    from rediscache import drive, wire
+
+    chosen: list[int] = []
+
+    def again(commands: list[tuple[Any, ...]]) -> bool:
+        if not any(picked(tuple(c)) for c in commands):
+            return False
+        chosen.append(1)
+        return first is None or len(chosen) <= first
+
+    execute, aexecute = redis.client.Pipeline.execute, redis.asyncio.client.Pipeline.execute
+    command, acommand = redis.Redis.execute_command, redis.asyncio.Redis.execute_command
+    once, aonce = wire.Wire.once, drive.once_async
+
+    def pipeline_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if again([c[0] for c in stack]):
+            execute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return execute(self, *args, **kwargs)
+
+    async def apipeline_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = list(self.command_stack)
+        if again([c[0] for c in stack]):
+            await aexecute(self, *args, **kwargs)
+            self.command_stack.extend(stack)
+        return await aexecute(self, *args, **kwargs)
+
+    def command_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if again([args]):
+            command(self, *args, **kwargs)
+        return command(self, *args, **kwargs)
+
+    async def acommand_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if again([args]):
+            await acommand(self, *args, **kwargs)
+        return await acommand(self, *args, **kwargs)
+
+    def once_twice(self: Any, sent: Any, *rest: Any) -> Any:
+        if again([sent]):
+            once(self, sent, *rest)
+        return once(self, sent, *rest)
+
+    async def aonce_twice(client: Any, sent: Any, *rest: Any) -> Any:
+        if again([sent]):
+            await aonce(client, sent, *rest)
+        return await aonce(client, sent, *rest)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_twice)
+    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", apipeline_twice)
+    monkeypatch.setattr(redis.Redis, "execute_command", command_twice)
+    monkeypatch.setattr(redis.asyncio.Redis, "execute_command", acommand_twice)
+    monkeypatch.setattr(wire.Wire, "once", once_twice)
+    monkeypatch.setattr(drive, "once_async", aonce_twice)
+    return chosen

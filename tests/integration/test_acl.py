@@ -15,6 +15,7 @@ import pytest
 import redis
 import redis.asyncio
 import redis.cluster
+from both import send_twice
 
 import rediscache
 from rediscache import Hub, PermissionDeniedError, scripts
@@ -858,16 +859,7 @@ def test_a_revoke_sent_again_still_says_it_revoked(
     time, as after a lost reply, returns True: the user was there (before, the second
     send's replies said 0 and revoke answered that nothing was revoked)."""
     reader = team.user("read", team.a)
-    execute = redis.client.Pipeline.execute
-
-    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if any(c[0][:2] == ("ACL", "DELUSER") for c in stack):
-            execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
+    send_twice(monkeypatch, lambda c: c[:2] == ("ACL", "DELUSER"))
     assert team.hub.revoke(reader)
     monkeypatch.undo()
     team.users.remove(reader)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import redis
+from both import send_twice
 
 import rediscache
 from rediscache import Hub
@@ -388,41 +389,13 @@ def test_compute_locks_sent_again_stay_the_callers_own(
     own to compute and unlock, never another caller's to wait for (before, the second SET
     NX answered nil, so the call polled until its own locks expired, lock_seconds, and
     left them behind)."""
-    import redis.asyncio.client
-
     from rediscache.caching import ReadThrough
-
-    def locking(stack: list[Any]) -> bool:
-        return bool(stack) and stack[0][0][0] == "SET" and "NX" in stack[0][0]
-
-    sync_execute, async_execute = (
-        redis.client.Pipeline.execute,
-        redis.asyncio.client.Pipeline.execute,
-    )
-    again: list[int] = []
-
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if locking(stack):
-            again.append(1)
-            sync_execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return sync_execute(self, *args, **kwargs)
-
-    async def aexecute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if locking(stack):
-            again.append(1)
-            await async_execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return await async_execute(self, *args, **kwargs)
 
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("waited for keys this call had locked")
 
     api = make(space_name, 4, metric="l2")
-    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
-    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", aexecute)
+    again = send_twice(monkeypatch, lambda c: c[0] == "SET" and "NX" in c)
     monkeypatch.setattr(ReadThrough, "_wait_for", never)
     vecs = _vectors(3)
     computed: list[list[str]] = []

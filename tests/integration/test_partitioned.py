@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
-from both import Api, in_threads
+from both import Api, in_threads, send_twice
 from click.testing import CliRunner
 
 import rediscache
@@ -609,28 +608,7 @@ def test_a_root_lease_sent_again_is_still_the_callers(
     space = hub.create_space(space_name, 4, metric="l2", partitions=2)
     space.put_many(["a", "b", "c"], np.eye(3, 4))
     lock = space.keys.lock
-    command, execute = redis.Redis.execute_command, redis.client.Pipeline.execute
-    again: list[int] = []
-
-    def leasing(args: tuple[Any, ...]) -> bool:
-        return len(args) > 3 and args[0] == "SET" and args[1] == lock and "NX" in args
-
-    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if leasing(args):
-            again.append(1)
-            command(self, *args, **kwargs)
-        return command(self, *args, **kwargs)
-
-    def pipeline_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if stack and leasing(stack[0][0]):
-            again.append(1)
-            execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.Redis, "execute_command", twice)
-    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_twice)
+    again = send_twice(monkeypatch, lambda c: c[:2] == ("SET", lock) and "NX" in c)
     space.snapshot("v1")
     space.put("a", np.ones(4))
     space.rollback("v1")

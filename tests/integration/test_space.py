@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from both import send_twice
 
 import rediscache
 from rediscache import Hub, Num, Tag
@@ -370,32 +371,7 @@ def test_a_create_sent_again_makes_the_space(
     """create_space whose last step (the alias and the config, one transaction) is sent a
     second time, as after a lost reply, returns the space it made (before, the second
     FT.ALIASADD's "Alias already exists" raised although the space was made whole)."""
-    import redis.asyncio.client
-
-    execute, aexecute = redis.client.Pipeline.execute, redis.asyncio.client.Pipeline.execute
-    again: list[int] = []
-
-    def aliasing(stack: list[Any]) -> bool:
-        return any(str(c[0][0]).upper() == "FT.ALIASADD" for c in stack)
-
-    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if aliasing(stack):
-            again.append(1)
-            execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return execute(self, *args, **kwargs)
-
-    async def atwice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if aliasing(stack):
-            again.append(1)
-            await aexecute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return await aexecute(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
-    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", atwice)
+    again = send_twice(monkeypatch, lambda c: str(c[0]).upper() == "FT.ALIASADD")
     api = make(space_name, 4, metric="l2")
     assert again
     monkeypatch.undo()

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from both import send_twice
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -744,58 +745,14 @@ def _node_indexes(hub: Hub, name: str) -> set[str]:
 @pytest.fixture()
 def copies_sent_twice(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Every batch of a copy of the live generation is sent twice, the first reply thrown
-    away: what a driver or redis-py's retry does after a reply lost to a broken connection
-    or a failover. Returns a list that counts the batches sent again."""
-    import redis.asyncio.client
+    away (both.send_twice): the copy's script call now, a pipeline of COPY before."""
+    from rediscache import scripts
 
-    from rediscache import drive, scripts, wire
-
-    again: list[int] = []
     sha = scripts.sha("copy_docs")
-
-    def copying(command: Any) -> bool:
-        # the copy's script call (now) or a pipeline of COPY (before: a count of replies)
-        return len(command) > 1 and (command[1] == sha or str(command[0]).upper() == "COPY")
-
-    sync_once, async_once = wire.Wire.once, drive.once_async
-    sync_execute, async_execute = (
-        redis.client.Pipeline.execute,
-        redis.asyncio.client.Pipeline.execute,
+    return send_twice(
+        monkeypatch,
+        lambda c: len(c) > 1 and (c[1] == sha or str(c[0]).upper() == "COPY"),
     )
-
-    def once(self: Any, command: Any, *rest: Any) -> Any:
-        if copying(command):
-            again.append(1)
-            sync_once(self, command, *rest)
-        return sync_once(self, command, *rest)
-
-    async def aonce(client: Any, command: Any, *rest: Any) -> Any:
-        if copying(command):
-            again.append(1)
-            await async_once(client, command, *rest)
-        return await async_once(client, command, *rest)
-
-    def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if stack and copying(stack[0][0]):
-            again.append(1)
-            sync_execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return sync_execute(self, *args, **kwargs)
-
-    async def aexecute(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if stack and copying(stack[0][0]):
-            again.append(1)
-            await async_execute(self, *args, **kwargs)
-            self.command_stack.extend(stack)
-        return await async_execute(self, *args, **kwargs)
-
-    monkeypatch.setattr(wire.Wire, "once", once)
-    monkeypatch.setattr(drive, "once_async", aonce)
-    monkeypatch.setattr(redis.client.Pipeline, "execute", execute)
-    monkeypatch.setattr(redis.asyncio.client.Pipeline, "execute", aexecute)
-    return again
 
 
 def test_a_copy_whose_batches_are_sent_again_counts_each_document_once(
@@ -920,8 +877,6 @@ def test_a_collector_lease_sent_again_is_still_its_own(
     """The garbage collector's lease (SET NX) sent a second time, as after a lost reply,
     is still the collector's: it takes it at the first round trip and collects (before, the
     second SET NX answered nil and the collector tried again until its own lease expired)."""
-    import redis
-
     from rediscache import collect
 
     monkeypatch.setattr(collect, "LEASE_MS", 1000)  # bounds the wait of the code before
@@ -930,27 +885,8 @@ def test_a_collector_lease_sent_again_is_still_its_own(
     space.put("k0", np.ones(4))  # copies the live generation for v1
     space.delete_version("v1", collect=False)  # v1's copy is garbage
     wait_background()
-    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
     lease = space.keys.gc_lock
-    tries: list[int] = []  # round trips taking the lease; the first is sent twice
-
-    def twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        stack = list(self.command_stack)
-        if stack and stack[0][0][:2] == ("SET", lease):
-            tries.append(1)
-            if len(tries) == 1:
-                execute(self, *args, **kwargs)
-                self.command_stack.extend(stack)
-        return execute(self, *args, **kwargs)
-
-    def command_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if args[:2] == ("SET", lease):
-            tries.append(1)
-            if len(tries) == 1:
-                command(self, *args, **kwargs)
-        return command(self, *args, **kwargs)
-
-    monkeypatch.setattr(redis.client.Pipeline, "execute", twice)
-    monkeypatch.setattr(redis.Redis, "execute_command", command_twice)
+    # round trips taking the lease; the first is sent twice
+    tries = send_twice(monkeypatch, lambda c: c[:2] == ("SET", lease), first=1)
     assert space.collect_garbage() == 30
     assert len(tries) == 1  # one round trip for the lease, not a wait for its expiry
