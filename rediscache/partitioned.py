@@ -727,7 +727,9 @@ class PartitionSet:
         return find_version((yield from self._table()), ref, self.keys.name)
 
     def versions(self) -> Flow[list[Version]]:
-        """The space's versions, oldest first. One round trip."""
+        """The space's versions, oldest first. Two round trips (the first partition's
+        state, then the root's table): SpaceNotFoundError when the space was dropped, or
+        dropped and made again since this handle was opened."""
         return [v for v, _ in (yield from self._table()).values()]
 
     def version(self, ref: VersionRef) -> Flow[Version]:

@@ -182,6 +182,8 @@ class Stages:
 
         Raises:
             InvalidInputError: a bad label, or one a stage of the space has already.
+            SpaceNotFoundError: the space was dropped, or dropped and made again since this
+                handle was opened (nothing written).
         """
         t = self.target
         label = check_label(label) if label is not None else f"stage-{secrets.token_hex(4)}"

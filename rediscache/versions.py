@@ -177,7 +177,12 @@ class Versions:
         return parse_versions(table, keys.name)
 
     def versions(self) -> Flow[list[Version]]:
-        """All versions, oldest first. One round trip."""
+        """All versions, oldest first. One round trip (with the state read).
+
+        Raises:
+            SpaceNotFoundError: the space was dropped, or dropped and made again since this
+                handle was opened.
+        """
         return [v for v, _ in (yield from self._table()).values()]
 
     def _check(self, ref: object) -> VersionRef:
@@ -211,6 +216,8 @@ class Versions:
 
         Raises:
             InvalidInputError: a bad or already used label, or keep_last < 1.
+            SpaceNotFoundError: the space was dropped, or dropped and made again since this
+                handle was opened (nothing written).
         """
         t = self.target
         text = "" if label is None else check_label(label)
