@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import numbers
+import re
 import time
 from typing import Any, TypeVar
 
@@ -89,11 +90,17 @@ def check_ref(ref: object, name: str) -> VersionRef:
     raise InvalidInputError(f"a version is a Version, an id (int) or a label (str), got {ref!r}")
 
 
+#: A version as str(Version) shows it: "v" and its id.
+_SHOWN_ID = re.compile(r"v([1-9][0-9]{0,17})")
+
+
 def find_version(
     table: dict[int, tuple[Version, T]], ref: VersionRef, name: str
 ) -> tuple[Version, T]:
     """The entry of ``table`` (id -> (Version, where it is)) that ``ref`` (checked by
-    :func:`check_ref`) names. Pure.
+    :func:`check_ref`) names. Pure. A label is looked up first; a string ``"v<id>"`` that
+    no version has as its label names the version of that id, as ``str(Version)`` and the
+    CLI show it (``v3``).
 
     Raises:
         VersionNotFoundError: none, naming the versions there are.
@@ -104,6 +111,8 @@ def find_version(
         found = table.get(ref)
     else:
         found = next((t for t in table.values() if t[0].label == ref), None)
+        if found is None and (shown := _SHOWN_ID.fullmatch(ref)) is not None:
+            found = table.get(int(shown.group(1)))
     if found is None:
         have = ", ".join(str(v) for v, _ in table.values()) or "none"
         raise VersionNotFoundError(f"space {name!r} has no version {ref!r} (versions: {have})")

@@ -27,7 +27,7 @@ def _vector_text(vec: npt.NDArray[Any], full: bool) -> str:
 @cli.command(short_help="Print the vector and metadata of KEY.")
 @click.argument("space_name", metavar="SPACE")
 @click.argument("key")
-@click.option("--version", metavar="VERSION", help="Read this version (id or label).")
+@click.option("--version", metavar="VERSION", help="Read this version (id as 3 or v3, or label).")
 @click.option("--full", is_flag=True, help="Print every value of the vector.")
 @json_option
 @click.pass_obj
@@ -81,7 +81,7 @@ def get(
     help="Skip this many hits (paging). In an HNSW space every page must use one --ef of at "
     "least the deepest offset + k.",
 )
-@click.option("--version", metavar="VERSION", help="Search this version (id or label).")
+@click.option("--version", metavar="VERSION", help="Search this version (id as 3 or v3, or label).")
 @json_option
 @click.pass_obj
 @friendly

@@ -497,7 +497,7 @@ def import_(
     "--version",
     "version",
     metavar="VERSION",
-    help="Export this version (id or label) instead of the live space.",
+    help="Export this version (id as 3 or v3, or label) instead of the live space.",
 )
 @click.option("--id-field", default="id", show_default=True, help="Field holding the key.")
 @click.option(

@@ -78,7 +78,7 @@ def versions(state: State, space_name: str, as_json: bool) -> None:
 @click.pass_obj
 @friendly
 def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bool) -> None:
-    """Make the live SPACE exactly VERSION (id or label): an atomic, instant switch.
+    """Make the live SPACE exactly VERSION (id as 3 or v3, or label): an atomic, instant switch.
 
     The live contents are replaced; snapshot first to be able to come back to them.
 

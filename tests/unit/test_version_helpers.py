@@ -101,3 +101,22 @@ def test_bad_version_refs_are_refused_before_anything_is_sent(call: Any) -> None
     space = Space(hub, config, SpaceState.initial())  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError):
         call(space)
+
+
+def test_a_version_is_found_as_it_is_shown() -> None:
+    """'v3' names version 3, as str(Version) and the CLI show it, unless a version has the
+    label 'v3', which comes first; other strings are labels only."""
+    from rediscache.errors import VersionNotFoundError
+    from rediscache.versions import find_version
+
+    table = {
+        i: (Version(i, label, 0.0, 0, "s"), i) for i, label in ((1, None), (3, "prod"), (7, "v1"))
+    }
+    assert find_version(table, "v3", "s")[0].id == 3
+    assert str(find_version(table, "v3", "s")[0]).startswith("v3")
+    assert find_version(table, "v1", "s")[0].id == 7  # the label first
+    assert find_version(table, "v7", "s")[0].id == 7
+    assert find_version(table, "prod", "s")[0].id == 3
+    for ref in ("v2", "v03", "V3", "v3 ", "3", "v"):
+        with pytest.raises(VersionNotFoundError):
+            find_version(table, ref, "s")
