@@ -416,6 +416,7 @@ class Target:
                 # the copy was short (a failover lost batches the old primary had taken)
                 # and was dropped whole: copy once more before calling it corrupt
                 if attempt == 2:
+                    yield from collect.in_background(keys, self.readiness.ready)  # the copies
                     raise
         if done is None:  # busy, nothing to copy, or our lease was taken over: look again
             yield from self.refresh()
