@@ -323,7 +323,7 @@ class Registry:
         # space. Apart: on a cluster the registry is in another slot than the space.
         if listed:
             yield Command(("SADD", REGISTRY, keys.name))
-        alias, _ = yield Pipeline(
+        alias, written = yield Pipeline(
             [
                 ("FT.ALIASADD", keys.index, gen.index),
                 ("HSET", keys.config, *[x for kv in fields_of.items() for x in kv]),
@@ -331,6 +331,8 @@ class Registry:
             transaction=True,
             raise_on_error=False,
         )
+        if isinstance(written, Exception):
+            raise ServerError(f"writing the config of space {keys.shown}: {written}")
         if isinstance(alias, Exception):
             # "already exists" from a transaction sent again after its reply was lost:
             # the first send made the alias and the config (its state is this one's)
