@@ -478,6 +478,9 @@ class Registry:
             mark: tuple[Any, ...] = ("DEL", keys.dropped)
         else:  # a role may not write the registry: it marks the space dropped for good
             mark = ("SETNX", keys.dropped, int(time.time()))
+        # The versions are read before the transaction too: a transaction sent again after
+        # its reply was lost (a broken connection, a failover) reads them already deleted.
+        before = yield Command(("HGETALL", keys.versions))
         replies = yield Pipeline(
             [
                 ("EXISTS", keys.dropped),
@@ -496,7 +499,11 @@ class Registry:
             yield Command(("SREM", REGISTRY, name))
         existed = bool(replies[4]) and not replies[0]
         # generations of versions (a writer's copy may have no index yet)
-        versioned = {ref[1] for ref in generations.parse_versions(replies[2], name).values()}
+        versioned = {
+            ref[1]
+            for raw in (before, replies[2])
+            for ref in generations.parse_versions(raw, name).values()
+        }
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
         listed = yield from generations.listed_indexes(keys.config)

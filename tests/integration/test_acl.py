@@ -865,3 +865,27 @@ def test_a_revoke_sent_again_still_says_it_revoked(
     team.users.remove(reader)
     assert reader not in team.hub.users()
     assert not team.hub.revoke(reader)  # gone: nothing left to revoke
+
+
+def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's drop whose transaction (the marks, the versions read, the config's DEL)
+    is sent a second time, as after a lost reply, still deletes the documents of a version
+    whose generation has no index (a writer's copy made an instant before): the second
+    send read the versions already deleted, and its collection missed them."""
+    from rediscache import generations
+
+    admin = team.user("admin", team.a)
+    keys = SpaceKeys.for_space(team.a)
+    client = team.hub.node_client(team.a)
+    versions = generations.parse_versions(client.hgetall(keys.versions), team.a)
+    gen = keys.gen(versions[min(versions)][1])
+    client.execute_command("FT.DROPINDEX", gen.index)  # its documents stay
+    assert list(client.scan_iter(match=gen.doc_prefix + "*", count=1000))
+    send_twice(monkeypatch, lambda c: c[:2] == ("DEL", keys.versions))
+    with team.hub_as(admin) as h:
+        h.drop_space(team.a)
+    monkeypatch.undo()
+    assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
+    assert len(team.hub.space(team.b)) == 20  # the other space is whole
