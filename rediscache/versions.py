@@ -60,10 +60,12 @@ def check_label(label: object) -> str:
         or label.isdigit()
         or label == LIVE
         or not label.isprintable()
+        or label != label.strip()
     ):
         raise InvalidInputError(
             f"invalid version label {label!r}: use 1-100 printable characters, not only "
-            f"digits (those name version ids) and not {LIVE!r}"
+            f"digits (those name version ids), without spaces around them (shown and typed "
+            f"apart from the label without), and not {LIVE!r}"
         )
     return label
 

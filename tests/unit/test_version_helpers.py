@@ -62,7 +62,7 @@ def test_state_strings() -> None:
             SpaceState.parse(bad)
 
 
-@pytest.mark.parametrize("bad", ["", "42", "live", "a\tb", "x" * 101, None, 3])
+@pytest.mark.parametrize("bad", ["", "42", "live", "a\tb", "x" * 101, None, 3, " v1", "prod ", " "])
 def test_bad_labels(bad: object) -> None:
     with pytest.raises(InvalidInputError, match="label"):
         check_label(bad)
