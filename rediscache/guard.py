@@ -343,6 +343,14 @@ class Failover:
             said = redact(str(exc))
             if len(said) > 300:  # redis-py's MasterNotFoundError quotes every Sentinel client
                 said = said[:300] + "..."
+            if "NOREPLICAS" in said:  # a primary answered: it lacks its replicas
+                raise FailoverTimeoutError(
+                    f"no primary took writes within {self.wait:g} s (the hub's "
+                    "failover_wait): the primary refused them, having heard from fewer "
+                    "replicas than its min-replicas-to-write within min-replicas-max-lag "
+                    f"(start or repair a replica: docs/availability.md): {said}; this step "
+                    "was not run"
+                ) from exc
             raise FailoverTimeoutError(
                 f"no primary answered within {self.wait:g} s (the hub's failover_wait): "
                 f"{said}; this step was not run"

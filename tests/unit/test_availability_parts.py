@@ -101,6 +101,12 @@ def test_a_failover_wait_pauses_then_gives_up_with_a_typed_error() -> None:
     assert str(mapped).startswith("put into 'items': no primary answered")
     assert "nothing was written" in str(mapped)
     assert isinstance(mapped, rediscache.ConnectionFailedError)
+    # a primary that answered, refusing writes for want of replicas, is said to be so
+    wait = Failover(0.0)
+    lonely = redis.ResponseError("NOREPLICAS Not enough good replicas to write.")
+    with pytest.raises(rediscache.FailoverTimeoutError) as err:
+        wait.pause(lonely)
+    assert "no primary took writes" in str(err.value) and "min-replicas" in str(err.value)
 
 
 def test_durability_commands_and_checks() -> None:
