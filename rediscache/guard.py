@@ -464,7 +464,7 @@ def translate(
                 f"{context}: {exc}; "
                 + ("nothing was written" if one_step or not writes else _STEPS)
             )
-        elif isinstance(exc, ConnectionFailedError):  # a script that was never sent
+        elif isinstance(exc, ConnectionFailedError) and not exc.unplaced:  # never sent
             root = _root(exc)
             error = ConnectionFailedError(
                 f"{context}: cannot reach Redis at {_reached(client, root)} "

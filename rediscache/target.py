@@ -23,13 +23,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 
-from . import collect, generations, scripts
+from . import collect, generations, guard, scripts
 from .codec import VectorCodec
 from .config import SpaceConfig
 from .context import HubContext
 from .effects import Command, Flow, Roundtrip, Sleep
 from .errors import (
+    ConnectionFailedError,
     CorruptDataError,
+    OutcomeUnknownError,
     ServerError,
     SpaceNotFoundError,
     StaleStateError,
@@ -367,7 +369,31 @@ class Target:
 
     def writable_state(self) -> Flow[SpaceState]:
         """The state, once the live generation may be written in place: copies it for the
-        versions sharing it, or waits for another client's copy."""
+        versions sharing it, or waits for another client's copy.
+
+        A reply of the copy lost with its connection (a broken connection, a server killed,
+        a failover) raises ConnectionFailedError: the write that needed the copy was not
+        sent, and the space's contents and versions are as they were whether or not the
+        lost step ran (a copy left unfinished is taken over or dropped by the next write),
+        where the error of the step alone (OutcomeUnknownError) said that write may have
+        been applied."""
+        try:
+            return (yield from self._writable_state())
+        except (OutcomeUnknownError, redis.ConnectionError, redis.TimeoutError) as exc:
+            if isinstance(exc, redis.BusyLoadingError) or guard.unsent(exc):
+                raise  # a refusal: nothing ran, and the hub says so (or waits for a primary)
+            cause = exc.__cause__ if isinstance(exc, OutcomeUnknownError) else None
+            error = ConnectionFailedError(
+                f"the connection was lost while copying the live generation of space "
+                f"{self.keys.shown} for its versions, which the first write after a snapshot "
+                f"does before it is sent ({guard.redact(str(cause or exc))}): the write was "
+                "not sent, and the space's contents and versions are as they were (the next "
+                "write takes the copy over): calling again is safe"
+            )
+            error.unplaced = True
+            raise error from exc
+
+    def _writable_state(self) -> Flow[SpaceState]:
         for _ in range(ATTEMPTS * 8):
             if self.state.writable:
                 return self.state

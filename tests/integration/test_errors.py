@@ -359,6 +359,7 @@ def test_a_read_survives_a_killed_connection_and_a_lost_write_is_not_resent(
                 stats = admin.info("commandstats")
                 return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
+            sp.put("k3", np.eye(3, DIM)[2] + 0.1)  # the copy for v1: the pause meets update_mean
             before = evalsha_calls()
             admin.execute_command("CLIENT", "PAUSE", 1500, "WRITE")  # the reply comes late
             with pytest.raises(rediscache.OutcomeUnknownError) as err:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from both import send_twice
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -837,6 +838,58 @@ def test_a_short_copy_is_made_again_then_refused(
     api.put("k1", np.full(4, 7.0))  # copies (again) and writes
     np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
     assert len(api) == n
+
+
+def test_a_copy_cut_by_a_lost_reply_says_the_write_was_not_sent(
+    make: Callable[..., Any], space_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first write after a snapshot whose copy of the live generation loses a reply (a
+    batch sent, then the connection broke) raises ConnectionFailedError saying the write
+    was not sent (before: OutcomeUnknownError saying the write may have been applied); the
+    space and its version are as they were, and calling again writes."""
+    from rediscache import drive, scripts, wire
+
+    sha = scripts.sha("copy_docs")
+    cut: list[int] = []
+    sync_once, async_once = wire.Wire.once, drive.once_async
+
+    def cutting(command: Any) -> bool:
+        if len(command) > 1 and command[1] == sha and not cut:
+            cut.append(1)
+            return True
+        return False
+
+    def once(self: Any, command: Any, *rest: Any) -> Any:
+        reply = sync_once(self, command, *rest)
+        if cutting(command):
+            raise redis.ConnectionError("Connection closed by server.")
+        return reply
+
+    async def aonce(client: Any, command: Any, *rest: Any) -> Any:
+        reply = await async_once(client, command, *rest)
+        if cutting(command):
+            raise redis.ConnectionError("Connection closed by server.")
+        return reply
+
+    n = 2500
+    keys = [f"k{i}" for i in range(n)]
+    vecs = np.random.default_rng(5).normal(size=(n, 4)).astype(np.float32)
+    api = make(space_name, 4, metric="l2", algorithm="flat")
+    api.put_many(keys, vecs)
+    api.snapshot("before")
+    monkeypatch.setattr(wire.Wire, "once", once)
+    monkeypatch.setattr(drive, "once_async", aonce)
+    with pytest.raises(rediscache.ConnectionFailedError, match="was not sent") as err:
+        api.put("k0", np.full(4, 9.0))
+    assert not isinstance(err.value, rediscache.OutcomeUnknownError)
+    assert "'k0' was not stored" in str(err.value) and "calling again is safe" in str(err.value)
+    assert cut
+    monkeypatch.undo()
+    np.testing.assert_array_equal(api.get("k0"), vecs[0])
+    np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
+    api.put("k0", np.full(4, 9.0))
+    assert api.get("k0")[0] == 9.0 and len(api) == n
+    np.testing.assert_array_equal(api.at("before").get_many(keys), vecs)
 
 
 @pytest.mark.parametrize("partitioned", [False, True])
