@@ -296,7 +296,8 @@ class VectorCodec:
         """The InvalidInputError :meth:`as_vector` raises for the vector stored as ``blob``
         (bytes of :meth:`sent_first`), or None when it is accepted."""
         vector = np.frombuffer(blob, dtype=self.out_dtype)
-        if self._narrow_ok(vector):
+        wide = vector.astype(np.float64)  # as _narrow_ok, which the bytes of sent_first are
+        if self.min_norm_sq <= float(np.dot(wide, wide)) <= self.max_norm_sq:
             return None
         try:
             self.as_vector(vector, what)

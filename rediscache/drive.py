@@ -60,7 +60,7 @@ from .guard import (
     refused,
     unsent,
 )
-from .metrics import Metrics
+from .metrics import HIT_OPS, Metrics
 from .wire import AsyncWire, Wire, once_async, roundtrip_async, transaction_async
 
 __all__ = [
@@ -937,6 +937,7 @@ def _method(
     metrics = _metrics_of if counted else None
     clock = time.perf_counter
     finish: Callable[[Any, Any], Any] = _unwrapped if wrap is None else wrap
+    counts_hits = op in HIT_OPS  # else a success is recorded without looking at its result
 
     method: Any
     if not asyncio_:
@@ -960,9 +961,13 @@ def _method(
                     if flow is not None:
                         result = driver.run(flow)
                 if result is not SLOW:
-                    if metrics is not None:
+                    if metrics is None:
+                        pass
+                    elif counts_hits:
                         count_success(metrics(self), op, clock() - t0, result, kwargs)
-                    return finish(self, result)
+                    else:  # count_success's record, without its look at the result
+                        self._context.metrics.record(op, clock() - t0)
+                    return result if wrap is None else finish(self, result)
             except BaseException as exc:
                 call = Call(self, op, fn, obj, args, kwargs, metrics, t0=t0)
                 time.sleep(call.failed(exc))  # raises unless a retry is due

@@ -1,7 +1,8 @@
 """Per-operation counters and latency summaries, cheap enough to leave on.
 
-Every :class:`~rediscache.Space` data-plane call is timed (``time.perf_counter``, about 1 us
-of overhead per call; done in :func:`rediscache.guard.guarded`) and counted under its
+Every :class:`~rediscache.Space` data-plane call is timed (``time.perf_counter``) and
+counted (one tuple appended to an inbox, folded into the counters every :data:`DRAIN` calls
+and at each snapshot; :mod:`rediscache.drive` and :mod:`rediscache.guard`) under its
 operation name in its hub's :class:`Metrics`: calls, errors, hits and misses (for reads), and
 the latency of the last :data:`WINDOW` calls, from which :meth:`Metrics.snapshot` computes p50
 and p99. Read them with ``hub.metrics()``; ``hub.metrics(reset=True)`` starts a new window.
@@ -16,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["HIT_OPS", "WINDOW", "Metrics", "OpStats", "hits_of"]
+__all__ = ["DRAIN", "HIT_OPS", "WINDOW", "Metrics", "OpStats", "hits_of"]
 
 #: Latencies kept per operation for the percentiles (the most recent calls).
 WINDOW = 2048
+#: Calls recorded between two folds of the inbox into the counters (:class:`Metrics`).
+DRAIN = 256
 
 
 @dataclass(frozen=True)
@@ -46,39 +49,63 @@ class _Op:
 
 
 class Metrics:
-    """Thread-safe counters and latency windows per operation name."""
+    """Thread-safe counters and latency windows per operation name.
+
+    A call is recorded by appending one tuple to an inbox (a ``deque``, whose ``append`` is
+    atomic in CPython: no lock on the call's path); the inbox is folded into the
+    per-operation counters under a lock when it holds :data:`DRAIN` entries and whenever
+    :meth:`snapshot` reads them, so every call recorded before a snapshot is in it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._ops: dict[str, _Op] = {}
+        #: (op, seconds or None for a count without a call, error, hits, misses)
+        self._inbox: deque[tuple[str, float | None, bool, int, int]] = deque()
 
     def record(
         self, op: str, seconds: float, error: bool = False, hits: int = 0, misses: int = 0
     ) -> None:
         """Count one call of ``op`` that took ``seconds``."""
-        with self._lock:
-            entry = self._ops.get(op)
-            if entry is None:
-                entry = self._ops[op] = _Op()
-            entry.calls += 1
-            entry.errors += error
-            entry.hits += hits
-            entry.misses += misses
-            entry.total += seconds
-            entry.samples.append(seconds)
+        inbox = self._inbox
+        inbox.append((op, seconds, error, hits, misses))
+        if len(inbox) >= DRAIN:
+            self._drain()
 
     def count(self, op: str, *, hits: int = 0, misses: int = 0) -> None:
         """Add hits and misses to ``op`` without counting a call (for inner caches)."""
+        inbox = self._inbox
+        inbox.append((op, None, False, hits, misses))
+        if len(inbox) >= DRAIN:
+            self._drain()
+
+    def _drain(self) -> None:
         with self._lock:
-            entry = self._ops.get(op)
+            self._fold()
+
+    def _fold(self) -> None:
+        """Fold the inbox into the counters, under the lock (entries appended meanwhile by
+        other threads are folded too, or by the next fold)."""
+        inbox, ops = self._inbox, self._ops
+        while True:
+            try:
+                op, seconds, error, hits, misses = inbox.popleft()
+            except IndexError:
+                return
+            entry = ops.get(op)
             if entry is None:
-                entry = self._ops[op] = _Op()
+                entry = ops[op] = _Op()
             entry.hits += hits
             entry.misses += misses
+            if seconds is not None:
+                entry.calls += 1
+                entry.errors += error
+                entry.total += seconds
+                entry.samples.append(seconds)
 
     def snapshot(self, *, reset: bool = False) -> dict[str, OpStats]:
         """Every operation's :class:`OpStats`; ``reset`` clears the counters afterwards."""
         with self._lock:
+            self._fold()
             ops = {name: (e.calls, e.errors, e.hits, e.misses, e.total, list(e.samples))
                    for name, e in self._ops.items()}  # fmt: skip
             if reset:

@@ -134,16 +134,32 @@ class Searches:
         is not of the usual shape (then :meth:`search` runs: one more round trip in that
         rare case)."""
         t = self.target
-        if others or not _plain(t, None, None, None, 0, k, with_vectors, with_metadata):
+        prepared = self._simple.get((k, with_vectors, with_metadata))
+        if (
+            prepared is None  # made only for a plain search (_plain): live, not expiring
+            or others
+            or type(k) is not int
+            or type(with_vectors) is not bool
+            or type(with_metadata) is not bool
+        ):
             return SLOW
-        request = self._request(vector, k, with_vectors, with_metadata)
-        if request is None:
-            return SLOW
-        gen, state = t.gen, t.state_bytes
-        first = wire.roundtrip(*request)
+        gen, state, codec = t.gen, t.state_bytes, t.codec
+        blob = codec.sent_first(vector)
+        if blob is None or gen.gen not in t.readiness.ready or t.reconnected():
+            # another kind of vector (checked before it is sent), or an index to check
+            request = self._request(vector, k, with_vectors, with_metadata)
+            if request is None:
+                return SLOW
+            first = wire.roundtrip(*request)
+        else:  # the usual query: sent at once, checked while the server searches
+            first = wire.roundtrip(
+                [(*prepared.head, blob, *prepared.tail), prepared.check],
+                prepared.before + blob + prepared.after,
+                functools.partial(codec.bytes_error, blob),
+            )
         if first[1] != state or t.reconnected() or isinstance(first[0], Exception):
             return SLOW
-        hits = _quick_hits(first[0], gen, t.codec, with_vectors)
+        hits = _quick_hits(first[0], gen, codec, with_vectors)
         return SLOW if hits is None else hits
 
     def _request(
