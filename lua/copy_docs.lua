@@ -19,7 +19,9 @@
 -- Reply: how many documents this call copied (a source that no longer exists, or a copy
 --        that exists already, is skipped).
 -- Errors: "RC_LOST" (the lease is not this token's: it expired and another client took
---         the copy over, or the copy ended; nothing is written). A source that is not a
+--         the copy over, or the copy ended; or the space was dropped, its config gone,
+--         and a copy going on would leave documents its drop no longer finds; nothing is
+--         written). A source that is not a
 --         hash fails HGETALL (WRONGTYPE).
 -- Cost: O(documents) with "copy", O(total fields of the documents) with "fields".
 -- Atomic because: a document must not be copied half (its vector without its metadata),
@@ -27,7 +29,7 @@
 --       with the copies it counts (a replica gets both or neither).
 
 local cfg, lock = KEYS[1], KEYS[2]
-if redis.call("GET", lock) ~= ARGV[1] then
+if redis.call("GET", lock) ~= ARGV[1] or redis.call("HEXISTS", cfg, "state") == 0 then
   return redis.error_reply("RC_LOST")
 end
 local n = (#KEYS - 2) / 2

@@ -478,15 +478,17 @@ class Registry:
             mark: tuple[Any, ...] = ("DEL", keys.dropped)
         else:  # a role may not write the registry: it marks the space dropped for good
             mark = ("SETNX", keys.dropped, int(time.time()))
-        # The versions are read before the transaction too: a transaction sent again after
-        # its reply was lost (a broken connection, a failover) reads them already deleted.
-        before = yield Command(("HGETALL", keys.versions))
+        # The versions and the config are read before the transaction too: a transaction
+        # sent again after its reply was lost (a broken connection, a failover) reads them
+        # already deleted.
+        before = yield Pipeline([("HGETALL", keys.versions), ("HGETALL", keys.config)])
         replies = yield Pipeline(
             [
                 ("EXISTS", keys.dropped),
                 mark,
                 ("HGETALL", keys.versions),
                 ("DEL", keys.versions),
+                ("HGETALL", keys.config),
                 ("DEL", keys.config),
                 # a collector at work loses its lease with the config: its next write (each
                 # checks the lease in its script) does nothing, so none lands behind the
@@ -497,13 +499,15 @@ class Registry:
         )
         if may_scan:  # after the config: a listed name without one is skipped by listings
             yield Command(("SREM", REGISTRY, name))
-        existed = bool(replies[4]) and not replies[0]
-        # generations of versions (a writer's copy may have no index yet)
+        existed = bool(replies[5]) and not replies[0]
+        # generations of versions, of stages and of a copy under way (a writer's copy has
+        # no index until it is done; a copy_docs.lua after the DEL above copies nothing)
         versioned = {
             ref[1]
-            for raw in (before, replies[2])
+            for raw in (before[0], replies[2])
             for ref in generations.parse_versions(raw, name).values()
         }
+        versioned |= _config_gens(before[1]) | _config_gens(replies[4])
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
         listed = yield from generations.listed_indexes(keys.config)
@@ -610,3 +614,24 @@ class Registry:
             cluster=bool(int(infos[0].get("cluster_enabled", 0) or 0)),
             primaries=len(infos),
         )
+
+
+def _config_gens(raw: dict[bytes, bytes]) -> set[int]:
+    """The generations a space's config hash names (keys.py): the counted ones (``n:<g>``,
+    ``built:<g>``, ``gc:<g>``), a copy under way (``fork_gen``) and the stages' (the first
+    word of each ``stage:<label>`` record). Fields that do not parse are skipped. Pure."""
+    gens: set[int] = set()
+    for field, value in raw.items():
+        name = field.decode(errors="replace")
+        text = value.decode(errors="replace")
+        if name.startswith(("n:", "built:", "gc:")):
+            word = name.split(":", 1)[1]
+        elif name == "fork_gen":
+            word = text
+        elif name.startswith("stage:"):
+            word = text.split(" ", 1)[0]
+        else:
+            continue
+        if word.isdigit():
+            gens.add(int(word))
+    return gens

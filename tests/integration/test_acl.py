@@ -889,3 +889,42 @@ def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
     monkeypatch.undo()
     assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
     assert len(team.hub.space(team.b)) == 20  # the other space is whole
+
+
+def test_an_admin_drop_during_a_copy_leaves_no_document(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin drops the space while a writer copies it (the first write after a
+    snapshot): the copy's generation has no index and no version yet. The drop finds it in
+    the config (``fork_gen``) and deletes it, and the copy's later batches copy nothing
+    (before, 2,500 documents were left, and the config hash was made again by the count of
+    the batches after the drop)."""
+    from rediscache import scripts, wire
+
+    admin = team.user("admin", team.a)
+    keys = SpaceKeys.for_space(team.a)
+    writer = team.hub.space(team.a)
+    n = 2500  # three batches of the owner's copy
+    writer.put_many([f"m{i}" for i in range(n)], _vectors(n, 7))
+    writer.snapshot("v2")
+    sha = scripts.sha("copy_docs")
+    sync_once = wire.Wire.once
+    dropped: list[int] = []
+
+    def once(self: Any, command: Any, *rest: Any) -> Any:
+        reply = sync_once(self, command, *rest)
+        if len(command) > 1 and command[1] == sha and not dropped:
+            dropped.append(1)  # after the copy's first batch
+            with team.hub_as(admin) as h:
+                h.drop_space(team.a)
+        return reply
+
+    monkeypatch.setattr(wire.Wire, "once", once)
+    with pytest.raises(rediscache.SpaceNotFoundError):
+        writer.put("k1", _vectors(1, 8)[0])
+    monkeypatch.undo()
+    assert dropped
+    client = team.hub.node_client(team.a)
+    assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
+    assert not [i for i in client.execute_command("FT._LIST") if i.startswith(keys.prefix.encode())]
+    assert len(team.hub.space(team.b)) == 20  # the other space is whole
