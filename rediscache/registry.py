@@ -482,10 +482,15 @@ class Registry:
         # sent again after its reply was lost (a broken connection, a failover) reads them
         # already deleted.
         before = yield Pipeline([("HGETALL", keys.versions), ("HGETALL", keys.config)])
+        known = _version_gens(before[0], name) | _config_gens(before[1])
+        # a role's drop lists them as garbage in the same step: a drop cut after it (Ctrl-C,
+        # kill -9) and run again finds them there, where the versions and config are gone
+        listing = [("SADD", keys.garbage, *sorted(known))] if known and not may_scan else []
         replies = yield Pipeline(
             [
                 ("EXISTS", keys.dropped),
                 mark,
+                *listing,
                 ("HGETALL", keys.versions),
                 ("DEL", keys.versions),
                 ("HGETALL", keys.config),
@@ -499,15 +504,11 @@ class Registry:
         )
         if may_scan:  # after the config: a listed name without one is skipped by listings
             yield Command(("SREM", REGISTRY, name))
+        replies = replies[len(listing) :]
         existed = bool(replies[5]) and not replies[0]
         # generations of versions, of stages and of a copy under way (a writer's copy has
         # no index until it is done; a copy_docs.lua after the DEL above copies nothing)
-        versioned = {
-            ref[1]
-            for raw in (before[0], replies[2])
-            for ref in generations.parse_versions(raw, name).values()
-        }
-        versioned |= _config_gens(before[1]) | _config_gens(replies[4])
+        versioned = known | _version_gens(replies[2], name) | _config_gens(replies[4])
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
         listed = yield from generations.listed_indexes(keys.config)
@@ -614,6 +615,11 @@ class Registry:
             cluster=bool(int(infos[0].get("cluster_enabled", 0) or 0)),
             primaries=len(infos),
         )
+
+
+def _version_gens(raw: dict[bytes, bytes], space: str) -> set[int]:
+    """The generations of the versions in a versions hash. Pure."""
+    return {ref[1] for ref in generations.parse_versions(raw, space).values()}
 
 
 def _config_gens(raw: dict[bytes, bytes]) -> set[int]:

@@ -928,3 +928,38 @@ def test_an_admin_drop_during_a_copy_leaves_no_document(
     assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
     assert not [i for i in client.execute_command("FT._LIST") if i.startswith(keys.prefix.encode())]
     assert len(team.hub.space(team.b)) == 20  # the other space is whole
+
+
+def test_an_admin_drop_cut_after_its_first_step_is_finished_by_the_next(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's drop cut (Ctrl-C, kill -9) right after the step that deletes the config
+    and versions, then run again: the second finds the generation of a version that had no
+    index (a writer's copy made an instant before) in the garbage set the first step
+    listed, and deletes it (before, the versions were gone and its documents were left)."""
+    from rediscache import generations
+
+    admin = team.user("admin", team.a)
+    keys = SpaceKeys.for_space(team.a)
+    client = team.hub.node_client(team.a)
+    versions = generations.parse_versions(client.hgetall(keys.versions), team.a)
+    gen = keys.gen(versions[min(versions)][1])
+    client.execute_command("FT.DROPINDEX", gen.index)  # its documents stay
+    execute = redis.client.Pipeline.execute
+
+    def cut(self: Any, *args: Any, **kwargs: Any) -> Any:
+        stack = [c[0] for c in self.command_stack]
+        replies = execute(self, *args, **kwargs)
+        if any(c[:2] == ("DEL", keys.versions) for c in stack):
+            raise KeyboardInterrupt
+        return replies
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", cut)
+    with team.hub_as(admin) as h, pytest.raises(KeyboardInterrupt):
+        h.drop_space(team.a)
+    monkeypatch.undo()
+    assert list(client.scan_iter(match=gen.doc_prefix + "*", count=1000))
+    with team.hub_as(admin) as h:
+        h.drop_space(team.a)
+    assert not list(client.scan_iter(match=keys.all_scan_pattern(), count=1000))
+    assert len(team.hub.space(team.b)) == 20  # the other space is whole
