@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 import zlib
 from dataclasses import dataclass
 
@@ -236,8 +237,9 @@ STAGE_PREFIX = "stage:"
 
 def stage_field(label: str) -> str:
     """Field of the config hash holding the record of the stage ``label``
-    (``"<gen> <token> <open|copy> <created_at>"``; rediscache.stages)."""
-    return STAGE_PREFIX + label
+    (``"<gen> <token> <open|copy> <created_at>"``; rediscache.stages), with the label in
+    Unicode's NFC form, as labels are stored (rediscache.versions.check_label)."""
+    return STAGE_PREFIX + unicodedata.normalize("NFC", label)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import json
 import numbers
 import re
 import time
+import unicodedata
 from typing import Any, TypeVar
 
 from . import collect as garbage
@@ -53,7 +54,11 @@ LIVE = "live"
 
 
 def check_label(label: object) -> str:
-    """Return a valid version label or raise InvalidInputError."""
+    """Return a valid version label, in Unicode's NFC form (so that a label typed with a
+    composed "é" and one written with "e" and a combining accent are one label), or raise
+    InvalidInputError."""
+    if isinstance(label, str):
+        label = unicodedata.normalize("NFC", label)
     if (
         not isinstance(label, str)
         or not 1 <= len(label) <= 100
@@ -100,9 +105,10 @@ def find_version(
     table: dict[int, tuple[Version, T]], ref: VersionRef, name: str
 ) -> tuple[Version, T]:
     """The entry of ``table`` (id -> (Version, where it is)) that ``ref`` (checked by
-    :func:`check_ref`) names. Pure. A label is looked up first; a string ``"v<id>"`` that
-    no version has as its label names the version of that id, as ``str(Version)`` and the
-    CLI show it (``v3``).
+    :func:`check_ref`) names. Pure. A string of digits names the version of that id (labels
+    are never all digits); a label is looked up next, in NFC form (:func:`check_label`);
+    a string ``"v<id>"`` that no version has as its label names the version of that id, as
+    ``str(Version)`` and the CLI show it (``v3``).
 
     Raises:
         VersionNotFoundError: none, naming the versions there are.
@@ -111,8 +117,15 @@ def find_version(
         found = table.get(ref.id)
     elif isinstance(ref, int):
         found = table.get(ref)
+    elif ref.isascii() and ref.isdigit():  # an id as text: labels are never all digits
+        found = table.get(int(ref))
     else:
-        found = next((t for t in table.values() if t[0].label == ref), None)
+        wanted = unicodedata.normalize("NFC", ref)
+        found = next(
+            (t for t in table.values()
+             if t[0].label is not None and unicodedata.normalize("NFC", t[0].label) == wanted),
+            None,
+        )  # fmt: skip
         if found is None and (shown := _SHOWN_ID.fullmatch(ref)) is not None:
             found = table.get(int(shown.group(1)))
     if found is None:

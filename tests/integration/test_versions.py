@@ -940,6 +940,9 @@ def test_a_collector_lease_sent_again_is_still_its_own(
     space, _ = _space(hub, space_name, n=30)
     space.snapshot("v1")
     space.put("k0", np.ones(4))  # copies the live generation for v1
+    # the copy's background collection ends first: still running, it would collect v1's
+    # copy below itself (a busy machine, the test's count 0)
+    wait_background()
     space.delete_version("v1", collect=False)  # v1's copy is garbage
     wait_background()
     lease = space.keys.gc_lock

@@ -117,6 +117,21 @@ def test_a_version_is_found_as_it_is_shown() -> None:
     assert find_version(table, "v1", "s")[0].id == 7  # the label first
     assert find_version(table, "v7", "s")[0].id == 7
     assert find_version(table, "prod", "s")[0].id == 3
-    for ref in ("v2", "v03", "V3", "v3 ", "3", "v"):
+    assert find_version(table, "3", "s")[0].id == 3  # an id as text (labels are not digits)
+    for ref in ("v2", "v03", "V3", "v3 ", "2", "03x", "v"):
         with pytest.raises(VersionNotFoundError):
             find_version(table, ref, "s")
+
+
+def test_labels_are_one_whatever_their_unicode_form() -> None:
+    """A label written with a combining accent ("e" + U+0301) and one typed with the
+    composed letter are the same label: stored in NFC, and found in either form, also for
+    a label stored before in the other form (before, each form found only itself)."""
+    from rediscache.keys import stage_field
+    from rediscache.versions import find_version
+
+    assert check_label("pre\u0301d") == "pr\u00e9d"
+    assert stage_field("pre\u0301d") == stage_field("pr\u00e9d")
+    table = {i: (Version(i, label, 0.0, 0, "s"), i) for i, label in ((1, "pre\u0301d"), (2, "x"))}
+    assert find_version(table, "pr\u00e9d", "s")[0].id == 1
+    assert find_version(table, "pre\u0301d", "s")[0].id == 1
