@@ -510,7 +510,7 @@ def ride(
         try:
             reply = perform(effect)
             problem = refused(reply)
-            if problem is None:
+            if problem is None or _optional(effect, problem):
                 return reply
         except BaseException as exc:
             if not (unsent(exc) or (lost_read(exc) and _reads(effect, reads))):
@@ -520,6 +520,15 @@ def ride(
         pause = wait.pause(problem)
         forget()
         time.sleep(pause)
+
+
+def _optional(effect: Any, problem: BaseException) -> bool:
+    """Whether ``problem``, a refusal of ``effect``, is answered as it is rather than waited
+    out: a primary without its replicas (``NOREPLICAS``) refusing a write that is not the
+    data's (``Once.data`` False: a search index's "complete" mark, which only saves a later
+    check). Waiting would hold a search for ``failover_wait`` and then fail it, where the
+    primary serves the search itself (a set of one replica, after its primary died)."""
+    return isinstance(effect, Once) and not effect.data and "NOREPLICAS" in str(problem)
 
 
 async def ride_async(
@@ -535,7 +544,7 @@ async def ride_async(
         try:
             reply = await perform(effect)
             problem = refused(reply)
-            if problem is None:
+            if problem is None or _optional(effect, problem):
                 return reply
         except Exception as exc:
             if not (unsent(exc) or (lost_read(exc) and _reads(effect, reads))):

@@ -680,11 +680,19 @@ def copy_docs_call(
 
 def mark_built_call(config: str, field: str, run_id: bytes) -> ScriptCall[bool]:
     """``mark_built.lua``: HSET ``field`` = ``run_id`` in the space's ``config`` hash if it
-    exists (True), else nothing (False: the space was dropped). One round trip, atomic."""
+    exists (True), else nothing (False: the space was dropped, or a primary without its
+    replicas refused the write, ``NOREPLICAS``: the mark only saves a later FT.INFO, and a
+    search must not fail for it). One round trip, atomic."""
+    raiser = _raiser("mark_built", [])
+
+    def failed(exc: redis.ResponseError) -> bool:
+        if str(exc).startswith("NOREPLICAS"):
+            return False
+        raiser(exc)
+
     return ScriptCall(
-        "mark_built", [config], [field, run_id], lambda reply: bool(reply),
-        _raiser("mark_built", []), data=False,
-    )  # fmt: skip
+        "mark_built", [config], [field, run_id], lambda reply: bool(reply), failed, data=False
+    )
 
 
 def gc_config_call(

@@ -418,3 +418,34 @@ def test_more_concurrent_calls_than_connections_wait_for_one(
             small.node_client(space_name).connection_pool.release(held)
         assert "max_connections=1" in str(err.value) and "nothing was sent" in str(err.value)
         assert small.space(space_name).get("k1") is not None
+
+
+def test_reads_of_a_primary_refusing_writes_for_want_of_replicas(own_dir: Path) -> None:
+    """A primary short of replicas (min-replicas-to-write, NOREPLICAS) takes no write but
+    serves reads: a new hub's first search, whose index check also writes the index's
+    "complete" mark, answers (before, it raised the mark's refusal as ServerError, and a
+    hub over Sentinels waited it out for failover_wait, then raised FailoverTimeoutError),
+    sync and asyncio; a put is refused and says why."""
+    info, _ = server.start(server.ServerConfig(data_dir=own_dir))
+    admin = info.client()
+    try:
+        with rediscache.connect(info.url) as hub:
+            sp = hub.create_space("items", DIM, metric="l2")
+            sp.put_many([f"k{i}" for i in range(10)], np.random.default_rng(1).random((10, DIM)))
+        admin.config_set("min-replicas-to-write", 1)
+        with rediscache.connect(info.url) as hub:
+            sp = hub.space("items")
+            assert len(sp.search(np.ones(DIM), 3)) == 3
+            with pytest.raises(rediscache.ServerError, match="NOREPLICAS"):
+                sp.put("x", np.ones(DIM))
+
+        async def fresh_async() -> int:
+            ahub = await connect_async(info.url)
+            async with ahub:
+                asp = await ahub.space("items")
+                return len(await asp.search(np.ones(DIM), 3))
+
+        assert asyncio.run(fresh_async()) == 3
+    finally:
+        admin.config_set("min-replicas-to-write", 0)
+        admin.close()

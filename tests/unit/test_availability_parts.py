@@ -245,3 +245,27 @@ def test_an_asyncio_read_of_a_server_that_stopped_answering_times_out() -> None:
             await asyncio.wait_for(_read_replies(silent, 1, 0.2), 5)
 
     asyncio.run(main())
+
+
+def test_a_search_index_mark_refused_for_want_of_replicas_is_not_waited_out() -> None:
+    """A primary short of replicas (NOREPLICAS) refuses the search index's "complete" mark
+    (``Once.data`` False, mark_built.lua): the refusal is answered at once, not waited out
+    for ``failover_wait`` (a search then failed with FailoverTimeoutError, where the primary
+    serves the search itself), and the mark's call reads it as "not marked". A write of the
+    data is still waited for."""
+    from rediscache import scripts
+    from rediscache.drive import ride
+    from rediscache.effects import Once
+
+    refusal = redis.ResponseError("NOREPLICAS Not enough good replicas to write.")
+    sent: list[object] = []
+
+    def perform(effect: object) -> object:
+        sent.append(effect)
+        return refusal
+
+    assert ride(perform, Once(("EVALSHA", "abc", 0), False), 5.0, lambda: None) is refusal
+    assert len(sent) == 1
+    with pytest.raises(rediscache.FailoverTimeoutError, match="no primary took writes"):
+        ride(perform, Once(("EVALSHA", "abc", 0), True), 0.0, lambda: None)
+    assert scripts.mark_built_call("cfg", "built:1", b"run").finish(refusal) is False
