@@ -867,13 +867,10 @@ def test_a_revoke_sent_again_still_says_it_revoked(
     assert not team.hub.revoke(reader)  # gone: nothing left to revoke
 
 
-def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
-    team: Team, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """An admin's drop whose transaction (the marks, the versions read, the config's DEL)
-    is sent a second time, as after a lost reply, still deletes the documents of a version
-    whose generation has no index (a writer's copy made an instant before): the second
-    send read the versions already deleted, and its collection missed them."""
+def _unindexed_version(team: Team) -> tuple[str, SpaceKeys, Any, Any]:
+    """An admin of space ``a`` whose first version's generation has lost its index (its
+    documents stay: a writer's copy made an instant before has none yet): the admin, the
+    space's keys, a client of its node and that generation's keys."""
     from rediscache import generations
 
     admin = team.user("admin", team.a)
@@ -881,7 +878,18 @@ def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
     client = team.hub.node_client(team.a)
     versions = generations.parse_versions(client.hgetall(keys.versions), team.a)
     gen = keys.gen(versions[min(versions)][1])
-    client.execute_command("FT.DROPINDEX", gen.index)  # its documents stay
+    client.execute_command("FT.DROPINDEX", gen.index)
+    return admin, keys, client, gen
+
+
+def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admin's drop whose transaction (the marks, the versions read, the config's DEL)
+    is sent a second time, as after a lost reply, still deletes the documents of a version
+    whose generation has no index (a writer's copy made an instant before): the second
+    send read the versions already deleted, and its collection missed them."""
+    admin, keys, client, gen = _unindexed_version(team)
     assert list(client.scan_iter(match=gen.doc_prefix + "*", count=1000))
     send_twice(monkeypatch, lambda c: c[:2] == ("DEL", keys.versions))
     with team.hub_as(admin) as h:
@@ -937,14 +945,7 @@ def test_an_admin_drop_cut_after_its_first_step_is_finished_by_the_next(
     and versions, then run again: the second finds the generation of a version that had no
     index (a writer's copy made an instant before) in the garbage set the first step
     listed, and deletes it (before, the versions were gone and its documents were left)."""
-    from rediscache import generations
-
-    admin = team.user("admin", team.a)
-    keys = SpaceKeys.for_space(team.a)
-    client = team.hub.node_client(team.a)
-    versions = generations.parse_versions(client.hgetall(keys.versions), team.a)
-    gen = keys.gen(versions[min(versions)][1])
-    client.execute_command("FT.DROPINDEX", gen.index)  # its documents stay
+    admin, keys, client, gen = _unindexed_version(team)
     execute = redis.client.Pipeline.execute
 
     def cut(self: Any, *args: Any, **kwargs: Any) -> Any:

@@ -782,6 +782,19 @@ def test_a_copy_whose_batches_are_sent_again_counts_each_document_once(
     np.testing.assert_array_equal(stage.get_many(keys[1:]), vecs[1:])
 
 
+def _snapshotted(
+    make: Callable[..., Any], name: str, n: int, seed: int
+) -> tuple[Any, list[str], np.ndarray]:
+    """A FLAT l2 space of ``n`` random 4-d vectors and a version "before" of it (its first
+    write copies it): the space, its keys and vectors."""
+    keys = [f"k{i}" for i in range(n)]
+    vecs = np.random.default_rng(seed).normal(size=(n, 4)).astype(np.float32)
+    api = make(name, 4, metric="l2", algorithm="flat")
+    api.put_many(keys, vecs)
+    api.snapshot("before")
+    return api, keys, vecs
+
+
 @pytest.mark.parametrize("short_copies", [1, 2])
 def test_a_short_copy_is_made_again_then_refused(
     make: Callable[..., Any], space_name: str, monkeypatch: pytest.MonkeyPatch, short_copies: int
@@ -814,11 +827,7 @@ def test_a_short_copy_is_made_again_then_refused(
         return 1 if drop(command) else await async_once(client, command, *rest)
 
     n = 2500
-    keys = [f"k{i}" for i in range(n)]
-    vecs = np.random.default_rng(4).normal(size=(n, 4)).astype(np.float32)
-    api = make(space_name, 4, metric="l2", algorithm="flat")
-    api.put_many(keys, vecs)
-    api.snapshot("before")
+    api, keys, vecs = _snapshotted(make, space_name, n, 4)
     monkeypatch.setattr(wire.Wire, "once", once)
     monkeypatch.setattr(drive, "once_async", aonce)
     if short_copies == 1:
@@ -872,11 +881,7 @@ def test_a_copy_cut_by_a_lost_reply_says_the_write_was_not_sent(
         return reply
 
     n = 2500
-    keys = [f"k{i}" for i in range(n)]
-    vecs = np.random.default_rng(5).normal(size=(n, 4)).astype(np.float32)
-    api = make(space_name, 4, metric="l2", algorithm="flat")
-    api.put_many(keys, vecs)
-    api.snapshot("before")
+    api, keys, vecs = _snapshotted(make, space_name, n, 5)
     monkeypatch.setattr(wire.Wire, "once", once)
     monkeypatch.setattr(drive, "once_async", aonce)
     with pytest.raises(rediscache.ConnectionFailedError, match="was not sent") as err:
