@@ -144,19 +144,13 @@ class Searches:
         ):
             return SLOW
         gen, state, codec = t.gen, t.state_bytes, t.codec
-        blob = codec.sent_first(vector)
-        if blob is None or gen.gen not in t.readiness.ready or t.reconnected():
-            # another kind of vector (checked before it is sent), or an index to check
-            request = self._request(vector, k, with_vectors, with_metadata)
-            if request is None:
-                return SLOW
-            first = wire.roundtrip(*request)
-        else:  # the usual query: sent at once, checked while the server searches
-            first = wire.roundtrip(
-                [(*prepared.head, blob, *prepared.tail), prepared.check],
-                prepared.before + blob + prepared.after,
-                functools.partial(codec.bytes_error, blob),
-            )
+        if gen.gen not in t.readiness.ready or t.reconnected():
+            return SLOW  # an index to check first: the flow does
+        blob = codec.checked_bytes(vector)
+        first = wire.roundtrip(
+            [(*prepared.head, blob, *prepared.tail), prepared.check],
+            prepared.before + blob + prepared.after,
+        )
         if first[1] != state or t.reconnected() or isinstance(first[0], Exception):
             return SLOW
         hits = _quick_hits(first[0], gen, codec, with_vectors)
@@ -174,17 +168,10 @@ class Searches:
         prepared = self._simple.get((k, with_vectors, with_metadata))
         if prepared is None:
             return None
-        codec = t.codec
-        blob = codec.sent_first(vector)
-        if blob is None:
-            blob = codec.encode(codec.as_vector(vector))
-            meanwhile = None
-        else:  # checked while the server searches: raised before any hit is read
-            meanwhile = functools.partial(codec.bytes_error, blob)
+        blob = t.codec.checked_bytes(vector)
         return Roundtrip(
             [(*prepared.head, blob, *prepared.tail), prepared.check],
             prepared.before + blob + prepared.after,
-            meanwhile,
         )
 
     def search_many(
