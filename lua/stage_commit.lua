@@ -8,7 +8,8 @@
 -- ARGV[2]  the token stage.lua was given
 --
 -- Reply: { record, new state }: the stage's open record and the space's state.
--- Errors: "RC_LOST" (the lease expired and a writer took the copy over: the copy is
+-- Errors: "RC_NOSTATE" (the space was dropped meanwhile: nothing is written),
+--         "RC_LOST" (the lease expired and a writer took the copy over: the copy is
 --         garbage and the stage is gone), "RC_GONE" (the stage was discarded meanwhile: the
 --         copy is garbage), "RC_COUNT <expected> <copied>" (the copy has another number
 --         of documents than the live generation, counted by copy_docs.lua in the config
@@ -23,6 +24,7 @@
 local cfg, lock, garbage = KEYS[1], KEYS[2], KEYS[3]
 local state = redis.call("HGET", cfg, "state")
 local epoch, live, shared, fork, origin = string.match(state or "", "^(%d+) (%d+) ([01]) (%S+)(.*)$")
+if not epoch then return redis.error_reply("RC_NOSTATE") end
 local record = redis.call("HGET", cfg, ARGV[1])
 local gen, token = string.match(record or "", "^(%d+) (%S+) ")
 if fork ~= ARGV[2] or redis.call("GET", lock) ~= ARGV[2] then

@@ -50,6 +50,7 @@ from .errors import (
     KeyNotFoundError,
     OutcomeUnknownError,
     ServerError,
+    SpaceNotFoundError,
     StageNotFoundError,
     StaleStateError,
     VersionNotFoundError,
@@ -835,6 +836,11 @@ def stage_commit_call(
     def failed(exc: redis.ResponseError) -> NoReturn:
         msg = str(exc)
         code = msg.split(" ")[0]
+        if code == "RC_NOSTATE":
+            raise SpaceNotFoundError(
+                f"the space was dropped while stage {label!r} was being copied from it: "
+                "nothing was staged"
+            ) from exc
         if code in ("RC_LOST", "RC_GONE"):
             why = "its copy took longer than its lease and a writer took it over"
             if code == "RC_GONE":

@@ -899,14 +899,16 @@ def test_an_admin_drop_sent_again_still_deletes_unindexed_versions(
     assert len(team.hub.space(team.b)) == 20  # the other space is whole
 
 
+@pytest.mark.parametrize("copier", ["put", "stage"])
 def test_an_admin_drop_during_a_copy_leaves_no_document(
-    team: Team, monkeypatch: pytest.MonkeyPatch
+    team: Team, monkeypatch: pytest.MonkeyPatch, copier: str
 ) -> None:
     """An admin drops the space while a writer copies it (the first write after a
-    snapshot): the copy's generation has no index and no version yet. The drop finds it in
-    the config (``fork_gen``) and deletes it, and the copy's later batches copy nothing
-    (before, 2,500 documents were left, and the config hash was made again by the count of
-    the batches after the drop)."""
+    snapshot; a stage copied from live): the copy's generation has no index and no version
+    yet. The drop finds it in the config (``fork_gen``) and deletes it, the copy's later
+    batches copy nothing, and the writer is told the space was dropped (before, 2,500
+    documents or the config hash, made again by the count of the batches after the drop,
+    were left, and a stage said its copy had been taken over by a writer)."""
     from rediscache import scripts, wire
 
     admin = team.user("admin", team.a)
@@ -928,8 +930,11 @@ def test_an_admin_drop_during_a_copy_leaves_no_document(
         return reply
 
     monkeypatch.setattr(wire.Wire, "once", once)
-    with pytest.raises(rediscache.SpaceNotFoundError):
-        writer.put("k1", _vectors(1, 8)[0])
+    with pytest.raises(rediscache.SpaceNotFoundError, match="dropped"):
+        if copier == "put":
+            writer.put("k1", _vectors(1, 8)[0])
+        else:
+            writer.stage("release", empty=False)
     monkeypatch.undo()
     assert dropped
     client = team.hub.node_client(team.a)
