@@ -56,23 +56,25 @@ LIVE = "live"
 def check_label(label: object) -> str:
     """Return a valid version label, in Unicode's NFC form (so that a label typed with a
     composed "é" and one written with "e" and a combining accent are one label), or raise
-    InvalidInputError."""
-    if isinstance(label, str):
-        label = unicodedata.normalize("NFC", label)
-    if (
-        not isinstance(label, str)
-        or not 1 <= len(label) <= 100
-        or label.isdigit()
-        or label == LIVE
-        or not label.isprintable()
-        or label != label.strip()
-    ):
-        raise InvalidInputError(
-            f"invalid version label {label!r}: use 1-100 printable characters, not only "
-            f"digits (those name version ids), without spaces around them (shown and typed "
-            f"apart from the label without), and not {LIVE!r}"
-        )
-    return label
+    InvalidInputError saying what is wrong with it: 1-100 printable characters, without
+    spaces around them, not only digits (those name version ids), and not ``"live"``. A
+    label ``"v3"`` is taken: lookups find labels before ids shown so (:func:`find_version`)."""
+    if not isinstance(label, str):
+        raise InvalidInputError(f"a version label is a string, got {label!r}")
+    label = unicodedata.normalize("NFC", label)
+    if not 1 <= len(label) <= 100:
+        why = f"use 1-100 characters, got {len(label)}"
+    elif not label.isprintable():
+        why = "use printable characters only"
+    elif label != label.strip():
+        why = "no spaces around it (it would be shown and typed like the label without)"
+    elif label.isdigit():
+        why = "digits name version ids: add a letter or a word"
+    elif label == LIVE:
+        why = f"{LIVE!r} names the live space"
+    else:
+        return label
+    raise InvalidInputError(f"invalid version label {label!r}: {why}")
 
 
 def check_ref(ref: object, name: str) -> VersionRef:

@@ -80,7 +80,9 @@ def versions(state: State, space_name: str, as_json: bool) -> None:
 def rollback(state: State, space_name: str, version: str, yes: bool, as_json: bool) -> None:
     """Make the live SPACE exactly VERSION (id as 3 or v3, or label): an atomic, instant switch.
 
-    The live contents are replaced; snapshot first to be able to come back to them.
+    The live contents are replaced; snapshot first to be able to come back to them. VERSION
+    is looked up as a label first: a version labelled "v1" wins over the id shown as v1
+    (`versions` lists both).
 
     \b
     Example:
@@ -196,7 +198,8 @@ def diff(
 @click.pass_obj
 @friendly
 def delete_version(state: State, space_name: str, version: str, yes: bool) -> None:
-    """Delete a version of SPACE; memory nothing else uses is reclaimed.
+    """Delete VERSION of SPACE (id as 3 or v3, or label; a label "v1" wins over the id
+    shown as v1); memory nothing else uses is reclaimed.
 
     \b
     Example:

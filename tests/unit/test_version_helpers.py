@@ -68,6 +68,13 @@ def test_bad_labels(bad: object) -> None:
         check_label(bad)
 
 
+def test_a_bad_label_is_told_what_is_wrong() -> None:
+    for bad, said in (("x" * 101, "got 101"), (" v1", "spaces around"), ("42", "digits"),
+                      ("a\tb", "printable"), ("live", "live space"), (3, "string")):  # fmt: skip
+        with pytest.raises(InvalidInputError, match=said):
+            check_label(bad)
+
+
 def test_good_labels_and_records() -> None:
     assert check_label("model-2026-11 (retrain)") == "model-2026-11 (retrain)"
     raw = {
