@@ -756,8 +756,8 @@ class PartitionSet:
         yield from self._lease(token)
         try:
             table = yield from self._table()
-            if label is not None and any(v.label == label for v, _ in table.values()):
-                raise InvalidInputError(f"space {self.keys.shown} has a version {label!r}")
+            if text and any(v.label == text for v, _ in table.values()):
+                raise InvalidInputError(f"space {self.keys.shown} has a version {text!r}")
             created = time.time()
             ids: list[int] = []
             total = 0
@@ -782,7 +782,7 @@ class PartitionSet:
             yield from self._unlease(token)
         if keep_last is not None:
             yield from self.prune_versions(keep_last)
-        return Version(vid, label, created, total, self.keys.name)
+        return Version(vid, text or None, created, total, self.keys.name)
 
     def rollback(self, ref: VersionRef, *, collect: bool = True) -> Flow[Version]:
         """Make the live space exactly the version ``ref`` in every partition, atomically
@@ -992,7 +992,7 @@ class PartitionSet:
         if live is None or self.stage_label is None:
             raise InvalidInputError(f"{self.where()} is not a stage")
         if label is not None:
-            check_label(label)
+            label = check_label(label)
             if not keep:
                 raise InvalidInputError("label names the version kept: pass keep=True with it")
         yield from self.build(timeout=timeout)

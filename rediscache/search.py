@@ -147,6 +147,7 @@ class Searches:
         if gen.gen not in t.readiness.ready or t.reconnected():
             return SLOW  # an index to check first: the flow does
         blob = codec.checked_bytes(vector)
+        # the request as _request builds it, inline: a shared helper measured 1.5% slower
         first = wire.roundtrip(
             [(*prepared.head, blob, *prepared.tail), prepared.check],
             prepared.before + blob + prepared.after,

@@ -419,7 +419,7 @@ class StageOps:
             yield from collect.in_background(keys, space.readiness.ready)
             if not done.version:
                 return None
-            return Version(done.version, label, created, done.documents, keys.name)
+            return Version(done.version, text or None, created, done.documents, keys.name)
         raise StaleStateError(f"{t.where()} kept changing during publish; retry")
 
     def discard(self) -> Flow[None]:

@@ -267,7 +267,7 @@ class Versions:
         else:
             raise StaleStateError(f"space {t.keys.shown} kept changing during a snapshot; retry")
         t.set_state(SpaceState.parse(snap.state))
-        version = Version(snap.id, label, created, snap.count, t.keys.name)
+        version = Version(snap.id, text or None, created, snap.count, t.keys.name)
         if keep_last is not None:
             yield from self.prune_versions(keep_last)
         return version

@@ -955,3 +955,27 @@ def test_a_collector_lease_sent_again_is_still_its_own(
     tries = send_twice(monkeypatch, lambda c: c[:2] == ("SET", lease), first=1)
     assert space.collect_garbage() == 30
     assert len(tries) == 1  # one round trip for the lease, not a wait for its expiry
+
+
+@pytest.mark.parametrize("partitioned", [False, True])
+def test_a_label_comes_back_as_it_is_kept(
+    make: Callable[..., Any], space_name: str, partitioned: bool
+) -> None:
+    """A label given with a combining accent is kept in NFC: the Version that snapshot and
+    publish return carries the kept form, and the same label in the other form is the same
+    label (before, the returned Version kept the given form, and a partitioned space's
+    publish kept it too)."""
+    shape: dict[str, Any] = {"metric": "l2", **({"partitions": 2} if partitioned else {})}
+    api = make(space_name, 4, **shape)
+    api.put("a", np.ones(4))
+    nfd, nfc = "pre\u0301d", "pr\u00e9d"
+    version = api.snapshot(nfd)
+    assert version.label == nfc and [v.label for v in api.versions()] == [nfc]
+    with pytest.raises(rediscache.InvalidInputError):
+        api.snapshot(nfc)  # the same label
+    stage = api.stage("next")
+    stage.put("b", np.zeros(4))
+    kept = stage.publish(label="mode\u0300le")
+    assert kept is not None and kept.label == "mod\u00e8le"
+    assert [v.label for v in api.versions()] == [nfc, "mod\u00e8le"]
+    assert api.version("mod\u00e8le").id == kept.id
