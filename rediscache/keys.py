@@ -67,12 +67,14 @@ from .errors import InvalidInputError
 __all__ = [
     "ACL_RECORDS",
     "DOC_MARKER",
+    "FORK_GEN_FIELD",
     "REGISTRY",
     "ROOT",
     "STAGE_PREFIX",
     "GenKeys",
     "SpaceKeys",
     "built_field",
+    "config_generations",
     "count_field",
     "partition_name",
     "partition_of",
@@ -240,6 +242,35 @@ def stage_field(label: str) -> str:
     (``"<gen> <token> <open|copy> <created_at>"``; rediscache.stages), with the label in
     Unicode's NFC form, as labels are stored (rediscache.versions.check_label)."""
     return STAGE_PREFIX + unicodedata.normalize("NFC", label)
+
+
+#: Field of the config hash naming the generation a copy of the live one is being made
+#: into (fork_begin.lua, stage.lua), until the copy ends.
+FORK_GEN_FIELD = "fork_gen"
+#: Prefixes of the config hash fields named after a generation: count_field, built_field
+#: and GenKeys.listed_field.
+_GEN_FIELD_PREFIXES = ("n:", "built:", "gc:")
+
+
+def config_generations(config: dict[bytes, bytes]) -> set[int]:
+    """The generations a space's config hash names: those of its per-generation fields
+    (:func:`count_field`, :func:`built_field`, :attr:`GenKeys.listed_field`), the copy
+    under way (:data:`FORK_GEN_FIELD`) and the stages' (the first word of each
+    :func:`stage_field` record). Fields that do not parse are skipped. Pure."""
+    gens: set[int] = set()
+    for field, value in config.items():
+        name = field.decode(errors="replace")
+        if name.startswith(_GEN_FIELD_PREFIXES):
+            word = name.split(":", 1)[1]
+        elif name == FORK_GEN_FIELD:
+            word = value.decode(errors="replace")
+        elif name.startswith(STAGE_PREFIX):
+            word = value.decode(errors="replace").split(" ", 1)[0]
+        else:
+            continue
+        if word.isdigit():
+            gens.add(int(word))
+    return gens
 
 
 @dataclass(frozen=True)

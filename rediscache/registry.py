@@ -31,7 +31,7 @@ from .errors import (
     SpaceNotFoundError,
 )
 from .guard import database, translate
-from .keys import REGISTRY, SpaceKeys, partition_name, validate_space_name
+from .keys import REGISTRY, SpaceKeys, config_generations, partition_name, validate_space_name
 from .server import parse_search_version
 from .state import RELEASE_FIELD, STATE_FIELD, SpaceState, new_origin
 
@@ -482,7 +482,7 @@ class Registry:
         # sent again after its reply was lost (a broken connection, a failover) reads them
         # already deleted.
         before = yield Pipeline([("HGETALL", keys.versions), ("HGETALL", keys.config)])
-        known = _version_gens(before[0], name) | _config_gens(before[1])
+        known = _version_gens(before[0], name) | config_generations(before[1])
         # a role's drop lists them as garbage in the same step: a drop cut after it (Ctrl-C,
         # kill -9) and run again finds them there, where the versions and config are gone
         listing = [("SADD", keys.garbage, *sorted(known))] if known and not may_scan else []
@@ -508,7 +508,7 @@ class Registry:
         existed = bool(replies[5]) and not replies[0]
         # generations of versions, of stages and of a copy under way (a writer's copy has
         # no index until it is done; a copy_docs.lua after the DEL above copies nothing)
-        versioned = known | _version_gens(replies[2], name) | _config_gens(replies[4])
+        versioned = known | _version_gens(replies[2], name) | config_generations(replies[4])
         with contextlib.suppress(redis.ResponseError):  # no alias: nothing to delete
             yield Command(("FT.ALIASDEL", keys.index))
         listed = yield from generations.listed_indexes(keys.config)
@@ -620,24 +620,3 @@ class Registry:
 def _version_gens(raw: dict[bytes, bytes], space: str) -> set[int]:
     """The generations of the versions in a versions hash. Pure."""
     return {ref[1] for ref in generations.parse_versions(raw, space).values()}
-
-
-def _config_gens(raw: dict[bytes, bytes]) -> set[int]:
-    """The generations a space's config hash names (keys.py): the counted ones (``n:<g>``,
-    ``built:<g>``, ``gc:<g>``), a copy under way (``fork_gen``) and the stages' (the first
-    word of each ``stage:<label>`` record). Fields that do not parse are skipped. Pure."""
-    gens: set[int] = set()
-    for field, value in raw.items():
-        name = field.decode(errors="replace")
-        text = value.decode(errors="replace")
-        if name.startswith(("n:", "built:", "gc:")):
-            word = name.split(":", 1)[1]
-        elif name == "fork_gen":
-            word = text
-        elif name.startswith("stage:"):
-            word = text.split(" ", 1)[0]
-        else:
-            continue
-        if word.isdigit():
-            gens.add(int(word))
-    return gens

@@ -45,3 +45,20 @@ def test_scan_patterns_escape_glob_characters() -> None:
     k = SpaceKeys.for_space("a_b-c.d")
     assert k.gen(12).doc_scan_pattern() == "rc:{a_b-c.d}:g12:d:*"
     assert k.all_scan_pattern() == "rc:{a_b-c.d}:*"
+
+
+def test_the_generations_a_config_names() -> None:
+    from rediscache.keys import FORK_GEN_FIELD, built_field, config_generations, stage_field
+
+    space = SpaceKeys.for_space("items")
+    config = {
+        b"state": b"4 2 1 - ab12",
+        count_field(2).encode(): b"10",
+        built_field(3).encode(): b"runid",
+        space.gen(5).listed_field.encode(): b"1",
+        FORK_GEN_FIELD.encode(): b"7",
+        stage_field("rel").encode(): b"9 tok open 1.5",
+        b"next_gen": b"9",
+        b"n:x": b"0",
+    }
+    assert config_generations(config) == {2, 3, 5, 7, 9}
